@@ -1,0 +1,83 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nimbus_core::ErrorCode;
+use nimbus_engine::EngineError;
+
+/// Every error the native API returns: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameter, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let code = e.code();
+        if code == ErrorCode::Internal {
+            // Log the detail once; never send internals (paths, SQL) to clients.
+            tracing::error!("internal error: {e}");
+            return Self::new(code, "internal error; see the server log");
+        }
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<nimbus_core::ValidationError> for ApiError {
+    fn from(v: nimbus_core::ValidationError) -> Self {
+        Self::new(v.code, v.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body =
+            serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Reads a request body up to `limit` bytes, with a precise 413 past it.
+pub async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    what: &str,
+) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| {
+            s.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+        }) || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("{what} is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses a JSON body with a message that says what was wrong and where.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,62 @@
+//! The native control-plane API: JSON over HTTP, described by `openapi.json`.
+//!
+//! Handlers are thin: they parse, call the engine, and render. All errors leave
+//! through [`ApiError`], one JSON shape with a stable code, so clients (the CLI
+//! first) can rely on it. Request bodies are read with explicit limits per route,
+//! never the framework's default, so an oversized payload gets a precise 413.
+
+mod error;
+mod functions;
+mod invoke;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use nimbus_engine::{ControlPlane, Invoker};
+use nimbus_store::LogStore;
+
+pub use error::ApiError;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub control: Arc<ControlPlane>,
+    pub invoker: Arc<Invoker>,
+    pub logs: Arc<dyn LogStore>,
+}
+
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(
+            "/v1/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/v1/openapi.json",
+            get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .route("/v1/code", post(functions::upload_code))
+        .route(
+            "/v1/functions",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/v1/functions/{name}",
+            get(functions::get)
+                .put(functions::put)
+                .patch(functions::patch)
+                .delete(functions::delete),
+        )
+        .route("/v1/functions/{name}/code", put(functions::update_code))
+        .route("/v1/functions/{name}/invoke", post(invoke::invoke))
+        .route("/v1/functions/{name}/logs", get(functions::logs))
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

@@ -1,0 +1,328 @@
+//! The function model: what a user deploys and the rules that make it valid.
+//!
+//! A function is a name, a runtime, a handler, a code package (identified by the
+//! sha256 of its zip) and a few limits. Validation happens here, once, so that every
+//! way of deploying (native API, CLI manifest, AWS API) accepts and refuses exactly
+//! the same things with the same messages.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::limits::*;
+
+/// A validated function name: 1–64 characters of `[A-Za-z0-9_-]`, as on Lambda.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FunctionName(String);
+
+impl FunctionName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for FunctionName {
+    type Error = ValidationError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.is_empty() || s.len() > 64 {
+            return Err(ValidationError::param(format!(
+                "function name must be 1 to 64 characters long, got {}",
+                s.len()
+            )));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(ValidationError::param(format!(
+                "function name {s:?} contains {c:?}; only letters, digits, '-' and '_' are allowed"
+            )));
+        }
+        Ok(Self(s))
+    }
+}
+
+impl FromStr for FunctionName {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_string())
+    }
+}
+
+impl From<FunctionName> for String {
+    fn from(n: FunctionName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How an instance is started. Every runtime speaks the Lambda Runtime API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Runtime {
+    /// The machine's CPython 3 with Nimbus's embedded bootstrap.
+    Python3,
+    /// The machine's Node.js with Nimbus's embedded bootstrap.
+    Nodejs,
+    /// The package's own executable `bootstrap` (any language, any runtime client).
+    Provided,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Python3 => "python3",
+            Runtime::Nodejs => "nodejs",
+            Runtime::Provided => "provided",
+        }
+    }
+
+    /// Default handler for a runtime, as the Lambda console uses.
+    pub fn default_handler(self) -> &'static str {
+        match self {
+            Runtime::Python3 => "lambda_function.lambda_handler",
+            Runtime::Nodejs => "index.handler",
+            Runtime::Provided => "bootstrap",
+        }
+    }
+}
+
+impl FromStr for Runtime {
+    type Err = ValidationError;
+    /// Accepts the Nimbus names and the AWS identifiers people already have in their
+    /// templates (`python3.12`, `nodejs20.x`, `provided.al2023`): the code runs on
+    /// the machine's interpreter either way.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let r = match s {
+            "python3" | "python" => Runtime::Python3,
+            s if s.starts_with("python3.")
+                && s[8..].chars().all(|c| c.is_ascii_digit())
+                && s.len() > 8 =>
+            {
+                Runtime::Python3
+            }
+            "nodejs" | "node" => Runtime::Nodejs,
+            s if s.starts_with("nodejs")
+                && s.ends_with(".x")
+                && s[6..s.len() - 2].chars().all(|c| c.is_ascii_digit())
+                && s.len() > 8 =>
+            {
+                Runtime::Nodejs
+            }
+            "provided" | "provided.al2" | "provided.al2023" => Runtime::Provided,
+            other => {
+                return Err(ValidationError::param(format!(
+                    "unknown runtime {other:?}; expected python3 (or python3.x), nodejs (or nodejsNN.x) or provided"
+                )));
+            }
+        };
+        Ok(r)
+    }
+}
+
+impl TryFrom<String> for Runtime {
+    type Error = ValidationError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Runtime> for String {
+    fn from(r: Runtime) -> String {
+        r.as_str().to_string()
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Environment variables the platform sets itself; users may not override them.
+pub const RESERVED_ENV: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "TZ",
+];
+
+/// The user-controlled configuration of a function (`$LATEST`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    pub name: FunctionName,
+    pub runtime: Runtime,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+impl FunctionConfig {
+    /// Checks every field except the handler, which needs the code package
+    /// (see [`crate::package::PackageListing::check_handler`]).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.memory_mb) {
+            return Err(ValidationError::param(format!(
+                "memory_mb must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}, got {}",
+                self.memory_mb
+            )));
+        }
+        if !(MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&self.timeout_s) {
+            return Err(ValidationError::param(format!(
+                "timeout_s must be between {MIN_TIMEOUT_S} and {MAX_TIMEOUT_S} seconds, got {}",
+                self.timeout_s
+            )));
+        }
+        if self.handler.is_empty() || self.handler.len() > 128 {
+            return Err(ValidationError::param(
+                "handler must be 1 to 128 characters long",
+            ));
+        }
+        if self
+            .handler
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ValidationError::param(format!(
+                "handler {:?} must not contain whitespace or control characters",
+                self.handler
+            )));
+        }
+        if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(ValidationError::param(format!(
+                "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        let mut total = 0;
+        for (k, v) in &self.environment {
+            let valid_key = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_key {
+                return Err(ValidationError::param(format!(
+                    "environment variable name {k:?} must start with a letter and contain only letters, digits and '_'"
+                )));
+            }
+            if RESERVED_ENV.contains(&k.as_str()) {
+                return Err(ValidationError::param(format!(
+                    "environment variable {k} is reserved by the platform and cannot be set"
+                )));
+            }
+            if v.contains('\0') {
+                return Err(ValidationError::param(format!(
+                    "environment variable {k} contains a NUL byte"
+                )));
+            }
+            total += k.len() + v.len();
+        }
+        if total > MAX_ENV_BYTES {
+            return Err(ValidationError::param(format!(
+                "environment variables take {total} bytes; the limit is {MAX_ENV_BYTES}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A deployed function as the control plane stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    #[serde(flatten)]
+    pub config: FunctionConfig,
+    /// Always `$LATEST` until versions exist.
+    pub version: String,
+    /// Hex sha256 of the code zip; the code store is addressed by it.
+    pub code_sha256: String,
+    pub code_size: u64,
+    /// Changes on every update; lets callers detect concurrent modifications.
+    pub revision_id: String,
+    pub created_at: String,
+    pub last_modified: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> FunctionConfig {
+        FunctionConfig {
+            name: "hello".parse().unwrap(),
+            runtime: Runtime::Python3,
+            handler: "app.handler".into(),
+            memory_mb: 128,
+            timeout_s: 3,
+            environment: BTreeMap::new(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!("hello-world_1".parse::<FunctionName>().is_ok());
+        assert!("".parse::<FunctionName>().is_err());
+        assert!("a b".parse::<FunctionName>().is_err());
+        assert!("x".repeat(65).parse::<FunctionName>().is_err());
+        assert!("../etc".parse::<FunctionName>().is_err());
+    }
+
+    #[test]
+    fn runtimes() {
+        assert_eq!("python3.12".parse::<Runtime>().unwrap(), Runtime::Python3);
+        assert_eq!("nodejs20.x".parse::<Runtime>().unwrap(), Runtime::Nodejs);
+        assert_eq!(
+            "provided.al2023".parse::<Runtime>().unwrap(),
+            Runtime::Provided
+        );
+        assert!("python3.".parse::<Runtime>().is_err());
+        assert!(
+            "ruby3.2"
+                .parse::<Runtime>()
+                .unwrap_err()
+                .message
+                .contains("unknown runtime")
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let mut c = cfg();
+        assert!(c.validate().is_ok());
+        c.memory_mb = 64;
+        assert!(c.validate().unwrap_err().message.contains("memory_mb"));
+        c = cfg();
+        c.timeout_s = 901;
+        assert!(c.validate().unwrap_err().message.contains("timeout_s"));
+        c = cfg();
+        c.environment.insert("AWS_REGION".into(), "x".into());
+        assert!(c.validate().unwrap_err().message.contains("reserved"));
+        c = cfg();
+        c.environment.insert("BIG".into(), "x".repeat(5000));
+        assert!(c.validate().unwrap_err().message.contains("limit"));
+    }
+}

@@ -1,0 +1,64 @@
+//! What every event source hands to the scheduler.
+//!
+//! Whatever triggered it (API call, HTTP route, schedule, queue), an invocation is
+//! the same value: an id, a target, a payload and the caller's context. Everything
+//! downstream of the event source is shared.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::function::FunctionName;
+
+/// The request id of one invocation (a UUID, as Lambda's `aws_request_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InvocationId(Arc<str>);
+
+impl InvocationId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string().into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for InvocationId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for InvocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A request to run a function once.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    pub id: InvocationId,
+    pub function: FunctionName,
+    pub payload: Bytes,
+    /// JSON text of the mobile-SDK client context, already base64-decoded.
+    pub client_context: Option<String>,
+    /// X-Ray style trace header; generated when the caller sends none.
+    pub trace_id: Option<String>,
+    /// Return the last 4 KB of the invocation's log with the result.
+    pub want_log_tail: bool,
+}
+
+impl InvokeRequest {
+    pub fn new(function: FunctionName, payload: Bytes) -> Self {
+        Self {
+            id: InvocationId::new(),
+            function,
+            payload,
+            client_context: None,
+            trace_id: None,
+            want_log_tail: false,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Domain types shared by every part of Nimbus.
+//!
+//! This crate has no I/O. It defines what a function *is* (its configuration and
+//! the rules that make one valid), what an invocation carries, and the one table of
+//! public error codes, so that the control plane, the scheduler, the runtimes and
+//! every API speak the same vocabulary and report the same errors.
+
+pub mod error;
+pub mod function;
+pub mod invocation;
+pub mod limits;
+pub mod package;
+
+pub use error::{ErrorCode, ValidationError};
+pub use function::{FunctionConfig, FunctionName, FunctionRecord, Runtime};
+pub use invocation::{InvocationId, InvokeRequest};

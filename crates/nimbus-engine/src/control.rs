@@ -1,0 +1,292 @@
+//! The control plane: every change to what is deployed goes through here.
+//!
+//! The native API, the CLI's manifests and (later) the AWS-compatible API all turn
+//! their requests into these commands, so validation and side effects are the same
+//! whichever door a change came in by. Writes are serialised by one lock: they are
+//! rare, and it makes "validate, store, swap the running version" atomic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime, ValidationError};
+use nimbus_runtime::InstanceSpec;
+use nimbus_store::{CodeInfo, CodeStore, MetadataStore, StoreError};
+use serde::Deserialize;
+
+use crate::registry::{Deployed, Registry};
+use crate::scheduler::Scheduler;
+use crate::{EngineConfig, EngineError};
+
+/// Create (or replace) a function from already-uploaded code.
+#[derive(Debug, Clone)]
+pub struct CreateFunction {
+    pub config: FunctionConfig,
+    pub code_sha256: String,
+}
+
+/// A partial configuration update; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    pub runtime: Option<Runtime>,
+    pub handler: Option<String>,
+    pub memory_mb: Option<u32>,
+    pub timeout_s: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub description: Option<String>,
+}
+
+pub struct ControlPlane {
+    config: EngineConfig,
+    metadata: Arc<dyn MetadataStore>,
+    code: Arc<CodeStore>,
+    registry: Arc<Registry>,
+    scheduler: Arc<Scheduler>,
+    writes: tokio::sync::Mutex<()>,
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f%z")
+        .to_string()
+}
+
+fn revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl ControlPlane {
+    pub fn new(
+        config: EngineConfig,
+        metadata: Arc<dyn MetadataStore>,
+        code: Arc<CodeStore>,
+        registry: Arc<Registry>,
+        scheduler: Arc<Scheduler>,
+    ) -> Self {
+        Self {
+            config,
+            metadata,
+            code,
+            registry,
+            scheduler,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Validates and stores a zip; returns its content address.
+    pub async fn upload_code(&self, zip: Bytes) -> Result<CodeInfo, EngineError> {
+        let code = self.code.clone();
+        let (info, _) = blocking(move || code.put_zip(&zip)).await?;
+        Ok(info)
+    }
+
+    /// Loads every stored function into the registry (server start).
+    pub async fn load_all(&self) -> Result<usize, EngineError> {
+        let records = self.metadata.list_functions().await?;
+        let n = records.len();
+        for record in records {
+            let name = record.config.name.clone();
+            if let Err(e) = self.activate(record).await {
+                tracing::error!(function = %name, "cannot load function: {e}");
+            }
+        }
+        Ok(n)
+    }
+
+    pub async fn get(&self, name: &FunctionName) -> Result<FunctionRecord, EngineError> {
+        self.metadata
+            .get_function(name)
+            .await?
+            .ok_or_else(|| EngineError::FunctionNotFound(name.to_string()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<FunctionRecord>, EngineError> {
+        Ok(self.metadata.list_functions().await?)
+    }
+
+    pub async fn create(&self, req: CreateFunction) -> Result<FunctionRecord, EngineError> {
+        let _w = self.writes.lock().await;
+        self.check(&req.config, &req.code_sha256).await?;
+        let ts = now();
+        let record = FunctionRecord {
+            version: "$LATEST".into(),
+            code_size: self.code_size(&req.code_sha256)?,
+            code_sha256: req.code_sha256,
+            revision_id: revision(),
+            created_at: ts.clone(),
+            last_modified: ts,
+            config: req.config,
+        };
+        match self.metadata.insert_function(&record).await {
+            Err(StoreError::Conflict(_)) => {
+                return Err(EngineError::FunctionExists(record.config.name.to_string()));
+            }
+            other => other?,
+        }
+        self.activate(record.clone()).await?;
+        Ok(record)
+    }
+
+    /// Creates the function, or replaces its code and configuration. Returns
+    /// whether it was created.
+    pub async fn put(&self, req: CreateFunction) -> Result<(FunctionRecord, bool), EngineError> {
+        match self.metadata.get_function(&req.config.name).await? {
+            None => match self.create(req.clone()).await {
+                Err(EngineError::FunctionExists(_)) => Box::pin(self.put(req)).await,
+                other => other.map(|r| (r, true)),
+            },
+            Some(_) => {
+                let name = req.config.name.clone();
+                let config = req.config;
+                let sha = req.code_sha256;
+                self.modify(&name, move |r| {
+                    r.config = config;
+                    r.code_sha256 = sha;
+                })
+                .await
+                .map(|r| (r, false))
+            }
+        }
+    }
+
+    pub async fn update_code(
+        &self,
+        name: &FunctionName,
+        code_sha256: String,
+    ) -> Result<FunctionRecord, EngineError> {
+        self.modify(name, move |r| r.code_sha256 = code_sha256)
+            .await
+    }
+
+    pub async fn update_config(
+        &self,
+        name: &FunctionName,
+        patch: ConfigPatch,
+    ) -> Result<FunctionRecord, EngineError> {
+        self.modify(name, move |r| {
+            let c = &mut r.config;
+            if let Some(v) = patch.runtime {
+                c.runtime = v;
+            }
+            if let Some(v) = patch.handler {
+                c.handler = v;
+            }
+            if let Some(v) = patch.memory_mb {
+                c.memory_mb = v;
+            }
+            if let Some(v) = patch.timeout_s {
+                c.timeout_s = v;
+            }
+            if let Some(v) = patch.environment {
+                c.environment = v;
+            }
+            if let Some(v) = patch.description {
+                c.description = v;
+            }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, name: &FunctionName) -> Result<(), EngineError> {
+        let _w = self.writes.lock().await;
+        if !self.metadata.delete_function(name).await? {
+            return Err(EngineError::FunctionNotFound(name.to_string()));
+        }
+        if let Some(old) = self.registry.remove(name) {
+            old.pool.retire();
+        }
+        Ok(())
+    }
+
+    async fn modify(
+        &self,
+        name: &FunctionName,
+        change: impl FnOnce(&mut FunctionRecord),
+    ) -> Result<FunctionRecord, EngineError> {
+        let _w = self.writes.lock().await;
+        let mut record = self.get(name).await?;
+        change(&mut record);
+        self.check(&record.config, &record.code_sha256).await?;
+        record.code_size = self.code_size(&record.code_sha256)?;
+        record.revision_id = revision();
+        record.last_modified = now();
+        self.metadata.update_function(&record).await?;
+        self.activate(record.clone()).await?;
+        Ok(record)
+    }
+
+    fn code_size(&self, sha: &str) -> Result<u64, EngineError> {
+        // The blob exists (checked in `check`); its size is the zip's size.
+        Ok(self
+            .code
+            .size_of(sha)
+            .map_err(|_| EngineError::CodeNotFound(sha.to_string()))?)
+    }
+
+    /// Validates configuration against the code it will run.
+    async fn check(&self, config: &FunctionConfig, sha: &str) -> Result<(), EngineError> {
+        config.validate()?;
+        if !self.code.contains(sha) {
+            return Err(EngineError::CodeNotFound(sha.to_string()));
+        }
+        let code = self.code.clone();
+        let sha = sha.to_string();
+        let listing = blocking(move || code.listing(&sha)).await?;
+        listing.check_handler(config.runtime, &config.handler)?;
+        Ok(())
+    }
+
+    /// Makes a stored record the running version: unpack code, new pool, swap.
+    async fn activate(&self, record: FunctionRecord) -> Result<Arc<Deployed>, EngineError> {
+        let code = self.code.clone();
+        let sha = record.code_sha256.clone();
+        let root = self.config.code_cache_dir.clone();
+        let code_dir = blocking(move || code.extract(&sha, &root)).await?;
+        let c = &record.config;
+        let spec = Arc::new(InstanceSpec {
+            function: c.name.to_string(),
+            version: record.version.clone(),
+            runtime: c.runtime,
+            handler: c.handler.clone(),
+            memory_mb: c.memory_mb,
+            timeout: std::time::Duration::from_secs(c.timeout_s as u64),
+            code_dir,
+            environment: c.environment.clone(),
+            region: self.config.region.clone(),
+            initialization_type: "on-demand",
+        });
+        let deployed = Arc::new(Deployed {
+            arn: self.config.function_arn(c.name.as_str()),
+            pool: self.scheduler.new_pool(spec.clone()),
+            spec,
+            record,
+        });
+        if let Some(old) = self.registry.put(deployed.clone()) {
+            old.pool.retire();
+        }
+        Ok(deployed)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Store(StoreError::Task(e.to_string())))?
+        .map_err(|e| match e {
+            StoreError::NotFound(what) => EngineError::CodeNotFound(what),
+            other => other.into(),
+        })
+}
+
+impl From<ValidationError> for Box<EngineError> {
+    fn from(v: ValidationError) -> Self {
+        Box::new(EngineError::Invalid(v))
+    }
+}

@@ -1,0 +1,54 @@
+use nimbus_core::{ErrorCode, ValidationError};
+use nimbus_store::StoreError;
+
+/// Errors of the engine, each mapped to a public [`ErrorCode`].
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("function {0} not found")]
+    FunctionNotFound(String),
+    #[error("function {0} already exists")]
+    FunctionExists(String),
+    #[error("code package {0} not found; upload it first")]
+    CodeNotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(
+        "request payload is {size} bytes; the limit for synchronous invocations is {limit} bytes"
+    )]
+    PayloadTooLarge { size: usize, limit: usize },
+    #[error("could not parse request body into json: {0}")]
+    InvalidJson(String),
+    #[error("rate exceeded: {0}")]
+    TooManyRequests(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("could not start an instance: {0}")]
+    InstanceStart(String),
+    #[error("storage: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(v) => EngineError::Invalid(v),
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+impl EngineError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
+            EngineError::FunctionExists(_) => ErrorCode::FunctionExists,
+            EngineError::CodeNotFound(_) => ErrorCode::InvalidParameter,
+            EngineError::Invalid(v) => v.code,
+            EngineError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            EngineError::InvalidJson(_) => ErrorCode::InvalidPayload,
+            EngineError::TooManyRequests(_) => ErrorCode::TooManyRequests,
+            EngineError::ShuttingDown => ErrorCode::ShuttingDown,
+            EngineError::InstanceStart(_) | EngineError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The invocation path: check the request, lease an instance, run, account, log.
+//!
+//! Every event source calls [`Invoker::invoke`]. The invocation runs in its own task
+//! tracked for graceful shutdown, so a caller that disconnects never cancels a
+//! handler midway (Lambda keeps running too) and shutdown can wait for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nimbus_core::limits::{LOG_TAIL_BYTES, MAX_SYNC_REQUEST_BYTES};
+use nimbus_core::{InvocationId, InvokeRequest};
+use nimbus_runtime::{Dispatch, LogLine, Outcome};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::{Deployed, Registry};
+use crate::report;
+use crate::scheduler::Scheduler;
+use crate::{EngineConfig, EngineError};
+
+/// What the caller gets back.
+#[derive(Debug, Clone)]
+pub struct InvocationResult {
+    pub request_id: InvocationId,
+    pub executed_version: String,
+    pub outcome: Outcome,
+    pub cold_start: bool,
+    pub init_duration: Option<Duration>,
+    pub duration: Duration,
+    pub billed_ms: u64,
+    pub memory_mb: u32,
+    pub max_memory_used_mb: u64,
+    /// The last 4 KB of this invocation's log (START … REPORT), when asked for.
+    pub log_tail: Option<String>,
+}
+
+pub struct Invoker {
+    registry: Arc<Registry>,
+    scheduler: Arc<Scheduler>,
+    logs: mpsc::Sender<LogLine>,
+    tracker: TaskTracker,
+}
+
+impl Invoker {
+    pub fn new(
+        _config: &EngineConfig,
+        registry: Arc<Registry>,
+        scheduler: Arc<Scheduler>,
+        logs: mpsc::Sender<LogLine>,
+    ) -> Self {
+        Self {
+            registry,
+            scheduler,
+            logs,
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Runs one invocation synchronously and returns its result.
+    pub async fn invoke(&self, mut req: InvokeRequest) -> Result<InvocationResult, EngineError> {
+        if self.tracker.is_closed() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let deployed = self
+            .registry
+            .get(&req.function)
+            .ok_or_else(|| EngineError::FunctionNotFound(req.function.to_string()))?;
+        check_payload(&mut req.payload)?;
+        let scheduler = self.scheduler.clone();
+        let logs = self.logs.clone();
+        let task = self
+            .tracker
+            .spawn(async move { run(deployed, req, &scheduler, &logs).await });
+        task.await
+            .map_err(|e| EngineError::InstanceStart(format!("invocation task failed: {e}")))?
+    }
+
+    /// Refuses new invocations and waits up to `grace` for running ones.
+    /// Returns how many were still running when the grace period ended.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.tracker.close();
+        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+        self.tracker.len()
+    }
+}
+
+fn check_payload(payload: &mut Bytes) -> Result<(), EngineError> {
+    if payload.len() > MAX_SYNC_REQUEST_BYTES {
+        return Err(EngineError::PayloadTooLarge {
+            size: payload.len(),
+            limit: MAX_SYNC_REQUEST_BYTES,
+        });
+    }
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        *payload = Bytes::from_static(b"{}");
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        .map_err(|e| EngineError::InvalidJson(e.to_string()))?;
+    Ok(())
+}
+
+fn trace_id() -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    let secs = chrono::Utc::now().timestamp();
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        &u[..24],
+        &u[16..32]
+    )
+}
+
+async fn run(
+    deployed: Arc<Deployed>,
+    req: InvokeRequest,
+    scheduler: &Scheduler,
+    logs: &mpsc::Sender<LogLine>,
+) -> Result<InvocationResult, EngineError> {
+    let mut lease = scheduler.acquire(&deployed.pool).await?;
+    let cold = lease.is_cold();
+    let spec = &deployed.spec;
+    let rid = req.id.clone();
+    let rid_arc: Arc<str> = rid.as_str().into();
+    let function: Arc<str> = spec.function.as_str().into();
+    let instance: Arc<str> = lease.instance().id().into();
+    let emit = |text: String| {
+        let line = LogLine {
+            function: function.clone(),
+            instance: instance.clone(),
+            request_id: Some(rid_arc.clone()),
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            text,
+        };
+        async move {
+            let _ = logs.send(line).await;
+        }
+    };
+    let start_line = report::start(rid.as_str(), &spec.version);
+    emit(start_line.clone()).await;
+    let dispatch = Dispatch {
+        request_id: rid.clone(),
+        payload: req.payload,
+        invoked_arn: deployed.arn.clone(),
+        trace_id: req.trace_id.unwrap_or_else(trace_id),
+        client_context: req.client_context,
+        capture_output: req.want_log_tail,
+    };
+    let result = lease.instance().invoke(dispatch).await;
+    lease.release(result.healthy);
+
+    let max_used_mb = result.max_memory_bytes.div_ceil(1024 * 1024);
+    let end_line = report::end(rid.as_str());
+    let report_line = report::report(
+        rid.as_str(),
+        result.duration,
+        spec.memory_mb,
+        max_used_mb,
+        result.init_duration,
+    );
+    emit(end_line.clone()).await;
+    emit(report_line.clone()).await;
+    for l in &result.platform_lines {
+        emit(l.clone()).await;
+    }
+    let log_tail = req.want_log_tail.then(|| {
+        let mut text = String::with_capacity(result.output.len() + 256);
+        for l in std::iter::once(&start_line) {
+            text.push_str(l);
+            text.push('\n');
+        }
+        text.push_str(&result.output);
+        for l in [&end_line, &report_line]
+            .into_iter()
+            .chain(&result.platform_lines)
+        {
+            text.push_str(l);
+            text.push('\n');
+        }
+        tail(&text, LOG_TAIL_BYTES).to_string()
+    });
+    Ok(InvocationResult {
+        request_id: rid,
+        executed_version: spec.version.clone(),
+        outcome: result.outcome,
+        cold_start: cold,
+        init_duration: result.init_duration,
+        duration: result.duration,
+        billed_ms: report::billed_ms(result.duration),
+        memory_mb: spec.memory_mb,
+        max_memory_used_mb: max_used_mb,
+        log_tail,
+    })
+}
+
+/// The last `n` bytes of `s`, cut at a character boundary.
+fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut i = s.len() - n;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_rules() {
+        let mut p = Bytes::from_static(b"");
+        check_payload(&mut p).unwrap();
+        assert_eq!(&p[..], b"{}");
+        let mut p = Bytes::from_static(b"{\"a\":");
+        assert!(matches!(
+            check_payload(&mut p),
+            Err(EngineError::InvalidJson(_))
+        ));
+        let mut p = Bytes::from(vec![b' '; MAX_SYNC_REQUEST_BYTES + 1]);
+        assert!(matches!(
+            check_payload(&mut p),
+            Err(EngineError::PayloadTooLarge { .. })
+        ));
+        let mut p = Bytes::from_static(b"[1, 2]");
+        check_payload(&mut p).unwrap();
+    }
+
+    #[test]
+    fn tail_cuts_at_boundaries() {
+        assert_eq!(tail("hello", 10), "hello");
+        assert_eq!(tail("hello", 2), "lo");
+        assert_eq!(tail("héllo", 4), "llo");
+    }
+}

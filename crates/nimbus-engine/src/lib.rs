@@ -1,0 +1,65 @@
+//! The engine: from an accepted invocation to a result.
+//!
+//! ```text
+//! event source ──► Invoker ──► Scheduler (pool per function) ──► Instance ──► InvocationResult
+//!                    │                                              │
+//!                    └── START/END/REPORT ──► LogPipeline ◄── function output
+//! ```
+//!
+//! [`ControlPlane`] changes what is deployed; [`Invoker`] runs it. Both share the
+//! [`Registry`] of deployed functions, which is loaded from the metadata store at
+//! startup and kept in memory, so the invocation path never touches the database.
+
+mod control;
+mod error;
+mod invoker;
+mod logs;
+mod registry;
+mod report;
+pub mod scheduler;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use control::{ConfigPatch, ControlPlane, CreateFunction};
+pub use error::EngineError;
+pub use invoker::{InvocationResult, Invoker};
+pub use logs::{LogPipeline, LogRetention};
+pub use nimbus_runtime::Outcome;
+pub use registry::Registry;
+
+/// Settings of the engine that are the host's business, not a function's.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Region and account used in ARNs and given to functions.
+    pub region: String,
+    pub account_id: String,
+    /// Where code packages are unpacked for instances.
+    pub code_cache_dir: PathBuf,
+    /// How long an idle instance is kept warm.
+    pub keep_alive: Duration,
+    /// Most instances of one function at a time.
+    pub max_instances_per_function: usize,
+    /// Most invocations running at once across all functions.
+    pub account_concurrency: usize,
+    /// How long a synchronous call waits for a free instance before a 429.
+    pub queue_wait: Duration,
+}
+
+impl EngineConfig {
+    pub fn function_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region, self.account_id, name
+        )
+    }
+}
+
+/// Everything the engine needs from outside, bundled for `Engine::start`.
+pub struct Engine {
+    pub control: Arc<ControlPlane>,
+    pub invoker: Arc<Invoker>,
+    pub scheduler: Arc<scheduler::Scheduler>,
+    pub logs: LogPipeline,
+}

@@ -1,0 +1,95 @@
+//! The log pipeline: one writer task turns [`LogLine`]s from every instance and the
+//! invoker into batched inserts, and a retention worker keeps the store bounded.
+//!
+//! Batching matters on the warm path: an invocation produces at least three lines
+//! (START, END, REPORT) and writing them one transaction at a time would cost more
+//! than the invocation itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_runtime::LogLine;
+use nimbus_store::{LogRecord, LogStore};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const CHANNEL: usize = 16 * 1024;
+const BATCH: usize = 2048;
+
+/// How long and how many log lines are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct LogRetention {
+    pub max_age: Duration,
+    pub max_lines: i64,
+}
+
+pub struct LogPipeline {
+    pub sender: mpsc::Sender<LogLine>,
+    writer: JoinHandle<()>,
+    retention: JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+impl LogPipeline {
+    pub fn start(store: Arc<dyn LogStore>, retention: LogRetention) -> Self {
+        let (sender, rx) = mpsc::channel(CHANNEL);
+        let cancel = CancellationToken::new();
+        let writer = tokio::spawn(write_loop(store.clone(), rx));
+        let retention = tokio::spawn(retention_loop(store, retention, cancel.clone()));
+        Self {
+            sender,
+            writer,
+            retention,
+            cancel,
+        }
+    }
+
+    /// Writes everything already queued, then stops. Call after all instances are gone.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        drop(self.sender);
+        // Instances still holding senders are dead by now; bound the wait anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
+        let _ = self.retention.await;
+    }
+}
+
+async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<LogLine>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let records = batch
+            .drain(..)
+            .map(|l| LogRecord {
+                function: l.function.to_string(),
+                ts_ms: l.ts_ms,
+                instance: l.instance.to_string(),
+                request_id: l.request_id.map(|r| r.to_string()),
+                message: l.text,
+            })
+            .collect();
+        if let Err(e) = store.append(records).await {
+            tracing::error!("could not store log lines: {e}");
+        }
+    }
+}
+
+async fn retention_loop(
+    store: Arc<dyn LogStore>,
+    retention: LogRetention,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff = chrono::Utc::now().timestamp_millis() - retention.max_age.as_millis() as i64;
+        match store.prune(cutoff, retention.max_lines).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("log retention removed {n} lines"),
+            Err(e) => tracing::warn!("log retention failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The scheduler: which instance runs an invocation.
+//!
+//! Each deployed function version owns a [`Pool`]. An invocation takes the most
+//! recently used idle instance (warm, its caches hot), else starts one (cold) while
+//! the function is under its instance limit, else waits briefly for a release and
+//! then gives up with `TooManyRequests`. An account-wide semaphore caps concurrent
+//! invocations across all functions. Idle instances are reaped by the
+//! [`KeepAlivePolicy`]; replacing a function's code or configuration retires its
+//! pool, so in-flight calls finish on the old instances and new calls start new ones.
+//!
+//! The scaling engine (provisioned concurrency, scale-out rate, adaptive keep-alive)
+//! builds on these pieces: the policy is a trait, the limits live in one place.
+
+mod keep_alive;
+mod pool;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use nimbus_runtime::{InstanceFactory, LogLine};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use keep_alive::{FixedKeepAlive, KeepAlivePolicy};
+pub use pool::{Lease, Pool};
+
+use crate::EngineError;
+
+pub struct Scheduler {
+    factory: Arc<dyn InstanceFactory>,
+    logs: mpsc::Sender<LogLine>,
+    account: Arc<Semaphore>,
+    account_limit: usize,
+    per_function: usize,
+    queue_wait: Duration,
+    keep_alive: Arc<dyn KeepAlivePolicy>,
+    pools: Mutex<Vec<Weak<Pool>>>,
+}
+
+impl Scheduler {
+    pub fn new(
+        factory: Arc<dyn InstanceFactory>,
+        logs: mpsc::Sender<LogLine>,
+        account_limit: usize,
+        per_function: usize,
+        queue_wait: Duration,
+        keep_alive: Arc<dyn KeepAlivePolicy>,
+    ) -> Self {
+        Self {
+            factory,
+            logs,
+            account: Arc::new(Semaphore::new(account_limit)),
+            account_limit,
+            per_function,
+            queue_wait,
+            keep_alive,
+            pools: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Creates the pool for a newly deployed function version.
+    pub fn new_pool(&self, spec: Arc<nimbus_runtime::InstanceSpec>) -> Arc<Pool> {
+        let pool = Arc::new(Pool::new(spec, self.per_function));
+        let mut pools = self.pools.lock().unwrap();
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(&pool));
+        pool
+    }
+
+    /// Reserves a place under the account limit, then an instance of `pool`.
+    pub async fn acquire(&self, pool: &Arc<Pool>) -> Result<Lease, EngineError> {
+        let deadline = Instant::now() + self.queue_wait;
+        let permit = self.account_permit(deadline).await?;
+        self.keep_alive
+            .record_invocation(&pool.spec().function, Instant::now());
+        pool.acquire(permit, &*self.factory, &self.logs, deadline)
+            .await
+    }
+
+    async fn account_permit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, EngineError> {
+        if let Ok(p) = self.account.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        match tokio::time::timeout_at(deadline.into(), self.account.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(EngineError::ShuttingDown),
+            Err(_) => Err(EngineError::TooManyRequests(format!(
+                "the account concurrency limit of {} is reached",
+                self.account_limit
+            ))),
+        }
+    }
+
+    fn live_pools(&self) -> Vec<Arc<Pool>> {
+        let mut pools = self.pools.lock().unwrap();
+        pools.retain(|p| p.strong_count() > 0);
+        pools.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Stops idle instances whose keep-alive has passed, until cancelled.
+    pub async fn run_reaper(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Instant::now();
+            for pool in self.live_pools() {
+                let keep = self.keep_alive.keep_alive(&pool.spec().function);
+                pool.reap(now, keep);
+            }
+        }
+    }
+
+    /// Stops every idle instance and refuses new ones (server shutdown).
+    pub async fn shutdown(&self) {
+        self.account.close();
+        let mut stops = Vec::new();
+        for pool in self.live_pools() {
+            stops.extend(pool.retire());
+        }
+        for s in stops {
+            let _ = s.await;
+        }
+    }
+
+    /// (idle, live) instance counts for a pool, for status output and tests.
+    pub fn counts(pool: &Pool) -> (usize, usize) {
+        pool.counts()
+    }
+}

@@ -1,0 +1,188 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nimbus_runtime::{Instance, InstanceFactory, InstanceSpec, LogLine};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::EngineError;
+
+struct Idle {
+    instance: Box<dyn Instance>,
+    since: Instant,
+}
+
+struct State {
+    /// Most recently used last.
+    idle: Vec<Idle>,
+    /// Instances that exist: idle, busy or starting.
+    live: usize,
+    retired: bool,
+}
+
+/// The instances of one function version.
+pub struct Pool {
+    spec: Arc<InstanceSpec>,
+    limit: usize,
+    state: Mutex<State>,
+    released: Notify,
+}
+
+impl Pool {
+    pub(crate) fn new(spec: Arc<InstanceSpec>, limit: usize) -> Self {
+        Self {
+            spec,
+            limit,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                live: 0,
+                retired: false,
+            }),
+            released: Notify::new(),
+        }
+    }
+
+    pub fn spec(&self) -> &Arc<InstanceSpec> {
+        &self.spec
+    }
+
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.idle.len(), s.live)
+    }
+
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        permit: OwnedSemaphorePermit,
+        factory: &dyn InstanceFactory,
+        logs: &mpsc::Sender<LogLine>,
+        deadline: Instant,
+    ) -> Result<Lease, EngineError> {
+        loop {
+            let released = self.released.notified();
+            {
+                let mut s = self.state.lock().unwrap();
+                if let Some(idle) = s.idle.pop() {
+                    return Ok(Lease {
+                        instance: Some(idle.instance),
+                        pool: self.clone(),
+                        cold: false,
+                        _permit: permit,
+                    });
+                }
+                if s.live < self.limit {
+                    s.live += 1;
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline.into(), released)
+                .await
+                .is_err()
+            {
+                return Err(EngineError::TooManyRequests(format!(
+                    "function {} is at its limit of {} concurrent instances",
+                    self.spec.function, self.limit
+                )));
+            }
+        }
+        match factory.start(self.spec.clone(), logs.clone()).await {
+            Ok(instance) => Ok(Lease {
+                instance: Some(instance),
+                pool: self.clone(),
+                cold: true,
+                _permit: permit,
+            }),
+            Err(e) => {
+                self.forget_one();
+                Err(EngineError::InstanceStart(e.to_string()))
+            }
+        }
+    }
+
+    fn forget_one(&self) {
+        self.state.lock().unwrap().live -= 1;
+        self.released.notify_one();
+    }
+
+    fn give_back(&self, instance: Box<dyn Instance>, healthy: bool) {
+        let mut s = self.state.lock().unwrap();
+        if healthy && !s.retired {
+            s.idle.push(Idle {
+                instance,
+                since: Instant::now(),
+            });
+            drop(s);
+        } else {
+            s.live -= 1;
+            drop(s);
+            tokio::spawn(instance.shutdown());
+        }
+        self.released.notify_one();
+    }
+
+    /// Stops idle instances older than `keep`.
+    pub(crate) fn reap(&self, now: Instant, keep: Duration) {
+        let expired: Vec<Idle> = {
+            let mut s = self.state.lock().unwrap();
+            let (old, young): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut s.idle)
+                .into_iter()
+                .partition(|i| now.duration_since(i.since) >= keep);
+            s.idle = young;
+            s.live -= old.len();
+            old
+        };
+        for i in expired {
+            tracing::debug!(function = %self.spec.function, instance = i.instance.id(), "keep-alive expired");
+            tokio::spawn(i.instance.shutdown());
+        }
+    }
+
+    /// Stops idle instances now and busy ones when they are released.
+    pub fn retire(&self) -> Vec<JoinHandle<()>> {
+        let idle = {
+            let mut s = self.state.lock().unwrap();
+            s.retired = true;
+            s.live -= s.idle.len();
+            std::mem::take(&mut s.idle)
+        };
+        self.released.notify_waiters();
+        idle.into_iter()
+            .map(|i| tokio::spawn(i.instance.shutdown()))
+            .collect()
+    }
+}
+
+/// An instance lent to one invocation. Must be given back with [`Lease::release`];
+/// if dropped instead (the invocation was abandoned midway), the instance is stopped.
+pub struct Lease {
+    instance: Option<Box<dyn Instance>>,
+    pool: Arc<Pool>,
+    cold: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    pub fn is_cold(&self) -> bool {
+        self.cold
+    }
+
+    pub fn instance(&mut self) -> &mut dyn Instance {
+        self.instance
+            .as_deref_mut()
+            .expect("lease holds an instance until released")
+    }
+
+    pub fn release(mut self, healthy: bool) {
+        if let Some(i) = self.instance.take() {
+            self.pool.give_back(i, healthy);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(i) = self.instance.take() {
+            self.pool.give_back(i, false);
+        }
+    }
+}

@@ -1,0 +1,656 @@
+//! The process runtime: starting, driving and stopping one instance.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use nimbus_core::Runtime;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::sleep_until;
+
+use crate::bootstraps::InstalledBootstraps;
+use crate::log_pipe::{LogLine, LogPipe};
+use crate::runtime_api::{ApiEvent, RuntimeApiServer};
+use crate::sandbox::{
+    CgroupSupport, ChildLimits, InstanceCgroup, SandboxUser, apply_in_child, kill_group,
+};
+use crate::spec::{Dispatch, InstanceSpec, InvokeResult, Outcome};
+use crate::{Instance, InstanceFactory, StartError};
+
+/// How the host runs process instances.
+#[derive(Debug, Clone)]
+pub struct ProcessRuntimeConfig {
+    /// Instance working directories are created under `<run_dir>/instances`.
+    pub run_dir: PathBuf,
+    pub python: Interpreter,
+    pub node: Interpreter,
+    pub bootstraps: InstalledBootstraps,
+    pub cgroups: CgroupSupport,
+    /// Unprivileged user for instances (when Nimbus runs as root).
+    pub user: Option<SandboxUser>,
+    /// Processes and threads per instance.
+    pub max_pids: u32,
+    pub max_open_files: u64,
+    /// Largest single file an instance may write (its /tmp area).
+    pub max_file_bytes: u64,
+    /// On-demand init budget before "suppressed init" (Lambda: 10 s).
+    pub init_limit: Duration,
+}
+
+/// A resolved interpreter: the real binary (never a version-manager shim) and its version.
+#[derive(Debug, Clone)]
+pub struct Interpreter {
+    pub path: PathBuf,
+    pub version: String,
+}
+
+impl Interpreter {
+    /// Asks `command` for its real executable and `major.minor` (or major) version.
+    pub fn resolve_python(command: &str) -> std::io::Result<Self> {
+        Self::ask(
+            command,
+            &[
+                "-c",
+                "import sys;print(sys.executable);print('%d.%d'%sys.version_info[:2])",
+            ],
+        )
+    }
+
+    pub fn resolve_node(command: &str) -> std::io::Result<Self> {
+        Self::ask(
+            command,
+            &[
+                "-p",
+                "process.execPath+'\\n'+process.versions.node.split('.')[0]",
+            ],
+        )
+    }
+
+    fn ask(command: &str, args: &[&str]) -> std::io::Result<Self> {
+        let out = std::process::Command::new(command)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "{command} exited with {}",
+                out.status
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let (Some(path), Some(version)) = (lines.next(), lines.next()) else {
+            return Err(std::io::Error::other(format!(
+                "{command} printed no version"
+            )));
+        };
+        Ok(Self {
+            path: path.trim().into(),
+            version: version.trim().into(),
+        })
+    }
+}
+
+/// Starts process instances.
+pub struct ProcessFactory {
+    config: ProcessRuntimeConfig,
+}
+
+impl ProcessFactory {
+    pub fn new(config: ProcessRuntimeConfig) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &ProcessRuntimeConfig {
+        &self.config
+    }
+
+    fn command(&self, spec: &InstanceSpec) -> (PathBuf, Vec<String>, PathBuf, Option<String>) {
+        let c = &self.config;
+        match spec.runtime {
+            Runtime::Python3 => (
+                c.python.path.clone(),
+                vec![
+                    "-s".into(),
+                    c.bootstraps.python_file().display().to_string(),
+                ],
+                c.bootstraps.python_dir.clone(),
+                Some(format!("AWS_Lambda_python{}", c.python.version)),
+            ),
+            Runtime::Nodejs => {
+                // V8 sizes its heap from the machine, not the cgroup; keep it inside
+                // the function's memory so it collects garbage before the OOM killer acts.
+                let heap = (spec.memory_mb as u64 * 85 / 100).max(64);
+                (
+                    c.node.path.clone(),
+                    vec![
+                        format!("--max-old-space-size={heap}"),
+                        c.bootstraps.node_file().display().to_string(),
+                    ],
+                    c.bootstraps.node_dir.clone(),
+                    Some(format!("AWS_Lambda_nodejs{}.x", c.node.version)),
+                )
+            }
+            Runtime::Provided => (
+                spec.code_dir.join("bootstrap"),
+                vec![],
+                spec.code_dir.clone(),
+                None,
+            ),
+        }
+    }
+}
+
+fn environment(
+    spec: &InstanceSpec,
+    instance: &str,
+    api: &str,
+    runtime_dir: &Path,
+    exec_env: Option<String>,
+    tmp: &Path,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = spec.environment.clone();
+    let date = chrono::Utc::now().format("%Y/%m/%d");
+    let reserved = [
+        ("AWS_LAMBDA_RUNTIME_API", api.to_string()),
+        ("_HANDLER", spec.handler.clone()),
+        ("LAMBDA_TASK_ROOT", spec.code_dir.display().to_string()),
+        ("LAMBDA_RUNTIME_DIR", runtime_dir.display().to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", spec.function.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            spec.memory_mb.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", spec.function),
+        ),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            format!("{date}/[{}]{instance}", spec.version),
+        ),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            spec.initialization_type.to_string(),
+        ),
+        ("AWS_REGION", spec.region.clone()),
+        ("AWS_DEFAULT_REGION", spec.region.clone()),
+        ("TZ", ":UTC".to_string()),
+    ];
+    for (k, v) in reserved {
+        env.insert(k.to_string(), v);
+    }
+    if let Some(e) = exec_env {
+        env.insert("AWS_EXECUTION_ENV".into(), e);
+    }
+    env.entry("LANG".into())
+        .or_insert_with(|| "en_US.UTF-8".into());
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+    env.entry("LD_LIBRARY_PATH".into())
+        .or_insert_with(|| format!("{0}:{0}/lib", spec.code_dir.display()));
+    env.insert("TMPDIR".into(), tmp.display().to_string());
+    env.insert("HOME".into(), tmp.display().to_string());
+    if spec.runtime == Runtime::Python3 {
+        // Output must reach the pipe before the result is posted (see log_pipe).
+        env.insert("PYTHONUNBUFFERED".into(), "1".into());
+        env.insert("PYTHONDONTWRITEBYTECODE".into(), "1".into());
+    }
+    env
+}
+
+#[async_trait]
+impl InstanceFactory for ProcessFactory {
+    async fn start(
+        &self,
+        spec: Arc<InstanceSpec>,
+        logs: mpsc::Sender<LogLine>,
+    ) -> Result<Box<dyn Instance>, StartError> {
+        let c = &self.config;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let workdir = c.run_dir.join("instances").join(&id);
+        let tmp = workdir.join("tmp");
+        let workdir_err = |e| StartError::Workdir {
+            path: tmp.display().to_string(),
+            source: e,
+        };
+        std::fs::create_dir_all(&tmp).map_err(workdir_err)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+                .map_err(workdir_err)?;
+            if let Some(u) = c.user {
+                std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)).map_err(workdir_err)?;
+            }
+        }
+
+        let (next_tx, next_rx) = mpsc::channel(1);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let server = RuntimeApiServer::start(next_rx, events_tx, spec.timeout)
+            .await
+            .map_err(StartError::RuntimeApi)?;
+        let (pipe, write_end) =
+            LogPipe::new(spec.function.as_str().into(), id.as_str().into(), logs)
+                .map_err(StartError::Pipe)?;
+
+        let cgroup = c
+            .cgroups
+            .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids)
+            .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?;
+        let mut procs = match &cgroup {
+            Some(cg) => cg
+                .open_procs()
+                .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?,
+            None => Vec::new(),
+        };
+
+        let (program, args, runtime_dir, exec_env) = self.command(&spec);
+        let env = environment(
+            &spec,
+            &id,
+            &server.addr.to_string(),
+            &runtime_dir,
+            exec_env,
+            &tmp,
+        );
+        let stderr = write_end.try_clone().map_err(StartError::Pipe)?;
+        let mut cmd = Command::new(&program);
+        cmd.args(&args)
+            .env_clear()
+            .envs(&env)
+            .current_dir(&spec.code_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(true);
+        let limits = ChildLimits {
+            max_open_files: c.max_open_files,
+            max_file_bytes: c.max_file_bytes,
+            max_processes: if c.cgroups.is_available() {
+                None
+            } else {
+                Some(c.max_pids as u64 * 16)
+            },
+        };
+        let user = c.user;
+        let parent = std::process::id() as i32;
+        // SAFETY: the closure only performs async-signal-safe system calls (see apply_in_child).
+        unsafe {
+            cmd.pre_exec(move || apply_in_child(&mut procs, limits, user, parent));
+        }
+        let started = Instant::now();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let pid = match cmd.spawn() {
+            Ok(mut child) => {
+                let pid = child.id().unwrap_or(0);
+                tokio::spawn(async move {
+                    let status = child.wait().await;
+                    let _ = exit_tx.send(status.unwrap_or_else(|_| ExitStatus::from_raw(9)));
+                });
+                Some(pid)
+            }
+            Err(e) => {
+                // Report like Lambda: the invoke fails with Runtime.InvalidEntrypoint.
+                drop(cmd);
+                let msg = format!("{}: {e}", program.display());
+                let _ = exit_tx.send(ExitStatus::from_raw(127 << 8));
+                tracing::warn!(instance = %id, "cannot start runtime: {msg}");
+                None
+            }
+        };
+        Ok(Box::new(ProcessInstance {
+            id,
+            spec,
+            pid,
+            limit_bytes: 0,
+            started,
+            init_done: false,
+            next_tx: Some(next_tx),
+            events: events_rx,
+            exit: exit_rx,
+            exit_status: None,
+            pipe,
+            cgroup,
+            cgroups_available: c.cgroups.is_available(),
+            workdir,
+            init_limit: c.init_limit,
+            _server: server,
+        }))
+    }
+}
+
+struct ProcessInstance {
+    id: String,
+    spec: Arc<InstanceSpec>,
+    pid: Option<u32>,
+    limit_bytes: u64,
+    started: Instant,
+    init_done: bool,
+    next_tx: Option<mpsc::Sender<Dispatch>>,
+    events: mpsc::UnboundedReceiver<ApiEvent>,
+    exit: oneshot::Receiver<ExitStatus>,
+    exit_status: Option<ExitStatus>,
+    pipe: LogPipe,
+    cgroup: Option<InstanceCgroup>,
+    cgroups_available: bool,
+    workdir: PathBuf,
+    init_limit: Duration,
+    _server: RuntimeApiServer,
+}
+
+enum Ending {
+    Ok(Bytes, Option<String>),
+    FunctionError(Bytes),
+    TooLarge,
+    InitError(Bytes, Option<String>),
+    Exited(ExitStatus, bool),
+    Timeout(Duration),
+    Gone,
+}
+
+impl ProcessInstance {
+    fn kill(&mut self) {
+        if let Some(pid) = self.pid {
+            kill_group(pid);
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    fn peak_memory(&self) -> u64 {
+        if let Some(cg) = &self.cgroup {
+            return cg.peak_bytes().unwrap_or(0);
+        }
+        self.pid
+            .and_then(|p| proc_status_kb(p, "VmHWM:"))
+            .unwrap_or(0)
+            * 1024
+    }
+
+    fn rss_over_limit(&self) -> bool {
+        let limit = self.spec.memory_mb as u64 * 1024;
+        self.pid
+            .and_then(|p| proc_status_kb(p, "VmRSS:"))
+            .is_some_and(|kb| kb > limit)
+    }
+
+    async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        if self.exit_status.is_none() {
+            if let Ok(Ok(s)) = tokio::time::timeout(limit, &mut self.exit).await {
+                self.exit_status = Some(s);
+            }
+        }
+        self.exit_status
+    }
+
+    async fn drive(
+        &mut self,
+        request_id: &str,
+        invoke_start: Instant,
+    ) -> (Ending, Option<Duration>, Option<Instant>) {
+        let timeout = self.spec.timeout;
+        let mut init_duration = None;
+        let mut dispatched: Option<Instant> = None;
+        let mut suppressed_init = false;
+        let mut memory_tick = tokio::time::interval(Duration::from_millis(50));
+        let police_memory = !self.cgroups_available;
+        loop {
+            let deadline = match dispatched {
+                Some(t) if suppressed_init => {
+                    (t + timeout).min(self.started + self.init_limit + timeout)
+                }
+                Some(t) => t + timeout,
+                None if !self.init_done && !suppressed_init => self.started + self.init_limit,
+                None if !self.init_done => self.started + self.init_limit + timeout,
+                None => invoke_start + timeout,
+            };
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(ApiEvent::InitDone(t)) => {
+                        self.init_done = true;
+                        init_duration = Some(t - self.started);
+                    }
+                    Some(ApiEvent::Dispatched(t)) => dispatched = Some(t),
+                    Some(ApiEvent::Response { request_id: r, body, content_type }) if &*r == request_id => {
+                        return (Ending::Ok(body, content_type), init_duration, dispatched);
+                    }
+                    Some(ApiEvent::Error { request_id: r, body }) if &*r == request_id => {
+                        return (Ending::FunctionError(body), init_duration, dispatched);
+                    }
+                    Some(ApiEvent::ResponseTooLarge { request_id: r }) if &*r == request_id => {
+                        return (Ending::TooLarge, init_duration, dispatched);
+                    }
+                    Some(ApiEvent::InitError { body, error_type }) => {
+                        return (Ending::InitError(body, error_type), init_duration, dispatched);
+                    }
+                    Some(_) => {}
+                    None => return (Ending::Gone, init_duration, dispatched),
+                },
+                status = &mut self.exit, if self.exit_status.is_none() => {
+                    let status = status.unwrap_or_else(|_| ExitStatus::from_raw(9));
+                    self.exit_status = Some(status);
+                    // An init error is posted just before the runtime exits; prefer it.
+                    while let Ok(ev) = self.events.try_recv() {
+                        if let ApiEvent::InitError { body, error_type } = ev {
+                            return (Ending::InitError(body, error_type), init_duration, dispatched);
+                        }
+                    }
+                    let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed()) || self.limit_bytes == u64::MAX;
+                    return (Ending::Exited(status, oom), init_duration, dispatched);
+                }
+                _ = sleep_until(deadline.into()) => {
+                    if dispatched.is_none() && !self.init_done && !suppressed_init {
+                        // Lambda re-runs a slow init as part of the invoke ("suppressed init").
+                        suppressed_init = true;
+                        continue;
+                    }
+                    let elapsed = dispatched.unwrap_or(invoke_start).elapsed();
+                    return (Ending::Timeout(elapsed), init_duration, dispatched);
+                }
+                _ = memory_tick.tick(), if police_memory => {
+                    if self.rss_over_limit() {
+                        self.limit_bytes = u64::MAX; // marks the kill as OOM
+                        self.kill();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn exit_description(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        if code == 0 {
+            return "Runtime exited without providing a reason".into();
+        }
+        return format!("Runtime exited with error: exit status {code}");
+    }
+    let sig = status.signal().unwrap_or(0);
+    let name = match sig {
+        libc::SIGKILL => "killed",
+        libc::SIGTERM => "terminated",
+        libc::SIGSEGV => "segmentation fault",
+        libc::SIGABRT => "aborted",
+        libc::SIGINT => "interrupt",
+        libc::SIGBUS => "bus error",
+        libc::SIGFPE => "floating point exception",
+        libc::SIGPIPE => "broken pipe",
+        _ => return format!("Runtime exited with error: signal {sig}"),
+    };
+    format!("Runtime exited with error: signal: {name}")
+}
+
+fn error_doc(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+fn error_type_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("errorType")?
+        .as_str()
+        .map(str::to_string)
+}
+
+#[async_trait]
+impl Instance for ProcessInstance {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult {
+        let request_id = dispatch.request_id.to_string();
+        let invoke_start = Instant::now();
+        self.pipe
+            .begin(request_id.as_str().into(), dispatch.capture_output);
+        let sent = match &self.next_tx {
+            Some(tx) => tx.send(dispatch).await.is_ok(),
+            None => false,
+        };
+        let (ending, init_duration, dispatched) = if sent {
+            self.drive(&request_id, invoke_start).await
+        } else {
+            (Ending::Gone, None, None)
+        };
+        let mut platform_lines = Vec::new();
+        let timestamp = || chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let (outcome, healthy) = match ending {
+            Ending::Ok(body, content_type) => (Outcome::Success { body, content_type }, true),
+            Ending::FunctionError(body) => {
+                let error_type = error_type_of(&body).unwrap_or_else(|| "Unhandled".into());
+                (Outcome::Error { error_type, body }, true)
+            }
+            Ending::TooLarge => (
+                Outcome::Error {
+                    error_type: "Function.ResponseSizeTooLarge".into(),
+                    body: error_doc(
+                        "Function.ResponseSizeTooLarge",
+                        "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+                    ),
+                },
+                true,
+            ),
+            Ending::InitError(body, header_type) => {
+                let error_type = error_type_of(&body)
+                    .or(header_type)
+                    .unwrap_or_else(|| "Runtime.Unknown".into());
+                let body = if body.is_empty() {
+                    error_doc(&error_type, "Init failed")
+                } else {
+                    body
+                };
+                platform_lines.push(format!("INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}", self.started.elapsed().as_secs_f64() * 1000.0));
+                (Outcome::Error { error_type, body }, false)
+            }
+            Ending::Exited(status, oom) => {
+                let (error_type, why) = if oom {
+                    (
+                        "Runtime.OutOfMemory",
+                        format!(
+                            "Runtime exited with error: signal: killed (memory limit of {} MB exceeded)",
+                            self.spec.memory_mb
+                        ),
+                    )
+                } else if self.pid.is_none() {
+                    (
+                        "Runtime.InvalidEntrypoint",
+                        "Runtime could not be started: exit status 127".to_string(),
+                    )
+                } else {
+                    ("Runtime.ExitError", exit_description(status))
+                };
+                let message = format!("RequestId: {request_id} Error: {why}");
+                platform_lines.push(message.clone());
+                platform_lines.push(error_type.to_string());
+                (
+                    Outcome::Error {
+                        error_type: error_type.into(),
+                        body: error_doc(error_type, &message),
+                    },
+                    false,
+                )
+            }
+            Ending::Timeout(elapsed) => {
+                self.kill();
+                platform_lines.push(format!(
+                    "{} {request_id} Task timed out after {:.2} seconds",
+                    timestamp(),
+                    elapsed.as_secs_f64()
+                ));
+                let message = format!(
+                    "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                    self.spec.timeout.as_secs_f64()
+                );
+                (
+                    Outcome::Error {
+                        error_type: "Sandbox.Timedout".into(),
+                        body: error_doc("Sandbox.Timedout", &message),
+                    },
+                    false,
+                )
+            }
+            Ending::Gone => {
+                let message = format!(
+                    "RequestId: {request_id} Error: Runtime exited without providing a reason"
+                );
+                (
+                    Outcome::Error {
+                        error_type: "Runtime.ExitError".into(),
+                        body: error_doc("Runtime.ExitError", &message),
+                    },
+                    false,
+                )
+            }
+        };
+        if !healthy {
+            self.kill();
+        }
+        let output = self.pipe.finish().await;
+        InvokeResult {
+            outcome,
+            healthy,
+            init_duration,
+            duration: dispatched.unwrap_or(invoke_start).elapsed(),
+            max_memory_bytes: self.peak_memory(),
+            output,
+            platform_lines,
+        }
+    }
+
+    async fn shutdown(mut self: Box<Self>) {
+        self.next_tx = None;
+        self.kill();
+        self.wait_exit(Duration::from_secs(2)).await;
+        if let Some(cg) = self.cgroup.take() {
+            cg.remove().await;
+        }
+        let _ = tokio::fs::remove_dir_all(&self.workdir).await;
+    }
+}
+
+impl Drop for ProcessInstance {
+    fn drop(&mut self) {
+        if self.exit_status.is_none() {
+            self.kill();
+        }
+        if self.workdir.exists() {
+            let _ = std::fs::remove_dir_all(&self.workdir);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The Lambda Runtime API, served to one instance.
+//!
+//! Each instance gets its own listener on loopback, so a request's identity is its
+//! connection: no runtime can see or answer another instance's invocations through
+//! the protocol. The server enforces the protocol's state machine (INIT → READY →
+//! INVOKING → READY …) with RIE's status codes and error bodies, and reports every
+//! transition to the instance driver as an [`ApiEvent`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::spec::Dispatch;
+use nimbus_core::limits::MAX_RESPONSE_BYTES;
+
+/// What the runtime did, as seen by the instance driver.
+#[derive(Debug)]
+pub enum ApiEvent {
+    /// The first `GET /next`: init finished.
+    InitDone(Instant),
+    /// An invocation was handed out; its timer starts now.
+    Dispatched(Instant),
+    Response {
+        request_id: Arc<str>,
+        body: Bytes,
+        content_type: Option<String>,
+    },
+    Error {
+        request_id: Arc<str>,
+        body: Bytes,
+    },
+    ResponseTooLarge {
+        request_id: Arc<str>,
+    },
+    InitError {
+        body: Bytes,
+        error_type: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Init,
+    Ready,
+    Invoking(Arc<str>),
+    Failed,
+}
+
+struct Shared {
+    phase: Mutex<Phase>,
+    next_rx: tokio::sync::Mutex<mpsc::Receiver<Dispatch>>,
+    events: mpsc::UnboundedSender<ApiEvent>,
+    timeout: Duration,
+}
+
+/// A running Runtime API server; dropped with its instance.
+pub struct RuntimeApiServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RuntimeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RuntimeApiServer {
+    /// Binds a fresh loopback port. Invocations are fed through `next_rx`.
+    pub async fn start(
+        next_rx: mpsc::Receiver<Dispatch>,
+        events: mpsc::UnboundedSender<ApiEvent>,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            phase: Mutex::new(Phase::Init),
+            next_rx: tokio::sync::Mutex::new(next_rx),
+            events,
+            timeout,
+        });
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| handle(shared.clone(), req));
+                    let _ = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn accepted() -> Resp {
+    json(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+}
+
+fn invalid_state() -> Resp {
+    json(
+        StatusCode::FORBIDDEN,
+        r#"{"errorMessage":"State transition is not allowed","errorType":"InvalidStateTransition"}"#,
+    )
+}
+
+fn invalid_id() -> Resp {
+    json(
+        StatusCode::BAD_REQUEST,
+        r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+    )
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
+        return Ok(json(
+            StatusCode::NOT_FOUND,
+            r#"{"errorMessage":"Not found","errorType":"NotFound"}"#,
+        ));
+    };
+    let resp = match (req.method(), rest) {
+        (&Method::GET, "invocation/next") => next(&shared).await,
+        (&Method::POST, "init/error") => init_error(&shared, req).await,
+        (&Method::POST, rest) if rest.starts_with("invocation/") => {
+            let tail = &rest["invocation/".len()..];
+            match tail.rsplit_once('/') {
+                Some((id, "response")) => {
+                    let id = id.to_string();
+                    post_result(&shared, req, &id, true).await
+                }
+                Some((id, "error")) => {
+                    let id = id.to_string();
+                    post_result(&shared, req, &id, false).await
+                }
+                _ => json(
+                    StatusCode::NOT_FOUND,
+                    r#"{"errorMessage":"Not found","errorType":"NotFound"}"#,
+                ),
+            }
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            r#"{"errorMessage":"Not found","errorType":"NotFound"}"#,
+        ),
+    };
+    Ok(resp)
+}
+
+async fn next(shared: &Shared) -> Resp {
+    {
+        let mut phase = shared.phase.lock().unwrap();
+        match &*phase {
+            Phase::Init => {
+                *phase = Phase::Ready;
+                let _ = shared.events.send(ApiEvent::InitDone(Instant::now()));
+            }
+            Phase::Ready => {}
+            Phase::Invoking(_) | Phase::Failed => return invalid_state(),
+        }
+    }
+    // Long poll: never time out here (the runtime may legitimately wait for hours).
+    let dispatch = { shared.next_rx.lock().await.recv().await };
+    let Some(d) = dispatch else {
+        return json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"errorMessage":"Instance is shutting down","errorType":"InternalServerError"}"#,
+        );
+    };
+    let id: Arc<str> = d.request_id.as_str().into();
+    *shared.phase.lock().unwrap() = Phase::Invoking(id.clone());
+    let now = Instant::now();
+    let deadline_ms = chrono::Utc::now().timestamp_millis() as u128 + shared.timeout.as_millis();
+    let _ = shared.events.send(ApiEvent::Dispatched(now));
+    let mut r = Response::new(Full::new(d.payload));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut put = |name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    };
+    put("lambda-runtime-aws-request-id", &id);
+    put("lambda-runtime-deadline-ms", &deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", &d.invoked_arn);
+    put("lambda-runtime-trace-id", &d.trace_id);
+    if let Some(cc) = d.client_context.as_deref().filter(|s| !s.is_empty()) {
+        put("lambda-runtime-client-context", cc);
+    }
+    r
+}
+
+async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success: bool) -> Resp {
+    let current = match &*shared.phase.lock().unwrap() {
+        Phase::Invoking(cur) => cur.clone(),
+        _ => return invalid_state(),
+    };
+    if &*current != id {
+        return invalid_id();
+    }
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            *shared.phase.lock().unwrap() = Phase::Ready;
+            let _ = shared.events.send(ApiEvent::ResponseTooLarge {
+                request_id: current,
+            });
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"errorMessage":"Exceeded maximum allowed payload size (6291556 bytes).","errorType":"RequestEntityTooLarge"}"#,
+            );
+        }
+        Err(_) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
+            );
+        }
+    };
+    *shared.phase.lock().unwrap() = Phase::Ready;
+    let ev = if success {
+        ApiEvent::Response {
+            request_id: current,
+            body,
+            content_type,
+        }
+    } else {
+        ApiEvent::Error {
+            request_id: current,
+            body,
+        }
+    };
+    let _ = shared.events.send(ev);
+    accepted()
+}
+
+async fn init_error(shared: &Shared, req: Request<Incoming>) -> Resp {
+    {
+        let mut phase = shared.phase.lock().unwrap();
+        if !matches!(*phase, Phase::Init) {
+            return invalid_state();
+        }
+        *phase = Phase::Failed;
+    }
+    let error_type = req
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let _ = shared.events.send(ApiEvent::InitError { body, error_type });
+    accepted()
+}

@@ -1,0 +1,212 @@
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Which cgroup hierarchy Nimbus can use on this host.
+#[derive(Debug, Clone)]
+pub enum CgroupSupport {
+    /// cgroup v2: one directory per instance under `base`.
+    V2 { base: PathBuf },
+    /// cgroup v1: parallel directories in the memory and pids hierarchies.
+    V1 { memory: PathBuf, pids: PathBuf },
+    /// No usable cgroups; limits fall back to rlimits and RSS sampling.
+    None { reason: String },
+}
+
+impl CgroupSupport {
+    /// Finds a writable hierarchy and creates Nimbus's parent group in it, named
+    /// after `tag` so that several servers on one host do not collide.
+    pub fn detect(tag: &str) -> Self {
+        match Self::try_detect(tag) {
+            Ok(s) => s,
+            Err(e) => CgroupSupport::None {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn try_detect(tag: &str) -> io::Result<Self> {
+        let own = fs::read_to_string("/proc/self/cgroup")?;
+        let unified = Path::new("/sys/fs/cgroup/cgroup.controllers");
+        if unified.exists() {
+            // cgroup v2: controllers can only be enabled for children of a group
+            // without processes of its own, so move ourselves into a leaf first.
+            let rel = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or("/");
+            let mine = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+            let server_leaf = mine.join(format!("{tag}-server"));
+            fs::create_dir_all(&server_leaf)?;
+            fs::write(
+                server_leaf.join("cgroup.procs"),
+                std::process::id().to_string(),
+            )?;
+            fs::write(mine.join("cgroup.subtree_control"), "+memory +pids")?;
+            let base = mine.join(tag);
+            fs::create_dir_all(&base)?;
+            fs::write(base.join("cgroup.subtree_control"), "+memory +pids")?;
+            return Ok(CgroupSupport::V2 { base });
+        }
+        let find = |controller: &str| -> io::Result<PathBuf> {
+            let rel = own
+                .lines()
+                .find_map(|l| {
+                    let mut parts = l.splitn(3, ':');
+                    let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    ctrls
+                        .split(',')
+                        .any(|c| c == controller)
+                        .then(|| path.to_string())
+                })
+                .ok_or_else(|| io::Error::other(format!("no {controller} cgroup controller")))?;
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(rel.trim_start_matches('/'))
+                .join(tag);
+            fs::create_dir_all(&dir)?;
+            Ok(dir)
+        };
+        let memory = find("memory")?;
+        let pids = find("pids")?;
+        // Probe that we may actually create and configure groups here.
+        let probe = memory.join("probe");
+        fs::create_dir_all(&probe)?;
+        let ok = fs::write(probe.join("memory.limit_in_bytes"), "134217728");
+        let _ = fs::remove_dir(&probe);
+        ok?;
+        Ok(CgroupSupport::V1 { memory, pids })
+    }
+
+    pub fn is_available(&self) -> bool {
+        !matches!(self, CgroupSupport::None { .. })
+    }
+
+    /// Creates the group for one instance with its limits set.
+    pub fn create(
+        &self,
+        instance: &str,
+        memory_bytes: u64,
+        max_pids: u32,
+    ) -> io::Result<Option<InstanceCgroup>> {
+        match self {
+            CgroupSupport::None { .. } => Ok(None),
+            CgroupSupport::V2 { base } => {
+                let dir = base.join(instance);
+                fs::create_dir_all(&dir)?;
+                fs::write(dir.join("memory.max"), memory_bytes.to_string())?;
+                let _ = fs::write(dir.join("memory.swap.max"), "0");
+                fs::write(dir.join("pids.max"), max_pids.to_string())?;
+                Ok(Some(InstanceCgroup {
+                    procs: vec![dir.join("cgroup.procs")],
+                    dirs: vec![dir.clone()],
+                    peak: dir.join("memory.peak"),
+                    oom_events: dir.join("memory.events"),
+                }))
+            }
+            CgroupSupport::V1 { memory, pids } => {
+                let m = memory.join(instance);
+                let p = pids.join(instance);
+                fs::create_dir_all(&m)?;
+                fs::create_dir_all(&p)?;
+                fs::write(m.join("memory.limit_in_bytes"), memory_bytes.to_string())?;
+                // Without swap accounting this file is absent; the limit above still holds.
+                let _ = fs::write(
+                    m.join("memory.memsw.limit_in_bytes"),
+                    memory_bytes.to_string(),
+                );
+                fs::write(p.join("pids.max"), max_pids.to_string())?;
+                Ok(Some(InstanceCgroup {
+                    procs: vec![m.join("cgroup.procs"), p.join("cgroup.procs")],
+                    dirs: vec![m.clone(), p],
+                    peak: m.join("memory.max_usage_in_bytes"),
+                    oom_events: m.join("memory.oom_control"),
+                }))
+            }
+        }
+    }
+}
+
+/// The cgroup(s) of one instance.
+#[derive(Debug)]
+pub struct InstanceCgroup {
+    procs: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    peak: PathBuf,
+    oom_events: PathBuf,
+}
+
+impl InstanceCgroup {
+    /// Opens the `cgroup.procs` files for the child to write its own pid into
+    /// before exec (see [`super::apply_in_child`]); this leaves no window in which the
+    /// child runs outside its limits.
+    pub fn open_procs(&self) -> io::Result<Vec<File>> {
+        self.procs
+            .iter()
+            .map(|p| OpenOptions::new().write(true).open(p))
+            .collect()
+    }
+
+    /// Peak memory use of the group in bytes.
+    pub fn peak_bytes(&self) -> Option<u64> {
+        fs::read_to_string(&self.peak).ok()?.trim().parse().ok()
+    }
+
+    /// Whether the kernel OOM-killed something in the group.
+    pub fn oom_killed(&self) -> bool {
+        fs::read_to_string(&self.oom_events)
+            .map(|s| {
+                s.lines().any(|l| {
+                    let mut it = l.split_whitespace();
+                    matches!((it.next(), it.next()), (Some("oom_kill"), Some(n)) if n != "0")
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    /// SIGKILLs every process left in the group (including any that left the
+    /// process group with `setsid`).
+    pub fn kill_all(&self) {
+        for p in &self.procs {
+            if let Ok(s) = fs::read_to_string(p) {
+                for pid in s.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: kill(2) has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+
+    /// Removes the group; retries briefly while the kernel reaps the last tasks.
+    pub async fn remove(self) {
+        for dir in &self.dirs {
+            for _ in 0..50 {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(_) => {
+                        self.kill_all();
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `pid` into an open `cgroup.procs` file without allocating
+/// (this runs between fork and exec).
+pub(crate) fn write_pid(file: &mut File, pid: i32) -> io::Result<()> {
+    let mut buf = [0u8; 12];
+    let mut n = pid as u32;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    file.write_all(&buf[i..])
+}

@@ -1,0 +1,66 @@
+//! The values that cross the scheduler/runtime boundary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nimbus_core::Runtime;
+
+/// Everything needed to start an instance of one function version.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    pub function: String,
+    pub version: String,
+    pub runtime: Runtime,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    /// The unpacked, read-only code (`LAMBDA_TASK_ROOT`).
+    pub code_dir: PathBuf,
+    pub environment: BTreeMap<String, String>,
+    pub region: String,
+    /// `on-demand` or `provisioned-concurrency`.
+    pub initialization_type: &'static str,
+}
+
+/// One invocation handed to an instance.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    pub request_id: nimbus_core::InvocationId,
+    pub payload: Bytes,
+    pub invoked_arn: String,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+    /// Keep the function's output of this invocation for the caller.
+    pub capture_output: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success {
+        body: Bytes,
+        content_type: Option<String>,
+    },
+    /// Any failure the caller sees as a function error: the handler raised, init
+    /// failed, the runtime crashed, the invocation timed out or ran out of memory.
+    /// `body` is the Lambda error document, returned to the caller unchanged.
+    Error { error_type: String, body: Bytes },
+}
+
+#[derive(Debug, Clone)]
+pub struct InvokeResult {
+    pub outcome: Outcome,
+    /// False when the instance is gone (crash, timeout, init failure) or must not be reused.
+    pub healthy: bool,
+    /// Set on the first invocation of an instance: how long its init took.
+    pub init_duration: Option<Duration>,
+    /// Invoke time, excluding init.
+    pub duration: Duration,
+    /// Peak memory of the instance so far, in bytes.
+    pub max_memory_bytes: u64,
+    /// The function's output during this invocation (when asked for).
+    pub output: String,
+    /// Lines the platform adds after REPORT (timeout or crash notices).
+    pub platform_lines: Vec<String>,
+}

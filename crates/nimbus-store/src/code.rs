@@ -1,0 +1,395 @@
+//! Content-addressed code packages.
+//!
+//! A package is stored once under the sha256 of its zip, written to a temporary file,
+//! fsynced and renamed into place, so a crash never leaves a half-written package
+//! under a valid name. Packages are checked before they are stored: no entry may
+//! leave the package root (`../`, absolute paths, escaping symlinks), and the
+//! uncompressed size and entry count are capped while reading, not trusted from
+//! headers, so a zip bomb is refused rather than unpacked.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Cursor, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use nimbus_core::ValidationError;
+use nimbus_core::limits::{MAX_UNZIPPED_BYTES, MAX_ZIP_BYTES, MAX_ZIP_ENTRIES};
+use nimbus_core::package::{PackageFile, PackageListing};
+use sha2::{Digest, Sha256};
+use zip::ZipArchive;
+
+use crate::StoreError;
+
+/// The identity of a stored package.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CodeInfo {
+    pub sha256: String,
+    pub size: u64,
+}
+
+pub struct CodeStore {
+    blobs: PathBuf,
+}
+
+impl CodeStore {
+    /// `dir` holds the zips (`<dir>/<sha256>.zip`); it is created if missing.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let blobs = dir.into();
+        fs::create_dir_all(&blobs).map_err(|e| StoreError::io(&blobs, e))?;
+        Ok(Self { blobs })
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blobs.join(format!("{sha256}.zip"))
+    }
+
+    pub fn contains(&self, sha256: &str) -> bool {
+        is_sha256(sha256) && self.blob_path(sha256).is_file()
+    }
+
+    /// Size in bytes of a stored zip.
+    pub fn size_of(&self, sha256: &str) -> Result<u64, StoreError> {
+        let path = self.blob_path(sha256);
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Validates and stores a zip, returning its identity and listing.
+    pub fn put_zip(&self, zip: &[u8]) -> Result<(CodeInfo, PackageListing), StoreError> {
+        if zip.len() as u64 > MAX_ZIP_BYTES {
+            return Err(ValidationError {
+                code: nimbus_core::ErrorCode::PayloadTooLarge,
+                message: format!(
+                    "code package is {} bytes; the limit is {MAX_ZIP_BYTES} bytes zipped",
+                    zip.len()
+                ),
+            }
+            .into());
+        }
+        let listing = inspect(zip)?;
+        let sha256 = hex::encode(Sha256::digest(zip));
+        let path = self.blob_path(&sha256);
+        if !path.is_file() {
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.blobs)
+                .map_err(|e| StoreError::io(&self.blobs, e))?;
+            tmp.write_all(zip)
+                .map_err(|e| StoreError::io(tmp.path(), e))?;
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| StoreError::io(tmp.path(), e))?;
+            tmp.persist(&path)
+                .map_err(|e| StoreError::io(&path, e.error))?;
+            sync_dir(&self.blobs);
+        }
+        Ok((
+            CodeInfo {
+                sha256,
+                size: zip.len() as u64,
+            },
+            listing,
+        ))
+    }
+
+    /// Reads the listing of a stored package.
+    pub fn listing(&self, sha256: &str) -> Result<PackageListing, StoreError> {
+        inspect(&self.read(sha256)?)
+    }
+
+    fn read(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        if !is_sha256(sha256) {
+            return Err(
+                ValidationError::param(format!("{sha256:?} is not a sha256 hex digest")).into(),
+            );
+        }
+        let path = self.blob_path(sha256);
+        fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound(format!("code package {sha256}")),
+            _ => StoreError::io(&path, e),
+        })
+    }
+
+    /// Unpacks a stored package into `<root>/<sha256>` (once) and returns that path.
+    /// Files are world-readable so that sandboxed instances running as an
+    /// unprivileged user can read (but never write) their code.
+    pub fn extract(&self, sha256: &str, root: &Path) -> Result<PathBuf, StoreError> {
+        let dest = root.join(sha256);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let zip = self.read(sha256)?;
+        fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{sha256}-"))
+            .tempdir_in(root)
+            .map_err(|e| StoreError::io(root, e))?;
+        unpack(&zip, tmp.path())?;
+        set_mode(tmp.path(), 0o755)?;
+        match fs::rename(tmp.path(), &dest) {
+            Ok(()) => {
+                // The directory now lives at `dest`; do not let TempDir delete it.
+                let _ = tmp.keep();
+            }
+            Err(_) if dest.is_dir() => {} // another task won the race
+            Err(e) => return Err(StoreError::io(&dest, e)),
+        }
+        Ok(dest)
+    }
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| StoreError::io(path, e))
+}
+
+/// Normalises a zip entry name into a safe relative path, or explains why not.
+fn safe_relative(name: &str) -> Result<PathBuf, ValidationError> {
+    let p = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(ValidationError::package(format!(
+                    "zip entry {name:?} escapes the package root; entries must be relative paths without '..'"
+                )));
+            }
+        }
+    }
+    if name.contains('\0') || name.contains('\\') {
+        return Err(ValidationError::package(format!(
+            "zip entry {name:?} has an invalid name"
+        )));
+    }
+    Ok(out)
+}
+
+/// Checks that a symlink at `link` (relative path) pointing to `target` stays inside the root.
+fn symlink_stays_inside(link: &Path, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    let mut depth: i64 = link.components().count() as i64 - 1;
+    for c in Path::new(target).components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+fn open_archive(zip: &[u8]) -> Result<ZipArchive<Cursor<&[u8]>>, ValidationError> {
+    ZipArchive::new(Cursor::new(zip))
+        .map_err(|e| ValidationError::package(format!("code package is not a valid zip file: {e}")))
+}
+
+/// Validates a zip and lists its regular files, without writing anything.
+fn inspect(zip: &[u8]) -> Result<PackageListing, StoreError> {
+    walk(zip, None)
+}
+
+fn unpack(zip: &[u8], dest: &Path) -> Result<(), StoreError> {
+    walk(zip, Some(dest)).map(|_| ())
+}
+
+/// Reads every entry (decompressing it, so sizes are real) and optionally writes it.
+fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
+    let mut archive = open_archive(zip)?;
+    if archive.len() > MAX_ZIP_ENTRIES {
+        return Err(ValidationError::package(format!(
+            "code package has {} entries; the limit is {MAX_ZIP_ENTRIES}",
+            archive.len()
+        ))
+        .into());
+    }
+    let mut listing = PackageListing {
+        files: BTreeMap::new(),
+    };
+    let mut total: u64 = 0;
+    let mut buf = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| ValidationError::package(format!("zip entry {i} is unreadable: {e}")))?;
+        let name = entry
+            .name()
+            .map_err(|e| {
+                ValidationError::package(format!("zip entry {i} has an invalid name: {e}"))
+            })?
+            .to_string();
+        let rel = safe_relative(&name)?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        if entry.is_dir() {
+            if let Some(d) = dest {
+                let p = d.join(&rel);
+                fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+                set_mode(&p, 0o755)?;
+            }
+            continue;
+        }
+        buf.clear();
+        // Read at most one byte past the remaining budget: real sizes, not headers.
+        let budget = MAX_UNZIPPED_BYTES - total;
+        (&mut entry)
+            .take(budget + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| ValidationError::package(format!("zip entry {name:?} is corrupt: {e}")))?;
+        total += buf.len() as u64;
+        if total > MAX_UNZIPPED_BYTES {
+            return Err(ValidationError::package(format!(
+                "code package unpacks to more than {MAX_UNZIPPED_BYTES} bytes (the unzipped size limit)"
+            ))
+            .into());
+        }
+        let is_symlink = entry.is_symlink();
+        if is_symlink {
+            let target = String::from_utf8_lossy(&buf).to_string();
+            if !symlink_stays_inside(&rel, &target) {
+                return Err(ValidationError::package(format!(
+                    "zip entry {name:?} is a symlink to {target:?}, which points outside the package"
+                ))
+                .into());
+            }
+        }
+        let rel_str = rel.to_string_lossy().replace('\\', "/");
+        if !is_symlink {
+            listing.files.insert(
+                rel_str,
+                PackageFile {
+                    size: buf.len() as u64,
+                    executable: mode & 0o111 != 0,
+                },
+            );
+        }
+        if let Some(d) = dest {
+            let p = d.join(&rel);
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+            }
+            if is_symlink {
+                std::os::unix::fs::symlink(String::from_utf8_lossy(&buf).as_ref(), &p)
+                    .map_err(|e| StoreError::io(&p, e))?;
+            } else {
+                fs::write(&p, &buf).map_err(|e| StoreError::io(&p, e))?;
+                set_mode(&p, if mode & 0o111 != 0 { 0o755 } else { 0o644 })?;
+            }
+        }
+    }
+    Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zip::write::SimpleFileOptions;
+
+    fn make_zip(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data, mode) in entries {
+            w.start_file(*name, SimpleFileOptions::default().unix_permissions(*mode))
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn stores_and_extracts_with_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().join("blobs")).unwrap();
+        let zip = make_zip(&[
+            ("bootstrap", b"#!/bin/sh\n", 0o755),
+            ("lib/a.py", b"x=1", 0o644),
+        ]);
+        let (info, listing) = store.put_zip(&zip).unwrap();
+        assert_eq!(info.size, zip.len() as u64);
+        assert!(listing.files["bootstrap"].executable);
+        assert!(!listing.files["lib/a.py"].executable);
+        let root = store
+            .extract(&info.sha256, &dir.path().join("code"))
+            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let m = fs::metadata(root.join("bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o777, 0o755);
+        assert_eq!(fs::read(root.join("lib/a.py")).unwrap(), b"x=1");
+        // Second extraction is a no-op.
+        assert_eq!(
+            store
+                .extract(&info.sha256, &dir.path().join("code"))
+                .unwrap(),
+            root
+        );
+    }
+
+    #[test]
+    fn refuses_escaping_entries_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path()).unwrap();
+        let err = store
+            .put_zip(&make_zip(&[("../evil.py", b"x", 0o644)]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("escapes the package root"),
+            "{err}"
+        );
+        let err = store
+            .put_zip(&make_zip(&[("/abs.py", b"x", 0o644)]))
+            .unwrap_err();
+        assert!(err.to_string().contains("escapes"), "{err}");
+        let err = store.put_zip(b"definitely not a zip").unwrap_err();
+        assert!(err.to_string().contains("not a valid zip"), "{err}");
+    }
+
+    #[test]
+    fn symlink_rules() {
+        assert!(symlink_stays_inside(Path::new("a/b"), "../c"));
+        assert!(!symlink_stays_inside(Path::new("a"), "../c"));
+        assert!(!symlink_stays_inside(Path::new("a"), "/etc/passwd"));
+    }
+
+    #[test]
+    fn refuses_zip_bombs() {
+        // 300 MB of zeros compresses to ~300 KB.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        w.start_file("zeros", opts).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            w.write_all(&chunk).unwrap();
+        }
+        let zip = w.finish().unwrap().into_inner();
+        let dir = tempfile::tempdir().unwrap();
+        let err = CodeStore::open(dir.path())
+            .unwrap()
+            .put_zip(&zip)
+            .unwrap_err();
+        assert!(err.to_string().contains("unzipped size limit"), "{err}");
+    }
+}

@@ -1,0 +1,210 @@
+//! Invocation logs: every line an instance prints, plus the platform's
+//! START/END/REPORT lines, tagged with function, instance and request id.
+//!
+//! Lines arrive in batches from one writer task (see the engine's log pipeline), so
+//! a batch costs one transaction, not one per line. Retention is enforced by
+//! [`LogStore::prune`], by age and by a global row cap, so that a chatty function
+//! cannot fill the disk.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::StoreError;
+use crate::sqlite::{Db, with_db};
+
+/// A line to store.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    pub function: String,
+    pub ts_ms: i64,
+    pub instance: String,
+    pub request_id: Option<String>,
+    pub message: String,
+}
+
+/// A stored line; `id` is a cursor that only grows.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StoredLog {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub instance: String,
+    pub request_id: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub function: String,
+    pub since_ms: Option<i64>,
+    pub after_id: Option<i64>,
+    pub request_id: Option<String>,
+    /// When set, return the newest `limit` lines (still in ascending order)
+    /// unless `after_id` is given, in which case the oldest after the cursor.
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    async fn append(&self, lines: Vec<LogRecord>) -> Result<(), StoreError>;
+    async fn query(&self, query: LogQuery) -> Result<Vec<StoredLog>, StoreError>;
+    /// Deletes lines older than `older_than_ms` and the oldest lines beyond `max_rows`.
+    async fn prune(&self, older_than_ms: i64, max_rows: i64) -> Result<usize, StoreError>;
+}
+
+pub struct SqliteLogStore {
+    db: Db,
+}
+
+impl SqliteLogStore {
+    pub fn new(conn: Connection) -> Self {
+        Self {
+            db: Arc::new(Mutex::new(conn)),
+        }
+    }
+}
+
+#[async_trait]
+impl LogStore for SqliteLogStore {
+    async fn append(&self, lines: Vec<LogRecord>) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        with_db(&self.db, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO logs(function, ts_ms, instance, request_id, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for l in &lines {
+                    stmt.execute(params![l.function, l.ts_ms, l.instance, l.request_id, l.message])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(&self, q: LogQuery) -> Result<Vec<StoredLog>, StoreError> {
+        with_db(&self.db, move |c| {
+            let limit = if q.limit == 0 {
+                1000
+            } else {
+                q.limit.min(10_000)
+            } as i64;
+            let newest_first = q.after_id.is_none();
+            let sql = format!(
+                "SELECT id, ts_ms, instance, request_id, message FROM logs
+                 WHERE function = ?1 AND id > ?2 AND ts_ms >= ?3 AND (?4 IS NULL OR request_id = ?4)
+                 ORDER BY id {} LIMIT ?5",
+                if newest_first { "DESC" } else { "ASC" }
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    q.function,
+                    q.after_id.unwrap_or(0),
+                    q.since_ms.unwrap_or(0),
+                    q.request_id,
+                    limit
+                ],
+                |r| {
+                    Ok(StoredLog {
+                        id: r.get(0)?,
+                        ts_ms: r.get(1)?,
+                        instance: r.get(2)?,
+                        request_id: r.get(3)?,
+                        message: r.get(4)?,
+                    })
+                },
+            )?;
+            let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+            if newest_first {
+                out.reverse();
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune(&self, older_than_ms: i64, max_rows: i64) -> Result<usize, StoreError> {
+        with_db(&self.db, move |c| {
+            let mut n = c.execute("DELETE FROM logs WHERE ts_ms < ?1", [older_than_ms])?;
+            let max_id: Option<i64> = c.query_row("SELECT MAX(id) FROM logs", [], |r| r.get(0))?;
+            if let Some(max_id) = max_id {
+                n += c.execute("DELETE FROM logs WHERE id <= ?1", [max_id - max_rows])?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(f: &str, ts: i64, msg: &str) -> LogRecord {
+        LogRecord {
+            function: f.into(),
+            ts_ms: ts,
+            instance: "i".into(),
+            request_id: Some("r".into()),
+            message: msg.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn append_query_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteLogStore::new(crate::open_database(&dir.path().join("db")).unwrap());
+        store
+            .append((0..10).map(|i| line("f", i, &format!("m{i}"))).collect())
+            .await
+            .unwrap();
+        store.append(vec![line("g", 5, "other")]).await.unwrap();
+        let all = store
+            .query(LogQuery {
+                function: "f".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[0].message, "m0");
+        let last3 = store
+            .query(LogQuery {
+                function: "f".into(),
+                limit: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            last3.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            ["m7", "m8", "m9"]
+        );
+        let after = store
+            .query(LogQuery {
+                function: "f".into(),
+                after_id: Some(all[7].id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 2);
+        let pruned = store.prune(3, 1_000).await.unwrap();
+        assert_eq!(pruned, 3);
+        let left = store
+            .query(LogQuery {
+                function: "f".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(left[0].message, "m3");
+    }
+}

@@ -1,0 +1,74 @@
+//! The embedded database: one SQLite file in WAL mode.
+//!
+//! WAL lets the log writer and the control plane work without blocking readers;
+//! `synchronous=NORMAL` keeps commits durable across process crashes (the WAL is
+//! fsynced at checkpoints; only an OS crash can lose the last transactions), which
+//! is the right trade for metadata that changes rarely and logs that change often.
+//! Schema versions are tracked with `user_version` so upgrades are explicit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // v1: functions and logs.
+    "CREATE TABLE functions (
+        name TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+     );
+     CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        function TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        instance TEXT NOT NULL,
+        request_id TEXT,
+        message TEXT NOT NULL
+     );
+     CREATE INDEX logs_function_id ON logs(function, id);
+     CREATE INDEX logs_function_ts ON logs(function, ts_ms);
+     CREATE INDEX logs_request ON logs(request_id);",
+];
+
+pub(crate) type Db = Arc<Mutex<Connection>>;
+
+/// Opens (creating and migrating as needed) the database at `path`.
+pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this nimbus understands ({}); upgrade nimbus",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(conn)
+}
+
+/// Runs a closure on the connection off the async executor.
+pub(crate) async fn with_db<T: Send + 'static>(
+    db: &Db,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = db
+            .lock()
+            .map_err(|_| StoreError::Task("database lock poisoned".into()))?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+}

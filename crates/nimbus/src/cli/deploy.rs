@@ -1,0 +1,287 @@
+//! `nimbus deploy`: zip a directory, upload it (content-addressed), create or
+//! update the function.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::ClientArgs;
+use crate::client::Client;
+use crate::manifest::{self, Planned};
+
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// Directory holding the code (and optionally nimbus.toml).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Function name (default: manifest, then the directory name).
+    #[arg(long)]
+    name: Option<String>,
+    /// python3 | nodejs | provided (AWS names like python3.12 are accepted).
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Handler, e.g. app.handler or index.handler.
+    #[arg(long)]
+    handler: Option<String>,
+    /// Memory in MB (128-10240).
+    #[arg(long)]
+    memory: Option<u32>,
+    /// Timeout in seconds (1-900).
+    #[arg(long)]
+    timeout: Option<u32>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client)?;
+    let mut plans = manifest::load(&args.dir)?;
+    if plans.len() > 1 && (args.name.is_some() || args.runtime.is_some() || args.handler.is_some())
+    {
+        bail!(
+            "--name, --runtime and --handler apply to a single function; this manifest declares {}",
+            plans.len()
+        );
+    }
+    for p in &mut plans {
+        apply_flags(&args, p)?;
+    }
+    let mut out = Vec::new();
+    for p in plans {
+        out.push(deploy_one(&client, &args, p).await?);
+    }
+    if args.client.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&if out.len() == 1 {
+                out.remove(0)
+            } else {
+                Value::Array(out)
+            })?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn apply_flags(args: &DeployArgs, p: &mut Planned) -> anyhow::Result<()> {
+    let m = &mut p.manifest;
+    if let Some(v) = &args.name {
+        m.name = Some(v.clone());
+    }
+    if let Some(v) = &args.runtime {
+        m.runtime = Some(v.clone());
+    }
+    if let Some(v) = &args.handler {
+        m.handler = Some(v.clone());
+    }
+    if let Some(v) = args.memory {
+        m.memory_mb = Some(v);
+    }
+    if let Some(v) = args.timeout {
+        m.timeout_s = Some(v);
+    }
+    if let Some(v) = &args.description {
+        m.description = Some(v.clone());
+    }
+    for kv in &args.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--env {kv:?} must look like KEY=VALUE")
+        };
+        m.environment.insert(k.to_string(), v.to_string());
+    }
+    if m.name.is_none() {
+        let dir = std::fs::canonicalize(&p.code_dir)
+            .with_context(|| format!("cannot open {}", p.code_dir.display()))?;
+        m.name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    }
+    if m.runtime.is_none() {
+        m.runtime = detect_runtime(&p.code_dir);
+    }
+    Ok(())
+}
+
+/// Guesses the runtime from the files present when neither flag nor manifest says.
+fn detect_runtime(dir: &Path) -> Option<String> {
+    let has = |f: &str| dir.join(f).exists();
+    if has("bootstrap") {
+        Some("provided".into())
+    } else if has("package.json") || has("index.js") || has("index.mjs") || has("index.cjs") {
+        Some("nodejs".into())
+    } else if std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "py"))
+    {
+        Some("python3".into())
+    } else {
+        None
+    }
+}
+
+async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::Result<Value> {
+    let m = &p.manifest;
+    let name = m
+        .name
+        .clone()
+        .context("cannot tell the function name; pass --name")?;
+    let runtime = m.runtime.clone().with_context(|| {
+        format!("cannot tell the runtime of {name}; pass --runtime or set it in nimbus.toml")
+    })?;
+    let zip = zip_dir(&p.code_dir)?;
+    let size = zip.len();
+    let code = upload(client, zip, !args.client.json).await?;
+    let sha = code["sha256"]
+        .as_str()
+        .context("upload answer lacks sha256")?
+        .to_string();
+    let mut body = json!({
+        "runtime": runtime,
+        "code_sha256": sha,
+        "environment": m.environment,
+    });
+    for (k, v) in [
+        ("handler", m.handler.clone().map(Value::from)),
+        ("memory_mb", m.memory_mb.map(Value::from)),
+        ("timeout_s", m.timeout_s.map(Value::from)),
+        ("description", m.description.clone().map(Value::from)),
+    ] {
+        if let Some(v) = v {
+            body[k] = v;
+        }
+    }
+    let f = client
+        .json(
+            client
+                .request(Method::PUT, &format!("/v1/functions/{name}"))
+                .json(&body),
+        )
+        .await?;
+    if !args.client.json {
+        println!(
+            "deployed {name}: {} {} · {} MB · {} s · code {} ({})",
+            f["runtime"].as_str().unwrap_or(""),
+            f["handler"].as_str().unwrap_or(""),
+            f["memory_mb"],
+            f["timeout_s"],
+            &sha[..12],
+            human_bytes(size as u64),
+        );
+    }
+    Ok(f)
+}
+
+async fn upload(client: &Client, zip: Vec<u8>, interactive: bool) -> anyhow::Result<Value> {
+    let total = zip.len() as u64;
+    let show =
+        interactive && total > 1 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let body = if show {
+        let bar = indicatif::ProgressBar::new(total).with_style(
+            indicatif::ProgressStyle::with_template(
+                "uploading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("valid template"),
+        );
+        let chunks: Vec<Vec<u8>> = zip.chunks(256 * 1024).map(<[u8]>::to_vec).collect();
+        let stream = futures_stream(chunks, bar);
+        reqwest::Body::wrap_stream(stream)
+    } else {
+        reqwest::Body::from(zip)
+    };
+    client
+        .json(
+            client
+                .request(Method::POST, "/v1/code")
+                .header("content-type", "application/zip")
+                .header("content-length", total)
+                .body(body),
+        )
+        .await
+}
+
+fn futures_stream(
+    chunks: Vec<Vec<u8>>,
+    bar: indicatif::ProgressBar,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        for c in chunks {
+            let n = c.len() as u64;
+            if tx.send(Ok(c)).await.is_err() {
+                break;
+            }
+            bar.inc(n);
+        }
+        bar.finish_and_clear();
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Zips a directory deterministically (sorted, fixed timestamps, Unix modes kept),
+/// so the same tree always has the same sha256 and is stored once.
+pub fn zip_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    use zip::write::SimpleFileOptions;
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let mut files = Vec::new();
+    collect(dir, dir, &mut files)?;
+    files.sort();
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for rel in files {
+        let path = dir.join(&rel);
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mode = if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode)
+            .last_modified_time(zip::DateTime::default())
+            .large_file(meta.len() >= 1 << 32);
+        w.start_file(rel.as_str(), opts)?;
+        w.write_all(
+            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        )?;
+    }
+    Ok(w.finish()?.into_inner())
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == ".git" || name == "__pycache__" || name == ".DS_Store" {
+            continue;
+        }
+        let ft = e.file_type()?;
+        let path = e.path();
+        if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
+            collect(root, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(root)?.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}

@@ -1,0 +1,106 @@
+//! `nimbus invoke`: run a function once and print its result.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::json;
+
+use super::ClientArgs;
+use crate::client::Client;
+
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// Function name.
+    name: String,
+    /// Event JSON, or @FILE to read it from a file (@- for stdin).
+    #[arg(long, short = 'd', default_value = "{}")]
+    data: String,
+    /// Also print the invocation's log (START … REPORT) to stderr.
+    #[arg(long)]
+    logs: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client)?;
+    let payload = match args.data.strip_prefix('@') {
+        Some("-") => {
+            let mut s = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut s)?;
+            s
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}"))?,
+        None => args.data.into_bytes(),
+    };
+    let tail = if args.logs || args.client.json {
+        "?log=tail"
+    } else {
+        ""
+    };
+    let resp = client
+        .send(
+            client
+                .request(
+                    Method::POST,
+                    &format!("/v1/functions/{}/invoke{tail}", args.name),
+                )
+                .body(payload),
+        )
+        .await?;
+    let header = |k: &str| {
+        resp.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let function_error = header("x-nimbus-function-error");
+    let error_type = header("x-nimbus-error-type");
+    let log = header("x-nimbus-log-result")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let meta = json!({
+        "request_id": header("x-nimbus-request-id"),
+        "cold_start": header("x-nimbus-cold-start").as_deref() == Some("true"),
+        "duration_ms": header("x-nimbus-duration-ms").and_then(|d| d.parse::<f64>().ok()),
+        "init_duration_ms": header("x-nimbus-init-duration-ms").and_then(|d| d.parse::<f64>().ok()),
+        "billed_duration_ms": header("x-nimbus-billed-duration-ms").and_then(|d| d.parse::<u64>().ok()),
+    });
+    let body = resp.bytes().await?;
+    if args.client.json {
+        let payload = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        });
+        let mut out = json!({"payload": payload, "function_error": function_error, "error_type": error_type, "log": log});
+        out.as_object_mut()
+            .unwrap()
+            .extend(meta.as_object().unwrap().clone());
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if let Some(log) = &log {
+            eprint!("{log}");
+        }
+        let mut stdout = std::io::stdout();
+        stdout.write_all(&body)?;
+        if !body.ends_with(b"\n") {
+            stdout.write_all(b"\n")?;
+        }
+    }
+    if let Some(kind) = function_error {
+        if !args.client.json {
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            eprintln!(
+                "error: function error ({kind}): {}: {msg}",
+                error_type.unwrap_or_default()
+            );
+        }
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}

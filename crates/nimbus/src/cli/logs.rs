@@ -1,0 +1,91 @@
+//! `nimbus logs`: print (and follow) a function's log lines.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::ClientArgs;
+use crate::client::Client;
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// Function name.
+    name: String,
+    /// Keep printing new lines as they arrive.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Only lines newer than this (e.g. 10m, 2h, 1d).
+    #[arg(long)]
+    since: Option<humantime::Duration>,
+    /// Only lines of one invocation.
+    #[arg(long)]
+    request_id: Option<String>,
+    /// Most lines to print at first.
+    #[arg(long, default_value_t = 200)]
+    limit: usize,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client)?;
+    let since_ms = args
+        .since
+        .map(|d| chrono::Utc::now().timestamp_millis() - Duration::from(d).as_millis() as i64);
+    let mut after: Option<i64> = None;
+    let mut first = true;
+    loop {
+        let mut q: Vec<(&str, String)> =
+            vec![("limit", if first { args.limit } else { 1000 }.to_string())];
+        if let Some(s) = since_ms {
+            q.push(("since_ms", s.to_string()));
+        }
+        if let Some(a) = after {
+            q.push(("after_id", a.to_string()));
+        }
+        if let Some(r) = &args.request_id {
+            q.push(("request_id", r.clone()));
+        }
+        let v = client
+            .json(
+                client
+                    .request(Method::GET, &format!("/v1/functions/{}/logs", args.name))
+                    .query(&q),
+            )
+            .await?;
+        let events = v["events"].as_array().context("bad logs answer")?;
+        for e in events {
+            print_line(e, args.client.json)?;
+        }
+        if let Some(n) = v["next_after_id"].as_i64() {
+            after = Some(n);
+        }
+        first = false;
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn print_line(e: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(e)?);
+        return Ok(());
+    }
+    let ts = e["ts_ms"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_default();
+    println!(
+        "{} {}",
+        ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+        e["message"].as_str().unwrap_or("")
+    );
+    Ok(())
+}

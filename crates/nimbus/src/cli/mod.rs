@@ -1,0 +1,80 @@
+//! Command-line interface. Every command except `up` is a client of the native API.
+
+mod deploy;
+mod functions;
+mod invoke;
+mod logs;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::server::ServerArgs;
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8470";
+
+#[derive(Parser)]
+#[command(
+    name = "nimbus",
+    version,
+    about = "Self-hosted serverless functions in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Address of the Nimbus API.
+    #[arg(long, env = "NIMBUS_ENDPOINT", default_value = DEFAULT_ENDPOINT, global = true)]
+    pub endpoint: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Nimbus server on embedded defaults.
+    Up(Box<ServerArgs>),
+    /// Package a directory and deploy it as a function (reads DIR/nimbus.toml if present).
+    Deploy(deploy::DeployArgs),
+    /// Invoke a function synchronously and print its result.
+    Invoke(invoke::InvokeArgs),
+    /// List functions.
+    Ls(ClientOnly),
+    /// Show one function.
+    Get(NameArg),
+    /// Delete a function.
+    Rm(NameArg),
+    /// Show a function's logs.
+    Logs(logs::LogsArgs),
+}
+
+#[derive(clap::Args)]
+struct ClientOnly {
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(clap::Args)]
+struct NameArg {
+    /// Function name.
+    name: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => crate::server::run(*args).await.map(|_| ExitCode::SUCCESS),
+        Command::Deploy(a) => deploy::run(a).await,
+        Command::Invoke(a) => invoke::run(a).await,
+        Command::Ls(a) => functions::list(&Client::new(&a.client)?, a.client.json).await,
+        Command::Get(a) => functions::get(&Client::new(&a.client)?, &a.name, a.client.json).await,
+        Command::Rm(a) => functions::remove(&Client::new(&a.client)?, &a.name, a.client.json).await,
+        Command::Logs(a) => logs::run(a).await,
+    }
+}

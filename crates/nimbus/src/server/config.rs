@@ -1,0 +1,258 @@
+//! Host configuration for `nimbus up`: flags with environment fallbacks, and the
+//! preparation of everything on disk before the server starts.
+//!
+//! "How the host runs" lives here; "what runs" (functions) lives in the metadata
+//! store and manifests. Defaults are safe for a laptop: loopback only, data under the
+//! user's data directory, instances as an unprivileged user when started as root.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nimbus_runtime::ProcessRuntimeConfig;
+use nimbus_runtime::sandbox::{CgroupSupport, SandboxUser};
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Where metadata, code and logs are kept.
+    #[arg(long, env = "NIMBUS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the API listener. Loopback by default; binding elsewhere exposes the API.
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:8470")]
+    pub listen: SocketAddr,
+    /// Scratch directory for unpacked code and instance /tmp areas
+    /// (default: a private directory under /tmp).
+    #[arg(long, env = "NIMBUS_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Region reported in ARNs and given to functions.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Account id used in ARNs.
+    #[arg(long, env = "NIMBUS_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// How long an idle instance stays warm.
+    #[arg(long, env = "NIMBUS_KEEP_ALIVE", default_value = "5m")]
+    pub keep_alive: humantime::Duration,
+    /// Most concurrent instances of one function.
+    #[arg(long, default_value_t = 64)]
+    pub max_instances_per_function: usize,
+    /// Most concurrent invocations in total.
+    #[arg(long, default_value_t = 1000)]
+    pub account_concurrency: usize,
+    /// How long a synchronous call waits for a free instance before a 429.
+    #[arg(long, default_value = "2s")]
+    pub queue_wait: humantime::Duration,
+    /// Python interpreter for python3 functions (default: /usr/bin/python3 if
+    /// present, else python3 on PATH, resolved to the real binary).
+    #[arg(long, env = "NIMBUS_PYTHON")]
+    pub python: Option<String>,
+    /// Node.js for nodejs functions (default: node on PATH, resolved).
+    #[arg(long, env = "NIMBUS_NODE", default_value = "node")]
+    pub node: String,
+    /// User instances run as when Nimbus runs as root; `root` keeps root (not recommended).
+    #[arg(long, env = "NIMBUS_SANDBOX_USER", default_value = "nobody")]
+    pub sandbox_user: String,
+    /// Processes plus threads allowed per instance.
+    #[arg(long, default_value_t = 256)]
+    pub max_pids: u32,
+    /// How long function logs are kept.
+    #[arg(long, default_value = "7d")]
+    pub log_retention: humantime::Duration,
+    /// Most log lines kept in total.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub log_max_lines: i64,
+    /// How long shutdown waits for running invocations.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
+}
+
+/// Everything prepared on disk, plus the lock that keeps a second server out.
+pub struct HostConfig {
+    pub data_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub runtime: ProcessRuntimeConfig,
+    _lock: fs::File,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("nimbus");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/nimbus")
+}
+
+fn set_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot chmod {}", p.display()))
+}
+
+fn lookup_user(name: &str) -> anyhow::Result<SandboxUser> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == name {
+            return Ok(SandboxUser {
+                uid: f[2].parse()?,
+                gid: f[3].parse()?,
+            });
+        }
+    }
+    if let Ok(uid) = name.parse::<u32>() {
+        return Ok(SandboxUser { uid, gid: uid });
+    }
+    bail!("sandbox user {name:?} does not exist (see --sandbox-user)")
+}
+
+impl HostConfig {
+    pub fn prepare(args: &ServerArgs) -> anyhow::Result<Self> {
+        let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        set_mode(&data_dir, 0o700)?;
+        let data_dir = fs::canonicalize(&data_dir)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("nimbus.lock"))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            bail!(
+                "another nimbus is already running on {}",
+                data_dir.display()
+            );
+        }
+
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let run_dir = match &args.run_dir {
+            Some(d) => d.clone(),
+            None => {
+                use sha2::Digest;
+                let h = hex::encode(sha2::Sha256::digest(
+                    data_dir.as_os_str().as_encoded_bytes(),
+                ));
+                // SAFETY: geteuid has no preconditions.
+                std::env::temp_dir().join(format!(
+                    "nimbus-{}-{}",
+                    unsafe { libc::geteuid() },
+                    &h[..12]
+                ))
+            }
+        };
+        fs::create_dir_all(&run_dir)
+            .with_context(|| format!("cannot create run dir {}", run_dir.display()))?;
+        // Traversable (so the sandbox user can reach its code) but not listable.
+        set_mode(&run_dir, 0o711)?;
+        // Leftovers of a previous run (instances are never reused across runs).
+        let _ = fs::remove_dir_all(run_dir.join("instances"));
+        for sub in ["instances", "code"] {
+            fs::create_dir_all(run_dir.join(sub))?;
+            set_mode(&run_dir.join(sub), 0o711)?;
+        }
+        let bootstraps = nimbus_runtime::bootstraps::install(&run_dir.join("runtime"))
+            .context("cannot install the runtime bootstraps")?;
+
+        let python_cmd = args.python.clone().unwrap_or_else(|| {
+            if Path::new("/usr/bin/python3").exists() {
+                "/usr/bin/python3".into()
+            } else {
+                "python3".into()
+            }
+        });
+        let python =
+            nimbus_runtime::Interpreter::resolve_python(&python_cmd).with_context(|| {
+                format!("cannot run the Python interpreter {python_cmd:?} (set --python)")
+            })?;
+        let node = nimbus_runtime::Interpreter::resolve_node(&args.node)
+            .with_context(|| format!("cannot run Node.js {:?} (set --node)", args.node))?;
+
+        let user = if root && args.sandbox_user != "root" {
+            Some(lookup_user(&args.sandbox_user)?)
+        } else {
+            None
+        };
+        let tag = format!("nimbus-{}", std::process::id());
+        let cgroups = CgroupSupport::detect(&tag);
+        Ok(Self {
+            runtime: ProcessRuntimeConfig {
+                run_dir: run_dir.clone(),
+                python,
+                node,
+                bootstraps,
+                cgroups,
+                user,
+                max_pids: args.max_pids,
+                max_open_files: 1024,
+                max_file_bytes: 512 * 1024 * 1024,
+                init_limit: Duration::from_secs(10),
+            },
+            data_dir,
+            run_dir,
+            _lock: lock,
+        })
+    }
+
+    /// Prints where the server listens and how it is set up.
+    pub fn announce(&self, api: SocketAddr, functions: usize) {
+        let sandbox = match &self.runtime.cgroups {
+            CgroupSupport::V2 { .. } => "cgroup v2 (memory, pids)".to_string(),
+            CgroupSupport::V1 { .. } => "cgroup v1 (memory, pids)".to_string(),
+            CgroupSupport::None { reason } => {
+                tracing::warn!(
+                    "cgroups unavailable ({reason}); memory is policed by sampling and process count by RLIMIT_NPROC"
+                );
+                "rlimits only (no cgroups)".to_string()
+            }
+        };
+        let user = match self.runtime.user {
+            Some(u) => format!("uid {}", u.uid),
+            None => "the server's user".to_string(),
+        };
+        if self.runtime.user.is_none() && unsafe { libc::geteuid() } == 0 {
+            tracing::warn!(
+                "instances run as root (--sandbox-user root); functions can harm the host"
+            );
+        }
+        println!("nimbus {} ready", env!("CARGO_PKG_VERSION"));
+        println!("  API:       http://{api}");
+        println!("  data dir:  {}", self.data_dir.display());
+        println!("  functions: {functions}");
+        println!("  sandbox:   {sandbox}, instances run as {user}");
+        println!(
+            "  python:    {} ({})",
+            self.runtime.python.path.display(),
+            self.runtime.python.version
+        );
+        println!(
+            "  node:      {} (v{})",
+            self.runtime.node.path.display(),
+            self.runtime.node.version
+        );
+        println!(
+            "try: nimbus deploy examples/hello-python && nimbus invoke hello-python --data '{{\"name\":\"Ada\"}}'"
+        );
+    }
+
+    /// Removes the cgroups and scratch areas of this run.
+    pub fn cleanup(&self) {
+        let _ = fs::remove_dir_all(self.run_dir.join("instances"));
+        match &self.runtime.cgroups {
+            CgroupSupport::V1 { memory, pids } => {
+                let _ = fs::remove_dir(memory);
+                let _ = fs::remove_dir(pids);
+            }
+            CgroupSupport::V2 { base } => {
+                let _ = fs::remove_dir(base);
+            }
+            CgroupSupport::None { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `nimbus up`: compose the parts and run until a signal.
+//!
+//! Reads like a script on purpose: open storage, prepare the sandbox, start the
+//! engine, load deployed functions, serve the API, and on SIGINT/SIGTERM stop in
+//! reverse order: stop accepting, let in-flight invocations finish (bounded by
+//! `--shutdown-grace`), stop instances, flush logs. A second signal exits at once.
+
+mod config;
+mod shutdown;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
+use nimbus_engine::{ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention, Registry};
+use nimbus_runtime::{InstanceFactory, ProcessFactory};
+use nimbus_store::{
+    CodeStore, LogStore, MetadataStore, SqliteLogStore, SqliteMetadataStore, open_database,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use config::ServerArgs;
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let host = config::HostConfig::prepare(&args)?;
+
+    // Storage.
+    let db_path = host.data_dir.join("nimbus.db");
+    let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteMetadataStore::new(
+        open_database(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
+    ));
+    let log_store: Arc<dyn LogStore> = Arc::new(SqliteLogStore::new(open_database(&db_path)?));
+    let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
+
+    // Runtimes and engine.
+    let factory: Arc<dyn InstanceFactory> = Arc::new(ProcessFactory::new(host.runtime.clone()));
+    let logs = LogPipeline::start(
+        log_store.clone(),
+        LogRetention {
+            max_age: args.log_retention.into(),
+            max_lines: args.log_max_lines,
+        },
+    );
+    let engine_config = EngineConfig {
+        region: args.region.clone(),
+        account_id: args.account_id.clone(),
+        code_cache_dir: host.run_dir.join("code"),
+        keep_alive: args.keep_alive.into(),
+        max_instances_per_function: args.max_instances_per_function,
+        account_concurrency: args.account_concurrency,
+        queue_wait: args.queue_wait.into(),
+    };
+    let scheduler = Arc::new(Scheduler::new(
+        factory,
+        logs.sender.clone(),
+        engine_config.account_concurrency,
+        engine_config.max_instances_per_function,
+        engine_config.queue_wait,
+        Arc::new(FixedKeepAlive(engine_config.keep_alive)),
+    ));
+    let registry = Arc::new(Registry::default());
+    let control = Arc::new(ControlPlane::new(
+        engine_config.clone(),
+        metadata,
+        code,
+        registry.clone(),
+        scheduler.clone(),
+    ));
+    let invoker = Arc::new(Invoker::new(
+        &engine_config,
+        registry,
+        scheduler.clone(),
+        logs.sender.clone(),
+    ));
+    let loaded = control.load_all().await?;
+
+    let background = CancellationToken::new();
+    let reaper = tokio::spawn(scheduler.clone().run_reaper(background.clone()));
+
+    // API.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another nimbus running? use --listen)",
+                args.listen
+            )
+        })?;
+    let api_addr = listener.local_addr()?;
+    let app = nimbus_api::router(nimbus_api::ApiState {
+        control,
+        invoker: invoker.clone(),
+        logs: log_store,
+    });
+    host.announce(api_addr, loaded);
+
+    let stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+
+    let signal = shutdown::wait_for_signal().await;
+    tracing::info!("received {signal}; shutting down (send it again to exit at once)");
+    tokio::spawn(async {
+        let second = shutdown::wait_for_signal().await;
+        eprintln!("nimbus: received {second} again; exiting now");
+        std::process::exit(130);
+    });
+
+    // Stop accepting, let running invocations finish, then stop everything else.
+    stop.cancel();
+    let abandoned = invoker.drain(args.shutdown_grace.into()).await;
+    if abandoned > 0 {
+        tracing::warn!(
+            "{abandoned} invocations were still running after the grace period; their instances are stopped"
+        );
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    background.cancel();
+    let _ = reaper.await;
+    scheduler.shutdown().await;
+    logs.shutdown().await;
+    host.cleanup();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
