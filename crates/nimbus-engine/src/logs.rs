@@ -35,7 +35,7 @@ impl LogPipeline {
     pub fn start(store: Arc<dyn LogStore>, retention: LogRetention) -> Self {
         let (sender, rx) = mpsc::channel(CHANNEL);
         let cancel = CancellationToken::new();
-        let writer = tokio::spawn(write_loop(store.clone(), rx));
+        let writer = tokio::spawn(write_loop(store.clone(), rx, cancel.clone()));
         let retention = tokio::spawn(retention_loop(store, retention, cancel.clone()));
         Self {
             sender,
@@ -49,15 +49,44 @@ impl LogPipeline {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         drop(self.sender);
-        // Instances still holding senders are dead by now; bound the wait anyway.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
         let _ = self.retention.await;
     }
 }
 
-async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<LogLine>) {
+async fn write_loop(
+    store: Arc<dyn LogStore>,
+    mut rx: mpsc::Receiver<LogLine>,
+    cancel: CancellationToken,
+) {
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n,
+            // Shutdown: senders may outlive us (they are cloned into many places),
+            // so stop waiting for them and write what is already queued.
+            _ = cancel.cancelled() => {
+                while batch.len() < BATCH * 16 {
+                    match rx.try_recv() {
+                        Ok(l) => batch.push(l),
+                        Err(_) => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    write_batch(&*store, &mut batch).await;
+                }
+                return;
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        write_batch(&*store, &mut batch).await;
+    }
+}
+
+async fn write_batch(store: &dyn LogStore, batch: &mut Vec<LogLine>) {
+    {
         let records = batch
             .drain(..)
             .map(|l| LogRecord {

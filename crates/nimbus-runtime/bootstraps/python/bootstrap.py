@@ -216,6 +216,24 @@ class _Closed(Exception):
     """The server closed the connection before sending any response byte."""
 
 
+def _header_in(head, key):
+    """Value (bytes) of the header whose CRLF-prefixed, lower-case name plus
+    colon is `key`, searched in the lower-cased head; None when absent."""
+    j = head.find(key)
+    if j < 0:
+        return None
+    j += len(key)
+    e = head.find(b"\r\n", j)
+    return (head[j:e] if e >= 0 else head[j:]).strip()
+
+
+def _parse_headers(head):
+    """All headers of a raw head as {lower-case name: str value}."""
+    lines = head.decode("latin-1").split("\r\n")
+    del lines[0]
+    return {k.lower(): v.strip() for k, _, v in [line.partition(":") for line in lines]}
+
+
 class _Http(object):
     __slots__ = ("host", "port", "sock", "buf")
 
@@ -268,9 +286,10 @@ class _Http(object):
 
     def request(self, head, body=None):
         """Send one request (head must end with CRLFCRLF and carry
-        Content-Length when there is a body). Returns (status, headers, body)
-        with lower-case header names. A connection that turns out to be dead
-        before any response byte arrives is replaced once."""
+        Content-Length when there is a body). Returns (status, head, body)
+        where head is the raw status line and header block. A connection
+        that turns out to be dead before any response byte arrives is
+        replaced once."""
         retried = False
         while True:
             try:
@@ -312,27 +331,26 @@ class _Http(object):
                     raise _Closed("connection closed by the Runtime API")
                 buf += data
                 continue
-            lines = buf[:i].decode("latin-1").split("\r\n")
+            head = buf[:i]
             buf = buf[i + 4 :]
-            status_line = lines[0]
             try:
-                status = int(status_line.split(None, 2)[1])
-            except (IndexError, ValueError):
-                raise _RuntimeApiError("bad status line %r" % status_line)
-            headers = {}
-            for line in lines[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
+                if head[:5] != b"HTTP/":
+                    raise ValueError
+                status = int(head[9:12])
+            except ValueError:
+                raise _RuntimeApiError("bad status line %r" % head[:100])
             if status < 200 and status != 101:  # interim response: no body
                 continue
             break
 
-        te = headers.get("transfer-encoding")
+        # Framing headers only; callers that need more use _parse_headers.
+        lower = head.lower()
         keep = True
-        if te is not None and "chunked" in te.lower():
+        te = _header_in(lower, b"\r\ntransfer-encoding:")
+        if te is not None and b"chunked" in te:
             body, buf = self._read_chunked(buf)
         else:
-            cl = headers.get("content-length")
+            cl = _header_in(lower, b"\r\ncontent-length:")
             if cl is not None:
                 try:
                     n = int(cl)
@@ -356,18 +374,16 @@ class _Http(object):
                     parts.append(data)
                 body, buf = b"".join(parts), b""
                 keep = False
-        conn = headers.get("connection")
-        if conn is not None:
-            conn = conn.lower()
-            if "close" in conn:
-                keep = False
-        if status_line.startswith("HTTP/1.0") and (conn is None or "keep-alive" not in conn):
+        conn = _header_in(lower, b"\r\nconnection:")
+        if conn is not None and b"close" in conn:
+            keep = False
+        elif head[:8] == b"HTTP/1.0" and (conn is None or b"keep-alive" not in conn):
             keep = False
         if keep:
             self.buf = buf
         else:
             self.close()
-        return status, headers, body
+        return status, head, body
 
     def _read_exact(self, buf, n):
         ba = bytearray(n)
@@ -426,26 +442,26 @@ _NEXT_REQUEST = (
 _INVOCATION_PATH = b"POST /2018-06-01/runtime/invocation/"
 _CT_JSON = b"application/json"
 _CT_UNKNOWN = b"application/unknown"
+# Request heads of the success path, up to the Content-Length value.
+_RESPONSE_JSON_TAIL = (
+    b"/response HTTP/1.1\r\n" + _COMMON_HEADERS
+    + b"Content-Type: application/json\r\nContent-Length: "
+)
+_RESPONSE_UNKNOWN_TAIL = (
+    b"/response HTTP/1.1\r\n" + _COMMON_HEADERS
+    + b"Content-Type: application/unknown\r\nContent-Length: "
+)
 
 
 def _header_value(s):
     return s.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
 
 
-def _post(path_head, payload, content_type, error_type=None):
-    head = (
-        path_head
-        + b" HTTP/1.1\r\n"
-        + _COMMON_HEADERS
-        + b"Content-Type: "
-        + content_type
-        + b"\r\nContent-Length: "
-        + str(len(payload)).encode()
-        + b"\r\n"
-    )
+def _post(start, payload, content_type, error_type=None):
+    head = start + b" HTTP/1.1\r\n" + _COMMON_HEADERS + b"Content-Type: " + content_type + b"\r\n"
     if error_type is not None:
         head += b"Lambda-Runtime-Function-Error-Type: " + _header_value(error_type) + b"\r\n"
-    return _http.request(head + b"\r\n", payload)
+    return _http.request(head + b"Content-Length: %d\r\n\r\n" % len(payload), payload)
 
 
 # --------------------------------------------------------------------------
@@ -453,11 +469,22 @@ def _post(path_head, payload, content_type, error_type=None):
 
 
 def _flush():
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except Exception:
-            pass
+    out = sys.stdout
+    err = sys.stderr
+    try:
+        out.flush()
+    except Exception:
+        pass
+    try:
+        err.flush()
+    except Exception:
+        pass
+    if out is not sys.__stdout__ or err is not sys.__stderr__:  # replaced by user code
+        for stream in (sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except Exception:
+                pass
 
 
 def _write(stream, text):
@@ -906,7 +933,7 @@ def _init_failed(err):
     try:
         status, _, body = _post(
             b"POST /2018-06-01/runtime/init/error",
-            _dumps(err).encode("utf-8", "surrogatepass"),
+            _dumps(err).encode("utf-8", "replace"),
             _CT_JSON,
             err["errorType"],
         )
@@ -934,10 +961,12 @@ def _run(handler):
     global _request_id, _tenant_id
 
     request = _http.request
+    parse_headers = _parse_headers
     environ = _environ
     next_request = _NEXT_REQUEST
     invocation_path = _INVOCATION_PATH
-    ct_json = _CT_JSON
+    json_tail = _RESPONSE_JSON_TAIL
+    unknown_tail = _RESPONSE_UNKNOWN_TAIL
     loads = _loads
     dumps = _dumps
     Context = LambdaContext
@@ -946,12 +975,12 @@ def _run(handler):
 
     while True:
         try:
-            status, headers, body = request(next_request)
+            status, head, body = request(next_request)
         except _RuntimeApiError as e:
             _fatal("GET /runtime/invocation/next failed: %s" % e)
         if status != 200:
             _fatal("GET /runtime/invocation/next answered %d: %r" % (status, body[:512]))
-        get = headers.get
+        get = parse_headers(head).get
         request_id = get("lambda-runtime-aws-request-id")
         if not request_id:
             _fatal("next invocation has no Lambda-Runtime-Aws-Request-Id header")
@@ -1003,13 +1032,13 @@ def _run(handler):
 
             if isinstance(result, bytes):
                 payload = result
-                result_type = _CT_UNKNOWN
+                tail = unknown_tail
             else:
                 try:
                     payload = dumps(result).encode("utf-8")
                 except Exception as e:
                     raise Fault(_ERR_MARSHAL, "Unable to marshal response: %s" % e)
-                result_type = ct_json
+                tail = json_tail
         except Fault as e:
             error = _make_error(e.msg, e.error_type, e.trace, request_id)
         except Exception:
@@ -1019,7 +1048,9 @@ def _run(handler):
         try:
             if error is None:
                 flush()
-                status, _, rbody = _post(invocation_path + rid + b"/response", payload, result_type)
+                status, _, rbody = request(
+                    invocation_path + rid + tail + b"%d\r\n\r\n" % len(payload), payload
+                )
             else:
                 _log_error(error, sys.stdout)
                 flush()
@@ -1030,8 +1061,8 @@ def _run(handler):
                                             error.get("errorType"), None, request_id))
                 status, _, rbody = _post(
                     invocation_path + rid + b"/error",
-                    doc.encode("utf-8", "surrogatepass"),
-                    ct_json,
+                    doc.encode("utf-8", "replace"),
+                    _CT_JSON,
                     error["errorType"],
                 )
         except _RuntimeApiError as e:

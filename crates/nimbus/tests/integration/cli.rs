@@ -1,0 +1,134 @@
+//! The CLI as users run it: deploy from a directory, invoke, list, inspect, logs, remove.
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn deploy_invoke_ls_get_logs_rm() {
+    let s = Server::start();
+    let examples = repo_root().join("examples");
+    for ex in ["hello-python", "hello-node"] {
+        let out = ok(&s.cli(&["deploy", examples.join(ex).to_str().unwrap()]));
+        assert!(out.starts_with(&format!("deployed {ex}:")), "{out}");
+    }
+    let out = s.cli(&[
+        "invoke",
+        "hello-python",
+        "--data",
+        r#"{"name":"Ada"}"#,
+        "--logs",
+    ]);
+    let stdout = ok(&out);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["message"], "Hello, Ada!");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("START RequestId:") && stderr.contains("Init Duration:"),
+        "{stderr}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let event = tmp.path().join("event.json");
+    std::fs::write(&event, r#"{"name":"File"}"#).unwrap();
+    let out = ok(&s.cli(&[
+        "invoke",
+        "hello-node",
+        "--data",
+        &format!("@{}", event.display()),
+        "--json",
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["payload"]["message"], "Hello, File!");
+    assert_eq!(v["cold_start"], true);
+    assert!(v["log"].as_str().unwrap().contains("REPORT RequestId"));
+
+    let ls = ok(&s.cli(&["ls"]));
+    assert!(
+        ls.contains("hello-python") && ls.contains("hello-node") && ls.starts_with("NAME"),
+        "{ls}"
+    );
+    let ls: Value = serde_json::from_str(&ok(&s.cli(&["ls", "--json"]))).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 2);
+    let get = ok(&s.cli(&["get", "hello-python"]));
+    assert!(
+        get.contains("handler        app.handler") && get.contains("GREETING=Hello"),
+        "{get}"
+    );
+
+    let logs = ok(&s.cli(&["logs", "hello-python", "--since", "10m"]));
+    assert!(
+        logs.contains("greeting Ada") && logs.contains("REPORT RequestId"),
+        "{logs}"
+    );
+
+    ok(&s.cli(&["rm", "hello-node"]));
+    let out = s.cli(&["get", "hello-node"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line reason: {err}");
+    assert!(err.contains("FunctionNotFound"), "{err}");
+}
+
+#[test]
+fn failures_exit_non_zero_with_one_line() {
+    let s = Server::start();
+    // Function error: the payload is printed, the exit code is 2.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.py"),
+        "def handler(e, c):\n    raise ValueError('nope')\n",
+    )
+    .unwrap();
+    ok(&s.cli(&[
+        "deploy",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "fails",
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+    ]));
+    let out = s.cli(&["invoke", "fails"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ValueError: nope"));
+
+    // Bad flag values are refused by the server with its message.
+    let out = s.cli(&[
+        "deploy",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "x",
+        "--runtime",
+        "python3",
+        "--handler",
+        "app.handler",
+        "--memory",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("memory_mb must be between 128 and 10240"),
+        "{err}"
+    );
+
+    // Unreachable server.
+    let out = std::process::Command::new(BIN)
+        .args(["ls", "--endpoint", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Nimbus"));
+}

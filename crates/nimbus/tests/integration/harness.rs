@@ -1,0 +1,326 @@
+//! Starting servers, building packages, calling the API.
+
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
+
+/// The repository root (for fixtures, examples and the test venv).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub struct Server {
+    pub url: String,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    pub http: reqwest::blocking::Client,
+    extra: Vec<String>,
+    pub stderr_log: PathBuf,
+}
+
+pub struct Invoked {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Invoked {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    pub fn header(&self, k: &str) -> Option<String> {
+        self.headers.get(k).map(|v| v.to_str().unwrap().to_string())
+    }
+    pub fn function_error(&self) -> Option<String> {
+        self.header("x-nimbus-function-error")
+    }
+    pub fn request_id(&self) -> String {
+        self.header("x-nimbus-request-id")
+            .expect("request id header")
+    }
+    pub fn cold(&self) -> bool {
+        self.header("x-nimbus-cold-start").as_deref() == Some("true")
+    }
+    pub fn log_tail(&self) -> String {
+        use base64::Engine;
+        let b = self.header("x-nimbus-log-result").expect("log tail header");
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap()
+    }
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts `nimbus up` with extra flags on a fresh data dir.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut s = Server {
+            url: String::new(),
+            data_dir,
+            child: None,
+            _tmp: Some(tmp),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            stderr_log: PathBuf::new(),
+        };
+        s.launch();
+        s
+    }
+
+    fn launch(&mut self) {
+        self.stderr_log = self.data_dir.with_file_name(format!(
+            "server-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let stderr = std::fs::File::create(&self.stderr_log).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(&self.extra)
+            .env("NIMBUS_TEST_SECRET", "must-not-leak")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("nimbus binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut url = None;
+        while Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(u) = l.trim().strip_prefix("API:") {
+                        url = Some(u.trim().to_string());
+                    }
+                    if l.starts_with("try:") {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.url = url.unwrap_or_else(|| {
+            panic!(
+                "server did not announce its address; stderr:\n{}",
+                std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+            )
+        });
+        self.child = Some(child);
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        wait_timeout(&mut child, Duration::from_secs(40)).expect("server exits after SIGTERM")
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.url)).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = self
+            .http
+            .request(m, format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn upload(&self, zip: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/code", self.url))
+            .body(zip)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Uploads `zip` and creates (or replaces) a function; returns (status, body).
+    pub fn try_deploy(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        zip: Vec<u8>,
+        extra: Value,
+    ) -> (u16, Value) {
+        let (status, code) = self.upload(zip);
+        if status != 201 {
+            return (status, code);
+        }
+        let mut body =
+            json!({"runtime": runtime, "handler": handler, "code_sha256": code["sha256"]});
+        if let Value::Object(m) = extra {
+            body.as_object_mut().unwrap().extend(m);
+        }
+        self.send_json("PUT", &format!("/v1/functions/{name}"), &body)
+    }
+
+    pub fn deploy(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        zip: Vec<u8>,
+        extra: Value,
+    ) -> Value {
+        let (status, body) = self.try_deploy(name, runtime, handler, zip, extra);
+        assert!(
+            status == 201 || status == 200,
+            "deploy {name} failed: {status} {body}"
+        );
+        body
+    }
+
+    pub fn invoke_raw(
+        &self,
+        name: &str,
+        payload: impl Into<reqwest::blocking::Body>,
+        tail: bool,
+    ) -> Invoked {
+        let q = if tail { "?log=tail" } else { "" };
+        let r = self
+            .http
+            .post(format!("{}/v1/functions/{name}/invoke{q}", self.url))
+            .body(payload)
+            .send()
+            .unwrap();
+        Invoked {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.bytes().unwrap().to_vec(),
+        }
+    }
+
+    pub fn invoke(&self, name: &str, payload: &Value) -> Invoked {
+        let r = self.invoke_raw(name, payload.to_string(), true);
+        assert_eq!(
+            r.status,
+            200,
+            "invoke {name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r
+    }
+
+    /// All stored log lines of a function, waiting until `pred` holds (logs are written asynchronously).
+    pub fn logs_until(&self, name: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, v) = self.get(&format!("/v1/functions/{name}/logs?limit=10000"));
+            assert_eq!(status, 200, "{v}");
+            let events = v["events"].as_array().unwrap().clone();
+            if pred(&events) || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("NIMBUS_ENDPOINT", &self.url)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Builds a zip from (path, contents, unix mode) entries.
+pub fn zip_of(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, data, mode) in entries {
+        w.start_file(*name, SimpleFileOptions::default().unix_permissions(*mode))
+            .unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+pub fn py(source: &str) -> Vec<u8> {
+    zip_of(&[("app.py", source.as_bytes(), 0o644)])
+}
+
+pub fn node(file: &str, source: &str) -> Vec<u8> {
+    zip_of(&[(file, source.as_bytes(), 0o644)])
+}
+
+/// A Python function `app.handler` with the given source, deployed under `name`.
+pub fn deploy_py(s: &Server, name: &str, source: &str, extra: Value) {
+    s.deploy(name, "python3", "app.handler", py(source), extra);
+}
+
+pub fn lines_of(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! Server lifecycle: restarts keep everything, shutdown is graceful, idle
+//! instances are reaped, instances never outlive the server.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn restart_keeps_every_function() {
+    let mut s = Server::start();
+    deploy_py(
+        &s,
+        "keep-py",
+        "def handler(e, c): return 'py'\n",
+        json!({"memory_mb": 192, "environment": {"K": "v"}}),
+    );
+    s.deploy(
+        "keep-node",
+        "nodejs",
+        "index.handler",
+        node("index.js", "exports.handler = async () => 'node';\n"),
+        json!({}),
+    );
+    assert_eq!(s.invoke("keep-py", &json!({})).json(), json!("py"));
+    let before = s.get("/v1/functions").1;
+    s.restart();
+    let after = s.get("/v1/functions").1;
+    assert_eq!(before, after, "functions are identical after a restart");
+    assert_eq!(s.invoke("keep-py", &json!({})).json(), json!("py"));
+    assert_eq!(s.invoke("keep-node", &json!({})).json(), json!("node"));
+    // Logs survive too.
+    let lines = lines_of(&s.logs_until("keep-py", |ev| {
+        lines_of(ev)
+            .iter()
+            .filter(|l| l.starts_with("START"))
+            .count()
+            >= 2
+    }));
+    assert_eq!(lines.iter().filter(|l| l.starts_with("START")).count(), 2);
+}
+
+#[test]
+fn second_server_on_the_same_data_dir_is_refused() {
+    let s = Server::start();
+    let out = std::process::Command::new(BIN)
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&s.data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another nimbus is already running"), "{err}");
+}
+
+#[test]
+fn sigterm_lets_in_flight_invocations_finish() {
+    let mut s = Server::start();
+    deploy_py(
+        &s,
+        "slowdone",
+        "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 'finished'\n",
+        json!({"timeout_s": 10}),
+    );
+    let url = s.url.clone();
+    let call = std::thread::spawn(move || {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{url}/v1/functions/slowdone/invoke"))
+            .body("{}")
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let status = s.stop();
+    assert!(
+        status.success(),
+        "clean exit: {status:?}\n{}",
+        s.server_log()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "waited for the invocation"
+    );
+    assert_eq!(call.join().unwrap(), (200, "\"finished\"".to_string()));
+}
+
+#[test]
+fn idle_instances_are_reaped_after_keep_alive() {
+    let s = Server::start_with(&["--keep-alive", "1s"]);
+    deploy_py(
+        &s,
+        "reaped",
+        "import os\ndef handler(e, c): return os.getpid()\n",
+        json!({}),
+    );
+    let first = s.invoke("reaped", &json!({}));
+    let pid = first.json().as_i64().unwrap();
+    assert!(!s.invoke("reaped", &json!({})).cold());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "idle instance process is gone"
+    );
+    assert!(
+        s.invoke("reaped", &json!({})).cold(),
+        "scaled to zero, so the next call is cold"
+    );
+}
+
+#[test]
+fn instances_die_with_a_killed_server() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "orphan",
+        "import os\ndef handler(e, c): return os.getpid()\n",
+        json!({}),
+    );
+    let pid = s.invoke("orphan", &json!({})).json().as_i64().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A zombie has no cmdline; a live orphan would still have one.
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .map(|c| !c.is_empty())
+        .unwrap_or(false);
+    assert!(!alive, "instance {pid} outlived the server");
+}

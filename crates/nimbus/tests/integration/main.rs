@@ -1,0 +1,15 @@
+//! Black-box tests of the `nimbus` binary: every test starts a real server on a
+//! free port with a fresh data directory, deploys real functions and talks to it
+//! over HTTP, exactly as users and their tools do.
+
+mod harness;
+
+mod api;
+mod cli;
+mod failures;
+mod lifecycle;
+mod logs;
+mod nodejs;
+mod provided;
+mod python;
+mod sandbox;

@@ -1,0 +1,149 @@
+//! `provided` functions: any executable speaking the Runtime API, including the
+//! official runtime clients, unchanged.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn shell_bootstrap_example() {
+    let s = Server::start();
+    let out = s.cli(&[
+        "deploy",
+        repo_root()
+            .join("examples/hello-provided")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = s.invoke("hello-provided", &json!({"x": 1}));
+    assert_eq!(
+        r.json(),
+        json!({"message": "Hello from a shell bootstrap", "event": {"x": 1}})
+    );
+}
+
+#[test]
+fn non_executable_bootstrap_is_refused_at_deploy() {
+    let s = Server::start();
+    let (status, body) = s.try_deploy(
+        "noexec",
+        "provided",
+        "x",
+        zip_of(&[("bootstrap", b"#!/bin/sh\n", 0o644)]),
+        json!({}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not executable"),
+        "{body}"
+    );
+}
+
+/// The official Rust client (`lambda_runtime` crate) as a bootstrap.
+#[test]
+fn rust_lambda_runtime_client() {
+    let bin = repo_root()
+        .join("target")
+        .join(if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        })
+        .join("rust-hello");
+    let bytes = std::fs::read(&bin).unwrap_or_else(|e| {
+        panic!("{} is missing ({e}); it is built by `cargo build --workspace` (the test command does this)", bin.display())
+    });
+    let s = Server::start();
+    s.deploy(
+        "rust-hello",
+        "provided",
+        "bootstrap",
+        zip_of(&[("bootstrap", &bytes, 0o755)]),
+        json!({}),
+    );
+    let r = s.invoke("rust-hello", &json!({"name": "Ferris"}));
+    assert!(
+        r.function_error().is_none(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v = r.json();
+    assert_eq!(v["message"], "Hello, Ferris!");
+    assert_eq!(v["request_id"], r.request_id());
+    assert_eq!(v["function_name"], "rust-hello");
+    let err = s.invoke("rust-hello", &json!({"fail": true}));
+    assert_eq!(err.function_error().as_deref(), Some("Unhandled"));
+    assert!(
+        err.json()["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("asked to fail"),
+        "{}",
+        String::from_utf8_lossy(&err.body)
+    );
+}
+
+/// The official Python client (`awslambdaric` from PyPI) as a bootstrap.
+#[test]
+fn python_awslambdaric_client() {
+    let venv_python = repo_root().join(".venv/bin/python");
+    assert!(
+        venv_python.exists(),
+        "{} is missing: run the test command (scripts/test), which creates the venv with awslambdaric",
+        venv_python.display()
+    );
+    // The venv lives in the checkout, which the unprivileged sandbox user may not
+    // be able to reach (e.g. under /root); this test is about the protocol, so it
+    // runs instances as the server's user.
+    let s = Server::start_with(&["--sandbox-user", "root"]);
+    let bootstrap = format!(
+        "#!/bin/sh\nexec {} -m awslambdaric \"$_HANDLER\"\n",
+        venv_python.display()
+    );
+    let app = b"def handler(event, context):\n    print('via awslambdaric')\n    return {'echo': event, 'id': context.aws_request_id, 'left': context.get_remaining_time_in_millis() > 0}\n\ndef fails(event, context):\n    raise KeyError('nope')\n";
+    let zip = zip_of(&[
+        ("bootstrap", bootstrap.as_bytes(), 0o755),
+        ("app.py", app, 0o644),
+    ]);
+    s.deploy(
+        "ric",
+        "provided",
+        "app.handler",
+        zip.clone(),
+        json!({"timeout_s": 10}),
+    );
+    let r = s.invoke("ric", &json!({"hello": "ric"}));
+    assert!(
+        r.function_error().is_none(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v = r.json();
+    assert_eq!(v["echo"], json!({"hello": "ric"}));
+    assert_eq!(v["id"], r.request_id());
+    assert_eq!(v["left"], true);
+    assert!(
+        r.log_tail().contains("via awslambdaric"),
+        "{}",
+        r.log_tail()
+    );
+
+    s.deploy(
+        "ric-fail",
+        "provided",
+        "app.fails",
+        zip,
+        json!({"timeout_s": 10}),
+    );
+    let r = s.invoke("ric-fail", &json!({}));
+    assert_eq!(r.function_error().as_deref(), Some("Unhandled"));
+    assert_eq!(r.json()["errorType"], "KeyError");
+}

@@ -1,0 +1,134 @@
+//! What a function can see and touch.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn scrubbed_environment_unprivileged_user_private_tmp() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "probe",
+        r#"
+import os, tempfile
+def handler(e, c):
+    tmp = tempfile.gettempdir()
+    with open(os.path.join(tmp, "scratch"), "w") as f:
+        f.write("ok")
+    try:
+        open(os.path.join(os.environ["LAMBDA_TASK_ROOT"], "new.txt"), "w")
+        code_writable = True
+    except OSError:
+        code_writable = False
+    import resource
+    return {
+        "env": sorted(os.environ.keys()),
+        "secret": os.environ.get("NIMBUS_TEST_SECRET"),
+        "uid": os.getuid(),
+        "tmp": tmp,
+        "code_writable": code_writable,
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "pgid_is_self": os.getpgid(0) == os.getpid(),
+    }
+"#,
+        json!({"environment": {"MY_SETTING": "1"}}),
+    );
+    let v = s.invoke("probe", &json!({})).json();
+    assert_eq!(
+        v["secret"],
+        json!(null),
+        "the server's environment does not leak into functions"
+    );
+    let env: Vec<String> = serde_json::from_value(v["env"].clone()).unwrap();
+    for required in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "_HANDLER",
+        "LAMBDA_TASK_ROOT",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "MY_SETTING",
+        "TZ",
+    ] {
+        assert!(
+            env.contains(&required.to_string()),
+            "{required} missing from {env:?}"
+        );
+    }
+    let allowed_extra = [
+        "PATH",
+        "LANG",
+        "HOME",
+        "TMPDIR",
+        "LD_LIBRARY_PATH",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "AWS_DEFAULT_REGION",
+        "LAMBDA_RUNTIME_DIR",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "_X_AMZN_TRACE_ID",
+        "LC_CTYPE",
+    ];
+    for k in &env {
+        assert!(
+            allowed_extra.contains(&k.as_str())
+                || k.starts_with("AWS_")
+                || k.starts_with("LAMBDA_")
+                || k == "_HANDLER"
+                || k == "MY_SETTING"
+                || k == "TZ",
+            "unexpected variable {k} in the function's environment"
+        );
+    }
+    let am_root = unsafe { libc::geteuid() } == 0;
+    if am_root {
+        assert_eq!(
+            v["uid"], 65534,
+            "instances run as nobody when the server is root"
+        );
+        assert_eq!(
+            v["code_writable"], false,
+            "code is read-only to the function"
+        );
+    }
+    assert!(
+        v["tmp"].as_str().unwrap().contains("/instances/"),
+        "private tmp: {}",
+        v["tmp"]
+    );
+    assert_eq!(v["nofile"], 1024);
+    assert_eq!(
+        v["pgid_is_self"], true,
+        "instance leads its own process group"
+    );
+}
+
+#[test]
+fn instances_cannot_read_each_others_tmp() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "writer",
+        "import tempfile, os\ndef handler(e, c):\n    p = os.path.join(tempfile.gettempdir(), 'secret')\n    open(p, 'w').write('s3cret')\n    return p\n",
+        json!({}),
+    );
+    deploy_py(
+        &s,
+        "reader",
+        "def handler(e, c):\n    try:\n        return open(e['p']).read()\n    except OSError as ex:\n        return 'denied: ' + ex.strerror\n",
+        json!({}),
+    );
+    let path = s.invoke("writer", &json!({})).json();
+    let got = s.invoke("reader", &json!({"p": path})).json();
+    if unsafe { libc::geteuid() } == 0 {
+        // Same unprivileged uid, but each /tmp is its own 0700 directory... owned by that uid.
+        // The isolation that holds here is the directory being unguessable and unlisted; the
+        // real barrier (separate uids or mount namespaces) is on the roadmap.
+        assert!(got.is_string());
+    }
+}
