@@ -54,26 +54,45 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Past the limit, keep reading (and discarding) up to this much more before
+/// answering, so that a client still sending its body reads the 413 instead of a
+/// connection reset.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 /// Reads a request body up to `limit` bytes, with a precise 413 past it.
 pub async fn read_body(
     body: axum::body::Body,
     limit: usize,
     what: &str,
 ) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| {
-            s.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-        }) || e.to_string().contains("length limit");
-        if too_large {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("{what} is larger than the limit of {limit} bytes"),
-            )
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {e}"))
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{what} is larger than the limit of {limit} bytes"),
+        )
+    };
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > limit + DRAIN_BYTES {
+            break;
         }
-    })
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses a JSON body with a message that says what was wrong and where.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime, ValidationError};
+use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime};
 use nimbus_runtime::InstanceSpec;
 use nimbus_store::{CodeInfo, CodeStore, MetadataStore, StoreError};
 use serde::Deserialize;
@@ -222,10 +222,9 @@ impl ControlPlane {
 
     fn code_size(&self, sha: &str) -> Result<u64, EngineError> {
         // The blob exists (checked in `check`); its size is the zip's size.
-        Ok(self
-            .code
+        self.code
             .size_of(sha)
-            .map_err(|_| EngineError::CodeNotFound(sha.to_string()))?)
+            .map_err(|_| EngineError::CodeNotFound(sha.to_string()))
     }
 
     /// Validates configuration against the code it will run.
@@ -283,10 +282,4 @@ async fn blocking<T: Send + 'static>(
             StoreError::NotFound(what) => EngineError::CodeNotFound(what),
             other => other.into(),
         })
-}
-
-impl From<ValidationError> for Box<EngineError> {
-    fn from(v: ValidationError) -> Self {
-        Box::new(EngineError::Invalid(v))
-    }
 }

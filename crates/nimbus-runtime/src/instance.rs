@@ -18,7 +18,7 @@ use crate::bootstraps::InstalledBootstraps;
 use crate::log_pipe::{LogLine, LogPipe};
 use crate::runtime_api::{ApiEvent, RuntimeApiServer};
 use crate::sandbox::{
-    CgroupSupport, ChildLimits, InstanceCgroup, SandboxUser, apply_in_child, kill_group,
+    CgroupSupport, ChildLimits, InstanceCgroup, UserPolicy, apply_in_child, kill_group,
 };
 use crate::spec::{Dispatch, InstanceSpec, InvokeResult, Outcome};
 use crate::{Instance, InstanceFactory, StartError};
@@ -32,8 +32,8 @@ pub struct ProcessRuntimeConfig {
     pub node: Interpreter,
     pub bootstraps: InstalledBootstraps,
     pub cgroups: CgroupSupport,
-    /// Unprivileged user for instances (when Nimbus runs as root).
-    pub user: Option<SandboxUser>,
+    /// Which users instances run as.
+    pub users: Arc<UserPolicy>,
     /// Processes and threads per instance.
     pub max_pids: u32,
     pub max_open_files: u64,
@@ -217,6 +217,7 @@ impl InstanceFactory for ProcessFactory {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let workdir = c.run_dir.join("instances").join(&id);
         let tmp = workdir.join("tmp");
+        let user = c.users.next_user();
         let workdir_err = |e| StartError::Workdir {
             path: tmp.display().to_string(),
             source: e,
@@ -226,7 +227,7 @@ impl InstanceFactory for ProcessFactory {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
                 .map_err(workdir_err)?;
-            if let Some(u) = c.user {
+            if let Some(u) = user {
                 std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)).map_err(workdir_err)?;
             }
         }
@@ -280,7 +281,6 @@ impl InstanceFactory for ProcessFactory {
                 Some(c.max_pids as u64 * 16)
             },
         };
-        let user = c.user;
         let parent = std::process::id() as i32;
         // SAFETY: the closure only performs async-signal-safe system calls (see apply_in_child).
         unsafe {
@@ -384,10 +384,10 @@ impl ProcessInstance {
     }
 
     async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        if self.exit_status.is_none() {
-            if let Ok(Ok(s)) = tokio::time::timeout(limit, &mut self.exit).await {
-                self.exit_status = Some(s);
-            }
+        if self.exit_status.is_none()
+            && let Ok(Ok(s)) = tokio::time::timeout(limit, &mut self.exit).await
+        {
+            self.exit_status = Some(s);
         }
         self.exit_status
     }

@@ -9,19 +9,91 @@
 # runtime interface client.
 #
 # Speed notes (cold start and the warm path are both first-class goals):
-# * Startup imports only built-in / C modules (`_socket`, `_json`, `time`) plus
-#   `os` and `sys`, which the interpreter has already loaded. `socket`, `json`,
-#   `re`, `enum`, `logging`, `traceback` and `decimal` are never imported on
-#   the success path.
+# * File layout: CPython never caches byte code for the script it runs, and
+#   parsing + compiling this file costs 5-8 ms, as much as starting the
+#   interpreter. So the implementation is the `_IMPL` string below (ordinary
+#   Python source, line numbers preserved), and the small loader at the top
+#   runs it from a code cache: `__pycache__/bootstrap.<tag>.nimbus-code` next
+#   to this file (or under PYTHONPYCACHEPREFIX), keyed like a .pyc by the
+#   interpreter's magic number and this file's path, mtime and size. A miss
+#   compiles and tries to write the cache (atomically; never when
+#   PYTHONDONTWRITEBYTECODE is set). When the runtime directory is read-only
+#   to functions, build the cache at install time with
+#   `python3 bootstrap.py --compile`.
+# * Startup imports only built-in / C modules (`_socket`, `_json`, `time`,
+#   `marshal`) plus `os` and `sys`, which the interpreter has already loaded.
+#   `socket`, `json`, `re`, `enum`, `logging`, `traceback`, `decimal` and
+#   `importlib` are never imported on the success path.
 # * `logging` is configured lazily: a meta-path finder waits for the first
 #   `import logging` (by the function or a library) and installs the Lambda
-#   handler on the root logger right after the module has executed, before
+#   handler on the root logger right after that module has executed, before
 #   the importer sees it.
 # * One persistent keep-alive HTTP/1.1 connection (TCP_NODELAY) with a small
 #   hand-written client; events are decoded with the C JSON scanner and
 #   results encoded with the C JSON encoder.
 # stdlib only; CPython 3.8+ (Nimbus runs 3.11).
 
+import os
+import sys
+
+
+def _nimbus_code(force_compile=False):
+    """Code object of _IMPL: from the cache when it is valid, else compiled
+    (and cached if possible). Returns (code, cache path or None if the cache
+    could not be written)."""
+    import marshal
+
+    path = os.path.abspath(__file__)
+    directory, name = os.path.split(path)
+    name = "%s.%s.nimbus-code" % (name.rpartition(".")[0], sys.implementation.cache_tag)
+    prefix = getattr(sys, "pycache_prefix", None)
+    if prefix:
+        cache_dir = os.path.join(prefix, os.path.splitdrive(directory)[1].lstrip(os.sep))
+    else:
+        cache_dir = os.path.join(directory, "__pycache__")
+    cache = os.path.join(cache_dir, name)
+    try:
+        st = os.stat(path)
+        key = b"nimbus-bootstrap-code %s %d %d %s\n" % (
+            sys.modules["_frozen_importlib_external"].MAGIC_NUMBER.hex().encode(),
+            st.st_mtime_ns,
+            st.st_size,
+            path.encode("utf-8", "surrogateescape"),
+        )
+    except Exception:
+        key = None
+    if key is not None and not force_compile:
+        try:
+            with open(cache, "rb") as f:
+                data = f.read()
+            if data[: len(key)] == key:
+                return marshal.loads(memoryview(data)[len(key) :]), cache
+        except Exception:
+            pass
+
+    # Miss: compile _IMPL with its lines numbered as in this file.
+    with open(path, "rb") as f:
+        text = f.read()
+    offset = text.count(b"\n", 0, text.index(b"\n_IMPL = r\'\'\'\n") + 1)
+    code = compile("\n" * offset + _IMPL, path, "exec", dont_inherit=True)
+    if key is None or (sys.dont_write_bytecode and not force_compile):
+        return code, None
+    tmp = "%s.%d.tmp" % (cache, os.getpid())
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(key + marshal.dumps(code))
+        os.replace(tmp, cache)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return code, None
+    return code, cache
+
+
+_IMPL = r'''
 import os
 import sys
 from time import time as _now, gmtime as _gmtime, strftime as _strftime
@@ -342,8 +414,14 @@ class _Http(object):
             if status < 200 and status != 101:  # interim response: no body
                 continue
             break
+        try:
+            return self._read_body(status, head, buf)
+        except OSError as e:  # never retried: part of the response has arrived
+            raise _RuntimeApiError("connection failed mid-response: %s" % e)
 
+    def _read_body(self, status, head, buf):
         # Framing headers only; callers that need more use _parse_headers.
+        sock = self.sock
         lower = head.lower()
         keep = True
         te = _header_in(lower, b"\r\ntransfer-encoding:")
@@ -441,7 +519,6 @@ _NEXT_REQUEST = (
 )
 _INVOCATION_PATH = b"POST /2018-06-01/runtime/invocation/"
 _CT_JSON = b"application/json"
-_CT_UNKNOWN = b"application/unknown"
 # Request heads of the success path, up to the Content-Length value.
 _RESPONSE_JSON_TAIL = (
     b"/response HTTP/1.1\r\n" + _COMMON_HEADERS
@@ -1069,7 +1146,7 @@ def _run(handler):
             _fatal("posting the result of %s failed: %s" % (request_id, e))
         # Drop references to this invocation's objects before blocking on the
         # next one (frees big events/results; finalizers run now, not later).
-        event = result = context = payload = error = None
+        body = event = result = context = payload = error = None
         if not 200 <= status < 300:
             _write(
                 sys.stderr,
@@ -1096,8 +1173,17 @@ def _main():
     if error is not None:
         _init_failed(error)
 
+    _flush()  # output written during init belongs to init, not the first invoke
     _run(handler)
 
+'''
+
+if __name__ == "__main__" and sys.argv[1:] == ["--compile"]:
+    _code, _cache = _nimbus_code(force_compile=True)
+    print(_cache or "cannot write the code cache")
+    sys.exit(0 if _cache else 1)
+exec(_nimbus_code()[0], globals())
+del _IMPL
 
 if __name__ == "__main__":
-    _main()
+    _main()  # noqa: F821 (defined by _IMPL)

@@ -6,7 +6,8 @@
 //!   the function's setting and the number of processes/threads, so a memory hog is
 //!   OOM-killed and a fork bomb hits a wall without touching anyone else;
 //! - rlimits for open files, core dumps and file size;
-//! - when Nimbus runs as root, an unprivileged user (`nobody` by default);
+//! - when Nimbus runs as root, an unprivileged uid of the instance's own, so that
+//!   instances cannot signal each other or read each other's files;
 //! - `PR_SET_PDEATHSIG`, so instances die with the server instead of lingering.
 //!
 //! Without cgroups (an unprivileged user on a host without delegation) memory is
@@ -17,4 +18,4 @@ mod cgroup;
 mod process;
 
 pub use cgroup::{CgroupSupport, InstanceCgroup};
-pub use process::{ChildLimits, SandboxUser, apply_in_child, kill_group};
+pub use process::{ChildLimits, SandboxUser, UserPolicy, apply_in_child, kill_group};

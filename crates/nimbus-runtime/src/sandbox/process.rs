@@ -3,11 +3,63 @@ use std::io;
 
 use super::cgroup::write_pid;
 
-/// The user instances run as.
-#[derive(Debug, Clone, Copy)]
+/// The user an instance runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxUser {
     pub uid: u32,
     pub gid: u32,
+}
+
+/// Which users instances run as.
+#[derive(Debug)]
+pub enum UserPolicy {
+    /// The server's own user (the only choice when not running as root).
+    Inherit,
+    /// One fixed unprivileged user for every instance.
+    Fixed(SandboxUser),
+    /// A distinct uid/gid per live instance, taken in turn from
+    /// `base..base + span`: instances cannot signal each other's processes or
+    /// read each other's files. The ids need no passwd entries.
+    PerInstance {
+        base: u32,
+        span: u32,
+        next: std::sync::atomic::AtomicU32,
+    },
+}
+
+impl UserPolicy {
+    pub fn per_instance(base: u32, span: u32) -> Self {
+        UserPolicy::PerInstance {
+            base,
+            span: span.max(1),
+            next: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The user for a new instance.
+    pub fn next_user(&self) -> Option<SandboxUser> {
+        match self {
+            UserPolicy::Inherit => None,
+            UserPolicy::Fixed(u) => Some(*u),
+            UserPolicy::PerInstance { base, span, next } => {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+                Some(SandboxUser {
+                    uid: base + n,
+                    gid: base + n,
+                })
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            UserPolicy::Inherit => "the server's user".into(),
+            UserPolicy::Fixed(u) => format!("uid {}", u.uid),
+            UserPolicy::PerInstance { base, span, .. } => {
+                format!("a uid of its own ({base}..{})", base + span)
+            }
+        }
+    }
 }
 
 /// Limits applied in the child between fork and exec.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nimbus_runtime::ProcessRuntimeConfig;
-use nimbus_runtime::sandbox::{CgroupSupport, SandboxUser};
+use nimbus_runtime::sandbox::{CgroupSupport, SandboxUser, UserPolicy};
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -52,9 +52,14 @@ pub struct ServerArgs {
     /// Node.js for nodejs functions (default: node on PATH, resolved).
     #[arg(long, env = "NIMBUS_NODE", default_value = "node")]
     pub node: String,
-    /// User instances run as when Nimbus runs as root; `root` keeps root (not recommended).
-    #[arg(long, env = "NIMBUS_SANDBOX_USER", default_value = "nobody")]
+    /// Who instances run as when Nimbus runs as root: `isolated` gives every
+    /// instance a uid of its own (from --sandbox-uid-base); a user name or uid runs
+    /// them all as that user; `root` keeps root (not recommended).
+    #[arg(long, env = "NIMBUS_SANDBOX_USER", default_value = "isolated")]
     pub sandbox_user: String,
+    /// First uid/gid of the range used by `--sandbox-user isolated` (65536 ids).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub sandbox_uid_base: u32,
     /// Processes plus threads allowed per instance.
     #[arg(long, default_value_t = 256)]
     pub max_pids: u32,
@@ -91,6 +96,11 @@ fn set_mode(p: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(p, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot chmod {}", p.display()))
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 fn lookup_user(name: &str) -> anyhow::Result<SandboxUser> {
@@ -130,8 +140,7 @@ impl HostConfig {
             );
         }
 
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = euid() == 0;
         let run_dir = match &args.run_dir {
             Some(d) => d.clone(),
             None => {
@@ -139,12 +148,7 @@ impl HostConfig {
                 let h = hex::encode(sha2::Sha256::digest(
                     data_dir.as_os_str().as_encoded_bytes(),
                 ));
-                // SAFETY: geteuid has no preconditions.
-                std::env::temp_dir().join(format!(
-                    "nimbus-{}-{}",
-                    unsafe { libc::geteuid() },
-                    &h[..12]
-                ))
+                std::env::temp_dir().join(format!("nimbus-{}-{}", euid(), &h[..12]))
             }
         };
         fs::create_dir_all(&run_dir)
@@ -174,10 +178,11 @@ impl HostConfig {
         let node = nimbus_runtime::Interpreter::resolve_node(&args.node)
             .with_context(|| format!("cannot run Node.js {:?} (set --node)", args.node))?;
 
-        let user = if root && args.sandbox_user != "root" {
-            Some(lookup_user(&args.sandbox_user)?)
-        } else {
-            None
+        let users = match args.sandbox_user.as_str() {
+            _ if !root => UserPolicy::Inherit,
+            "root" => UserPolicy::Inherit,
+            "isolated" => UserPolicy::per_instance(args.sandbox_uid_base, 65_536),
+            name => UserPolicy::Fixed(lookup_user(name)?),
         };
         let tag = format!("nimbus-{}", std::process::id());
         let cgroups = CgroupSupport::detect(&tag);
@@ -188,7 +193,7 @@ impl HostConfig {
                 node,
                 bootstraps,
                 cgroups,
-                user,
+                users: std::sync::Arc::new(users),
                 max_pids: args.max_pids,
                 max_open_files: 1024,
                 max_file_bytes: 512 * 1024 * 1024,
@@ -212,11 +217,8 @@ impl HostConfig {
                 "rlimits only (no cgroups)".to_string()
             }
         };
-        let user = match self.runtime.user {
-            Some(u) => format!("uid {}", u.uid),
-            None => "the server's user".to_string(),
-        };
-        if self.runtime.user.is_none() && unsafe { libc::geteuid() } == 0 {
+        let user = self.runtime.users.describe();
+        if matches!(*self.runtime.users, UserPolicy::Inherit) && euid() == 0 {
             tracing::warn!(
                 "instances run as root (--sandbox-user root); functions can harm the host"
             );

@@ -133,7 +133,7 @@ impl Server {
     /// SIGTERM and wait; returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        signal(child.id(), libc::SIGTERM);
         wait_timeout(&mut child, Duration::from_secs(40)).expect("server exits after SIGTERM")
     }
 
@@ -273,13 +273,25 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            signal(c.id(), libc::SIGTERM);
             if wait_timeout(&mut c, Duration::from_secs(10)).is_none() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
         }
     }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Whether the tests run as root (then instances run as unprivileged users).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {

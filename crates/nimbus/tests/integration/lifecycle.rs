@@ -121,7 +121,7 @@ fn instances_die_with_a_killed_server() {
     );
     let pid = s.invoke("orphan", &json!({})).json().as_i64().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
-    unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
+    signal(s.pid(), libc::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
