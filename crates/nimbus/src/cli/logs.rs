@@ -82,10 +82,9 @@ fn print_line(e: &Value, json: bool) -> anyhow::Result<()> {
         .as_i64()
         .and_then(chrono::DateTime::from_timestamp_millis)
         .unwrap_or_default();
-    println!(
-        "{} {}",
-        ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-        e["message"].as_str().unwrap_or("")
-    );
+    // Runtimes separate the lines of one multi-line record (a traceback) with
+    // '\r', as CloudWatch expects; a terminal needs newlines.
+    let message = e["message"].as_str().unwrap_or("").replace('\r', "\n");
+    println!("{} {message}", ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
     Ok(())
 }

@@ -175,6 +175,9 @@ impl HostConfig {
             nimbus_runtime::Interpreter::resolve_python(&python_cmd).with_context(|| {
                 format!("cannot run the Python interpreter {python_cmd:?} (set --python)")
             })?;
+        if let Err(e) = bootstraps.precompile_python(&python.path) {
+            tracing::warn!("python cold starts will be slower: {e}");
+        }
         let node = nimbus_runtime::Interpreter::resolve_node(&args.node)
             .with_context(|| format!("cannot run Node.js {:?} (set --node)", args.node))?;
 

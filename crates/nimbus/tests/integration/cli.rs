@@ -132,3 +132,51 @@ fn failures_exit_non_zero_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Nimbus"));
 }
+
+#[test]
+fn logs_follow_streams_new_lines() {
+    use std::io::{BufRead, BufReader};
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "followed",
+        "def handler(e, c):\n    print('event', e['n'])\n",
+        serde_json::json!({}),
+    );
+    let mut child = std::process::Command::new(BIN)
+        .args(["logs", "followed", "--follow"])
+        .env("NIMBUS_ENDPOINT", &s.url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for n in 1..=2 {
+        s.invoke("followed", &serde_json::json!({"n": n}));
+    }
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.iter().any(|l: &String| l.ends_with("event 2"))
+        && std::time::Instant::now() < deadline
+    {
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().any(|l| l.ends_with("event 1")), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.ends_with("event 2")), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.contains("REPORT RequestId")),
+        "{seen:#?}"
+    );
+}
