@@ -1,0 +1,325 @@
+//! `nimbus-bench`: how much Nimbus adds on top of the handler it runs.
+//!
+//! Every number is a comparison made in the same run on the same machine: the
+//! hello handler invoked through Nimbus versus the same handler behind a bare
+//! HTTP server (uvicorn for Python, `http.createServer` for Node), timed by the
+//! same Rust client. Absolute numbers move with the machine; the ratios are the
+//! thing to track. Nimbus and bare runs are interleaved (alternating which goes
+//! first) and medians are reported, so one noisy run cannot decide the result.
+//!
+//! Run it with `scripts/bench`, which builds Nimbus and installs uvicorn first;
+//! bench/README.md says how to read the table.
+
+mod bare;
+mod client;
+mod fixtures;
+mod measure;
+mod nimbus;
+mod report;
+mod stats;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+
+use crate::bare::Baselines;
+use crate::client::Http;
+use crate::fixtures::Lang;
+use crate::nimbus::{Interpreters, Nimbus};
+use crate::report::{Cold, Report, Setup, Throughput, Warm};
+
+/// Untimed time at full concurrency before each throughput window.
+const THROUGHPUT_WARMUP: Duration = Duration::from_secs(1);
+
+/// Compares Nimbus invoke latency, cold starts and throughput with bare servers
+/// running the same hello handler. Prints a table of medians on stdout and its
+/// progress on stderr.
+#[derive(Parser, Debug)]
+#[command(name = "nimbus-bench")]
+struct Args {
+    /// Timed requests per warm run.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Untimed requests before each warm run.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Warm (and throughput) runs; medians are taken over them.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Cold starts per variant.
+    #[arg(long, default_value_t = 10)]
+    cold_starts: usize,
+    /// Seconds of each throughput window; 0 skips the throughput rows.
+    #[arg(long, default_value_t = 5)]
+    throughput_secs: u64,
+    /// Concurrent connections of the throughput rows.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Quiet time before each cold start, so the previous instance or server has
+    /// wound down.
+    #[arg(long, default_value_t = 200)]
+    settle_ms: u64,
+    /// The nimbus binary (default: next to this one).
+    #[arg(long)]
+    nimbus: Option<PathBuf>,
+    /// Python interpreter for Nimbus's python3 functions (the one uvicorn's venv was made from).
+    #[arg(long, default_value = "/usr/bin/python3")]
+    python: PathBuf,
+    /// uvicorn of the bare Python server.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-bench/bin/uvicorn"))]
+    uvicorn: PathBuf,
+    /// Node.js, for both Nimbus's nodejs functions and the bare Node server.
+    #[arg(long, default_value = "node")]
+    node: PathBuf,
+}
+
+macro_rules! progress {
+    ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(
+        args.requests > 0 && args.runs > 0 && args.cold_starts > 0 && args.concurrency > 0,
+        "--requests, --runs, --cold-starts and --concurrency must be at least 1"
+    );
+    let nimbus_bin = match &args.nimbus {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("nimbus"),
+    };
+    let uvicorn_version = version(&args.uvicorn)?;
+    let node_version = version(&args.node)?;
+
+    let work = tempfile::Builder::new().prefix("nimbus-bench-").tempdir()?;
+    // Instances run as an unprivileged user, who must be able to reach the run dir.
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711))?;
+    let bare_root = work.path().join("bare");
+    fixtures::write_bare(&bare_root)?;
+    // The bare servers start in their own directories: relative paths would break.
+    let baselines = Baselines {
+        uvicorn: absolute(&args.uvicorn)?,
+        node: absolute(&args.node)?,
+        root: bare_root,
+    };
+
+    progress!("starting {}", nimbus_bin.display());
+    let interpreters = Interpreters {
+        python: &args.python,
+        node: &args.node,
+    };
+    let nimbus = Nimbus::start(&nimbus_bin, work.path(), interpreters).await?;
+    let http = Http::new();
+    let measured = measure_all(&args, &nimbus, &baselines, &http).await;
+    let nimbus_version = nimbus.version.clone();
+    progress!("stopping nimbus");
+    let stopped = nimbus.stop().await;
+    let (warm, cold, throughput) = measured?;
+    stopped?;
+
+    let report = Report {
+        setup: Setup {
+            requests: args.requests,
+            warmup: args.warmup,
+            runs: args.runs,
+            cold_starts: args.cold_starts,
+            concurrency: args.concurrency,
+            throughput_secs: args.throughput_secs,
+            nimbus: nimbus_version,
+            uvicorn: uvicorn_version,
+            node: node_version,
+        },
+        warm,
+        cold,
+        throughput,
+    };
+    print!("{report}");
+    Ok(())
+}
+
+/// `path` made absolute if it is a path (a bare name is left for PATH lookup).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.components().count() > 1 {
+        Ok(std::path::absolute(path)?)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// `PROGRAM --version`, first line, without uvicorn's "Running " prefix.
+fn version(program: &Path) -> Result<String> {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {} (did scripts/bench set it up?)",
+                program.display()
+            )
+        })?;
+    ensure!(
+        out.status.success(),
+        "{} --version failed",
+        program.display()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default().trim();
+    Ok(first.trim_start_matches("Running ").to_string())
+}
+
+async fn measure_all(
+    args: &Args,
+    nimbus: &Nimbus,
+    baselines: &Baselines,
+    http: &Http,
+) -> Result<(Vec<Warm>, Vec<Cold>, Vec<Throughput>)> {
+    for lang in Lang::ALL {
+        progress!("deploying {}", lang.function_name());
+        nimbus.deploy(http, lang).await?;
+    }
+    let warm = warm(args, nimbus, baselines, http).await?;
+    let cold = cold(args, nimbus, baselines, http).await?;
+    let throughput = if args.throughput_secs > 0 {
+        throughput(args, nimbus, baselines, http).await?
+    } else {
+        Vec::new()
+    };
+    Ok((warm, cold, throughput))
+}
+
+/// Runs `measure` on Nimbus and on the bare server, alternating which goes first
+/// from run to run; returns (Nimbus, bare).
+async fn interleaved<T, F, Fut>(
+    run: usize,
+    nimbus: &hyper::Uri,
+    bare: &hyper::Uri,
+    measure: F,
+) -> Result<(T, T)>
+where
+    F: Fn(hyper::Uri) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    if run.is_multiple_of(2) {
+        let n = measure(nimbus.clone()).await?;
+        Ok((n, measure(bare.clone()).await?))
+    } else {
+        let b = measure(bare.clone()).await?;
+        Ok((measure(nimbus.clone()).await?, b))
+    }
+}
+
+async fn warm(
+    args: &Args,
+    nimbus: &Nimbus,
+    baselines: &Baselines,
+    http: &Http,
+) -> Result<Vec<Warm>> {
+    let mut rows = Vec::new();
+    let mut servers = Vec::new();
+    for lang in Lang::ALL {
+        rows.push(Warm {
+            lang,
+            nimbus: Vec::new(),
+            bare: Vec::new(),
+        });
+        servers.push(baselines.start(lang).await?.0);
+    }
+    for run in 0..args.runs {
+        progress!("warm run {}/{}", run + 1, args.runs);
+        for (row, server) in rows.iter_mut().zip(&servers) {
+            let uri = nimbus.invoke_uri(row.lang)?;
+            let (n, b) = interleaved(run, &uri, &server.uri, |uri| async move {
+                measure::latency(http, &uri, args.warmup, args.requests).await
+            })
+            .await
+            .with_context(|| format!("warm {} run {}", row.lang.label(), run + 1))?;
+            row.nimbus.push(n);
+            row.bare.push(b);
+        }
+    }
+    for server in servers {
+        server.stop().await?;
+    }
+    Ok(rows)
+}
+
+async fn cold(
+    args: &Args,
+    nimbus: &Nimbus,
+    baselines: &Baselines,
+    http: &Http,
+) -> Result<Vec<Cold>> {
+    let settle = Duration::from_millis(args.settle_ms);
+    let mut rows: Vec<Cold> = Lang::ALL
+        .into_iter()
+        .map(|lang| Cold {
+            lang,
+            nimbus: Vec::new(),
+            init_ms: Vec::new(),
+            bare: Vec::new(),
+        })
+        .collect();
+    for start in 0..args.cold_starts {
+        progress!("cold start {}/{}", start + 1, args.cold_starts);
+        for row in &mut rows {
+            let lang = row.lang;
+            let bare = async {
+                tokio::time::sleep(settle).await;
+                let (server, elapsed) = baselines.start(lang).await?;
+                server.stop().await?;
+                anyhow::Ok(elapsed)
+            };
+            let nimbus = measure::nimbus_cold(nimbus, http, lang, start, settle);
+            let ((n, init), b) = if start.is_multiple_of(2) {
+                let n = nimbus.await?;
+                (n, bare.await?)
+            } else {
+                let b = bare.await?;
+                (nimbus.await?, b)
+            };
+            row.nimbus.push(n);
+            row.init_ms.push(init);
+            row.bare.push(b);
+        }
+    }
+    Ok(rows)
+}
+
+async fn throughput(
+    args: &Args,
+    nimbus: &Nimbus,
+    baselines: &Baselines,
+    http: &Http,
+) -> Result<Vec<Throughput>> {
+    let window = Duration::from_secs(args.throughput_secs);
+    let mut rows = Vec::new();
+    let mut servers = Vec::new();
+    for lang in Lang::ALL {
+        rows.push(Throughput {
+            lang,
+            nimbus: Vec::new(),
+            bare: Vec::new(),
+        });
+        servers.push(baselines.start(lang).await?.0);
+    }
+    for run in 0..args.runs {
+        progress!("throughput run {}/{}", run + 1, args.runs);
+        for (row, server) in rows.iter_mut().zip(&servers) {
+            let uri = nimbus.invoke_uri(row.lang)?;
+            let (n, b) = interleaved(run, &uri, &server.uri, |uri| async move {
+                measure::throughput(http, &uri, args.concurrency, THROUGHPUT_WARMUP, window).await
+            })
+            .await
+            .with_context(|| format!("throughput {} run {}", row.lang.label(), run + 1))?;
+            row.nimbus.push(n);
+            row.bare.push(b);
+        }
+    }
+    for server in servers {
+        server.stop().await?;
+    }
+    Ok(rows)
+}

@@ -1,0 +1,167 @@
+//! Running Nimbus for the benchmark: `nimbus up` on a loopback port chosen by the
+//! OS and a throw-away data directory, the hello functions deployed through the
+//! native API, and a SIGTERM at the end, as an operator would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use hyper::{Method, Uri};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::client::Http;
+use crate::fixtures::Lang;
+
+/// How long `nimbus up` may take to announce its address.
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+/// How long a SIGTERMed server may take to exit.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(40);
+
+pub struct Nimbus {
+    child: Child,
+    base: String,
+    /// The first line of the announcement, e.g. `nimbus 0.1.0 ready`.
+    pub version: String,
+    stderr_log: PathBuf,
+}
+
+/// The interpreters Nimbus is told to use (the bare servers use the same ones).
+pub struct Interpreters<'a> {
+    pub python: &'a Path,
+    pub node: &'a Path,
+}
+
+impl Nimbus {
+    /// Starts `nimbus up` and waits for the `  API:` line of its announcement.
+    /// Its data and run directories live under `work`, which goes away with the bench.
+    pub async fn start(bin: &Path, work: &Path, interpreters: Interpreters<'_>) -> Result<Self> {
+        let stderr_log = work.join("nimbus.log");
+        let stderr = std::fs::File::create(&stderr_log)?;
+        let mut child = Command::new(bin)
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(work.join("nimbus-data"))
+            .arg("--run-dir")
+            .arg(work.join("nimbus-run"))
+            .arg("--python")
+            .arg(interpreters.python)
+            .arg("--node")
+            .arg(interpreters.node)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let announced = tokio::time::timeout(STARTUP_LIMIT, async {
+            let mut version = String::new();
+            while let Some(line) = lines.next_line().await? {
+                if version.is_empty() {
+                    version = line.trim().trim_end_matches(" ready").to_string();
+                }
+                if let Some(url) = line.strip_prefix("  API:") {
+                    return Ok(Some((url.trim().to_string(), version)));
+                }
+            }
+            anyhow::Ok(None)
+        })
+        .await;
+        let (base, version) = match announced {
+            Ok(Ok(Some(found))) => found,
+            _ => bail!(
+                "nimbus did not announce its API address; its log:\n{}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            ),
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            base,
+            version,
+            stderr_log,
+        })
+    }
+
+    fn uri(&self, path: &str) -> Result<Uri> {
+        Ok(format!("{}{path}", self.base).parse()?)
+    }
+
+    pub fn invoke_uri(&self, lang: Lang) -> Result<Uri> {
+        self.uri(&format!("/v1/functions/{}/invoke", lang.function_name()))
+    }
+
+    /// Uploads the language's package and creates its function.
+    pub async fn deploy(&self, http: &Http, lang: Lang) -> Result<()> {
+        let code = http
+            .send(
+                Method::POST,
+                &self.uri("/v1/code")?,
+                "application/zip",
+                lang.package()?.into(),
+            )
+            .await?;
+        ensure!(
+            code.status == 201,
+            "upload failed: {} {}",
+            code.status,
+            String::from_utf8_lossy(&code.body)
+        );
+        let sha256 = code.json()?["sha256"].clone();
+        let spec =
+            json!({"runtime": lang.runtime(), "handler": lang.handler(), "code_sha256": sha256});
+        let put = http
+            .send_json(
+                Method::PUT,
+                &self.uri(&format!("/v1/functions/{}", lang.function_name()))?,
+                &spec,
+            )
+            .await?;
+        ensure!(
+            put.status == 201 || put.status == 200,
+            "deploying {} failed: {} {}",
+            lang.function_name(),
+            put.status,
+            String::from_utf8_lossy(&put.body)
+        );
+        Ok(())
+    }
+
+    /// Changes the function's description, which retires its instances: the next
+    /// invocation has to start a new one.
+    pub async fn retire_instances(&self, http: &Http, lang: Lang, tag: usize) -> Result<()> {
+        let uri = self.uri(&format!("/v1/functions/{}", lang.function_name()))?;
+        let patch = json!({"description": format!("benchmark cold start {tag}")});
+        let reply = http.send_json(Method::PATCH, &uri, &patch).await?;
+        ensure!(
+            reply.status == 200,
+            "PATCH {uri} failed: {} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().context("nimbus already exited")?;
+        let pid = libc::pid_t::try_from(pid)?;
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own
+        // child, not yet reaped (we still hold its handle), so it names no other process.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!("cannot signal nimbus: {}", std::io::Error::last_os_error());
+        }
+        let status = tokio::time::timeout(SHUTDOWN_LIMIT, self.child.wait())
+            .await
+            .context("nimbus did not exit after SIGTERM")??;
+        ensure!(
+            status.success(),
+            "nimbus exited with {status}; its log:\n{}",
+            std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! The printed result: one table of medians, what "bare" and "ratio" mean, and
+//! the per-run values behind every median so its spread is visible.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::fixtures::Lang;
+use crate::stats::{Percentiles, median};
+
+/// How the run was made, for the header and the notes.
+pub struct Setup {
+    pub requests: usize,
+    pub warmup: usize,
+    pub runs: usize,
+    pub cold_starts: usize,
+    pub concurrency: usize,
+    pub throughput_secs: u64,
+    pub nimbus: String,
+    pub uvicorn: String,
+    pub node: String,
+}
+
+/// Warm latency at concurrency 1: one entry per run.
+pub struct Warm {
+    pub lang: Lang,
+    pub nimbus: Vec<Percentiles>,
+    pub bare: Vec<Percentiles>,
+}
+
+/// Cold starts: one entry per start.
+pub struct Cold {
+    pub lang: Lang,
+    pub nimbus: Vec<Duration>,
+    pub init_ms: Vec<f64>,
+    pub bare: Vec<Duration>,
+}
+
+/// Requests per second at the setup's concurrency: one entry per run.
+pub struct Throughput {
+    pub lang: Lang,
+    pub nimbus: Vec<f64>,
+    pub bare: Vec<f64>,
+}
+
+pub struct Report {
+    pub setup: Setup,
+    pub warm: Vec<Warm>,
+    pub cold: Vec<Cold>,
+    pub throughput: Vec<Throughput>,
+}
+
+const LABEL: usize = 26;
+const COL: usize = 12;
+const RATIO: usize = 8;
+
+fn latency(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}×", a / b)
+}
+
+fn list(values: impl IntoIterator<Item = f64>, decimals: usize) -> String {
+    values
+        .into_iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn range(values: impl IntoIterator<Item = f64>) -> String {
+    let (lo, hi) = values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    format!("{lo:.1}–{hi:.1}")
+}
+
+/// The CPU model and how many CPUs this process may use.
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model} × {cpus}")
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.setup;
+        writeln!(
+            f,
+            "Nimbus benchmark — {}, {}, {} requests × {} runs (medians)",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            machine(),
+            s.requests,
+            s.runs
+        )?;
+        writeln!(
+            f,
+            "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+            "",
+            "Nimbus p50",
+            "bare p50",
+            "ratio",
+            "Nimbus p90",
+            "bare p90",
+            "Nimbus p99",
+            "bare p99"
+        )?;
+        for w in &self.warm {
+            let n = |pick: fn(&Percentiles) -> f64| median(w.nimbus.iter().map(pick));
+            let b = |pick: fn(&Percentiles) -> f64| median(w.bare.iter().map(pick));
+            let (n50, b50) = (n(|p| p.p50), b(|p| p.p50));
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+                format!("warm {:<6} (c=1)", w.lang.label()),
+                latency(n50),
+                latency(b50),
+                ratio(n50, b50),
+                latency(n(|p| p.p90)),
+                latency(b(|p| p.p90)),
+                latency(n(|p| p.p99)),
+                latency(b(|p| p.p99)),
+            )?;
+        }
+        for c in &self.cold {
+            let n = median(c.nimbus.iter().copied().map(millis));
+            let b = median(c.bare.iter().copied().map(millis));
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}   (Nimbus init {:.1} ms)",
+                format!("cold {}", c.lang.label()),
+                format!("{n:.1} ms"),
+                format!("{b:.1} ms"),
+                ratio(n, b),
+                median(c.init_ms.iter().copied()),
+            )?;
+        }
+        if !self.throughput.is_empty() {
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                "", "Nimbus rps", "bare rps", "ratio"
+            )?;
+            for t in &self.throughput {
+                let (n, b) = (
+                    median(t.nimbus.iter().copied()),
+                    median(t.bare.iter().copied()),
+                );
+                writeln!(
+                    f,
+                    "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                    format!("rps  {:<6} (c={})", t.lang.label(), s.concurrency),
+                    format!("{n:.0}"),
+                    format!("{b:.0}"),
+                    ratio(n, b),
+                )?;
+            }
+        }
+
+        writeln!(f)?;
+        writeln!(
+            f,
+            "bare   = the same hello handler with no platform in between: python = raw ASGI app under"
+        )?;
+        writeln!(
+            f,
+            "         {}; node = http.createServer on node {}",
+            s.uvicorn, s.node
+        )?;
+        writeln!(
+            f,
+            "Nimbus = {}, POST /v1/functions/{{name}}/invoke of the same handler",
+            s.nimbus
+        )?;
+        writeln!(
+            f,
+            "client = the same for both: hyper HTTP/1.1, keep-alive, TCP_NODELAY, sending POST {{}};"
+        )?;
+        writeln!(
+            f,
+            "         every reply is checked to be {{\"message\": \"Hello, World!\"}}"
+        )?;
+        writeln!(
+            f,
+            "ratio  = Nimbus ÷ bare; for latency 1.00× means no overhead (lower is better), for rps higher is better"
+        )?;
+        writeln!(
+            f,
+            "warm   = one connection; per run {} untimed, then {} timed sequential requests;",
+            s.warmup, s.requests
+        )?;
+        writeln!(
+            f,
+            "         each column is the median over {} interleaved runs of that run's percentile",
+            s.runs
+        )?;
+        writeln!(
+            f,
+            "cold   = median of {}; Nimbus: client-observed first invocation after a PATCH retired the",
+            s.cold_starts
+        )?;
+        writeln!(
+            f,
+            "         function's instances (init = x-nimbus-init-duration-ms); bare: spawn → first 200 response,"
+        )?;
+        writeln!(f, "         connect retried every 1 ms")?;
+        if !self.throughput.is_empty() {
+            writeln!(
+                f,
+                "rps    = {} concurrent connections for {} s after 1 s of warm-up, median of {} runs;",
+                s.concurrency, s.throughput_secs, s.runs
+            )?;
+            writeln!(
+                f,
+                "         Nimbus may start one instance per concurrent request, bare is one process"
+            )?;
+        }
+
+        writeln!(f)?;
+        writeln!(f, "Per run (the spread behind each median):")?;
+        for w in &self.warm {
+            writeln!(
+                f,
+                "  {:<LABEL$}Nimbus {}   bare {}",
+                format!("warm {:<6} p50 (µs)", w.lang.label()),
+                list(w.nimbus.iter().map(|p| p.p50), 0),
+                list(w.bare.iter().map(|p| p.p50), 0),
+            )?;
+        }
+        for c in &self.cold {
+            writeln!(
+                f,
+                "  {:<LABEL$}Nimbus {} (init {})   bare {}",
+                format!("cold {:<6} min–max (ms)", c.lang.label()),
+                range(c.nimbus.iter().copied().map(millis)),
+                range(c.init_ms.iter().copied()),
+                range(c.bare.iter().copied().map(millis)),
+            )?;
+        }
+        for t in &self.throughput {
+            writeln!(
+                f,
+                "  {:<LABEL$}Nimbus {}   bare {}",
+                format!("rps  {:<6}", t.lang.label()),
+                list(t.nimbus.iter().copied(), 0),
+                list(t.bare.iter().copied(), 0),
+            )?;
+        }
+        Ok(())
+    }
+}
