@@ -401,8 +401,10 @@ impl ProcessInstance {
         let mut init_duration = None;
         let mut dispatched: Option<Instant> = None;
         let mut suppressed_init = false;
-        let mut memory_tick = tokio::time::interval(Duration::from_millis(50));
+        // Only without cgroups: the kernel enforces the limit otherwise.
         let police_memory = !self.cgroups_available;
+        let mut memory_tick =
+            police_memory.then(|| tokio::time::interval(Duration::from_millis(50)));
         loop {
             let deadline = match dispatched {
                 Some(t) if suppressed_init => {
@@ -456,7 +458,7 @@ impl ProcessInstance {
                     let elapsed = dispatched.unwrap_or(invoke_start).elapsed();
                     return (Ending::Timeout(elapsed), init_duration, dispatched);
                 }
-                _ = memory_tick.tick(), if police_memory => {
+                _ = async { memory_tick.as_mut().expect("polled only when policing").tick().await }, if police_memory => {
                     if self.rss_over_limit() {
                         self.limit_bytes = u64::MAX; // marks the kill as OOM
                         self.kill();

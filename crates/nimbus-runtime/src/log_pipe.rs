@@ -2,21 +2,24 @@
 //!
 //! stdout and stderr share one pipe (Lambda merges them into one stream too). The
 //! runtime writes its output before it posts the result, so everything that belongs
-//! to an invocation is in the pipe when the result arrives. [`LogPipe::sync`] drains
-//! the pipe at that moment, before the invocation is closed, so lines are never
-//! attributed to the wrong request and the tail returned to the caller is complete.
+//! to an invocation is in the pipe when the result arrives. [`LogPipe::finish`]
+//! drains the pipe right there, on the invoking task, before the invocation is
+//! closed: lines are never attributed to the wrong request, the tail returned to the
+//! caller is complete, and the warm path pays one `read` returning `EAGAIN` rather
+//! than a round trip through another task. A background reader handles output
+//! between invocations; both sides read under one lock.
 //!
 //! Output is bounded: lines are cut at [`MAX_LINE`], and past [`MAX_BYTES_PER_INVOCATION`]
 //! the rest of an invocation's output is dropped with one notice, so endless output
 //! cannot exhaust memory or disk. The log channel is bounded too: a slow store slows
-//! the writer (the pipe fills and the function blocks), it never grows a queue.
+//! the writer (the pipe fills and the function blocks); it never grows a queue.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub const MAX_LINE: usize = 256 * 1024;
 pub const MAX_BYTES_PER_INVOCATION: usize = 8 * 1024 * 1024;
@@ -33,18 +36,36 @@ pub struct LogLine {
     pub text: String,
 }
 
-#[derive(Default)]
-struct Attribution {
+/// Everything the reader and the invoking task share, behind one lock.
+struct State {
+    partial: Vec<u8>,
     request_id: Option<Arc<str>>,
     bytes: usize,
     truncated: bool,
     capture: Option<String>,
+    /// Lines cut but not yet handed to the sink (sent outside the lock).
+    ready: Vec<LogLine>,
+    eof: bool,
+}
+
+struct Shared {
+    fd: AsyncFd<OwnedFd>,
+    state: Mutex<State>,
+    function: Arc<str>,
+    instance: Arc<str>,
+    sink: mpsc::Sender<LogLine>,
 }
 
 /// The reading side of an instance's output pipe.
 pub(crate) struct LogPipe {
-    attribution: Arc<Mutex<Attribution>>,
-    sync_tx: mpsc::Sender<oneshot::Sender<()>>,
+    shared: Arc<Shared>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LogPipe {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl LogPipe {
@@ -72,150 +93,144 @@ impl LogPipe {
         // SAFETY: we own `read` exclusively and move it into the AsyncFd; no other
         // handle to this fd exists, so it cannot be closed behind tokio's back.
         let fd = unsafe { AsyncFd::register(read) }.map_err(|e| e.into_parts().1)?;
-        let attribution = Arc::new(Mutex::new(Attribution::default()));
-        let (sync_tx, sync_rx) = mpsc::channel(4);
-        let reader = Reader {
+        let shared = Arc::new(Shared {
+            fd,
+            state: Mutex::new(State {
+                partial: Vec::new(),
+                request_id: None,
+                bytes: 0,
+                truncated: false,
+                capture: None,
+                ready: Vec::new(),
+                eof: false,
+            }),
             function,
             instance,
             sink,
-            attribution: attribution.clone(),
-            partial: Vec::new(),
-        };
-        tokio::spawn(reader.run(fd, sync_rx));
-        Ok((
-            Self {
-                attribution,
-                sync_tx,
-            },
-            write,
-        ))
+        });
+        let reader = tokio::spawn(read_loop(shared.clone()));
+        Ok((Self { shared, reader }, write))
     }
 
     /// Attributes output from now on to `request_id`.
     pub(crate) fn begin(&self, request_id: Arc<str>, capture: bool) {
-        let mut a = self.attribution.lock().unwrap();
-        *a = Attribution {
-            request_id: Some(request_id),
-            capture: capture.then(String::new),
-            ..Default::default()
-        };
+        let mut s = self.shared.state.lock().unwrap();
+        s.request_id = Some(request_id);
+        s.bytes = 0;
+        s.truncated = false;
+        s.capture = capture.then(String::new);
     }
 
-    /// Drains everything written so far, then ends the attribution and returns the
+    /// Drains everything written so far, ends the attribution and returns the
     /// captured output.
     pub(crate) async fn finish(&self) -> String {
-        let (tx, rx) = oneshot::channel();
-        if self.sync_tx.send(tx).await.is_ok() {
-            let _ = rx.await;
-        }
-        let mut a = self.attribution.lock().unwrap();
-        let captured = a.capture.take().unwrap_or_default();
-        *a = Attribution::default();
+        let (captured, lines) = {
+            let mut s = self.shared.state.lock().unwrap();
+            self.shared.drain(&mut s);
+            self.shared.flush_partial(&mut s);
+            s.request_id = None;
+            (
+                s.capture.take().unwrap_or_default(),
+                std::mem::take(&mut s.ready),
+            )
+        };
+        self.shared.send(lines).await;
         captured
     }
 }
 
-struct Reader {
-    function: Arc<str>,
-    instance: Arc<str>,
-    sink: mpsc::Sender<LogLine>,
-    attribution: Arc<Mutex<Attribution>>,
-    partial: Vec<u8>,
+async fn read_loop(shared: Arc<Shared>) {
+    loop {
+        let Ok(mut guard) = shared.fd.readable().await else {
+            break;
+        };
+        let (lines, eof) = {
+            let mut s = shared.state.lock().unwrap();
+            shared.drain(&mut s);
+            if s.eof {
+                shared.flush_partial(&mut s);
+            }
+            (std::mem::take(&mut s.ready), s.eof)
+        };
+        guard.clear_ready();
+        shared.send(lines).await;
+        if eof {
+            break;
+        }
+    }
 }
 
-impl Reader {
-    async fn run(mut self, fd: AsyncFd<OwnedFd>, mut sync_rx: mpsc::Receiver<oneshot::Sender<()>>) {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut open = true;
-        while open {
-            tokio::select! {
-                ready = fd.readable() => {
-                    let Ok(mut guard) = ready else { break };
-                    match guard.try_io(|inner| read(inner.get_ref(), &mut buf)) {
-                        Ok(Ok(0)) | Ok(Err(_)) => open = false,
-                        Ok(Ok(n)) => self.consume(&buf[..n]).await,
-                        Err(_would_block) => {}
-                    }
-                }
-                Some(ack) = sync_rx.recv() => {
-                    // Drain what is in the pipe right now; it holds everything the
-                    // runtime wrote before posting its result.
-                    loop {
-                        match read(fd.get_ref(), &mut buf) {
-                            Ok(0) => { open = false; break }
-                            Ok(n) => self.consume(&buf[..n]).await,
-                            Err(_) => break,
-                        }
-                    }
-                    self.flush_partial().await;
-                    let _ = ack.send(());
-                }
+impl Shared {
+    /// Reads until the pipe is empty (or closed), cutting lines.
+    fn drain(&self, s: &mut State) {
+        let mut buf = [0u8; 16 * 1024];
+        while !s.eof {
+            match read(self.fd.get_ref(), &mut buf) {
+                Ok(0) => s.eof = true,
+                Ok(n) => self.consume(s, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => s.eof = true,
             }
         }
-        self.flush_partial().await;
-        // The process is gone: answer any later sync at once.
-        while let Some(ack) = sync_rx.recv().await {
-            let _ = ack.send(());
-        }
     }
 
-    async fn consume(&mut self, mut data: &[u8]) {
+    fn consume(&self, s: &mut State, mut data: &[u8]) {
         while let Some(pos) = data.iter().position(|&b| b == b'\n') {
-            self.partial.extend_from_slice(&data[..pos]);
+            s.partial.extend_from_slice(&data[..pos]);
             data = &data[pos + 1..];
-            self.flush_partial().await;
+            self.flush_partial(s);
         }
-        self.partial.extend_from_slice(data);
-        while self.partial.len() >= MAX_LINE {
-            let rest = self.partial.split_off(MAX_LINE);
-            self.flush_partial().await;
-            self.partial = rest;
+        s.partial.extend_from_slice(data);
+        while s.partial.len() >= MAX_LINE {
+            let rest = s.partial.split_off(MAX_LINE);
+            self.flush_partial(s);
+            s.partial = rest;
         }
     }
 
-    async fn flush_partial(&mut self) {
-        if self.partial.is_empty() {
+    fn flush_partial(&self, s: &mut State) {
+        if s.partial.is_empty() || s.truncated {
+            s.partial.clear();
             return;
         }
-        let mut text = String::from_utf8_lossy(&self.partial).into_owned();
-        self.partial.clear();
+        let mut text = String::from_utf8_lossy(&s.partial).into_owned();
+        s.partial.clear();
         if text.ends_with('\r') {
             text.pop();
         }
-        let request_id = {
-            let mut a = self.attribution.lock().unwrap();
-            if a.truncated {
-                return;
+        s.bytes += text.len() + 1;
+        if s.bytes > MAX_BYTES_PER_INVOCATION {
+            s.truncated = true;
+            text = format!(
+                "[nimbus] output exceeded {} MB for this invocation; the rest is dropped",
+                MAX_BYTES_PER_INVOCATION >> 20
+            );
+        }
+        if let Some(c) = s.capture.as_mut() {
+            c.push_str(&text);
+            c.push('\n');
+            if c.len() > CAPTURE_BYTES * 2 {
+                let cut = c.len() - CAPTURE_BYTES;
+                let cut = (cut..c.len())
+                    .find(|&i| c.is_char_boundary(i))
+                    .unwrap_or(c.len());
+                c.drain(..cut);
             }
-            a.bytes += text.len() + 1;
-            if a.bytes > MAX_BYTES_PER_INVOCATION {
-                a.truncated = true;
-                text = format!(
-                    "[nimbus] output exceeded {} MB for this invocation; the rest is dropped",
-                    MAX_BYTES_PER_INVOCATION >> 20
-                );
-            }
-            if let Some(c) = a.capture.as_mut() {
-                c.push_str(&text);
-                c.push('\n');
-                if c.len() > CAPTURE_BYTES * 2 {
-                    let cut = c.len() - CAPTURE_BYTES;
-                    let cut = (cut..c.len())
-                        .find(|&i| c.is_char_boundary(i))
-                        .unwrap_or(c.len());
-                    c.drain(..cut);
-                }
-            }
-            a.request_id.clone()
-        };
-        let line = LogLine {
+        }
+        s.ready.push(LogLine {
             function: self.function.clone(),
             instance: self.instance.clone(),
-            request_id,
+            request_id: s.request_id.clone(),
             ts_ms: chrono::Utc::now().timestamp_millis(),
             text,
-        };
-        let _ = self.sink.send(line).await;
+        });
+    }
+
+    async fn send(&self, lines: Vec<LogLine>) {
+        for line in lines {
+            let _ = self.sink.send(line).await;
+        }
     }
 }
 

@@ -100,7 +100,7 @@ impl CgroupSupport {
                 Ok(Some(InstanceCgroup {
                     procs: vec![dir.join("cgroup.procs")],
                     dirs: vec![dir.clone()],
-                    peak: dir.join("memory.peak"),
+                    peak: File::open(dir.join("memory.peak")).ok(),
                     oom_events: dir.join("memory.events"),
                 }))
             }
@@ -119,7 +119,7 @@ impl CgroupSupport {
                 Ok(Some(InstanceCgroup {
                     procs: vec![m.join("cgroup.procs"), p.join("cgroup.procs")],
                     dirs: vec![m.clone(), p],
-                    peak: m.join("memory.max_usage_in_bytes"),
+                    peak: File::open(m.join("memory.max_usage_in_bytes")).ok(),
                     oom_events: m.join("memory.oom_control"),
                 }))
             }
@@ -132,7 +132,8 @@ impl CgroupSupport {
 pub struct InstanceCgroup {
     procs: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
-    peak: PathBuf,
+    /// Kept open: read after every invocation, one `pread` instead of open/read/close.
+    peak: Option<File>,
     oom_events: PathBuf,
 }
 
@@ -149,7 +150,10 @@ impl InstanceCgroup {
 
     /// Peak memory use of the group in bytes.
     pub fn peak_bytes(&self) -> Option<u64> {
-        fs::read_to_string(&self.peak).ok()?.trim().parse().ok()
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 32];
+        let n = self.peak.as_ref()?.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
     /// Whether the kernel OOM-killed something in the group.

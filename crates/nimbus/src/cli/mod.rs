@@ -67,6 +67,16 @@ struct NameArg {
     client: ClientArgs,
 }
 
+impl Cli {
+    /// Async worker threads requested for the server (`None`: one per CPU).
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Up(a) => a.worker_threads.filter(|n| *n > 0),
+            _ => Some(1), // a client command needs no parallelism
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => crate::server::run(*args).await.map(|_| ExitCode::SUCCESS),

@@ -69,6 +69,10 @@ pub struct ServerArgs {
     /// Most log lines kept in total.
     #[arg(long, default_value_t = 2_000_000)]
     pub log_max_lines: i64,
+    /// Async worker threads of the server (default: one per CPU). Instances are
+    /// separate processes, so the server itself needs few.
+    #[arg(long, env = "NIMBUS_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// How long shutdown waits for running invocations.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: humantime::Duration,

@@ -30,7 +30,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteMetadataStore::new(
         open_database(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
     ));
-    let log_store: Arc<dyn LogStore> = Arc::new(SqliteLogStore::new(open_database(&db_path)?));
+    let log_store: Arc<dyn LogStore> = Arc::new(SqliteLogStore::new(
+        open_database(&db_path)?,
+        open_database(&db_path)?,
+    ));
     let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
 
     // Runtimes and engine.
