@@ -17,6 +17,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     InvalidPayload,
     TooManyRequests,
+    PreconditionFailed,
     ShuttingDown,
     NotFound,
     Internal,
@@ -32,6 +33,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PayloadTooLarge",
             ErrorCode::InvalidPayload => "InvalidPayload",
             ErrorCode::TooManyRequests => "TooManyRequests",
+            ErrorCode::PreconditionFailed => "PreconditionFailed",
             ErrorCode::ShuttingDown => "ShuttingDown",
             ErrorCode::NotFound => "NotFound",
             ErrorCode::Internal => "InternalError",
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::FunctionExists => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::TooManyRequests => 429,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,
         }

@@ -264,6 +264,15 @@ pub struct FunctionRecord {
     pub revision_id: String,
     pub created_at: String,
     pub last_modified: String,
+    /// The runtime identifier as given through the AWS API (`python3.12`), echoed
+    /// back there; the runtime that runs is `config.runtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    /// The execution role given through the AWS API (kept and echoed back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -23,6 +23,11 @@ use crate::{EngineConfig, EngineError};
 pub struct CreateFunction {
     pub config: FunctionConfig,
     pub code_sha256: String,
+    /// AWS execution role, kept and echoed back (Nimbus scopes credentials itself).
+    pub role: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// AWS runtime identifier to echo back (see `FunctionRecord::runtime_id`).
+    pub runtime_id: Option<String>,
 }
 
 /// A partial configuration update; absent fields stay as they are.
@@ -35,6 +40,10 @@ pub struct ConfigPatch {
     pub timeout_s: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
+    pub role: Option<String>,
+    /// Set by the AWS API alongside `runtime`; not part of the native API.
+    #[serde(skip)]
+    pub runtime_id: Option<String>,
 }
 
 pub struct ControlPlane {
@@ -121,6 +130,9 @@ impl ControlPlane {
             created_at: ts.clone(),
             last_modified: ts,
             config: req.config,
+            role: req.role,
+            tags: req.tags,
+            runtime_id: req.runtime_id,
         };
         match self.metadata.insert_function(&record).await {
             Err(StoreError::Conflict(_)) => {
@@ -144,9 +156,15 @@ impl ControlPlane {
                 let name = req.config.name.clone();
                 let config = req.config;
                 let sha = req.code_sha256;
-                self.modify(&name, move |r| {
+                let (role, tags, runtime_id) = (req.role, req.tags, req.runtime_id);
+                self.modify(&name, None, true, move |r| {
                     r.config = config;
                     r.code_sha256 = sha;
+                    r.runtime_id = runtime_id;
+                    if role.is_some() {
+                        r.role = role;
+                    }
+                    r.tags.extend(tags);
                 })
                 .await
                 .map(|r| (r, false))
@@ -154,24 +172,55 @@ impl ControlPlane {
         }
     }
 
+    /// Replaces the code. With `expected_revision`, fails if the function changed since.
     pub async fn update_code(
         &self,
         name: &FunctionName,
         code_sha256: String,
+        expected_revision: Option<String>,
     ) -> Result<FunctionRecord, EngineError> {
-        self.modify(name, move |r| r.code_sha256 = code_sha256)
+        self.modify(name, expected_revision, true, move |r| {
+            r.code_sha256 = code_sha256
+        })
+        .await
+    }
+
+    /// Adds or replaces tags (running instances are kept).
+    pub async fn tag(
+        &self,
+        name: &FunctionName,
+        tags: BTreeMap<String, String>,
+    ) -> Result<FunctionRecord, EngineError> {
+        self.modify(name, None, false, move |r| r.tags.extend(tags))
             .await
     }
 
+    /// Removes tags (running instances are kept).
+    pub async fn untag(
+        &self,
+        name: &FunctionName,
+        keys: Vec<String>,
+    ) -> Result<FunctionRecord, EngineError> {
+        self.modify(name, None, false, move |r| {
+            for k in keys {
+                r.tags.remove(&k);
+            }
+        })
+        .await
+    }
+
+    /// Applies a configuration patch. With `expected_revision`, fails if the function changed since.
     pub async fn update_config(
         &self,
         name: &FunctionName,
         patch: ConfigPatch,
+        expected_revision: Option<String>,
     ) -> Result<FunctionRecord, EngineError> {
-        self.modify(name, move |r| {
+        self.modify(name, expected_revision, true, move |r| {
             let c = &mut r.config;
             if let Some(v) = patch.runtime {
                 c.runtime = v;
+                r.runtime_id = patch.runtime_id;
             }
             if let Some(v) = patch.handler {
                 c.handler = v;
@@ -188,6 +237,9 @@ impl ControlPlane {
             if let Some(v) = patch.description {
                 c.description = v;
             }
+            if let Some(v) = patch.role {
+                r.role = Some(v);
+            }
         })
         .await
     }
@@ -203,20 +255,39 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Read-modify-write of a record under the write lock. `reactivate` replaces
+    /// the running version (new instances); metadata-only changes keep it.
     async fn modify(
         &self,
         name: &FunctionName,
+        expected_revision: Option<String>,
+        reactivate: bool,
         change: impl FnOnce(&mut FunctionRecord),
     ) -> Result<FunctionRecord, EngineError> {
         let _w = self.writes.lock().await;
         let mut record = self.get(name).await?;
+        if let Some(expected) = expected_revision
+            && expected != record.revision_id
+        {
+            return Err(EngineError::PreconditionFailed(record.revision_id));
+        }
         change(&mut record);
         self.check(&record.config, &record.code_sha256).await?;
         record.code_size = self.code_size(&record.code_sha256)?;
         record.revision_id = revision();
         record.last_modified = now();
         self.metadata.update_function(&record).await?;
-        self.activate(record.clone()).await?;
+        if reactivate {
+            self.activate(record.clone()).await?;
+        } else if let Some(d) = self.registry.get(name) {
+            // Same code and configuration: keep the pool, refresh the record.
+            self.registry.put(Arc::new(Deployed {
+                record: record.clone(),
+                spec: d.spec.clone(),
+                arn: d.arn.clone(),
+                pool: d.pool.clone(),
+            }));
+        }
         Ok(record)
     }
 
@@ -235,7 +306,16 @@ impl ControlPlane {
         }
         let code = self.code.clone();
         let sha = sha.to_string();
-        let listing = blocking(move || code.listing(&sha)).await?;
+        let root = self.config.code_cache_dir.clone();
+        let listing = blocking(move || {
+            let listing = code.listing(&sha)?;
+            // Unpack now, before anything is recorded: a package that cannot be
+            // unpacked (disk full, …) fails the deploy instead of leaving a stored
+            // function that cannot run.
+            code.extract(&sha, &root)?;
+            Ok(listing)
+        })
+        .await?;
         listing.check_handler(config.runtime, &config.handler)?;
         Ok(())
     }

@@ -24,6 +24,8 @@ pub enum EngineError {
     ShuttingDown,
     #[error("could not start an instance: {0}")]
     InstanceStart(String),
+    #[error("the revision id provided does not match the latest revision id {0}")]
+    PreconditionFailed(String),
     #[error("storage: {0}")]
     Store(StoreError),
 }
@@ -48,6 +50,7 @@ impl EngineError {
             EngineError::InvalidJson(_) => ErrorCode::InvalidPayload,
             EngineError::TooManyRequests(_) => ErrorCode::TooManyRequests,
             EngineError::ShuttingDown => ErrorCode::ShuttingDown,
+            EngineError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             EngineError::InstanceStart(_) | EngineError::Store(_) => ErrorCode::Internal,
         }
     }

@@ -147,7 +147,6 @@ async fn run(
         capture_output: req.want_log_tail,
     };
     let result = lease.instance().invoke(dispatch).await;
-    lease.release(result.healthy);
 
     let max_used_mb = result.max_memory_bytes.div_ceil(1024 * 1024);
     let end_line = report::end(rid.as_str());
@@ -163,6 +162,8 @@ async fn run(
     for l in &result.platform_lines {
         emit(l.clone()).await;
     }
+    // Only now: the next invocation's START must come after this one's REPORT.
+    lease.release(result.healthy);
     let log_tail = req.want_log_tail.then(|| {
         let mut text = String::with_capacity(result.output.len() + 256);
         for l in std::iter::once(&start_line) {

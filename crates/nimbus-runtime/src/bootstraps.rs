@@ -42,6 +42,13 @@ impl InstalledBootstraps {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        // Instances run as other users: the cache must be readable by them.
+        use std::os::unix::fs::PermissionsExt;
+        let cache_dir = self.python_dir.join("__pycache__");
+        fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o755))?;
+        for entry in fs::read_dir(&cache_dir)? {
+            fs::set_permissions(entry?.path(), fs::Permissions::from_mode(0o644))?;
+        }
         Ok(())
     }
 }
@@ -49,6 +56,8 @@ impl InstalledBootstraps {
 /// Writes the bootstraps under `root`, world-readable, replacing older copies.
 pub fn install(root: &Path) -> io::Result<InstalledBootstraps> {
     use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(root)?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
     let python_dir = root.join("python");
     let node_dir = root.join("node");
     for (dir, name, text) in [

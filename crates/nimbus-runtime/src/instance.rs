@@ -227,11 +227,19 @@ impl InstanceFactory for ProcessFactory {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
                 .map_err(workdir_err)?;
+            // The instance directory only needs to be traversable by the instance.
+            std::fs::set_permissions(&workdir, std::fs::Permissions::from_mode(0o711))
+                .map_err(workdir_err)?;
             if let Some(u) = user {
                 std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)).map_err(workdir_err)?;
             }
         }
 
+        // Whatever fails from here on, the instance's directory and cgroup go with it.
+        let mut guard = StartGuard {
+            workdir: Some(workdir.clone()),
+            cgroup: None,
+        };
         let (next_tx, next_rx) = mpsc::channel(1);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let server = RuntimeApiServer::start(next_rx, events_tx, spec.timeout)
@@ -241,11 +249,11 @@ impl InstanceFactory for ProcessFactory {
             LogPipe::new(spec.function.as_str().into(), id.as_str().into(), logs)
                 .map_err(StartError::Pipe)?;
 
-        let cgroup = c
+        guard.cgroup = c
             .cgroups
             .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids)
             .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?;
-        let mut procs = match &cgroup {
+        let mut procs = match &guard.cgroup {
             Some(cg) => cg
                 .open_procs()
                 .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?,
@@ -288,6 +296,7 @@ impl InstanceFactory for ProcessFactory {
         }
         let started = Instant::now();
         let (exit_tx, exit_rx) = oneshot::channel();
+        let mut start_failure = None;
         let pid = match cmd.spawn() {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
@@ -298,18 +307,29 @@ impl InstanceFactory for ProcessFactory {
                 Some(pid)
             }
             Err(e) => {
-                // Report like Lambda: the invoke fails with Runtime.InvalidEntrypoint.
                 drop(cmd);
-                let msg = format!("{}: {e}", program.display());
+                // A missing or non-executable entrypoint is the function's problem
+                // (Lambda: Runtime.InvalidEntrypoint); anything else, such as a
+                // failure to join the cgroup or drop privileges, is the platform's.
+                let kind = match e.raw_os_error() {
+                    Some(libc::ENOENT | libc::EACCES | libc::ENOEXEC | libc::ENOTDIR) => {
+                        "Runtime.InvalidEntrypoint"
+                    }
+                    _ => "Sandbox.Failure",
+                };
+                tracing::warn!(instance = %id, "cannot start {}: {e}", program.display());
+                start_failure = Some((kind, e.to_string()));
                 let _ = exit_tx.send(ExitStatus::from_raw(127 << 8));
-                tracing::warn!(instance = %id, "cannot start runtime: {msg}");
                 None
             }
         };
+        let cgroup = guard.cgroup.take();
+        guard.workdir = None;
         Ok(Box::new(ProcessInstance {
             id,
             spec,
             pid,
+            start_failure,
             limit_bytes: 0,
             started,
             init_done: false,
@@ -331,6 +351,8 @@ struct ProcessInstance {
     id: String,
     spec: Arc<InstanceSpec>,
     pid: Option<u32>,
+    /// Why the process could not be started (error type, detail).
+    start_failure: Option<(&'static str, String)>,
     limit_bytes: u64,
     started: Instant,
     init_done: bool,
@@ -357,8 +379,21 @@ enum Ending {
 }
 
 impl ProcessInstance {
+    /// Whether the process has exited (and was reaped); records the status.
+    fn has_exited(&mut self) -> bool {
+        if self.exit_status.is_none()
+            && let Ok(s) = self.exit.try_recv()
+        {
+            self.exit_status = Some(s);
+        }
+        self.exit_status.is_some()
+    }
+
     fn kill(&mut self) {
-        if let Some(pid) = self.pid {
+        // Once reaped, the pid (and so the group id) may belong to someone else.
+        if let Some(pid) = self.pid
+            && !self.has_exited()
+        {
             kill_group(pid);
         }
         if let Some(cg) = &self.cgroup {
@@ -416,6 +451,8 @@ impl ProcessInstance {
                 None => invoke_start + timeout,
             };
             tokio::select! {
+                // A result posted just before the process exits must win over the exit.
+                biased;
                 ev = self.events.recv() => match ev {
                     Some(ApiEvent::InitDone(t)) => {
                         self.init_done = true;
@@ -440,10 +477,19 @@ impl ProcessInstance {
                 status = &mut self.exit, if self.exit_status.is_none() => {
                     let status = status.unwrap_or_else(|_| ExitStatus::from_raw(9));
                     self.exit_status = Some(status);
-                    // An init error is posted just before the runtime exits; prefer it.
+                    // A result or init error posted just before the exit still counts.
                     while let Ok(ev) = self.events.try_recv() {
-                        if let ApiEvent::InitError { body, error_type } = ev {
-                            return (Ending::InitError(body, error_type), init_duration, dispatched);
+                        match ev {
+                            ApiEvent::InitError { body, error_type } => {
+                                return (Ending::InitError(body, error_type), init_duration, dispatched);
+                            }
+                            ApiEvent::Response { request_id: r, body, content_type } if &*r == request_id => {
+                                return (Ending::Ok(body, content_type), init_duration, dispatched);
+                            }
+                            ApiEvent::Error { request_id: r, body } if &*r == request_id => {
+                                return (Ending::FunctionError(body), init_duration, dispatched);
+                            }
+                            _ => {}
                         }
                     }
                     let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed()) || self.limit_bytes == u64::MAX;
@@ -516,6 +562,10 @@ impl Instance for ProcessInstance {
         &self.id
     }
 
+    fn is_alive(&mut self) -> bool {
+        !self.has_exited()
+    }
+
     async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult {
         let request_id = dispatch.request_id.to_string();
         let invoke_start = Instant::now();
@@ -569,11 +619,8 @@ impl Instance for ProcessInstance {
                             self.spec.memory_mb
                         ),
                     )
-                } else if self.pid.is_none() {
-                    (
-                        "Runtime.InvalidEntrypoint",
-                        "Runtime could not be started: exit status 127".to_string(),
-                    )
+                } else if let Some((kind, detail)) = &self.start_failure {
+                    (*kind, format!("Runtime could not be started: {detail}"))
                 } else {
                     ("Runtime.ExitError", exit_description(status))
                 };
@@ -648,11 +695,33 @@ impl Instance for ProcessInstance {
 
 impl Drop for ProcessInstance {
     fn drop(&mut self) {
-        if self.exit_status.is_none() {
-            self.kill();
-        }
+        self.kill();
         if self.workdir.exists() {
             let _ = std::fs::remove_dir_all(&self.workdir);
+        }
+        if let Some(cg) = self.cgroup.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(cg.remove());
+        }
+    }
+}
+
+/// Undoes a half-finished start.
+struct StartGuard {
+    workdir: Option<PathBuf>,
+    cgroup: Option<InstanceCgroup>,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if let Some(w) = self.workdir.take() {
+            let _ = std::fs::remove_dir_all(w);
+        }
+        if let Some(cg) = self.cgroup.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(cg.remove());
         }
     }
 }

@@ -57,6 +57,11 @@ pub trait InstanceFactory: Send + Sync + 'static {
 #[async_trait]
 pub trait Instance: Send + 'static {
     fn id(&self) -> &str;
+    /// False once the instance died on its own (e.g. while idle); the scheduler
+    /// then discards it instead of handing it an invocation.
+    fn is_alive(&mut self) -> bool {
+        true
+    }
     /// Runs one invocation to its end (success, function error, timeout or crash).
     /// After a result with `healthy == false` the instance must be dropped.
     async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult;

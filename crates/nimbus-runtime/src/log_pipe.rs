@@ -126,7 +126,10 @@ impl LogPipe {
     pub(crate) async fn finish(&self) -> String {
         let (captured, lines) = {
             let mut s = self.shared.state.lock().unwrap();
-            self.shared.drain(&mut s);
+            // Only what is in the pipe now: that holds everything written before
+            // the result was posted. A writer that keeps going does not hold us here.
+            let pending = pending_bytes(self.shared.fd.get_ref());
+            let _ = self.shared.drain(&mut s, pending);
             self.shared.flush_partial(&mut s);
             s.request_id = None;
             (
@@ -144,15 +147,20 @@ async fn read_loop(shared: Arc<Shared>) {
         let Ok(mut guard) = shared.fd.readable().await else {
             break;
         };
-        let (lines, eof) = {
+        let (lines, eof, emptied) = {
             let mut s = shared.state.lock().unwrap();
-            shared.drain(&mut s);
+            let emptied = shared.drain(&mut s, READ_SLICE);
             if s.eof {
                 shared.flush_partial(&mut s);
             }
-            (std::mem::take(&mut s.ready), s.eof)
+            (std::mem::take(&mut s.ready), s.eof, emptied)
         };
-        guard.clear_ready();
+        if emptied {
+            guard.clear_ready();
+        } else {
+            drop(guard);
+            tokio::task::yield_now().await;
+        }
         shared.send(lines).await;
         if eof {
             break;
@@ -161,18 +169,26 @@ async fn read_loop(shared: Arc<Shared>) {
 }
 
 impl Shared {
-    /// Reads until the pipe is empty (or closed), cutting lines.
-    fn drain(&self, s: &mut State) {
+    /// Reads until the pipe is empty (or closed) or `limit` bytes were read, cutting
+    /// lines. The limit bounds how long the lock is held: a process writing faster
+    /// than lines are cut would otherwise keep the pipe from ever emptying.
+    /// Returns whether the pipe was emptied (or closed).
+    fn drain(&self, s: &mut State, limit: usize) -> bool {
         let mut buf = [0u8; 16 * 1024];
-        while !s.eof {
+        let mut taken = 0;
+        while !s.eof && taken < limit {
             match read(self.fd.get_ref(), &mut buf) {
                 Ok(0) => s.eof = true,
-                Ok(n) => self.consume(s, &buf[..n]),
+                Ok(n) => {
+                    taken += n;
+                    self.consume(s, &buf[..n]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(_) => s.eof = true,
             }
         }
+        s.eof
     }
 
     fn consume(&self, s: &mut State, mut data: &[u8]) {
@@ -199,7 +215,7 @@ impl Shared {
         if text.ends_with('\r') {
             text.pop();
         }
-        s.bytes += text.len() + 1;
+        s.bytes += text.len() + LINE_OVERHEAD;
         if s.bytes > MAX_BYTES_PER_INVOCATION {
             s.truncated = true;
             text = format!(
@@ -231,6 +247,22 @@ impl Shared {
         for line in lines {
             let _ = self.sink.send(line).await;
         }
+    }
+}
+
+/// Bytes the reader task takes per turn before letting others at the lock.
+const READ_SLICE: usize = 256 * 1024;
+/// Bookkeeping charged per line against the per-invocation budget, so a flood of
+/// tiny lines is bounded by memory, not only by text length.
+const LINE_OVERHEAD: usize = 64;
+
+fn pending_bytes(fd: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer we pass.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } == 0 {
+        n.max(0) as usize
+    } else {
+        READ_SLICE
     }
 }
 

@@ -55,8 +55,13 @@ enum Phase {
     Init,
     Ready,
     Invoking(Arc<str>),
+    /// A result for the current invocation is being received; a second one is refused.
+    Posting,
     Failed,
 }
+
+/// Connections one instance may hold open to its Runtime API.
+const MAX_CONNECTIONS: usize = 8;
 
 struct Shared {
     phase: Mutex<Phase>,
@@ -95,9 +100,21 @@ impl RuntimeApiServer {
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        // Out of descriptors or similar: back off instead of spinning.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
+                while conns.try_join_next().is_some() {}
+                if conns.len() >= MAX_CONNECTIONS {
+                    // A runtime needs one connection; refusing more keeps a hostile
+                    // instance from using up the server's descriptors.
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 conns.spawn(async move {
@@ -107,7 +124,6 @@ impl RuntimeApiServer {
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
-                while conns.try_join_next().is_some() {}
             }
         });
         Ok(Self { addr, task })
@@ -187,7 +203,7 @@ async fn next(shared: &Shared) -> Resp {
                 let _ = shared.events.send(ApiEvent::InitDone(Instant::now()));
             }
             Phase::Ready => {}
-            Phase::Invoking(_) | Phase::Failed => return invalid_state(),
+            Phase::Invoking(_) | Phase::Posting | Phase::Failed => return invalid_state(),
         }
     }
     // Long poll: never time out here (the runtime may legitimately wait for hours).
@@ -222,13 +238,18 @@ async fn next(shared: &Shared) -> Resp {
 }
 
 async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success: bool) -> Resp {
-    let current = match &*shared.phase.lock().unwrap() {
-        Phase::Invoking(cur) => cur.clone(),
-        _ => return invalid_state(),
+    let current = {
+        let mut phase = shared.phase.lock().unwrap();
+        let current = match &*phase {
+            Phase::Invoking(cur) => cur.clone(),
+            _ => return invalid_state(),
+        };
+        if &*current != id {
+            return invalid_id();
+        }
+        *phase = Phase::Posting;
+        current
     };
-    if &*current != id {
-        return invalid_id();
-    }
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -253,6 +274,7 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
             );
         }
         Err(_) => {
+            *shared.phase.lock().unwrap() = Phase::Invoking(current);
             return json(
                 StatusCode::BAD_REQUEST,
                 r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,

@@ -96,7 +96,8 @@ impl CodeStore {
         inspect(&self.read(sha256)?)
     }
 
-    fn read(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+    /// The bytes of a stored zip.
+    pub fn read(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         if !is_sha256(sha256) {
             return Err(
                 ValidationError::param(format!("{sha256:?} is not a sha256 hex digest")).into(),
@@ -124,7 +125,9 @@ impl CodeStore {
             .tempdir_in(root)
             .map_err(|e| StoreError::io(root, e))?;
         unpack(&zip, tmp.path())?;
-        set_mode(tmp.path(), 0o755)?;
+        // Every directory must be traversable by the unprivileged instance users,
+        // whatever the server's umask made of the ones created along the way.
+        open_dirs(tmp.path())?;
         match fs::rename(tmp.path(), &dest) {
             Ok(()) => {
                 // The directory now lives at `dest`; do not let TempDir delete it.
@@ -135,6 +138,22 @@ impl CodeStore {
         }
         Ok(dest)
     }
+}
+
+fn open_dirs(dir: &Path) -> Result<(), StoreError> {
+    set_mode(dir, 0o755)?;
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        // file_type() does not follow symlinks: links are never descended into.
+        if entry
+            .file_type()
+            .map_err(|e| StoreError::io(entry.path(), e))?
+            .is_dir()
+        {
+            open_dirs(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn is_sha256(s: &str) -> bool {
@@ -226,6 +245,8 @@ fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
     };
     let mut total: u64 = 0;
     let mut buf = Vec::new();
+    let mut kinds: BTreeMap<PathBuf, Kind> = BTreeMap::new();
+    let mut symlinks: Vec<(PathBuf, String)> = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -241,6 +262,14 @@ fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
             continue;
         }
         let mode = entry.unix_mode().unwrap_or(0o644);
+        let kind = if entry.is_dir() {
+            Kind::Dir
+        } else if entry.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::File
+        };
+        claim(&mut kinds, &rel, kind, &name)?;
         if entry.is_dir() {
             if let Some(d) = dest {
                 let p = d.join(&rel);
@@ -289,15 +318,60 @@ fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
                 fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
             }
             if is_symlink {
-                std::os::unix::fs::symlink(String::from_utf8_lossy(&buf).as_ref(), &p)
-                    .map_err(|e| StoreError::io(&p, e))?;
+                // Created after every file, so nothing is ever written through one.
+                symlinks.push((p, String::from_utf8_lossy(&buf).into_owned()));
             } else {
                 fs::write(&p, &buf).map_err(|e| StoreError::io(&p, e))?;
                 set_mode(&p, if mode & 0o111 != 0 { 0o755 } else { 0o644 })?;
             }
         }
     }
+    for (path, target) in symlinks {
+        std::os::unix::fs::symlink(&target, &path).map_err(|e| StoreError::io(&path, e))?;
+    }
     Ok(listing)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+}
+
+/// Records an entry's path, refusing duplicates and entries below a file or a
+/// symlink. With symlinks created last, this guarantees unpacking never writes
+/// through a symlink (a chain of symlinks could otherwise point anywhere), and it
+/// catches packages that would fail half-way through unpacking.
+fn claim(
+    kinds: &mut BTreeMap<PathBuf, Kind>,
+    rel: &Path,
+    kind: Kind,
+    name: &str,
+) -> Result<(), StoreError> {
+    let conflict = |other: &Path| {
+        StoreError::from(ValidationError::package(format!(
+            "zip entry {name:?} conflicts with entry {:?}",
+            other.display()
+        )))
+    };
+    let mut ancestor = rel.parent();
+    while let Some(a) = ancestor.filter(|a| !a.as_os_str().is_empty()) {
+        match kinds.get(a) {
+            Some(Kind::Dir) | None => {}
+            Some(_) => return Err(conflict(a)),
+        }
+        kinds.entry(a.to_path_buf()).or_insert(Kind::Dir);
+        ancestor = a.parent();
+    }
+    match kinds.get(rel) {
+        None => {
+            kinds.insert(rel.to_path_buf(), kind);
+            Ok(())
+        }
+        Some(Kind::Dir) if kind == Kind::Dir => Ok(()),
+        Some(_) => Err(conflict(rel)),
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +437,42 @@ mod tests {
         assert!(err.to_string().contains("escapes"), "{err}");
         let err = store.put_zip(b"definitely not a zip").unwrap_err();
         assert!(err.to_string().contains("not a valid zip"), "{err}");
+    }
+
+    #[test]
+    fn symlink_chains_cannot_escape_during_unpack() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().join("blobs")).unwrap();
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let link = SimpleFileOptions::default();
+        w.add_symlink("a/up", "..", link).unwrap();
+        w.add_symlink("esc", "a/up/a/up/../..", link).unwrap();
+        w.start_file("esc/pwned", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"x").unwrap();
+        let zip = w.finish().unwrap().into_inner();
+        let err = store.put_zip(&zip).unwrap_err();
+        assert!(err.to_string().contains("conflicts with"), "{err}");
+        // A file and a directory of the same name are refused up front, too.
+        let err = store
+            .put_zip(&make_zip(&[("a", b"x", 0o644), ("a/b", b"y", 0o644)]))
+            .unwrap_err();
+        assert!(err.to_string().contains("conflicts with"), "{err}");
+        // Legitimate relative links (node_modules/.bin style) still work.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file(
+            "pkg/bin/tool",
+            SimpleFileOptions::default().unix_permissions(0o755),
+        )
+        .unwrap();
+        w.write_all(b"#!/bin/sh\n").unwrap();
+        w.add_symlink(".bin/tool", "../pkg/bin/tool", link).unwrap();
+        let zip = w.finish().unwrap().into_inner();
+        let (info, _) = store.put_zip(&zip).unwrap();
+        let root = store
+            .extract(&info.sha256, &dir.path().join("code"))
+            .unwrap();
+        assert_eq!(fs::read(root.join(".bin/tool")).unwrap(), b"#!/bin/sh\n");
     }
 
     #[test]

@@ -30,6 +30,13 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX logs_function_id ON logs(function, id);
      CREATE INDEX logs_function_ts ON logs(function, ts_ms);
      CREATE INDEX logs_request ON logs(request_id);",
+    // v2: access keys (secrets sealed with the master key, see keys.rs).
+    "CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        secret BLOB NOT NULL,
+        description TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );",
 ];
 
 pub(crate) type Db = Arc<Mutex<Connection>>;

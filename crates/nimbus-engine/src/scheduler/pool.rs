@@ -62,7 +62,13 @@ impl Pool {
             let released = self.released.notified();
             {
                 let mut s = self.state.lock().unwrap();
-                if let Some(idle) = s.idle.pop() {
+                while let Some(mut idle) = s.idle.pop() {
+                    if !idle.instance.is_alive() {
+                        // Died while idle: discard it (the caller gets a cold start).
+                        s.live -= 1;
+                        tokio::spawn(idle.instance.shutdown());
+                        continue;
+                    }
                     return Ok(Lease {
                         instance: Some(idle.instance),
                         pool: self.clone(),

@@ -97,6 +97,9 @@ impl CgroupSupport {
                 fs::write(dir.join("memory.max"), memory_bytes.to_string())?;
                 let _ = fs::write(dir.join("memory.swap.max"), "0");
                 fs::write(dir.join("pids.max"), max_pids.to_string())?;
+                // Kill the whole group on OOM, so a later, unrelated exit is never
+                // mistaken for an out-of-memory kill of one child.
+                let _ = fs::write(dir.join("memory.oom.group"), "1");
                 Ok(Some(InstanceCgroup {
                     procs: vec![dir.join("cgroup.procs")],
                     dirs: vec![dir.clone()],

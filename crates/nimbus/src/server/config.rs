@@ -107,6 +107,34 @@ fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Creates (or re-uses) a directory only if it is really ours: a plain directory
+/// (not a symlink), owned by us, writable by nobody else. The default run directory
+/// lives in the shared /tmp, where another user could plant one in advance.
+fn prepare_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    match fs::DirBuilder::new().mode(0o711).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create run dir {}", dir.display()));
+        }
+    }
+    let meta =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
+    if !meta.file_type().is_dir() || meta.uid() != euid() || meta.mode() & 0o022 != 0 {
+        bail!(
+            "refusing to use run dir {}: it must be a directory owned by uid {} and writable only by it (remove it, or choose another with --run-dir)",
+            dir.display(),
+            euid()
+        );
+    }
+    set_mode(dir, 0o711)
+}
+
 fn lookup_user(name: &str) -> anyhow::Result<SandboxUser> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     for line in passwd.lines() {
@@ -155,10 +183,7 @@ impl HostConfig {
                 std::env::temp_dir().join(format!("nimbus-{}-{}", euid(), &h[..12]))
             }
         };
-        fs::create_dir_all(&run_dir)
-            .with_context(|| format!("cannot create run dir {}", run_dir.display()))?;
-        // Traversable (so the sandbox user can reach its code) but not listable.
-        set_mode(&run_dir, 0o711)?;
+        prepare_private_dir(&run_dir)?;
         // Leftovers of a previous run (instances are never reused across runs).
         let _ = fs::remove_dir_all(run_dir.join("instances"));
         for sub in ["instances", "code"] {
@@ -225,6 +250,11 @@ impl HostConfig {
             }
         };
         let user = self.runtime.users.describe();
+        if euid() != 0 {
+            tracing::warn!(
+                "not running as root: instances run as this user and can read the data dir and signal the server; run as root (instances then get uids of their own) for isolation"
+            );
+        }
         if matches!(*self.runtime.users, UserPolicy::Inherit) && euid() == 0 {
             tracing::warn!(
                 "instances run as root (--sandbox-user root); functions can harm the host"

@@ -23,6 +23,11 @@ pub use config::ServerArgs;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     init_tracing();
+    // Files the server creates are private unless it opens them up on purpose
+    // (the database holds functions' environment variables).
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o077) };
+    raise_fd_limit();
     let host = config::HostConfig::prepare(&args)?;
 
     // Storage.
@@ -121,7 +126,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let abandoned = invoker.drain(args.shutdown_grace.into()).await;
     if abandoned > 0 {
         tracing::warn!(
-            "{abandoned} invocations were still running after the grace period; their instances are stopped"
+            "{abandoned} invocations were still running after the grace period; their callers get no result and their instances die with the server"
         );
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
@@ -132,6 +137,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     host.cleanup();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Each instance holds a few descriptors (pipe, listener, connection, cgroup
+/// file); the usual soft limit of 1024 would cap concurrency well below the
+/// account limit, so use the hard limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from a valid local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 fn init_tracing() {

@@ -96,6 +96,8 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&self.data_dir)
+            .arg("--run-dir")
+            .arg(self.data_dir.with_file_name("run"))
             .args(&self.extra)
             .env("NIMBUS_TEST_SECRET", "must-not-leak")
             .stdout(Stdio::piped())

@@ -1,0 +1,334 @@
+//! Access keys: the credentials callers sign AWS-style requests with.
+//!
+//! SigV4 is an HMAC over the request keyed by the secret, so the server needs the
+//! secret itself; a one-way hash cannot verify a signature. Secrets are therefore
+//! stored encrypted (ChaCha20-Poly1305) under a 256-bit master key that lives in a
+//! separate `0600` file in the data directory: a copy of the database alone reveals
+//! no secret. Decrypted secrets are cached in memory for the request path.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::StoreError;
+use crate::sqlite::{Db, with_db};
+
+/// A key as listed (never with its secret).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub description: String,
+    pub created_at: String,
+}
+
+/// A freshly created key: the only time its secret is shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewAccessKey {
+    #[serde(flatten)]
+    pub key: AccessKey,
+    pub secret_access_key: String,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    async fn create(&self, description: &str) -> Result<NewAccessKey, StoreError>;
+    /// Stores a key whose secret was chosen elsewhere (e.g. from the environment).
+    async fn import(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+        description: &str,
+    ) -> Result<(), StoreError>;
+    async fn list(&self) -> Result<Vec<AccessKey>, StoreError>;
+    async fn delete(&self, access_key_id: &str) -> Result<bool, StoreError>;
+    /// The secret of a key, for signature verification.
+    async fn secret(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError>;
+}
+
+pub struct SqliteKeyStore {
+    db: Db,
+    cipher: ChaCha20Poly1305,
+    cache: RwLock<HashMap<String, Arc<str>>>,
+}
+
+const MASTER_KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 12;
+
+fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b)
+        .map_err(|e| StoreError::Task(format!("no randomness available: {e}")))?;
+    Ok(b)
+}
+
+/// Reads the master key, creating it (mode 0600) on first use.
+pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES], StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(b) if b.len() == MASTER_KEY_BYTES => {
+            let mut k = [0u8; MASTER_KEY_BYTES];
+            k.copy_from_slice(&b);
+            Ok(k)
+        }
+        Ok(_) => Err(StoreError::Corrupt(format!(
+            "{} is not a {MASTER_KEY_BYTES}-byte key",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = random::<MASTER_KEY_BYTES>()?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::io(path, e))?;
+            f.write_all(&key)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| StoreError::io(path, e))?;
+            Ok(key)
+        }
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+/// Characters of generated ids and secrets (unambiguous, URL- and shell-safe).
+const ID_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn random_string(prefix: &str, len: usize, alphabet: &[u8]) -> Result<String, StoreError> {
+    let bytes = random::<64>()?;
+    let mut s = String::from(prefix);
+    // 64 random bytes, each mapped with rejection of the biased tail.
+    let limit = 256 - (256 % alphabet.len());
+    for b in bytes
+        .iter()
+        .copied()
+        .filter(|b| (*b as usize) < limit)
+        .take(len - prefix.len())
+    {
+        s.push(alphabet[b as usize % alphabet.len()] as char);
+    }
+    if s.len() < len {
+        return random_string(prefix, len, alphabet);
+    }
+    Ok(s)
+}
+
+fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f%z")
+        .to_string()
+}
+
+impl SqliteKeyStore {
+    pub fn new(conn: Connection, master_key: &[u8; MASTER_KEY_BYTES]) -> Self {
+        Self {
+            db: Arc::new(Mutex::new(conn)),
+            cipher: ChaCha20Poly1305::new(master_key.into()),
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn seal(&self, access_key_id: &str, secret: &str) -> Result<Vec<u8>, StoreError> {
+        let nonce = random::<NONCE_BYTES>()?;
+        // The key id is bound as associated data: a ciphertext moved to another row fails.
+        let payload = chacha20poly1305::aead::Payload {
+            msg: secret.as_bytes(),
+            aad: access_key_id.as_bytes(),
+        };
+        let mut out = nonce.to_vec();
+        out.extend(
+            self.cipher
+                .encrypt(&Nonce::from(nonce), payload)
+                .map_err(|_| StoreError::Task("encryption failed".into()))?,
+        );
+        Ok(out)
+    }
+
+    fn open(&self, access_key_id: &str, sealed: &[u8]) -> Result<String, StoreError> {
+        if sealed.len() < NONCE_BYTES {
+            return Err(StoreError::Corrupt(format!(
+                "secret of {access_key_id} is truncated"
+            )));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_BYTES);
+        let nonce = Nonce::try_from(nonce).map_err(|_| {
+            StoreError::Corrupt(format!("secret of {access_key_id} has a bad nonce"))
+        })?;
+        let payload = chacha20poly1305::aead::Payload {
+            msg: ct,
+            aad: access_key_id.as_bytes(),
+        };
+        let plain = self.cipher.decrypt(&nonce, payload).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "secret of {access_key_id} cannot be decrypted (was master.key replaced?)"
+            ))
+        })?;
+        String::from_utf8(plain)
+            .map_err(|_| StoreError::Corrupt(format!("secret of {access_key_id} is not UTF-8")))
+    }
+
+    async fn insert(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+        description: &str,
+        replace: bool,
+    ) -> Result<AccessKey, StoreError> {
+        let sealed = self.seal(access_key_id, secret)?;
+        let key = AccessKey {
+            access_key_id: access_key_id.to_string(),
+            description: description.to_string(),
+            created_at: now(),
+        };
+        let k = key.clone();
+        with_db(&self.db, move |c| {
+            let sql = if replace {
+                "INSERT INTO access_keys(access_key_id, secret, description, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(access_key_id) DO UPDATE SET secret = excluded.secret, description = excluded.description"
+            } else {
+                "INSERT INTO access_keys(access_key_id, secret, description, created_at) VALUES (?1, ?2, ?3, ?4)"
+            };
+            c.execute(sql, params![k.access_key_id, sealed, k.description, k.created_at])?;
+            Ok(())
+        })
+        .await?;
+        self.cache
+            .write()
+            .unwrap()
+            .insert(access_key_id.to_string(), secret.into());
+        Ok(key)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteKeyStore {
+    async fn create(&self, description: &str) -> Result<NewAccessKey, StoreError> {
+        let id = random_string("NIMB", 20, ID_ALPHABET)?;
+        let secret = random_string("", 40, SECRET_ALPHABET)?;
+        let key = self.insert(&id, &secret, description, false).await?;
+        Ok(NewAccessKey {
+            key,
+            secret_access_key: secret,
+        })
+    }
+
+    async fn import(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+        description: &str,
+    ) -> Result<(), StoreError> {
+        let valid_id = (16..=128).contains(&access_key_id.len())
+            && access_key_id.chars().all(|c| c.is_ascii_alphanumeric());
+        if !valid_id || secret.len() < 16 {
+            return Err(nimbus_core::ValidationError::param(
+                "an access key id must be 16-128 letters or digits and its secret at least 16 characters",
+            )
+            .into());
+        }
+        self.insert(access_key_id, secret, description, true)
+            .await
+            .map(|_| ())
+    }
+
+    async fn list(&self) -> Result<Vec<AccessKey>, StoreError> {
+        with_db(&self.db, |c| {
+            let mut stmt = c.prepare("SELECT access_key_id, description, created_at FROM access_keys ORDER BY created_at, access_key_id")?;
+            let rows = stmt.query_map([], |r| Ok(AccessKey { access_key_id: r.get(0)?, description: r.get(1)?, created_at: r.get(2)? }))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete(&self, access_key_id: &str) -> Result<bool, StoreError> {
+        let id = access_key_id.to_string();
+        let n = with_db(&self.db, move |c| {
+            Ok(c.execute("DELETE FROM access_keys WHERE access_key_id = ?1", [id])?)
+        })
+        .await?;
+        self.cache.write().unwrap().remove(access_key_id);
+        Ok(n > 0)
+    }
+
+    async fn secret(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError> {
+        if let Some(s) = self.cache.read().unwrap().get(access_key_id) {
+            return Ok(Some(s.clone()));
+        }
+        let id = access_key_id.to_string();
+        let sealed: Option<Vec<u8>> = with_db(&self.db, move |c| {
+            Ok(c.query_row(
+                "SELECT secret FROM access_keys WHERE access_key_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let secret: Arc<str> = self.open(access_key_id, &sealed)?.into();
+        self.cache
+            .write()
+            .unwrap()
+            .insert(access_key_id.to_string(), secret.clone());
+        Ok(Some(secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_lookup_delete_and_encryption_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let master = load_or_create_master_key(&dir.path().join("master.key")).unwrap();
+        assert_eq!(
+            load_or_create_master_key(&dir.path().join("master.key")).unwrap(),
+            master
+        );
+        let store = SqliteKeyStore::new(crate::open_database(&db).unwrap(), &master);
+        let k = store.create("ci").await.unwrap();
+        assert!(k.key.access_key_id.starts_with("NIMB") && k.key.access_key_id.len() == 20);
+        assert_eq!(k.secret_access_key.len(), 40);
+        // A fresh store (empty cache) decrypts from the database.
+        let again = SqliteKeyStore::new(crate::open_database(&db).unwrap(), &master);
+        assert_eq!(
+            again.secret(&k.key.access_key_id).await.unwrap().as_deref(),
+            Some(k.secret_access_key.as_str())
+        );
+        // The secret is not in the database file in clear.
+        let raw = std::fs::read(&db).unwrap();
+        let wal = std::fs::read(dir.path().join("db-wal")).unwrap_or_default();
+        let needle = k.secret_access_key.as_bytes();
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle)
+                && !wal.windows(needle.len()).any(|w| w == needle)
+        );
+        // A different master key cannot read it.
+        let other = SqliteKeyStore::new(crate::open_database(&db).unwrap(), &[7u8; 32]);
+        assert!(other.secret(&k.key.access_key_id).await.is_err());
+        assert_eq!(again.list().await.unwrap().len(), 1);
+        assert!(again.delete(&k.key.access_key_id).await.unwrap());
+        assert!(again.secret(&k.key.access_key_id).await.unwrap().is_none());
+        store
+            .import(
+                "AKIDEXAMPLE12345",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                "env",
+            )
+            .await
+            .unwrap();
+        assert!(store.import("short", "x", "bad").await.is_err());
+    }
+}
