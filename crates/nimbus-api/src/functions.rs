@@ -80,6 +80,9 @@ impl FunctionBody {
                 description: self.description,
             },
             code_sha256: self.code_sha256,
+            role: None,
+            tags: Default::default(),
+            runtime_id: None,
         })
     }
 }
@@ -128,7 +131,7 @@ pub async fn patch(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let patch: ConfigPatch = parse_json(&read_body(body, JSON_LIMIT, "request").await?)?;
-    let record = s.control.update_config(&name(&raw)?, patch).await?;
+    let record = s.control.update_config(&name(&raw)?, patch, None).await?;
     Ok(Json(view(&s, &record)))
 }
 
@@ -146,7 +149,7 @@ pub async fn update_code(
     let body: CodeBody = parse_json(&read_body(body, JSON_LIMIT, "request").await?)?;
     let record = s
         .control
-        .update_code(&name(&raw)?, body.code_sha256)
+        .update_code(&name(&raw)?, body.code_sha256, None)
         .await?;
     Ok(Json(view(&s, &record)))
 }
