@@ -194,3 +194,12 @@ pub async fn logs(
     let next = events.last().map(|e| e.id).or(p.after_id);
     Ok(Json(json!({"events": events, "next_after_id": next})))
 }
+
+/// The stored zip of a code package (the Lambda API's `Code.Location` points here).
+pub async fn download_code(
+    State(s): State<ApiState>,
+    Path(sha): Path<String>,
+) -> Result<Response, ApiError> {
+    let zip = s.control.code_zip(&sha).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/zip")], zip).into_response())
+}

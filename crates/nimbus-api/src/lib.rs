@@ -5,9 +5,11 @@
 //! first) can rely on it. Request bodies are read with explicit limits per route,
 //! never the framework's default, so an oversized payload gets a precise 413.
 
+pub mod aws;
 mod error;
 mod functions;
 mod invoke;
+mod keys;
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use nimbus_engine::{ControlPlane, Invoker};
-use nimbus_store::LogStore;
+use nimbus_store::{KeyStore, LogStore};
 
 pub use error::ApiError;
 
@@ -27,6 +29,9 @@ pub struct ApiState {
     pub control: Arc<ControlPlane>,
     pub invoker: Arc<Invoker>,
     pub logs: Arc<dyn LogStore>,
+    pub keys: Arc<dyn KeyStore>,
+    /// Whether AWS API requests must be signed.
+    pub auth: aws::AuthMode,
 }
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -56,6 +61,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/functions/{name}/code", put(functions::update_code))
         .route("/v1/functions/{name}/invoke", post(invoke::invoke))
         .route("/v1/functions/{name}/logs", get(functions::logs))
+        .route("/v1/code/{sha256}", get(functions::download_code))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
+        .merge(aws::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -94,6 +94,13 @@ impl ControlPlane {
         Ok(info)
     }
 
+    /// The bytes of a stored code package.
+    pub async fn code_zip(&self, sha256: &str) -> Result<Vec<u8>, EngineError> {
+        let code = self.code.clone();
+        let sha = sha256.to_string();
+        blocking(move || code.read(&sha)).await
+    }
+
     /// Loads every stored function into the registry (server start).
     pub async fn load_all(&self) -> Result<usize, EngineError> {
         let records = self.metadata.list_functions().await?;

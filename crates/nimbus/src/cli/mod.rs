@@ -3,6 +3,7 @@
 mod deploy;
 mod functions;
 mod invoke;
+mod keys;
 mod logs;
 
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ enum Command {
     Rm(NameArg),
     /// Show a function's logs.
     Logs(logs::LogsArgs),
+    /// Manage access keys for the AWS-compatible APIs.
+    Keys(keys::KeysArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,5 +89,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(a) => functions::get(&Client::new(&a.client)?, &a.name, a.client.json).await,
         Command::Rm(a) => functions::remove(&Client::new(&a.client)?, &a.name, a.client.json).await,
         Command::Logs(a) => logs::run(a).await,
+        Command::Keys(a) => keys::run(a).await,
     }
 }

@@ -73,6 +73,9 @@ pub struct ServerArgs {
     /// separate processes, so the server itself needs few.
     #[arg(long, env = "NIMBUS_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Development mode: accept unsigned AWS API requests. Never on a shared machine.
+    #[arg(long, env = "NIMBUS_DEV")]
+    pub dev: bool,
     /// How long shutdown waits for running invocations.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: humantime::Duration,

@@ -6,16 +6,19 @@
 //! `--shutdown-grace`), stop instances, flush logs. A second signal exits at once.
 
 mod config;
+mod keys;
 mod shutdown;
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use nimbus_api::aws::AuthMode;
 use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
 use nimbus_engine::{ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention, Registry};
 use nimbus_runtime::{InstanceFactory, ProcessFactory};
 use nimbus_store::{
-    CodeStore, LogStore, MetadataStore, SqliteLogStore, SqliteMetadataStore, open_database,
+    CodeStore, KeyStore, LogStore, MetadataStore, SqliteKeyStore, SqliteLogStore,
+    SqliteMetadataStore, load_or_create_master_key, open_database,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +43,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         open_database(&db_path)?,
     ));
     let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
+    let master_key = load_or_create_master_key(&host.data_dir.join("master.key"))?;
+    let keys: Arc<dyn KeyStore> =
+        Arc::new(SqliteKeyStore::new(open_database(&db_path)?, &master_key));
+    let admin_key = keys::ensure_admin_key(&*keys).await?;
 
     // Runtimes and engine.
     let factory: Arc<dyn InstanceFactory> = Arc::new(ProcessFactory::new(host.runtime.clone()));
@@ -100,8 +107,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         control,
         invoker: invoker.clone(),
         logs: log_store,
+        keys,
+        auth: if args.dev {
+            AuthMode::Dev
+        } else {
+            AuthMode::Verify
+        },
     });
     host.announce(api_addr, loaded);
+    keys::announce(admin_key.as_ref(), args.dev);
 
     let stop = CancellationToken::new();
     let server = tokio::spawn({

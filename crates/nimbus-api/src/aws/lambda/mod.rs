@@ -1,0 +1,74 @@
+//! The Lambda API (2015-03-31) subset: functions, invoke, account settings, tags.
+//!
+//! Routes accept both the old botocore forms with a trailing slash and the new ones.
+//! Operations of the API that Nimbus does not implement yet answer with a clear
+//! error naming the operation, never a silent success.
+
+mod functions;
+mod invoke;
+mod shapes;
+
+use axum::Router;
+use axum::http::Method;
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+
+use super::AwsError;
+use crate::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/2015-03-31/functions",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            axum::routing::put(functions::update_code),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            get(functions::account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(functions::account_settings),
+        )
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(functions::list_tags)
+                .post(functions::tag)
+                .delete(functions::untag),
+        )
+        // The rest of the Lambda API, by version prefix: a clear error, not a 404.
+        .route("/2014-11-13/{*rest}", any(not_implemented))
+        .route("/2015-03-31/{*rest}", any(not_implemented))
+        .route("/2017-03-31/{*rest}", any(not_implemented))
+        .route("/2017-10-31/{*rest}", any(not_implemented))
+        .route("/2019-09-25/{*rest}", any(not_implemented))
+        .route("/2019-09-30/{*rest}", any(not_implemented))
+        .route("/2020-04-22/{*rest}", any(not_implemented))
+        .route("/2020-06-30/{*rest}", any(not_implemented))
+        .route("/2021-10-31/{*rest}", any(not_implemented))
+        .route("/2021-11-15/{*rest}", any(not_implemented))
+}
+
+async fn not_implemented(method: Method, uri: axum::http::Uri) -> impl IntoResponse {
+    AwsError::unsupported(&format!("the Lambda operation {method} {}", uri.path()))
+}
