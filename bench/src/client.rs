@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HeaderMap};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -62,6 +62,9 @@ impl Http {
             .method(method)
             .uri(uri.clone())
             .header(CONTENT_TYPE, content_type)
+            // Nimbus needs it; the bare servers ignore it. Sent to both so that
+            // both see the same request.
+            .header(AUTHORIZATION, crate::nimbus::BEARER)
             .body(Full::new(body))?;
         let response = self
             .client

@@ -20,6 +20,12 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 /// How long a SIGTERMed server may take to exit.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(40);
 
+/// The admin key the benchmarked server is started with (a throwaway).
+const KEY_ID: &str = "NIMBBENCHADMIN000001";
+const SECRET: &str = "bench-secret-0123456789abcdefghijklmnopq";
+/// `Authorization` header value for the native API.
+pub const BEARER: &str = "Bearer NIMBBENCHADMIN000001:bench-secret-0123456789abcdefghijklmnopq";
+
 pub struct Nimbus {
     child: Child,
     base: String,
@@ -49,6 +55,8 @@ impl Nimbus {
             .arg(interpreters.python)
             .arg("--node")
             .arg(interpreters.node)
+            .env("NIMBUS_ADMIN_ACCESS_KEY_ID", KEY_ID)
+            .env("NIMBUS_ADMIN_SECRET_ACCESS_KEY", SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -200,6 +200,12 @@ pub async fn download_code(
     State(s): State<ApiState>,
     Path(sha): Path<String>,
 ) -> Result<Response, ApiError> {
-    let zip = s.control.code_zip(&sha).await?;
+    let zip = s.control.code_zip(&sha).await.map_err(|e| match e {
+        nimbus_engine::EngineError::CodeNotFound(what) => ApiError::new(
+            nimbus_core::ErrorCode::NotFound,
+            format!("{what} not found"),
+        ),
+        other => other.into(),
+    })?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/zip")], zip).into_response())
 }

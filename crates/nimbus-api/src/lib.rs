@@ -5,6 +5,7 @@
 //! first) can rely on it. Request bodies are read with explicit limits per route,
 //! never the framework's default, so an oversized payload gets a precise 413.
 
+mod auth;
 pub mod aws;
 mod error;
 mod functions;
@@ -64,6 +65,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/code/{sha256}", get(functions::download_code))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ))
         .merge(aws::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .layer(DefaultBodyLimit::disable())

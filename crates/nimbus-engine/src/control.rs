@@ -302,14 +302,14 @@ impl ControlPlane {
         // The blob exists (checked in `check`); its size is the zip's size.
         self.code
             .size_of(sha)
-            .map_err(|_| EngineError::CodeNotFound(sha.to_string()))
+            .map_err(|_| EngineError::CodeNotFound(format!("code package {sha}")))
     }
 
     /// Validates configuration against the code it will run.
     async fn check(&self, config: &FunctionConfig, sha: &str) -> Result<(), EngineError> {
         config.validate()?;
         if !self.code.contains(sha) {
-            return Err(EngineError::CodeNotFound(sha.to_string()));
+            return Err(EngineError::CodeNotFound(format!("code package {sha}")));
         }
         let code = self.code.clone();
         let sha = sha.to_string();

@@ -8,7 +8,7 @@ pub enum EngineError {
     FunctionNotFound(String),
     #[error("function {0} already exists")]
     FunctionExists(String),
-    #[error("code package {0} not found; upload it first")]
+    #[error("{0} not found; upload it first")]
     CodeNotFound(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),

@@ -9,6 +9,17 @@ use crate::cli::ClientArgs;
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// `<access key id>:<secret>` from the environment, if set.
+    token: Option<String>,
+}
+
+/// Credentials from `NIMBUS_ACCESS_KEY_ID`/`NIMBUS_SECRET_ACCESS_KEY`, else the
+/// standard `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (one key for the CLI and SDKs).
+fn credentials() -> Option<String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let pair = |id: &str, secret: &str| Some(format!("{}:{}", get(id)?, get(secret)?));
+    pair("NIMBUS_ACCESS_KEY_ID", "NIMBUS_SECRET_ACCESS_KEY")
+        .or_else(|| pair("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
 }
 
 impl Client {
@@ -19,11 +30,16 @@ impl Client {
         Ok(Self {
             http,
             base: args.endpoint.trim_end_matches('/').to_string(),
+            token: credentials(),
         })
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}{path}", self.base))
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
     }
 
     /// Sends a request; non-2xx answers become the API's one-line error message.

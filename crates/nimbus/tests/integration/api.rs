@@ -207,3 +207,80 @@ fn openapi_document_describes_the_api() {
     assert_eq!(st, 404);
     assert_eq!(body["error"]["code"], "NotFound");
 }
+
+#[test]
+fn the_native_api_requires_a_key() {
+    let s = Server::start();
+    let anonymous = reqwest::blocking::Client::new();
+    let r = anonymous
+        .get(format!("{}/v1/functions", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"]["code"], "Unauthorized");
+    let wrong = anonymous
+        .get(format!("{}/v1/functions", s.url))
+        .bearer_auth(format!("{ADMIN_KEY_ID}:not-the-secret"))
+        .send()
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    // A function cannot mint keys or deploy code through loopback without one.
+    let mint = anonymous.post(format!("{}/v1/keys", s.url)).send().unwrap();
+    assert_eq!(mint.status().as_u16(), 401);
+    // Health and the API description stay open.
+    assert_eq!(
+        anonymous
+            .get(format!("{}/v1/health", s.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        anonymous
+            .get(format!("{}/v1/openapi.json", s.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    // Keys created through the API work, and stop working when removed.
+    let (st, key) = s.send_json("POST", "/v1/keys", &json!({"description": "ci"}));
+    assert_eq!(st, 201, "{key}");
+    let token = format!(
+        "{}:{}",
+        key["access_key_id"].as_str().unwrap(),
+        key["secret_access_key"].as_str().unwrap()
+    );
+    let ok = anonymous
+        .get(format!("{}/v1/functions", s.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let (_, list) = s.get("/v1/keys");
+    let listed = list["keys"].as_array().unwrap();
+    assert!(
+        listed.iter().all(|k| k.get("secret_access_key").is_none()),
+        "secrets are never listed: {list}"
+    );
+    let del = s
+        .http
+        .delete(format!(
+            "{}/v1/keys/{}",
+            s.url,
+            key["access_key_id"].as_str().unwrap()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+    let gone = anonymous
+        .get(format!("{}/v1/functions", s.url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 401);
+}

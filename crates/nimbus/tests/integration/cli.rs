@@ -146,6 +146,8 @@ fn logs_follow_streams_new_lines() {
     let mut child = std::process::Command::new(BIN)
         .args(["logs", "followed", "--follow"])
         .env("NIMBUS_ENDPOINT", &s.url)
+        .env("NIMBUS_ACCESS_KEY_ID", ADMIN_KEY_ID)
+        .env("NIMBUS_SECRET_ACCESS_KEY", ADMIN_SECRET)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

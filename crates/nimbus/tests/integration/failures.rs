@@ -231,7 +231,7 @@ fn a_hung_function_does_not_disturb_others() {
     );
     let url = s.url.clone();
     let hung = std::thread::spawn(move || {
-        reqwest::blocking::Client::new()
+        authed_client()
             .post(format!("{url}/v1/functions/hang/invoke"))
             .body("{}")
             .send()

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nimbus");
+/// The admin key every test server is started with.
+pub const ADMIN_KEY_ID: &str = "NIMBTESTADMIN0000001";
+pub const ADMIN_SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuv";
 
 /// The repository root (for fixtures, examples and the test venv).
 pub fn repo_root() -> PathBuf {
@@ -76,10 +79,7 @@ impl Server {
             data_dir,
             child: None,
             _tmp: Some(tmp),
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http: authed_client(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             stderr_log: PathBuf::new(),
         };
@@ -100,6 +100,8 @@ impl Server {
             .arg(self.data_dir.with_file_name("run"))
             .args(&self.extra)
             .env("NIMBUS_TEST_SECRET", "must-not-leak")
+            .env("NIMBUS_ADMIN_ACCESS_KEY_ID", ADMIN_KEY_ID)
+            .env("NIMBUS_ADMIN_SECRET_ACCESS_KEY", ADMIN_SECRET)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -267,6 +269,8 @@ impl Server {
         Command::new(BIN)
             .args(args)
             .env("NIMBUS_ENDPOINT", &self.url)
+            .env("NIMBUS_ACCESS_KEY_ID", ADMIN_KEY_ID)
+            .env("NIMBUS_SECRET_ACCESS_KEY", ADMIN_SECRET)
             .output()
             .unwrap()
     }
@@ -282,6 +286,22 @@ impl Drop for Server {
             }
         }
     }
+}
+
+/// An HTTP client that authenticates as the test admin.
+pub fn authed_client() -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_KEY_ID}:{ADMIN_SECRET}")
+            .parse()
+            .unwrap(),
+    );
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Sends `sig` to `pid`.

@@ -65,7 +65,7 @@ fn sigterm_lets_in_flight_invocations_finish() {
     );
     let url = s.url.clone();
     let call = std::thread::spawn(move || {
-        let r = reqwest::blocking::Client::new()
+        let r = authed_client()
             .post(format!("{url}/v1/functions/slowdone/invoke"))
             .body("{}")
             .send()

@@ -208,7 +208,7 @@ fn busy_function_scales_out() {
         .map(|_| {
             let url = s.url.clone();
             std::thread::spawn(move || {
-                let r = reqwest::blocking::Client::new()
+                let r = authed_client()
                     .post(format!("{url}/v1/functions/slow/invoke"))
                     .body("{}")
                     .send()
