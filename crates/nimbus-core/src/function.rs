@@ -273,6 +273,9 @@ pub struct FunctionRecord {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Reserved concurrency: both a guarantee and a cap (0 disables the function).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrency: Option<u32>,
 }
 
 #[cfg(test)]

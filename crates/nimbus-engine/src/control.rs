@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime};
+use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime, ValidationError};
 use nimbus_runtime::InstanceSpec;
 use nimbus_store::{CodeInfo, CodeStore, MetadataStore, StoreError};
 use serde::Deserialize;
@@ -140,6 +140,7 @@ impl ControlPlane {
             role: req.role,
             tags: req.tags,
             runtime_id: req.runtime_id,
+            reserved_concurrency: None,
         };
         match self.metadata.insert_function(&record).await {
             Err(StoreError::Conflict(_)) => {
@@ -190,6 +191,54 @@ impl ControlPlane {
             r.code_sha256 = code_sha256
         })
         .await
+    }
+
+    /// Sets or clears a function's reserved concurrency. At least 100 of the
+    /// account's concurrency must stay unreserved, as on Lambda.
+    pub async fn set_reserved_concurrency(
+        &self,
+        name: &FunctionName,
+        reserved: Option<u32>,
+    ) -> Result<FunctionRecord, EngineError> {
+        if let Some(n) = reserved {
+            let others: u64 = self
+                .list()
+                .await?
+                .iter()
+                .filter(|r| &r.config.name != name)
+                .filter_map(|r| r.reserved_concurrency)
+                .map(u64::from)
+                .sum();
+            let account = self.config.account_concurrency as u64;
+            if others + n as u64 + 100 > account {
+                return Err(ValidationError::param(format!(
+                    "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100]. (account limit {account}, reserved elsewhere {others})"
+                ))
+                .into());
+            }
+        }
+        let record = self
+            .modify(name, None, false, move |r| {
+                r.reserved_concurrency = reserved
+            })
+            .await?;
+        if let Some(d) = self.registry.get(name) {
+            let (limit, is_reserved) = self.scheduler.limit_for(reserved);
+            d.pool.set_limit(limit, is_reserved);
+        }
+        Ok(record)
+    }
+
+    /// Concurrency not reserved by any function.
+    pub async fn unreserved_concurrency(&self) -> Result<u64, EngineError> {
+        let reserved: u64 = self
+            .list()
+            .await?
+            .iter()
+            .filter_map(|r| r.reserved_concurrency)
+            .map(u64::from)
+            .sum();
+        Ok((self.config.account_concurrency as u64).saturating_sub(reserved))
     }
 
     /// Adds or replaces tags (running instances are kept).
@@ -348,7 +397,9 @@ impl ControlPlane {
         });
         let deployed = Arc::new(Deployed {
             arn: self.config.function_arn(c.name.as_str()),
-            pool: self.scheduler.new_pool(spec.clone()),
+            pool: self
+                .scheduler
+                .new_pool(spec.clone(), record.reserved_concurrency),
             spec,
             record,
         });

@@ -59,12 +59,25 @@ impl Scheduler {
     }
 
     /// Creates the pool for a newly deployed function version.
-    pub fn new_pool(&self, spec: Arc<nimbus_runtime::InstanceSpec>) -> Arc<Pool> {
-        let pool = Arc::new(Pool::new(spec, self.per_function));
+    pub fn new_pool(
+        &self,
+        spec: Arc<nimbus_runtime::InstanceSpec>,
+        reserved: Option<u32>,
+    ) -> Arc<Pool> {
+        let (limit, is_reserved) = self.limit_for(reserved);
+        let pool = Arc::new(Pool::new(spec, limit, is_reserved));
         let mut pools = self.pools.lock().unwrap();
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&pool));
         pool
+    }
+
+    /// The instance limit of a function with the given reserved concurrency.
+    pub fn limit_for(&self, reserved: Option<u32>) -> (usize, bool) {
+        match reserved {
+            Some(n) => (n as usize, true),
+            None => (self.per_function, false),
+        }
     }
 
     /// Reserves a place under the account limit, then an instance of `pool`.

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,16 +24,22 @@ struct State {
 /// The instances of one function version.
 pub struct Pool {
     spec: Arc<InstanceSpec>,
-    limit: usize,
+    /// Most instances at once: the reserved concurrency when one is set, else
+    /// the host's per-function cap.
+    limit: AtomicUsize,
+    /// Whether `limit` is a reservation: then excess calls are throttled at once,
+    /// as Lambda does, instead of waiting for a free instance.
+    reserved: AtomicBool,
     state: Mutex<State>,
     released: Notify,
 }
 
 impl Pool {
-    pub(crate) fn new(spec: Arc<InstanceSpec>, limit: usize) -> Self {
+    pub(crate) fn new(spec: Arc<InstanceSpec>, limit: usize, reserved: bool) -> Self {
         Self {
             spec,
-            limit,
+            limit: AtomicUsize::new(limit),
+            reserved: AtomicBool::new(reserved),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 live: 0,
@@ -40,6 +47,14 @@ impl Pool {
             }),
             released: Notify::new(),
         }
+    }
+
+    /// Changes the instance limit without replacing running instances; extra
+    /// instances above a lowered limit drain as they are released.
+    pub fn set_limit(&self, limit: usize, reserved: bool) {
+        self.limit.store(limit, Ordering::Relaxed);
+        self.reserved.store(reserved, Ordering::Relaxed);
+        self.released.notify_waiters();
     }
 
     pub fn spec(&self) -> &Arc<InstanceSpec> {
@@ -76,9 +91,16 @@ impl Pool {
                         _permit: permit,
                     });
                 }
-                if s.live < self.limit {
+                let limit = self.limit.load(Ordering::Relaxed);
+                if s.live < limit {
                     s.live += 1;
                     break;
+                }
+                if self.reserved.load(Ordering::Relaxed) {
+                    return Err(EngineError::TooManyRequests(format!(
+                        "function {} is at its reserved concurrency of {limit}",
+                        self.spec.function
+                    )));
                 }
             }
             if tokio::time::timeout_at(deadline.into(), released)
@@ -87,7 +109,8 @@ impl Pool {
             {
                 return Err(EngineError::TooManyRequests(format!(
                     "function {} is at its limit of {} concurrent instances",
-                    self.spec.function, self.limit
+                    self.spec.function,
+                    self.limit.load(Ordering::Relaxed)
                 )));
             }
         }
@@ -112,7 +135,7 @@ impl Pool {
 
     fn give_back(&self, instance: Box<dyn Instance>, healthy: bool) {
         let mut s = self.state.lock().unwrap();
-        if healthy && !s.retired {
+        if healthy && !s.retired && s.live <= self.limit.load(Ordering::Relaxed) {
             s.idle.push(Idle {
                 instance,
                 since: Instant::now(),

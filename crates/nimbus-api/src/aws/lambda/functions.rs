@@ -344,6 +344,9 @@ pub async fn get(
     if !record.tags.is_empty() {
         out["Tags"] = json!(record.tags);
     }
+    if let Some(n) = record.reserved_concurrency {
+        out["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+    }
     Ok(Json(out))
 }
 
@@ -519,7 +522,7 @@ pub async fn account_settings(State(s): State<ApiState>) -> Result<Json<Value>> 
             "CodeSizeUnzipped": MAX_UNZIPPED_BYTES,
             "CodeSizeZipped": MAX_ZIP_BYTES,
             "ConcurrentExecutions": limit,
-            "UnreservedConcurrentExecutions": limit,
+            "UnreservedConcurrentExecutions": s.control.unreserved_concurrency().await.map_err(|e| AwsError::from_engine(e, ""))?,
         },
         "AccountUsage": {
             "TotalCodeSize": all.iter().map(|r| r.code_size).sum::<u64>(),
@@ -574,6 +577,64 @@ pub async fn untag(
     let keys = query_params(&q, "tagKeys");
     s.control
         .untag(&id.name, keys)
+        .await
+        .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Concurrency settings apply to the function, never to a version or alias.
+fn unqualified(raw: &str) -> Result<FunctionId> {
+    let id = parse_function_id(raw, None)?;
+    if id.qualifier.is_some() {
+        return Err(AwsError::invalid(
+            "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
+        ));
+    }
+    Ok(id)
+}
+
+pub async fn put_concurrency(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+    body: Body,
+) -> Result<Json<Value>> {
+    let id = unqualified(&raw)?;
+    let m = json_body(body).await?;
+    let n = u32_field(&m, "ReservedConcurrentExecutions")?
+        .ok_or_else(|| AwsError::validation("ReservedConcurrentExecutions is required"))?;
+    let record = s
+        .control
+        .set_reserved_concurrency(&id.name, Some(n))
+        .await
+        .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
+    Ok(Json(
+        json!({ "ReservedConcurrentExecutions": record.reserved_concurrency }),
+    ))
+}
+
+pub async fn get_concurrency(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>> {
+    let id = unqualified(&raw)?;
+    let record = s
+        .control
+        .get(&id.name)
+        .await
+        .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
+    Ok(Json(match record.reserved_concurrency {
+        Some(n) => json!({ "ReservedConcurrentExecutions": n }),
+        None => json!({}),
+    }))
+}
+
+pub async fn delete_concurrency(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode> {
+    let id = unqualified(&raw)?;
+    s.control
+        .set_reserved_concurrency(&id.name, None)
         .await
         .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
     Ok(StatusCode::NO_CONTENT)

@@ -43,6 +43,14 @@ pub fn routes() -> Router<ApiState> {
             post(invoke::invoke),
         )
         .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(functions::put_concurrency).delete(functions::delete_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(functions::get_concurrency),
+        )
+        .route(
             "/2016-08-19/account-settings",
             get(functions::account_settings),
         )
