@@ -276,6 +276,47 @@ pub struct FunctionRecord {
     /// Reserved concurrency: both a guarantee and a cap (0 disables the function).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved_concurrency: Option<u32>,
+    /// The highest version number ever published (numbers are never reused).
+    #[serde(default)]
+    pub last_version: u32,
+}
+
+/// A named pointer to a published version, optionally splitting traffic with a
+/// second version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub function: FunctionName,
+    pub name: String,
+    pub function_version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<AliasRouting>,
+    pub revision_id: String,
+}
+
+/// `weight` (0.0–1.0) of the traffic goes to `version`; the rest to the alias's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasRouting {
+    pub version: String,
+    pub weight: f64,
+}
+
+/// Alias names: letters, digits, '-' and '_', not purely numeric (that is a version).
+pub fn validate_alias_name(name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.chars().all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::param(format!(
+            "alias name {name:?} must be 1-128 letters, digits, '-' or '_' and not purely numeric"
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ impl fmt::Display for InvocationId {
 pub struct InvokeRequest {
     pub id: InvocationId,
     pub function: FunctionName,
+    /// `$LATEST` (also when absent), a version number or an alias.
+    pub qualifier: Option<String>,
     pub payload: Bytes,
     /// JSON text of the mobile-SDK client context, already base64-decoded.
     pub client_context: Option<String>,
@@ -55,6 +57,7 @@ impl InvokeRequest {
         Self {
             id: InvocationId::new(),
             function,
+            qualifier: None,
             payload,
             client_context: None,
             trace_id: None,

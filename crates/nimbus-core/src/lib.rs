@@ -12,5 +12,8 @@ pub mod limits;
 pub mod package;
 
 pub use error::{ErrorCode, ValidationError};
-pub use function::{FunctionConfig, FunctionName, FunctionRecord, Runtime};
+pub use function::{
+    AliasRecord, AliasRouting, FunctionConfig, FunctionName, FunctionRecord, Runtime,
+    validate_alias_name,
+};
 pub use invocation::{InvocationId, InvokeRequest};

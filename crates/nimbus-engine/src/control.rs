@@ -47,21 +47,21 @@ pub struct ConfigPatch {
 }
 
 pub struct ControlPlane {
-    config: EngineConfig,
-    metadata: Arc<dyn MetadataStore>,
-    code: Arc<CodeStore>,
-    registry: Arc<Registry>,
-    scheduler: Arc<Scheduler>,
-    writes: tokio::sync::Mutex<()>,
+    pub(crate) config: EngineConfig,
+    pub(crate) metadata: Arc<dyn MetadataStore>,
+    pub(crate) code: Arc<CodeStore>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) writes: tokio::sync::Mutex<()>,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3f%z")
         .to_string()
 }
 
-fn revision() -> String {
+pub(crate) fn revision() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -109,6 +109,8 @@ impl ControlPlane {
             let name = record.config.name.clone();
             if let Err(e) = self.activate(record).await {
                 tracing::error!(function = %name, "cannot load function: {e}");
+            } else if let Err(e) = self.load_versions(&name).await {
+                tracing::error!(function = %name, "cannot load versions and aliases: {e}");
             }
         }
         Ok(n)
@@ -141,6 +143,7 @@ impl ControlPlane {
             tags: req.tags,
             runtime_id: req.runtime_id,
             reserved_concurrency: None,
+            last_version: 0,
         };
         match self.metadata.insert_function(&record).await {
             Err(StoreError::Conflict(_)) => {
@@ -305,7 +308,7 @@ impl ControlPlane {
         if !self.metadata.delete_function(name).await? {
             return Err(EngineError::FunctionNotFound(name.to_string()));
         }
-        if let Some(old) = self.registry.remove(name) {
+        for old in self.registry.remove(name) {
             old.pool.retire();
         }
         Ok(())
@@ -313,7 +316,7 @@ impl ControlPlane {
 
     /// Read-modify-write of a record under the write lock. `reactivate` replaces
     /// the running version (new instances); metadata-only changes keep it.
-    async fn modify(
+    pub(crate) async fn modify(
         &self,
         name: &FunctionName,
         expected_revision: Option<String>,
@@ -376,8 +379,17 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Makes a stored record the running version: unpack code, new pool, swap.
+    /// Makes a stored record the running `$LATEST`: unpack code, new pool, swap.
     async fn activate(&self, record: FunctionRecord) -> Result<Arc<Deployed>, EngineError> {
+        let deployed = self.build(record).await?;
+        if let Some(old) = self.registry.put(deployed.clone()) {
+            old.pool.retire();
+        }
+        Ok(deployed)
+    }
+
+    /// Prepares a record to run (code unpacked, pool created) without registering it.
+    pub(crate) async fn build(&self, record: FunctionRecord) -> Result<Arc<Deployed>, EngineError> {
         let code = self.code.clone();
         let sha = record.code_sha256.clone();
         let root = self.config.code_cache_dir.clone();
@@ -395,18 +407,14 @@ impl ControlPlane {
             region: self.config.region.clone(),
             initialization_type: "on-demand",
         });
-        let deployed = Arc::new(Deployed {
+        Ok(Arc::new(Deployed {
             arn: self.config.function_arn(c.name.as_str()),
             pool: self
                 .scheduler
                 .new_pool(spec.clone(), record.reserved_concurrency),
             spec,
             record,
-        });
-        if let Some(old) = self.registry.put(deployed.clone()) {
-            old.pool.retire();
-        }
-        Ok(deployed)
+        }))
     }
 }
 

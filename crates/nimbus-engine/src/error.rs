@@ -24,6 +24,10 @@ pub enum EngineError {
     ShuttingDown,
     #[error("could not start an instance: {0}")]
     InstanceStart(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("alias {0} not found")]
+    AliasNotFound(String),
     #[error("the revision id provided does not match the latest revision id {0}")]
     PreconditionFailed(String),
     #[error("storage: {0}")]
@@ -43,7 +47,8 @@ impl EngineError {
     pub fn code(&self) -> ErrorCode {
         match self {
             EngineError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
-            EngineError::FunctionExists(_) => ErrorCode::FunctionExists,
+            EngineError::FunctionExists(_) | EngineError::Conflict(_) => ErrorCode::FunctionExists,
+            EngineError::AliasNotFound(_) => ErrorCode::NotFound,
             EngineError::CodeNotFound(_) => ErrorCode::InvalidParameter,
             EngineError::Invalid(v) => v.code,
             EngineError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,

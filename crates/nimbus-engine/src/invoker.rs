@@ -62,10 +62,17 @@ impl Invoker {
         if self.tracker.is_closed() {
             return Err(EngineError::ShuttingDown);
         }
+        // Uniform in [0, 1): picks the version of a weighted alias.
+        // (The low 53 bits of a v4 UUID are all random; its fixed bits are higher.)
+        let draw =
+            (uuid::Uuid::new_v4().as_u128() & ((1u128 << 53) - 1)) as f64 / (1u64 << 53) as f64;
         let deployed = self
             .registry
-            .get(&req.function)
-            .ok_or_else(|| EngineError::FunctionNotFound(req.function.to_string()))?;
+            .resolve(&req.function, req.qualifier.as_deref(), draw)
+            .ok_or_else(|| match &req.qualifier {
+                Some(q) => EngineError::FunctionNotFound(format!("{}:{q}", req.function)),
+                None => EngineError::FunctionNotFound(req.function.to_string()),
+            })?;
         check_payload(&mut req.payload)?;
         let scheduler = self.scheduler.clone();
         let logs = self.logs.clone();
@@ -141,7 +148,10 @@ async fn run(
     let dispatch = Dispatch {
         request_id: rid.clone(),
         payload: req.payload,
-        invoked_arn: deployed.arn.clone(),
+        invoked_arn: match &req.qualifier {
+            Some(q) => format!("{}:{q}", deployed.arn),
+            None => deployed.arn.clone(),
+        },
         trace_id: req.trace_id.unwrap_or_else(trace_id),
         client_context: req.client_context,
         capture_output: req.want_log_tail,

@@ -17,6 +17,7 @@ mod logs;
 mod registry;
 mod report;
 pub mod scheduler;
+mod versions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use invoker::{InvocationResult, Invoker};
 pub use logs::{LogPipeline, LogRetention};
 pub use nimbus_runtime::Outcome;
 pub use registry::Registry;
+pub use versions::AliasUpdate;
 
 /// Settings of the engine that are the host's business, not a function's.
 #[derive(Debug, Clone)]

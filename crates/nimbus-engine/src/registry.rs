@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use nimbus_core::{FunctionName, FunctionRecord};
+use nimbus_core::{AliasRecord, FunctionName, FunctionRecord};
 use nimbus_runtime::InstanceSpec;
 
 use crate::scheduler::Pool;
@@ -19,7 +19,11 @@ pub struct Deployed {
 
 #[derive(Default)]
 pub struct Registry {
+    /// `$LATEST` of every function.
     functions: RwLock<HashMap<FunctionName, Arc<Deployed>>>,
+    /// Published versions.
+    versions: RwLock<HashMap<(FunctionName, u32), Arc<Deployed>>>,
+    aliases: RwLock<HashMap<(FunctionName, String), Arc<AliasRecord>>>,
 }
 
 impl Registry {
@@ -34,7 +38,93 @@ impl Registry {
             .insert(deployed.record.config.name.clone(), deployed)
     }
 
-    pub(crate) fn remove(&self, name: &FunctionName) -> Option<Arc<Deployed>> {
-        self.functions.write().unwrap().remove(name)
+    /// Removes a function with all its versions and aliases; returns every
+    /// deployed version so their pools can be retired.
+    pub(crate) fn remove(&self, name: &FunctionName) -> Vec<Arc<Deployed>> {
+        let mut gone: Vec<Arc<Deployed>> = self
+            .functions
+            .write()
+            .unwrap()
+            .remove(name)
+            .into_iter()
+            .collect();
+        self.versions.write().unwrap().retain(|(n, _), d| {
+            if n == name {
+                gone.push(d.clone());
+                false
+            } else {
+                true
+            }
+        });
+        self.aliases.write().unwrap().retain(|(n, _), _| n != name);
+        gone
+    }
+
+    pub fn get_version(&self, name: &FunctionName, version: u32) -> Option<Arc<Deployed>> {
+        self.versions
+            .read()
+            .unwrap()
+            .get(&(name.clone(), version))
+            .cloned()
+    }
+
+    pub(crate) fn put_version(&self, version: u32, deployed: Arc<Deployed>) {
+        let key = (deployed.record.config.name.clone(), version);
+        self.versions.write().unwrap().insert(key, deployed);
+    }
+
+    pub(crate) fn remove_version(
+        &self,
+        name: &FunctionName,
+        version: u32,
+    ) -> Option<Arc<Deployed>> {
+        self.versions
+            .write()
+            .unwrap()
+            .remove(&(name.clone(), version))
+    }
+
+    pub fn get_alias(&self, name: &FunctionName, alias: &str) -> Option<Arc<AliasRecord>> {
+        self.aliases
+            .read()
+            .unwrap()
+            .get(&(name.clone(), alias.to_string()))
+            .cloned()
+    }
+
+    pub(crate) fn put_alias(&self, alias: AliasRecord) {
+        let key = (alias.function.clone(), alias.name.clone());
+        self.aliases.write().unwrap().insert(key, Arc::new(alias));
+    }
+
+    pub(crate) fn remove_alias(&self, name: &FunctionName, alias: &str) {
+        self.aliases
+            .write()
+            .unwrap()
+            .remove(&(name.clone(), alias.to_string()));
+    }
+
+    /// Resolves a qualifier (`$LATEST`, a version number or an alias) to what
+    /// runs. For a weighted alias, `draw` (uniform in [0, 1)) picks the version.
+    pub fn resolve(
+        &self,
+        name: &FunctionName,
+        qualifier: Option<&str>,
+        draw: f64,
+    ) -> Option<Arc<Deployed>> {
+        match qualifier {
+            None | Some("$LATEST") => self.get(name),
+            Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
+                self.get_version(name, q.parse().ok()?)
+            }
+            Some(alias) => {
+                let a = self.get_alias(name, alias)?;
+                let version = match &a.routing {
+                    Some(r) if draw < r.weight => &r.version,
+                    _ => &a.function_version,
+                };
+                self.resolve(name, Some(version.as_str()), draw)
+            }
+        }
     }
 }

@@ -37,6 +37,19 @@ const MIGRATIONS: &[&str] = &[
         description TEXT NOT NULL,
         created_at TEXT NOT NULL
      );",
+    // v3: published versions and aliases (JSON documents like functions).
+    "CREATE TABLE function_versions (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+     );
+     CREATE TABLE aliases (
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (name, alias)
+     );",
 ];
 
 pub(crate) type Db = Arc<Mutex<Connection>>;

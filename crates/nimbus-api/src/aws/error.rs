@@ -53,6 +53,8 @@ impl AwsError {
                 "ResourceConflictException",
                 format!("Function already exist: {name}"),
             ),
+            EngineError::AliasNotFound(_) => Self::not_found(format!("Alias not found: {arn}")),
+            EngineError::Conflict(message) => Self::new(409, "ResourceConflictException", message),
             EngineError::PreconditionFailed(_) => Self::new(
                 412,
                 "PreconditionFailedException",

@@ -23,7 +23,7 @@ type Result<T> = std::result::Result<T, AwsError>;
 
 const MAX_JSON: usize = 70_167_211;
 
-async fn json_body(body: Body) -> Result<Map<String, Value>> {
+pub(super) async fn json_body(body: Body) -> Result<Map<String, Value>> {
     let bytes = crate::error::read_body(body, MAX_JSON, "request")
         .await
         .map_err(|e| AwsError::too_large(e.message))?;
@@ -83,7 +83,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn str_field(m: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+pub(super) fn str_field(m: &Map<String, Value>, key: &str) -> Result<Option<String>> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -317,12 +317,17 @@ async fn lookup(
     query: &Option<String>,
 ) -> Result<(FunctionId, nimbus_core::FunctionRecord)> {
     let id = parse_function_id(raw, query_param(query, "Qualifier").as_deref())?;
-    id.require_latest(s)?;
-    let record = s
-        .control
-        .get(&id.name)
-        .await
-        .map_err(|e| AwsError::from_engine(e, &id.arn(s)))?;
+    let record = match &id.qualifier {
+        None => s.control.get(&id.name).await,
+        Some(q) => s.control.get_qualified(&id.name, q).await,
+    }
+    .map_err(|e| match e {
+        // An unknown alias reads as an unknown function here, as on Lambda.
+        nimbus_engine::EngineError::AliasNotFound(_) => {
+            AwsError::not_found(format!("Function not found: {}", id.arn(s)))
+        }
+        other => AwsError::from_engine(other, &id.arn(s)),
+    })?;
     Ok((id, record))
 }
 
@@ -495,11 +500,17 @@ pub async fn delete(
                 "$LATEST version cannot be deleted without deleting the function.",
             ));
         }
+        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
+            s.control
+                .delete_version(&id.name, q)
+                .await
+                .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
         Some(_) => {
-            return Err(AwsError::not_found(format!(
-                "Function not found: {}",
-                id.arn(&s)
-            )));
+            return Err(AwsError::invalid(
+                "Deletion of aliases is not currently supported.",
+            ));
         }
     }
     s.control

@@ -34,9 +34,6 @@ pub async fn invoke(
         Some(_) => id.arn(&s),
         None => format!("{}:$LATEST", id.arn(&s)),
     };
-    if !matches!(id.qualifier.as_deref(), None | Some("$LATEST")) {
-        return Err(AwsError::not_found(format!("Function not found: {arn}")));
-    }
     let tail = match header(&headers, "x-amz-log-type") {
         None | Some("None") => false,
         Some("Tail") => true,
@@ -49,10 +46,11 @@ pub async fn invoke(
     match header(&headers, "x-amz-invocation-type") {
         None | Some("RequestResponse") => {}
         Some("DryRun") => {
-            s.control
-                .get(&id.name)
-                .await
-                .map_err(|e| AwsError::from_engine(e, &arn))?;
+            match &id.qualifier {
+                Some(q) => s.control.get_qualified(&id.name, q).await,
+                None => s.control.get(&id.name).await,
+            }
+            .map_err(|_| AwsError::not_found(format!("Function not found: {arn}")))?;
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
         Some("Event") => {
@@ -91,6 +89,7 @@ pub async fn invoke(
         ))
     })?;
     let mut req = InvokeRequest::new(id.name.clone(), payload);
+    req.qualifier = id.qualifier.clone();
     req.want_log_tail = tail;
     req.client_context = client_context;
     req.trace_id = header(&headers, "x-amzn-trace-id").map(str::to_string);

@@ -7,6 +7,7 @@
 mod functions;
 mod invoke;
 mod shapes;
+mod versions;
 
 use axum::Router;
 use axum::http::Method;
@@ -41,6 +42,20 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            get(versions::list_versions).post(versions::publish),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            get(versions::list_aliases).post(versions::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(versions::get_alias)
+                .put(versions::update_alias)
+                .delete(versions::delete_alias),
         )
         .route(
             "/2017-10-31/functions/{name}/concurrency",

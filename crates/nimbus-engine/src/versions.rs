@@ -1,0 +1,293 @@
+//! Versions and aliases.
+//!
+//! A version is an immutable snapshot of `$LATEST`'s code and configuration,
+//! numbered from 1 and never renumbered; an alias names a version and may send a
+//! share of its traffic to a second one (canary releases). Both live in the
+//! metadata store and in the registry, where the invoker resolves qualifiers.
+
+use nimbus_core::{
+    AliasRecord, AliasRouting, FunctionName, FunctionRecord, ValidationError, validate_alias_name,
+};
+use nimbus_store::StoreError;
+
+use crate::EngineError;
+use crate::control::{ControlPlane, now, revision};
+
+/// A change to an alias; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct AliasUpdate {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    /// `Some(None)` removes the routing.
+    pub routing: Option<Option<AliasRouting>>,
+    pub expected_revision: Option<String>,
+}
+
+fn parse_version(v: &str) -> Option<u32> {
+    v.parse().ok().filter(|n| *n > 0)
+}
+
+impl ControlPlane {
+    /// Publishes `$LATEST` as a new version, unless nothing changed since the last one.
+    pub async fn publish_version(
+        &self,
+        name: &FunctionName,
+        code_sha256: Option<String>,
+        description: Option<String>,
+        expected_revision: Option<String>,
+    ) -> Result<FunctionRecord, EngineError> {
+        let _w = self.writes.lock().await;
+        let mut latest = self.get(name).await?;
+        if let Some(expected) = expected_revision
+            && expected != latest.revision_id
+        {
+            return Err(EngineError::PreconditionFailed(latest.revision_id));
+        }
+        if let Some(sha) = code_sha256
+            && sha != latest.code_sha256
+        {
+            return Err(ValidationError::param(format!(
+                "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({}). Please try again with the CodeSHA256 in $LATEST.",
+                latest.code_sha256
+            ))
+            .into());
+        }
+        if latest.last_version > 0
+            && let Some(prev) = self.metadata.get_version(name, latest.last_version).await?
+            && prev.code_sha256 == latest.code_sha256
+            && prev.config == latest.config
+        {
+            return Ok(prev);
+        }
+        let number = latest.last_version + 1;
+        let mut snapshot = latest.clone();
+        snapshot.version = number.to_string();
+        snapshot.revision_id = revision();
+        snapshot.last_modified = now();
+        if let Some(d) = description {
+            snapshot.config.description = d;
+        }
+        self.metadata.insert_version(&snapshot).await?;
+        latest.last_version = number;
+        self.metadata.update_function(&latest).await?;
+        if let Some(d) = self.registry.get(name) {
+            self.registry
+                .put(std::sync::Arc::new(crate::registry::Deployed {
+                    record: latest,
+                    spec: d.spec.clone(),
+                    arn: d.arn.clone(),
+                    pool: d.pool.clone(),
+                }));
+        }
+        let deployed = self.build(snapshot.clone()).await?;
+        self.registry.put_version(number, deployed);
+        Ok(snapshot)
+    }
+
+    pub async fn list_versions(
+        &self,
+        name: &FunctionName,
+    ) -> Result<Vec<FunctionRecord>, EngineError> {
+        self.get(name).await?;
+        Ok(self.metadata.list_versions(name).await?)
+    }
+
+    /// A version's record; `$LATEST` is the function itself.
+    pub async fn get_qualified(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<FunctionRecord, EngineError> {
+        if qualifier == "$LATEST" {
+            return self.get(name).await;
+        }
+        let version = match parse_version(qualifier) {
+            Some(v) => v,
+            None => {
+                let alias = self.get_alias(name, qualifier).await?;
+                return Box::pin(self.get_qualified(name, &alias.function_version)).await;
+            }
+        };
+        self.metadata
+            .get_version(name, version)
+            .await?
+            .ok_or_else(|| EngineError::FunctionNotFound(format!("{name}:{qualifier}")))
+    }
+
+    /// Deletes one version; refused while an alias points to it.
+    pub async fn delete_version(
+        &self,
+        name: &FunctionName,
+        version: &str,
+    ) -> Result<(), EngineError> {
+        let _w = self.writes.lock().await;
+        let n = parse_version(version)
+            .ok_or_else(|| EngineError::FunctionNotFound(format!("{name}:{version}")))?;
+        for a in self.metadata.list_aliases(name).await? {
+            let routed = a.routing.as_ref().is_some_and(|r| r.version == version);
+            if a.function_version == version || routed {
+                return Err(EngineError::Conflict(format!(
+                    "Unable to delete version because the following aliases reference it: [{}]",
+                    a.name
+                )));
+            }
+        }
+        if !self.metadata.delete_version(name, n).await? {
+            return Err(EngineError::FunctionNotFound(format!("{name}:{version}")));
+        }
+        if let Some(d) = self.registry.remove_version(name, n) {
+            d.pool.retire();
+        }
+        Ok(())
+    }
+
+    async fn version_exists(&self, name: &FunctionName, v: &str) -> Result<bool, EngineError> {
+        Ok(match v {
+            "$LATEST" => true,
+            v => match parse_version(v) {
+                Some(n) => self.metadata.get_version(name, n).await?.is_some(),
+                None => false,
+            },
+        })
+    }
+
+    async fn check_alias_target(
+        &self,
+        name: &FunctionName,
+        a: &AliasRecord,
+    ) -> Result<(), EngineError> {
+        if !self.version_exists(name, &a.function_version).await? {
+            return Err(EngineError::FunctionNotFound(format!(
+                "{name}:{}",
+                a.function_version
+            )));
+        }
+        if let Some(r) = &a.routing {
+            if !(0.0..=1.0).contains(&r.weight) {
+                return Err(
+                    ValidationError::param("routing weights must be between 0.0 and 1.0").into(),
+                );
+            }
+            if r.version == a.function_version {
+                return Err(ValidationError::param(format!(
+                    "Invalid function version {0}. Function version {0} is already included in routing configuration.",
+                    r.version
+                ))
+                .into());
+            }
+            if r.version == "$LATEST" || a.function_version == "$LATEST" {
+                return Err(ValidationError::param(
+                    "$LATEST is not supported for an alias pointing to more than 1 version",
+                )
+                .into());
+            }
+            if !self.version_exists(name, &r.version).await? {
+                return Err(EngineError::FunctionNotFound(format!(
+                    "{name}:{}",
+                    r.version
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_alias(
+        &self,
+        name: &FunctionName,
+        alias: &str,
+        function_version: String,
+        description: String,
+        routing: Option<AliasRouting>,
+    ) -> Result<AliasRecord, EngineError> {
+        validate_alias_name(alias)?;
+        let _w = self.writes.lock().await;
+        self.get(name).await?;
+        let record = AliasRecord {
+            function: name.clone(),
+            name: alias.to_string(),
+            function_version,
+            description,
+            routing,
+            revision_id: revision(),
+        };
+        self.check_alias_target(name, &record).await?;
+        match self.metadata.put_alias(&record, true).await {
+            Err(StoreError::Conflict(_)) => {
+                return Err(EngineError::Conflict(format!(
+                    "Alias already exists: {alias}"
+                )));
+            }
+            other => other?,
+        }
+        self.registry.put_alias(record.clone());
+        Ok(record)
+    }
+
+    pub async fn get_alias(
+        &self,
+        name: &FunctionName,
+        alias: &str,
+    ) -> Result<AliasRecord, EngineError> {
+        self.metadata
+            .get_alias(name, alias)
+            .await?
+            .ok_or_else(|| EngineError::AliasNotFound(format!("{name}:{alias}")))
+    }
+
+    pub async fn list_aliases(&self, name: &FunctionName) -> Result<Vec<AliasRecord>, EngineError> {
+        self.get(name).await?;
+        Ok(self.metadata.list_aliases(name).await?)
+    }
+
+    pub async fn update_alias(
+        &self,
+        name: &FunctionName,
+        alias: &str,
+        update: AliasUpdate,
+    ) -> Result<AliasRecord, EngineError> {
+        let _w = self.writes.lock().await;
+        let mut record = self.get_alias(name, alias).await?;
+        if let Some(expected) = update.expected_revision
+            && expected != record.revision_id
+        {
+            return Err(EngineError::PreconditionFailed(record.revision_id));
+        }
+        if let Some(v) = update.function_version {
+            record.function_version = v;
+        }
+        if let Some(d) = update.description {
+            record.description = d;
+        }
+        if let Some(r) = update.routing {
+            record.routing = r;
+        }
+        record.revision_id = revision();
+        self.check_alias_target(name, &record).await?;
+        self.metadata.put_alias(&record, false).await?;
+        self.registry.put_alias(record.clone());
+        Ok(record)
+    }
+
+    pub async fn delete_alias(&self, name: &FunctionName, alias: &str) -> Result<(), EngineError> {
+        let _w = self.writes.lock().await;
+        if !self.metadata.delete_alias(name, alias).await? {
+            return Err(EngineError::AliasNotFound(format!("{name}:{alias}")));
+        }
+        self.registry.remove_alias(name, alias);
+        Ok(())
+    }
+
+    /// Loads a function's versions and aliases into the registry (server start).
+    pub(crate) async fn load_versions(&self, name: &FunctionName) -> Result<(), EngineError> {
+        for v in self.metadata.list_versions(name).await? {
+            if let Some(n) = parse_version(&v.version) {
+                let d = self.build(v).await?;
+                self.registry.put_version(n, d);
+            }
+        }
+        for a in self.metadata.list_aliases(name).await? {
+            self.registry.put_alias(a);
+        }
+        Ok(())
+    }
+}
