@@ -44,11 +44,7 @@ class NimbusServer:
         env["NIMBUS_ADMIN_SECRET_ACCESS_KEY"] = ADMIN_SECRET_ACCESS_KEY
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
-                [
-                    str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
-                    # Scratch space next to the data dir, not in the shared /tmp.
-                    "--run-dir", str(self.data_dir.parent / (self.data_dir.name + "-run")),
-                ],
+                [str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -85,6 +85,8 @@ pub struct ServerArgs {
 pub struct HostConfig {
     pub data_dir: PathBuf,
     pub run_dir: PathBuf,
+    /// The run dir was chosen by us (under /tmp) and is removed on shutdown.
+    run_dir_is_ours: bool,
     pub runtime: ProcessRuntimeConfig,
     _lock: fs::File,
 }
@@ -236,6 +238,7 @@ impl HostConfig {
             },
             data_dir,
             run_dir,
+            run_dir_is_ours: args.run_dir.is_none(),
             _lock: lock,
         })
     }
@@ -286,6 +289,10 @@ impl HostConfig {
     /// Removes the cgroups and scratch areas of this run.
     pub fn cleanup(&self) {
         let _ = fs::remove_dir_all(self.run_dir.join("instances"));
+        if self.run_dir_is_ours {
+            // Scratch only (unpacked code, bootstraps): rebuilt at the next start.
+            let _ = fs::remove_dir_all(&self.run_dir);
+        }
         match &self.runtime.cgroups {
             CgroupSupport::V1 { memory, pids } => {
                 let _ = fs::remove_dir(memory);
