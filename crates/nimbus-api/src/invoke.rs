@@ -23,6 +23,8 @@ use crate::functions::name;
 pub struct InvokeParams {
     /// `tail` returns the last 4 KB of the invocation's log in `x-nimbus-log-result`.
     log: Option<String>,
+    /// `$LATEST` (default), a version number or an alias.
+    qualifier: Option<String>,
 }
 
 pub async fn invoke(
@@ -45,6 +47,7 @@ pub async fn invoke(
     let payload = read_body(body, MAX_SYNC_REQUEST_BYTES, "request payload").await?;
     let mut req = InvokeRequest::new(function, payload);
     req.want_log_tail = want_tail;
+    req.qualifier = p.qualifier.filter(|q| !q.is_empty());
     let r = s.invoker.invoke(req).await?;
 
     let mut headers = HeaderMap::new();

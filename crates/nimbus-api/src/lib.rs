@@ -11,6 +11,7 @@ mod error;
 mod functions;
 mod invoke;
 mod keys;
+mod versions;
 
 use std::sync::Arc;
 
@@ -62,6 +63,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/functions/{name}/code", put(functions::update_code))
         .route("/v1/functions/{name}/invoke", post(invoke::invoke))
         .route("/v1/functions/{name}/logs", get(functions::logs))
+        .route(
+            "/v1/functions/{name}/versions",
+            get(versions::list_versions).post(versions::publish),
+        )
+        .route(
+            "/v1/functions/{name}/versions/{version}",
+            axum::routing::delete(versions::delete_version),
+        )
+        .route("/v1/functions/{name}/aliases", get(versions::list_aliases))
+        .route(
+            "/v1/functions/{name}/aliases/{alias}",
+            put(versions::put_alias).delete(versions::delete_alias),
+        )
         .route("/v1/code/{sha256}", get(functions::download_code))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))

@@ -47,7 +47,8 @@ impl EngineError {
     pub fn code(&self) -> ErrorCode {
         match self {
             EngineError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
-            EngineError::FunctionExists(_) | EngineError::Conflict(_) => ErrorCode::FunctionExists,
+            EngineError::FunctionExists(_) => ErrorCode::FunctionExists,
+            EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::AliasNotFound(_) => ErrorCode::NotFound,
             EngineError::CodeNotFound(_) => ErrorCode::InvalidParameter,
             EngineError::Invalid(v) => v.code,

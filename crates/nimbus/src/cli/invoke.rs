@@ -13,7 +13,7 @@ use crate::client::Client;
 
 #[derive(clap::Args)]
 pub struct InvokeArgs {
-    /// Function name.
+    /// Function name, optionally with a version or alias: NAME[:QUALIFIER].
     name: String,
     /// Event JSON, or @FILE to read it from a file (@- for stdin).
     #[arg(long, short = 'd', default_value = "{}")]
@@ -36,18 +36,19 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}"))?,
         None => args.data.into_bytes(),
     };
-    let tail = if args.logs || args.client.json {
-        "?log=tail"
-    } else {
-        ""
-    };
+    let (name, qualifier) = super::versions::split_qualifier(&args.name)?;
+    let mut query = Vec::new();
+    if args.logs || args.client.json {
+        query.push(("log", "tail"));
+    }
+    if let Some(q) = qualifier {
+        query.push(("qualifier", q));
+    }
     let resp = client
         .send(
             client
-                .request(
-                    Method::POST,
-                    &format!("/v1/functions/{}/invoke{tail}", args.name),
-                )
+                .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
+                .query(&query)
                 .body(payload),
         )
         .await?;

@@ -5,6 +5,7 @@ mod functions;
 mod invoke;
 mod keys;
 mod logs;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,10 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Manage access keys for the AWS-compatible APIs.
     Keys(keys::KeysArgs),
+    /// Publish the function's current code and configuration as a new version.
+    Publish(versions::PublishArgs),
+    /// Manage aliases (named pointers to versions, with optional traffic splitting).
+    Alias(versions::AliasArgs),
 }
 
 #[derive(clap::Args)]
@@ -90,5 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(a) => functions::remove(&Client::new(&a.client)?, &a.name, a.client.json).await,
         Command::Logs(a) => logs::run(a).await,
         Command::Keys(a) => keys::run(a).await,
+        Command::Publish(a) => versions::publish(a).await,
+        Command::Alias(a) => versions::alias(a).await,
     }
 }

@@ -182,3 +182,55 @@ fn logs_follow_streams_new_lines() {
         "{seen:#?}"
     );
 }
+
+#[test]
+fn publish_alias_and_invoke_qualified() {
+    let s = Server::start();
+    let dir = repo_root().join("examples/hello-python");
+    ok(&s.cli(&["deploy", dir.to_str().unwrap()]));
+    let out = ok(&s.cli(&["publish", "hello-python"]));
+    assert!(out.starts_with("published hello-python:1"), "{out}");
+    // Publishing again without a change returns the same version.
+    assert!(ok(&s.cli(&["publish", "hello-python"])).starts_with("published hello-python:1"));
+    ok(&s.cli(&["deploy", dir.to_str().unwrap(), "--env", "GREETING=Hi"]));
+    assert!(ok(&s.cli(&["publish", "hello-python"])).starts_with("published hello-python:2"));
+
+    let greeting = |target: &str| -> String {
+        let out = ok(&s.cli(&["invoke", target, "--data", r#"{"name":"Ada"}"#]));
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v["message"].as_str().unwrap().to_string()
+    };
+    assert_eq!(greeting("hello-python:1"), "Hello, Ada!");
+    assert_eq!(greeting("hello-python:2"), "Hi, Ada!");
+    assert_eq!(greeting("hello-python"), "Hi, Ada!");
+
+    let out = ok(&s.cli(&["alias", "set", "hello-python", "live", "1"]));
+    assert!(out.contains("hello-python:live → version 1"), "{out}");
+    assert_eq!(greeting("hello-python:live"), "Hello, Ada!");
+    // All traffic to the additional version.
+    let out = ok(&s.cli(&[
+        "alias",
+        "set",
+        "hello-python",
+        "live",
+        "1",
+        "--weight",
+        "2=1.0",
+    ]));
+    assert!(out.contains("version 2 (100%)"), "{out}");
+    assert_eq!(greeting("hello-python:live"), "Hi, Ada!");
+    let ls = ok(&s.cli(&["alias", "ls", "hello-python"]));
+    assert!(ls.starts_with("live"), "{ls}");
+
+    // A version an alias points to cannot be deleted.
+    let r = s
+        .http
+        .delete(format!("{}/v1/functions/hello-python/versions/1", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    ok(&s.cli(&["alias", "rm", "hello-python", "live"]));
+    let out = s.cli(&["invoke", "hello-python:live"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+}
