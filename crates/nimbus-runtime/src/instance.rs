@@ -242,7 +242,7 @@ impl InstanceFactory for ProcessFactory {
         };
         let (next_tx, next_rx) = mpsc::channel(1);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let server = RuntimeApiServer::start(next_rx, events_tx, spec.timeout)
+        let server = RuntimeApiServer::start(next_rx, events_tx, spec.timeout, user.map(|u| u.uid))
             .await
             .map_err(StartError::RuntimeApi)?;
         let (pipe, write_end) =

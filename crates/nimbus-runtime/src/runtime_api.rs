@@ -84,10 +84,14 @@ impl Drop for RuntimeApiServer {
 
 impl RuntimeApiServer {
     /// Binds a fresh loopback port. Invocations are fed through `next_rx`.
+    /// With `owner`, only connections from sockets owned by that uid (the
+    /// instance's own user) are served: other instances, which run as other uids,
+    /// cannot reach this instance's invocations even though the port is on loopback.
     pub async fn start(
         next_rx: mpsc::Receiver<Dispatch>,
         events: mpsc::UnboundedSender<ApiEvent>,
         timeout: Duration,
+        owner: Option<u32>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -109,6 +113,14 @@ impl RuntimeApiServer {
                     }
                 };
                 while conns.try_join_next().is_some() {}
+                if let Some(uid) = owner
+                    && let Ok(peer) = stream.peer_addr()
+                    && socket_owner(peer, addr) != Some(uid)
+                {
+                    tracing::warn!(%peer, "refused a Runtime API connection from a process of another user");
+                    drop(stream);
+                    continue;
+                }
                 if conns.len() >= MAX_CONNECTIONS {
                     // A runtime needs one connection; refusing more keeps a hostile
                     // instance from using up the server's descriptors.
@@ -128,6 +140,29 @@ impl RuntimeApiServer {
         });
         Ok(Self { addr, task })
     }
+}
+
+/// The uid owning the TCP socket `local` connected to `remote`, from
+/// /proc/net/tcp (addresses there are hex: IPv4 in host byte order, port big-endian).
+fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    fn hex(a: SocketAddr) -> Option<String> {
+        match a {
+            SocketAddr::V4(v4) => Some(format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(v4.ip().octets()),
+                v4.port()
+            )),
+            SocketAddr::V6(_) => None,
+        }
+    }
+    let (l, r) = (hex(local)?, hex(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 7 && f[1] == l && f[2] == r)
+            .then(|| f[7].parse().ok())
+            .flatten()
+    })
 }
 
 type Resp = Response<Full<Bytes>>;

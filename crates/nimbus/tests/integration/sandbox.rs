@@ -150,3 +150,44 @@ def handler(e, c):
     assert!(!again.cold());
     assert_eq!(again.json()["pid"], w["pid"]);
 }
+
+#[test]
+fn an_instance_cannot_use_another_instances_runtime_api() {
+    assert!(is_root(), "the sandbox tests need root (uid switching)");
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "victim",
+        "import os\ndef handler(e, c):\n    return os.environ['AWS_LAMBDA_RUNTIME_API']\n",
+        json!({}),
+    );
+    deploy_py(
+        &s,
+        "spy",
+        r#"
+import socket
+def handler(e, c):
+    host, port = e["api"].split(":")
+    s = socket.create_connection((host, int(port)), timeout=3)
+    # A request the server answers at once if it serves the connection at all.
+    s.sendall(b"POST /2018-06-01/runtime/invocation/bogus/response HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    try:
+        data = s.recv(4096)
+    except OSError as ex:
+        return "error: " + type(ex).__name__
+    return "answered: " + data[:40].decode("latin-1") if data else "closed"
+"#,
+        json!({"timeout_s": 10}),
+    );
+    let api = s.invoke("victim", &json!({})).json();
+    let got = s.invoke("spy", &json!({"api": api})).json();
+    let got = got.as_str().unwrap();
+    assert!(
+        got == "closed" || got.starts_with("error"),
+        "another instance's Runtime API must refuse: {got}"
+    );
+    // The victim is unaffected and still warm.
+    let again = s.invoke("victim", &json!({}));
+    assert!(!again.cold());
+    assert_eq!(again.json(), api);
+}
