@@ -12,6 +12,7 @@ use nimbus_core::limits::{LOG_TAIL_BYTES, MAX_SYNC_REQUEST_BYTES};
 use nimbus_core::{InvocationId, InvokeRequest};
 use nimbus_runtime::{Dispatch, LogLine, Outcome};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::{Deployed, Registry};
@@ -40,6 +41,8 @@ pub struct Invoker {
     scheduler: Arc<Scheduler>,
     logs: mpsc::Sender<LogLine>,
     tracker: TaskTracker,
+    /// Stops invocations still running after the shutdown grace period.
+    cancel: CancellationToken,
 }
 
 impl Invoker {
@@ -54,6 +57,7 @@ impl Invoker {
             scheduler,
             logs,
             tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -76,19 +80,29 @@ impl Invoker {
         check_payload(&mut req.payload)?;
         let scheduler = self.scheduler.clone();
         let logs = self.logs.clone();
+        let cancel = self.cancel.clone();
         let task = self
             .tracker
-            .spawn(async move { run(deployed, req, &scheduler, &logs).await });
+            .spawn(async move { run(deployed, req, &scheduler, &logs, cancel).await });
         task.await
             .map_err(|e| EngineError::InstanceStart(format!("invocation task failed: {e}")))?
     }
 
     /// Refuses new invocations and waits up to `grace` for running ones.
     /// Returns how many were still running when the grace period ended.
+    /// Refuses new invocations and waits up to `grace` for running ones; those
+    /// still running then are stopped and answered with an error (with END and
+    /// REPORT logged), so no caller is left without a result.
+    /// Returns how many had to be stopped.
     pub async fn drain(&self, grace: Duration) -> usize {
         self.tracker.close();
         let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
-        self.tracker.len()
+        let stopped = self.tracker.len();
+        if stopped > 0 {
+            self.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+        }
+        stopped
     }
 }
 
@@ -123,6 +137,7 @@ async fn run(
     req: InvokeRequest,
     scheduler: &Scheduler,
     logs: &mpsc::Sender<LogLine>,
+    cancel: CancellationToken,
 ) -> Result<InvocationResult, EngineError> {
     let mut lease = scheduler.acquire(&deployed.pool).await?;
     let cold = lease.is_cold();
@@ -155,6 +170,7 @@ async fn run(
         trace_id: req.trace_id.unwrap_or_else(trace_id),
         client_context: req.client_context,
         capture_output: req.want_log_tail,
+        cancel: cancel.clone(),
     };
     let result = lease.instance().invoke(dispatch).await;
 

@@ -376,6 +376,7 @@ enum Ending {
     Exited(ExitStatus, bool),
     Timeout(Duration),
     Gone,
+    Cancelled,
 }
 
 impl ProcessInstance {
@@ -431,6 +432,7 @@ impl ProcessInstance {
         &mut self,
         request_id: &str,
         invoke_start: Instant,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> (Ending, Option<Duration>, Option<Instant>) {
         let timeout = self.spec.timeout;
         let mut init_duration = None;
@@ -494,6 +496,9 @@ impl ProcessInstance {
                     }
                     let oom = self.cgroup.as_ref().is_some_and(|c| c.oom_killed()) || self.limit_bytes == u64::MAX;
                     return (Ending::Exited(status, oom), init_duration, dispatched);
+                }
+                _ = cancel.cancelled() => {
+                    return (Ending::Cancelled, init_duration, dispatched);
                 }
                 _ = sleep_until(deadline.into()) => {
                     if dispatched.is_none() && !self.init_done && !suppressed_init {
@@ -568,6 +573,7 @@ impl Instance for ProcessInstance {
 
     async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult {
         let request_id = dispatch.request_id.to_string();
+        let cancel = dispatch.cancel.clone();
         let invoke_start = Instant::now();
         self.pipe
             .begin(request_id.as_str().into(), dispatch.capture_output);
@@ -576,7 +582,7 @@ impl Instance for ProcessInstance {
             None => false,
         };
         let (ending, init_duration, dispatched) = if sent {
-            self.drive(&request_id, invoke_start).await
+            self.drive(&request_id, invoke_start, &cancel).await
         } else {
             (Ending::Gone, None, None)
         };
@@ -650,6 +656,19 @@ impl Instance for ProcessInstance {
                     Outcome::Error {
                         error_type: "Sandbox.Timedout".into(),
                         body: error_doc("Sandbox.Timedout", &message),
+                    },
+                    false,
+                )
+            }
+            Ending::Cancelled => {
+                let message = format!(
+                    "RequestId: {request_id} Error: the server shut down before the invocation finished"
+                );
+                platform_lines.push(message.clone());
+                (
+                    Outcome::Error {
+                        error_type: "Sandbox.Failure".into(),
+                        body: error_doc("Sandbox.Failure", &message),
                     },
                     false,
                 )

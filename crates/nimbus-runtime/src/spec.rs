@@ -34,6 +34,9 @@ pub struct Dispatch {
     pub client_context: Option<String>,
     /// Keep the function's output of this invocation for the caller.
     pub capture_output: bool,
+    /// Fires when the server gives up waiting (shutdown after the grace period):
+    /// the instance is stopped and the caller told so.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -137,10 +137,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Stop accepting, let running invocations finish, then stop everything else.
     stop.cancel();
-    let abandoned = invoker.drain(args.shutdown_grace.into()).await;
-    if abandoned > 0 {
+    let stopped = invoker.drain(args.shutdown_grace.into()).await;
+    if stopped > 0 {
         tracing::warn!(
-            "{abandoned} invocations were still running after the grace period; their callers get no result and their instances die with the server"
+            "{stopped} invocations were still running after the grace period; they were stopped and their callers told so"
         );
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;

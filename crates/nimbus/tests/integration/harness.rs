@@ -87,7 +87,7 @@ impl Server {
         s
     }
 
-    fn launch(&mut self) {
+    pub fn launch(&mut self) {
         self.stderr_log = self.data_dir.with_file_name(format!(
             "server-{}.log",
             Instant::now().elapsed().as_nanos()

@@ -132,3 +132,66 @@ fn instances_die_with_a_killed_server() {
         .unwrap_or(false);
     assert!(!alive, "instance {pid} outlived the server");
 }
+
+#[test]
+fn invocations_outliving_the_grace_period_are_stopped_and_answered() {
+    let mut s = Server::start_with(&["--shutdown-grace", "1s"]);
+    deploy_py(
+        &s,
+        "endless",
+        "import time\ndef handler(e, c):\n    time.sleep(60)\n",
+        json!({"timeout_s": 120}),
+    );
+    let url = s.url.clone();
+    let call = std::thread::spawn(move || {
+        let r = authed_client()
+            .post(format!("{url}/v1/functions/endless/invoke"))
+            .body("{}")
+            .send()
+            .unwrap();
+        let fe = r
+            .headers()
+            .get("x-nimbus-function-error")
+            .map(|v| v.to_str().unwrap().to_string());
+        let rid = r
+            .headers()
+            .get("x-nimbus-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        (
+            r.status().as_u16(),
+            fe,
+            rid,
+            r.json::<serde_json::Value>().unwrap(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let status = s.stop();
+    assert!(status.success(), "{}", s.server_log());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "shutdown does not wait for the handler's 60 s"
+    );
+    let (code, fe, rid, body) = call.join().unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(fe.as_deref(), Some("Unhandled"));
+    assert_eq!(body["errorType"], "Sandbox.Failure", "{body}");
+    assert!(
+        body["errorMessage"].as_str().unwrap().contains("shut down"),
+        "{body}"
+    );
+    // Its END/REPORT were written before the server exited.
+    s.launch();
+    let lines = lines_of(&s.logs_until("endless", |ev| {
+        lines_of(ev).iter().any(|l| l.starts_with("REPORT"))
+    }));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("REPORT RequestId: {rid}"))),
+        "{lines:#?}"
+    );
+}
