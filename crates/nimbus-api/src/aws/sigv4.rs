@@ -999,7 +999,7 @@ fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {
 }
 
 /// `%XX` → byte; a `%` not followed by two hex digits stays literal; `+` stays `+`.
-fn percent_decode(text: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

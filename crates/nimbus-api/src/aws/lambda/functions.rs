@@ -15,7 +15,7 @@ use nimbus_core::{FunctionConfig, Runtime};
 use nimbus_engine::{ConfigPatch, CreateFunction};
 use serde_json::{Map, Value, json};
 
-use super::shapes::{FunctionId, configuration, parse_function_id};
+use super::shapes::{FunctionId, configuration, parse_function_id, unqualified};
 use crate::ApiState;
 use crate::aws::AwsError;
 
@@ -45,42 +45,22 @@ pub(super) async fn json_body(body: Body) -> Result<Map<String, Value>> {
     }
 }
 
-pub(super) fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
-    raw.as_deref()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (percent_decode(k) == key).then(|| percent_decode(v))
-    })
-}
-
+/// Values of a query parameter, decoded (botocore sends `%20` for spaces; `+` is literal).
 fn query_params(raw: &Option<String>, key: &str) -> Vec<String> {
+    let decode =
+        |t: &str| String::from_utf8_lossy(&crate::aws::sigv4::percent_decode(t)).into_owned();
     raw.as_deref()
         .unwrap_or("")
         .split('&')
         .filter_map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k) == key).then(|| percent_decode(v))
+            (decode(k) == key).then(|| decode(v))
         })
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+pub(super) fn query_param(raw: &Option<String>, key: &str) -> Option<String> {
+    query_params(raw, key).into_iter().next()
 }
 
 pub(super) fn str_field(m: &Map<String, Value>, key: &str) -> Result<Option<String>> {
@@ -542,20 +522,8 @@ pub async fn account_settings(State(s): State<ApiState>) -> Result<Json<Value>> 
     })))
 }
 
-/// Tags are addressed by the function's ARN.
-fn tagged_function(s: &ApiState, arn: &str) -> Result<FunctionId> {
-    let id = parse_function_id(arn, None)?;
-    if id.qualifier.is_some() {
-        return Err(AwsError::invalid(
-            "Tags can only be set on unqualified function ARNs",
-        ));
-    }
-    let _ = s;
-    Ok(id)
-}
-
 pub async fn list_tags(State(s): State<ApiState>, Path(arn): Path<String>) -> Result<Json<Value>> {
-    let id = tagged_function(&s, &arn)?;
+    let id = unqualified(&arn, "Tags can only be set on unqualified function ARNs")?;
     let record = s
         .control
         .get(&id.name)
@@ -569,7 +537,7 @@ pub async fn tag(
     Path(arn): Path<String>,
     body: Body,
 ) -> Result<StatusCode> {
-    let id = tagged_function(&s, &arn)?;
+    let id = unqualified(&arn, "Tags can only be set on unqualified function ARNs")?;
     let m = json_body(body).await?;
     let tags = tags_field(&m, "Tags")?;
     s.control
@@ -584,7 +552,7 @@ pub async fn untag(
     Path(arn): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode> {
-    let id = tagged_function(&s, &arn)?;
+    let id = unqualified(&arn, "Tags can only be set on unqualified function ARNs")?;
     let keys = query_params(&q, "tagKeys");
     s.control
         .untag(&id.name, keys)
@@ -594,22 +562,14 @@ pub async fn untag(
 }
 
 /// Concurrency settings apply to the function, never to a version or alias.
-fn unqualified(raw: &str) -> Result<FunctionId> {
-    let id = parse_function_id(raw, None)?;
-    if id.qualifier.is_some() {
-        return Err(AwsError::invalid(
-            "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
-        ));
-    }
-    Ok(id)
-}
+const FUNCTION_ONLY: &str = "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.";
 
 pub async fn put_concurrency(
     State(s): State<ApiState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, FUNCTION_ONLY)?;
     let m = json_body(body).await?;
     let n = u32_field(&m, "ReservedConcurrentExecutions")?
         .ok_or_else(|| AwsError::validation("ReservedConcurrentExecutions is required"))?;
@@ -627,7 +587,7 @@ pub async fn get_concurrency(
     State(s): State<ApiState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, FUNCTION_ONLY)?;
     let record = s
         .control
         .get(&id.name)
@@ -643,7 +603,7 @@ pub async fn delete_concurrency(
     State(s): State<ApiState>,
     Path(raw): Path<String>,
 ) -> Result<StatusCode> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, FUNCTION_ONLY)?;
     s.control
         .set_reserved_concurrency(&id.name, None)
         .await

@@ -43,6 +43,15 @@ pub fn parse_function_id(raw: &str, query_qualifier: Option<&str>) -> Result<Fun
     Ok(FunctionId { name, qualifier })
 }
 
+/// A function named without a qualifier; `refusal` says why one is not allowed.
+pub fn unqualified(raw: &str, refusal: &str) -> Result<FunctionId, AwsError> {
+    let id = parse_function_id(raw, None)?;
+    if id.qualifier.is_some() {
+        return Err(AwsError::invalid(refusal));
+    }
+    Ok(id)
+}
+
 impl FunctionId {
     pub fn arn(&self, s: &ApiState) -> String {
         let base = s.control.config().function_arn(self.name.as_str());

@@ -11,28 +11,20 @@ use nimbus_engine::AliasUpdate;
 use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, str_field};
-use super::shapes::{FunctionId, configuration, parse_function_id};
+use super::shapes::{FunctionId, configuration, unqualified};
 use crate::ApiState;
 use crate::aws::AwsError;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
-fn unqualified(raw: &str) -> Result<FunctionId> {
-    let id = parse_function_id(raw, None)?;
-    if id.qualifier.is_some() {
-        return Err(AwsError::invalid(
-            "Use an unqualified function name or ARN for this operation",
-        ));
-    }
-    Ok(id)
-}
+const UNQUALIFIED: &str = "Use an unqualified function name or ARN for this operation";
 
 pub async fn publish(
     State(s): State<ApiState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     let m = json_body(body).await?;
     // The API carries CodeSha256 in base64; the store addresses code by hex.
     let sha = match str_field(&m, "CodeSha256")? {
@@ -69,7 +61,7 @@ pub async fn list_versions(
     State(s): State<ApiState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     let arn = id.arn(&s);
     let latest = s
         .control
@@ -160,7 +152,7 @@ pub async fn create_alias(
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     let m = json_body(body).await?;
     let name = str_field(&m, "Name")?.ok_or_else(|| AwsError::validation("Name is required"))?;
     if name.bytes().all(|b| b.is_ascii_digit()) {
@@ -188,7 +180,7 @@ pub async fn list_aliases(
     State(s): State<ApiState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     let aliases = s
         .control
         .list_aliases(&id.name)
@@ -203,7 +195,7 @@ pub async fn get_alias(
     State(s): State<ApiState>,
     Path((raw, alias)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     let a = s
         .control
         .get_alias(&id.name, &alias)
@@ -217,7 +209,7 @@ pub async fn update_alias(
     Path((raw, alias)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     let m = json_body(body).await?;
     let update = AliasUpdate {
         function_version: str_field(&m, "FunctionVersion")?,
@@ -237,7 +229,7 @@ pub async fn delete_alias(
     State(s): State<ApiState>,
     Path((raw, alias)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let id = unqualified(&raw)?;
+    let id = unqualified(&raw, UNQUALIFIED)?;
     s.control
         .delete_alias(&id.name, &alias)
         .await
