@@ -103,9 +103,8 @@ def test_create_function_out_of_range_is_rejected(server, lambda_client, setting
     "setting",
     [
         {"Layers": ["arn:aws:lambda:us-east-1:000000000000:layer:x:1"]},
-        {"Publish": True},
     ],
-    ids=["layers", "publish"],
+    ids=["layers"],
 )
 def test_create_function_with_unsupported_setting_is_rejected(lambda_client, create_function, setting):
     name = h.unique_name("unsupported")

@@ -499,3 +499,15 @@ def test_delete_function_removes_versions_and_aliases(lambda_client, create_func
     resp, payload = invoke(lambda_client, fn.name, Qualifier=version)
     assert resp["ExecutedVersion"] == version
     assert payload["version"] == "fresh"
+
+
+def test_publish_flag_on_create_and_update_code(lambda_client, create_function):
+    fn = create_function(Publish=True)
+    assert fn.config["Version"] == "1"
+    assert fn.config["FunctionArn"].endswith(f":function:{fn.name}:1")
+    resp = lambda_client.update_function_code(FunctionName=fn.name, ZipFile=h.handler_zip("v2"), Publish=True)
+    assert resp["Version"] == "2"
+    versions = [v["Version"] for v in lambda_client.list_versions_by_function(FunctionName=fn.name)["Versions"]]
+    assert versions == ["$LATEST", "1", "2"]
+    out = lambda_client.invoke(FunctionName=fn.name, Qualifier="2", Payload=b"{}")
+    assert h.read_payload(out)["version"] == "v2"

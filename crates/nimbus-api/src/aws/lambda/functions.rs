@@ -147,9 +147,6 @@ fn refuse_unsupported(m: &Map<String, Value>) -> Result<()> {
             return Err(AwsError::unsupported(key));
         }
     }
-    if m.get("Publish").and_then(Value::as_bool) == Some(true) {
-        return Err(AwsError::unsupported("Publish (function versions)"));
-    }
     if let Some(p) = m
         .get("PackageType")
         .and_then(Value::as_str)
@@ -288,6 +285,9 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
         })
         .await
         .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
+    if publish_requested(&m) {
+        return Ok((StatusCode::CREATED, Json(publish_now(&s, &id).await?)).into_response());
+    }
     Ok((StatusCode::CREATED, Json(configuration(&s, &record, false))).into_response())
 }
 
@@ -402,9 +402,6 @@ pub async fn update_code(
     body: Body,
 ) -> Result<Json<Value>> {
     let m = json_body(body).await?;
-    if m.get("Publish").and_then(Value::as_bool) == Some(true) {
-        return Err(AwsError::unsupported("Publish (function versions)"));
-    }
     if let Some(a) = m.get("Architectures").and_then(Value::as_array)
         && a.iter().any(|x| x.as_str() != Some("x86_64"))
     {
@@ -431,6 +428,9 @@ pub async fn update_code(
         .update_code(&id.name, sha, str_field(&m, "RevisionId")?)
         .await
         .map_err(|e| AwsError::from_engine(e, &arn))?;
+    if publish_requested(&m) {
+        return publish_now(&s, &id).await.map(Json);
+    }
     Ok(Json(configuration(&s, &record, false)))
 }
 
@@ -609,4 +609,18 @@ pub async fn delete_concurrency(
         .await
         .map_err(|e| AwsError::from_engine(e, &id.arn(&s)))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn publish_requested(m: &Map<String, Value>) -> bool {
+    m.get("Publish").and_then(Value::as_bool) == Some(true)
+}
+
+/// `Publish: true` on create or code update: publish and answer with the version.
+async fn publish_now(s: &ApiState, id: &FunctionId) -> Result<Value> {
+    let v = s
+        .control
+        .publish_version(&id.name, None, None, None)
+        .await
+        .map_err(|e| AwsError::from_engine(e, &id.arn(s)))?;
+    Ok(configuration(s, &v, true))
 }
