@@ -157,11 +157,10 @@ def test_invoke_by_function_arn(lambda_client, create_function):
     assert payload["invoked_function_arn"].startswith(arn)
 
 
-def test_invoke_event_type_not_supported_yet(lambda_client, create_function):
-    # Asynchronous (Event) invocations arrive with the scaling work. Until then the API
-    # rejects them explicitly instead of silently running them synchronously. When they
-    # land, this test becomes: StatusCode 202, empty payload, and the handler runs later.
+def test_invoke_event_type_is_accepted(lambda_client, create_function):
+    # Event invocations are queued durably and answered 202 with an empty payload;
+    # test_lambda_async.py follows them through retries, destinations and dead letters.
     fn = create_function()
-    with pytest.raises(lambda_client.exceptions.InvalidParameterValueException) as e:
-        lambda_client.invoke(FunctionName=fn.name, InvocationType="Event", Payload=b"{}")
-    assert h.http_status(e.value) == 400
+    resp = lambda_client.invoke(FunctionName=fn.name, InvocationType="Event", Payload=b"{}")
+    assert resp["StatusCode"] == 202
+    assert resp["Payload"].read() == b""

@@ -25,6 +25,9 @@ pub struct InvokeParams {
     log: Option<String>,
     /// `$LATEST` (default), a version number or an alias.
     qualifier: Option<String>,
+    /// `event` queues the invocation and answers 202 at once.
+    #[serde(rename = "type")]
+    invocation_type: Option<String>,
 }
 
 pub async fn invoke(
@@ -48,6 +51,24 @@ pub async fn invoke(
     let mut req = InvokeRequest::new(function, payload);
     req.want_log_tail = want_tail;
     req.qualifier = p.qualifier.filter(|q| !q.is_empty());
+    match p.invocation_type.as_deref() {
+        None | Some("sync") => {}
+        Some("event") => {
+            let id = s.events.submit(req).await?;
+            let body = serde_json::json!({ "request_id": id.to_string() }).to_string();
+            return Ok((
+                StatusCode::ACCEPTED,
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response());
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "type must be 'sync' or 'event', got {other:?}"
+            )));
+        }
+    }
     let r = s.invoker.invoke(req).await?;
 
     let mut headers = HeaderMap::new();

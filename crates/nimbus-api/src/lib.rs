@@ -7,6 +7,7 @@
 
 mod auth;
 pub mod aws;
+mod dlq;
 mod error;
 mod functions;
 mod invoke;
@@ -32,6 +33,7 @@ pub struct ApiState {
     pub invoker: Arc<Invoker>,
     pub logs: Arc<dyn LogStore>,
     pub keys: Arc<dyn KeyStore>,
+    pub events: Arc<nimbus_engine::AsyncInvoker>,
     /// Whether AWS API requests must be signed.
     pub auth: aws::AuthMode,
 }
@@ -77,6 +79,8 @@ pub fn router(state: ApiState) -> Router {
             put(versions::put_alias).delete(versions::delete_alias),
         )
         .route("/v1/code/{sha256}", get(functions::download_code))
+        .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/{id}/replay", post(dlq::replay))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -279,6 +279,68 @@ pub struct FunctionRecord {
     /// The highest version number ever published (numbers are never reused).
     #[serde(default)]
     pub last_version: u32,
+    /// How asynchronous invocations are retried and where their results go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_invoke_config: Option<EventInvokeConfig>,
+}
+
+/// Retry and destination settings of asynchronous invocations (Lambda's
+/// `FunctionEventInvokeConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    /// Retries after the first attempt: 0–2 (default 2).
+    pub max_retry_attempts: u32,
+    /// Events older than this are given up: 60–21600 s (default 21600).
+    pub max_event_age_s: u32,
+    /// Function ARN invoked with the record of a successful invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    /// Function ARN invoked with the record of a failed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+    pub last_modified_ms: i64,
+}
+
+impl Default for EventInvokeConfig {
+    fn default() -> Self {
+        Self {
+            max_retry_attempts: 2,
+            max_event_age_s: 21_600,
+            on_success: None,
+            on_failure: None,
+            last_modified_ms: 0,
+        }
+    }
+}
+
+impl EventInvokeConfig {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.max_retry_attempts > 2 {
+            return Err(ValidationError::param(format!(
+                "MaximumRetryAttempts must be between 0 and 2, got {}",
+                self.max_retry_attempts
+            )));
+        }
+        if !(60..=21_600).contains(&self.max_event_age_s) {
+            return Err(ValidationError::param(format!(
+                "MaximumEventAgeInSeconds must be between 60 and 21600, got {}",
+                self.max_event_age_s
+            )));
+        }
+        for d in [&self.on_success, &self.on_failure].into_iter().flatten() {
+            let parts: Vec<&str> = d.split(':').collect();
+            let is_function = parts.len() >= 7
+                && parts[0] == "arn"
+                && parts[2] == "lambda"
+                && parts[5] == "function";
+            if !is_function {
+                return Err(ValidationError::param(format!(
+                    "destination {d} is not supported: destinations must be Lambda function ARNs for now (queues and topics come with the event sources)"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A named pointer to a published version, optionally splitting traffic with a

@@ -24,6 +24,12 @@ impl InvocationId {
     }
 }
 
+impl From<String> for InvocationId {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
+
 impl Default for InvocationId {
     fn default() -> Self {
         Self::new()

@@ -13,7 +13,7 @@ pub mod package;
 
 pub use error::{ErrorCode, ValidationError};
 pub use function::{
-    AliasRecord, AliasRouting, FunctionConfig, FunctionName, FunctionRecord, Runtime,
-    validate_alias_name,
+    AliasRecord, AliasRouting, EventInvokeConfig, FunctionConfig, FunctionName, FunctionRecord,
+    Runtime, validate_alias_name,
 };
 pub use invocation::{InvocationId, InvokeRequest};

@@ -23,3 +23,5 @@ pub const MAX_ENV_BYTES: usize = 4 * 1024;
 pub const MAX_DESCRIPTION_CHARS: usize = 256;
 /// Bytes of log text returned with an invocation when the caller asks for the tail.
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
+/// Largest asynchronous (`Event`) invocation payload (Lambda: 1 MB since 2025).
+pub const MAX_ASYNC_REQUEST_BYTES: usize = 1024 * 1024;

@@ -144,6 +144,7 @@ impl ControlPlane {
             runtime_id: req.runtime_id,
             reserved_concurrency: None,
             last_version: 0,
+            event_invoke_config: None,
         };
         match self.metadata.insert_function(&record).await {
             Err(StoreError::Conflict(_)) => {
@@ -230,6 +231,20 @@ impl ControlPlane {
             d.pool.set_limit(limit, is_reserved);
         }
         Ok(record)
+    }
+
+    /// Sets (or with `None` removes) how asynchronous invocations are retried and
+    /// where their results go.
+    pub async fn set_event_invoke_config(
+        &self,
+        name: &FunctionName,
+        config: Option<nimbus_core::EventInvokeConfig>,
+    ) -> Result<FunctionRecord, EngineError> {
+        if let Some(c) = &config {
+            c.validate()?;
+        }
+        self.modify(name, None, false, move |r| r.event_invoke_config = config)
+            .await
     }
 
     /// Concurrency not reserved by any function.

@@ -12,6 +12,7 @@
 
 mod control;
 mod error;
+mod events;
 mod invoker;
 mod logs;
 mod registry;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use control::{ConfigPatch, ControlPlane, CreateFunction};
 pub use error::EngineError;
+pub use events::{AsyncInvoker, AsyncSettings};
 pub use invoker::{InvocationResult, Invoker};
 pub use logs::{LogPipeline, LogRetention};
 pub use nimbus_runtime::Outcome;

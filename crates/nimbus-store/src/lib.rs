@@ -11,6 +11,7 @@ mod error;
 mod keys;
 mod logs;
 mod metadata;
+mod queue;
 mod sqlite;
 
 pub use code::{CodeInfo, CodeStore};
@@ -18,4 +19,5 @@ pub use error::StoreError;
 pub use keys::{AccessKey, KeyStore, NewAccessKey, SqliteKeyStore, load_or_create_master_key};
 pub use logs::{LogQuery, LogRecord, LogStore, SqliteLogStore, StoredLog};
 pub use metadata::{MetadataStore, SqliteMetadataStore};
+pub use queue::{EventQueue, QueuedEvent, SqliteEventQueue};
 pub use sqlite::open_database;

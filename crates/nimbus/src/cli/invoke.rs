@@ -21,6 +21,9 @@ pub struct InvokeArgs {
     /// Also print the invocation's log (START … REPORT) to stderr.
     #[arg(long)]
     logs: bool,
+    /// Queue the invocation (durably) and return at once with its request id.
+    #[arg(long = "async", conflicts_with = "logs")]
+    asynchronous: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -43,6 +46,23 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(q) = qualifier {
         query.push(("qualifier", q));
+    }
+    if args.asynchronous {
+        query.push(("type", "event"));
+        let v = client
+            .json(
+                client
+                    .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
+                    .query(&query)
+                    .body(payload),
+            )
+            .await?;
+        if args.client.json {
+            println!("{v}");
+        } else {
+            println!("queued {}", v["request_id"].as_str().unwrap_or(""));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let resp = client
         .send(

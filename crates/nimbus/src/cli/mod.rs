@@ -1,6 +1,7 @@
 //! Command-line interface. Every command except `up` is a client of the native API.
 
 mod deploy;
+mod dlq;
 mod functions;
 mod invoke;
 mod keys;
@@ -59,6 +60,8 @@ enum Command {
     Publish(versions::PublishArgs),
     /// Manage aliases (named pointers to versions, with optional traffic splitting).
     Alias(versions::AliasArgs),
+    /// Asynchronous events that failed every attempt: list and replay.
+    Dlq(dlq::DlqArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,5 +100,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(a) => keys::run(a).await,
         Command::Publish(a) => versions::publish(a).await,
         Command::Alias(a) => versions::alias(a).await,
+        Command::Dlq(a) => dlq::run(a).await,
     }
 }

@@ -73,6 +73,13 @@ pub struct ServerArgs {
     /// separate processes, so the server itself needs few.
     #[arg(long, env = "NIMBUS_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Delay before the first retry of a failed asynchronous invocation; each
+    /// further retry doubles it (Lambda waits 1 minute, then 2).
+    #[arg(long, default_value = "60s")]
+    pub async_retry_delay: humantime::Duration,
+    /// Asynchronous invocations run at the same time.
+    #[arg(long, default_value_t = 32)]
+    pub async_workers: usize,
     /// Development mode: accept unsigned AWS API requests. Never on a shared machine.
     #[arg(long, env = "NIMBUS_DEV")]
     pub dev: bool,

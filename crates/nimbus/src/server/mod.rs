@@ -14,10 +14,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use nimbus_api::aws::AuthMode;
 use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
-use nimbus_engine::{ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention, Registry};
+use nimbus_engine::{
+    AsyncInvoker, AsyncSettings, ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention,
+    Registry,
+};
 use nimbus_runtime::{InstanceFactory, ProcessFactory};
 use nimbus_store::{
-    CodeStore, KeyStore, LogStore, MetadataStore, SqliteKeyStore, SqliteLogStore,
+    CodeStore, KeyStore, LogStore, MetadataStore, SqliteEventQueue, SqliteKeyStore, SqliteLogStore,
     SqliteMetadataStore, load_or_create_master_key, open_database,
 };
 use tokio_util::sync::CancellationToken;
@@ -84,7 +87,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     let invoker = Arc::new(Invoker::new(
         &engine_config,
-        registry,
+        registry.clone(),
         scheduler.clone(),
         logs.sender.clone(),
     ));
@@ -92,6 +95,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let background = CancellationToken::new();
     let reaper = tokio::spawn(scheduler.clone().run_reaper(background.clone()));
+    let queue = Arc::new(SqliteEventQueue::open(&host.data_dir.join("events.db"))?);
+    let events = Arc::new(AsyncInvoker::new(
+        queue,
+        invoker.clone(),
+        registry.clone(),
+        engine_config.clone(),
+        AsyncSettings {
+            retry_delay: args.async_retry_delay.into(),
+            workers: args.async_workers,
+        },
+    ));
+    let event_workers = tokio::spawn(events.clone().run(background.clone()));
 
     // API.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -108,6 +123,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         invoker: invoker.clone(),
         logs: log_store,
         keys,
+        events,
         auth: if args.dev {
             AuthMode::Dev
         } else {
@@ -146,6 +162,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     background.cancel();
     let _ = reaper.await;
+    let _ = event_workers.await;
     scheduler.shutdown().await;
     logs.shutdown().await;
     host.cleanup();

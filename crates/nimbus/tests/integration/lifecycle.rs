@@ -195,3 +195,40 @@ fn invocations_outliving_the_grace_period_are_stopped_and_answered() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn accepted_async_events_survive_sigkill() {
+    let mut s = Server::start();
+    deploy_py(
+        &s,
+        "durable",
+        "import time\ndef handler(e, c):\n    time.sleep(1.0)\n    print('ran', e['n'], flush=True)\n",
+        json!({}),
+    );
+    for n in 0..8 {
+        let r = s
+            .http
+            .post(format!("{}/v1/functions/durable/invoke?type=event", s.url))
+            .body(json!({"n": n}).to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+    }
+    // Killed while events are queued and some are running: no chance to clean up.
+    signal(s.pid(), libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    s.launch();
+    let ran = |events: &[serde_json::Value]| -> std::collections::BTreeSet<String> {
+        lines_of(events)
+            .into_iter()
+            .filter(|l| l.starts_with("ran "))
+            .collect()
+    };
+    let events = s.logs_until("durable", |ev| ran(ev).len() == 8);
+    assert_eq!(
+        ran(&events).len(),
+        8,
+        "every accepted event ran at least once: {:?}",
+        lines_of(&events)
+    );
+}

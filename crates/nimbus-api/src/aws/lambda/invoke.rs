@@ -43,6 +43,7 @@ pub async fn invoke(
             )));
         }
     };
+    let mut asynchronous = false;
     match header(&headers, "x-amz-invocation-type") {
         None | Some("RequestResponse") => {}
         Some("DryRun") => {
@@ -53,13 +54,7 @@ pub async fn invoke(
             .map_err(|_| AwsError::not_found(format!("Function not found: {arn}")))?;
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        Some("Event") => {
-            // Accepting an event means keeping it durably until it ran; that queue
-            // arrives with the scaling engine. Until then: a clear refusal.
-            return Err(AwsError::unsupported(
-                "InvocationType Event (asynchronous invocation)",
-            ));
-        }
+        Some("Event") => asynchronous = true,
         Some(other) => {
             return Err(AwsError::validation(format!(
                 "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
@@ -93,6 +88,17 @@ pub async fn invoke(
     req.want_log_tail = tail;
     req.client_context = client_context;
     req.trace_id = header(&headers, "x-amzn-trace-id").map(str::to_string);
+    if asynchronous {
+        // Accepted only once durably queued; runs (and retries) in the background.
+        let size = req.payload.len();
+        s.events.submit(req).await.map_err(|e| match e {
+            nimbus_engine::EngineError::PayloadTooLarge { limit, .. } => AwsError::too_large(format!(
+                "{size} byte payload is too large for the Event invocation type (limit {limit} bytes)"
+            )),
+            other => AwsError::from_engine(other, &arn),
+        })?;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
     let r = s
         .invoker
         .invoke(req)

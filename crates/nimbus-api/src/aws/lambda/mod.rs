@@ -4,6 +4,7 @@
 //! Operations of the API that Nimbus does not implement yet answer with a clear
 //! error naming the operation, never a silent success.
 
+mod event_config;
 mod functions;
 mod invoke;
 mod shapes;
@@ -56,6 +57,13 @@ pub fn routes() -> Router<ApiState> {
             get(versions::get_alias)
                 .put(versions::update_alias)
                 .delete(versions::delete_alias),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(event_config::get)
+                .put(event_config::put)
+                .post(event_config::update)
+                .delete(event_config::delete),
         )
         .route(
             "/2017-10-31/functions/{name}/concurrency",

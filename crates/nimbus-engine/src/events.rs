@@ -1,0 +1,365 @@
+//! Asynchronous invocations: accept durably, run later, retry, route results.
+//!
+//! `submit` checks the request and writes it to the [`EventQueue`] (fsynced)
+//! before the caller hears "accepted". Workers claim due events, run them through
+//! the same [`Invoker`] as synchronous calls (same request id on every attempt),
+//! and then complete them, schedule a retry (`delay`, `2·delay`, …, up to the
+//! function's `MaximumRetryAttempts`), or give up: to the `OnFailure` destination
+//! if there is one, else to the dead-letter store (`nimbus dlq`). Throttling is
+//! not a failure: the event just waits in the queue for capacity.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nimbus_core::limits::MAX_ASYNC_REQUEST_BYTES;
+use nimbus_core::{EventInvokeConfig, FunctionName, InvocationId, InvokeRequest};
+use nimbus_runtime::Outcome;
+use nimbus_store::{EventQueue, QueuedEvent};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+use crate::{EngineConfig, EngineError, Invoker};
+
+/// Settings of the asynchronous path.
+#[derive(Debug, Clone, Copy)]
+pub struct AsyncSettings {
+    /// Delay before the first retry; each further retry doubles it (Lambda: 1 min).
+    pub retry_delay: Duration,
+    /// Events run at the same time.
+    pub workers: usize,
+}
+
+/// Longest any invocation can take (900 s timeout + init), plus margin: a claim
+/// older than this belongs to a worker that died.
+const LEASE: Duration = Duration::from_secs(1_000);
+/// How long a throttled event waits before trying again.
+const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
+
+pub struct AsyncInvoker {
+    queue: Arc<dyn EventQueue>,
+    invoker: Arc<Invoker>,
+    registry: Arc<Registry>,
+    config: EngineConfig,
+    settings: AsyncSettings,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl AsyncInvoker {
+    pub fn new(
+        queue: Arc<dyn EventQueue>,
+        invoker: Arc<Invoker>,
+        registry: Arc<Registry>,
+        config: EngineConfig,
+        settings: AsyncSettings,
+    ) -> Self {
+        Self {
+            queue,
+            invoker,
+            registry,
+            config,
+            slots: Arc::new(Semaphore::new(settings.workers.max(1))),
+            settings,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Durably accepts an event; returns its request id.
+    pub async fn submit(&self, mut req: InvokeRequest) -> Result<InvocationId, EngineError> {
+        if self
+            .registry
+            .resolve(&req.function, req.qualifier.as_deref(), 0.0)
+            .is_none()
+        {
+            return Err(EngineError::FunctionNotFound(match &req.qualifier {
+                Some(q) => format!("{}:{q}", req.function),
+                None => req.function.to_string(),
+            }));
+        }
+        if req.payload.len() > MAX_ASYNC_REQUEST_BYTES {
+            return Err(EngineError::PayloadTooLarge {
+                size: req.payload.len(),
+                limit: MAX_ASYNC_REQUEST_BYTES,
+            });
+        }
+        if req.payload.iter().all(u8::is_ascii_whitespace) {
+            req.payload = Bytes::from_static(b"{}");
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload)
+            .map_err(|e| EngineError::InvalidJson(e.to_string()))?;
+        let event = QueuedEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            request_id: req.id.to_string(),
+            function: req.function.to_string(),
+            qualifier: req.qualifier.clone(),
+            payload: req.payload.to_vec(),
+            enqueued_ms: now_ms(),
+            attempts: 0,
+            error: None,
+            failed_at_ms: None,
+        };
+        self.queue.enqueue(&event).await?;
+        self.wake.notify_one();
+        Ok(req.id)
+    }
+
+    pub async fn dead_letters(
+        &self,
+        function: Option<&str>,
+    ) -> Result<Vec<QueuedEvent>, EngineError> {
+        Ok(self.queue.list_dead(function).await?)
+    }
+
+    /// Puts a dead letter back in the queue. Returns whether it existed.
+    pub async fn replay(&self, id: &str) -> Result<bool, EngineError> {
+        let found = self.queue.replay(id, now_ms()).await?;
+        self.wake.notify_one();
+        Ok(found)
+    }
+
+    /// Claims and runs due events until cancelled.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let free = self.slots.available_permits();
+            let claimed = if free > 0 {
+                match self
+                    .queue
+                    .claim(now_ms(), LEASE.as_millis() as i64, free)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("cannot read the event queue: {e}");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            for event in claimed {
+                let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.process(event).await;
+                    drop(permit);
+                    me.wake.notify_one();
+                });
+            }
+            let sleep = match self.queue.next_due().await {
+                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, 1_000) as u64),
+                _ => Duration::from_secs(1),
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    fn settings_of(&self, function: &FunctionName) -> EventInvokeConfig {
+        self.registry
+            .get(function)
+            .and_then(|d| d.record.event_invoke_config.clone())
+            .unwrap_or_default()
+    }
+
+    async fn process(&self, event: QueuedEvent) {
+        let Ok(function) = event.function.parse::<FunctionName>() else {
+            let _ = self
+                .queue
+                .dead(&event.id, now_ms(), event.attempts, "invalid function name")
+                .await;
+            return;
+        };
+        let cfg = self.settings_of(&function);
+        let attempt = event.attempts + 1;
+        let age_ms = now_ms() - event.enqueued_ms;
+        if age_ms > cfg.max_event_age_s as i64 * 1000 {
+            self.give_up(
+                &event,
+                &function,
+                &cfg,
+                "EventAgeExceeded",
+                None,
+                "event too old",
+            )
+            .await;
+            return;
+        }
+        let mut req = InvokeRequest::new(function.clone(), Bytes::from(event.payload.clone()));
+        req.id = InvocationId::from(event.request_id.clone());
+        req.qualifier = event.qualifier.clone();
+        let result = self.invoker.invoke(req).await;
+        let r = match result {
+            Ok(r) => r,
+            Err(EngineError::TooManyRequests(_)) => {
+                // Not a failure: wait for capacity without using up an attempt.
+                let at = now_ms() + THROTTLE_BACKOFF.as_millis() as i64;
+                let _ = self
+                    .queue
+                    .retry(&event.id, at, event.attempts, "throttled")
+                    .await;
+                return;
+            }
+            Err(EngineError::ShuttingDown) => return, // claimed again after the restart
+            Err(EngineError::FunctionNotFound(what)) => {
+                let _ = self
+                    .queue
+                    .dead(
+                        &event.id,
+                        now_ms(),
+                        attempt,
+                        &format!("function {what} not found"),
+                    )
+                    .await;
+                return;
+            }
+            Err(e) => {
+                self.failed(&event, &function, &cfg, attempt, &e.to_string(), None)
+                    .await;
+                return;
+            }
+        };
+        match &r.outcome {
+            Outcome::Success { body, .. } => {
+                if let Some(dest) = &cfg.on_success {
+                    let record = self.record(
+                        &event,
+                        &function,
+                        "Success",
+                        attempt,
+                        &r.executed_version,
+                        None,
+                        body,
+                    );
+                    self.deliver(dest, record).await;
+                }
+                let _ = self.queue.complete(&event.id).await;
+            }
+            Outcome::Error { error_type, body } => {
+                let response = Some((r.executed_version.clone(), body.clone()));
+                self.failed(&event, &function, &cfg, attempt, error_type, response)
+                    .await;
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        event: &QueuedEvent,
+        function: &FunctionName,
+        cfg: &EventInvokeConfig,
+        attempt: u32,
+        error: &str,
+        response: Option<(String, Bytes)>,
+    ) {
+        if attempt <= cfg.max_retry_attempts {
+            let delay = self.settings.retry_delay * 2u32.saturating_pow(attempt - 1);
+            let at = now_ms() + delay.as_millis() as i64;
+            if let Err(e) = self.queue.retry(&event.id, at, attempt, error).await {
+                tracing::error!("cannot schedule a retry of {}: {e}", event.request_id);
+            }
+            return;
+        }
+        let mut ev = event.clone();
+        ev.attempts = attempt;
+        self.give_up(&ev, function, cfg, "RetriesExhausted", response, error)
+            .await;
+    }
+
+    async fn give_up(
+        &self,
+        event: &QueuedEvent,
+        function: &FunctionName,
+        cfg: &EventInvokeConfig,
+        condition: &str,
+        response: Option<(String, Bytes)>,
+        error: &str,
+    ) {
+        match &cfg.on_failure {
+            Some(dest) => {
+                let (version, body) =
+                    response.unwrap_or_else(|| ("$LATEST".into(), Bytes::from_static(b"null")));
+                let record = self.record(
+                    event,
+                    function,
+                    condition,
+                    event.attempts,
+                    &version,
+                    Some("Unhandled"),
+                    &body,
+                );
+                self.deliver(dest, record).await;
+                let _ = self.queue.complete(&event.id).await;
+            }
+            None => {
+                if let Err(e) = self
+                    .queue
+                    .dead(&event.id, now_ms(), event.attempts, error)
+                    .await
+                {
+                    tracing::error!("cannot move {} to the dead letters: {e}", event.request_id);
+                }
+            }
+        }
+    }
+
+    /// The invocation record Lambda sends to destinations.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        event: &QueuedEvent,
+        function: &FunctionName,
+        condition: &str,
+        attempts: u32,
+        executed_version: &str,
+        function_error: Option<&str>,
+        response: &[u8],
+    ) -> Value {
+        let payload = |b: &[u8]| {
+            serde_json::from_slice::<Value>(b).unwrap_or_else(|_| json!(String::from_utf8_lossy(b)))
+        };
+        let mut response_context =
+            json!({ "statusCode": 200, "executedVersion": executed_version });
+        if let Some(fe) = function_error {
+            response_context["functionError"] = json!(fe);
+        }
+        json!({
+            "version": "1.0",
+            "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "requestContext": {
+                "requestId": event.request_id,
+                "functionArn": format!("{}:{}", self.config.function_arn(function.as_str()), event.qualifier.as_deref().unwrap_or("$LATEST")),
+                "condition": condition,
+                "approximateInvokeCount": attempts,
+            },
+            "requestPayload": payload(&event.payload),
+            "responseContext": response_context,
+            "responsePayload": payload(response),
+        })
+    }
+
+    /// Sends a record to a destination function, asynchronously.
+    async fn deliver(&self, destination_arn: &str, record: Value) {
+        let parts: Vec<&str> = destination_arn.split(':').collect();
+        let Some(Ok(name)) = parts.get(6).map(|n| n.parse::<FunctionName>()) else {
+            tracing::warn!("invalid destination {destination_arn}");
+            return;
+        };
+        let mut req = InvokeRequest::new(name, Bytes::from(record.to_string()));
+        req.qualifier = parts.get(7).map(|q| q.to_string());
+        if let Err(e) = self.submit(req).await {
+            tracing::warn!("cannot deliver to destination {destination_arn}: {e}");
+        }
+    }
+}
