@@ -282,6 +282,9 @@ pub struct FunctionRecord {
     /// How asynchronous invocations are retried and where their results go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_invoke_config: Option<EventInvokeConfig>,
+    /// Provisioned concurrency by qualifier (a version number or an alias).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provisioned: BTreeMap<String, u32>,
 }
 
 /// Retry and destination settings of asynchronous invocations (Lambda's

@@ -145,6 +145,7 @@ impl ControlPlane {
             reserved_concurrency: None,
             last_version: 0,
             event_invoke_config: None,
+            provisioned: Default::default(),
         };
         match self.metadata.insert_function(&record).await {
             Err(StoreError::Conflict(_)) => {

@@ -28,6 +28,8 @@ pub enum EngineError {
     Conflict(String),
     #[error("alias {0} not found")]
     AliasNotFound(String),
+    #[error("no provisioned concurrency config for {0}")]
+    ProvisionedNotFound(String),
     #[error("the revision id provided does not match the latest revision id {0}")]
     PreconditionFailed(String),
     #[error("storage: {0}")]
@@ -49,7 +51,9 @@ impl EngineError {
             EngineError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
             EngineError::FunctionExists(_) => ErrorCode::FunctionExists,
             EngineError::Conflict(_) => ErrorCode::Conflict,
-            EngineError::AliasNotFound(_) => ErrorCode::NotFound,
+            EngineError::AliasNotFound(_) | EngineError::ProvisionedNotFound(_) => {
+                ErrorCode::NotFound
+            }
             EngineError::CodeNotFound(_) => ErrorCode::InvalidParameter,
             EngineError::Invalid(v) => v.code,
             EngineError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,

@@ -265,6 +265,10 @@ impl ControlPlane {
         self.check_alias_target(name, &record).await?;
         self.metadata.put_alias(&record, false).await?;
         self.registry.put_alias(record.clone());
+        drop(_w);
+        // Provisioned instances follow the alias to its new version.
+        let latest = self.get(name).await?;
+        self.apply_provisioned(name, &latest).await;
         Ok(record)
     }
 
@@ -275,6 +279,126 @@ impl ControlPlane {
         }
         self.registry.remove_alias(name, alias);
         Ok(())
+    }
+
+    /// The version a provisioned-concurrency qualifier designates.
+    async fn provisioned_version(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<u32, EngineError> {
+        if qualifier == "$LATEST" {
+            return Err(ValidationError::param(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+            )
+            .into());
+        }
+        let version = match parse_version(qualifier) {
+            Some(v) => v.to_string(),
+            None => self.get_alias(name, qualifier).await?.function_version,
+        };
+        let n = parse_version(&version).ok_or_else(|| {
+            EngineError::Invalid(ValidationError::param(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+            ))
+        })?;
+        if self.metadata.get_version(name, n).await?.is_none() {
+            return Err(EngineError::FunctionNotFound(format!("{name}:{qualifier}")));
+        }
+        Ok(n)
+    }
+
+    /// Sets (or with `None` removes) provisioned concurrency for a version or alias:
+    /// that many instances are kept initialised, so its invocations never cold-start.
+    pub async fn set_provisioned(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+        requested: Option<u32>,
+    ) -> Result<FunctionRecord, EngineError> {
+        let version = self.provisioned_version(name, qualifier).await?;
+        let latest = self.get(name).await?;
+        if let Some(n) = requested {
+            if n == 0 {
+                return Err(ValidationError::param(
+                    "ProvisionedConcurrentExecutions must be at least 1",
+                )
+                .into());
+            }
+            if let Some(reserved) = latest.reserved_concurrency
+                && n > reserved
+            {
+                return Err(ValidationError::param(format!(
+                    "Requested Provisioned Concurrency ({n}) should not be greater than the reservedConcurrentExecution ({reserved}) for function"
+                ))
+                .into());
+            }
+            let account = self.config.account_concurrency as u32;
+            if n + 100 > account {
+                return Err(ValidationError::param(format!(
+                    "Requested Provisioned Concurrency ({n}) leaves less than 100 of the account's {account} unreserved"
+                ))
+                .into());
+            }
+        } else if !latest.provisioned.contains_key(qualifier) {
+            return Err(EngineError::ProvisionedNotFound(format!(
+                "{name}:{qualifier}"
+            )));
+        }
+        let key = qualifier.to_string();
+        let record = self
+            .modify(name, None, false, move |r| match requested {
+                Some(n) => {
+                    r.provisioned.insert(key, n);
+                }
+                None => {
+                    r.provisioned.remove(&key);
+                }
+            })
+            .await?;
+        self.apply_provisioned(name, &record).await;
+        let _ = version;
+        Ok(record)
+    }
+
+    /// (requested, available) provisioned instances for a qualifier.
+    pub async fn provisioned_status(
+        &self,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> Result<(u32, u32), EngineError> {
+        let latest = self.get(name).await?;
+        let requested = *latest
+            .provisioned
+            .get(qualifier)
+            .ok_or_else(|| EngineError::ProvisionedNotFound(format!("{name}:{qualifier}")))?;
+        let version = self.provisioned_version(name, qualifier).await?;
+        let available = self
+            .registry
+            .get_version(name, version)
+            .map(|d| d.pool.provisioned().1)
+            .unwrap_or(0);
+        Ok((requested, (available as u32).min(requested)))
+    }
+
+    /// Sets each version pool's warm target from the stored configs (summing the
+    /// configs of qualifiers that designate the same version).
+    pub(crate) async fn apply_provisioned(&self, name: &FunctionName, record: &FunctionRecord) {
+        let mut targets: std::collections::BTreeMap<u32, usize> = std::collections::BTreeMap::new();
+        for (qualifier, n) in &record.provisioned {
+            if let Ok(v) = self.provisioned_version(name, qualifier).await {
+                *targets.entry(v).or_default() += *n as usize;
+            }
+        }
+        for v in self.metadata.list_versions(name).await.unwrap_or_default() {
+            if let (Some(n), Some(d)) = (
+                parse_version(&v.version),
+                parse_version(&v.version).and_then(|n| self.registry.get_version(name, n)),
+            ) {
+                d.pool
+                    .set_warm_target(targets.get(&n).copied().unwrap_or(0));
+            }
+        }
     }
 
     /// Loads a function's versions and aliases into the registry (server start).
@@ -288,6 +412,8 @@ impl ControlPlane {
         for a in self.metadata.list_aliases(name).await? {
             self.registry.put_alias(a);
         }
+        let latest = self.get(name).await?;
+        self.apply_provisioned(name, &latest).await;
         Ok(())
     }
 }

@@ -571,6 +571,30 @@ impl Instance for ProcessInstance {
         !self.has_exited()
     }
 
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while !self.init_done {
+            tokio::select! {
+                biased;
+                ev = self.events.recv() => match ev {
+                    Some(ApiEvent::InitDone(_)) => self.init_done = true,
+                    Some(ApiEvent::InitError { body, .. }) => {
+                        return Err(format!("init failed: {}", String::from_utf8_lossy(&body)));
+                    }
+                    Some(_) => {}
+                    None => return Err("the instance is gone".into()),
+                },
+                status = &mut self.exit, if self.exit_status.is_none() => {
+                    let status = status.unwrap_or_else(|_| ExitStatus::from_raw(9));
+                    self.exit_status = Some(status);
+                    return Err(exit_description(status));
+                }
+                _ = sleep_until(deadline.into()) => return Err("init did not finish in time".into()),
+            }
+        }
+        Ok(())
+    }
+
     async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult {
         let request_id = dispatch.request_id.to_string();
         let cancel = dispatch.cancel.clone();

@@ -62,6 +62,11 @@ pub trait Instance: Send + 'static {
     fn is_alive(&mut self) -> bool {
         true
     }
+    /// Waits until the runtime finished initialising (provisioned concurrency:
+    /// start ahead of demand, so the first invocation is warm).
+    async fn wait_ready(&mut self, _limit: std::time::Duration) -> Result<(), String> {
+        Ok(())
+    }
     /// Runs one invocation to its end (success, function error, timeout or crash).
     /// After a result with `healthy == false` the instance must be dropped.
     async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult;

@@ -122,6 +122,7 @@ impl Scheduler {
             for pool in self.live_pools() {
                 let keep = self.keep_alive.keep_alive(&pool.spec().function);
                 pool.reap(now, keep);
+                pool.fill(&self.factory, &self.logs);
             }
         }
     }

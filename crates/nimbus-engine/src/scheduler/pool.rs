@@ -8,6 +8,9 @@ use tokio::task::JoinHandle;
 
 use crate::EngineError;
 
+/// How long a provisioned instance may take to initialise.
+const PROVISION_INIT_LIMIT: Duration = Duration::from_secs(60);
+
 struct Idle {
     instance: Box<dyn Instance>,
     since: Instant,
@@ -19,6 +22,10 @@ struct State {
     /// Instances that exist: idle, busy or starting.
     live: usize,
     retired: bool,
+    /// Provisioned concurrency: instances kept initialised at all times.
+    warm_target: usize,
+    /// Instances being started ahead of demand (not yet initialised).
+    starting: usize,
 }
 
 /// The instances of one function version.
@@ -44,6 +51,8 @@ impl Pool {
                 idle: Vec::new(),
                 live: 0,
                 retired: false,
+                warm_target: 0,
+                starting: 0,
             }),
             released: Notify::new(),
         }
@@ -153,9 +162,19 @@ impl Pool {
     pub(crate) fn reap(&self, now: Instant, keep: Duration) {
         let expired: Vec<Idle> = {
             let mut s = self.state.lock().unwrap();
-            let (old, young): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut s.idle)
-                .into_iter()
-                .partition(|i| now.duration_since(i.since) >= keep);
+            // Never below the provisioned number of instances.
+            let mut spare = s.live.saturating_sub(s.warm_target);
+            let mut old = Vec::new();
+            let mut young = Vec::new();
+            // Oldest first (idle is most-recently-used last).
+            for i in std::mem::take(&mut s.idle) {
+                if spare > 0 && now.duration_since(i.since) >= keep {
+                    spare -= 1;
+                    old.push(i);
+                } else {
+                    young.push(i);
+                }
+            }
             s.idle = young;
             s.live -= old.len();
             old
@@ -163,6 +182,81 @@ impl Pool {
         for i in expired {
             tracing::debug!(function = %self.spec.function, instance = i.instance.id(), "keep-alive expired");
             tokio::spawn(i.instance.shutdown());
+        }
+    }
+
+    /// Sets the provisioned concurrency: this many instances are kept initialised.
+    pub fn set_warm_target(&self, n: usize) {
+        self.state.lock().unwrap().warm_target = n;
+    }
+
+    /// (requested, available) provisioned instances.
+    pub fn provisioned(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.warm_target, (s.live - s.starting).min(s.warm_target))
+    }
+
+    /// Starts instances ahead of demand until the provisioned number exist. Each
+    /// is initialised (its runtime has asked for work) before it is offered.
+    pub(crate) fn fill(
+        self: &Arc<Self>,
+        factory: &Arc<dyn InstanceFactory>,
+        logs: &mpsc::Sender<LogLine>,
+    ) {
+        let missing = {
+            let mut s = self.state.lock().unwrap();
+            let limit = self.limit.load(Ordering::Relaxed);
+            if s.retired || s.live >= s.warm_target {
+                return;
+            }
+            let n = (s.warm_target - s.live).min(limit.saturating_sub(s.live));
+            s.live += n;
+            s.starting += n;
+            n
+        };
+        let mut spec = (*self.spec).clone();
+        spec.initialization_type = "provisioned-concurrency";
+        let spec = Arc::new(spec);
+        for _ in 0..missing {
+            let (pool, factory, logs, spec) =
+                (self.clone(), factory.clone(), logs.clone(), spec.clone());
+            tokio::spawn(async move {
+                let ready = match factory.start(spec, logs).await {
+                    Ok(mut instance) => match instance.wait_ready(PROVISION_INIT_LIMIT).await {
+                        Ok(()) => Some(instance),
+                        Err(e) => {
+                            tracing::warn!(function = %pool.spec.function, "provisioned instance failed to initialise: {e}");
+                            tokio::spawn(instance.shutdown());
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(function = %pool.spec.function, "cannot start a provisioned instance: {e}");
+                        None
+                    }
+                };
+                let mut s = pool.state.lock().unwrap();
+                s.starting -= 1;
+                match ready {
+                    Some(instance) if !s.retired => {
+                        s.idle.insert(
+                            0,
+                            Idle {
+                                instance,
+                                since: Instant::now(),
+                            },
+                        );
+                        drop(s);
+                        pool.released.notify_one();
+                    }
+                    Some(instance) => {
+                        s.live -= 1;
+                        drop(s);
+                        tokio::spawn(instance.shutdown());
+                    }
+                    None => s.live -= 1,
+                }
+            });
         }
     }
 

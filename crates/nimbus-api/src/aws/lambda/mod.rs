@@ -7,6 +7,7 @@
 mod event_config;
 mod functions;
 mod invoke;
+mod provisioned;
 mod shapes;
 mod versions;
 
@@ -64,6 +65,12 @@ pub fn routes() -> Router<ApiState> {
                 .put(event_config::put)
                 .post(event_config::update)
                 .delete(event_config::delete),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(provisioned::get)
+                .put(provisioned::put)
+                .delete(provisioned::delete),
         )
         .route(
             "/2017-10-31/functions/{name}/concurrency",
