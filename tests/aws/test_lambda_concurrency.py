@@ -86,3 +86,18 @@ def test_calls_beyond_the_reservation_are_throttled(lambda_client, slow_function
     assert results["slow"] == "done"
     # Once the instance is free, calls go through again.
     assert json.loads(lambda_client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()) == "done"
+
+
+def test_reservation_covers_all_versions_of_a_function(lambda_client, slow_function):
+    name = slow_function.name
+    lambda_client.publish_version(FunctionName=name)
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    t = threading.Thread(
+        target=lambda: lambda_client.invoke(FunctionName=name, Qualifier="1", Payload=json.dumps({"sleep": 2}).encode())
+    )
+    t.start()
+    time.sleep(0.7)  # version 1 holds the function's only reserved slot
+    with pytest.raises(lambda_client.exceptions.TooManyRequestsException):
+        lambda_client.invoke(FunctionName=name, Payload=b"{}")  # $LATEST shares the reservation
+    t.join()
+    assert lambda_client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use keep_alive::{FixedKeepAlive, KeepAlivePolicy};
-pub use pool::{Lease, Pool};
+pub use pool::{FunctionLimit, Lease, Pool};
 
 use crate::EngineError;
 
@@ -35,6 +35,8 @@ pub struct Scheduler {
     queue_wait: Duration,
     keep_alive: Arc<dyn KeepAlivePolicy>,
     pools: Mutex<Vec<Weak<Pool>>>,
+    /// Per function, shared by the pools of all its versions.
+    limits: Mutex<std::collections::HashMap<String, Arc<FunctionLimit>>>,
 }
 
 impl Scheduler {
@@ -55,6 +57,7 @@ impl Scheduler {
             queue_wait,
             keep_alive,
             pools: Mutex::new(Vec::new()),
+            limits: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -65,7 +68,17 @@ impl Scheduler {
         reserved: Option<u32>,
     ) -> Arc<Pool> {
         let (limit, is_reserved) = self.limit_for(reserved);
-        let pool = Arc::new(Pool::new(spec, limit, is_reserved));
+        let shared = {
+            let mut limits = self.limits.lock().unwrap();
+            limits.retain(|_, l| Arc::strong_count(l) > 1);
+            limits
+                .entry(spec.function.clone())
+                .or_insert_with(|| Arc::new(FunctionLimit::new(limit, is_reserved)))
+                .clone()
+        };
+        // An existing limit wins: it carries the function's current reservation,
+        // which a version's older snapshot must not overwrite.
+        let pool = Arc::new(Pool::new(spec, shared));
         let mut pools = self.pools.lock().unwrap();
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&pool));

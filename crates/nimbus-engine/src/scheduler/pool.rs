@@ -28,25 +28,66 @@ struct State {
     starting: usize,
 }
 
-/// The instances of one function version.
-pub struct Pool {
-    spec: Arc<InstanceSpec>,
+/// Concurrency limits of one function, shared by the pools of all its versions
+/// (a reservation on Lambda covers the function as a whole).
+#[derive(Debug)]
+pub struct FunctionLimit {
     /// Most instances at once: the reserved concurrency when one is set, else
-    /// the host's per-function cap.
+    /// the host's per-function cap (per version pool).
     limit: AtomicUsize,
     /// Whether `limit` is a reservation: then excess calls are throttled at once,
     /// as Lambda does, instead of waiting for a free instance.
     reserved: AtomicBool,
+    /// Invocations running across all versions.
+    busy: AtomicUsize,
+}
+
+impl FunctionLimit {
+    pub(crate) fn new(limit: usize, reserved: bool) -> Self {
+        Self {
+            limit: AtomicUsize::new(limit),
+            reserved: AtomicBool::new(reserved),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes a place among the function's running invocations, or refuses when a
+    /// reservation is exhausted.
+    fn claim(self: &Arc<Self>, function: &str) -> Result<Slot, EngineError> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let before = self.busy.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(self.clone());
+        if self.reserved.load(Ordering::Relaxed) && before >= limit {
+            return Err(EngineError::TooManyRequests(format!(
+                "function {function} is at its reserved concurrency of {limit}"
+            )));
+        }
+        Ok(slot)
+    }
+}
+
+/// One running invocation counted against its function; released on drop.
+struct Slot(Arc<FunctionLimit>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The instances of one function version.
+pub struct Pool {
+    spec: Arc<InstanceSpec>,
+    shared: Arc<FunctionLimit>,
     state: Mutex<State>,
     released: Notify,
 }
 
 impl Pool {
-    pub(crate) fn new(spec: Arc<InstanceSpec>, limit: usize, reserved: bool) -> Self {
+    pub(crate) fn new(spec: Arc<InstanceSpec>, shared: Arc<FunctionLimit>) -> Self {
         Self {
             spec,
-            limit: AtomicUsize::new(limit),
-            reserved: AtomicBool::new(reserved),
+            shared,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 live: 0,
@@ -61,8 +102,8 @@ impl Pool {
     /// Changes the instance limit without replacing running instances; extra
     /// instances above a lowered limit drain as they are released.
     pub fn set_limit(&self, limit: usize, reserved: bool) {
-        self.limit.store(limit, Ordering::Relaxed);
-        self.reserved.store(reserved, Ordering::Relaxed);
+        self.shared.limit.store(limit, Ordering::Relaxed);
+        self.shared.reserved.store(reserved, Ordering::Relaxed);
         self.released.notify_waiters();
     }
 
@@ -82,6 +123,7 @@ impl Pool {
         logs: &mpsc::Sender<LogLine>,
         deadline: Instant,
     ) -> Result<Lease, EngineError> {
+        let slot = self.shared.claim(&self.spec.function)?;
         loop {
             let released = self.released.notified();
             {
@@ -98,14 +140,15 @@ impl Pool {
                         pool: self.clone(),
                         cold: false,
                         _permit: permit,
+                        _slot: slot,
                     });
                 }
-                let limit = self.limit.load(Ordering::Relaxed);
+                let limit = self.shared.limit.load(Ordering::Relaxed);
                 if s.live < limit {
                     s.live += 1;
                     break;
                 }
-                if self.reserved.load(Ordering::Relaxed) {
+                if self.shared.reserved.load(Ordering::Relaxed) {
                     return Err(EngineError::TooManyRequests(format!(
                         "function {} is at its reserved concurrency of {limit}",
                         self.spec.function
@@ -119,7 +162,7 @@ impl Pool {
                 return Err(EngineError::TooManyRequests(format!(
                     "function {} is at its limit of {} concurrent instances",
                     self.spec.function,
-                    self.limit.load(Ordering::Relaxed)
+                    self.shared.limit.load(Ordering::Relaxed)
                 )));
             }
         }
@@ -129,6 +172,7 @@ impl Pool {
                 pool: self.clone(),
                 cold: true,
                 _permit: permit,
+                _slot: slot,
             }),
             Err(e) => {
                 self.forget_one();
@@ -144,7 +188,7 @@ impl Pool {
 
     fn give_back(&self, instance: Box<dyn Instance>, healthy: bool) {
         let mut s = self.state.lock().unwrap();
-        if healthy && !s.retired && s.live <= self.limit.load(Ordering::Relaxed) {
+        if healthy && !s.retired && s.live <= self.shared.limit.load(Ordering::Relaxed) {
             s.idle.push(Idle {
                 instance,
                 since: Instant::now(),
@@ -205,7 +249,7 @@ impl Pool {
     ) {
         let missing = {
             let mut s = self.state.lock().unwrap();
-            let limit = self.limit.load(Ordering::Relaxed);
+            let limit = self.shared.limit.load(Ordering::Relaxed);
             if s.retired || s.live >= s.warm_target {
                 return;
             }
@@ -282,6 +326,7 @@ pub struct Lease {
     pool: Arc<Pool>,
     cold: bool,
     _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl Lease {
