@@ -288,6 +288,10 @@ impl HostConfig {
             self.runtime.node.path.display(),
             self.runtime.node.version
         );
+    }
+
+    /// The last line of the start-up banner: what to do next.
+    pub fn hint(&self) {
         println!(
             "try: nimbus deploy examples/hello-python && nimbus invoke hello-python --data '{{\"name\":\"Ada\"}}'"
         );

@@ -36,7 +36,8 @@ pub async fn ensure_admin_key(keys: &dyn KeyStore) -> anyhow::Result<Option<NewA
 
 pub fn announce(created: Option<&NewAccessKey>, dev: bool) {
     if let Some(k) = created {
-        println!("admin access key (shown once; keep it, `nimbus keys create` makes more):");
+        println!("admin access key (shown once; keep it, `nimbus keys create` makes more).");
+        println!("The CLI and the AWS SDKs read these two variables:");
         println!("  export AWS_ACCESS_KEY_ID={}", k.key.access_key_id);
         println!("  export AWS_SECRET_ACCESS_KEY={}", k.secret_access_key);
     }

@@ -132,6 +132,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     host.announce(api_addr, loaded);
     keys::announce(admin_key.as_ref(), args.dev);
+    host.hint();
 
     let stop = CancellationToken::new();
     let server = tokio::spawn({
