@@ -37,6 +37,8 @@ pub struct Scheduler {
     pools: Mutex<Vec<Weak<Pool>>>,
     /// Per function, shared by the pools of all its versions.
     limits: Mutex<std::collections::HashMap<String, Arc<FunctionLimit>>>,
+    /// New instances per second per function, and how many may start at once.
+    scale_out: (f64, f64),
 }
 
 impl Scheduler {
@@ -58,6 +60,7 @@ impl Scheduler {
             keep_alive,
             pools: Mutex::new(Vec::new()),
             limits: Mutex::new(std::collections::HashMap::new()),
+            scale_out: (100.0, 100.0),
         }
     }
 
@@ -73,7 +76,10 @@ impl Scheduler {
             limits.retain(|_, l| Arc::strong_count(l) > 1);
             limits
                 .entry(spec.function.clone())
-                .or_insert_with(|| Arc::new(FunctionLimit::new(limit, is_reserved)))
+                .or_insert_with(|| {
+                    let bucket = pool::TokenBucket::new(self.scale_out.0, self.scale_out.1);
+                    Arc::new(FunctionLimit::new(limit, is_reserved, bucket))
+                })
                 .clone()
         };
         // An existing limit wins: it carries the function's current reservation,
@@ -83,6 +89,12 @@ impl Scheduler {
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&pool));
         pool
+    }
+
+    /// Sets how fast a function may add instances: `rate` per second, `burst` at once.
+    pub fn with_scale_out(mut self, rate: f64, burst: f64) -> Self {
+        self.scale_out = (rate.max(0.01), burst.max(1.0));
+        self
     }
 
     /// The instance limit of a function with the given reserved concurrency.

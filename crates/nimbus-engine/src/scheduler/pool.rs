@@ -40,14 +40,53 @@ pub struct FunctionLimit {
     reserved: AtomicBool,
     /// Invocations running across all versions.
     busy: AtomicUsize,
+    /// New instances a function may start: a token bucket, so a burst of calls
+    /// cannot fork-bomb the host (Lambda: 1000 per 10 s per function).
+    starts: Mutex<TokenBucket>,
+}
+
+/// `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.rate.max(1e-9),
+            ))
+        }
+    }
 }
 
 impl FunctionLimit {
-    pub(crate) fn new(limit: usize, reserved: bool) -> Self {
+    pub(crate) fn new(limit: usize, reserved: bool, starts: TokenBucket) -> Self {
         Self {
             limit: AtomicUsize::new(limit),
             reserved: AtomicBool::new(reserved),
             busy: AtomicUsize::new(0),
+            starts: Mutex::new(starts),
         }
     }
 
@@ -126,7 +165,7 @@ impl Pool {
         let slot = self.shared.claim(&self.spec.function)?;
         loop {
             let released = self.released.notified();
-            {
+            let token_wait = {
                 let mut s = self.state.lock().unwrap();
                 while let Some(mut idle) = s.idle.pop() {
                     if !idle.instance.is_alive() {
@@ -145,15 +184,36 @@ impl Pool {
                 }
                 let limit = self.shared.limit.load(Ordering::Relaxed);
                 if s.live < limit {
-                    s.live += 1;
-                    break;
+                    let taken = self.shared.starts.lock().unwrap().take(Instant::now());
+                    match taken {
+                        Ok(()) => {
+                            s.live += 1;
+                            break;
+                        }
+                        Err(wait) => Some(wait),
+                    }
+                } else {
+                    if self.shared.reserved.load(Ordering::Relaxed) {
+                        return Err(EngineError::TooManyRequests(format!(
+                            "function {} is at its reserved concurrency of {limit}",
+                            self.spec.function
+                        )));
+                    }
+                    None
                 }
-                if self.shared.reserved.load(Ordering::Relaxed) {
+            };
+            if let Some(wait) = token_wait {
+                // Scale-out rate reached: wait for a token or a free instance,
+                // whichever comes first, within the deadline.
+                if Instant::now() >= deadline {
                     return Err(EngineError::TooManyRequests(format!(
-                        "function {} is at its reserved concurrency of {limit}",
+                        "function {} is scaling out faster than its rate of new instances allows",
                         self.spec.function
                     )));
                 }
+                let until = (Instant::now() + wait).min(deadline);
+                let _ = tokio::time::timeout_at(until.into(), released).await;
+                continue;
             }
             if tokio::time::timeout_at(deadline.into(), released)
                 .await

@@ -42,6 +42,13 @@ pub struct ServerArgs {
     /// Most concurrent invocations in total.
     #[arg(long, default_value_t = 1000)]
     pub account_concurrency: usize,
+    /// New instances a function may start per second (the scale-out rate), so a
+    /// burst of calls cannot fork-bomb the machine.
+    #[arg(long, default_value_t = 50.0)]
+    pub scale_out_rate: f64,
+    /// New instances a function may start at once before the rate applies.
+    #[arg(long, default_value_t = 50.0)]
+    pub scale_out_burst: f64,
     /// How long a synchronous call waits for a free instance before a 429.
     #[arg(long, default_value = "2s")]
     pub queue_wait: humantime::Duration,

@@ -69,14 +69,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         account_concurrency: args.account_concurrency,
         queue_wait: args.queue_wait.into(),
     };
-    let scheduler = Arc::new(Scheduler::new(
-        factory,
-        logs.sender.clone(),
-        engine_config.account_concurrency,
-        engine_config.max_instances_per_function,
-        engine_config.queue_wait,
-        Arc::new(FixedKeepAlive(engine_config.keep_alive)),
-    ));
+    let scheduler = Arc::new(
+        Scheduler::new(
+            factory,
+            logs.sender.clone(),
+            engine_config.account_concurrency,
+            engine_config.max_instances_per_function,
+            engine_config.queue_wait,
+            Arc::new(FixedKeepAlive(engine_config.keep_alive)),
+        )
+        .with_scale_out(args.scale_out_rate, args.scale_out_burst),
+    );
     let registry = Arc::new(Registry::default());
     let control = Arc::new(ControlPlane::new(
         engine_config.clone(),

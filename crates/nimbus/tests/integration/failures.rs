@@ -246,3 +246,48 @@ fn a_hung_function_does_not_disturb_others() {
     }
     assert_eq!(hung.join().unwrap(), 200);
 }
+
+#[test]
+fn a_burst_is_held_to_the_scale_out_rate() {
+    let s = Server::start_with(&[
+        "--scale-out-rate",
+        "0.5",
+        "--scale-out-burst",
+        "2",
+        "--queue-wait",
+        "0s",
+    ]);
+    deploy_py(
+        &s,
+        "bursty",
+        "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 'ok'\n",
+        json!({}),
+    );
+    let handles: Vec<_> = (0..5)
+        .map(|_| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let r = authed_client()
+                    .post(format!("{url}/v1/functions/bursty/invoke"))
+                    .body("{}")
+                    .send()
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.text().unwrap())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results.iter().filter(|(st, _)| *st == 200).count();
+    let throttled: Vec<_> = results.iter().filter(|(st, _)| *st == 429).collect();
+    assert_eq!(
+        ok, 2,
+        "only the burst of 2 new instances starts at once: {results:?}"
+    );
+    assert_eq!(throttled.len(), 3, "{results:?}");
+    assert!(
+        throttled[0].1.contains("scaling out faster"),
+        "{}",
+        throttled[0].1
+    );
+}
