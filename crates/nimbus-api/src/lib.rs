@@ -12,6 +12,7 @@ mod error;
 mod functions;
 mod invoke;
 mod keys;
+mod usage;
 mod versions;
 
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub fn router(state: ApiState) -> Router {
             put(versions::put_alias).delete(versions::delete_alias),
         )
         .route("/v1/code/{sha256}", get(functions::download_code))
+        .route("/v1/usage", get(usage::usage))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/{id}/replay", post(dlq::replay))
         .route("/v1/keys", get(keys::list).post(keys::create))

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use nimbus_core::limits::{LOG_TAIL_BYTES, MAX_SYNC_REQUEST_BYTES};
 use nimbus_core::{InvocationId, InvokeRequest};
 use nimbus_runtime::{Dispatch, LogLine, Outcome};
+use nimbus_store::UsageRecord;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,6 +41,7 @@ pub struct Invoker {
     registry: Arc<Registry>,
     scheduler: Arc<Scheduler>,
     logs: mpsc::Sender<LogLine>,
+    usage: mpsc::Sender<UsageRecord>,
     tracker: TaskTracker,
     /// Stops invocations still running after the shutdown grace period.
     cancel: CancellationToken,
@@ -51,11 +53,13 @@ impl Invoker {
         registry: Arc<Registry>,
         scheduler: Arc<Scheduler>,
         logs: mpsc::Sender<LogLine>,
+        usage: mpsc::Sender<UsageRecord>,
     ) -> Self {
         Self {
             registry,
             scheduler,
             logs,
+            usage,
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
         }
@@ -81,9 +85,47 @@ impl Invoker {
         let scheduler = self.scheduler.clone();
         let logs = self.logs.clone();
         let cancel = self.cancel.clone();
-        let task = self
-            .tracker
-            .spawn(async move { run(deployed, req, &scheduler, &logs, cancel).await });
+        let usage = self.usage.clone();
+        let task = self.tracker.spawn(async move {
+            let function = deployed.spec.function.clone();
+            let (version, memory_mb) = (deployed.spec.version.clone(), deployed.spec.memory_mb);
+            let request_id = req.id.to_string();
+            let result = run(deployed, req, &scheduler, &logs, cancel).await;
+            let record = match &result {
+                Ok(r) => Some(UsageRecord {
+                    ts_ms: chrono::Utc::now().timestamp_millis(),
+                    function,
+                    version: r.executed_version.clone(),
+                    request_id,
+                    duration_ms: r.duration.as_secs_f64() * 1000.0,
+                    billed_ms: r.billed_ms,
+                    memory_mb: r.memory_mb,
+                    cold: r.cold_start,
+                    init_ms: r.init_duration.map(|d| d.as_secs_f64() * 1000.0),
+                    outcome: match r.outcome {
+                        Outcome::Success { .. } => "success".into(),
+                        Outcome::Error { .. } => "error".into(),
+                    },
+                }),
+                Err(EngineError::TooManyRequests(_)) => Some(UsageRecord {
+                    ts_ms: chrono::Utc::now().timestamp_millis(),
+                    function,
+                    version,
+                    request_id,
+                    duration_ms: 0.0,
+                    billed_ms: 0,
+                    memory_mb,
+                    cold: false,
+                    init_ms: None,
+                    outcome: "throttled".into(),
+                }),
+                Err(_) => None,
+            };
+            if let Some(r) = record {
+                let _ = usage.send(r).await;
+            }
+            result
+        });
         task.await
             .map_err(|e| EngineError::InstanceStart(format!("invocation task failed: {e}")))?
     }

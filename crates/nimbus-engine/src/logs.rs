@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nimbus_runtime::LogLine;
-use nimbus_store::{LogRecord, LogStore};
+use nimbus_store::{LogRecord, LogStore, UsageRecord};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,10 @@ pub struct LogRetention {
 
 pub struct LogPipeline {
     pub sender: mpsc::Sender<LogLine>,
+    /// Metering records, written the same way (batched, low priority).
+    pub usage: mpsc::Sender<UsageRecord>,
     writer: JoinHandle<()>,
+    usage_writer: JoinHandle<()>,
     retention: JoinHandle<()>,
     cancel: CancellationToken,
 }
@@ -39,9 +42,13 @@ impl LogPipeline {
         let (sender, rx) = mpsc::channel(CHANNEL);
         let cancel = CancellationToken::new();
         let writer = tokio::spawn(write_loop(store.clone(), rx, cancel.clone()));
+        let (usage, usage_rx) = mpsc::channel(CHANNEL);
+        let usage_writer = tokio::spawn(usage_loop(store.clone(), usage_rx, cancel.clone()));
         let retention = tokio::spawn(retention_loop(store, retention, cancel.clone()));
         Self {
             sender,
+            usage,
+            usage_writer,
             writer,
             retention,
             cancel,
@@ -53,7 +60,45 @@ impl LogPipeline {
         self.cancel.cancel();
         drop(self.sender);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.usage_writer).await;
         let _ = self.retention.await;
+    }
+}
+
+async fn usage_loop(
+    store: Arc<dyn LogStore>,
+    mut rx: mpsc::Receiver<UsageRecord>,
+    cancel: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let stop = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => n == 0,
+            _ = cancel.cancelled() => {
+                while let Ok(r) = rx.try_recv() {
+                    batch.push(r);
+                }
+                true
+            }
+        };
+        if !stop {
+            // Same linger as the log lines: one transaction per interval.
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = cancel.cancelled() => {}
+            }
+            while let Ok(r) = rx.try_recv() {
+                batch.push(r);
+            }
+        }
+        if !batch.is_empty()
+            && let Err(e) = store.append_usage(std::mem::take(&mut batch)).await
+        {
+            tracing::error!("could not store metering records: {e}");
+        }
+        if stop {
+            return;
+        }
     }
 }
 

@@ -56,12 +56,38 @@ pub trait LogStore: Send + Sync + 'static {
     async fn query(&self, query: LogQuery) -> Result<Vec<StoredLog>, StoreError>;
     /// Deletes lines older than `older_than_ms` and the oldest lines beyond `max_rows`.
     async fn prune(&self, older_than_ms: i64, max_rows: i64) -> Result<usize, StoreError>;
+    /// Stores metering records (one per invocation or throttled call).
+    async fn append_usage(&self, records: Vec<UsageRecord>) -> Result<(), StoreError>;
+    /// Metering records since `since_ms`, of one function or all.
+    async fn usage(
+        &self,
+        function: Option<String>,
+        since_ms: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError>;
 }
 
-type WriteJob = (
-    Vec<LogRecord>,
-    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-);
+/// What one invocation cost: the metering record behind `nimbus usage` and `nimbus cost`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UsageRecord {
+    pub ts_ms: i64,
+    pub function: String,
+    pub version: String,
+    pub request_id: String,
+    pub duration_ms: f64,
+    pub billed_ms: u64,
+    pub memory_mb: u32,
+    pub cold: bool,
+    pub init_ms: Option<f64>,
+    /// `success`, `error` or `throttled`.
+    pub outcome: String,
+}
+
+enum Batch {
+    Logs(Vec<LogRecord>),
+    Usage(Vec<UsageRecord>),
+}
+
+type WriteJob = (Batch, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
 
 pub struct SqliteLogStore {
     /// For queries and retention.
@@ -88,8 +114,12 @@ impl SqliteLogStore {
                     );
                 }
                 let mut conn = writer;
-                while let Ok((lines, done)) = rx.recv() {
-                    let _ = done.send(insert(&mut conn, &lines));
+                while let Ok((batch, done)) = rx.recv() {
+                    let result = match batch {
+                        Batch::Logs(lines) => insert(&mut conn, &lines),
+                        Batch::Usage(records) => insert_usage(&mut conn, &records),
+                    };
+                    let _ = done.send(result);
                 }
             })
             .expect("can spawn the log writer thread");
@@ -120,18 +150,86 @@ fn insert(c: &mut Connection, lines: &[LogRecord]) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn insert_usage(c: &mut Connection, records: &[UsageRecord]) -> Result<(), StoreError> {
+    let tx = c.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO usage(ts_ms, function, version, request_id, duration_ms, billed_ms, memory_mb, cold, init_ms, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for r in records {
+            stmt.execute(params![
+                r.ts_ms,
+                r.function,
+                r.version,
+                r.request_id,
+                r.duration_ms,
+                r.billed_ms as i64,
+                r.memory_mb,
+                r.cold,
+                r.init_ms,
+                r.outcome
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl SqliteLogStore {
+    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.writer
+            .send((batch, done))
+            .map_err(|_| StoreError::Task("the log writer thread has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Task("the log writer thread has stopped".into()))?
+    }
+}
+
 #[async_trait]
 impl LogStore for SqliteLogStore {
+    async fn append_usage(&self, records: Vec<UsageRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(Batch::Usage(records)).await
+    }
+
+    async fn usage(
+        &self,
+        function: Option<String>,
+        since_ms: i64,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        with_db(&self.db, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT ts_ms, function, version, request_id, duration_ms, billed_ms, memory_mb, cold, init_ms, outcome
+                 FROM usage WHERE ts_ms >= ?1 AND (?2 IS NULL OR function = ?2) ORDER BY ts_ms",
+            )?;
+            let rows = stmt.query_map(params![since_ms, function], |r| {
+                Ok(UsageRecord {
+                    ts_ms: r.get(0)?,
+                    function: r.get(1)?,
+                    version: r.get(2)?,
+                    request_id: r.get(3)?,
+                    duration_ms: r.get(4)?,
+                    billed_ms: r.get::<_, i64>(5)? as u64,
+                    memory_mb: r.get(6)?,
+                    cold: r.get(7)?,
+                    init_ms: r.get(8)?,
+                    outcome: r.get(9)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn append(&self, lines: Vec<LogRecord>) -> Result<(), StoreError> {
         if lines.is_empty() {
             return Ok(());
         }
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.writer
-            .send((lines, done))
-            .map_err(|_| StoreError::Task("the log writer thread has stopped".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Task("the log writer thread has stopped".into()))?
+        self.write(Batch::Logs(lines)).await
     }
 
     async fn query(&self, q: LogQuery) -> Result<Vec<StoredLog>, StoreError> {
@@ -179,6 +277,7 @@ impl LogStore for SqliteLogStore {
     async fn prune(&self, older_than_ms: i64, max_rows: i64) -> Result<usize, StoreError> {
         with_db(&self.db, move |c| {
             let mut n = c.execute("DELETE FROM logs WHERE ts_ms < ?1", [older_than_ms])?;
+            c.execute("DELETE FROM usage WHERE ts_ms < ?1", [older_than_ms])?;
             let max_id: Option<i64> = c.query_row("SELECT MAX(id) FROM logs", [], |r| r.get(0))?;
             if let Some(max_id) = max_id {
                 n += c.execute("DELETE FROM logs WHERE id <= ?1", [max_id - max_rows])?;

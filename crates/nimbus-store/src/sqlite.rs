@@ -50,6 +50,21 @@ const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL,
         PRIMARY KEY (name, alias)
      );",
+    // v4: metering, one row per invocation (and per throttled call).
+    "CREATE TABLE usage (
+        ts_ms INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        version TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        billed_ms INTEGER NOT NULL,
+        memory_mb INTEGER NOT NULL,
+        cold INTEGER NOT NULL,
+        init_ms REAL,
+        outcome TEXT NOT NULL
+     );
+     CREATE INDEX usage_function_ts ON usage(function, ts_ms);
+     CREATE INDEX usage_ts ON usage(ts_ms);",
 ];
 
 pub(crate) type Db = Arc<Mutex<Connection>>;

@@ -6,6 +6,7 @@ mod functions;
 mod invoke;
 mod keys;
 mod logs;
+mod usage;
 mod versions;
 
 use std::process::ExitCode;
@@ -62,6 +63,10 @@ enum Command {
     Alias(versions::AliasArgs),
     /// Asynchronous events that failed every attempt: list and replay.
     Dlq(dlq::DlqArgs),
+    /// Requests, errors, throttles, cold starts, GB-seconds and latency per function.
+    Usage(usage::UsageArgs),
+    /// Price recorded usage (or a hypothetical workload) with Lambda's price table.
+    Cost(Box<usage::CostArgs>),
 }
 
 #[derive(clap::Args)]
@@ -101,5 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(a) => versions::publish(a).await,
         Command::Alias(a) => versions::alias(a).await,
         Command::Dlq(a) => dlq::run(a).await,
+        Command::Usage(a) => usage::usage(a).await,
+        Command::Cost(a) => usage::cost(*a).await,
     }
 }

@@ -93,6 +93,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         registry.clone(),
         scheduler.clone(),
         logs.sender.clone(),
+        logs.usage.clone(),
     ));
     let loaded = control.load_all().await?;
 

@@ -234,3 +234,77 @@ fn publish_alias_and_invoke_qualified() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
+
+#[test]
+fn usage_and_cost_match_what_ran() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "metered",
+        "def handler(e, c):\n    if e.get('fail'):\n        raise ValueError('x')\n    return 1\n",
+        serde_json::json!({"memory_mb": 256}),
+    );
+    let mut billed = 0u64;
+    for payload in [
+        serde_json::json!({}),
+        serde_json::json!({}),
+        serde_json::json!({"fail": true}),
+    ] {
+        let r = s.invoke("metered", &payload);
+        billed += r
+            .header("x-nimbus-billed-duration-ms")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let f = loop {
+        let v: Value = serde_json::from_str(&ok(&s.cli(&["usage", "metered", "--json"]))).unwrap();
+        if v[0]["requests"] == 3 || std::time::Instant::now() > deadline {
+            break v[0].clone();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(f["function"], "metered");
+    assert_eq!(f["requests"], 3, "{f}");
+    assert_eq!(f["errors"], 1);
+    assert_eq!(f["throttles"], 0);
+    assert_eq!(f["cold_starts"], 1);
+    assert_eq!(f["billed_ms"], billed);
+    let gbs = f["gb_seconds"].as_f64().unwrap();
+    assert!(
+        (gbs - billed as f64 / 1000.0 * 0.25).abs() < 1e-9,
+        "{gbs} vs {billed} ms at 256 MB"
+    );
+    let table = ok(&s.cli(&["usage"]));
+    assert!(
+        table.starts_with("FUNCTION") && table.contains("metered"),
+        "{table}"
+    );
+
+    let cost: Value = serde_json::from_str(&ok(&s.cli(&["cost", "--json"]))).unwrap();
+    assert!(
+        (cost["request_cost_usd"].as_f64().unwrap() - 3.0 / 1_000_000.0 * 0.20).abs() < 1e-12,
+        "{cost}"
+    );
+    assert!(
+        (cost["compute_cost_usd"].as_f64().unwrap() - gbs * 0.0000166667).abs() < 1e-12,
+        "{cost}"
+    );
+    let estimate: Value = serde_json::from_str(&ok(&s.cli(&[
+        "cost",
+        "--requests",
+        "1000000",
+        "--memory",
+        "128",
+        "--duration",
+        "100ms",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(estimate["gb_seconds"], 12500.0);
+    assert!(
+        (estimate["total_usd"].as_f64().unwrap() - 0.408333).abs() < 1e-5,
+        "{estimate}"
+    );
+}
