@@ -35,6 +35,7 @@ pub struct ApiState {
     pub logs: Arc<dyn LogStore>,
     pub keys: Arc<dyn KeyStore>,
     pub events: Arc<nimbus_engine::AsyncInvoker>,
+    pub scheduler: Arc<nimbus_engine::scheduler::Scheduler>,
     /// Whether AWS API requests must be signed.
     pub auth: aws::AuthMode,
 }
@@ -81,6 +82,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/code/{sha256}", get(functions::download_code))
         .route("/v1/usage", get(usage::usage))
+        .route("/metrics", get(usage::metrics))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/{id}/replay", post(dlq::replay))
         .route("/v1/keys", get(keys::list).post(keys::create))

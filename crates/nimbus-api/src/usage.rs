@@ -67,3 +67,20 @@ pub async fn usage(
         .collect();
     Ok(Json(json!({ "functions": functions })))
 }
+
+/// Prometheus metrics (text exposition format).
+pub async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse {
+    let (queue_depth, queue_oldest_age_s) = s.events.queue_stats().await;
+    let gauges = nimbus_engine::Gauges {
+        functions: s.scheduler.gauges(),
+        queue_depth,
+        queue_oldest_age_s,
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        s.invoker.metrics.render(&gauges),
+    )
+}

@@ -117,6 +117,19 @@ impl AsyncInvoker {
         Ok(self.queue.list_dead(function).await?)
     }
 
+    /// (depth, age in seconds of the oldest event) of the queue.
+    pub async fn queue_stats(&self) -> (u64, f64) {
+        match self.queue.stats().await {
+            Ok((depth, oldest)) => (
+                depth,
+                oldest
+                    .map(|t| (now_ms() - t).max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0),
+            ),
+            Err(_) => (0, 0.0),
+        }
+    }
+
     /// Puts a dead letter back in the queue. Returns whether it existed.
     pub async fn replay(&self, id: &str) -> Result<bool, EngineError> {
         let found = self.queue.replay(id, now_ms()).await?;

@@ -42,6 +42,7 @@ pub struct Invoker {
     scheduler: Arc<Scheduler>,
     logs: mpsc::Sender<LogLine>,
     usage: mpsc::Sender<UsageRecord>,
+    pub metrics: Arc<crate::Metrics>,
     tracker: TaskTracker,
     /// Stops invocations still running after the shutdown grace period.
     cancel: CancellationToken,
@@ -60,6 +61,7 @@ impl Invoker {
             scheduler,
             logs,
             usage,
+            metrics: Arc::new(crate::Metrics::default()),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
         }
@@ -86,6 +88,7 @@ impl Invoker {
         let logs = self.logs.clone();
         let cancel = self.cancel.clone();
         let usage = self.usage.clone();
+        let metrics = self.metrics.clone();
         let task = self.tracker.spawn(async move {
             let function = deployed.spec.function.clone();
             let (version, memory_mb) = (deployed.spec.version.clone(), deployed.spec.memory_mb);
@@ -122,6 +125,7 @@ impl Invoker {
                 Err(_) => None,
             };
             if let Some(r) = record {
+                metrics.observe(&r);
                 let _ = usage.send(r).await;
             }
             result

@@ -77,6 +77,8 @@ pub trait EventQueue: Send + Sync + 'static {
     async fn replay(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// When the next event becomes due (for sleeping until then).
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// (events waiting or running, enqueue time of the oldest), for metrics.
+    async fn stats(&self) -> Result<(u64, Option<i64>), StoreError>;
 }
 
 pub struct SqliteEventQueue {
@@ -240,6 +242,17 @@ impl EventQueue for SqliteEventQueue {
                  WHERE id = ?1 AND state = 'dead'",
                 params![id, now_ms],
             )? > 0)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<(u64, Option<i64>), StoreError> {
+        with_db(&self.db, |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*), MIN(enqueued_ms) FROM events WHERE state = 'ready'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?)),
+            )?)
         })
         .await
     }

@@ -164,6 +164,19 @@ impl Scheduler {
         }
     }
 
+    /// Per function: (running invocations, idle instances, instances), for metrics.
+    pub fn gauges(&self) -> std::collections::BTreeMap<String, (usize, usize, usize)> {
+        let mut out: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+        for pool in self.live_pools() {
+            let (idle, live) = pool.counts();
+            let e = out.entry(pool.spec().function.clone()).or_default();
+            e.0 = pool.busy();
+            e.1 += idle;
+            e.2 += live;
+        }
+        out
+    }
+
     /// (idle, live) instance counts for a pool, for status output and tests.
     pub fn counts(pool: &Pool) -> (usize, usize) {
         pool.counts()

@@ -294,6 +294,11 @@ impl Pool {
         self.state.lock().unwrap().warm_target = n;
     }
 
+    /// Invocations of this function running now (all versions).
+    pub fn busy(&self) -> usize {
+        self.shared.busy.load(Ordering::Relaxed)
+    }
+
     /// (requested, available) provisioned instances.
     pub fn provisioned(&self) -> (usize, usize) {
         let s = self.state.lock().unwrap();

@@ -128,6 +128,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         logs: log_store,
         keys,
         events,
+        scheduler: scheduler.clone(),
         auth: if args.dev {
             AuthMode::Dev
         } else {

@@ -284,3 +284,49 @@ fn the_native_api_requires_a_key() {
         .unwrap();
     assert_eq!(gone.status().as_u16(), 401);
 }
+
+#[test]
+fn prometheus_metrics() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "measured",
+        "def handler(e, c):\n    if e.get('fail'):\n        raise ValueError('x')\n    return 1\n",
+        json!({}),
+    );
+    s.invoke("measured", &json!({}));
+    s.invoke("measured", &json!({"fail": true}));
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        "nimbus_invocations_total{function=\"measured\"} 2",
+        "nimbus_errors_total{function=\"measured\"} 1",
+        "nimbus_cold_starts_total{function=\"measured\"} 1",
+        "nimbus_throttles_total{function=\"measured\"} 0",
+        "nimbus_duration_seconds_count{function=\"measured\"} 2",
+        "nimbus_init_duration_seconds_count{function=\"measured\"} 1",
+        "nimbus_instances{function=\"measured\",state=\"idle\"} 1",
+        "nimbus_concurrent_executions{function=\"measured\"} 0",
+        "nimbus_async_queue_depth 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+    assert!(text.contains("# TYPE nimbus_duration_seconds histogram"));
+    let anonymous = reqwest::blocking::Client::new()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(
+        anonymous.status().as_u16(),
+        401,
+        "metrics need a key like the rest of the API"
+    );
+}

@@ -1,0 +1,194 @@
+//! Prometheus metrics, rendered in the text exposition format.
+//!
+//! Counters and histograms are updated from the same place as metering (one
+//! update per invocation, under a short lock); gauges (concurrency, instances,
+//! queue depth) are read when scraped. Hand-written because the format is tiny
+//! and the hot path then costs one map lookup.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use nimbus_store::UsageRecord;
+
+/// Upper bounds (seconds) of the duration histograms.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0, 900.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, function: &str) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{function=\"{function}\",le=\"{b}\"}} {c}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{function=\"{function}\",le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{function=\"{function}\"}} {}", self.sum);
+        let _ = writeln!(
+            out,
+            "{name}_count{{function=\"{function}\"}} {}",
+            self.count
+        );
+    }
+}
+
+#[derive(Default, Clone)]
+struct FunctionMetrics {
+    invocations: u64,
+    errors: u64,
+    throttles: u64,
+    cold_starts: u64,
+    duration: Histogram,
+    init: Histogram,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    functions: Mutex<BTreeMap<String, FunctionMetrics>>,
+}
+
+/// Point-in-time values read when scraped.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// function → (running invocations, idle instances, instances)
+    pub functions: BTreeMap<String, (usize, usize, usize)>,
+    pub queue_depth: u64,
+    pub queue_oldest_age_s: f64,
+}
+
+impl Metrics {
+    pub fn observe(&self, r: &UsageRecord) {
+        let mut all = self.functions.lock().unwrap();
+        let m = all.entry(r.function.clone()).or_default();
+        match r.outcome.as_str() {
+            "throttled" => m.throttles += 1,
+            outcome => {
+                m.invocations += 1;
+                if outcome == "error" {
+                    m.errors += 1;
+                }
+                if r.cold {
+                    m.cold_starts += 1;
+                }
+                m.duration.observe(r.duration_ms / 1000.0);
+                if let Some(init) = r.init_ms {
+                    m.init.observe(init / 1000.0);
+                }
+            }
+        }
+    }
+
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let all = self.functions.lock().unwrap().clone();
+        let mut out = String::new();
+        let counter =
+            |out: &mut String, name: &str, help: &str, get: &dyn Fn(&FunctionMetrics) -> u64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (f, m) in &all {
+                    let _ = writeln!(out, "{name}{{function=\"{f}\"}} {}", get(m));
+                }
+            };
+        counter(
+            &mut out,
+            "nimbus_invocations_total",
+            "Invocations that ran.",
+            &|m| m.invocations,
+        );
+        counter(
+            &mut out,
+            "nimbus_errors_total",
+            "Invocations that ended in a function error.",
+            &|m| m.errors,
+        );
+        counter(
+            &mut out,
+            "nimbus_throttles_total",
+            "Calls refused with TooManyRequests.",
+            &|m| m.throttles,
+        );
+        counter(
+            &mut out,
+            "nimbus_cold_starts_total",
+            "Invocations that started an instance.",
+            &|m| m.cold_starts,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_duration_seconds Invocation duration (excluding init).\n# TYPE nimbus_duration_seconds histogram"
+        );
+        for (f, m) in &all {
+            m.duration.render(&mut out, "nimbus_duration_seconds", f);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_init_duration_seconds Init duration of cold starts.\n# TYPE nimbus_init_duration_seconds histogram"
+        );
+        for (f, m) in &all {
+            m.init.render(&mut out, "nimbus_init_duration_seconds", f);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_concurrent_executions Invocations running now.\n# TYPE nimbus_concurrent_executions gauge"
+        );
+        for (f, (busy, _, _)) in &gauges.functions {
+            let _ = writeln!(
+                out,
+                "nimbus_concurrent_executions{{function=\"{f}\"}} {busy}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_instances Instances by state.\n# TYPE nimbus_instances gauge"
+        );
+        for (f, (_, idle, live)) in &gauges.functions {
+            let _ = writeln!(
+                out,
+                "nimbus_instances{{function=\"{f}\",state=\"idle\"}} {idle}"
+            );
+            let _ = writeln!(
+                out,
+                "nimbus_instances{{function=\"{f}\",state=\"busy\"}} {}",
+                live.saturating_sub(*idle)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_async_queue_depth Asynchronous events waiting or running.\n# TYPE nimbus_async_queue_depth gauge\nnimbus_async_queue_depth {}",
+            gauges.queue_depth
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_async_queue_oldest_age_seconds Age of the oldest queued event.\n# TYPE nimbus_async_queue_oldest_age_seconds gauge\nnimbus_async_queue_oldest_age_seconds {}",
+            gauges.queue_oldest_age_s
+        );
+        out
+    }
+}
