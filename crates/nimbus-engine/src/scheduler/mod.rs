@@ -21,7 +21,7 @@ use nimbus_runtime::{InstanceFactory, LogLine};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub use keep_alive::{FixedKeepAlive, KeepAlivePolicy};
+pub use keep_alive::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Windows};
 pub use pool::{FunctionLimit, Lease, Pool};
 
 use crate::EngineError;

@@ -36,6 +36,11 @@ pub struct ServerArgs {
     /// How long an idle instance stays warm.
     #[arg(long, env = "NIMBUS_KEEP_ALIVE", default_value = "5m")]
     pub keep_alive: humantime::Duration,
+    /// How long idle instances live: `fixed` (--keep-alive for every function) or
+    /// `hybrid` (learns each function's idle times, after "Serverless in the Wild";
+    /// --keep-alive is its fallback).
+    #[arg(long, default_value = "fixed", value_parser = ["fixed", "hybrid"])]
+    pub keep_alive_policy: String,
     /// Most concurrent instances of one function.
     #[arg(long, default_value_t = 64)]
     pub max_instances_per_function: usize,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use nimbus_api::aws::AuthMode;
-use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
+use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention,
     Registry,
@@ -76,7 +76,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             engine_config.account_concurrency,
             engine_config.max_instances_per_function,
             engine_config.queue_wait,
-            Arc::new(FixedKeepAlive(engine_config.keep_alive)),
+            keep_alive_policy(&args.keep_alive_policy, engine_config.keep_alive),
         )
         .with_scale_out(args.scale_out_rate, args.scale_out_burst),
     );
@@ -190,6 +190,17 @@ fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+fn keep_alive_policy(name: &str, keep: std::time::Duration) -> Arc<dyn KeepAlivePolicy> {
+    match name {
+        "hybrid" => Arc::new(HybridHistogram::new(
+            std::time::Duration::from_secs(60),
+            240,
+            keep,
+        )),
+        _ => Arc::new(FixedKeepAlive(keep)),
     }
 }
 
