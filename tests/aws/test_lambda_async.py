@@ -635,3 +635,17 @@ def test_event_invoke_config_unknown_function(lambda_client):
         lambda_client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
     with pytest.raises(lambda_client.exceptions.ResourceNotFoundException):
         lambda_client.get_function_event_invoke_config(FunctionName=name)
+
+
+def test_undeliverable_failure_record_is_kept_as_a_dead_letter(lambda_client, server, async_function):
+    # The OnFailure destination does not exist: the event must not vanish.
+    fn = async_function()
+    missing = h.function_arn(h.unique_name("nowhere"))
+    lambda_client.put_function_event_invoke_config(
+        FunctionName=fn.name, MaximumRetryAttempts=0, DestinationConfig={"OnFailure": {"Destination": missing}}
+    )
+    event = {"n": h.unique_name("lost"), "fail": True}
+    invoke_event(lambda_client, fn.name, event)
+    entries = wait_until("a DLQ entry", lambda: dlq_events(server, fn.name), server, fn.name)
+    assert entries[0]["payload"] == event
+    assert "delivery" in entries[0]["error"], entries[0]

@@ -101,3 +101,12 @@ def test_reservation_covers_all_versions_of_a_function(lambda_client, slow_funct
         lambda_client.invoke(FunctionName=name, Payload=b"{}")  # $LATEST shares the reservation
     t.join()
     assert lambda_client.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+
+
+def test_a_recreated_function_does_not_inherit_the_old_reservation(lambda_client, create_function):
+    fn = create_function()
+    lambda_client.put_function_concurrency(FunctionName=fn.name, ReservedConcurrentExecutions=0)
+    lambda_client.delete_function(FunctionName=fn.name)
+    create_function(name=fn.name)
+    assert "ReservedConcurrentExecutions" not in lambda_client.get_function_concurrency(FunctionName=fn.name)
+    assert lambda_client.invoke(FunctionName=fn.name, Payload=b"{}")["StatusCode"] == 200

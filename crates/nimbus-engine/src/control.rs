@@ -327,6 +327,7 @@ impl ControlPlane {
         for old in self.registry.remove(name) {
             old.pool.retire();
         }
+        self.scheduler.forget_function(name.as_str());
         Ok(())
     }
 

@@ -167,9 +167,15 @@ impl AsyncInvoker {
                     me.wake.notify_one();
                 });
             }
-            let sleep = match self.queue.next_due().await {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, 1_000) as u64),
-                _ => Duration::from_secs(1),
+            // With every worker busy, only a finished event (wake) can change
+            // anything: do not poll the queue meanwhile.
+            let sleep = if self.slots.available_permits() == 0 {
+                Duration::from_secs(1)
+            } else {
+                match self.queue.next_due().await {
+                    Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, 1_000) as u64),
+                    _ => Duration::from_secs(1),
+                }
             };
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -213,6 +219,11 @@ impl AsyncInvoker {
         req.id = InvocationId::from(event.request_id.clone());
         req.qualifier = event.qualifier.clone();
         let result = self.invoker.invoke(req).await;
+        if self.invoker.is_shutting_down() {
+            // Cut short (or refused) by shutdown: not the function's failure. The
+            // lease is released at the next start and the event runs again.
+            return;
+        }
         let r = match result {
             Ok(r) => r,
             Err(EngineError::TooManyRequests(_)) => {
@@ -255,7 +266,13 @@ impl AsyncInvoker {
                         None,
                         body,
                     );
-                    self.deliver(dest, record).await;
+                    if let Err(e) = self.deliver(dest, record).await {
+                        // The invocation succeeded; only its notification failed.
+                        tracing::warn!(
+                            "cannot deliver the success record of {} to {dest}: {e}",
+                            event.request_id
+                        );
+                    }
                 }
                 let _ = self.queue.complete(&event.id).await;
             }
@@ -312,8 +329,19 @@ impl AsyncInvoker {
                     Some("Unhandled"),
                     &body,
                 );
-                self.deliver(dest, record).await;
-                let _ = self.queue.complete(&event.id).await;
+                match self.deliver(dest, record).await {
+                    Ok(()) => {
+                        let _ = self.queue.complete(&event.id).await;
+                    }
+                    // Never lose it: when the destination cannot take it, keep it.
+                    Err(e) => {
+                        let why = format!("{error}; and delivery to {dest} failed: {e}");
+                        let _ = self
+                            .queue
+                            .dead(&event.id, now_ms(), event.attempts, &why)
+                            .await;
+                    }
+                }
             }
             None => {
                 if let Err(e) = self
@@ -363,16 +391,14 @@ impl AsyncInvoker {
     }
 
     /// Sends a record to a destination function, asynchronously.
-    async fn deliver(&self, destination_arn: &str, record: Value) {
+    async fn deliver(&self, destination_arn: &str, record: Value) -> Result<(), EngineError> {
         let parts: Vec<&str> = destination_arn.split(':').collect();
-        let Some(Ok(name)) = parts.get(6).map(|n| n.parse::<FunctionName>()) else {
-            tracing::warn!("invalid destination {destination_arn}");
-            return;
-        };
+        let name = parts
+            .get(6)
+            .and_then(|n| n.parse::<FunctionName>().ok())
+            .ok_or_else(|| EngineError::FunctionNotFound(destination_arn.to_string()))?;
         let mut req = InvokeRequest::new(name, Bytes::from(record.to_string()));
         req.qualifier = parts.get(7).map(|q| q.to_string());
-        if let Err(e) = self.submit(req).await {
-            tracing::warn!("cannot deliver to destination {destination_arn}: {e}");
-        }
+        self.submit(req).await.map(|_| ())
     }
 }

@@ -136,6 +136,11 @@ impl Invoker {
 
     /// Refuses new invocations and waits up to `grace` for running ones.
     /// Returns how many were still running when the grace period ended.
+    /// Whether shutdown has begun (new invocations are refused).
+    pub fn is_shutting_down(&self) -> bool {
+        self.tracker.is_closed()
+    }
+
     /// Refuses new invocations and waits up to `grace` for running ones; those
     /// still running then are stopped and answered with an error (with END and
     /// REPORT logged), so no caller is left without a result.

@@ -23,8 +23,12 @@ pub struct AliasUpdate {
     pub expected_revision: Option<String>,
 }
 
+/// A version number in its canonical form only ("1", not "01"), so that string
+/// comparisons between aliases and versions stay exact.
 fn parse_version(v: &str) -> Option<u32> {
-    v.parse().ok().filter(|n| *n > 0)
+    v.parse()
+        .ok()
+        .filter(|n: &u32| *n > 0 && n.to_string() == v)
 }
 
 impl ControlPlane {
@@ -278,6 +282,15 @@ impl ControlPlane {
             return Err(EngineError::AliasNotFound(format!("{name}:{alias}")));
         }
         self.registry.remove_alias(name, alias);
+        drop(_w);
+        // Its provisioned concurrency goes with it.
+        let key = alias.to_string();
+        let record = self
+            .modify(name, None, false, move |r| {
+                r.provisioned.remove(&key);
+            })
+            .await?;
+        self.apply_provisioned(name, &record).await;
         Ok(())
     }
 
@@ -333,8 +346,8 @@ impl ControlPlane {
                 ))
                 .into());
             }
-            let account = self.config.account_concurrency as u32;
-            if n + 100 > account {
+            let account = self.config.account_concurrency as u64;
+            if n as u64 + 100 > account {
                 return Err(ValidationError::param(format!(
                     "Requested Provisioned Concurrency ({n}) leaves less than 100 of the account's {account} unreserved"
                 ))

@@ -97,6 +97,12 @@ impl Scheduler {
         self
     }
 
+    /// Forgets a deleted function's limits, so a function created later under the
+    /// same name starts without the old reservation.
+    pub fn forget_function(&self, function: &str) {
+        self.limits.lock().unwrap().remove(function);
+    }
+
     /// The instance limit of a function with the given reserved concurrency.
     pub fn limit_for(&self, reserved: Option<u32>) -> (usize, bool) {
         match reserved {

@@ -193,7 +193,9 @@ impl Pool {
                         Err(wait) => Some(wait),
                     }
                 } else {
-                    if self.shared.reserved.load(Ordering::Relaxed) {
+                    // At the reservation: throttle at once, unless instances are
+                    // still starting (provisioned ones), which will be free soon.
+                    if self.shared.reserved.load(Ordering::Relaxed) && s.starting == 0 {
                         return Err(EngineError::TooManyRequests(format!(
                             "function {} is at its reserved concurrency of {limit}",
                             self.spec.function

@@ -110,7 +110,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             workers: args.async_workers,
         },
     ));
-    let event_workers = tokio::spawn(events.clone().run(background.clone()));
+    let events_stop = CancellationToken::new();
+    let event_workers = tokio::spawn(events.clone().run(events_stop.clone()));
 
     // API.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -159,6 +160,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Stop accepting, let running invocations finish, then stop everything else.
     stop.cancel();
+    // No new async events are claimed from here on; queued ones wait for the next start.
+    events_stop.cancel();
     let stopped = invoker.drain(args.shutdown_grace.into()).await;
     if stopped > 0 {
         tracing::warn!(

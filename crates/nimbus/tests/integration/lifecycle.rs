@@ -238,7 +238,13 @@ fn hybrid_keep_alive_policy_keeps_instances_warm_while_learning() {
     let s = Server::start_with(&["--keep-alive-policy", "hybrid", "--keep-alive", "2s"]);
     deploy_py(&s, "learner", "def handler(e, c): return 1\n", json!({}));
     assert!(s.invoke("learner", &json!({})).cold());
-    assert!(!s.invoke("learner", &json!({})).cold(), "the fallback keep-alive applies while the histogram is young");
+    assert!(
+        !s.invoke("learner", &json!({})).cold(),
+        "the fallback keep-alive applies while the histogram is young"
+    );
     std::thread::sleep(Duration::from_millis(3000));
-    assert!(s.invoke("learner", &json!({})).cold(), "and expires like a fixed one");
+    assert!(
+        s.invoke("learner", &json!({})).cold(),
+        "and expires like a fixed one"
+    );
 }
