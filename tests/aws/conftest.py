@@ -29,8 +29,10 @@ SHUTDOWN_TIMEOUT_S = 40
 class NimbusServer:
     """A running `nimbus up` process."""
 
-    def __init__(self, data_dir, log_dir):
+    def __init__(self, data_dir, log_dir, extra_args=()):
         self.data_dir = Path(data_dir)
+        # Extra `nimbus up` flags (e.g. a short --async-retry-delay).
+        self.extra_args = [str(a) for a in extra_args]
         self.stderr_path = Path(log_dir) / "server.stderr.log"
         self.stdout_lines = []
         self.url = None
@@ -44,7 +46,7 @@ class NimbusServer:
         env["NIMBUS_ADMIN_SECRET_ACCESS_KEY"] = ADMIN_SECRET_ACCESS_KEY
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
-                [str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+                [str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

@@ -15,10 +15,8 @@ functions, so all the lines of a function's log belong to that test.
 import datetime
 import json
 import os
-import queue
 import re
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +25,7 @@ import botocore.exceptions
 import pytest
 
 import lambda_helpers as h
-from conftest import STARTUP_TIMEOUT_S, NimbusServer
+from conftest import NimbusServer
 from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, NIMBUS_BIN
 
 RETRY_DELAY_S = 1
@@ -65,70 +63,11 @@ ISO_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 # --------------------------------------------------------------------------- server
 
 
-class AsyncNimbusServer(NimbusServer):
-    """`nimbus up` with extra command-line arguments (conftest's start() takes none).
-
-    Same startup logic as NimbusServer.start(): wait for the "  API:" line on stdout and
-    keep draining stdout for the life of the process.
-    """
-
-    def __init__(self, data_dir, log_dir, extra_args=()):
-        super().__init__(data_dir, log_dir)
-        self.extra_args = [str(a) for a in extra_args]
-
-    def start(self):
-        if not NIMBUS_BIN.exists():
-            pytest.fail(f"{NIMBUS_BIN} not found: run `cargo build -p nimbus` first")
-        env = dict(os.environ)
-        env["NIMBUS_ADMIN_ACCESS_KEY_ID"] = ADMIN_ACCESS_KEY_ID
-        env["NIMBUS_ADMIN_SECRET_ACCESS_KEY"] = ADMIN_SECRET_ACCESS_KEY
-        command = [
-            str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
-            *self.extra_args,
-        ]
-        with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        lines = queue.Queue()
-
-        def drain():
-            for line in self.proc.stdout:
-                self.stdout_lines.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=drain, name="nimbus-stdout", daemon=True).start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while self.url is None:
-            remaining = deadline - time.monotonic()
-            try:
-                line = lines.get(timeout=max(remaining, 0.01))
-            except queue.Empty:
-                line = None
-                remaining = 0
-            if line is None:
-                self.stop()
-                pytest.fail(
-                    f"{' '.join(command)} did not announce its API address"
-                    + (" in time" if remaining <= 0 else " (it exited)")
-                    + f"; stdout:\n{''.join(self.stdout_lines)}\nstderr:\n{self.stderr()}"
-                )
-            if line.startswith("  API:"):
-                self.url = line.split(":", 1)[1].strip()
-        return self
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Overrides conftest's `server` for this module: short async retry delay."""
     tmp = tmp_path_factory.mktemp("nimbus-async")
-    srv = AsyncNimbusServer(tmp / "data", tmp, ["--async-retry-delay", f"{RETRY_DELAY_S}s"]).start()
+    srv = NimbusServer(tmp / "data", tmp, ["--async-retry-delay", f"{RETRY_DELAY_S}s"]).start()
     yield srv
     srv.stop()
 
