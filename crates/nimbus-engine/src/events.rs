@@ -83,17 +83,7 @@ impl AsyncInvoker {
                 None => req.function.to_string(),
             }));
         }
-        if req.payload.len() > MAX_ASYNC_REQUEST_BYTES {
-            return Err(EngineError::PayloadTooLarge {
-                size: req.payload.len(),
-                limit: MAX_ASYNC_REQUEST_BYTES,
-            });
-        }
-        if req.payload.iter().all(u8::is_ascii_whitespace) {
-            req.payload = Bytes::from_static(b"{}");
-        }
-        serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload)
-            .map_err(|e| EngineError::InvalidJson(e.to_string()))?;
+        crate::invoker::check_payload(&mut req.payload, MAX_ASYNC_REQUEST_BYTES)?;
         let event = QueuedEvent {
             id: uuid::Uuid::new_v4().to_string(),
             request_id: req.id.to_string(),

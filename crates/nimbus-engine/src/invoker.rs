@@ -83,7 +83,7 @@ impl Invoker {
                 Some(q) => EngineError::FunctionNotFound(format!("{}:{q}", req.function)),
                 None => EngineError::FunctionNotFound(req.function.to_string()),
             })?;
-        check_payload(&mut req.payload)?;
+        check_payload(&mut req.payload, MAX_SYNC_REQUEST_BYTES)?;
         let scheduler = self.scheduler.clone();
         let logs = self.logs.clone();
         let cancel = self.cancel.clone();
@@ -157,11 +157,13 @@ impl Invoker {
     }
 }
 
-fn check_payload(payload: &mut Bytes) -> Result<(), EngineError> {
-    if payload.len() > MAX_SYNC_REQUEST_BYTES {
+/// The payload rules of every invocation: at most `limit` bytes, JSON, and an
+/// empty body counts as `{}` (as on Lambda).
+pub(crate) fn check_payload(payload: &mut Bytes, limit: usize) -> Result<(), EngineError> {
+    if payload.len() > limit {
         return Err(EngineError::PayloadTooLarge {
             size: payload.len(),
-            limit: MAX_SYNC_REQUEST_BYTES,
+            limit,
         });
     }
     if payload.iter().all(u8::is_ascii_whitespace) {
@@ -290,20 +292,20 @@ mod tests {
     #[test]
     fn payload_rules() {
         let mut p = Bytes::from_static(b"");
-        check_payload(&mut p).unwrap();
+        check_payload(&mut p, MAX_SYNC_REQUEST_BYTES).unwrap();
         assert_eq!(&p[..], b"{}");
         let mut p = Bytes::from_static(b"{\"a\":");
         assert!(matches!(
-            check_payload(&mut p),
+            check_payload(&mut p, MAX_SYNC_REQUEST_BYTES),
             Err(EngineError::InvalidJson(_))
         ));
         let mut p = Bytes::from(vec![b' '; MAX_SYNC_REQUEST_BYTES + 1]);
         assert!(matches!(
-            check_payload(&mut p),
+            check_payload(&mut p, MAX_SYNC_REQUEST_BYTES),
             Err(EngineError::PayloadTooLarge { .. })
         ));
         let mut p = Bytes::from_static(b"[1, 2]");
-        check_payload(&mut p).unwrap();
+        check_payload(&mut p, MAX_SYNC_REQUEST_BYTES).unwrap();
     }
 
     #[test]

@@ -67,101 +67,85 @@ impl LogPipeline {
 
 async fn usage_loop(
     store: Arc<dyn LogStore>,
-    mut rx: mpsc::Receiver<UsageRecord>,
+    rx: mpsc::Receiver<UsageRecord>,
     cancel: CancellationToken,
 ) {
+    batch_loop(rx, cancel, |records| {
+        let store = store.clone();
+        async move {
+            if let Err(e) = store.append_usage(records).await {
+                tracing::error!("could not store metering records: {e}");
+            }
+        }
+    })
+    .await
+}
+
+async fn write_loop(
+    store: Arc<dyn LogStore>,
+    rx: mpsc::Receiver<LogLine>,
+    cancel: CancellationToken,
+) {
+    batch_loop(rx, cancel, |lines| {
+        let store = store.clone();
+        async move {
+            let records = lines
+                .into_iter()
+                .map(|l| LogRecord {
+                    function: l.function.to_string(),
+                    ts_ms: l.ts_ms,
+                    instance: l.instance.to_string(),
+                    request_id: l.request_id.map(|r| r.to_string()),
+                    message: l.text,
+                })
+                .collect();
+            if let Err(e) = store.append(records).await {
+                tracing::error!("could not store log lines: {e}");
+            }
+        }
+    })
+    .await
+}
+
+/// Receives items and hands them to `write` in batches until the channel closes or
+/// `cancel` fires. It lingers briefly so that a steady trickle (START/END/REPORT
+/// of every call, a usage record per call) becomes one transaction per interval
+/// instead of one per invocation: the store then costs the warm path almost
+/// nothing. On shutdown it writes what is already queued and stops without
+/// waiting for the senders, which are cloned into many places and may outlive it.
+async fn batch_loop<T, F, Fut>(mut rx: mpsc::Receiver<T>, cancel: CancellationToken, mut write: F)
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let stop = tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => n == 0,
             _ = cancel.cancelled() => {
-                while let Ok(r) = rx.try_recv() {
-                    batch.push(r);
+                while let Ok(item) = rx.try_recv() {
+                    batch.push(item);
                 }
                 true
             }
         };
-        if !stop {
-            // Same linger as the log lines: one transaction per interval.
-            tokio::select! {
-                _ = tokio::time::sleep(LINGER) => {}
-                _ = cancel.cancelled() => {}
-            }
-            while let Ok(r) = rx.try_recv() {
-                batch.push(r);
-            }
-        }
-        if !batch.is_empty()
-            && let Err(e) = store.append_usage(std::mem::take(&mut batch)).await
-        {
-            tracing::error!("could not store metering records: {e}");
-        }
-        if stop {
-            return;
-        }
-    }
-}
-
-async fn write_loop(
-    store: Arc<dyn LogStore>,
-    mut rx: mpsc::Receiver<LogLine>,
-    cancel: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let n = tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => n,
-            // Shutdown: senders may outlive us (they are cloned into many places),
-            // so stop waiting for them and write what is already queued.
-            _ = cancel.cancelled() => {
-                while batch.len() < BATCH * 16 {
-                    match rx.try_recv() {
-                        Ok(l) => batch.push(l),
-                        Err(_) => break,
-                    }
-                }
-                if !batch.is_empty() {
-                    write_batch(&*store, &mut batch).await;
-                }
-                return;
-            }
-        };
-        if n == 0 {
-            return;
-        }
-        // Linger briefly so a steady trickle (START/END/REPORT of every call)
-        // becomes one transaction per interval instead of one per invocation:
-        // the store then costs the warm path almost nothing.
-        if batch.len() < BATCH {
+        if !stop && batch.len() < BATCH {
             tokio::select! {
                 _ = tokio::time::sleep(LINGER) => {}
                 _ = cancel.cancelled() => {}
             }
             while batch.len() < BATCH * 4 {
                 match rx.try_recv() {
-                    Ok(l) => batch.push(l),
+                    Ok(item) => batch.push(item),
                     Err(_) => break,
                 }
             }
         }
-        write_batch(&*store, &mut batch).await;
-    }
-}
-
-async fn write_batch(store: &dyn LogStore, batch: &mut Vec<LogLine>) {
-    {
-        let records = batch
-            .drain(..)
-            .map(|l| LogRecord {
-                function: l.function.to_string(),
-                ts_ms: l.ts_ms,
-                instance: l.instance.to_string(),
-                request_id: l.request_id.map(|r| r.to_string()),
-                message: l.text,
-            })
-            .collect();
-        if let Err(e) = store.append(records).await {
-            tracing::error!("could not store log lines: {e}");
+        if !batch.is_empty() {
+            write(std::mem::take(&mut batch)).await;
+        }
+        if stop {
+            return;
         }
     }
 }
