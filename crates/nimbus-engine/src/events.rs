@@ -15,7 +15,7 @@ use bytes::Bytes;
 use nimbus_core::limits::MAX_ASYNC_REQUEST_BYTES;
 use nimbus_core::{EventInvokeConfig, FunctionName, InvocationId, InvokeRequest};
 use nimbus_runtime::Outcome;
-use nimbus_store::{EventQueue, QueuedEvent};
+use nimbus_store::{EventQueue, LeaseFn, QueuedEvent};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -32,9 +32,12 @@ pub struct AsyncSettings {
     pub workers: usize,
 }
 
-/// Longest any invocation can take (900 s timeout + init), plus margin: a claim
-/// older than this belongs to a worker that died.
-const LEASE: Duration = Duration::from_secs(1_000);
+/// What a lease allows beyond the function's own timeout: an init (Lambda gives
+/// it 10 s) and slack for a loaded machine. A claim older than its lease belongs
+/// to a worker that died (on another node, in a cluster) and is taken again.
+const LEASE_MARGIN: Duration = Duration::from_secs(40);
+/// The lease of an event whose function is gone (it will be dead-lettered).
+const LEASE_UNKNOWN: Duration = Duration::from_secs(60);
 /// How long a throttled event waits before trying again.
 const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -127,16 +130,28 @@ impl AsyncInvoker {
         Ok(found)
     }
 
+    /// How long a claim lasts: the function's timeout, the longest wait for an
+    /// instance, and the margin.
+    fn lease(&self) -> LeaseFn {
+        let registry = self.registry.clone();
+        let queue_wait = self.config.queue_wait;
+        Arc::new(move |function: &str| {
+            let timeout = function
+                .parse::<FunctionName>()
+                .ok()
+                .and_then(|f| registry.get(&f))
+                .map(|d| Duration::from_secs(d.record.config.timeout_s.into()) + queue_wait);
+            (timeout.unwrap_or(LEASE_UNKNOWN) + LEASE_MARGIN).as_millis() as i64
+        })
+    }
+
     /// Claims and runs due events until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let lease = self.lease();
         loop {
             let free = self.slots.available_permits();
             let claimed = if free > 0 {
-                match self
-                    .queue
-                    .claim(now_ms(), LEASE.as_millis() as i64, free)
-                    .await
-                {
+                match self.queue.claim(now_ms(), free, lease.clone()).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!("cannot read the event queue: {e}");

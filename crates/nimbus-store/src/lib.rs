@@ -19,5 +19,5 @@ pub use error::StoreError;
 pub use keys::{AccessKey, KeyStore, NewAccessKey, SqliteKeyStore, load_or_create_master_key};
 pub use logs::{LogQuery, LogRecord, LogStore, SqliteLogStore, StoredLog, UsageRecord};
 pub use metadata::{MetadataStore, SqliteMetadataStore};
-pub use queue::{EventQueue, QueuedEvent, SqliteEventQueue};
+pub use queue::{EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
 pub use sqlite::open_database;

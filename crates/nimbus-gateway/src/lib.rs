@@ -1,0 +1,42 @@
+//! Building blocks of Nimbus's HTTP gateway, free of I/O.
+//!
+//! The gateway lets functions written for API Gateway (REST and HTTP APIs),
+//! Lambda function URLs and WebSocket APIs run unchanged behind Nimbus. What
+//! makes that work is not the listener but the details: which route wins,
+//! what the event looks like down to `null` versus absent, how a handler's
+//! return value becomes a response. Those details live here as pure
+//! functions over `http` types and bytes, so they are unit-tested exhaustively
+//! and the listener stays a thin piece of wiring.
+//!
+//! One request, in order:
+//!
+//! 1. CORS preflight: [`cors::is_preflight`] → [`cors::CorsConfig::preflight`]
+//!    (answered by the gateway, no function runs);
+//! 2. [`routes::RouteTable::lookup`] → 404 via [`apigw::not_found_response`];
+//! 3. [`ratelimit::RateLimiter::check`] → 429 via [`ratelimit::Throttled::response`];
+//! 4. [`auth`]: keys or [`auth::JwtVerifier::verify_request`] → 401/403 via
+//!    [`auth::AuthError::response`];
+//! 5. build the event: [`apigw::v1::build_event`], [`apigw::v2::build_event`]
+//!    or [`apigw::function_url::build_event`] from an [`apigw::ProxyRequest`];
+//! 6. invoke the function with those bytes (outside this crate);
+//! 7. map its output: `parse_response` of the same format, and on error or
+//!    function failure the format's `malformed_response`;
+//! 8. [`cors::CorsConfig::apply`] on the response headers;
+//! 9. log an [`access_log::AccessLog`] line.
+
+pub mod access_log;
+pub mod apigw;
+pub mod auth;
+pub mod cors;
+pub mod ratelimit;
+pub mod routes;
+pub mod websocket;
+
+pub use access_log::AccessLog;
+pub use apigw::{ApiInfo, PayloadFormat, ProxyRequest, ResponseError};
+pub use auth::{AuthError, JwtPrincipal, JwtVerifier, KeyHash};
+pub use cors::CorsConfig;
+pub use ratelimit::{RateLimit, RateLimiter, Throttled, TokenBucket};
+pub use routes::{
+    Lookup, PathParams, RouteError, RouteMatch, RouteMethod, RouteTable, RouteTarget,
+};
