@@ -20,6 +20,7 @@ use crate::runtime_api::{ApiEvent, RuntimeApiServer};
 use crate::sandbox::{
     CgroupSupport, ChildLimits, InstanceCgroup, UserPolicy, apply_in_child, kill_group,
 };
+use crate::spare::{self, SparePool};
 use crate::spec::{Dispatch, InstanceSpec, InvokeResult, Outcome};
 use crate::{Instance, InstanceFactory, StartError};
 
@@ -41,6 +42,10 @@ pub struct ProcessRuntimeConfig {
     pub max_file_bytes: u64,
     /// On-demand init budget before "suppressed init" (Lambda: 10 s).
     pub init_limit: Duration,
+    /// Spare instances kept started per runtime shape (0: none); see `spare`.
+    pub spares: usize,
+    /// A shape's spares are stopped when no instance of it was started for this long.
+    pub spare_idle: Duration,
 }
 
 /// A resolved interpreter: the real binary (never a version-manager shim) and its version.
@@ -99,55 +104,71 @@ impl Interpreter {
 
 /// Starts process instances.
 pub struct ProcessFactory {
-    config: ProcessRuntimeConfig,
+    inner: Arc<Launcher>,
+}
+
+/// What starting a process needs; shared with the tasks that start spares.
+pub(crate) struct Launcher {
+    pub(crate) config: ProcessRuntimeConfig,
+    pub(crate) spares: SparePool,
 }
 
 impl ProcessFactory {
     pub fn new(config: ProcessRuntimeConfig) -> Self {
-        Self { config }
+        Self {
+            inner: Arc::new(Launcher {
+                config,
+                spares: SparePool::default(),
+            }),
+        }
     }
 
     pub fn config(&self) -> &ProcessRuntimeConfig {
-        &self.config
-    }
-
-    fn command(&self, spec: &InstanceSpec) -> (PathBuf, Vec<String>, PathBuf, Option<String>) {
-        let c = &self.config;
-        match spec.runtime {
-            Runtime::Python3 => (
-                c.python.path.clone(),
-                vec![
-                    "-s".into(),
-                    c.bootstraps.python_file().display().to_string(),
-                ],
-                c.bootstraps.python_dir.clone(),
-                Some(format!("AWS_Lambda_python{}", c.python.version)),
-            ),
-            Runtime::Nodejs => {
-                // V8 sizes its heap from the machine, not the cgroup; keep it inside
-                // the function's memory so it collects garbage before the OOM killer acts.
-                let heap = (spec.memory_mb as u64 * 85 / 100).max(64);
-                (
-                    c.node.path.clone(),
-                    vec![
-                        format!("--max-old-space-size={heap}"),
-                        c.bootstraps.node_file().display().to_string(),
-                    ],
-                    c.bootstraps.node_dir.clone(),
-                    Some(format!("AWS_Lambda_nodejs{}.x", c.node.version)),
-                )
-            }
-            Runtime::Provided => (
-                spec.code_dir.join("bootstrap"),
-                vec![],
-                spec.code_dir.clone(),
-                None,
-            ),
-        }
+        &self.inner.config
     }
 }
 
-fn environment(
+/// The interpreter command line of an instance: (program, arguments, runtime
+/// directory, `AWS_EXECUTION_ENV`). Node's depends on the memory size.
+pub(crate) fn command(
+    c: &ProcessRuntimeConfig,
+    spec: &InstanceSpec,
+) -> (PathBuf, Vec<String>, PathBuf, Option<String>) {
+    match spec.runtime {
+        Runtime::Python3 => (
+            c.python.path.clone(),
+            vec![
+                "-s".into(),
+                c.bootstraps.python_file().display().to_string(),
+            ],
+            c.bootstraps.python_dir.clone(),
+            Some(format!("AWS_Lambda_python{}", c.python.version)),
+        ),
+        Runtime::Nodejs => (
+            c.node.path.clone(),
+            vec![
+                format!("--max-old-space-size={}", node_heap_mb(spec.memory_mb)),
+                c.bootstraps.node_file().display().to_string(),
+            ],
+            c.bootstraps.node_dir.clone(),
+            Some(format!("AWS_Lambda_nodejs{}.x", c.node.version)),
+        ),
+        Runtime::Provided => (
+            spec.code_dir.join("bootstrap"),
+            vec![],
+            spec.code_dir.clone(),
+            None,
+        ),
+    }
+}
+
+/// V8 sizes its heap from the machine, not the cgroup; keep it inside the
+/// function's memory so it collects garbage before the OOM killer acts.
+pub(crate) fn node_heap_mb(memory_mb: u32) -> u64 {
+    (memory_mb as u64 * 85 / 100).max(64)
+}
+
+pub(crate) fn environment(
     spec: &InstanceSpec,
     instance: &str,
     api: &str,
@@ -213,7 +234,40 @@ impl InstanceFactory for ProcessFactory {
         spec: Arc<InstanceSpec>,
         logs: mpsc::Sender<LogLine>,
     ) -> Result<Box<dyn Instance>, StartError> {
+        if let Some(spare) = spare::take(&self.inner, &spec, &logs) {
+            return Ok(Box::new(spare));
+        }
+        Ok(Box::new(self.inner.launch(spec, logs, None).await?))
+    }
+
+    async fn shutdown(&self) {
+        for spare in self.inner.spares.drain() {
+            Box::new(spare).shutdown().await;
+        }
+    }
+}
+
+impl ProcessFactory {
+    /// Spare instances ready now.
+    pub fn spares_ready(&self) -> usize {
+        self.inner.spares.ready()
+    }
+}
+
+impl Launcher {
+    /// Starts a process for `spec`; with `assignment`, a spare that waits for
+    /// its function (its `spec` is a placeholder until `assign`).
+    pub(crate) async fn launch(
+        &self,
+        spec: Arc<InstanceSpec>,
+        logs: mpsc::Sender<LogLine>,
+        assignment: Option<(oneshot::Sender<Bytes>, oneshot::Receiver<Bytes>)>,
+    ) -> Result<ProcessInstance, StartError> {
         let c = &self.config;
+        let (assign_tx, assign_rx) = match assignment {
+            Some((tx, rx)) => (Some(tx), Some(rx)),
+            None => (None, None),
+        };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let workdir = c.run_dir.join("instances").join(&id);
         let tmp = workdir.join("tmp");
@@ -242,9 +296,15 @@ impl InstanceFactory for ProcessFactory {
         };
         let (next_tx, next_rx) = mpsc::channel(1);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let server = RuntimeApiServer::start(next_rx, events_tx, spec.timeout, user.map(|u| u.uid))
-            .await
-            .map_err(StartError::RuntimeApi)?;
+        let server = RuntimeApiServer::start(
+            next_rx,
+            events_tx,
+            spec.timeout,
+            user.map(|u| u.uid),
+            assign_rx,
+        )
+        .await
+        .map_err(StartError::RuntimeApi)?;
         let (pipe, write_end) =
             LogPipe::new(spec.function.as_str().into(), id.as_str().into(), logs)
                 .map_err(StartError::Pipe)?;
@@ -260,21 +320,27 @@ impl InstanceFactory for ProcessFactory {
             None => Vec::new(),
         };
 
-        let (program, args, runtime_dir, exec_env) = self.command(&spec);
-        let env = environment(
-            &spec,
-            &id,
-            &server.addr.to_string(),
-            &runtime_dir,
-            exec_env,
-            &tmp,
-        );
+        let (program, args, runtime_dir, exec_env) = command(c, &spec);
+        let (env, cwd) = if assign_tx.is_some() {
+            let env = spare::environment(&spec, &server.addr.to_string(), &runtime_dir, &tmp);
+            (env, runtime_dir.clone())
+        } else {
+            let env = environment(
+                &spec,
+                &id,
+                &server.addr.to_string(),
+                &runtime_dir,
+                exec_env,
+                &tmp,
+            );
+            (env, spec.code_dir.clone())
+        };
         let stderr = write_end.try_clone().map_err(StartError::Pipe)?;
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()
             .envs(&env)
-            .current_dir(&spec.code_dir)
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::from(write_end))
             .stderr(Stdio::from(stderr))
@@ -325,9 +391,10 @@ impl InstanceFactory for ProcessFactory {
         };
         let cgroup = guard.cgroup.take();
         guard.workdir = None;
-        Ok(Box::new(ProcessInstance {
+        Ok(ProcessInstance {
             id,
             spec,
+            assign_tx,
             pid,
             start_failure,
             limit_bytes: 0,
@@ -342,14 +409,16 @@ impl InstanceFactory for ProcessFactory {
             cgroups_available: c.cgroups.is_available(),
             workdir,
             init_limit: c.init_limit,
-            _server: server,
-        }))
+            server,
+        })
     }
 }
 
-struct ProcessInstance {
+pub(crate) struct ProcessInstance {
     id: String,
     spec: Arc<InstanceSpec>,
+    /// Set while this is a spare waiting for its function.
+    assign_tx: Option<oneshot::Sender<Bytes>>,
     pid: Option<u32>,
     /// Why the process could not be started (error type, detail).
     start_failure: Option<(&'static str, String)>,
@@ -365,7 +434,7 @@ struct ProcessInstance {
     cgroups_available: bool,
     workdir: PathBuf,
     init_limit: Duration,
-    _server: RuntimeApiServer,
+    server: RuntimeApiServer,
 }
 
 enum Ending {
@@ -380,8 +449,42 @@ enum Ending {
 }
 
 impl ProcessInstance {
+    /// Turns a spare into an instance of `spec`: its limits, its log attribution
+    /// and its deadline change, then the waiting bootstrap receives the task root
+    /// and the environment it would have been started with. Init is timed from
+    /// here, so the reported init duration is the function's own.
+    pub(crate) fn assign(
+        &mut self,
+        spec: Arc<InstanceSpec>,
+        config: &ProcessRuntimeConfig,
+    ) -> Result<(), String> {
+        if self.has_exited() {
+            return Err("the spare exited".into());
+        }
+        let tx = self.assign_tx.take().ok_or("not a spare")?;
+        if let Some(cg) = &self.cgroup {
+            cg.set_memory_limit(spec.memory_mb as u64 * 1024 * 1024)
+                .map_err(|e| format!("cgroup: {e}"))?;
+        }
+        let (_, _, runtime_dir, exec_env) = command(config, &spec);
+        let env = environment(
+            &spec,
+            &self.id,
+            &self.server.addr.to_string(),
+            &runtime_dir,
+            exec_env,
+            &self.workdir.join("tmp"),
+        );
+        self.pipe.set_function(spec.function.as_str().into());
+        self.server.set_timeout(spec.timeout);
+        self.spec = spec;
+        self.started = Instant::now();
+        tx.send(spare::assignment(&self.spec.code_dir, &env))
+            .map_err(|_| "the spare stopped waiting".to_string())
+    }
+
     /// Whether the process has exited (and was reaped); records the status.
-    fn has_exited(&mut self) -> bool {
+    pub(crate) fn has_exited(&mut self) -> bool {
         if self.exit_status.is_none()
             && let Ok(s) = self.exit.try_recv()
         {

@@ -17,6 +17,7 @@ mod instance;
 mod log_pipe;
 pub mod runtime_api;
 pub mod sandbox;
+mod spare;
 mod spec;
 
 use async_trait::async_trait;
@@ -51,6 +52,9 @@ pub trait InstanceFactory: Send + Sync + 'static {
         spec: std::sync::Arc<InstanceSpec>,
         logs: tokio::sync::mpsc::Sender<LogLine>,
     ) -> Result<Box<dyn Instance>, StartError>;
+
+    /// Stops whatever the factory keeps running by itself (spare instances).
+    async fn shutdown(&self) {}
 }
 
 /// One execution environment: serves one invocation at a time.

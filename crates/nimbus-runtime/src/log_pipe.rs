@@ -38,6 +38,8 @@ pub struct LogLine {
 
 /// Everything the reader and the invoking task share, behind one lock.
 struct State {
+    /// Whose output this is (a spare instance learns it when assigned).
+    function: Arc<str>,
     partial: Vec<u8>,
     request_id: Option<Arc<str>>,
     bytes: usize,
@@ -51,7 +53,6 @@ struct State {
 struct Shared {
     fd: AsyncFd<OwnedFd>,
     state: Mutex<State>,
-    function: Arc<str>,
     instance: Arc<str>,
     sink: mpsc::Sender<LogLine>,
 }
@@ -96,6 +97,7 @@ impl LogPipe {
         let shared = Arc::new(Shared {
             fd,
             state: Mutex::new(State {
+                function,
                 partial: Vec::new(),
                 request_id: None,
                 bytes: 0,
@@ -104,12 +106,16 @@ impl LogPipe {
                 ready: Vec::new(),
                 eof: false,
             }),
-            function,
             instance,
             sink,
         });
         let reader = tokio::spawn(read_loop(shared.clone()));
         Ok((Self { shared, reader }, write))
+    }
+
+    /// Attributes output from now on to `function` (a spare's assignment).
+    pub(crate) fn set_function(&self, function: Arc<str>) {
+        self.shared.state.lock().unwrap().function = function;
     }
 
     /// Attributes output from now on to `request_id`.
@@ -235,7 +241,7 @@ impl Shared {
             }
         }
         s.ready.push(LogLine {
-            function: self.function.clone(),
+            function: s.function.clone(),
             instance: self.instance.clone(),
             request_id: s.request_id.clone(),
             ts_ms: chrono::Utc::now().timestamp_millis(),

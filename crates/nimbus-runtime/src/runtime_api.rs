@@ -67,12 +67,19 @@ struct Shared {
     phase: Mutex<Phase>,
     next_rx: tokio::sync::Mutex<mpsc::Receiver<Dispatch>>,
     events: mpsc::UnboundedSender<ApiEvent>,
-    timeout: Duration,
+    /// The function's timeout, for the deadline header; a spare learns it when
+    /// it is assigned.
+    timeout: Mutex<Duration>,
+    /// A spare instance's assignment (see `instance::spare`), handed out once by
+    /// `GET /2018-06-01/runtime/nimbus/assignment`, Nimbus's only extension of
+    /// the protocol; only its own bootstraps call it.
+    assignment: Mutex<Option<tokio::sync::oneshot::Receiver<Bytes>>>,
 }
 
 /// A running Runtime API server; dropped with its instance.
 pub struct RuntimeApiServer {
     pub addr: SocketAddr,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -92,6 +99,7 @@ impl RuntimeApiServer {
         events: mpsc::UnboundedSender<ApiEvent>,
         timeout: Duration,
         owner: Option<u32>,
+        assignment: Option<tokio::sync::oneshot::Receiver<Bytes>>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -99,9 +107,12 @@ impl RuntimeApiServer {
             phase: Mutex::new(Phase::Init),
             next_rx: tokio::sync::Mutex::new(next_rx),
             events,
-            timeout,
+            timeout: Mutex::new(timeout),
+            assignment: Mutex::new(assignment),
         });
+        let serving = shared.clone();
         let task = tokio::spawn(async move {
+            let shared = serving;
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 let stream = match listener.accept().await {
@@ -138,7 +149,12 @@ impl RuntimeApiServer {
                 });
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, shared, task })
+    }
+
+    /// The timeout reported in `Lambda-Runtime-Deadline-Ms` from now on.
+    pub fn set_timeout(&self, timeout: Duration) {
+        *self.shared.timeout.lock().unwrap() = timeout;
     }
 }
 
@@ -203,6 +219,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Inf
     };
     let resp = match (req.method(), rest) {
         (&Method::GET, "invocation/next") => next(&shared).await,
+        (&Method::GET, "nimbus/assignment") => assignment(&shared).await,
         (&Method::POST, "init/error") => init_error(&shared, req).await,
         (&Method::POST, rest) if rest.starts_with("invocation/") => {
             let tail = &rest["invocation/".len()..];
@@ -229,6 +246,30 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Inf
     Ok(resp)
 }
 
+/// Long poll of a spare instance: answers with its assignment (the task root,
+/// then the function's environment as `NAME=value` entries, NUL-separated: the
+/// bootstrap decodes it before it has a JSON parser loaded).
+async fn assignment(shared: &Shared) -> Resp {
+    let waiting = shared.assignment.lock().unwrap().take();
+    let Some(waiting) = waiting else {
+        return invalid_state();
+    };
+    match waiting.await {
+        Ok(body) => {
+            let mut r = Response::new(Full::new(body));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"errorMessage":"Instance is shutting down","errorType":"InternalServerError"}"#,
+        ),
+    }
+}
+
 async fn next(shared: &Shared) -> Resp {
     {
         let mut phase = shared.phase.lock().unwrap();
@@ -252,7 +293,8 @@ async fn next(shared: &Shared) -> Resp {
     let id: Arc<str> = d.request_id.as_str().into();
     *shared.phase.lock().unwrap() = Phase::Invoking(id.clone());
     let now = Instant::now();
-    let deadline_ms = chrono::Utc::now().timestamp_millis() as u128 + shared.timeout.as_millis();
+    let timeout = *shared.timeout.lock().unwrap();
+    let deadline_ms = chrono::Utc::now().timestamp_millis() as u128 + timeout.as_millis();
     let _ = shared.events.send(ApiEvent::Dispatched(now));
     let mut r = Response::new(Full::new(d.payload));
     let h = r.headers_mut();

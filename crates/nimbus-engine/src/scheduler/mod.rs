@@ -168,6 +168,7 @@ impl Scheduler {
         for s in stops {
             let _ = s.await;
         }
+        self.factory.shutdown().await;
     }
 
     /// Per function: (running invocations, idle instances, instances), for metrics.

@@ -27,8 +27,43 @@ import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import util from 'node:util';
-import { createRequire } from 'node:module';
+import Module, { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+
+// A spare instance (Nimbus started it before any function needed it) waits here,
+// Node and this runtime loaded, for its function: the task root and the
+// environment it would have been started with. Then it goes on exactly as a
+// freshly started instance.
+if (process.env.NIMBUS_SPARE === '1') await awaitAssignment();
+
+async function awaitAssignment() {
+  const api = process.env.AWS_LAMBDA_RUNTIME_API;
+  const colon = api.lastIndexOf(':');
+  const body = await new Promise((resolve) => {
+    const chunks = [];
+    const socket = net.connect(Number(api.slice(colon + 1)), api.slice(0, colon), () => {
+      socket.write('GET /2018-06-01/runtime/nimbus/assignment HTTP/1.1\r\nHost: nimbus\r\nConnection: close\r\n\r\n');
+    });
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('error', () => process.exit(1));
+    socket.on('end', () => {
+      const all = Buffer.concat(chunks);
+      const split = all.indexOf('\r\n\r\n');
+      // Never assigned: the server stopped it.
+      if (split < 0 || !all.subarray(0, 12).equals(Buffer.from('HTTP/1.1 200'))) process.exit(0);
+      resolve(all.subarray(split + 4).toString('utf8'));
+    });
+  });
+  const fields = body.split('\0');
+  process.chdir(fields[0]);
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  for (const entry of fields.slice(1)) {
+    const eq = entry.indexOf('=');
+    process.env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  // What Node would have done with NODE_PATH at startup.
+  if (process.env.NODE_PATH) Module._initPaths();
+}
 
 const env = process.env;
 

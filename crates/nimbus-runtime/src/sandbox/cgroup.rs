@@ -151,6 +151,22 @@ impl InstanceCgroup {
             .collect()
     }
 
+    /// Changes the memory limit (a spare instance taking on a function).
+    pub fn set_memory_limit(&self, bytes: u64) -> io::Result<()> {
+        let dir = &self.dirs[0];
+        let v2 = dir.join("memory.max");
+        if v2.exists() {
+            return fs::write(v2, bytes.to_string());
+        }
+        // v1 keeps memory+swap >= memory: write the pair in whichever order the
+        // direction of the change allows (one of the memsw writes fails, harmlessly).
+        let memsw = dir.join("memory.memsw.limit_in_bytes");
+        let _ = fs::write(&memsw, bytes.to_string());
+        fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?;
+        let _ = fs::write(&memsw, bytes.to_string());
+        Ok(())
+    }
+
     /// Peak memory use of the group in bytes.
     pub fn peak_bytes(&self) -> Option<u64> {
         use std::os::unix::fs::FileExt;

@@ -41,6 +41,11 @@ pub struct ServerArgs {
     /// --keep-alive is its fallback).
     #[arg(long, default_value = "fixed", value_parser = ["fixed", "hybrid"])]
     pub keep_alive_policy: String,
+    /// Spare instances kept started per runtime (and, for Node, memory size) once
+    /// one was needed, so that cold starts skip starting the interpreter; they
+    /// stop after --keep-alive without a cold start of their kind. 0 disables.
+    #[arg(long, env = "NIMBUS_SPARE_INSTANCES", default_value_t = 1)]
+    pub spare_instances: usize,
     /// Most concurrent instances of one function.
     #[arg(long, default_value_t = 64)]
     pub max_instances_per_function: usize,
@@ -254,6 +259,8 @@ impl HostConfig {
                 max_open_files: 1024,
                 max_file_bytes: 512 * 1024 * 1024,
                 init_limit: Duration::from_secs(10),
+                spares: args.spare_instances,
+                spare_idle: args.keep_alive.into(),
             },
             data_dir,
             run_dir,

@@ -13,3 +13,4 @@ mod nodejs;
 mod provided;
 mod python;
 mod sandbox;
+mod spares;
