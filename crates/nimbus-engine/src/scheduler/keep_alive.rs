@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 pub trait KeepAlivePolicy: Send + Sync + 'static {
     /// How long an idle instance of `function` may stay warm.
     fn keep_alive(&self, function: &str) -> Duration;
+    /// For policies that unload and pre-warm: when to load an instance again
+    /// after the function's last execution, and for how long to keep it.
+    fn windows(&self, _function: &str) -> Option<Windows> {
+        None
+    }
     /// Called for every invocation, for policies that learn.
     fn record_invocation(&self, _function: &str, _at: Instant) {}
 }
@@ -44,8 +49,10 @@ struct IdleHistogram {
 /// (the paper: 1-minute bins over 4 hours). When it is representative, the
 /// instance is pre-warmed at the 5th percentile of idle time (minus 10 %) and kept
 /// until the 99th (plus 10 %); otherwise a fixed keep-alive applies. The live
-/// scheduler uses the end of that window as the keep-alive (it does not unload
-/// and pre-warm yet); `keepalive-sim` in the bench evaluates the full policy.
+/// scheduler (`Scheduler::run_reaper`) follows the windows: it unloads an
+/// instance right after its execution, pre-warms one at the window's start and
+/// unloads it at its end; `keepalive-sim` in the bench replays traces through
+/// the same policy.
 pub struct HybridHistogram {
     bin: Duration,
     bins: usize,
@@ -115,9 +122,13 @@ impl HybridHistogram {
 
 impl KeepAlivePolicy for HybridHistogram {
     fn keep_alive(&self, function: &str) -> Duration {
-        self.windows(function)
+        HybridHistogram::windows(self, function)
             .map(|w| w.prewarm + w.keep_alive)
             .unwrap_or(self.fallback)
+    }
+
+    fn windows(&self, function: &str) -> Option<Windows> {
+        HybridHistogram::windows(self, function)
     }
 
     fn record_invocation(&self, function: &str, at: Instant) {

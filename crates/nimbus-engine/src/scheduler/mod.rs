@@ -26,6 +26,11 @@ pub use pool::{FunctionLimit, Lease, Pool};
 
 use crate::EngineError;
 
+/// How often keep-alives are checked (pre-warms are timed to this precision).
+const REAPER_TICK: Duration = Duration::from_millis(100);
+/// Shorter pre-warm windows are not worth an unload: the instance stays warm.
+const MIN_PREWARM: Duration = Duration::from_secs(1);
+
 pub struct Scheduler {
     factory: Arc<dyn InstanceFactory>,
     logs: mpsc::Sender<LogLine>,
@@ -141,9 +146,12 @@ impl Scheduler {
         pools.iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// Stops idle instances whose keep-alive has passed, until cancelled.
+    /// Applies the keep-alive policy until cancelled: stops idle instances whose
+    /// keep-alive has passed, pre-warms where the policy asks for it, and keeps
+    /// provisioned instances topped up.
     pub async fn run_reaper(self: Arc<Self>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(REAPER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -151,8 +159,23 @@ impl Scheduler {
             }
             let now = Instant::now();
             for pool in self.live_pools() {
-                let keep = self.keep_alive.keep_alive(&pool.spec().function);
-                pool.reap(now, keep);
+                let function = &pool.spec().function;
+                match self.keep_alive.windows(function) {
+                    Some(w) if w.prewarm >= MIN_PREWARM => {
+                        // Unloaded right after an execution; loaded again for the
+                        // window in which the next call is likely; unloaded after it.
+                        if let Some(since) = pool.idle_since() {
+                            let idle = now.duration_since(since);
+                            if idle >= w.prewarm && idle < w.prewarm + w.keep_alive {
+                                pool.prewarm(&self.factory, &self.logs);
+                            } else {
+                                pool.reap(now, Duration::ZERO);
+                            }
+                        }
+                    }
+                    Some(w) => pool.reap(now, w.prewarm + w.keep_alive),
+                    None => pool.reap(now, self.keep_alive.keep_alive(function)),
+                }
                 pool.fill(&self.factory, &self.logs);
             }
         }

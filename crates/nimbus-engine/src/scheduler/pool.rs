@@ -26,6 +26,10 @@ struct State {
     warm_target: usize,
     /// Instances being started ahead of demand (not yet initialised).
     starting: usize,
+    /// When an invocation last ended (the start of the current idle period).
+    last_release: Option<Instant>,
+    /// The idle period (its `last_release`) an instance was pre-warmed for.
+    prewarmed_for: Option<Instant>,
 }
 
 /// Concurrency limits of one function, shared by the pools of all its versions
@@ -133,6 +137,8 @@ impl Pool {
                 retired: false,
                 warm_target: 0,
                 starting: 0,
+                last_release: None,
+                prewarmed_for: None,
             }),
             released: Notify::new(),
         }
@@ -250,6 +256,7 @@ impl Pool {
 
     fn give_back(&self, instance: Box<dyn Instance>, healthy: bool) {
         let mut s = self.state.lock().unwrap();
+        s.last_release = Some(Instant::now());
         if healthy && !s.retired && s.live <= self.shared.limit.load(Ordering::Relaxed) {
             s.idle.push(Idle {
                 instance,
@@ -291,6 +298,35 @@ impl Pool {
         }
     }
 
+    /// When the pool's current idle period began: `None` while an invocation
+    /// runs or before the first one.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        let s = self.state.lock().unwrap();
+        let running = s.live - s.starting - s.idle.len();
+        if running > 0 { None } else { s.last_release }
+    }
+
+    /// Starts one instance ahead of the next call, once per idle period, if
+    /// none exists (the pre-warm of a learning keep-alive policy).
+    pub(crate) fn prewarm(
+        self: &Arc<Self>,
+        factory: &Arc<dyn InstanceFactory>,
+        logs: &mpsc::Sender<LogLine>,
+    ) {
+        {
+            let mut s = self.state.lock().unwrap();
+            let period = s.last_release;
+            if s.retired || s.live > 0 || period.is_none() || s.prewarmed_for == period {
+                return;
+            }
+            s.prewarmed_for = period;
+            s.live += 1;
+            s.starting += 1;
+        }
+        tracing::debug!(function = %self.spec.function, "pre-warming an instance");
+        self.start_ahead(1, "on-demand", factory, logs);
+    }
+
     /// Sets the provisioned concurrency: this many instances are kept initialised.
     pub fn set_warm_target(&self, n: usize) {
         self.state.lock().unwrap().warm_target = n;
@@ -325,10 +361,22 @@ impl Pool {
             s.starting += n;
             n
         };
+        self.start_ahead(missing, "provisioned-concurrency", factory, logs);
+    }
+
+    /// Starts `n` instances (already counted in `live` and `starting`) and
+    /// offers each once it is initialised.
+    fn start_ahead(
+        self: &Arc<Self>,
+        n: usize,
+        initialization_type: &'static str,
+        factory: &Arc<dyn InstanceFactory>,
+        logs: &mpsc::Sender<LogLine>,
+    ) {
         let mut spec = (*self.spec).clone();
-        spec.initialization_type = "provisioned-concurrency";
+        spec.initialization_type = initialization_type;
         let spec = Arc::new(spec);
-        for _ in 0..missing {
+        for _ in 0..n {
             let (pool, factory, logs, spec) =
                 (self.clone(), factory.clone(), logs.clone(), spec.clone());
             tokio::spawn(async move {
@@ -336,13 +384,13 @@ impl Pool {
                     Ok(mut instance) => match instance.wait_ready(PROVISION_INIT_LIMIT).await {
                         Ok(()) => Some(instance),
                         Err(e) => {
-                            tracing::warn!(function = %pool.spec.function, "provisioned instance failed to initialise: {e}");
+                            tracing::warn!(function = %pool.spec.function, "instance started ahead failed to initialise: {e}");
                             tokio::spawn(instance.shutdown());
                             None
                         }
                     },
                     Err(e) => {
-                        tracing::warn!(function = %pool.spec.function, "cannot start a provisioned instance: {e}");
+                        tracing::warn!(function = %pool.spec.function, "cannot start an instance ahead: {e}");
                         None
                     }
                 };

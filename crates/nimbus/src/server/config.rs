@@ -41,6 +41,10 @@ pub struct ServerArgs {
     /// --keep-alive is its fallback).
     #[arg(long, default_value = "fixed", value_parser = ["fixed", "hybrid"])]
     pub keep_alive_policy: String,
+    /// Width of the hybrid policy's idle-time histogram bins (240 of them);
+    /// the paper uses one minute.
+    #[arg(long, default_value = "1m", hide = true)]
+    pub keep_alive_bin: humantime::Duration,
     /// Spare instances kept started per runtime (and, for Node, memory size) once
     /// one was needed, so that cold starts skip starting the interpreter; they
     /// stop after --keep-alive without a cold start of their kind. 0 disables.

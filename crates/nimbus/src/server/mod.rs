@@ -76,7 +76,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             engine_config.account_concurrency,
             engine_config.max_instances_per_function,
             engine_config.queue_wait,
-            keep_alive_policy(&args.keep_alive_policy, engine_config.keep_alive),
+            keep_alive_policy(
+                &args.keep_alive_policy,
+                engine_config.keep_alive,
+                args.keep_alive_bin.into(),
+            ),
         )
         .with_scale_out(args.scale_out_rate, args.scale_out_burst),
     );
@@ -196,13 +200,13 @@ fn raise_fd_limit() {
     }
 }
 
-fn keep_alive_policy(name: &str, keep: std::time::Duration) -> Arc<dyn KeepAlivePolicy> {
+fn keep_alive_policy(
+    name: &str,
+    keep: std::time::Duration,
+    bin: std::time::Duration,
+) -> Arc<dyn KeepAlivePolicy> {
     match name {
-        "hybrid" => Arc::new(HybridHistogram::new(
-            std::time::Duration::from_secs(60),
-            240,
-            keep,
-        )),
+        "hybrid" => Arc::new(HybridHistogram::new(bin, 240, keep)),
         _ => Arc::new(FixedKeepAlive(keep)),
     }
 }

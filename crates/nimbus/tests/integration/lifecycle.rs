@@ -291,3 +291,59 @@ fn hybrid_keep_alive_policy_keeps_instances_warm_while_learning() {
         "and expires like a fixed one"
     );
 }
+
+/// Instances of `function` by state, from the Prometheus endpoint.
+fn instances(s: &Server, function: &str) -> u64 {
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("nimbus_instances{{function=\"{function}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn hybrid_policy_unloads_after_a_call_and_prewarms_before_the_next() {
+    // 80 ms histogram bins (the paper's are a minute) and calls every 1.2 s: the
+    // policy learns to pre-warm at ~1.08 s after a call and unload at ~1.41 s.
+    let s = Server::start_with(&[
+        "--keep-alive-policy",
+        "hybrid",
+        "--keep-alive-bin",
+        "80ms",
+        "--keep-alive",
+        "60s",
+    ]);
+    deploy_py(&s, "periodic", "def handler(e, c): return 1\n", json!({}));
+    let gap = Duration::from_millis(1200);
+    let mut next = Instant::now();
+    // Learning: the histogram needs ten idle times before it is trusted.
+    for _ in 0..11 {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        s.invoke("periodic", &json!({}));
+        next += gap;
+    }
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            instances(&s, "periodic"),
+            0,
+            "round {round}: unloaded right after the call, not kept idle"
+        );
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let r = s.invoke("periodic", &json!({}));
+        assert!(
+            !r.cold(),
+            "round {round}: an instance was pre-warmed for the expected call"
+        );
+        next += gap;
+    }
+    // No call in the window: the pre-warmed instance goes at its end.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(instances(&s, "periodic"), 0);
+}
