@@ -14,6 +14,7 @@ mod invoke;
 mod keys;
 mod usage;
 mod versions;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub keys: Arc<dyn KeyStore>,
     pub events: Arc<nimbus_engine::AsyncInvoker>,
     pub scheduler: Arc<nimbus_engine::scheduler::Scheduler>,
+    /// State machines and their executions (`/v1/workflows`, Step Functions API).
+    pub workflows: Arc<nimbus_engine::workflows::Workflows>,
     /// Whether AWS API requests must be signed.
     pub auth: aws::AuthMode,
 }
@@ -87,6 +90,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq::replay))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
+        .route("/v1/workflows", get(workflows::list).post(workflows::create))
+        .route(
+            "/v1/workflows/{name}",
+            get(workflows::get)
+                .put(workflows::put)
+                .delete(workflows::delete),
+        )
+        .route(
+            "/v1/workflows/{name}/executions",
+            get(workflows::list_executions).post(workflows::start),
+        )
+        .route("/v1/executions/{id}", get(workflows::describe_execution))
+        .route("/v1/executions/{id}/history", get(workflows::history))
+        .route("/v1/executions/{id}/stop", post(workflows::stop))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

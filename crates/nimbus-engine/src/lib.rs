@@ -20,6 +20,7 @@ mod registry;
 mod report;
 pub mod scheduler;
 mod versions;
+pub mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;

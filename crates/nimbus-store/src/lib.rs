@@ -13,6 +13,7 @@ mod logs;
 mod metadata;
 mod queue;
 mod sqlite;
+mod workflows;
 
 pub use code::{CodeInfo, CodeStore};
 pub use error::StoreError;
@@ -21,3 +22,7 @@ pub use logs::{LogQuery, LogRecord, LogStore, SqliteLogStore, StoredLog, UsageRe
 pub use metadata::{MetadataStore, SqliteMetadataStore};
 pub use queue::{EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
 pub use sqlite::open_database;
+pub use workflows::{
+    ExecutionQuery, ExecutionRecord, ExecutionUpdate, SqliteWorkflowStore, StateMachineRecord,
+    StoredEvent, WorkflowStore,
+};

@@ -36,8 +36,16 @@ pub async fn authenticate(State(s): State<ApiState>, req: Request, next: Next) -
     if s.auth == AuthMode::Dev {
         return next.run(req).await;
     }
+    // JSON-protocol services read the error code from `__type` in the body.
+    let json_protocol = super::is_json_protocol(req.uri().path(), req.headers());
     match verify(&s, req).await {
         Ok(req) => next.run(req).await,
+        Err(e) if json_protocol => super::stepfunctions::StatesError {
+            status: e.status,
+            code: e.code.to_string(),
+            message: e.message,
+        }
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -49,7 +57,7 @@ fn auth_error(e: sigv4::AuthError) -> AwsError {
 async fn verify(s: &ApiState, req: Request) -> Result<Request, AwsError> {
     let (parts, body) = req.into_parts();
     let parsed = sigv4::parse_authorization(&parts.headers).map_err(auth_error)?;
-    sigv4::check_service(&parsed, sigv4::Service::Lambda).map_err(auth_error)?;
+    sigv4::check_service(&parsed, super::expected_service(&parts)).map_err(auth_error)?;
     let secret = s
         .keys
         .secret(&parsed.credential.access_key_id)

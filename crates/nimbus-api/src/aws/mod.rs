@@ -8,9 +8,12 @@ mod auth;
 mod error;
 mod lambda;
 pub mod sigv4;
+mod stepfunctions;
 
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::middleware;
+use axum::response::{IntoResponse, Response};
 
 pub use auth::AuthMode;
 pub use error::AwsError;
@@ -20,6 +23,45 @@ use crate::ApiState;
 /// The AWS routes, behind SigV4 authentication.
 pub fn routes(state: ApiState) -> Router<ApiState> {
     lambda::routes()
+        .route("/", axum::routing::post(json_target))
         .layer(middleware::from_fn_with_state(state, auth::authenticate))
         .layer(middleware::from_fn(auth::request_id))
+}
+
+/// `POST /` of the AWS JSON protocols: the service and operation are in
+/// `X-Amz-Target` (`AWSStepFunctions.StartExecution`), so dispatch on its prefix.
+/// Other JSON-protocol services (SQS: `AmazonSQS.*`) add their prefix here.
+async fn json_target(State(s): State<ApiState>, req: Request) -> Response {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Some(op) = target.strip_prefix(stepfunctions::TARGET_PREFIX) {
+        return stepfunctions::handle(s, op, req.into_body()).await;
+    }
+    stepfunctions::StatesError::new(
+        "UnknownOperationException",
+        format!("unknown X-Amz-Target '{target}'"),
+    )
+    .into_response()
+}
+
+/// The SigV4 service a request must be signed for.
+pub(crate) fn expected_service(req: &axum::http::request::Parts) -> sigv4::Service {
+    if is_json_protocol(req.uri.path(), &req.headers) {
+        sigv4::Service::Other("states")
+    } else {
+        sigv4::Service::Lambda
+    }
+}
+
+/// Whether a request is a Step Functions (JSON 1.0 protocol) call.
+pub(crate) fn is_json_protocol(path: &str, headers: &axum::http::HeaderMap) -> bool {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    path == "/" && target.starts_with(stepfunctions::TARGET_PREFIX)
 }

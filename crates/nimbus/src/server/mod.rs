@@ -116,6 +116,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     let events_stop = CancellationToken::new();
     let event_workers = tokio::spawn(events.clone().run(events_stop.clone()));
+    // Workflows: their own database; executions that were running resume now.
+    let workflows = Arc::new(nimbus_engine::workflows::Workflows::new(
+        Arc::new(nimbus_store::SqliteWorkflowStore::open(
+            &host.data_dir.join("workflows.db"),
+        )?),
+        invoker.clone(),
+        nimbus_engine::workflows::ArnScope {
+            region: args.region.clone(),
+            account_id: args.account_id.clone(),
+        },
+    ));
+    let resumed = workflows.resume().await?;
+    if resumed > 0 {
+        tracing::info!("resumed {resumed} running workflow executions");
+    }
 
     // API.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -134,6 +149,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         keys,
         events,
         scheduler: scheduler.clone(),
+        workflows: workflows.clone(),
         auth: if args.dev {
             AuthMode::Dev
         } else {
@@ -166,7 +182,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     stop.cancel();
     // No new async events are claimed from here on; queued ones wait for the next start.
     events_stop.cancel();
+    // No new executions or tasks; steps in progress still persist.
+    workflows.begin_shutdown();
     let stopped = invoker.drain(args.shutdown_grace.into()).await;
+    workflows.shutdown().await;
     if stopped > 0 {
         tracing::warn!(
             "{stopped} invocations were still running after the grace period; they were stopped and their callers told so"

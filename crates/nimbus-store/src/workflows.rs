@@ -1,0 +1,640 @@
+//! Durable state of workflows: state machines, executions and their histories.
+//!
+//! Workflows have their own SQLite file (`workflows.db`) so that a busy
+//! workflow never contends with the metadata and log writers, and so that its
+//! durability setting can differ: `synchronous=FULL`, because an execution is
+//! acknowledged (StartExecution answers) and every transition acts (a function
+//! is invoked, a timer armed) only after its write is committed, and a commit
+//! that an OS crash could still undo would let a workflow act twice on a
+//! transition it then forgets. FULL costs one fsync per commit; the group
+//! commit below spreads that fsync over every execution writing at that moment.
+//!
+//! **Group commit.** Every write goes to one writer thread, which takes all
+//! writes waiting at that moment, runs each in its own savepoint (one failing
+//! write — a duplicate execution name — is undone alone), commits them in one
+//! transaction and only then answers each caller. Executions write their
+//! interpreter snapshot together with the history events of the step in one
+//! job, so a snapshot and its events are never seen apart.
+//!
+//! The store knows nothing about the States Language: snapshots and event
+//! details are opaque JSON text. [`WorkflowStore`] is the seam a cluster
+//! backend (PostgreSQL) implements.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+use crate::sqlite::{Db, with_db};
+
+/// A state machine as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMachineRecord {
+    pub arn: String,
+    pub name: String,
+    /// The definition text, verbatim (DescribeStateMachine returns it as given).
+    pub definition: String,
+    pub role_arn: String,
+    /// `STANDARD` or `EXPRESS`.
+    pub machine_type: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub revision: String,
+}
+
+/// An execution as stored (without its history).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`.
+    pub status: String,
+    /// JSON text.
+    pub input: String,
+    /// JSON text, once succeeded.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub start_ms: i64,
+    pub stop_ms: Option<i64>,
+    /// The definition the execution runs (a later update does not change it).
+    pub definition: String,
+    /// The serialized interpreter state while running; dropped once finished.
+    pub snapshot: Option<String>,
+}
+
+/// The part of an execution that changes with each step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionUpdate {
+    pub status: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub stop_ms: Option<i64>,
+    pub snapshot: Option<String>,
+}
+
+/// One history event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: u64,
+    pub previous_id: u64,
+    pub ts_ms: i64,
+    /// The AWS event type name, e.g. `PassStateEntered`.
+    pub event_type: String,
+    /// JSON text of the event details.
+    pub details: String,
+}
+
+/// Which executions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionQuery {
+    pub state_machine_arn: Option<String>,
+    pub status: Option<String>,
+    /// List only executions older (by start order) than this cursor.
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait WorkflowStore: Send + Sync + 'static {
+    /// Stores a new state machine; `Conflict` if the ARN exists.
+    async fn create_machine(&self, m: &StateMachineRecord) -> Result<(), StoreError>;
+    /// Replaces a state machine; `NotFound` if it does not exist.
+    async fn update_machine(&self, m: &StateMachineRecord) -> Result<(), StoreError>;
+    /// Deletes a state machine (its executions are kept). Returns whether it existed.
+    async fn delete_machine(&self, arn: &str) -> Result<bool, StoreError>;
+    async fn get_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>, StoreError>;
+    /// All state machines, by name.
+    async fn list_machines(&self) -> Result<Vec<StateMachineRecord>, StoreError>;
+
+    /// Stores a new execution with its first events, durably; `Conflict` if
+    /// the ARN exists.
+    async fn create_execution(
+        &self,
+        e: &ExecutionRecord,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), StoreError>;
+    /// Records one step: the new state and the events it produced, atomically
+    /// and durably.
+    async fn save_step(
+        &self,
+        arn: &str,
+        update: ExecutionUpdate,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), StoreError>;
+    async fn get_execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// Executions, newest first, with the cursor of each (for paging).
+    async fn list_executions(
+        &self,
+        q: ExecutionQuery,
+    ) -> Result<Vec<(i64, ExecutionRecord)>, StoreError>;
+    /// Every execution still `RUNNING` (to resume at startup).
+    async fn running_executions(&self) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// History events with ids after `after` (or before it when `reverse`),
+    /// at most `limit`.
+    async fn history(
+        &self,
+        arn: &str,
+        after: Option<u64>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+pub struct SqliteWorkflowStore {
+    writes: mpsc::Sender<Box<dyn Job>>,
+    /// Reads use their own connection: WAL lets them run beside the writer.
+    reader: Db,
+}
+
+/// Most writes committed together.
+const MAX_BATCH: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS state_machines (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    role_arn TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    revision TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    arn TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    state_machine_arn TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    cause TEXT,
+    start_ms INTEGER NOT NULL,
+    stop_ms INTEGER,
+    definition TEXT NOT NULL,
+    snapshot TEXT
+);
+CREATE INDEX IF NOT EXISTS executions_machine ON executions(state_machine_arn, seq);
+CREATE INDEX IF NOT EXISTS executions_status ON executions(status, seq);
+CREATE TABLE IF NOT EXISTS history (
+    execution INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    previous_id INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    details TEXT NOT NULL,
+    PRIMARY KEY (execution, id)
+) WITHOUT ROWID;
+";
+
+impl SqliteWorkflowStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // See the module docs: a commit is acted upon, so it must be on disk.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let reader = Connection::open(path)?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (writes, jobs) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("nimbus-workflows".into())
+            .spawn(move || write_loop(conn, jobs))
+            .map_err(|e| StoreError::Task(format!("cannot start the workflow writer: {e}")))?;
+        Ok(Self {
+            writes,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `f` in the next group commit; answers once that commit is on disk.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(WriteJob {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        let stopped = || StoreError::Task("the workflow writer has stopped".into());
+        self.writes.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// One write waiting for the group commit.
+trait Job: Send {
+    fn run(&mut self, conn: &Connection);
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct WriteJob<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> Result<T, StoreError> + Send> Job for WriteJob<T, F> {
+    fn run(&mut self, conn: &Connection) {
+        let Some(f) = self.f.take() else { return };
+        let result = conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(StoreError::from)
+            .and_then(|()| f(conn));
+        let end = if result.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        self.result = Some(
+            conn.execute_batch(end)
+                .map_err(StoreError::from)
+                .and(result),
+        );
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), _) => Err(StoreError::Task(format!("workflow commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::Task("workflow write was not run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                for job in &mut batch {
+                    job.run(&conn);
+                }
+                conn.execute_batch("COMMIT").map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    e.to_string()
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        for job in batch {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+const MACHINE_COLUMNS: &str =
+    "arn, name, definition, role_arn, type, created_ms, updated_ms, revision";
+
+fn machine_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateMachineRecord> {
+    Ok(StateMachineRecord {
+        arn: r.get(0)?,
+        name: r.get(1)?,
+        definition: r.get(2)?,
+        role_arn: r.get(3)?,
+        machine_type: r.get(4)?,
+        created_ms: r.get(5)?,
+        updated_ms: r.get(6)?,
+        revision: r.get(7)?,
+    })
+}
+
+const EXECUTION_COLUMNS: &str = "seq, arn, name, state_machine_arn, status, input, output, error, cause, start_ms, stop_ms, definition, snapshot";
+
+fn execution_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, ExecutionRecord)> {
+    Ok((
+        r.get(0)?,
+        ExecutionRecord {
+            arn: r.get(1)?,
+            name: r.get(2)?,
+            state_machine_arn: r.get(3)?,
+            status: r.get(4)?,
+            input: r.get(5)?,
+            output: r.get(6)?,
+            error: r.get(7)?,
+            cause: r.get(8)?,
+            start_ms: r.get(9)?,
+            stop_ms: r.get(10)?,
+            definition: r.get(11)?,
+            snapshot: r.get(12)?,
+        },
+    ))
+}
+
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: r.get::<_, i64>(0)? as u64,
+        previous_id: r.get::<_, i64>(1)? as u64,
+        ts_ms: r.get(2)?,
+        event_type: r.get(3)?,
+        details: r.get(4)?,
+    })
+}
+
+fn insert_events(c: &Connection, seq: i64, events: &[StoredEvent]) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "INSERT OR REPLACE INTO history(execution, id, previous_id, ts_ms, type, details)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in events {
+        stmt.execute(params![
+            seq,
+            e.id as i64,
+            e.previous_id as i64,
+            e.ts_ms,
+            e.event_type,
+            e.details
+        ])?;
+    }
+    Ok(())
+}
+
+fn seq_of(c: &Connection, arn: &str) -> Result<Option<i64>, StoreError> {
+    Ok(
+        c.prepare_cached("SELECT seq FROM executions WHERE arn = ?1")?
+            .query_row([arn], |r| r.get(0))
+            .optional()?,
+    )
+}
+
+#[async_trait]
+impl WorkflowStore for SqliteWorkflowStore {
+    async fn create_machine(&self, m: &StateMachineRecord) -> Result<(), StoreError> {
+        let m = m.clone();
+        self.write(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO state_machines(arn, name, definition, role_arn, type, created_ms, updated_ms, revision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![m.arn, m.name, m.definition, m.role_arn, m.machine_type, m.created_ms, m.updated_ms, m.revision],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("state machine {}", m.arn)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_machine(&self, m: &StateMachineRecord) -> Result<(), StoreError> {
+        let m = m.clone();
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE state_machines SET definition = ?2, role_arn = ?3, updated_ms = ?4, revision = ?5 WHERE arn = ?1",
+                params![m.arn, m.definition, m.role_arn, m.updated_ms, m.revision],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("state machine {}", m.arn)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_machine(&self, arn: &str) -> Result<bool, StoreError> {
+        let arn = arn.to_string();
+        self.write(move |c| Ok(c.execute("DELETE FROM state_machines WHERE arn = ?1", [arn])? > 0))
+            .await
+    }
+
+    async fn get_machine(&self, arn: &str) -> Result<Option<StateMachineRecord>, StoreError> {
+        let arn = arn.to_string();
+        with_db(&self.reader, move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {MACHINE_COLUMNS} FROM state_machines WHERE arn = ?1"
+            ))?
+            .query_row([arn], machine_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_machines(&self) -> Result<Vec<StateMachineRecord>, StoreError> {
+        with_db(&self.reader, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MACHINE_COLUMNS} FROM state_machines ORDER BY name"
+            ))?;
+            Ok(stmt.query_map([], machine_row)?.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn create_execution(
+        &self,
+        e: &ExecutionRecord,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), StoreError> {
+        let e = e.clone();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO executions(arn, name, state_machine_arn, status, input, output, error, cause, start_ms, stop_ms, definition, snapshot)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?
+                .execute(params![
+                    e.arn, e.name, e.state_machine_arn, e.status, e.input, e.output, e.error,
+                    e.cause, e.start_ms, e.stop_ms, e.definition, e.snapshot
+                ])?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("execution {}", e.arn)));
+            }
+            insert_events(c, c.last_insert_rowid(), &events)
+        })
+        .await
+    }
+
+    async fn save_step(
+        &self,
+        arn: &str,
+        u: ExecutionUpdate,
+        events: Vec<StoredEvent>,
+    ) -> Result<(), StoreError> {
+        let arn = arn.to_string();
+        self.write(move |c| {
+            let seq = seq_of(c, &arn)?.ok_or_else(|| StoreError::NotFound(arn.clone()))?;
+            c.prepare_cached(
+                "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_ms = ?6, snapshot = ?7 WHERE seq = ?1",
+            )?
+            .execute(params![seq, u.status, u.output, u.error, u.cause, u.stop_ms, u.snapshot])?;
+            insert_events(c, seq, &events)
+        })
+        .await
+    }
+
+    async fn get_execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        let arn = arn.to_string();
+        with_db(&self.reader, move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE arn = ?1"
+            ))?
+            .query_row([arn], execution_row)
+            .optional()?
+            .map(|(_, e)| e))
+        })
+        .await
+    }
+
+    async fn list_executions(
+        &self,
+        q: ExecutionQuery,
+    ) -> Result<Vec<(i64, ExecutionRecord)>, StoreError> {
+        with_db(&self.reader, move |c| {
+            // The snapshot and definition are left out: lists never need them.
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, arn, name, state_machine_arn, status, input, output, error, cause, start_ms, stop_ms, '', NULL
+                 FROM executions
+                 WHERE (?1 IS NULL OR state_machine_arn = ?1) AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR seq < ?3)
+                 ORDER BY seq DESC LIMIT ?4",
+            )?;
+            Ok(stmt
+                .query_map(
+                    params![q.state_machine_arn, q.status, q.before_seq, q.limit as i64],
+                    execution_row,
+                )?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn running_executions(&self) -> Result<Vec<ExecutionRecord>, StoreError> {
+        with_db(&self.reader, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'RUNNING' ORDER BY seq"
+            ))?;
+            Ok(stmt
+                .query_map([], execution_row)?
+                .map(|r| r.map(|(_, e)| e))
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        arn: &str,
+        after: Option<u64>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let arn = arn.to_string();
+        with_db(&self.reader, move |c| {
+            let Some(seq) = seq_of(c, &arn)? else {
+                return Err(StoreError::NotFound(arn));
+            };
+            let sql = if reverse {
+                "SELECT id, previous_id, ts_ms, type, details FROM history
+                 WHERE execution = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+            } else {
+                "SELECT id, previous_id, ts_ms, type, details FROM history
+                 WHERE execution = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            };
+            let bound = match (after, reverse) {
+                (Some(a), _) => a as i64,
+                (None, false) => 0,
+                (None, true) => i64::MAX,
+            };
+            let mut stmt = c.prepare_cached(sql)?;
+            Ok(stmt
+                .query_map(params![seq, bound, limit as i64], event_row)?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(arn: &str) -> ExecutionRecord {
+        ExecutionRecord {
+            arn: arn.into(),
+            name: "e".into(),
+            state_machine_arn: "sm".into(),
+            status: "RUNNING".into(),
+            input: "{}".into(),
+            output: None,
+            error: None,
+            cause: None,
+            start_ms: 1,
+            stop_ms: None,
+            definition: "{}".into(),
+            snapshot: Some("{\"s\":1}".into()),
+        }
+    }
+
+    fn event(id: u64) -> StoredEvent {
+        StoredEvent {
+            id,
+            previous_id: id - 1,
+            ts_ms: 1,
+            event_type: "PassStateEntered".into(),
+            details: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn executions_steps_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteWorkflowStore::open(&dir.path().join("w.db")).unwrap();
+        store
+            .create_execution(&execution("a"), vec![event(1)])
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create_execution(&execution("a"), vec![]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        store
+            .save_step(
+                "a",
+                ExecutionUpdate {
+                    status: "SUCCEEDED".into(),
+                    output: Some("1".into()),
+                    error: None,
+                    cause: None,
+                    stop_ms: Some(2),
+                    snapshot: None,
+                },
+                (2..=10).map(event).collect(),
+            )
+            .await
+            .unwrap();
+        let e = store.get_execution("a").await.unwrap().unwrap();
+        assert_eq!(e.status, "SUCCEEDED");
+        assert_eq!(e.snapshot, None);
+        let page = store.history("a", Some(3), 4, false).await.unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7]
+        );
+        let back = store.history("a", None, 2, true).await.unwrap();
+        assert_eq!(back.iter().map(|e| e.id).collect::<Vec<_>>(), vec![10, 9]);
+        assert!(store.running_executions().await.unwrap().is_empty());
+        let listed = store
+            .list_executions(ExecutionQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+}
