@@ -36,6 +36,8 @@ class NimbusServer:
         self.stderr_path = Path(log_dir) / "server.stderr.log"
         self.stdout_lines = []
         self.url = None
+        # The HTTP gateway's base URL (`  Gateway: http://...` in the banner).
+        self.gateway_url = None
         self.proc = None
 
     def start(self):
@@ -46,7 +48,10 @@ class NimbusServer:
         env["NIMBUS_ADMIN_SECRET_ACCESS_KEY"] = ADMIN_SECRET_ACCESS_KEY
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
-                [str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args],
+                [
+                    str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+                    "--data-dir", str(self.data_dir), *self.extra_args,
+                ],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -64,7 +69,7 @@ class NimbusServer:
 
         threading.Thread(target=drain, name="nimbus-stdout", daemon=True).start()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while self.url is None:
+        while self.url is None or self.gateway_url is None:
             remaining = deadline - time.monotonic()
             try:
                 line = lines.get(timeout=max(remaining, 0.01))
@@ -78,6 +83,8 @@ class NimbusServer:
                     + (" in time" if remaining <= 0 else " (it exited)")
                     + f"; stdout:\n{''.join(self.stdout_lines)}\nstderr:\n{self.stderr()}"
                 )
+            if line.startswith("  Gateway:"):
+                self.gateway_url = line.split(":", 1)[1].strip()
             if line.startswith("  API:"):
                 self.url = line.split(":", 1)[1].strip()
         return self

@@ -12,6 +12,7 @@ mod error;
 mod functions;
 mod invoke;
 mod keys;
+mod routes;
 mod usage;
 mod versions;
 mod workflows;
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub logs: Arc<dyn LogStore>,
     pub keys: Arc<dyn KeyStore>,
     pub events: Arc<nimbus_engine::AsyncInvoker>,
+    /// Routes, function URLs and keys of the HTTP gateway.
+    pub gateway: Arc<nimbus_gateway::Gateway>,
     pub scheduler: Arc<nimbus_engine::scheduler::Scheduler>,
     /// State machines and their executions (`/v1/workflows`, Step Functions API).
     pub workflows: Arc<nimbus_engine::workflows::Workflows>,
@@ -90,7 +93,26 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq::replay))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
-        .route("/v1/workflows", get(workflows::list).post(workflows::create))
+        .route("/v1/routes", get(routes::list).post(routes::add))
+        .route("/v1/routes/{id}", axum::routing::delete(routes::remove))
+        .route(
+            "/v1/functions/{name}/url",
+            get(routes::get_url)
+                .put(routes::put_url)
+                .delete(routes::delete_url),
+        )
+        .route(
+            "/v1/gateway/keys",
+            get(routes::list_keys).post(routes::create_key),
+        )
+        .route(
+            "/v1/gateway/keys/{id}",
+            axum::routing::delete(routes::delete_key),
+        )
+        .route(
+            "/v1/workflows",
+            get(workflows::list).post(workflows::create),
+        )
         .route(
             "/v1/workflows/{name}",
             get(workflows::get)

@@ -1,4 +1,5 @@
-//! Building blocks of Nimbus's HTTP gateway, free of I/O.
+//! Nimbus's HTTP gateway: API Gateway-style routes, function URLs and
+//! WebSocket APIs in front of the engine's `Invoker`.
 //!
 //! The gateway lets functions written for API Gateway (REST and HTTP APIs),
 //! Lambda function URLs and WebSocket APIs run unchanged behind Nimbus. What
@@ -23,20 +24,38 @@
 //!    function failure the format's `malformed_response`;
 //! 8. [`cors::CorsConfig::apply`] on the response headers;
 //! 9. log an [`access_log::AccessLog`] line.
+//!
+//! Those building blocks are pure and unit-tested. Around them:
+//! [`config`] (what users declare), [`snapshot`] (the compiled, immutable view
+//! the request path reads, swapped atomically on change), [`control`]
+//! ([`Gateway`]: validated changes, stored and recompiled), and the I/O:
+//! [`server`] (the listener) and [`ws_server`] (WebSocket sessions and the
+//! connections endpoint).
 
 pub mod access_log;
 pub mod apigw;
 pub mod auth;
+pub mod config;
+pub mod control;
 pub mod cors;
 pub mod ratelimit;
 pub mod routes;
+pub mod server;
+pub mod snapshot;
 pub mod websocket;
+pub mod ws_server;
 
 pub use access_log::AccessLog;
 pub use apigw::{ApiInfo, PayloadFormat, ProxyRequest, ResponseError};
 pub use auth::{AuthError, JwtPrincipal, JwtVerifier, KeyHash};
+pub use config::{
+    ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, NewGatewayKey, Route, RouteSpec,
+    UrlSpec,
+};
+pub use control::{Gateway, GatewayError, GatewaySettings};
 pub use cors::CorsConfig;
 pub use ratelimit::{RateLimit, RateLimiter, Throttled, TokenBucket};
 pub use routes::{
     Lookup, PathParams, RouteError, RouteMatch, RouteMethod, RouteTable, RouteTarget,
 };
+pub use server::GatewayServer;

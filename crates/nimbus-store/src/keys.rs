@@ -60,7 +60,7 @@ pub struct SqliteKeyStore {
 const MASTER_KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
 
-fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b)
         .map_err(|e| StoreError::Task(format!("no randomness available: {e}")))?;
@@ -121,10 +121,54 @@ fn random_string(prefix: &str, len: usize, alphabet: &[u8]) -> Result<String, St
     Ok(s)
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3f%z")
         .to_string()
+}
+
+/// Encrypts `msg` under the master key with a fresh nonce; `aad` (the row's id)
+/// is bound as associated data, so a ciphertext moved to another row fails.
+pub(crate) fn seal(
+    cipher: &ChaCha20Poly1305,
+    aad: &str,
+    msg: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let nonce = random::<NONCE_BYTES>()?;
+    let payload = chacha20poly1305::aead::Payload {
+        msg,
+        aad: aad.as_bytes(),
+    };
+    let mut out = nonce.to_vec();
+    out.extend(
+        cipher
+            .encrypt(&Nonce::from(nonce), payload)
+            .map_err(|_| StoreError::Task("encryption failed".into()))?,
+    );
+    Ok(out)
+}
+
+/// Decrypts what [`seal`] wrote for the same `aad`.
+pub(crate) fn open(
+    cipher: &ChaCha20Poly1305,
+    aad: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    if sealed.len() < NONCE_BYTES {
+        return Err(StoreError::Corrupt(format!("secret of {aad} is truncated")));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_BYTES);
+    let nonce = Nonce::try_from(nonce)
+        .map_err(|_| StoreError::Corrupt(format!("secret of {aad} has a bad nonce")))?;
+    let payload = chacha20poly1305::aead::Payload {
+        msg: ct,
+        aad: aad.as_bytes(),
+    };
+    cipher.decrypt(&nonce, payload).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "secret of {aad} cannot be decrypted (was master.key replaced?)"
+        ))
+    })
 }
 
 impl SqliteKeyStore {
@@ -137,40 +181,11 @@ impl SqliteKeyStore {
     }
 
     fn seal(&self, access_key_id: &str, secret: &str) -> Result<Vec<u8>, StoreError> {
-        let nonce = random::<NONCE_BYTES>()?;
-        // The key id is bound as associated data: a ciphertext moved to another row fails.
-        let payload = chacha20poly1305::aead::Payload {
-            msg: secret.as_bytes(),
-            aad: access_key_id.as_bytes(),
-        };
-        let mut out = nonce.to_vec();
-        out.extend(
-            self.cipher
-                .encrypt(&Nonce::from(nonce), payload)
-                .map_err(|_| StoreError::Task("encryption failed".into()))?,
-        );
-        Ok(out)
+        seal(&self.cipher, access_key_id, secret.as_bytes())
     }
 
     fn open(&self, access_key_id: &str, sealed: &[u8]) -> Result<String, StoreError> {
-        if sealed.len() < NONCE_BYTES {
-            return Err(StoreError::Corrupt(format!(
-                "secret of {access_key_id} is truncated"
-            )));
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_BYTES);
-        let nonce = Nonce::try_from(nonce).map_err(|_| {
-            StoreError::Corrupt(format!("secret of {access_key_id} has a bad nonce"))
-        })?;
-        let payload = chacha20poly1305::aead::Payload {
-            msg: ct,
-            aad: access_key_id.as_bytes(),
-        };
-        let plain = self.cipher.decrypt(&nonce, payload).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "secret of {access_key_id} cannot be decrypted (was master.key replaced?)"
-            ))
-        })?;
+        let plain = open(&self.cipher, access_key_id, sealed)?;
         String::from_utf8(plain)
             .map_err(|_| StoreError::Corrupt(format!("secret of {access_key_id} is not UTF-8")))
     }

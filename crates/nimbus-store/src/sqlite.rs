@@ -65,6 +65,30 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX usage_function_ts ON usage(function, ts_ms);
      CREATE INDEX usage_ts ON usage(ts_ms);",
+    // v5: the HTTP gateway (routes, function URLs, hashed keys; see gateway.rs).
+    "CREATE TABLE gateway_routes (
+        id TEXT PRIMARY KEY,
+        api TEXT NOT NULL,
+        route_key TEXT NOT NULL,
+        config TEXT NOT NULL,
+        secret BLOB,
+        created_at TEXT NOT NULL,
+        UNIQUE (api, route_key)
+     );
+     CREATE TABLE gateway_function_urls (
+        function TEXT PRIMARY KEY,
+        url_id TEXT NOT NULL UNIQUE,
+        config TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );
+     CREATE TABLE gateway_keys (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        function TEXT,
+        hash TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL,
+        created_at TEXT NOT NULL
+     );",
 ];
 
 pub(crate) type Db = Arc<Mutex<Connection>>;

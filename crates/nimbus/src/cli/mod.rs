@@ -6,6 +6,7 @@ mod functions;
 mod invoke;
 mod keys;
 mod logs;
+mod routes;
 mod usage;
 mod versions;
 
@@ -65,6 +66,12 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Requests, errors, throttles, cold starts, GB-seconds and latency per function.
     Usage(usage::UsageArgs),
+    /// HTTP gateway routes: `routes add "GET /users/{id}" users`, `routes ls`, `routes rm`.
+    Routes(routes::RoutesArgs),
+    /// Function URLs: `url create|get|rm NAME`.
+    Url(routes::UrlArgs),
+    /// Function keys and API keys for gateway routes (stored hashed).
+    GatewayKeys(routes::GatewayKeysArgs),
     /// Price recorded usage (or a hypothetical workload) with Lambda's price table.
     Cost(Box<usage::CostArgs>),
 }
@@ -108,5 +115,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(a) => dlq::run(a).await,
         Command::Usage(a) => usage::usage(a).await,
         Command::Cost(a) => usage::cost(*a).await,
+        Command::Routes(a) => routes::routes(a).await,
+        Command::Url(a) => routes::url(a).await,
+        Command::GatewayKeys(a) => routes::gateway_keys(a).await,
     }
 }

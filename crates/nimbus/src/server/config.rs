@@ -23,6 +23,9 @@ pub struct ServerArgs {
     /// Address of the API listener. Loopback by default; binding elsewhere exposes the API.
     #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:8470")]
     pub listen: SocketAddr,
+    /// Address of the HTTP gateway (routes, function URLs, WebSocket APIs).
+    #[arg(long, env = "NIMBUS_GATEWAY_LISTEN", default_value = "127.0.0.1:8471")]
+    pub gateway_listen: SocketAddr,
     /// Scratch directory for unpacked code and instance /tmp areas
     /// (default: a private directory under /tmp).
     #[arg(long, env = "NIMBUS_RUN_DIR")]
@@ -274,7 +277,7 @@ impl HostConfig {
     }
 
     /// Prints where the server listens and how it is set up.
-    pub fn announce(&self, api: SocketAddr, functions: usize) {
+    pub fn announce(&self, api: SocketAddr, gateway: SocketAddr, functions: usize) {
         let sandbox = match &self.runtime.cgroups {
             CgroupSupport::V2 { .. } => "cgroup v2 (memory, pids)".to_string(),
             CgroupSupport::V1 { .. } => "cgroup v1 (memory, pids)".to_string(),
@@ -298,6 +301,7 @@ impl HostConfig {
         }
         println!("nimbus {} ready", env!("CARGO_PKG_VERSION"));
         println!("  API:       http://{api}");
+        println!("  Gateway:   http://{gateway}");
         println!("  data dir:  {}", self.data_dir.display());
         println!("  functions: {functions}");
         println!("  sandbox:   {sandbox}, instances run as {user}");

@@ -18,10 +18,11 @@ use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention,
     Registry,
 };
+use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, ProcessFactory};
 use nimbus_store::{
-    CodeStore, KeyStore, LogStore, MetadataStore, SqliteEventQueue, SqliteKeyStore, SqliteLogStore,
-    SqliteMetadataStore, load_or_create_master_key, open_database,
+    CodeStore, KeyStore, LogStore, MetadataStore, SqliteEventQueue, SqliteGatewayStore,
+    SqliteKeyStore, SqliteLogStore, SqliteMetadataStore, load_or_create_master_key, open_database,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -142,12 +143,42 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             )
         })?;
     let api_addr = listener.local_addr()?;
+
+    // Gateway: its configuration is compiled in memory; requests never read the database.
+    let gateway_listener = tokio::net::TcpListener::bind(args.gateway_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the gateway (use --gateway-listen)",
+                args.gateway_listen
+            )
+        })?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let gateway_domain = public_addr(gateway_addr);
+    let gateway = Arc::new(
+        Gateway::load(
+            Arc::new(SqliteGatewayStore::new(
+                open_database(&db_path)?,
+                &master_key,
+            )),
+            control.clone(),
+            GatewaySettings {
+                public_url: format!("http://{gateway_domain}"),
+                region: args.region.clone(),
+                account_id: args.account_id.clone(),
+            },
+        )
+        .await?,
+    );
+    let gateway_server = GatewayServer::new(&gateway, invoker.clone(), &gateway_domain);
+
     let app = nimbus_api::router(nimbus_api::ApiState {
         control,
         invoker: invoker.clone(),
         logs: log_store,
         keys,
         events,
+        gateway,
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
         auth: if args.dev {
@@ -156,7 +187,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             AuthMode::Verify
         },
     });
-    host.announce(api_addr, loaded);
+    host.announce(api_addr, gateway_addr, loaded);
     keys::announce(admin_key.as_ref(), args.dev);
     host.hint();
 
@@ -170,6 +201,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     });
 
+    let gateway_task = tokio::spawn({
+        let stop = stop.clone();
+        let server = gateway_server.clone();
+        async move { server.serve(gateway_listener, stop).await }
+    });
+
     let signal = shutdown::wait_for_signal().await;
     tracing::info!("received {signal}; shutting down (send it again to exit at once)");
     tokio::spawn(async {
@@ -180,6 +217,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Stop accepting, let running invocations finish, then stop everything else.
     stop.cancel();
+    // WebSockets are told 1001 (going away); their $disconnect runs before the drain.
+    let grace: std::time::Duration = args.shutdown_grace.into();
+    gateway_server
+        .close_websockets(grace.min(std::time::Duration::from_secs(10)))
+        .await;
     // No new async events are claimed from here on; queued ones wait for the next start.
     events_stop.cancel();
     // No new executions or tasks; steps in progress still persist.
@@ -192,6 +234,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), gateway_task).await;
     background.cancel();
     let _ = reaper.await;
     let _ = event_workers.await;
@@ -200,6 +243,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     host.cleanup();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The address functions and clients use to reach a listener: a wildcard
+/// bind is reached on loopback.
+fn public_addr(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 /// Each instance holds a few descriptors (pipe, listener, connection, cgroup

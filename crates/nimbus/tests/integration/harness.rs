@@ -22,6 +22,8 @@ pub fn repo_root() -> PathBuf {
 
 pub struct Server {
     pub url: String,
+    /// The HTTP gateway (`http://127.0.0.1:<port>`).
+    pub gateway: String,
     pub data_dir: PathBuf,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
@@ -76,6 +78,7 @@ impl Server {
         let data_dir = tmp.path().join("data");
         let mut s = Server {
             url: String::new(),
+            gateway: String::new(),
             data_dir,
             child: None,
             _tmp: Some(tmp),
@@ -94,7 +97,14 @@ impl Server {
         ));
         let stderr = std::fs::File::create(&self.stderr_log).unwrap();
         let mut child = Command::new(BIN)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(&self.data_dir)
             .arg("--run-dir")
             .arg(self.data_dir.with_file_name("run"))
@@ -110,11 +120,15 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut url = None;
+        let mut gateway = None;
         while Instant::now() < deadline {
             match lines.next() {
                 Some(Ok(l)) => {
                     if let Some(u) = l.trim().strip_prefix("API:") {
                         url = Some(u.trim().to_string());
+                    }
+                    if let Some(u) = l.trim().strip_prefix("Gateway:") {
+                        gateway = Some(u.trim().to_string());
                     }
                     if l.starts_with("try:") {
                         break;
@@ -131,6 +145,7 @@ impl Server {
                 std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
             )
         });
+        self.gateway = gateway.unwrap_or_default();
         self.child = Some(child);
     }
 

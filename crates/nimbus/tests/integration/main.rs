@@ -7,6 +7,7 @@ mod harness;
 mod api;
 mod cli;
 mod failures;
+mod gateway;
 mod lifecycle;
 mod logs;
 mod nodejs;

@@ -1,0 +1,419 @@
+//! What users declare: routes, function URLs and gateway keys, as JSON/TOML.
+//!
+//! These are the documents of the native API, the CLI and `[[routes]]` in
+//! `nimbus.toml`, and also what the store keeps (minus secrets). They are
+//! plain data with validation that needs no I/O; [`crate::snapshot`] turns
+//! them into what the request path uses.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::routes::{DEFAULT_ROUTE_KEY, RouteMethod, RouteTable};
+use crate::websocket::{CONNECT_ROUTE, DISCONNECT_ROUTE, RouteSelector};
+
+/// Default request body limit of a route: Lambda's synchronous payload limit.
+pub const DEFAULT_BODY_LIMIT: usize = 6 * 1024 * 1024;
+/// Default WebSocket route-selection expression (as in the API Gateway console).
+pub const DEFAULT_ROUTE_SELECTION: &str = "$request.body.action";
+
+/// Which kind of API a route belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKind {
+    /// HTTP routes (`GET /users/{id}`, `$default`).
+    #[default]
+    Http,
+    /// WebSocket routes (`$connect`, `$disconnect`, `$default`, `sendmessage`).
+    Websocket,
+}
+
+impl ApiKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Websocket => "websocket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "http" => Some(Self::Http),
+            "websocket" => Some(Self::Websocket),
+            _ => None,
+        }
+    }
+}
+
+/// How a route authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// Anyone.
+    #[default]
+    None,
+    /// A function key in `x-functions-key` or `?code=`.
+    FunctionKey,
+    /// An API key in `x-api-key`.
+    ApiKey,
+    /// A JWT bearer token.
+    Jwt,
+}
+
+/// JWT authorizer settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// Required `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (empty: not checked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audience: Vec<String>,
+    /// RS256/ES256 public keys (a JWKS document), read at startup and on change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    /// HS256 shared secret. Accepted on input, stored sealed, never shown.
+    #[serde(default, skip_serializing)]
+    pub secret: Option<String>,
+    /// HS256 shared secret read from this environment variable of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+}
+
+/// CORS settings (an HTTP API `CorsConfiguration`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+impl CorsSettings {
+    pub fn to_config(&self) -> crate::CorsConfig {
+        crate::CorsConfig {
+            allow_origins: self.allow_origins.clone(),
+            allow_methods: self.allow_methods.clone(),
+            allow_headers: self.allow_headers.clone(),
+            expose_headers: self.expose_headers.clone(),
+            max_age_secs: self.max_age,
+            allow_credentials: self.allow_credentials,
+        }
+    }
+}
+
+/// A per-route rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second, steady.
+    pub rate: f64,
+    /// Requests allowed at once on a full bucket.
+    pub burst: u32,
+}
+
+/// A route as declared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// `GET /users/{id}`, `ANY /files/{proxy+}`, `$default`; for WebSocket
+    /// APIs `$connect`, `$disconnect`, `$default` or a selection value.
+    pub route: String,
+    #[serde(default)]
+    pub api: ApiKind,
+    /// `name` or `name:qualifier` (version or alias).
+    pub function: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+    /// `1.0` (REST API) or `2.0` (HTTP API, default). HTTP routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_format: Option<String>,
+    #[serde(default)]
+    pub auth: AuthKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Largest request body in bytes (default 6 MB); larger ones get 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_limit: Option<usize>,
+    /// WebSocket only: `$request.body.<field>` (default `$request.body.action`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_selection_expression: Option<String>,
+}
+
+/// A stored route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: RouteSpec,
+    pub created_at: String,
+}
+
+/// Settings of a function URL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+    /// `none` (AWS's `AuthType: NONE`), `function_key` or `api_key`.
+    #[serde(default)]
+    pub auth: AuthKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_limit: Option<usize>,
+}
+
+/// A stored function URL.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionUrl {
+    pub function: String,
+    pub url_id: String,
+    /// Where to reach it: `http://<gateway>/@url/<url_id>/`.
+    pub url: String,
+    #[serde(flatten)]
+    pub spec: UrlSpec,
+    pub created_at: String,
+}
+
+/// Which header a gateway key is presented in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// `x-functions-key` / `?code=` (routes with `auth = "function_key"`).
+    #[default]
+    Function,
+    /// `x-api-key` (routes with `auth = "api_key"`).
+    Api,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Function => "function",
+            Self::Api => "api",
+        }
+    }
+}
+
+/// A key to create.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    #[serde(default)]
+    pub kind: KeyKind,
+    /// Only this function's routes and URL accept it (default: all).
+    #[serde(default)]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A key as listed (never with its value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayKey {
+    pub id: String,
+    pub kind: KeyKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    pub description: String,
+    pub created_at: String,
+}
+
+/// A freshly created key: the only time its value is shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewGatewayKey {
+    #[serde(flatten)]
+    pub key: GatewayKey,
+    pub value: String,
+}
+
+/// `name` or `name:qualifier` → its parts.
+pub fn split_target(s: &str) -> (&str, Option<&str>) {
+    match s.split_once(':') {
+        Some((n, q)) => (n, Some(q)),
+        None => (s, None),
+    }
+}
+
+impl RouteSpec {
+    /// Normalises `function = "name:qualifier"` and checks everything that
+    /// needs no other route: key syntax, settings that fit the API kind.
+    pub fn normalize(&mut self) -> Result<(), String> {
+        let (name, qualifier) = split_target(&self.function);
+        if let Some(q) = qualifier {
+            if self.qualifier.as_deref().is_some_and(|x| x != q) {
+                return Err(format!(
+                    "function `{}` names qualifier `{q}` but qualifier is `{}`",
+                    self.function,
+                    self.qualifier.as_deref().unwrap_or_default()
+                ));
+            }
+            self.qualifier = Some(q.to_owned());
+            self.function = name.to_owned();
+        }
+        if self.qualifier.as_deref() == Some("") {
+            self.qualifier = None;
+        }
+        self.route = self.route.trim().to_owned();
+        match self.api {
+            ApiKind::Http => {
+                check_http_key(&self.route)?;
+                if self.route_selection_expression.is_some() {
+                    return Err("route_selection_expression is for WebSocket routes".into());
+                }
+            }
+            ApiKind::Websocket => {
+                if self.route.is_empty() || self.route.len() > 128 || self.route.contains(' ') {
+                    return Err(format!(
+                        "invalid WebSocket route key `{}`: expected $connect, $disconnect, $default or a selection value without spaces",
+                        self.route
+                    ));
+                }
+                if self.route.starts_with('$')
+                    && ![CONNECT_ROUTE, DISCONNECT_ROUTE, DEFAULT_ROUTE_KEY]
+                        .contains(&self.route.as_str())
+                {
+                    return Err(format!(
+                        "unknown WebSocket route `{}`: the $ routes are $connect, $disconnect and $default",
+                        self.route
+                    ));
+                }
+                if self.payload_format.is_some() || self.cors.is_some() {
+                    return Err(
+                        "payload_format and cors apply to HTTP routes, not WebSocket routes".into(),
+                    );
+                }
+                if let Some(e) = &self.route_selection_expression {
+                    RouteSelector::parse(e).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        match self.payload_format.as_deref() {
+            None | Some("1.0") | Some("2.0") => {}
+            Some(other) => {
+                return Err(format!(
+                    "payload_format must be \"1.0\" or \"2.0\", got \"{other}\""
+                ));
+            }
+        }
+        check_auth(self.auth, self.jwt.as_ref())?;
+        if let Some(r) = &self.rate_limit
+            && (!r.rate.is_finite() || r.rate < 0.0 || r.burst == 0)
+        {
+            return Err("rate_limit needs rate >= 0 and burst >= 1".into());
+        }
+        if self.body_limit == Some(0) {
+            return Err("body_limit must be at least 1 byte".into());
+        }
+        Ok(())
+    }
+}
+
+fn check_http_key(key: &str) -> Result<(), String> {
+    if key == DEFAULT_ROUTE_KEY {
+        return Ok(());
+    }
+    // Validate by inserting into a scratch table: one parser, one set of rules.
+    let mut t = RouteTable::new();
+    let (method, template) = key.split_once(' ').ok_or_else(|| {
+        format!("invalid route `{key}`: expected `METHOD /path` (e.g. `GET /users/{{id}}`) or `$default`")
+    })?;
+    t.insert(
+        RouteMethod::parse(method).map_err(|e| e.to_string())?,
+        template,
+        (),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Checks that JWT settings are present exactly when the auth mode is JWT.
+pub fn check_auth(auth: AuthKind, jwt: Option<&JwtSettings>) -> Result<(), String> {
+    match (auth, jwt) {
+        (AuthKind::Jwt, None) => {
+            Err("auth = jwt needs jwt settings (jwks_file, secret or secret_env)".into())
+        }
+        (AuthKind::Jwt, Some(j)) => {
+            let sources = usize::from(j.jwks_file.is_some())
+                + usize::from(j.secret.is_some())
+                + usize::from(j.secret_env.is_some());
+            if sources != 1 {
+                return Err(
+                    "jwt needs exactly one of jwks_file (RS256/ES256), secret or secret_env (HS256)"
+                        .into(),
+                );
+            }
+            if j.secret.as_deref().is_some_and(|s| s.len() < 16) {
+                return Err("an HS256 secret must be at least 16 bytes".into());
+            }
+            Ok(())
+        }
+        (_, Some(_)) => Err("jwt settings need auth = \"jwt\"".into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(route: &str) -> RouteSpec {
+        serde_json::from_value(serde_json::json!({"route": route, "function": "f:live"})).unwrap()
+    }
+
+    #[test]
+    fn normalize_splits_the_qualifier_and_checks_keys() {
+        let mut s = spec("GET /users/{id}");
+        s.normalize().unwrap();
+        assert_eq!(
+            (s.function.as_str(), s.qualifier.as_deref()),
+            ("f", Some("live"))
+        );
+        assert!(
+            spec("GET users")
+                .normalize()
+                .unwrap_err()
+                .contains("must start with `/`")
+        );
+        assert!(spec("get /x").normalize().is_err());
+        assert!(spec("/x").normalize().unwrap_err().contains("METHOD /path"));
+        let mut ws = spec("$connect");
+        ws.api = ApiKind::Websocket;
+        ws.normalize().unwrap();
+        let mut bad = spec("$conect");
+        bad.api = ApiKind::Websocket;
+        assert!(bad.normalize().is_err());
+    }
+
+    #[test]
+    fn jwt_settings_are_checked() {
+        let mut s = spec("GET /x");
+        s.auth = AuthKind::Jwt;
+        assert!(s.normalize().is_err());
+        s.jwt = Some(JwtSettings {
+            secret: Some("0123456789abcdef".into()),
+            ..Default::default()
+        });
+        s.normalize().unwrap();
+        // The secret never leaves in a document.
+        assert!(
+            !serde_json::to_string(&s)
+                .unwrap()
+                .contains("0123456789abcdef")
+        );
+    }
+}

@@ -1,0 +1,625 @@
+//! The HTTP gateway, black-box: routes declared through the API and CLI,
+//! real HTTP (and WebSocket) traffic to `nimbus up`'s gateway listener, real
+//! Python functions behind it.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// One function for most route shapes: echoes the event, or misbehaves on
+/// purpose depending on the last path segment.
+const ECHO: &str = r#"
+import base64, json, time
+def handler(event, context):
+    path = event.get("rawPath") or event.get("path") or ""
+    last = path.rstrip("/").split("/")[-1]
+    if last == "raise":
+        raise RuntimeError("boom")
+    if last == "sleep":
+        time.sleep(5)
+    if last == "bad":
+        return {"statusCode": "nope"}
+    if last == "binary":
+        return {"statusCode": 200, "headers": {"content-type": "image/png"},
+                "body": base64.b64encode(bytes(range(256))).decode(), "isBase64Encoded": True}
+    if last == "cookies":
+        return {"statusCode": 201, "cookies": ["a=1; Path=/", "b=2"], "headers": {"x-one": "1"}, "body": "ok"}
+    if last == "multi":
+        return {"statusCode": 200, "multiValueHeaders": {"x-m": ["1", "2"]}, "body": "m"}
+    if last == "shortcut":
+        return {"hello": "world"}
+    print("gateway-request", context.aws_request_id)
+    return {"statusCode": 200, "headers": {"content-type": "application/json"},
+            "body": json.dumps({"event": event, "request_id": context.aws_request_id})}
+"#;
+
+fn plain() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn add_route(s: &Server, spec: Value) -> Value {
+    let (st, v) = s.send_json("POST", "/v1/routes", &spec);
+    assert_eq!(st, 201, "{v}");
+    v
+}
+
+fn body_json(r: Response) -> (u16, reqwest::header::HeaderMap, Value) {
+    let st = r.status().as_u16();
+    let h = r.headers().clone();
+    let text = r.text().unwrap();
+    (
+        st,
+        h,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn echo_server() -> Server {
+    let s = Server::start();
+    deploy_py(&s, "echo", ECHO, json!({"timeout_s": 2}));
+    s
+}
+
+#[test]
+fn routes_payload_formats_and_response_mapping() {
+    let s = echo_server();
+    add_route(&s, json!({"route": "GET /users/{id}", "function": "echo"}));
+    add_route(&s, json!({"route": "GET /users/me", "function": "echo"}));
+    add_route(
+        &s,
+        json!({"route": "ANY /v1/{proxy+}", "function": "echo", "payload_format": "1.0"}),
+    );
+    add_route(&s, json!({"route": "ANY /v2/{proxy+}", "function": "echo"}));
+    // Conflicts are refused when declared, naming both routes.
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": "GET /users/{name}", "function": "echo"}),
+    );
+    assert_eq!(st, 409, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("GET /users/{id}") && msg.contains("GET /users/{name}"),
+        "{msg}"
+    );
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": "GET /x", "function": "missing"}),
+    );
+    assert_eq!(st, 404, "{v}");
+
+    let gw = plain();
+    // 2.0, template route.
+    let r = gw
+        .get(format!("{}/users/42?a=1&a=2", s.gateway))
+        .header("cookie", "c1=v1; c2=v2")
+        .send()
+        .unwrap();
+    let (st, h, v) = body_json(r);
+    assert_eq!(st, 200, "{v}");
+    let e = &v["event"];
+    assert_eq!(e["version"], "2.0");
+    assert_eq!(e["routeKey"], "GET /users/{id}");
+    assert_eq!(e["rawPath"], "/users/42");
+    assert_eq!(e["rawQueryString"], "a=1&a=2");
+    assert_eq!(e["queryStringParameters"]["a"], "1,2");
+    assert_eq!(e["pathParameters"]["id"], "42");
+    assert_eq!(e["cookies"], json!(["c1=v1", "c2=v2"]));
+    // One request id: gateway header, requestContext, the invocation's id.
+    let rid = h["x-amzn-requestid"].to_str().unwrap().to_string();
+    assert_eq!(e["requestContext"]["requestId"], rid.as_str());
+    assert_eq!(v["request_id"], rid.as_str());
+    // Exact beats template.
+    let (_, _, v) = body_json(gw.get(format!("{}/users/me", s.gateway)).send().unwrap());
+    assert_eq!(v["event"]["routeKey"], "GET /users/me");
+    // 1.0, greedy, ANY.
+    let (st, _, v) = body_json(
+        gw.delete(format!("{}/v1/files/a/b.txt?x=1", s.gateway))
+            .header("x-multi", "1")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let e = &v["event"];
+    assert_eq!(e["httpMethod"], "DELETE");
+    assert_eq!(e["resource"], "/v1/{proxy+}");
+    assert_eq!(e["pathParameters"]["proxy"], "files/a/b.txt");
+    // REST APIs title-case header names.
+    assert_eq!(e["multiValueHeaders"]["X-Multi"], json!(["1"]));
+    assert_eq!(e["multiValueQueryStringParameters"]["x"], json!(["1"]));
+    // Unknown paths: 404 with a request id.
+    let r = gw.get(format!("{}/nothing", s.gateway)).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-amzn-requestid"));
+
+    // Binary request body: base64 in the event.
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let (_, _, v) = body_json(
+        gw.post(format!("{}/v2/upload", s.gateway))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.clone())
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(v["event"]["isBase64Encoded"], true);
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(v["event"]["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, bytes);
+
+    // Responses: binary bodies, cookies, multi-value headers, the 2.0 shortcut.
+    let r = gw.get(format!("{}/v2/binary", s.gateway)).send().unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().unwrap().to_vec(), bytes);
+    let r = gw.get(format!("{}/v2/cookies", s.gateway)).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
+    assert_eq!(r.headers()["x-one"], "1");
+    let r = gw.get(format!("{}/v1/multi", s.gateway)).send().unwrap();
+    let m: Vec<_> = r.headers().get_all("x-m").iter().collect();
+    assert_eq!(m, ["1", "2"]);
+    let (st, h, v) = body_json(gw.get(format!("{}/v2/shortcut", s.gateway)).send().unwrap());
+    assert_eq!((st, v), (200, json!({"hello": "world"})));
+    assert_eq!(h["content-type"], "application/json");
+
+    // Failures: 502 for a handler error and a malformed 1.0 response, 504 for
+    // a timeout; always a request id, never a hung connection.
+    for (path, status) in [("/v2/raise", 502), ("/v1/bad", 502), ("/v2/sleep", 504)] {
+        let t = Instant::now();
+        let r = gw.get(format!("{}{path}", s.gateway)).send().unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        assert!(r.headers().contains_key("x-amzn-requestid"), "{path}");
+        assert!(t.elapsed() < Duration::from_secs(15), "{path}");
+    }
+
+    // The request id is in the function's logs and in the access log.
+    let logs = s.logs_until("echo", |ev| {
+        lines_of(ev)
+            .iter()
+            .any(|l| l.contains(&format!("START RequestId: {rid}")))
+    });
+    let lines = lines_of(&logs);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("gateway-request {rid}"))),
+        "{lines:?}"
+    );
+    let log = s.server_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("request_id={rid}")))
+        .unwrap_or_else(|| panic!("no access log line for {rid}:\n{log}"));
+    assert!(
+        line.contains("status=200")
+            && line.contains("route=\"GET /users/{id}\"")
+            && line.contains("function=echo")
+            && line.contains("latency_us="),
+        "{line}"
+    );
+}
+
+#[test]
+fn routes_cli_and_function_urls() {
+    let s = echo_server();
+    let out = s.cli(&[
+        "routes",
+        "add",
+        "POST /orders",
+        "echo",
+        "--payload-format",
+        "1.0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.cli(&["routes", "add", "POST /orders", "echo"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = s.cli(&["routes", "ls"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("POST /orders") && text.contains("1.0"),
+        "{text}"
+    );
+    let r = plain()
+        .post(format!("{}/orders", s.gateway))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = s.cli(&["routes", "rm", "POST /orders"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = plain()
+        .post(format!("{}/orders", s.gateway))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404, "the route table is swapped at once");
+
+    // Function URL.
+    let out = s.cli(&["url", "create", "echo", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let base = url["url"].as_str().unwrap();
+    assert!(base.starts_with(&s.gateway), "{base}");
+    let (st, _, v) = body_json(plain().get(format!("{base}hook/1?src=gh")).send().unwrap());
+    assert_eq!(st, 200, "{v}");
+    let e = &v["event"];
+    assert_eq!(e["routeKey"], "$default");
+    assert_eq!(e["rawPath"], "/hook/1");
+    assert_eq!(e["rawQueryString"], "src=gh");
+    assert_eq!(e["requestContext"]["accountId"], "anonymous");
+    let id = url["url_id"].as_str().unwrap();
+    assert_eq!(
+        e["requestContext"]["domainName"],
+        format!("{id}.lambda-url.us-east-1.on.aws")
+    );
+    let out = s.cli(&["url", "rm", "echo"]);
+    assert!(out.status.success());
+    let r = plain().get(base).send().unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn auth_modes_with_right_and_wrong_credentials() {
+    let s = echo_server();
+    add_route(
+        &s,
+        json!({"route": "GET /fk", "function": "echo", "auth": "function_key"}),
+    );
+    add_route(
+        &s,
+        json!({"route": "GET /ak", "function": "echo", "auth": "api_key"}),
+    );
+    let secret = "an-hs256-secret-of-32-bytes-long!";
+    add_route(
+        &s,
+        json!({"route": "GET /hs", "function": "echo", "auth": "jwt",
+               "jwt": {"secret": secret, "issuer": "https://issuer.test", "audience": ["api"]}}),
+    );
+    let fixtures = repo_root().join("tests/fixtures/gateway");
+    add_route(
+        &s,
+        json!({"route": "GET /rs", "function": "echo", "auth": "jwt",
+               "jwt": {"jwks_file": fixtures.join("jwks.json"), "issuer": "https://issuer.test"}}),
+    );
+    // The HS256 secret is never shown again.
+    let (_, routes) = s.get("/v1/routes");
+    assert!(!routes.to_string().contains(secret), "{routes}");
+
+    let (st, fk) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "function"}));
+    assert_eq!(st, 201, "{fk}");
+    let fk = fk["value"].as_str().unwrap().to_string();
+    let (_, ak) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "api"}));
+    let ak = ak["value"].as_str().unwrap().to_string();
+    // Stored hashed: the value is nowhere in the database.
+    let db = std::fs::read(s.data_dir.join("nimbus.db")).unwrap();
+    let wal = std::fs::read(s.data_dir.join("nimbus.db-wal")).unwrap_or_default();
+    for k in [&fk, &ak] {
+        assert!(!db.windows(k.len()).any(|w| w == k.as_bytes()));
+        assert!(!wal.windows(k.len()).any(|w| w == k.as_bytes()));
+    }
+
+    let gw = plain();
+    let get = |path: &str, h: &[(&str, &str)]| {
+        let mut r = gw.get(format!("{}{path}", s.gateway));
+        for (k, v) in h {
+            r = r.header(*k, *v);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(get("/fk", &[]), 401);
+    assert_eq!(get("/fk", &[("x-functions-key", "wrong")]), 401);
+    assert_eq!(get("/fk", &[("x-functions-key", &fk)]), 200);
+    assert_eq!(get(&format!("/fk?code={fk}"), &[]), 200);
+    assert_eq!(
+        get("/fk", &[("x-functions-key", &ak)]),
+        401,
+        "an API key is not a function key"
+    );
+    assert_eq!(get("/ak", &[]), 403);
+    assert_eq!(get("/ak", &[("x-api-key", "wrong")]), 403);
+    assert_eq!(get("/ak", &[("x-api-key", &ak)]), 200);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |iss: &str, aud: &str, exp: u64| json!({"sub": "user-1", "iss": iss, "aud": aud, "exp": exp, "scope": "read write"});
+    let hs = |c: Value, key: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap()
+    };
+    let bearer = |t: &str| format!("Bearer {t}");
+    let good = hs(claims("https://issuer.test", "api", now + 300), secret);
+    assert_eq!(get("/hs", &[]), 401);
+    assert_eq!(get("/hs", &[("authorization", &bearer(&good))]), 200);
+    for bad in [
+        hs(
+            claims("https://issuer.test", "api", now + 300),
+            "another-secret-of-32-bytes-long!!",
+        ),
+        hs(claims("https://evil.test", "api", now + 300), secret),
+        hs(claims("https://issuer.test", "other", now + 300), secret),
+        hs(claims("https://issuer.test", "api", now - 3600), secret),
+    ] {
+        assert_eq!(get("/hs", &[("authorization", &bearer(&bad))]), 401);
+    }
+    // The principal reaches the function.
+    let r = gw
+        .get(format!("{}/hs", s.gateway))
+        .header("authorization", bearer(&good))
+        .send()
+        .unwrap();
+    let (_, _, v) = body_json(r);
+    let jwt = &v["event"]["requestContext"]["authorizer"]["jwt"];
+    assert_eq!(jwt["claims"]["sub"], "user-1");
+    assert_eq!(jwt["scopes"], json!(["read", "write"]));
+
+    let pem = std::fs::read(fixtures.join("jwt-rs256.pem")).unwrap();
+    let rs = |c: Value, kid: &str| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(
+            &h,
+            &c,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+        )
+        .unwrap()
+    };
+    let good = rs(claims("https://issuer.test", "x", now + 300), "test-key-1");
+    assert_eq!(get("/rs", &[("authorization", &bearer(&good))]), 200);
+    let unknown_kid = rs(claims("https://issuer.test", "x", now + 300), "nope");
+    assert_eq!(get("/rs", &[("authorization", &bearer(&unknown_kid))]), 401);
+    // An HS256 token signed with the public modulus must not pass as RS256.
+    let confused = hs(
+        claims("https://issuer.test", "x", now + 300),
+        "test-key-1-padding-pad",
+    );
+    assert_eq!(get("/rs", &[("authorization", &bearer(&confused))]), 401);
+
+    // Keys are listed without values and can be removed.
+    let (_, keys) = s.get("/v1/gateway/keys");
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    assert!(!keys.to_string().contains(&fk));
+    let id = keys["keys"][0]["id"].as_str().unwrap();
+    let r = s
+        .http
+        .delete(format!("{}/v1/gateway/keys/{id}", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(get("/fk", &[("x-functions-key", &fk)]), 401);
+}
+
+#[test]
+fn cors_body_limit_and_rate_limit() {
+    let s = echo_server();
+    add_route(
+        &s,
+        json!({"route": "ANY /api/{proxy+}", "function": "echo",
+               "cors": {"allow_origins": ["https://app.example"], "allow_methods": ["GET", "POST"],
+                        "allow_headers": ["content-type"], "max_age": 600},
+               "body_limit": 100}),
+    );
+    add_route(
+        &s,
+        json!({"route": "GET /limited", "function": "echo", "rate_limit": {"rate": 0.01, "burst": 2}}),
+    );
+    let gw = plain();
+    let pre = |origin: &str, method: &str| {
+        gw.request(reqwest::Method::OPTIONS, format!("{}/api/items", s.gateway))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .unwrap()
+    };
+    let r = pre("https://app.example", "POST");
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(r.headers()["access-control-allow-methods"], "GET,POST");
+    assert_eq!(r.headers()["access-control-max-age"], "600");
+    let r = pre("https://evil.example", "POST");
+    assert_eq!(r.status(), 204);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = pre("https://app.example", "DELETE");
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = gw
+        .get(format!("{}/api/items", s.gateway))
+        .header("origin", "https://app.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+
+    // 413 past the route's body limit (declared and streamed).
+    let r = gw
+        .post(format!("{}/api/items", s.gateway))
+        .body(vec![b'x'; 1000])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.text().unwrap().contains("Request Entity Too Large"));
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(vec![b'y'; 80]), Ok(vec![b'y'; 80])];
+    let stream = reqwest::blocking::Body::new(ChunkReader(chunks.into_iter(), Vec::new()));
+    let r = gw
+        .post(format!("{}/api/items", s.gateway))
+        .body(stream)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // 429 past the route's rate limit.
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            gw.get(format!("{}/limited", s.gateway))
+                .send()
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses[..2], [200, 200]);
+    assert_eq!(statuses[2..], [429, 429]);
+}
+
+/// A body of unknown length (chunked), to test the streamed size check.
+struct ChunkReader(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>, Vec<u8>);
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.1.is_empty() {
+            match self.0.next() {
+                Some(Ok(c)) => self.1 = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.1.len());
+        buf[..n].copy_from_slice(&self.1[..n]);
+        self.1.drain(..n);
+        Ok(n)
+    }
+}
+
+/// A WebSocket handler in the API Gateway style: remembers nothing, answers
+/// through the connections endpoint, closes on request.
+const WS: &str = r#"
+import json, urllib.request
+def post(event, method, data=None):
+    ctx = event["requestContext"]
+    url = "http://%s/%s/@connections/%s" % (ctx["domainName"], ctx["stage"], ctx["connectionId"])
+    req = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(req) as r:
+        return r.status, r.read()
+def handler(event, context):
+    ctx = event["requestContext"]
+    route = ctx["routeKey"]
+    print("ws", route, ctx["eventType"], ctx["connectionId"])
+    if route == "$connect":
+        qs = event.get("queryStringParameters") or {}
+        return {"statusCode": 403 if qs.get("deny") else 200}
+    if route == "$disconnect":
+        return {"statusCode": 200}
+    if route == "$default":
+        post(event, "POST", b"default:" + event["body"].encode())
+        return {"statusCode": 200}
+    body = json.loads(event["body"])
+    if route == "echo":
+        post(event, "POST", json.dumps({"echo": body["data"], "route": route,
+                                         "requestId": ctx["requestId"]}).encode())
+    elif route == "info":
+        status, info = post(event, "GET")
+        post(event, "POST", info)
+    elif route == "bye":
+        post(event, "DELETE")
+    return {"statusCode": 200}
+"#;
+
+#[test]
+fn websocket_connect_message_push_and_disconnect() {
+    use tungstenite::Message;
+    let s = Server::start();
+    deploy_py(&s, "ws", WS, json!({}));
+    for route in ["$connect", "$disconnect", "$default", "echo", "info", "bye"] {
+        add_route(
+            &s,
+            json!({"route": route, "api": "websocket", "function": "ws"}),
+        );
+    }
+    let ws_url = s.gateway.replace("http://", "ws://");
+    // $connect refusing the connection.
+    match tungstenite::connect(format!("{ws_url}/?deny=1")) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("expected a refused upgrade, got {:?}", other.map(|_| ())),
+    }
+    let (mut ws, _) = tungstenite::connect(format!("{ws_url}/")).unwrap();
+    ws.send(Message::Text(
+        json!({"action": "echo", "data": "hi"}).to_string().into(),
+    ))
+    .unwrap();
+    let v: Value = serde_json::from_str(&next_text(&mut ws)).unwrap();
+    assert_eq!(v["echo"], "hi");
+    assert_eq!(v["route"], "echo");
+    ws.send(Message::Text("not json".into())).unwrap();
+    assert_eq!(next_text(&mut ws), "default:not json");
+    ws.send(Message::Text(json!({"action": "info"}).to_string().into()))
+        .unwrap();
+    let info: Value = serde_json::from_str(&next_text(&mut ws)).unwrap();
+    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
+    assert!(info["ConnectedAt"].as_str().unwrap().ends_with('Z'));
+    // The function closes the connection.
+    ws.send(Message::Text(json!({"action": "bye"}).to_string().into()))
+        .unwrap();
+    assert_eq!(next_text(&mut ws), "closed:1000");
+    let logs = s.logs_until("ws", |ev| {
+        lines_of(ev)
+            .iter()
+            .any(|l| l.contains("ws $disconnect DISCONNECT"))
+    });
+    let lines = lines_of(&logs);
+    for want in [
+        "ws $connect CONNECT",
+        "ws echo MESSAGE",
+        "ws $default MESSAGE",
+    ] {
+        assert!(lines.iter().any(|l| l.contains(want)), "{want}: {lines:?}");
+    }
+    // Unknown connections are gone.
+    let r = plain()
+        .post(format!("{}/@connections/nope", s.gateway))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 410);
+
+    // Shutdown closes open connections with 1001 (going away).
+    let (mut ws, _) = tungstenite::connect(format!("{ws_url}/")).unwrap();
+    signal(s.pid(), libc::SIGTERM);
+    assert_eq!(next_text(&mut ws), "closed:1001");
+}
+
+type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// The next text message, or `closed:<code>`.
+fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            tungstenite::Message::Close(c) => {
+                return format!("closed:{}", c.map_or(0, |c| u16::from(c.code)));
+            }
+            _ => {}
+        }
+    }
+}
