@@ -25,6 +25,8 @@ const POLL_EVERY: Duration = Duration::from_millis(1);
 pub struct Baselines {
     pub uvicorn: PathBuf,
     pub node: PathBuf,
+    /// Google's functions-framework, the peer of the c=32 row.
+    pub functions_framework: PathBuf,
     pub root: PathBuf,
 }
 
@@ -61,46 +63,78 @@ impl Baselines {
     /// successful hello response (connect is retried every millisecond).
     pub async fn start(&self, lang: Lang) -> Result<(BareServer, Duration)> {
         let port = free_port()?;
-        let uri: Uri = format!("http://127.0.0.1:{port}/").parse()?;
-        let log = self.log_path(lang);
-        let stderr = std::fs::File::create(&log)?;
-        let mut cmd = self.command(lang, port);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .kill_on_drop(true);
-        // A fresh client per start: the first connection is part of what is timed.
-        let http = Http::new();
-        let started = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start the bare {} server", lang.label()))?;
-        loop {
-            if let Ok(reply) = hello(&http, &uri).await {
-                let elapsed = started.elapsed();
-                check_hello(&reply)?;
-                return Ok((BareServer { child, uri }, elapsed));
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "the bare {} server exited with {status}:\n{}",
-                    lang.label(),
-                    read_log(&log)
-                );
-            }
-            if started.elapsed() > STARTUP_LIMIT {
-                bail!(
-                    "the bare {} server did not answer within {STARTUP_LIMIT:?}:\n{}",
-                    lang.label(),
-                    read_log(&log)
-                );
-            }
-            tokio::time::sleep(POLL_EVERY).await;
+        let cmd = self.command(lang, port);
+        spawn_until_hello(cmd, port, lang.label(), &self.log_path(lang)).await
+    }
+
+    /// The Python hello handler behind Google's functions-framework (its
+    /// defaults: gunicorn with Flask).
+    pub async fn start_functions_framework(&self) -> Result<BareServer> {
+        let port = free_port()?;
+        let mut cmd = Command::new(&self.functions_framework);
+        cmd.args([
+            "--target",
+            "gcf_hello",
+            "--source",
+            "app.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .current_dir(Lang::Python.bare_dir(&self.root));
+        let log = self.root.join("functions-framework.log");
+        Ok(spawn_until_hello(cmd, port, "functions-framework", &log)
+            .await?
+            .0)
+    }
+}
+
+async fn spawn_until_hello(
+    mut cmd: Command,
+    port: u16,
+    label: &str,
+    log: &Path,
+) -> Result<(BareServer, Duration)> {
+    let uri: Uri = format!("http://127.0.0.1:{port}/").parse()?;
+    let stderr = std::fs::File::create(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    // A fresh client per start: the first connection is part of what is timed.
+    let http = Http::new();
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start the {label} server"))?;
+    loop {
+        if let Ok(reply) = hello(&http, &uri).await {
+            let elapsed = started.elapsed();
+            check_hello(&reply)?;
+            return Ok((BareServer { child, uri }, elapsed));
         }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the {label} server exited with {status}:\n{}",
+                read_log(log)
+            );
+        }
+        if started.elapsed() > STARTUP_LIMIT {
+            bail!(
+                "the {label} server did not answer within {STARTUP_LIMIT:?}:\n{}",
+                read_log(log)
+            );
+        }
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
 
 impl BareServer {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kills the server and reaps it (bare servers keep no state worth a clean exit).
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await?;
@@ -109,7 +143,7 @@ impl BareServer {
 }
 
 /// A loopback port that was free a moment ago (the OS picks it).
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())

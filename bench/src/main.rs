@@ -16,6 +16,7 @@ mod fixtures;
 mod measure;
 mod nimbus;
 mod report;
+mod scaling;
 mod stats;
 
 use std::os::unix::fs::PermissionsExt;
@@ -29,7 +30,7 @@ use crate::bare::Baselines;
 use crate::client::Http;
 use crate::fixtures::Lang;
 use crate::nimbus::{Interpreters, Nimbus};
-use crate::report::{Cold, Report, Setup, Throughput, Warm};
+use crate::report::{Async, Cold, Memory, Peer, Report, Setup, Throughput, Warm};
 
 /// Untimed time at full concurrency before each throughput window.
 const THROUGHPUT_WARMUP: Duration = Duration::from_secs(1);
@@ -58,6 +59,13 @@ struct Args {
     /// Concurrent connections of the throughput rows.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Concurrent connections of the peer row (Nimbus vs functions-framework)
+    /// and of the asynchronous-events row.
+    #[arg(long, default_value_t = 32)]
+    peer_concurrency: usize,
+    /// Seconds of each asynchronous-events window; 0 skips the async row.
+    #[arg(long, default_value_t = 3)]
+    async_secs: u64,
     /// Quiet time before each cold start, so the previous instance or server has
     /// wound down.
     #[arg(long, default_value_t = 200)]
@@ -71,6 +79,9 @@ struct Args {
     /// uvicorn of the bare Python server.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-bench/bin/uvicorn"))]
     uvicorn: PathBuf,
+    /// Google's functions-framework, the peer of the c=32 row.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-bench/bin/functions-framework"))]
+    functions_framework: PathBuf,
     /// Node.js, for both Nimbus's nodejs functions and the bare Node server.
     #[arg(long, default_value = "node")]
     node: PathBuf,
@@ -103,6 +114,7 @@ async fn main() -> Result<()> {
     let baselines = Baselines {
         uvicorn: absolute(&args.uvicorn)?,
         node: absolute(&args.node)?,
+        functions_framework: absolute(&args.functions_framework)?,
         root: bare_root,
     };
 
@@ -112,13 +124,30 @@ async fn main() -> Result<()> {
         node: &args.node,
     };
     let nimbus = Nimbus::start(&nimbus_bin, work.path(), interpreters).await?;
+    // Idle footprint: started, nothing deployed, nothing running.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nimbus_idle_kb = nimbus.pid().map(scaling::tree_rss_kb).unwrap_or(0);
     let http = Http::new();
     let measured = measure_all(&args, &nimbus, &baselines, &http).await;
     let nimbus_version = nimbus.version.clone();
     progress!("stopping nimbus");
     let stopped = nimbus.stop().await;
-    let (warm, cold, throughput) = measured?;
+    let Measured {
+        warm,
+        cold,
+        throughput,
+        peer,
+        asynchronous,
+        mut memory,
+    } = measured?;
     stopped?;
+    memory.nimbus_idle_kb = nimbus_idle_kb;
+    progress!("measuring nginx's idle footprint");
+    if let Some(nginx) = scaling::Nginx::start(work.path(), bare::free_port()?).await? {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        memory.nginx_idle_kb = Some(nginx.rss_kb());
+        nginx.stop().await?;
+    }
 
     let report = Report {
         setup: Setup {
@@ -127,6 +156,8 @@ async fn main() -> Result<()> {
             runs: args.runs,
             cold_starts: args.cold_starts,
             concurrency: args.concurrency,
+            peer_concurrency: args.peer_concurrency,
+            async_secs: args.async_secs,
             throughput_secs: args.throughput_secs,
             nimbus: nimbus_version,
             uvicorn: uvicorn_version,
@@ -135,6 +166,9 @@ async fn main() -> Result<()> {
         warm,
         cold,
         throughput,
+        peer,
+        asynchronous,
+        memory,
     };
     print!("{report}");
     Ok(())
@@ -170,24 +204,65 @@ fn version(program: &Path) -> Result<String> {
     Ok(first.trim_start_matches("Running ").to_string())
 }
 
+struct Measured {
+    warm: Vec<Warm>,
+    cold: Vec<Cold>,
+    throughput: Vec<Throughput>,
+    peer: Option<Peer>,
+    asynchronous: Option<Async>,
+    memory: Memory,
+}
+
 async fn measure_all(
     args: &Args,
     nimbus: &Nimbus,
     baselines: &Baselines,
     http: &Http,
-) -> Result<(Vec<Warm>, Vec<Cold>, Vec<Throughput>)> {
+) -> Result<Measured> {
     for lang in Lang::ALL {
         progress!("deploying {}", lang.function_name());
         nimbus.deploy(http, lang).await?;
+        // The same handler with a variable that only acts at process start, which
+        // keeps it off spare instances: its cold starts start a process.
+        nimbus
+            .deploy_as(http, lang, &fresh_name(lang), fresh_env(lang))
+            .await?;
     }
-    let warm = warm(args, nimbus, baselines, http).await?;
+    let mut memory = Memory::default();
+    let warm = warm(args, nimbus, baselines, http, &mut memory).await?;
     let cold = cold(args, nimbus, baselines, http).await?;
-    let throughput = if args.throughput_secs > 0 {
-        throughput(args, nimbus, baselines, http).await?
+    let (throughput, peer) = if args.throughput_secs > 0 {
+        (
+            throughput(args, nimbus, baselines, http).await?,
+            Some(peer(args, nimbus, baselines, http).await?),
+        )
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
-    Ok((warm, cold, throughput))
+    let asynchronous = if args.async_secs > 0 {
+        Some(asynchronous(args, nimbus, http).await?)
+    } else {
+        None
+    };
+    Ok(Measured {
+        warm,
+        cold,
+        throughput,
+        peer,
+        asynchronous,
+        memory,
+    })
+}
+
+fn fresh_name(lang: Lang) -> String {
+    format!("{}-fresh", lang.function_name())
+}
+
+fn fresh_env(lang: Lang) -> serde_json::Value {
+    match lang {
+        Lang::Python => serde_json::json!({"PYTHONNOUSERSITE": "1"}),
+        Lang::Node => serde_json::json!({"NODE_NO_WARNINGS": "1"}),
+    }
 }
 
 /// Runs `measure` on Nimbus and on the bare server, alternating which goes first
@@ -216,6 +291,7 @@ async fn warm(
     nimbus: &Nimbus,
     baselines: &Baselines,
     http: &Http,
+    memory: &mut Memory,
 ) -> Result<Vec<Warm>> {
     let mut rows = Vec::new();
     let mut servers = Vec::new();
@@ -240,6 +316,13 @@ async fn warm(
             row.bare.push(b);
         }
     }
+    // Footprints after serving: the largest instance of each runtime, and the
+    // bare server running the same handler.
+    let nimbus_pid = nimbus.pid().unwrap_or(0);
+    memory.python_instance_kb = scaling::largest_instance_kb(nimbus_pid, "bootstrap.py");
+    memory.node_instance_kb = scaling::largest_instance_kb(nimbus_pid, "bootstrap.mjs");
+    memory.uvicorn_kb = servers[0].pid().map(scaling::tree_rss_kb);
+    memory.node_bare_kb = servers[1].pid().map(scaling::tree_rss_kb);
     for server in servers {
         server.stop().await?;
     }
@@ -259,7 +342,10 @@ async fn cold(
             lang,
             nimbus: Vec::new(),
             init_ms: Vec::new(),
+            fresh: Vec::new(),
+            fresh_init_ms: Vec::new(),
             bare: Vec::new(),
+            interpreter: Vec::new(),
         })
         .collect();
     for start in 0..args.cold_starts {
@@ -270,10 +356,19 @@ async fn cold(
                 tokio::time::sleep(settle).await;
                 let (server, elapsed) = baselines.start(lang).await?;
                 server.stop().await?;
-                anyhow::Ok(elapsed)
+                tokio::time::sleep(settle).await;
+                let interpreter =
+                    scaling::interpreter_start(&args.python, &args.node, lang).await?;
+                anyhow::Ok((elapsed, interpreter))
             };
-            let nimbus = measure::nimbus_cold(nimbus, http, lang, start, settle);
-            let ((n, init), b) = if start.is_multiple_of(2) {
+            let nimbus = async {
+                let spare =
+                    measure::nimbus_cold(nimbus, http, lang.function_name(), start, settle).await?;
+                let fresh =
+                    measure::nimbus_cold(nimbus, http, &fresh_name(lang), start, settle).await?;
+                anyhow::Ok((spare, fresh))
+            };
+            let (((n, init), (f, f_init)), (b, interp)) = if start.is_multiple_of(2) {
                 let n = nimbus.await?;
                 (n, bare.await?)
             } else {
@@ -282,7 +377,10 @@ async fn cold(
             };
             row.nimbus.push(n);
             row.init_ms.push(init);
+            row.fresh.push(f);
+            row.fresh_init_ms.push(f_init);
             row.bare.push(b);
+            row.interpreter.push(interp);
         }
     }
     Ok(rows)
@@ -322,4 +420,57 @@ async fn throughput(
         server.stop().await?;
     }
     Ok(rows)
+}
+
+/// Nimbus's invoke API against Google's functions-framework running the same
+/// Python handler, at the peer concurrency.
+async fn peer(args: &Args, nimbus: &Nimbus, baselines: &Baselines, http: &Http) -> Result<Peer> {
+    let window = Duration::from_secs(args.throughput_secs);
+    let server = baselines.start_functions_framework().await?;
+    let uri = nimbus.invoke_uri(Lang::Python)?;
+    let mut row = Peer {
+        nimbus: Vec::new(),
+        functions_framework: Vec::new(),
+    };
+    for run in 0..args.runs {
+        progress!("peer run {}/{}", run + 1, args.runs);
+        let (n, p) = interleaved(run, &uri, &server.uri, |uri| async move {
+            measure::throughput(http, &uri, args.peer_concurrency, THROUGHPUT_WARMUP, window).await
+        })
+        .await
+        .with_context(|| format!("peer run {}", run + 1))?;
+        row.nimbus.push(n);
+        row.functions_framework.push(p);
+    }
+    server.stop().await?;
+    Ok(row)
+}
+
+/// Durable asynchronous events: accepted and run per second, against one
+/// fsync per event on the same file system.
+async fn asynchronous(args: &Args, nimbus: &Nimbus, http: &Http) -> Result<Async> {
+    let window = Duration::from_secs(args.async_secs);
+    let mut row = Async {
+        accepted: Vec::new(),
+        processed: Vec::new(),
+        fsync_each: Vec::new(),
+    };
+    for run in 0..args.runs {
+        progress!("async run {}/{}", run + 1, args.runs);
+        let (accepted, processed) = scaling::async_events(
+            http,
+            &nimbus.async_uri(Lang::Python)?,
+            &nimbus.metrics_uri()?,
+            args.peer_concurrency,
+            window,
+        )
+        .await?;
+        row.accepted.push(accepted);
+        row.processed.push(processed);
+        row.fsync_each.push(scaling::fsync_per_event_rate(
+            nimbus.data_dir(),
+            Duration::from_secs(1),
+        )?);
+    }
+    Ok(row)
 }

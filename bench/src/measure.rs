@@ -10,7 +10,7 @@ use hyper::{Method, Uri};
 use tokio::task::JoinSet;
 
 use crate::client::{Http, Reply};
-use crate::fixtures::{HELLO, Lang};
+use crate::fixtures::HELLO;
 use crate::nimbus::Nimbus;
 use crate::stats::Percentiles;
 
@@ -109,22 +109,21 @@ async fn closed_loop(
 pub async fn nimbus_cold(
     nimbus: &Nimbus,
     http: &Http,
-    lang: Lang,
+    function: &str,
     tag: usize,
     settle: Duration,
 ) -> Result<(Duration, f64)> {
-    nimbus.retire_instances(http, lang, tag).await?;
+    nimbus.retire_instances(http, function, tag).await?;
     // Let the retired instance wind down so its teardown is not timed.
     tokio::time::sleep(settle).await;
-    let uri = nimbus.invoke_uri(lang)?;
+    let uri = nimbus.invoke_uri_of(function)?;
     let start = Instant::now();
     let reply = hello(http, &uri).await?;
     let elapsed = start.elapsed();
     check_hello(&reply)?;
     ensure!(
         reply.header("x-nimbus-cold-start") == Some("true"),
-        "{} was not started cold after PATCH",
-        lang.function_name()
+        "{function} was not started cold after PATCH"
     );
     let init_ms = reply
         .header("x-nimbus-init-duration-ms")

@@ -32,6 +32,7 @@ pub struct Nimbus {
     /// The first line of the announcement, e.g. `nimbus 0.1.0 ready`.
     pub version: String,
     stderr_log: PathBuf,
+    data_dir: PathBuf,
 }
 
 /// The interpreters Nimbus is told to use (the bare servers use the same ones).
@@ -91,6 +92,7 @@ impl Nimbus {
             base,
             version,
             stderr_log,
+            data_dir: work.join("nimbus-data"),
         })
     }
 
@@ -99,11 +101,48 @@ impl Nimbus {
     }
 
     pub fn invoke_uri(&self, lang: Lang) -> Result<Uri> {
-        self.uri(&format!("/v1/functions/{}/invoke", lang.function_name()))
+        self.invoke_uri_of(lang.function_name())
+    }
+
+    pub fn invoke_uri_of(&self, function: &str) -> Result<Uri> {
+        self.uri(&format!("/v1/functions/{function}/invoke"))
+    }
+
+    /// Asynchronous (`Event`) invocation of the language's function.
+    pub fn async_uri(&self, lang: Lang) -> Result<Uri> {
+        self.uri(&format!(
+            "/v1/functions/{}/invoke?type=event",
+            lang.function_name()
+        ))
+    }
+
+    pub fn metrics_uri(&self) -> Result<Uri> {
+        self.uri("/metrics")
+    }
+
+    /// Where the server keeps its data (and its event queue).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Uploads the language's package and creates its function.
     pub async fn deploy(&self, http: &Http, lang: Lang) -> Result<()> {
+        self.deploy_as(http, lang, lang.function_name(), json!({}))
+            .await
+    }
+
+    /// The language's package deployed as `name` with `environment`.
+    pub async fn deploy_as(
+        &self,
+        http: &Http,
+        lang: Lang,
+        name: &str,
+        environment: serde_json::Value,
+    ) -> Result<()> {
         let code = http
             .send(
                 Method::POST,
@@ -119,19 +158,19 @@ impl Nimbus {
             String::from_utf8_lossy(&code.body)
         );
         let sha256 = code.json()?["sha256"].clone();
-        let spec =
-            json!({"runtime": lang.runtime(), "handler": lang.handler(), "code_sha256": sha256});
+        let spec = json!({"runtime": lang.runtime(), "handler": lang.handler(),
+            "code_sha256": sha256, "environment": environment});
         let put = http
             .send_json(
                 Method::PUT,
-                &self.uri(&format!("/v1/functions/{}", lang.function_name()))?,
+                &self.uri(&format!("/v1/functions/{name}"))?,
                 &spec,
             )
             .await?;
         ensure!(
             put.status == 201 || put.status == 200,
             "deploying {} failed: {} {}",
-            lang.function_name(),
+            name,
             put.status,
             String::from_utf8_lossy(&put.body)
         );
@@ -140,8 +179,8 @@ impl Nimbus {
 
     /// Changes the function's description, which retires its instances: the next
     /// invocation has to start a new one.
-    pub async fn retire_instances(&self, http: &Http, lang: Lang, tag: usize) -> Result<()> {
-        let uri = self.uri(&format!("/v1/functions/{}", lang.function_name()))?;
+    pub async fn retire_instances(&self, http: &Http, function: &str, tag: usize) -> Result<()> {
+        let uri = self.uri(&format!("/v1/functions/{function}"))?;
         let patch = json!({"description": format!("benchmark cold start {tag}")});
         let reply = http.send_json(Method::PATCH, &uri, &patch).await?;
         ensure!(

@@ -14,6 +14,8 @@ pub struct Setup {
     pub runs: usize,
     pub cold_starts: usize,
     pub concurrency: usize,
+    pub peer_concurrency: usize,
+    pub async_secs: u64,
     pub throughput_secs: u64,
     pub nimbus: String,
     pub uvicorn: String,
@@ -30,9 +32,40 @@ pub struct Warm {
 /// Cold starts: one entry per start.
 pub struct Cold {
     pub lang: Lang,
+    /// Taking a spare instance (the usual case once the runtime was used).
     pub nimbus: Vec<Duration>,
     pub init_ms: Vec<f64>,
+    /// Starting a process (a function that cannot use spares).
+    pub fresh: Vec<Duration>,
+    pub fresh_init_ms: Vec<f64>,
     pub bare: Vec<Duration>,
+    /// `python3 -c pass` / `node -e 0`.
+    pub interpreter: Vec<Duration>,
+}
+
+/// Requests per second at the peer concurrency: Nimbus vs functions-framework.
+pub struct Peer {
+    pub nimbus: Vec<f64>,
+    pub functions_framework: Vec<f64>,
+}
+
+/// Asynchronous events per second: one entry per run.
+pub struct Async {
+    pub accepted: Vec<f64>,
+    pub processed: Vec<f64>,
+    /// Records per second with one fdatasync each, on the queue's file system.
+    pub fsync_each: Vec<f64>,
+}
+
+/// Resident memory, KiB.
+#[derive(Default)]
+pub struct Memory {
+    pub nimbus_idle_kb: u64,
+    pub nginx_idle_kb: Option<u64>,
+    pub python_instance_kb: Option<u64>,
+    pub uvicorn_kb: Option<u64>,
+    pub node_instance_kb: Option<u64>,
+    pub node_bare_kb: Option<u64>,
 }
 
 /// Requests per second at the setup's concurrency: one entry per run.
@@ -47,6 +80,13 @@ pub struct Report {
     pub warm: Vec<Warm>,
     pub cold: Vec<Cold>,
     pub throughput: Vec<Throughput>,
+    pub peer: Option<Peer>,
+    pub asynchronous: Option<Async>,
+    pub memory: Memory,
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map_or("—".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
 }
 
 const LABEL: usize = 26;
@@ -140,18 +180,31 @@ impl fmt::Display for Report {
                 latency(b(|p| p.p99)),
             )?;
         }
+        writeln!(
+            f,
+            "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>RATIO$}",
+            "", "Nimbus", "bare", "ratio", "interp.", "ratio"
+        )?;
         for c in &self.cold {
-            let n = median(c.nimbus.iter().copied().map(millis));
             let b = median(c.bare.iter().copied().map(millis));
-            writeln!(
-                f,
-                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}   (Nimbus init {:.1} ms)",
-                format!("cold {}", c.lang.label()),
-                format!("{n:.1} ms"),
-                format!("{b:.1} ms"),
-                ratio(n, b),
-                median(c.init_ms.iter().copied()),
-            )?;
+            let i = median(c.interpreter.iter().copied().map(millis));
+            for (label, times, init) in [
+                ("spare", &c.nimbus, &c.init_ms),
+                ("fresh", &c.fresh, &c.fresh_init_ms),
+            ] {
+                let n = median(times.iter().copied().map(millis));
+                writeln!(
+                    f,
+                    "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>RATIO$}   (init {:.1} ms)",
+                    format!("cold {:<6} {label}", c.lang.label()),
+                    format!("{n:.1} ms"),
+                    format!("{b:.1} ms"),
+                    ratio(n, b),
+                    format!("{i:.1} ms"),
+                    ratio(n, i),
+                    median(init.iter().copied()),
+                )?;
+            }
         }
         if !self.throughput.is_empty() {
             writeln!(
@@ -173,6 +226,87 @@ impl fmt::Display for Report {
                     ratio(n, b),
                 )?;
             }
+        }
+        if let Some(p) = &self.peer {
+            let (n, g) = (
+                median(p.nimbus.iter().copied()),
+                median(p.functions_framework.iter().copied()),
+            );
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                "", "Nimbus rps", "f-framework", "ratio"
+            )?;
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                format!("rps  python (c={})", s.peer_concurrency),
+                format!("{n:.0}"),
+                format!("{g:.0}"),
+                ratio(n, g),
+            )?;
+        }
+        if let Some(a) = &self.asynchronous {
+            let (acc, done, each) = (
+                median(a.accepted.iter().copied()),
+                median(a.processed.iter().copied()),
+                median(a.fsync_each.iter().copied()),
+            );
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                "", "events/s", "fsync each", "ratio"
+            )?;
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                format!("async accepted (c={})", s.peer_concurrency),
+                format!("{acc:.0}"),
+                format!("{each:.0}"),
+                ratio(acc, each),
+            )?;
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}",
+                "async run to completion",
+                format!("{done:.0}"),
+            )?;
+        }
+        let m = &self.memory;
+        writeln!(
+            f,
+            "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+            "", "Nimbus RSS", "peer RSS", "ratio"
+        )?;
+        let kb_ratio = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0 => ratio(a as f64, b as f64),
+            _ => "—".into(),
+        };
+        for (label, a, b) in [
+            (
+                "idle server vs nginx",
+                Some(m.nimbus_idle_kb),
+                m.nginx_idle_kb,
+            ),
+            (
+                "python instance vs uvicorn",
+                m.python_instance_kb,
+                m.uvicorn_kb,
+            ),
+            (
+                "node instance vs bare node",
+                m.node_instance_kb,
+                m.node_bare_kb,
+            ),
+        ] {
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                label,
+                mib(a),
+                mib(b),
+                kb_ratio(a, b)
+            )?;
         }
 
         writeln!(f)?;
@@ -221,7 +355,52 @@ impl fmt::Display for Report {
             f,
             "         function's instances (init = x-nimbus-init-duration-ms); bare: spawn → first 200 response,"
         )?;
-        writeln!(f, "         connect retried every 1 ms")?;
+        writeln!(
+            f,
+            "         connect retried every 1 ms; interp. = spawn → exit of `python3 -c pass` / `node -e 0`;"
+        )?;
+        writeln!(
+            f,
+            "         spare = a spare instance (started ahead, runtime loaded) takes the function;"
+        )?;
+        writeln!(
+            f,
+            "         fresh = the same handler with a start-time variable set, so its process is started"
+        )?;
+        if self.peer.is_some() {
+            writeln!(
+                f,
+                "peer   = Nimbus invoke API vs Google functions-framework (its defaults) running the same"
+            )?;
+            writeln!(
+                f,
+                "         Python handler, {} connections, measured like rps",
+                s.peer_concurrency
+            )?;
+        }
+        if self.asynchronous.is_some() {
+            writeln!(
+                f,
+                "async  = {} clients posting Event invocations for {} s; accepted = 202s per second (each",
+                s.peer_concurrency, s.async_secs
+            )?;
+            writeln!(
+                f,
+                "         fsynced in the queue before the answer); run to completion = until the queue is"
+            )?;
+            writeln!(
+                f,
+                "         empty; fsync each = 200-byte records written with one fdatasync each, same disk"
+            )?;
+        }
+        writeln!(
+            f,
+            "RSS    = resident memory: idle = just started, nothing deployed (with children); instances ="
+        )?;
+        writeln!(
+            f,
+            "         the largest of each runtime after the warm runs; peers with their children"
+        )?;
         if !self.throughput.is_empty() {
             writeln!(
                 f,
@@ -248,11 +427,32 @@ impl fmt::Display for Report {
         for c in &self.cold {
             writeln!(
                 f,
-                "  {:<LABEL$}Nimbus {} (init {})   bare {}",
+                "  {:<LABEL$}spare {} (init {})   fresh {}   bare {}   interp. {}",
                 format!("cold {:<6} min–max (ms)", c.lang.label()),
                 range(c.nimbus.iter().copied().map(millis)),
                 range(c.init_ms.iter().copied()),
+                range(c.fresh.iter().copied().map(millis)),
                 range(c.bare.iter().copied().map(millis)),
+                range(c.interpreter.iter().copied().map(millis)),
+            )?;
+        }
+        if let Some(p) = &self.peer {
+            writeln!(
+                f,
+                "  {:<LABEL$}Nimbus {}   f-framework {}",
+                "peer python rps",
+                list(p.nimbus.iter().copied(), 0),
+                list(p.functions_framework.iter().copied(), 0),
+            )?;
+        }
+        if let Some(a) = &self.asynchronous {
+            writeln!(
+                f,
+                "  {:<LABEL$}accepted {}   completed {}   fsync each {}",
+                "async events/s",
+                list(a.accepted.iter().copied(), 0),
+                list(a.processed.iter().copied(), 0),
+                list(a.fsync_each.iter().copied(), 0),
             )?;
         }
         for t in &self.throughput {
