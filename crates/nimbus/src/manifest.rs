@@ -14,6 +14,17 @@
 //! Several functions: `[functions.<name>]` tables with the same keys plus `code`,
 //! the directory holding that function's code (relative to the manifest).
 //! Unknown keys are errors, so a typo never deploys silently with a default.
+//!
+//! Workflows (state machines) are `[[workflows]]` entries, deployed after the
+//! functions they call:
+//! ```toml
+//! [[workflows]]
+//! name = "orders"
+//! definition = "orders.asl.json"     # a file (relative to the manifest) …
+//! # definition = '{"StartAt": …}'    # … or the JSON inline,
+//! # [workflows.definition]           # … or as a TOML table
+//! type = "STANDARD"                  # or EXPRESS
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +53,72 @@ struct ManifestFile {
     single: FunctionManifest,
     #[serde(default)]
     functions: BTreeMap<String, FunctionManifest>,
+    #[serde(default)]
+    workflows: Vec<WorkflowManifest>,
+}
+
+/// A `[[workflows]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowManifest {
+    name: String,
+    definition: toml::Value,
+    #[serde(rename = "type")]
+    machine_type: Option<String>,
+    role_arn: Option<String>,
+}
+
+/// A workflow to deploy, with its definition resolved to JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedWorkflow {
+    pub name: String,
+    pub definition: serde_json::Value,
+    pub machine_type: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+/// The `[[workflows]]` of `dir/nimbus.toml` (none without a manifest).
+pub fn load_workflows(dir: &Path) -> anyhow::Result<Vec<PlannedWorkflow>> {
+    let path = dir.join("nimbus.toml");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file: ManifestFile =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    file.workflows
+        .into_iter()
+        .map(|w| {
+            let definition = match &w.definition {
+                toml::Value::String(s) if s.trim_start().starts_with('{') => {
+                    serde_json::from_str(s).with_context(|| {
+                        format!("workflow {}: the inline definition is not JSON", w.name)
+                    })?
+                }
+                toml::Value::String(file) => {
+                    let p = dir.join(file);
+                    let text = std::fs::read_to_string(&p).with_context(|| {
+                        format!("workflow {}: cannot read {}", w.name, p.display())
+                    })?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("workflow {}: {} is not JSON", w.name, p.display())
+                    })?
+                }
+                table @ toml::Value::Table(_) => serde_json::to_value(table)?,
+                _ => bail!(
+                    "workflow {}: definition must be a file name, a JSON string or a table",
+                    w.name
+                ),
+            };
+            Ok(PlannedWorkflow {
+                name: w.name,
+                definition,
+                machine_type: w.machine_type,
+                role_arn: w.role_arn,
+            })
+        })
+        .collect()
 }
 
 /// A function to deploy, with its code directory resolved.
@@ -64,6 +141,12 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Planned>> {
         .with_context(|| format!("cannot read {}", path.display()))?;
     let file: ManifestFile =
         toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    let s = &file.single;
+    let no_function = s.name.is_none() && s.runtime.is_none() && s.handler.is_none();
+    if file.functions.is_empty() && no_function && !file.workflows.is_empty() {
+        // A manifest of workflows only.
+        return Ok(Vec::new());
+    }
     if file.functions.is_empty() {
         let code_dir = file
             .single
@@ -120,6 +203,25 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].manifest.name.as_deref(), Some("a"));
         assert!(p[0].code_dir.ends_with("a"));
+        std::fs::write(
+            d.join("flow.json"),
+            r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "[[workflows]]\nname = \"a\"\ndefinition = \"flow.json\"\n\
+             [[workflows]]\nname = \"b\"\ntype = \"EXPRESS\"\ndefinition = '{\"StartAt\": \"X\"}'\n\
+             [[workflows]]\nname = \"c\"\n[workflows.definition]\nStartAt = \"Y\"\n",
+        )
+        .unwrap();
+        assert!(load(&d).unwrap().is_empty(), "workflows only: no function");
+        let w = load_workflows(&d).unwrap();
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0].definition["States"]["P"]["Type"], "Pass");
+        assert_eq!(w[1].definition["StartAt"], "X");
+        assert_eq!(w[1].machine_type.as_deref(), Some("EXPRESS"));
+        assert_eq!(w[2].definition["StartAt"], "Y");
         std::fs::write(d.join("nimbus.toml"), "runtim = \"python3\"\n").unwrap();
         assert!(format!("{:#}", load(&d).unwrap_err()).contains("unknown field"));
         std::fs::remove_dir_all(&d).unwrap();

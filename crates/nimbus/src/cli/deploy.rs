@@ -59,6 +59,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     for p in plans {
         out.push(deploy_one(&client, &args, p).await?);
     }
+    // Workflows last: their tasks call the functions just deployed.
+    for w in manifest::load_workflows(&args.dir)? {
+        out.push(deploy_workflow(&client, &args, w).await?);
+    }
     if args.client.json {
         println!(
             "{}",
@@ -125,6 +129,36 @@ fn detect_runtime(dir: &Path) -> Option<String> {
     } else {
         None
     }
+}
+
+async fn deploy_workflow(
+    client: &Client,
+    args: &DeployArgs,
+    w: manifest::PlannedWorkflow,
+) -> anyhow::Result<Value> {
+    let mut body = json!({"definition": w.definition});
+    if let Some(t) = w.machine_type {
+        body["type"] = json!(t);
+    }
+    if let Some(r) = w.role_arn {
+        body["role_arn"] = json!(r);
+    }
+    let v = client
+        .json(
+            client
+                .request(Method::PUT, &format!("/v1/workflows/{}", w.name))
+                .json(&body),
+        )
+        .await?;
+    if !args.client.json {
+        println!(
+            "deployed workflow {}: {} {}",
+            w.name,
+            v["type"].as_str().unwrap_or(""),
+            v["arn"].as_str().unwrap_or("")
+        );
+    }
+    Ok(v)
 }
 
 async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::Result<Value> {

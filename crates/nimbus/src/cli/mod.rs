@@ -9,6 +9,7 @@ mod logs;
 mod routes;
 mod usage;
 mod versions;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,8 @@ enum Command {
     GatewayKeys(routes::GatewayKeysArgs),
     /// Price recorded usage (or a hypothetical workload) with Lambda's price table.
     Cost(Box<usage::CostArgs>),
+    /// Workflows (Amazon States Language state machines) and their executions.
+    Workflow(workflow::WorkflowArgs),
 }
 
 #[derive(clap::Args)]
@@ -115,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq(a) => dlq::run(a).await,
         Command::Usage(a) => usage::usage(a).await,
         Command::Cost(a) => usage::cost(*a).await,
+        Command::Workflow(a) => workflow::run(a).await,
         Command::Routes(a) => routes::routes(a).await,
         Command::Url(a) => routes::url(a).await,
         Command::GatewayKeys(a) => routes::gateway_keys(a).await,

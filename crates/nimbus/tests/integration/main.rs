@@ -15,3 +15,4 @@ mod provided;
 mod python;
 mod sandbox;
 mod spares;
+mod workflows;
