@@ -183,14 +183,15 @@ pub(crate) async fn manage(s: &Shared, id: String, req: Request) -> Response {
         }
         Method::GET => {
             let info = &conn.info;
-            let mut identity = serde_json::json!({ "SourceIp": info.source_ip });
+            // The wire names of GetConnection (SDKs show them capitalised).
+            let mut identity = serde_json::json!({ "sourceIp": info.source_ip });
             if let Some(ua) = &info.user_agent {
-                identity["UserAgent"] = ua.clone().into();
+                identity["userAgent"] = ua.clone().into();
             }
             let body = serde_json::json!({
-                "ConnectedAt": iso(info.connected_at_ms),
-                "Identity": identity,
-                "LastActiveAt": iso(conn.last_active_ms.load(Ordering::Relaxed)),
+                "connectedAt": iso(info.connected_at_ms),
+                "identity": identity,
+                "lastActiveAt": iso(conn.last_active_ms.load(Ordering::Relaxed)),
             });
             axum::Json(body).into_response()
         }

@@ -576,8 +576,8 @@ fn websocket_connect_message_push_and_disconnect() {
     ws.send(Message::Text(json!({"action": "info"}).to_string().into()))
         .unwrap();
     let info: Value = serde_json::from_str(&next_text(&mut ws)).unwrap();
-    assert_eq!(info["Identity"]["SourceIp"], "127.0.0.1");
-    assert!(info["ConnectedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
+    assert!(info["connectedAt"].as_str().unwrap().ends_with('Z'));
     // The function closes the connection.
     ws.send(Message::Text(json!({"action": "bye"}).to_string().into()))
         .unwrap();
