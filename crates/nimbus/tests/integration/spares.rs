@@ -120,7 +120,10 @@ fn python_cold_starts_take_a_spare_that_becomes_exactly_the_function() {
     );
     assert_eq!(got["cwd"], got["task_root"], "runs in its task root");
     assert_eq!(got["memory"], "256");
-    assert_eq!(got["memory_limit_in_mb"], "256", "a string, as in awslambdaric");
+    assert_eq!(
+        got["memory_limit_in_mb"], "256",
+        "a string, as in awslambdaric"
+    );
     assert_eq!(got["function"], "spy");
     assert_eq!(
         got["helper"], "from lib",
