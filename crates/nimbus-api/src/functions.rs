@@ -51,6 +51,8 @@ pub struct FunctionBody {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     description: String,
+    /// `aws`, `azure`, `google` or `auto` (the default: detected at deploy).
+    handler_style: Option<String>,
     code_sha256: String,
 }
 
@@ -78,6 +80,10 @@ impl FunctionBody {
                 timeout_s: self.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S),
                 environment: self.environment,
                 description: self.description,
+                handler_style: match self.handler_style.as_deref() {
+                    None => None,
+                    Some(s) => nimbus_core::HandlerStyle::parse_requested(s)?,
+                },
             },
             code_sha256: self.code_sha256,
             role: None,

@@ -167,6 +167,7 @@ pub const RESERVED_ENV: &[&str] = &[
     "AWS_LAMBDA_RUNTIME_API",
     "LAMBDA_TASK_ROOT",
     "LAMBDA_RUNTIME_DIR",
+    "NIMBUS_HANDLER_STYLE",
     "TZ",
 ];
 
@@ -182,6 +183,10 @@ pub struct FunctionConfig {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub description: String,
+    /// Requested handler style; `None` (the default, `auto`) detects it from the
+    /// package at deploy time (see [`crate::style`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler_style: Option<crate::style::HandlerStyle>,
 }
 
 impl FunctionConfig {
@@ -257,6 +262,10 @@ pub struct FunctionRecord {
     pub config: FunctionConfig,
     /// Always `$LATEST` until versions exist.
     pub version: String,
+    /// The handler style instances run with: `config.handler_style`, or what
+    /// deploy detected (records from before styles existed are `aws`).
+    #[serde(default)]
+    pub resolved_style: crate::style::HandlerStyle,
     /// Hex sha256 of the code zip; the code store is addressed by it.
     pub code_sha256: String,
     pub code_size: u64,
@@ -397,6 +406,7 @@ mod tests {
             timeout_s: 3,
             environment: BTreeMap::new(),
             description: String::new(),
+            handler_style: None,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod function;
 pub mod invocation;
 pub mod limits;
 pub mod package;
+pub mod style;
 
 pub use error::{ErrorCode, ValidationError};
 pub use function::{
@@ -17,3 +18,4 @@ pub use function::{
     Runtime, validate_alias_name,
 };
 pub use invocation::{InvocationId, InvokeRequest};
+pub use style::HandlerStyle;

@@ -129,10 +129,11 @@ impl ControlPlane {
 
     pub async fn create(&self, req: CreateFunction) -> Result<FunctionRecord, EngineError> {
         let _w = self.writes.lock().await;
-        self.check(&req.config, &req.code_sha256).await?;
+        let resolved_style = self.check(&req.config, &req.code_sha256).await?;
         let ts = now();
         let record = FunctionRecord {
             version: "$LATEST".into(),
+            resolved_style,
             code_size: self.code_size(&req.code_sha256)?,
             code_sha256: req.code_sha256,
             revision_id: revision(),
@@ -348,7 +349,7 @@ impl ControlPlane {
             return Err(EngineError::PreconditionFailed(record.revision_id));
         }
         change(&mut record);
-        self.check(&record.config, &record.code_sha256).await?;
+        record.resolved_style = self.check(&record.config, &record.code_sha256).await?;
         record.code_size = self.code_size(&record.code_sha256)?;
         record.revision_id = revision();
         record.last_modified = now();
@@ -374,8 +375,13 @@ impl ControlPlane {
             .map_err(|_| EngineError::CodeNotFound(format!("code package {sha}")))
     }
 
-    /// Validates configuration against the code it will run.
-    async fn check(&self, config: &FunctionConfig, sha: &str) -> Result<(), EngineError> {
+    /// Validates configuration against the code it will run; returns the handler
+    /// style instances will use (requested, or detected from the package).
+    async fn check(
+        &self,
+        config: &FunctionConfig,
+        sha: &str,
+    ) -> Result<nimbus_core::HandlerStyle, EngineError> {
         config.validate()?;
         if !self.code.contains(sha) {
             return Err(EngineError::CodeNotFound(format!("code package {sha}")));
@@ -383,17 +389,28 @@ impl ControlPlane {
         let code = self.code.clone();
         let sha = sha.to_string();
         let root = self.config.code_cache_dir.clone();
-        let listing = blocking(move || {
+        let (runtime, handler, requested) =
+            (config.runtime, config.handler.clone(), config.handler_style);
+        let style = blocking(move || {
             let listing = code.listing(&sha)?;
             // Unpack now, before anything is recorded: a package that cannot be
             // unpacked (disk full, …) fails the deploy instead of leaving a stored
             // function that cannot run.
-            code.extract(&sha, &root)?;
-            Ok(listing)
+            let dir = code.extract(&sha, &root)?;
+            // Detection reads a few manifests (package.json, requirements.txt, …).
+            let read = |p: &str| -> Option<String> {
+                let f = listing.files.get(p)?;
+                if f.size > 1 << 20 {
+                    return None;
+                }
+                std::fs::read_to_string(dir.join(p)).ok()
+            };
+            Ok(nimbus_core::style::resolve(
+                &listing, runtime, &handler, requested, &read,
+            ))
         })
-        .await?;
-        listing.check_handler(config.runtime, &config.handler)?;
-        Ok(())
+        .await??;
+        Ok(style)
     }
 
     /// Makes a stored record the running `$LATEST`: unpack code, new pool, swap.
@@ -417,6 +434,7 @@ impl ControlPlane {
             version: record.version.clone(),
             runtime: c.runtime,
             handler: c.handler.clone(),
+            handler_style: record.resolved_style,
             memory_mb: c.memory_mb,
             timeout: std::time::Duration::from_secs(c.timeout_s as u64),
             code_dir,

@@ -9,6 +9,66 @@ use std::path::{Path, PathBuf};
 pub const PYTHON: &str = include_str!("../bootstraps/python/bootstrap.py");
 pub const NODE: &str = include_str!("../bootstraps/node/bootstrap.mjs");
 
+/// Handler-style adapters and shim packages, installed next to the bootstraps
+/// (`(path under the runtime's directory, text)`); the bootstraps load them only
+/// for functions whose style is `azure` or `google`.
+pub const PYTHON_STYLES: &[(&str, &str)] = &[
+    (
+        "nimbus_styles/__init__.py",
+        include_str!("../bootstraps/python/nimbus_styles/__init__.py"),
+    ),
+    (
+        "nimbus_styles/azure.py",
+        include_str!("../bootstraps/python/nimbus_styles/azure.py"),
+    ),
+    (
+        "nimbus_styles/google.py",
+        include_str!("../bootstraps/python/nimbus_styles/google.py"),
+    ),
+    (
+        "shims/azure/functions/__init__.py",
+        include_str!("../bootstraps/python/shims/azure/functions/__init__.py"),
+    ),
+    (
+        "shims/functions_framework/__init__.py",
+        include_str!("../bootstraps/python/shims/functions_framework/__init__.py"),
+    ),
+];
+pub const NODE_STYLES: &[(&str, &str)] = &[
+    (
+        "styles/common.mjs",
+        include_str!("../bootstraps/node/styles/common.mjs"),
+    ),
+    (
+        "styles/azure.mjs",
+        include_str!("../bootstraps/node/styles/azure.mjs"),
+    ),
+    (
+        "styles/google.mjs",
+        include_str!("../bootstraps/node/styles/google.mjs"),
+    ),
+    (
+        "shims/node_modules/@azure/functions/package.json",
+        include_str!("../bootstraps/node/shims/node_modules/@azure/functions/package.json"),
+    ),
+    (
+        "shims/node_modules/@azure/functions/index.js",
+        include_str!("../bootstraps/node/shims/node_modules/@azure/functions/index.js"),
+    ),
+    (
+        "shims/node_modules/@google-cloud/functions-framework/package.json",
+        include_str!(
+            "../bootstraps/node/shims/node_modules/@google-cloud/functions-framework/package.json"
+        ),
+    ),
+    (
+        "shims/node_modules/@google-cloud/functions-framework/index.js",
+        include_str!(
+            "../bootstraps/node/shims/node_modules/@google-cloud/functions-framework/index.js"
+        ),
+    ),
+];
+
 /// Where the installed bootstraps live (`LAMBDA_RUNTIME_DIR` per runtime).
 #[derive(Debug, Clone)]
 pub struct InstalledBootstraps {
@@ -42,14 +102,8 @@ impl InstalledBootstraps {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        // Instances run as other users: the cache must be readable by them.
-        use std::os::unix::fs::PermissionsExt;
-        let cache_dir = self.python_dir.join("__pycache__");
-        fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o755))?;
-        for entry in fs::read_dir(&cache_dir)? {
-            fs::set_permissions(entry?.path(), fs::Permissions::from_mode(0o644))?;
-        }
-        Ok(())
+        // Instances run as other users: the caches must be readable by them.
+        open_tree(&self.python_dir)
     }
 }
 
@@ -60,19 +114,42 @@ pub fn install(root: &Path) -> io::Result<InstalledBootstraps> {
     fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
     let python_dir = root.join("python");
     let node_dir = root.join("node");
-    for (dir, name, text) in [
+    let files = [
         (&python_dir, "bootstrap.py", PYTHON),
         (&node_dir, "bootstrap.mjs", NODE),
-    ] {
+    ]
+    .into_iter()
+    .chain(PYTHON_STYLES.iter().map(|(p, t)| (&python_dir, *p, *t)))
+    .chain(NODE_STYLES.iter().map(|(p, t)| (&node_dir, *p, *t)));
+    for (base, rel, text) in files {
+        let path = base.join(rel);
+        let dir = path.parent().expect("a file has a parent");
         fs::create_dir_all(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        let name = path.file_name().expect("a file name").to_string_lossy();
         let tmp = dir.join(format!(".{name}.tmp"));
         fs::write(&tmp, text)?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-        fs::rename(&tmp, dir.join(name))?;
+        fs::rename(&tmp, &path)?;
     }
+    open_tree(root)?;
     Ok(InstalledBootstraps {
         python_dir,
         node_dir,
     })
+}
+
+/// Directories 0755 and files 0644 below `dir` (instances run as other users).
+fn open_tree(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            open_tree(&entry.path())?;
+        } else if kind.is_file() {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }

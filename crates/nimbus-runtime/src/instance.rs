@@ -211,6 +211,14 @@ pub(crate) fn environment(
     if let Some(e) = exec_env {
         env.insert("AWS_EXECUTION_ENV".into(), e);
     }
+    if !spec.handler_style.is_aws() {
+        env.insert(
+            "NIMBUS_HANDLER_STYLE".into(),
+            spec.handler_style.as_str().into(),
+        );
+    } else {
+        env.remove("NIMBUS_HANDLER_STYLE");
+    }
     env.entry("LANG".into())
         .or_insert_with(|| "en_US.UTF-8".into());
     env.entry("PATH".into())

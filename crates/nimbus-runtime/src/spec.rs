@@ -14,6 +14,9 @@ pub struct InstanceSpec {
     pub version: String,
     pub runtime: Runtime,
     pub handler: String,
+    /// Whose calling convention the handler follows (`NIMBUS_HANDLER_STYLE`
+    /// for the bootstraps; not set for `aws`).
+    pub handler_style: nimbus_core::HandlerStyle,
     pub memory_mb: u32,
     pub timeout: Duration,
     /// The unpacked, read-only code (`LAMBDA_TASK_ROOT`).

@@ -8,6 +8,8 @@
 //! memory_mb = 128
 //! timeout_s = 3
 //! description = "Says hello"
+//! handler_style = "aws"      # aws | azure | google | auto (default: detected)
+//! permissions = ["s3:photos"]  # what the function's own credentials may reach
 //! [environment]
 //! GREETING = "Hello"
 //! ```
@@ -38,12 +40,17 @@ pub struct FunctionManifest {
     pub name: Option<String>,
     pub runtime: Option<String>,
     pub handler: Option<String>,
+    /// `aws`, `azure`, `google` or `auto` (default: detected from the package).
+    pub handler_style: Option<String>,
     pub memory_mb: Option<u32>,
     pub timeout_s: Option<u32>,
     pub description: Option<String>,
     pub code: Option<PathBuf>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// What the function's own credentials may reach: `["s3:photos", "sqs:jobs"]`.
+    #[serde(default)]
+    pub permissions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -743,6 +743,26 @@ async function loadHandler(appRoot, fullHandlerString) {
   return fn;
 }
 
+// An Azure or Google function wrapped as a Lambda handler by the adapters in
+// styles/ (next to this file; imported only for these styles).
+async function loadStyledHandler(style) {
+  const { load } = await import(`./styles/${style}.mjs`);
+  const { StyleHandlerNotFound } = await import('./styles/common.mjs');
+  if (HANDLER.split('/').includes('..')) {
+    throw new MalformedHandlerName(`'${HANDLER}' is not a valid handler name.`);
+  }
+  try {
+    return await load(TASK_ROOT, HANDLER);
+  } catch (e) {
+    if (e instanceof StyleHandlerNotFound) throw new HandlerNotFound(e.message);
+    if (e instanceof SyntaxError) throw new UserCodeSyntaxError(e);
+    if (e && (e.code === 'MODULE_NOT_FOUND' || e.code === 'ERR_MODULE_NOT_FOUND')) {
+      throw new ImportModuleError(e);
+    }
+    throw e;
+  }
+}
+
 function streamingMode(fn) {
   const s = fn[HANDLER_STREAMING];
   if (s === undefined || s === null || s === false) return false;
@@ -1231,7 +1251,10 @@ async function main() {
   hookStdioStream('stderr', 2);
   let fn;
   try {
-    fn = await loadHandler(TASK_ROOT, HANDLER);
+    const style = env.NIMBUS_HANDLER_STYLE;
+    fn = style === 'azure' || style === 'google'
+      ? await loadStyledHandler(style)
+      : await loadHandler(TASK_ROOT, HANDLER);
     streamingHandler = streamingMode(fn);
     if (streamingHandler) {
       const hwm = parseInt(fn[HANDLER_HIGHWATERMARK]);

@@ -1037,6 +1037,25 @@ def _get_handler(handler):
         )
 
 
+def _get_styled_handler(style, task_root, handler_name):
+    """An Azure or Google function wrapped as a Lambda handler by the adapters
+    in nimbus_styles/ (next to this file; imported only for these styles)."""
+    sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        from nimbus_styles import HandlerNotFound, load
+    finally:
+        del sys.path[1]
+    try:
+        return load(style, task_root, handler_name)
+    except HandlerNotFound as e:
+        raise _Fault(_ERR_HANDLER_NOT_FOUND, str(e))
+    except ImportError as e:
+        raise _Fault(_ERR_IMPORT, "Unable to import module '%s': %s" % (handler_name, e))
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise _Fault(_ERR_SYNTAX, "Syntax error in module '%s': %s" % (handler_name, e), trace)
+
+
 def _fatal(msg):
     _flush()
     _write(sys.stderr, "[ERROR] Nimbus bootstrap: %s\n" % msg)
@@ -1206,7 +1225,11 @@ def _main():
 
     error = None
     try:
-        handler = _get_handler(handler_name)
+        style = _environ.get("NIMBUS_HANDLER_STYLE")
+        if style == "azure" or style == "google":
+            handler = _get_styled_handler(style, task_root, handler_name)
+        else:
+            handler = _get_handler(handler_name)
     except _Fault as e:
         error = _make_error(e.msg, e.error_type, e.trace)
     except Exception:
@@ -1222,6 +1245,13 @@ def _main():
 if __name__ == "__main__" and sys.argv[1:] == ["--compile"]:
     _code, _cache = _nimbus_code(force_compile=True)
     print(_cache or "cannot write the code cache")
+    if _cache:  # byte code of the handler-style adapters and shims
+        import compileall
+
+        _here = os.path.dirname(os.path.abspath(__file__))
+        for _d in ("nimbus_styles", "shims"):
+            if os.path.isdir(os.path.join(_here, _d)):
+                compileall.compile_dir(os.path.join(_here, _d), quiet=1)
     sys.exit(0 if _cache else 1)
 exec(_nimbus_code()[0], globals())
 del _IMPL

@@ -27,6 +27,9 @@ pub struct DeployArgs {
     /// Handler, e.g. app.handler or index.handler.
     #[arg(long)]
     handler: Option<String>,
+    /// Handler style: aws | azure | google | auto (default: detected from the package).
+    #[arg(long)]
+    style: Option<String>,
     /// Memory in MB (128-10240).
     #[arg(long)]
     memory: Option<u32>,
@@ -36,6 +39,10 @@ pub struct DeployArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Grant the function's own credentials a resource: s3:BUCKET, sqs:QUEUE,
+    /// sns:TOPIC, lambda:FUNCTION, states:STATE_MACHINE (`*` wildcards; repeatable).
+    #[arg(long = "allow", value_name = "SERVICE:NAME")]
+    allow: Vec<String>,
     #[arg(long)]
     description: Option<String>,
     #[command(flatten)]
@@ -87,6 +94,9 @@ fn apply_flags(args: &DeployArgs, p: &mut Planned) -> anyhow::Result<()> {
     if let Some(v) = &args.handler {
         m.handler = Some(v.clone());
     }
+    if let Some(v) = &args.style {
+        m.handler_style = Some(v.clone());
+    }
     if let Some(v) = args.memory {
         m.memory_mb = Some(v);
     }
@@ -101,6 +111,11 @@ fn apply_flags(args: &DeployArgs, p: &mut Planned) -> anyhow::Result<()> {
             bail!("--env {kv:?} must look like KEY=VALUE")
         };
         m.environment.insert(k.to_string(), v.to_string());
+    }
+    for grant in &args.allow {
+        if !m.permissions.contains(grant) {
+            m.permissions.push(grant.clone());
+        }
     }
     if m.name.is_none() {
         let dir = std::fs::canonicalize(&p.code_dir)
@@ -120,6 +135,8 @@ fn detect_runtime(dir: &Path) -> Option<String> {
         Some("provided".into())
     } else if has("package.json") || has("index.js") || has("index.mjs") || has("index.cjs") {
         Some("nodejs".into())
+    } else if has("requirements.txt") || has("function_app.py") {
+        Some("python3".into())
     } else if std::fs::read_dir(dir)
         .ok()?
         .flatten()
@@ -181,9 +198,11 @@ async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::R
         "runtime": runtime,
         "code_sha256": sha,
         "environment": m.environment,
+        "permissions": m.permissions,
     });
     for (k, v) in [
         ("handler", m.handler.clone().map(Value::from)),
+        ("handler_style", m.handler_style.clone().map(Value::from)),
         ("memory_mb", m.memory_mb.map(Value::from)),
         ("timeout_s", m.timeout_s.map(Value::from)),
         ("description", m.description.clone().map(Value::from)),
@@ -200,8 +219,12 @@ async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::R
         )
         .await?;
     if !args.client.json {
+        let style = match f["resolved_style"].as_str() {
+            Some(s) if s != "aws" => format!(" ({s} style)"),
+            _ => String::new(),
+        };
         println!(
-            "deployed {name}: {} {} · {} MB · {} s · code {} ({})",
+            "deployed {name}: {} {}{style} · {} MB · {} s · code {} ({})",
             f["runtime"].as_str().unwrap_or(""),
             f["handler"].as_str().unwrap_or(""),
             f["memory_mb"],

@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod failures;
 mod gateway;
+mod handler_styles;
 mod lifecycle;
 mod logs;
 mod nodejs;

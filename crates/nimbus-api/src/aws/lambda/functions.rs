@@ -273,6 +273,8 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
         timeout_s: u32_field(&m, "Timeout")?.unwrap_or(DEFAULT_TIMEOUT_S),
         environment: env_field(&m)?.unwrap_or_default(),
         description: str_field(&m, "Description")?.unwrap_or_default(),
+        // Lambda code: detected (a Lambda handler resolves as `aws`).
+        handler_style: None,
     };
     let record = s
         .control
