@@ -11,6 +11,7 @@ Build the server first: `cargo build -p nimbus` (the tests use target/debug/nimb
 import os
 import queue
 import signal
+import site
 import subprocess
 import threading
 import time
@@ -50,6 +51,8 @@ class NimbusServer:
             self.proc = subprocess.Popen(
                 [
                     str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+                    # boto3 for the functions, as Lambda's Python runtime provides it.
+                    "--python-path", site.getsitepackages()[0],
                     "--data-dir", str(self.data_dir), *self.extra_args,
                 ],
                 env=env,

@@ -553,7 +553,7 @@ def test_event_invoke_config_validation(server, async_function):
     with pytest.raises(client.exceptions.InvalidParameterValueException) as e:
         client.put_function_event_invoke_config(
             FunctionName=fn.name,
-            DestinationConfig={"OnFailure": {"Destination": f"arn:aws:sqs:{h.REGION}:{h.ACCOUNT_ID}:some-queue"}},
+            DestinationConfig={"OnFailure": {"Destination": f"arn:aws:events:{h.REGION}:{h.ACCOUNT_ID}:event-bus/default"}},
         )
     assert h.http_status(e.value) == 400
 

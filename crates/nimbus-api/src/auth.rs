@@ -40,6 +40,14 @@ async fn check(s: &ApiState, header: Option<axum::http::HeaderValue>) -> Result<
     let (id, secret) = token
         .split_once(':')
         .ok_or_else(|| unauthorized("the bearer token must be <access key id>:<secret>"))?;
+    if s.keys.function_of(id).is_some() {
+        // Least privilege: a function's own credentials reach the AWS APIs it
+        // was granted, never the operator's API.
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "function credentials cannot use the native API",
+        ));
+    }
     let known = s
         .keys
         .secret(id)

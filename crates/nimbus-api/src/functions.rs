@@ -51,6 +51,9 @@ pub struct FunctionBody {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     description: String,
+    /// Grants of the function's own credentials (`s3:photos`, …).
+    #[serde(default)]
+    permissions: Vec<String>,
     /// `aws`, `azure`, `google` or `auto` (the default: detected at deploy).
     handler_style: Option<String>,
     code_sha256: String,
@@ -80,6 +83,7 @@ impl FunctionBody {
                 timeout_s: self.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S),
                 environment: self.environment,
                 description: self.description,
+                permissions: self.permissions,
                 handler_style: match self.handler_style.as_deref() {
                     None => None,
                     Some(s) => nimbus_core::HandlerStyle::parse_requested(s)?,

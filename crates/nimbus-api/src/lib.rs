@@ -42,8 +42,12 @@ pub struct ApiState {
     pub scheduler: Arc<nimbus_engine::scheduler::Scheduler>,
     /// State machines and their executions (`/v1/workflows`, Step Functions API).
     pub workflows: Arc<nimbus_engine::workflows::Workflows>,
+    /// Queues, topics and event source mappings (SQS and SNS APIs).
+    pub messaging: Arc<nimbus_engine::sources::Messaging>,
     /// Whether AWS API requests must be signed.
     pub auth: aws::AuthMode,
+    /// Buckets and objects of the S3-compatible API.
+    pub objects: Arc<dyn nimbus_store::ObjectStore>,
 }
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -132,6 +136,11 @@ pub fn router(state: ApiState) -> Router {
         ))
         .merge(aws::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        // S3 (signed for `s3`) is recognised by its signature, before any route.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            aws::s3::dispatch,
+        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

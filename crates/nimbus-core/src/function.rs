@@ -183,6 +183,10 @@ pub struct FunctionConfig {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub description: String,
+    /// What the function's own credentials may reach (`s3:photos`, `sqs:jobs`,
+    /// …; see [`crate::permissions`]). Empty: nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
     /// Requested handler style; `None` (the default, `auto`) detects it from the
     /// package at deploy time (see [`crate::style`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +197,7 @@ impl FunctionConfig {
     /// Checks every field except the handler, which needs the code package
     /// (see [`crate::package::PackageListing::check_handler`]).
     pub fn validate(&self) -> Result<(), ValidationError> {
+        crate::permissions::validate(&self.permissions)?;
         if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.memory_mb) {
             return Err(ValidationError::param(format!(
                 "memory_mb must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}, got {}",
@@ -345,9 +350,14 @@ impl EventInvokeConfig {
                 && parts[0] == "arn"
                 && parts[2] == "lambda"
                 && parts[5] == "function";
-            if !is_function {
+            // arn:aws:sqs:<region>:<account>:<queue>, arn:aws:sns:…:<topic>
+            let is_queue_or_topic = parts.len() == 6
+                && parts[0] == "arn"
+                && (parts[2] == "sqs" || parts[2] == "sns")
+                && !parts[5].is_empty();
+            if !is_function && !is_queue_or_topic {
                 return Err(ValidationError::param(format!(
-                    "destination {d} is not supported: destinations must be Lambda function ARNs for now (queues and topics come with the event sources)"
+                    "The destination ARN {d} is invalid: destinations are Lambda function, SQS queue or SNS topic ARNs"
                 )));
             }
         }
@@ -406,6 +416,7 @@ mod tests {
             timeout_s: 3,
             environment: BTreeMap::new(),
             description: String::new(),
+            permissions: Vec::new(),
             handler_style: None,
         }
     }

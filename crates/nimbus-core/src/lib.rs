@@ -10,6 +10,8 @@ pub mod function;
 pub mod invocation;
 pub mod limits;
 pub mod package;
+pub mod permissions;
+pub mod schedule;
 pub mod style;
 
 pub use error::{ErrorCode, ValidationError};

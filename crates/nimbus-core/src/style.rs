@@ -224,10 +224,17 @@ pub fn detect(
             return Ok(HandlerStyle::Azure);
         }
     }
-    // 5. Ambiguous: ask rather than guess.
-    Err(ValidationError::package(format!(
-        "cannot tell the handler style of this package for handler {handler:?}: it is not a Lambda handler (module.function / file.export) and no Azure (host.json, function.json) or Google (functions-framework) marker was found; set handler_style to aws, azure or google"
-    )))
+    // 5. No marker of another cloud: it is meant as a Lambda handler, and the
+    // precise complaint is Lambda's (a typo in the handler is the usual cause).
+    listing
+        .check_handler(runtime, handler)
+        .map(|()| HandlerStyle::Aws)
+        .map_err(|mut e| {
+            e.message.push_str(
+                " (no Azure or Google marker was found either; set handler_style to azure or google if it is not a Lambda handler)",
+            );
+            e
+        })
 }
 
 /// Checks that `handler` names something `style`'s loader will find.

@@ -40,6 +40,7 @@ pub struct ConfigPatch {
     pub timeout_s: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
+    pub permissions: Option<Vec<String>>,
     pub role: Option<String>,
     /// Set by the AWS API alongside `runtime`; not part of the native API.
     #[serde(skip)]
@@ -53,6 +54,16 @@ pub struct ControlPlane {
     pub(crate) registry: Arc<Registry>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) writes: tokio::sync::Mutex<()>,
+    /// Issues each function's own credentials and says where the AWS APIs are
+    /// (set once at startup, before functions are loaded).
+    pub(crate) credentials: std::sync::OnceLock<FunctionAccess>,
+}
+
+/// How instances reach Nimbus's AWS-compatible APIs with their own credentials.
+pub struct FunctionAccess {
+    pub keys: Arc<dyn nimbus_store::KeyStore>,
+    /// `AWS_ENDPOINT_URL` of every instance (the API listener).
+    pub endpoint_url: String,
 }
 
 pub(crate) fn now() -> String {
@@ -80,7 +91,19 @@ impl ControlPlane {
             registry,
             scheduler,
             writes: tokio::sync::Mutex::new(()),
+            credentials: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives every instance started from now on credentials of its function and
+    /// the endpoint of the AWS APIs. Call before `load_all`.
+    pub fn set_function_access(&self, access: FunctionAccess) {
+        let _ = self.credentials.set(access);
+    }
+
+    /// The live view of what is deployed.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -313,6 +336,9 @@ impl ControlPlane {
             if let Some(v) = patch.description {
                 c.description = v;
             }
+            if let Some(v) = patch.permissions {
+                c.permissions = v;
+            }
             if let Some(v) = patch.role {
                 r.role = Some(v);
             }
@@ -329,6 +355,9 @@ impl ControlPlane {
             old.pool.retire();
         }
         self.scheduler.forget_function(name.as_str());
+        if let Some(access) = self.credentials.get() {
+            access.keys.forget_function(name.as_str());
+        }
         Ok(())
     }
 
@@ -438,7 +467,7 @@ impl ControlPlane {
             memory_mb: c.memory_mb,
             timeout: std::time::Duration::from_secs(c.timeout_s as u64),
             code_dir,
-            environment: c.environment.clone(),
+            environment: self.instance_environment(&record),
             region: self.config.region.clone(),
             initialization_type: "on-demand",
         });
@@ -450,6 +479,24 @@ impl ControlPlane {
             spec,
             record,
         }))
+    }
+}
+
+impl ControlPlane {
+    /// The function's environment plus its own credentials and the endpoint of
+    /// the AWS APIs, so that SDKs inside the function reach Nimbus unchanged.
+    fn instance_environment(&self, record: &FunctionRecord) -> BTreeMap<String, String> {
+        let mut env = record.config.environment.clone();
+        if let Some(access) = self.credentials.get() {
+            let creds = access
+                .keys
+                .function_credentials(record.config.name.as_str(), &record.created_at);
+            env.insert("AWS_ACCESS_KEY_ID".into(), creds.access_key_id);
+            env.insert("AWS_SECRET_ACCESS_KEY".into(), creds.secret_access_key);
+            env.entry("AWS_ENDPOINT_URL".into())
+                .or_insert_with(|| access.endpoint_url.clone());
+        }
+        env
     }
 }
 

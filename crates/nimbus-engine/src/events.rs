@@ -8,7 +8,7 @@
 //! if there is one, else to the dead-letter store (`nimbus dlq`). Throttling is
 //! not a failure: the event just waits in the queue for capacity.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
 use crate::{EngineConfig, EngineError, Invoker};
+
+/// Where destination records go when the destination is not a function
+/// (queues and topics, `sources::MessagingDestinations`); set once at startup.
+#[async_trait::async_trait]
+pub trait DestinationSink: Send + Sync + 'static {
+    async fn deliver(&self, arn: &str, record: Value) -> Result<(), EngineError>;
+}
 
 /// Settings of the asynchronous path.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +56,7 @@ pub struct AsyncInvoker {
     settings: AsyncSettings,
     wake: Notify,
     slots: Arc<Semaphore>,
+    sink: OnceLock<Arc<dyn DestinationSink>>,
 }
 
 fn now_ms() -> i64 {
@@ -71,7 +79,13 @@ impl AsyncInvoker {
             slots: Arc::new(Semaphore::new(settings.workers.max(1))),
             settings,
             wake: Notify::new(),
+            sink: OnceLock::new(),
         }
+    }
+
+    /// Lets destinations be queues and topics (`arn:aws:sqs:…`, `arn:aws:sns:…`).
+    pub fn set_destination_sink(&self, sink: Arc<dyn DestinationSink>) {
+        let _ = self.sink.set(sink);
     }
 
     /// Durably accepts an event; returns its request id.
@@ -395,9 +409,15 @@ impl AsyncInvoker {
         })
     }
 
-    /// Sends a record to a destination function, asynchronously.
+    /// Sends a record to a destination: a function (asynchronously), a queue or a topic.
     async fn deliver(&self, destination_arn: &str, record: Value) -> Result<(), EngineError> {
         let parts: Vec<&str> = destination_arn.split(':').collect();
+        if matches!(parts.get(2), Some(&"sqs") | Some(&"sns")) {
+            let sink = self.sink.get().ok_or_else(|| {
+                EngineError::Conflict(format!("no queues or topics for {destination_arn}"))
+            })?;
+            return sink.deliver(destination_arn, record).await;
+        }
         let name = parts
             .get(6)
             .and_then(|n| n.parse::<FunctionName>().ok())

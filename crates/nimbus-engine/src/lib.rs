@@ -19,6 +19,7 @@ mod metrics;
 mod registry;
 mod report;
 pub mod scheduler;
+pub mod sources;
 mod versions;
 pub mod workflows;
 
@@ -26,9 +27,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use control::{ConfigPatch, ControlPlane, CreateFunction};
+pub use control::{ConfigPatch, ControlPlane, CreateFunction, FunctionAccess};
 pub use error::EngineError;
-pub use events::{AsyncInvoker, AsyncSettings};
+pub use events::{AsyncInvoker, AsyncSettings, DestinationSink};
 pub use invoker::{InvocationResult, Invoker};
 pub use logs::{LogPipeline, LogRetention};
 pub use metrics::{Gauges, Metrics};

@@ -42,6 +42,9 @@ pub struct ProcessRuntimeConfig {
     pub max_file_bytes: u64,
     /// On-demand init budget before "suppressed init" (Lambda: 10 s).
     pub init_limit: Duration,
+    /// Libraries every Python function can import after its own (the place of
+    /// Lambda's `/var/runtime`, which holds boto3), e.g. a site-packages.
+    pub python_path: Vec<PathBuf>,
     /// Spare instances kept started per runtime shape (0: none); see `spare`.
     pub spares: usize,
     /// A shape's spares are stopped when no instance of it was started for this long.
@@ -175,6 +178,7 @@ pub(crate) fn environment(
     runtime_dir: &Path,
     exec_env: Option<String>,
     tmp: &Path,
+    python_path: &[PathBuf],
 ) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = spec.environment.clone();
     let date = chrono::Utc::now().format("%Y/%m/%d");
@@ -231,6 +235,13 @@ pub(crate) fn environment(
         // Output must reach the pipe before the result is posted (see log_pipe).
         env.insert("PYTHONUNBUFFERED".into(), "1".into());
         env.insert("PYTHONDONTWRITEBYTECODE".into(), "1".into());
+        if !python_path.is_empty() {
+            let joined = std::env::join_paths(python_path).unwrap_or_default();
+            env.insert(
+                "NIMBUS_RUNTIME_PYTHONPATH".into(),
+                joined.to_string_lossy().into_owned(),
+            );
+        }
     }
     env
 }
@@ -340,6 +351,7 @@ impl Launcher {
                 &runtime_dir,
                 exec_env,
                 &tmp,
+                &c.python_path,
             );
             (env, spec.code_dir.clone())
         };
@@ -482,6 +494,7 @@ impl ProcessInstance {
             &runtime_dir,
             exec_env,
             &self.workdir.join("tmp"),
+            &config.python_path,
         );
         self.pipe.set_function(spec.function.as_str().into());
         self.server.set_timeout(spec.timeout);

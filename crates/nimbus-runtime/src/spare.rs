@@ -106,7 +106,11 @@ pub(crate) fn take(
     let shape = shape_of(launcher, spec)?;
     let mut taken = None;
     {
-        let mut shapes = launcher.spares.shapes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shapes = launcher
+            .spares
+            .shapes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let spares = shapes.entry(shape).or_insert_with(|| Spares {
             ready: Vec::new(),
             starting: 0,
@@ -140,7 +144,11 @@ fn refill(
     logs: &mpsc::Sender<LogLine>,
 ) {
     let need = {
-        let mut shapes = launcher.spares.shapes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shapes = launcher
+            .spares
+            .shapes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let Some(spares) = shapes.get_mut(&shape) else {
             return;
         };
@@ -163,7 +171,11 @@ fn refill(
         });
         tokio::spawn(async move {
             let started = launcher.launch(spec, logs, Some(oneshot::channel())).await;
-            let mut shapes = launcher.spares.shapes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shapes = launcher
+                .spares
+                .shapes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             // A shape reaped meanwhile drops the new spare here.
             if let Some(spares) = shapes.get_mut(&shape) {
                 spares.starting -= 1;
@@ -192,7 +204,11 @@ fn start_reaper(launcher: &Arc<Launcher>) {
                 return;
             };
             let stale: Vec<ProcessInstance> = {
-                let mut shapes = launcher.spares.shapes.lock().unwrap_or_else(|p| p.into_inner());
+                let mut shapes = launcher
+                    .spares
+                    .shapes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
                 let expired: Vec<Shape> = shapes
                     .iter()
                     .filter(|(_, s)| s.wanted.elapsed() >= idle)
@@ -258,7 +274,12 @@ mod tests {
 
     #[test]
     fn startup_only_variables_keep_a_function_off_spares() {
-        for name in ["LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONHASHSEED", "NODE_OPTIONS"] {
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "PYTHONHASHSEED",
+            "NODE_OPTIONS",
+        ] {
             assert!(acts_at_startup(name), "{name}");
         }
         for name in ["PYTHONPATH", "NODE_PATH", "TABLE_NAME", "AWS_REGION"] {
@@ -268,7 +289,10 @@ mod tests {
 
     #[test]
     fn assignment_is_the_task_root_then_nul_separated_entries() {
-        let env = BTreeMap::from([("A".to_string(), "1".to_string()), ("B".into(), "x=y".into())]);
+        let env = BTreeMap::from([
+            ("A".to_string(), "1".to_string()),
+            ("B".into(), "x=y".into()),
+        ]);
         let body = assignment(Path::new("/code"), &env);
         assert_eq!(&body[..], b"/code\0A=1\0B=x=y");
     }

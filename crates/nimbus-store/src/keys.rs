@@ -49,13 +49,43 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn delete(&self, access_key_id: &str) -> Result<bool, StoreError>;
     /// The secret of a key, for signature verification.
     async fn secret(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError>;
+    /// The credentials of one function's instances, registered for
+    /// verification. Derived (never stored) from the master key, the function's
+    /// name and `generation` (its creation time: a function deleted and created
+    /// again gets new credentials).
+    fn function_credentials(&self, function: &str, generation: &str) -> FunctionCredentials;
+    /// Stops accepting a function's credentials (the function was deleted).
+    fn forget_function(&self, function: &str);
+    /// The function whose instances hold `access_key_id`, if it is one's.
+    fn function_of(&self, access_key_id: &str) -> Option<String>;
+}
+
+/// What a function's instances sign their AWS calls with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Function credentials registered for verification: key id → (function, secret).
+#[derive(Default)]
+struct FunctionKeys {
+    by_id: HashMap<String, (String, Arc<str>)>,
+    by_function: HashMap<String, String>,
 }
 
 pub struct SqliteKeyStore {
     db: Db,
     cipher: ChaCha20Poly1305,
     cache: RwLock<HashMap<String, Arc<str>>>,
+    /// HMAC key for function credentials, derived from the master key (so the
+    /// master key itself is used for one purpose only per derivation).
+    function_secret: [u8; 32],
+    functions: RwLock<FunctionKeys>,
 }
+
+/// Prefix of function credentials' key ids (operator keys start with NIMB).
+const FUNCTION_KEY_PREFIX: &str = "NIMF";
 
 const MASTER_KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
@@ -173,11 +203,31 @@ pub(crate) fn open(
 
 impl SqliteKeyStore {
     pub fn new(conn: Connection, master_key: &[u8; MASTER_KEY_BYTES]) -> Self {
+        use sha2::{Digest, Sha256};
+        let function_secret: [u8; 32] = Sha256::new()
+            .chain_update(b"nimbus function credentials v1\0")
+            .chain_update(master_key)
+            .finalize()
+            .into();
         Self {
             db: Arc::new(Mutex::new(conn)),
             cipher: ChaCha20Poly1305::new(master_key.into()),
             cache: RwLock::new(HashMap::new()),
+            function_secret,
+            functions: RwLock::new(FunctionKeys::default()),
         }
+    }
+
+    /// HMAC-SHA256 under the function-credentials key.
+    fn derive(&self, parts: &[&str]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.function_secret)
+            .expect("HMAC takes keys of any length");
+        for p in parts {
+            mac.update(p.as_bytes());
+            mac.update(b"\0");
+        }
+        mac.finalize().into_bytes().into()
     }
 
     fn seal(&self, access_key_id: &str, secret: &str) -> Result<Vec<u8>, StoreError> {
@@ -273,7 +323,60 @@ impl KeyStore for SqliteKeyStore {
         Ok(n > 0)
     }
 
+    fn function_credentials(&self, function: &str, generation: &str) -> FunctionCredentials {
+        use base64::Engine;
+        let id_bytes = self.derive(&["id", function, generation]);
+        let access_key_id = format!("{FUNCTION_KEY_PREFIX}{}", hex::encode_upper(&id_bytes[..8]));
+        let secret_access_key = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(self.derive(&["secret", function, generation]))
+            .chars()
+            .take(40)
+            .collect::<String>();
+        let mut keys = self.functions.write().unwrap();
+        if let Some(old) = keys
+            .by_function
+            .insert(function.to_string(), access_key_id.clone())
+            && old != access_key_id
+        {
+            keys.by_id.remove(&old);
+        }
+        keys.by_id.insert(
+            access_key_id.clone(),
+            (function.to_string(), secret_access_key.as_str().into()),
+        );
+        FunctionCredentials {
+            access_key_id,
+            secret_access_key,
+        }
+    }
+
+    fn forget_function(&self, function: &str) {
+        let mut keys = self.functions.write().unwrap();
+        if let Some(id) = keys.by_function.remove(function) {
+            keys.by_id.remove(&id);
+        }
+    }
+
+    fn function_of(&self, access_key_id: &str) -> Option<String> {
+        self.functions
+            .read()
+            .unwrap()
+            .by_id
+            .get(access_key_id)
+            .map(|(f, _)| f.clone())
+    }
+
     async fn secret(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError> {
+        if access_key_id.starts_with(FUNCTION_KEY_PREFIX) {
+            // Function credentials live in memory only; an unknown one is no key.
+            return Ok(self
+                .functions
+                .read()
+                .unwrap()
+                .by_id
+                .get(access_key_id)
+                .map(|(_, s)| s.clone()));
+        }
         if let Some(s) = self.cache.read().unwrap().get(access_key_id) {
             return Ok(Some(s.clone()));
         }

@@ -11,8 +11,11 @@ mod error;
 mod gateway;
 mod keys;
 mod logs;
+mod messages;
 mod metadata;
+mod objects;
 mod queue;
+mod schedules;
 mod sqlite;
 mod workflows;
 
@@ -21,10 +24,23 @@ pub use error::StoreError;
 pub use gateway::{
     FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, SqliteGatewayStore,
 };
-pub use keys::{AccessKey, KeyStore, NewAccessKey, SqliteKeyStore, load_or_create_master_key};
+pub use keys::{
+    AccessKey, FunctionCredentials, KeyStore, NewAccessKey, SqliteKeyStore,
+    load_or_create_master_key,
+};
 pub use logs::{LogQuery, LogRecord, LogStore, SqliteLogStore, StoredLog, UsageRecord};
+pub use messages::{
+    MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, Redrive, SourceMappings,
+    SqliteMessages, StoredMapping, StoredMessage, SubscriptionRecord, TopicRecord, Topics,
+    VisibilityChange,
+};
 pub use metadata::{MetadataStore, SqliteMetadataStore};
+pub use objects::{
+    BucketInfo, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
+    ObjectMeta, ObjectStore, ObjectWriter, PartInfo, UploadInfo, multipart_etag,
+};
 pub use queue::{EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
+pub use schedules::{ScheduleStore, SqliteScheduleStore};
 pub use sqlite::open_database;
 pub use workflows::{
     ExecutionQuery, ExecutionRecord, ExecutionUpdate, SqliteWorkflowStore, StateMachineRecord,

@@ -65,6 +65,18 @@ fn as_json<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Error
 pub trait EventQueue: Send + Sync + 'static {
     /// Durably stores an event; returns once it is on disk.
     async fn enqueue(&self, event: &QueuedEvent) -> Result<(), StoreError>;
+    /// Stores an event for the firing of `source` (a schedule) at `fire_ms`,
+    /// unless `source` already fired at or after that time: the event and the
+    /// record of the fire are written in one transaction, so a fire is never
+    /// lost or repeated across crashes. Returns whether it was enqueued.
+    async fn enqueue_once(
+        &self,
+        event: &QueuedEvent,
+        source: &str,
+        fire_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// When `source` last fired (see `enqueue_once`).
+    async fn last_fired(&self, source: &str) -> Result<Option<i64>, StoreError>;
     /// Claims up to `limit` due events, fairly across functions, each for the
     /// lease `lease_ms` gives its function.
     async fn claim(
@@ -133,6 +145,10 @@ impl SqliteEventQueue {
                 state TEXT NOT NULL DEFAULT 'ready',
                 error TEXT,
                 failed_at_ms INTEGER
+             );
+             CREATE TABLE IF NOT EXISTS fired (
+                source TEXT PRIMARY KEY,
+                last_ms INTEGER NOT NULL
              );
              DROP INDEX IF EXISTS events_due;
              CREATE INDEX IF NOT EXISTS events_function_due ON events(state, function, due_ms);
@@ -337,6 +353,47 @@ impl EventQueue for SqliteEventQueue {
             )?
             .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn enqueue_once(
+        &self,
+        e: &QueuedEvent,
+        source: &str,
+        fire_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (e, source) = (e.clone(), source.to_string());
+        self.write(move |c| {
+            let newer = c
+                .prepare_cached(
+                    "INSERT INTO fired(source, last_ms) VALUES (?1, ?2)
+                     ON CONFLICT(source) DO UPDATE SET last_ms = excluded.last_ms
+                     WHERE excluded.last_ms > fired.last_ms",
+                )?
+                .execute(params![source, fire_ms])?;
+            if newer == 0 {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
+            )?
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn last_fired(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        let source = source.to_string();
+        with_db(&self.reader, move |c| {
+            Ok(c.query_row(
+                "SELECT last_ms FROM fired WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?)
         })
         .await
     }
@@ -563,5 +620,42 @@ mod tests {
         drop(q);
         let q = SqliteEventQueue::open(&dir.path().join("events.db")).unwrap();
         assert_eq!(q.stats().await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_fire_is_enqueued_once_and_never_for_an_earlier_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteEventQueue::open(&dir.path().join("events.db")).unwrap();
+        assert!(
+            q.enqueue_once(&event("f1"), "schedule/s/1", 60_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !q.enqueue_once(&event("f2"), "schedule/s/1", 60_000)
+                .await
+                .unwrap(),
+            "the same fire again (after a crash) is not enqueued twice"
+        );
+        assert!(
+            !q.enqueue_once(&event("f3"), "schedule/s/1", 30_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            q.enqueue_once(&event("f4"), "schedule/s/1", 120_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            q.enqueue_once(&event("g1"), "schedule/other/1", 60_000)
+                .await
+                .unwrap()
+        );
+        drop(q);
+        let q = SqliteEventQueue::open(&dir.path().join("events.db")).unwrap();
+        assert_eq!(q.last_fired("schedule/s/1").await.unwrap(), Some(120_000));
+        assert_eq!(q.last_fired("schedule/none/1").await.unwrap(), None);
+        assert_eq!(q.stats().await.unwrap().0, 3, "f1, f4 and g1");
     }
 }

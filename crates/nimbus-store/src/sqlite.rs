@@ -89,6 +89,12 @@ const MIGRATIONS: &[&str] = &[
         description TEXT NOT NULL,
         created_at TEXT NOT NULL
      );",
+    // v6: schedules (JSON documents like functions; fires are recorded in the
+    // event queue's own database, atomically with the events they enqueue).
+    "CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+     );",
 ];
 
 pub(crate) type Db = Arc<Mutex<Connection>>;

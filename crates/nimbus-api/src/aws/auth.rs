@@ -14,8 +14,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::AwsError;
 use super::sigv4;
+use super::{AwsError, Principal};
 use crate::ApiState;
 
 /// Whether AWS requests must be signed.
@@ -37,7 +37,8 @@ pub async fn authenticate(State(s): State<ApiState>, req: Request, next: Next) -
         return next.run(req).await;
     }
     // JSON-protocol services read the error code from `__type` in the body.
-    let json_protocol = super::is_json_protocol(req.uri().path(), req.headers());
+    let json_protocol = super::is_json_protocol(req.uri().path(), req.headers())
+        || super::is_sqs(req.uri().path(), req.headers());
     match verify(&s, req).await {
         Ok(req) => next.run(req).await,
         Err(e) if json_protocol => super::stepfunctions::StatesError {
@@ -76,7 +77,13 @@ async fn verify(s: &ApiState, req: Request) -> Result<Request, AwsError> {
         body_sha256_hex: Some(&body_hash),
     };
     sigv4::verify(&signed, &parsed, &secret, chrono::Utc::now(), MAX_SKEW).map_err(auth_error)?;
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    let principal = match s.keys.function_of(&parsed.credential.access_key_id) {
+        Some(function) => Principal::Function(function),
+        None => Principal::Operator,
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(principal);
+    Ok(req)
 }
 
 /// Every AWS response carries a request id (botocore's `ResponseMetadata.RequestId`).

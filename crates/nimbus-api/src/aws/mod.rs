@@ -7,7 +7,11 @@
 mod auth;
 mod error;
 mod lambda;
+pub mod principal;
+pub mod s3;
 pub mod sigv4;
+mod sns;
+mod sqs;
 mod stepfunctions;
 
 use axum::Router;
@@ -17,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use auth::AuthMode;
 pub use error::AwsError;
+pub use principal::Principal;
 
 use crate::ApiState;
 
@@ -24,6 +29,10 @@ use crate::ApiState;
 pub fn routes(state: ApiState) -> Router<ApiState> {
     lambda::routes()
         .route("/", axum::routing::post(json_target))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            principal::limit_functions,
+        ))
         .layer(middleware::from_fn_with_state(state, auth::authenticate))
         .layer(middleware::from_fn(auth::request_id))
 }
@@ -41,6 +50,13 @@ async fn json_target(State(s): State<ApiState>, req: Request) -> Response {
     if let Some(op) = target.strip_prefix(stepfunctions::TARGET_PREFIX) {
         return stepfunctions::handle(s, op, req.into_body()).await;
     }
+    if let Some(op) = target.strip_prefix(sqs::TARGET_PREFIX) {
+        let (principal, headers) = (Principal::of(&req), req.headers().clone());
+        return sqs::handle(s, principal, &headers, op, req.into_body()).await;
+    }
+    if sns::is_sns(req.method(), req.uri().path(), req.headers()) {
+        return sns::handle(s.clone(), Principal::of(&req), req.into_body()).await;
+    }
     stepfunctions::StatesError::new(
         "UnknownOperationException",
         format!("unknown X-Amz-Target '{target}'"),
@@ -52,6 +68,10 @@ async fn json_target(State(s): State<ApiState>, req: Request) -> Response {
 pub(crate) fn expected_service(req: &axum::http::request::Parts) -> sigv4::Service {
     if is_json_protocol(req.uri.path(), &req.headers) {
         sigv4::Service::Other("states")
+    } else if is_sqs(req.uri.path(), &req.headers) {
+        sigv4::Service::Other("sqs")
+    } else if sns::is_sns(&req.method, req.uri.path(), &req.headers) {
+        sigv4::Service::Other("sns")
     } else {
         sigv4::Service::Lambda
     }
@@ -64,4 +84,13 @@ pub(crate) fn is_json_protocol(path: &str, headers: &axum::http::HeaderMap) -> b
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     path == "/" && target.starts_with(stepfunctions::TARGET_PREFIX)
+}
+
+/// Whether a request is an SQS (JSON 1.0 protocol, `AmazonSQS.*`) call.
+pub(crate) fn is_sqs(path: &str, headers: &axum::http::HeaderMap) -> bool {
+    path == "/"
+        && headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with(sqs::TARGET_PREFIX))
 }

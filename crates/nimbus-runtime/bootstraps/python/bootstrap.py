@@ -1219,6 +1219,9 @@ def _run(handler):
 def _main():
     task_root = _environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     sys.path.insert(0, task_root)
+    # Libraries the platform provides (boto3, as Lambda's /var/runtime does),
+    # after everything of the function's own, so a vendored copy wins.
+    sys.path.extend(p for p in _environ.get("NIMBUS_RUNTIME_PYTHONPATH", "").split(":") if p)
     handler_name = sys.argv[1] if len(sys.argv) > 1 else _environ.get("_HANDLER", "")
 
     _install_logging_hook()

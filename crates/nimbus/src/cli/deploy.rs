@@ -135,12 +135,12 @@ fn detect_runtime(dir: &Path) -> Option<String> {
         Some("provided".into())
     } else if has("package.json") || has("index.js") || has("index.mjs") || has("index.cjs") {
         Some("nodejs".into())
-    } else if has("requirements.txt") || has("function_app.py") {
-        Some("python3".into())
-    } else if std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .any(|e| e.path().extension().is_some_and(|x| x == "py"))
+    } else if has("requirements.txt")
+        || has("function_app.py")
+        || std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "py"))
     {
         Some("python3".into())
     } else {

@@ -73,6 +73,11 @@ pub struct ServerArgs {
     /// present, else python3 on PATH, resolved to the real binary).
     #[arg(long, env = "NIMBUS_PYTHON")]
     pub python: Option<String>,
+    /// Directories every Python function can import from after its own code,
+    /// as Lambda's runtime provides boto3: e.g. a virtualenv's site-packages
+    /// holding boto3 (colon-separated, or repeat the flag).
+    #[arg(long, env = "NIMBUS_PYTHON_PATH", value_delimiter = ':')]
+    pub python_path: Vec<PathBuf>,
     /// Node.js for nodejs functions (default: node on PATH, resolved).
     #[arg(long, env = "NIMBUS_NODE", default_value = "node")]
     pub node: String,
@@ -266,6 +271,7 @@ impl HostConfig {
                 max_open_files: 1024,
                 max_file_bytes: 512 * 1024 * 1024,
                 init_limit: Duration::from_secs(10),
+                python_path: args.python_path.clone(),
                 spares: args.spare_instances,
                 spare_idle: args.keep_alive.into(),
             },

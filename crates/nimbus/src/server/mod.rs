@@ -100,6 +100,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         logs.sender.clone(),
         logs.usage.clone(),
     ));
+    // The API listener is bound before functions load: instances are told its
+    // address (AWS_ENDPOINT_URL) along with credentials of their own function.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another nimbus running? use --listen)",
+                args.listen
+            )
+        })?;
+    let api_addr = listener.local_addr()?;
+    control.set_function_access(nimbus_engine::FunctionAccess {
+        keys: keys.clone(),
+        endpoint_url: format!("http://{}", public_addr(api_addr)),
+    });
     let loaded = control.load_all().await?;
 
     let background = CancellationToken::new();
@@ -132,17 +147,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!("resumed {resumed} running workflow executions");
     }
-
-    // API.
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another nimbus running? use --listen)",
-                args.listen
-            )
-        })?;
-    let api_addr = listener.local_addr()?;
+    // Queues, topics and event source mappings: their own database; pollers restart now.
+    let messaging = Arc::new(nimbus_engine::sources::Messaging::new(
+        Arc::new(nimbus_store::SqliteMessages::open(
+            &host.data_dir.join("messages.db"),
+        )?),
+        invoker.clone(),
+        events.clone(),
+        registry.clone(),
+        engine_config.clone(),
+    ));
+    messaging.mappings.start_all().await?;
 
     // Gateway: its configuration is compiled in memory; requests never read the database.
     let gateway_listener = tokio::net::TcpListener::bind(args.gateway_listen)
@@ -181,6 +196,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         gateway,
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
+        messaging: messaging.clone(),
+        objects: Arc::new(nimbus_store::FsObjectStore::open(
+            &host.data_dir.join("objects.db"),
+            &host.data_dir.join("objects"),
+        )?),
         auth: if args.dev {
             AuthMode::Dev
         } else {
@@ -226,8 +246,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     events_stop.cancel();
     // No new executions or tasks; steps in progress still persist.
     workflows.begin_shutdown();
+    // Pollers take no new batches; long polls end.
+    messaging.begin_shutdown();
     let stopped = invoker.drain(args.shutdown_grace.into()).await;
     workflows.shutdown().await;
+    messaging.shutdown().await;
     if stopped > 0 {
         tracing::warn!(
             "{stopped} invocations were still running after the grace period; they were stopped and their callers told so"

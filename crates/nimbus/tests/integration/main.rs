@@ -11,6 +11,7 @@ mod gateway;
 mod handler_styles;
 mod lifecycle;
 mod logs;
+mod messages;
 mod nodejs;
 mod provided;
 mod python;

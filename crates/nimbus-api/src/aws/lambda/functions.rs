@@ -265,6 +265,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
         .and_then(Value::as_object)
         .ok_or_else(|| AwsError::validation("Code is required"))?;
     let sha = store_zip(&s, code).await?;
+    let tags = tags_field(&m, "Tags")?;
     let config = FunctionConfig {
         name: id.name.clone(),
         runtime,
@@ -273,6 +274,9 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
         timeout_s: u32_field(&m, "Timeout")?.unwrap_or(DEFAULT_TIMEOUT_S),
         environment: env_field(&m)?.unwrap_or_default(),
         description: str_field(&m, "Description")?.unwrap_or_default(),
+        // None by default; granted with the `nimbus:permissions` tag here, or
+        // through the native API and nimbus.toml.
+        permissions: permissions_tag(&tags),
         // Lambda code: detected (a Lambda handler resolves as `aws`).
         handler_style: None,
     };
@@ -282,7 +286,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
             config,
             code_sha256: sha,
             role: Some(role),
-            tags: tags_field(&m, "Tags")?,
+            tags,
             runtime_id: Some(runtime_id),
         })
         .await
@@ -458,6 +462,7 @@ pub async fn update_configuration(
         timeout_s: u32_field(&m, "Timeout")?,
         environment: env_field(&m)?,
         description: str_field(&m, "Description")?,
+        permissions: None,
         role,
     };
     let arn = id.arn(&s);
@@ -625,4 +630,19 @@ async fn publish_now(s: &ApiState, id: &FunctionId) -> Result<Value> {
         .await
         .map_err(|e| AwsError::from_engine(e, &id.arn(s)))?;
     Ok(configuration(s, &v, true))
+}
+
+/// Tag through which AWS-API users grant a function's credentials access:
+/// `nimbus:permissions = "s3:photos,sqs:jobs"` (Lambda has IAM roles instead).
+const PERMISSIONS_TAG: &str = "nimbus:permissions";
+
+fn permissions_tag(tags: &BTreeMap<String, String>) -> Vec<String> {
+    tags.get(PERMISSIONS_TAG)
+        .map(|v| {
+            v.split([',', ' '])
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }

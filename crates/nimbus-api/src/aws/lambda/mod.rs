@@ -5,6 +5,7 @@
 //! error naming the operation, never a silent success.
 
 mod event_config;
+mod event_sources;
 mod functions;
 mod invoke;
 mod provisioned;
@@ -58,6 +59,20 @@ pub fn routes() -> Router<ApiState> {
             get(versions::get_alias)
                 .put(versions::update_alias)
                 .delete(versions::delete_alias),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(event_sources::list).post(event_sources::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(event_sources::list).post(event_sources::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(event_sources::get)
+                .put(event_sources::update)
+                .delete(event_sources::delete),
         )
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config",

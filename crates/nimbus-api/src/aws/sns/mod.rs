@@ -1,0 +1,409 @@
+//! The SNS API (2010-03-31) in the Query protocol botocore speaks for it:
+//! `POST /` with a form body (`Action=Publish&Version=2010-03-31&…`), signed
+//! for `sns`, answered in XML. Maps are `Attributes.entry.N.key/value`,
+//! message attributes `MessageAttributes.entry.N.Name` and
+//! `….Value.DataType/StringValue/BinaryValue`.
+//!
+//! A function's credentials reach only the topics its `sns:` grants name; a
+//! denied call is SNS's `AuthorizationError` (403).
+
+mod xml;
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use nimbus_engine::sources::attributes::{Attributes, MessageAttribute};
+use nimbus_engine::sources::sns::Publish;
+use nimbus_engine::sources::{MessagingError, arn_resource};
+use nimbus_store::SubscriptionRecord;
+
+use super::Principal;
+use crate::ApiState;
+
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+/// Whether a request is an SNS Query call (`POST /`, form-encoded, no target).
+pub fn is_sns(method: &axum::http::Method, path: &str, headers: &axum::http::HeaderMap) -> bool {
+    method == axum::http::Method::POST
+        && path == "/"
+        && !headers.contains_key("x-amz-target")
+        && headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+}
+
+struct SnsError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl SnsError {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidParameter",
+            message: message.into(),
+        }
+    }
+
+    fn missing(param: &str) -> Self {
+        Self::invalid(format!("Invalid parameter: {param}: must not be empty"))
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "NotFound",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<MessagingError> for SnsError {
+    fn from(e: MessagingError) -> Self {
+        let message = e.to_string();
+        match e {
+            MessagingError::TopicNotFound(_) => Self::not_found("Topic does not exist"),
+            MessagingError::SubscriptionNotFound(_) => {
+                Self::not_found("Subscription does not exist")
+            }
+            MessagingError::ShuttingDown => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "ServiceUnavailable",
+                message,
+            },
+            MessagingError::Store(s) => {
+                tracing::error!("sns: {s}");
+                Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "InternalError",
+                    message: "An internal error occurred; see the server log".into(),
+                }
+            }
+            _ => Self::invalid(message),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, SnsError>;
+
+struct Call<'a> {
+    s: &'a ApiState,
+    principal: &'a Principal,
+    params: HashMap<String, String>,
+}
+
+impl Call<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.params.get(key).cloned()
+    }
+
+    fn required(&self, key: &str) -> Result<String> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| SnsError::missing(key))
+    }
+
+    fn allowed(&self, topic: &str) -> Result<()> {
+        if self.principal.allows(self.s, "sns", topic) {
+            return Ok(());
+        }
+        Err(SnsError {
+            status: StatusCode::FORBIDDEN,
+            code: "AuthorizationError",
+            message: format!(
+                "User: {} is not authorized to perform: SNS on resource: {topic}: grant it with permissions = [\"sns:{topic}\"]",
+                self.principal.describe()
+            ),
+        })
+    }
+
+    /// The topic named by an ARN parameter, after the permission check.
+    fn topic(&self, key: &str) -> Result<String> {
+        let arn = self.required(key)?;
+        let name = arn_resource(&arn, "sns")
+            .filter(|n| !n.contains(':'))
+            .ok_or_else(|| {
+                SnsError::invalid(format!(
+                    "Invalid parameter: {key} Reason: An ARN must have 6 elements"
+                ))
+            })?
+            .to_string();
+        self.allowed(&name)?;
+        Ok(name)
+    }
+
+    /// A subscription ARN (`<topic arn>:<id>`) and its topic, after the check.
+    fn subscription(&self) -> Result<(String, String)> {
+        let arn = self.required("SubscriptionArn")?;
+        let topic = arn_resource(&arn, "sns")
+            .and_then(|r| r.split(':').next())
+            .ok_or_else(|| SnsError::invalid("Invalid parameter: SubscriptionArn"))?
+            .to_string();
+        self.allowed(&topic)?;
+        Ok((arn, topic))
+    }
+
+    /// `Prefix.entry.N.key` / `.value` pairs.
+    fn map(&self, prefix: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for n in 1.. {
+            let Some(k) = self.get(&format!("{prefix}.entry.{n}.key")) else {
+                break;
+            };
+            let v = self
+                .get(&format!("{prefix}.entry.{n}.value"))
+                .unwrap_or_default();
+            out.insert(k, v);
+        }
+        out
+    }
+
+    fn message_attributes(&self, prefix: &str) -> Result<Attributes> {
+        let mut out = Attributes::new();
+        for n in 1.. {
+            let base = format!("{prefix}.entry.{n}");
+            let Some(name) = self.get(&format!("{base}.Name")) else {
+                break;
+            };
+            let binary = match self.get(&format!("{base}.Value.BinaryValue")) {
+                Some(b) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .map_err(|_| {
+                            SnsError::invalid(format!("Invalid binary value for attribute {name}"))
+                        })?,
+                ),
+                None => None,
+            };
+            out.insert(
+                name,
+                MessageAttribute {
+                    data_type: self
+                        .get(&format!("{base}.Value.DataType"))
+                        .unwrap_or_default(),
+                    string_value: self.get(&format!("{base}.Value.StringValue")),
+                    binary_value: binary,
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Handles one SNS Query request (already authenticated).
+pub async fn handle(s: ApiState, principal: Principal, body: Body) -> Response {
+    let bytes = match crate::error::read_body(body, MAX_REQUEST_BYTES, "request").await {
+        Ok(b) => b,
+        Err(e) => {
+            return xml::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "InvalidParameter",
+                &e.message,
+            );
+        }
+    };
+    let params: HashMap<String, String> = form_urlencoded::parse(&bytes).into_owned().collect();
+    let action = params.get("Action").cloned().unwrap_or_default();
+    let call = Call {
+        s: &s,
+        principal: &principal,
+        params,
+    };
+    match dispatch(&call, &action).await {
+        Ok(result) => xml::ok(&action, result),
+        Err(e) => xml::error(e.status, e.code, &e.message),
+    }
+}
+
+fn subscriptions_xml(subs: &[SubscriptionRecord], c: &Call<'_>) -> String {
+    let topics = &c.s.messaging.topics;
+    let mut out = String::from("<Subscriptions>");
+    for s in subs {
+        out.push_str("<member>");
+        out.push_str(&xml::element("SubscriptionArn", &s.arn));
+        out.push_str(&xml::element("Owner", &topics.arns.account_id));
+        out.push_str(&xml::element("Protocol", &s.protocol));
+        out.push_str(&xml::element("Endpoint", &s.endpoint));
+        out.push_str(&xml::element("TopicArn", &topics.arns.topic_arn(&s.topic)));
+        out.push_str("</member>");
+    }
+    out.push_str("</Subscriptions>");
+    out
+}
+
+async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
+    let topics = &c.s.messaging.topics;
+    Ok(match action {
+        "CreateTopic" => {
+            let name = c.required("Name")?;
+            c.allowed(&name)?;
+            let attrs = c.map("Attributes");
+            if attrs.get("FifoTopic").is_some_and(|v| v == "true") || name.ends_with(".fifo") {
+                return Err(SnsError::invalid(
+                    "Invalid parameter: FIFO topics are not supported by Nimbus",
+                ));
+            }
+            topics.create_topic(&name, attrs).await?;
+            Some(xml::element("TopicArn", &topics.arns.topic_arn(&name)))
+        }
+        "DeleteTopic" => {
+            topics.delete_topic(&c.topic("TopicArn")?).await?;
+            None
+        }
+        "ListTopics" => {
+            let mut out = String::from("<Topics>");
+            for t in topics.list_topics().await? {
+                if c.principal.allows(c.s, "sns", &t.name) {
+                    out.push_str(&format!(
+                        "<member>{}</member>",
+                        xml::element("TopicArn", &topics.arns.topic_arn(&t.name))
+                    ));
+                }
+            }
+            out.push_str("</Topics>");
+            Some(out)
+        }
+        "GetTopicAttributes" => {
+            let attrs = topics.topic_attributes(&c.topic("TopicArn")?).await?;
+            Some(xml::map("Attributes", &attrs))
+        }
+        "SetTopicAttributes" => {
+            let topic = c.topic("TopicArn")?;
+            let name = c.required("AttributeName")?;
+            let value = c.get("AttributeValue").unwrap_or_default();
+            topics.set_topic_attribute(&topic, &name, &value).await?;
+            None
+        }
+        "Subscribe" => {
+            let topic = c.topic("TopicArn")?;
+            let protocol = c.required("Protocol")?;
+            let endpoint = c.required("Endpoint")?;
+            let sub = topics
+                .subscribe(&topic, &protocol, &endpoint, c.map("Attributes"))
+                .await?;
+            Some(xml::element("SubscriptionArn", &sub.arn))
+        }
+        "ConfirmSubscription" => {
+            return Err(SnsError::invalid(
+                "Invalid parameter: Token: lambda and sqs subscriptions are confirmed at once",
+            ));
+        }
+        "Unsubscribe" => {
+            let (arn, _) = c.subscription()?;
+            topics.unsubscribe(&arn).await?;
+            None
+        }
+        "ListSubscriptions" => {
+            let subs: Vec<SubscriptionRecord> = topics
+                .subscriptions(None)
+                .await?
+                .into_iter()
+                .filter(|s| c.principal.allows(c.s, "sns", &s.topic))
+                .collect();
+            Some(subscriptions_xml(&subs, c))
+        }
+        "ListSubscriptionsByTopic" => {
+            let topic = c.topic("TopicArn")?;
+            let subs = topics.subscriptions(Some(&topic)).await?;
+            Some(subscriptions_xml(&subs, c))
+        }
+        "GetSubscriptionAttributes" => {
+            let (arn, _) = c.subscription()?;
+            let sub = topics.subscription(&arn).await?;
+            Some(xml::map(
+                "Attributes",
+                &topics.subscription_attributes(&sub),
+            ))
+        }
+        "SetSubscriptionAttributes" => {
+            let (arn, _) = c.subscription()?;
+            let name = c.required("AttributeName")?;
+            let value = c.get("AttributeValue").unwrap_or_default();
+            topics
+                .set_subscription_attribute(&arn, &name, &value)
+                .await?;
+            None
+        }
+        "Publish" => {
+            let topic = match (c.get("TopicArn"), c.get("TargetArn")) {
+                (Some(_), _) => c.topic("TopicArn")?,
+                (None, Some(_)) => c.topic("TargetArn")?,
+                (None, None) => {
+                    return Err(SnsError::invalid(
+                        "Invalid parameter: TopicArn or TargetArn Reason: no value for required parameter",
+                    ));
+                }
+            };
+            let id = topics
+                .publish(
+                    &topic,
+                    Publish {
+                        message: c.required("Message")?,
+                        subject: c.get("Subject"),
+                        attributes: c.message_attributes("MessageAttributes")?,
+                        message_structure: c.get("MessageStructure"),
+                    },
+                )
+                .await?;
+            Some(xml::element("MessageId", &id))
+        }
+        "PublishBatch" => {
+            let topic = c.topic("TopicArn")?;
+            let prefix = "PublishBatchRequestEntries.member";
+            let (mut ok, mut failed) = (String::new(), String::new());
+            for n in 1.. {
+                let base = format!("{prefix}.{n}");
+                let Some(id) = c.get(&format!("{base}.Id")) else {
+                    break;
+                };
+                if n > 10 {
+                    return Err(SnsError {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "TooManyEntriesInBatchRequest",
+                        message: "The batch request contains more entries than permissible.".into(),
+                    });
+                }
+                let publish = Publish {
+                    message: c.get(&format!("{base}.Message")).unwrap_or_default(),
+                    subject: c.get(&format!("{base}.Subject")),
+                    attributes: c.message_attributes(&format!("{base}.MessageAttributes"))?,
+                    message_structure: c.get(&format!("{base}.MessageStructure")),
+                };
+                match topics.publish(&topic, publish).await {
+                    Ok(mid) => ok.push_str(&format!(
+                        "<member>{}{}</member>",
+                        xml::element("Id", &id),
+                        xml::element("MessageId", &mid)
+                    )),
+                    Err(e) => {
+                        let e = SnsError::from(e);
+                        failed.push_str(&format!(
+                            "<member>{}{}{}<SenderFault>{}</SenderFault></member>",
+                            xml::element("Id", &id),
+                            xml::element("Code", e.code),
+                            xml::element("Message", &e.message),
+                            !e.status.is_server_error()
+                        ));
+                    }
+                }
+            }
+            Some(format!(
+                "<Successful>{ok}</Successful><Failed>{failed}</Failed>"
+            ))
+        }
+        "" => return Err(SnsError::invalid("Missing Action parameter")),
+        other => {
+            return Err(SnsError {
+                status: StatusCode::BAD_REQUEST,
+                code: "InvalidAction",
+                message: format!("The SNS action {other} is not supported by Nimbus"),
+            });
+        }
+    })
+}

@@ -1,0 +1,191 @@
+//! Message sources: queues, topics, and the event source mappings that feed
+//! queue messages to functions.
+//!
+//! - [`queues::Queues`] is the SQS model on top of the store: attribute rules,
+//!   MD5s, long polling (a `Notify` per queue wakes waiting receivers when a
+//!   message arrives), redrive settings.
+//! - [`sqs::EventSources`] runs one poller per enabled mapping: it receives
+//!   batches, invokes the function synchronously with the SQS event and deletes
+//!   only what succeeded (`batchItemFailures`), under a concurrency cap.
+//! - [`sns::TopicService`] is publish/subscribe: fan-out to functions (through
+//!   the durable async queue) and to queues, with filter policies.
+//!
+//! Every delivery lands in durable storage (the event queue or a message
+//! queue) before the caller is answered, so nothing published is lost to a crash.
+
+pub mod attributes;
+mod filter;
+pub mod queues;
+pub mod sns;
+pub mod sqs;
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use nimbus_store::StoreError;
+use serde_json::Value;
+
+use crate::EngineError;
+use crate::events::DestinationSink;
+
+/// Errors of queues, topics and mappings; the API layers map each to the
+/// protocol's error code.
+#[derive(Debug, thiserror::Error)]
+pub enum MessagingError {
+    #[error("The specified queue does not exist.")]
+    QueueDoesNotExist(String),
+    #[error("A queue already exists with the same name and a different value for attribute {0}")]
+    QueueExists(String),
+    #[error("Unknown Attribute {0}.")]
+    InvalidAttributeName(String),
+    #[error("Invalid value for the parameter {0}: {1}")]
+    InvalidAttributeValue(String, String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("The input receipt handle \"{0}\" is not a valid receipt handle.")]
+    ReceiptHandleIsInvalid(String),
+    #[error("Message does not exist or is not available for visibility timeout change.")]
+    MessageNotInflight,
+    #[error("Topic does not exist")]
+    TopicNotFound(String),
+    #[error("Subscription does not exist")]
+    SubscriptionNotFound(String),
+    #[error("The resource you requested does not exist.")]
+    MappingNotFound(String),
+    #[error(
+        "An event source mapping with SQS arn (\" {0} \") and function (\" {1} \") already exists."
+    )]
+    MappingExists(String, String),
+    #[error("Function not found: {0}")]
+    FunctionNotFound(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl MessagingError {
+    pub fn is_client_error(&self) -> bool {
+        !matches!(
+            self,
+            MessagingError::Store(_) | MessagingError::ShuttingDown
+        )
+    }
+}
+
+/// Region and account of ARNs.
+#[derive(Debug, Clone)]
+pub struct ArnScope {
+    pub region: String,
+    pub account_id: String,
+}
+
+impl ArnScope {
+    pub fn queue_arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+    }
+
+    pub fn topic_arn(&self, name: &str) -> String {
+        format!("arn:aws:sns:{}:{}:{name}", self.region, self.account_id)
+    }
+}
+
+/// The resource name of an `arn:aws:<service>:<region>:<account>:<name>` ARN.
+pub fn arn_resource<'a>(arn: &'a str, service: &str) -> Option<&'a str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    (parts.len() == 6 && parts[0] == "arn" && parts[2] == service && !parts[5].is_empty())
+        .then_some(parts[5])
+}
+
+/// Asynchronous-invocation destinations that are queues or topics: the record
+/// is the message body, as on Lambda.
+pub struct MessagingDestinations {
+    pub queues: Arc<queues::Queues>,
+    /// Weak: the topic service itself holds the async invoker.
+    pub topics: Weak<sns::TopicService>,
+}
+
+#[async_trait]
+impl DestinationSink for MessagingDestinations {
+    async fn deliver(&self, arn: &str, record: Value) -> Result<(), EngineError> {
+        let fail = |e: MessagingError| EngineError::Conflict(format!("{arn}: {e}"));
+        if let Some(queue) = arn_resource(arn, "sqs") {
+            self.queues
+                .send(
+                    queue,
+                    queues::SendRequest::body(record.to_string(), "AWS.Lambda"),
+                )
+                .await
+                .map_err(fail)?;
+            return Ok(());
+        }
+        if let Some(topic) = arn_resource(arn, "sns") {
+            let topics = self.topics.upgrade().ok_or(EngineError::ShuttingDown)?;
+            topics
+                .publish(topic, sns::Publish::message(record.to_string()))
+                .await
+                .map_err(fail)?;
+            return Ok(());
+        }
+        Err(EngineError::Conflict(format!(
+            "unsupported destination {arn}"
+        )))
+    }
+}
+
+/// Queues, topics and mappings together, as the API and the server hold them.
+pub struct Messaging {
+    pub queues: Arc<queues::Queues>,
+    pub topics: Arc<sns::TopicService>,
+    pub mappings: Arc<sqs::EventSources>,
+}
+
+impl Messaging {
+    /// Builds the services on one store, and lets asynchronous invocations
+    /// use queues and topics as destinations.
+    pub fn new<S>(
+        store: Arc<S>,
+        invoker: Arc<crate::Invoker>,
+        events: Arc<crate::AsyncInvoker>,
+        registry: Arc<crate::Registry>,
+        config: crate::EngineConfig,
+    ) -> Self
+    where
+        S: nimbus_store::MessageQueues + nimbus_store::Topics + nimbus_store::SourceMappings,
+    {
+        let arns = ArnScope {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+        };
+        let queues = Arc::new(queues::Queues::new(store.clone(), arns.clone()));
+        let topics = Arc::new(sns::TopicService::new(
+            store.clone(),
+            queues.clone(),
+            events.clone(),
+            arns,
+        ));
+        events.set_destination_sink(Arc::new(MessagingDestinations {
+            queues: queues.clone(),
+            topics: Arc::downgrade(&topics),
+        }));
+        let mappings = sqs::EventSources::new(store, queues.clone(), invoker, registry, config);
+        Self {
+            queues,
+            topics,
+            mappings,
+        }
+    }
+
+    /// Pollers take no new batches and long polls end now.
+    pub fn begin_shutdown(&self) {
+        self.queues.shutdown();
+        self.mappings.begin_shutdown();
+    }
+
+    /// Waits for the batches in flight (call after the invoker's drain, which
+    /// bounds their invocations).
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.mappings.shutdown().await;
+    }
+}

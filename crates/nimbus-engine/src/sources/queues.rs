@@ -1,0 +1,599 @@
+//! Queues with the SQS rules: attribute validation and defaults, message size
+//! and content checks, MD5s, delays, visibility, long polling and redrive.
+//!
+//! Long polling: every receive that finds nothing waits on the queue's
+//! `Notify` (armed before the receive, so a send in between is not missed) or
+//! until the next hidden or delayed message becomes visible, whichever comes
+//! first, up to its wait time. Shutdown ends every wait at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nimbus_store::{
+    MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, Redrive, StoreError, StoredMessage,
+    VisibilityChange,
+};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::attributes::{self, Attributes};
+use super::{ArnScope, MessagingError, arn_resource};
+
+const DEFAULT_VISIBILITY_S: u32 = 30;
+const DEFAULT_MAX_SIZE: u32 = 262_144;
+const DEFAULT_RETENTION_S: u32 = 345_600;
+/// Longest wait of one receive (SQS: 20 s).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// Attributes a caller may set, with their bounds.
+const SETTABLE: &[(&str, u32, u32)] = &[
+    ("DelaySeconds", 0, 900),
+    ("MaximumMessageSize", 1024, 1_048_576),
+    ("MessageRetentionPeriod", 60, 1_209_600),
+    ("ReceiveMessageWaitTimeSeconds", 0, 20),
+    ("VisibilityTimeout", 0, 43_200),
+];
+/// Accepted and stored, with no effect here.
+const OPAQUE: &[&str] = &[
+    "Policy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+];
+
+/// A queue's effective settings (defaults filled in).
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub visibility_s: u32,
+    pub delay_s: u32,
+    pub max_size: u32,
+    pub retention_s: u32,
+    pub receive_wait_s: u32,
+    pub redrive: Option<Redrive>,
+}
+
+impl QueueSettings {
+    pub fn of(q: &QueueRecord) -> Self {
+        let num = |k: &str, d: u32| {
+            q.attributes
+                .get(k)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        Self {
+            visibility_s: num("VisibilityTimeout", DEFAULT_VISIBILITY_S),
+            delay_s: num("DelaySeconds", 0),
+            max_size: num("MaximumMessageSize", DEFAULT_MAX_SIZE),
+            retention_s: num("MessageRetentionPeriod", DEFAULT_RETENTION_S),
+            receive_wait_s: num("ReceiveMessageWaitTimeSeconds", 0),
+            redrive: q
+                .attributes
+                .get("RedrivePolicy")
+                .and_then(|p| parse_redrive(p).ok()),
+        }
+    }
+}
+
+fn parse_redrive(policy: &str) -> Result<Redrive, MessagingError> {
+    let bad =
+        |why: &str| MessagingError::InvalidAttributeValue("RedrivePolicy".into(), why.to_string());
+    let v: Value = serde_json::from_str(policy).map_err(|_| bad("must be a JSON object"))?;
+    let arn = v
+        .get("deadLetterTargetArn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("deadLetterTargetArn is required"))?;
+    let queue =
+        arn_resource(arn, "sqs").ok_or_else(|| bad("deadLetterTargetArn is not a queue ARN"))?;
+    let count = match v.get("maxReceiveCount") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .filter(|n| (1..=1000).contains(n))
+    .ok_or_else(|| bad("maxReceiveCount must be between 1 and 1000"))?;
+    Ok(Redrive {
+        max_receive_count: count as u32,
+        dead_letter_queue: queue.to_string(),
+    })
+}
+
+/// One message to send.
+#[derive(Debug, Clone, Default)]
+pub struct SendRequest {
+    pub body: String,
+    pub attributes: Attributes,
+    pub delay_s: Option<u32>,
+    pub sender_id: String,
+}
+
+impl SendRequest {
+    pub fn body(body: String, sender_id: &str) -> Self {
+        Self {
+            body,
+            sender_id: sender_id.to_string(),
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: String,
+    pub md5_body: String,
+    pub md5_attributes: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveRequest {
+    pub max: usize,
+    pub visibility_s: Option<u32>,
+    /// `None`: the queue's `ReceiveMessageWaitTimeSeconds`.
+    pub wait: Option<Duration>,
+}
+
+/// A received message and the handle that deletes it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message: StoredMessage,
+    pub receipt_handle: String,
+}
+
+impl Received {
+    pub fn attributes(&self) -> Attributes {
+        stored_attributes(&self.message.attributes)
+    }
+}
+
+fn stored_attributes(json: &str) -> Attributes {
+    serde_json::from_str::<Value>(json)
+        .ok()
+        .and_then(|v| attributes::from_sqs_json(Some(&v)).ok())
+        .unwrap_or_default()
+}
+
+pub struct Queues {
+    store: Arc<dyn MessageQueues>,
+    pub arns: ArnScope,
+    arrivals: Mutex<HashMap<String, Arc<Notify>>>,
+    stop: CancellationToken,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn valid_queue_name(name: &str) -> bool {
+    (1..=80).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Queues {
+    pub fn new(store: Arc<dyn MessageQueues>, arns: ArnScope) -> Self {
+        Self {
+            store,
+            arns,
+            arrivals: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// Ends every long poll now and refuses new waits.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    fn arrivals(&self, queue: &str) -> Arc<Notify> {
+        let mut m = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(queue.to_string()).or_default().clone()
+    }
+
+    fn arrived(&self, queue: &str) {
+        self.arrivals(queue).notify_waiters();
+    }
+
+    /// Checks attributes to set; returns them normalised.
+    async fn check_attributes(
+        &self,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, MessagingError> {
+        let mut out = BTreeMap::new();
+        for (k, v) in attrs {
+            if let Some((_, lo, hi)) = SETTABLE.iter().find(|(n, ..)| n == k) {
+                let n: u32 = v.trim().parse().map_err(|_| {
+                    MessagingError::InvalidAttributeValue(
+                        k.clone(),
+                        format!("'{v}' is not a number"),
+                    )
+                })?;
+                if !(*lo..=*hi).contains(&n) {
+                    return Err(MessagingError::InvalidAttributeValue(
+                        k.clone(),
+                        format!("must be between {lo} and {hi}"),
+                    ));
+                }
+                out.insert(k.clone(), n.to_string());
+            } else if k == "RedrivePolicy" {
+                if !v.is_empty() {
+                    let r = parse_redrive(v)?;
+                    if self.store.get_queue(&r.dead_letter_queue).await?.is_none() {
+                        return Err(MessagingError::InvalidAttributeValue(
+                            k.clone(),
+                            "Dead letter target does not exist.".into(),
+                        ));
+                    }
+                }
+                out.insert(k.clone(), v.clone());
+            } else if k == "FifoQueue" || k == "ContentBasedDeduplication" {
+                if v != "false" {
+                    return Err(MessagingError::InvalidAttributeValue(
+                        k.clone(),
+                        "FIFO queues are not supported by Nimbus".into(),
+                    ));
+                }
+            } else if OPAQUE.contains(&k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            } else {
+                return Err(MessagingError::InvalidAttributeName(k.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a queue; the same name with the same attributes is a success.
+    pub async fn create(
+        &self,
+        name: &str,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<QueueRecord, MessagingError> {
+        if !valid_queue_name(name) {
+            return Err(MessagingError::InvalidParameter(
+                "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length".into(),
+            ));
+        }
+        let attributes = self.check_attributes(attrs).await?;
+        let now = now_ms();
+        let record = QueueRecord {
+            name: name.to_string(),
+            created_ms: now,
+            modified_ms: now,
+            attributes: attributes.clone(),
+        };
+        let stored = self.store.create_queue(&record).await?;
+        if stored.created_ms != now || stored.attributes != attributes {
+            let current = self.attributes_of(&stored, &[]).await?;
+            for (k, v) in &attributes {
+                if current.get(k) != Some(v) {
+                    return Err(MessagingError::QueueExists(k.clone()));
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<QueueRecord, MessagingError> {
+        self.store
+            .get_queue(name)
+            .await?
+            .ok_or_else(|| MessagingError::QueueDoesNotExist(name.to_string()))
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<QueueRecord>, MessagingError> {
+        Ok(self
+            .store
+            .list_queues()
+            .await?
+            .into_iter()
+            .filter(|q| q.name.starts_with(prefix))
+            .collect())
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), MessagingError> {
+        if !self.store.delete_queue(name).await? {
+            return Err(MessagingError::QueueDoesNotExist(name.to_string()));
+        }
+        self.arrived(name);
+        Ok(())
+    }
+
+    pub async fn purge(&self, name: &str) -> Result<(), MessagingError> {
+        self.get(name).await?;
+        self.store.purge(name).await?;
+        Ok(())
+    }
+
+    pub async fn set_attributes(
+        &self,
+        name: &str,
+        attrs: &BTreeMap<String, String>,
+    ) -> Result<(), MessagingError> {
+        let attrs = self.check_attributes(attrs).await?;
+        if !self
+            .store
+            .set_queue_attributes(name, attrs, now_ms())
+            .await?
+        {
+            return Err(MessagingError::QueueDoesNotExist(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `GetQueueAttributes`: `wanted` empty or containing `All` means every one.
+    pub async fn attributes(
+        &self,
+        name: &str,
+        wanted: &[String],
+    ) -> Result<BTreeMap<String, String>, MessagingError> {
+        let q = self.get(name).await?;
+        self.attributes_of(&q, wanted).await
+    }
+
+    async fn attributes_of(
+        &self,
+        q: &QueueRecord,
+        wanted: &[String],
+    ) -> Result<BTreeMap<String, String>, MessagingError> {
+        let s = QueueSettings::of(q);
+        let QueueCounts {
+            visible,
+            in_flight,
+            delayed,
+        } = self.store.counts(&q.name, now_ms()).await?;
+        let mut all: BTreeMap<String, String> = q.attributes.clone();
+        for (k, v) in [
+            ("VisibilityTimeout", s.visibility_s),
+            ("DelaySeconds", s.delay_s),
+            ("MaximumMessageSize", s.max_size),
+            ("MessageRetentionPeriod", s.retention_s),
+            ("ReceiveMessageWaitTimeSeconds", s.receive_wait_s),
+        ] {
+            all.insert(k.into(), v.to_string());
+        }
+        all.insert("QueueArn".into(), self.arns.queue_arn(&q.name));
+        all.insert("ApproximateNumberOfMessages".into(), visible.to_string());
+        all.insert(
+            "ApproximateNumberOfMessagesNotVisible".into(),
+            in_flight.to_string(),
+        );
+        all.insert(
+            "ApproximateNumberOfMessagesDelayed".into(),
+            delayed.to_string(),
+        );
+        all.insert("CreatedTimestamp".into(), (q.created_ms / 1000).to_string());
+        all.insert(
+            "LastModifiedTimestamp".into(),
+            (q.modified_ms / 1000).to_string(),
+        );
+        all.entry("SqsManagedSseEnabled".into())
+            .or_insert_with(|| "false".into());
+        if wanted.is_empty() || wanted.iter().any(|w| w == "All") {
+            return Ok(all);
+        }
+        let known = |w: &str| {
+            all.contains_key(w)
+                || SETTABLE.iter().any(|(n, ..)| *n == w)
+                || OPAQUE.contains(&w)
+                || ["RedrivePolicy", "FifoQueue", "ContentBasedDeduplication"].contains(&w)
+        };
+        let mut out = BTreeMap::new();
+        for w in wanted {
+            if !known(w) {
+                return Err(MessagingError::InvalidAttributeName(w.clone()));
+            }
+            if let Some(v) = all.get(w) {
+                out.insert(w.clone(), v.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn build(
+        &self,
+        settings: &QueueSettings,
+        req: SendRequest,
+        now: i64,
+    ) -> Result<(StoredMessage, Sent), MessagingError> {
+        if req.body.is_empty() {
+            return Err(MessagingError::InvalidParameter(
+                "The request must contain the parameter MessageBody.".into(),
+            ));
+        }
+        let valid_char = |c: char| matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..);
+        if !req.body.chars().all(valid_char) {
+            return Err(MessagingError::InvalidParameter(
+                "Invalid characters found in the message body.".into(),
+            ));
+        }
+        attributes::validate(&req.attributes)?;
+        let size = req.body.len()
+            + req
+                .attributes
+                .iter()
+                .map(|(k, a)| {
+                    k.len()
+                        + a.data_type.len()
+                        + a.string_value.as_ref().map_or(0, String::len)
+                        + a.binary_value.as_ref().map_or(0, Vec::len)
+                })
+                .sum::<usize>();
+        if size > settings.max_size as usize {
+            return Err(MessagingError::InvalidParameter(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+                settings.max_size
+            )));
+        }
+        let delay = req.delay_s.unwrap_or(settings.delay_s);
+        if delay > 900 {
+            return Err(MessagingError::InvalidParameter(format!(
+                "Value {delay} for parameter DelaySeconds is invalid. Reason: must be between 0 and 900."
+            )));
+        }
+        let sent = Sent {
+            id: uuid::Uuid::new_v4().to_string(),
+            md5_body: attributes::md5_hex(req.body.as_bytes()),
+            md5_attributes: attributes::md5_of_attributes(&req.attributes),
+        };
+        let message = StoredMessage {
+            id: sent.id.clone(),
+            body: req.body,
+            attributes: attributes::to_sqs_json(&req.attributes).to_string(),
+            md5_body: sent.md5_body.clone(),
+            md5_attributes: sent.md5_attributes.clone(),
+            sent_ms: now,
+            sender_id: req.sender_id,
+            visible_ms: now + i64::from(delay) * 1000,
+            receive_count: 0,
+            first_receive_ms: None,
+            receipt: None,
+            dead_letter_source: None,
+        };
+        Ok((message, sent))
+    }
+
+    pub async fn send(&self, queue: &str, req: SendRequest) -> Result<Sent, MessagingError> {
+        self.send_batch(queue, vec![req])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(MessagingError::InvalidParameter("nothing sent".into())))
+    }
+
+    /// Sends several messages in one durable write; each is checked on its own.
+    pub async fn send_batch(
+        &self,
+        queue: &str,
+        reqs: Vec<SendRequest>,
+    ) -> Result<Vec<Result<Sent, MessagingError>>, MessagingError> {
+        let settings = QueueSettings::of(&self.get(queue).await?);
+        let now = now_ms();
+        let mut results = Vec::with_capacity(reqs.len());
+        let mut messages = Vec::new();
+        for req in reqs {
+            results.push(self.build(&settings, req, now).map(|(m, sent)| {
+                messages.push(m);
+                sent
+            }));
+        }
+        if !messages.is_empty() {
+            self.store
+                .send(queue, messages)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => MessagingError::QueueDoesNotExist(queue.into()),
+                    e => e.into(),
+                })?;
+            self.arrived(queue);
+        }
+        Ok(results)
+    }
+
+    /// Receives, waiting up to the wait time for a first message (long poll);
+    /// `cancel` (a stopping poller) ends the wait early.
+    pub async fn receive(
+        &self,
+        queue: &str,
+        req: ReceiveRequest,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Vec<Received>, MessagingError> {
+        let q = self.get(queue).await?;
+        let settings = QueueSettings::of(&q);
+        let wait = req
+            .wait
+            .unwrap_or(Duration::from_secs(settings.receive_wait_s.into()))
+            .min(MAX_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let arrivals = self.arrivals(queue);
+        let never = CancellationToken::new();
+        let cancel = cancel.unwrap_or(&never);
+        loop {
+            let notified = arrivals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = now_ms();
+            let got = self
+                .store
+                .receive(
+                    queue,
+                    ReceiveOptions {
+                        now_ms: now,
+                        max: req.max.max(1),
+                        visibility_ms: i64::from(req.visibility_s.unwrap_or(settings.visibility_s))
+                            * 1000,
+                        redrive: settings.redrive.clone(),
+                        retention_ms: i64::from(settings.retention_s) * 1000,
+                    },
+                )
+                .await?;
+            if !got.is_empty() {
+                return Ok(got
+                    .into_iter()
+                    .map(|m| Received {
+                        receipt_handle: format!("{}:{}", m.id, m.receipt.as_deref().unwrap_or("")),
+                        message: m,
+                    })
+                    .collect());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || self.stop.is_cancelled() || cancel.is_cancelled() {
+                return Ok(Vec::new());
+            }
+            let until_visible = match self.store.next_visible(queue, now).await? {
+                Some(t) => Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64),
+                None => left,
+            };
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(left.min(until_visible)) => {}
+                _ = self.stop.cancelled() => {}
+                _ = cancel.cancelled() => {}
+            }
+        }
+    }
+
+    fn parse_handle(handle: &str) -> Result<(&str, &str), MessagingError> {
+        handle
+            .split_once(':')
+            .filter(|(id, r)| !id.is_empty() && !r.is_empty())
+            .ok_or_else(|| MessagingError::ReceiptHandleIsInvalid(handle.to_string()))
+    }
+
+    pub async fn delete_message(&self, queue: &str, handle: &str) -> Result<(), MessagingError> {
+        let (id, _) = Self::parse_handle(handle)?;
+        if !self.store.delete_message(queue, id).await? {
+            // Already deleted is a success on SQS; a missing queue is not.
+            self.get(queue).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn change_visibility(
+        &self,
+        queue: &str,
+        handle: &str,
+        timeout_s: u32,
+    ) -> Result<(), MessagingError> {
+        if timeout_s > 43_200 {
+            return Err(MessagingError::InvalidParameter(format!(
+                "Value {timeout_s} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200."
+            )));
+        }
+        let (id, receipt) = Self::parse_handle(handle)?;
+        let at = now_ms() + i64::from(timeout_s) * 1000;
+        match self.store.change_visibility(queue, id, receipt, at).await? {
+            VisibilityChange::Changed => {
+                if timeout_s == 0 {
+                    self.arrived(queue);
+                }
+                Ok(())
+            }
+            VisibilityChange::NotInflight => Err(MessagingError::MessageNotInflight),
+            VisibilityChange::NotFound => {
+                self.get(queue).await?;
+                Err(MessagingError::ReceiptHandleIsInvalid(handle.to_string()))
+            }
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Event source mappings from queues to functions.
+//!
+//! One poller task per enabled mapping. It takes a concurrency permit
+//! (`ScalingConfig.MaximumConcurrency`, default 5), long-polls a batch of up
+//! to `BatchSize` (gathering for up to `MaximumBatchingWindowInSeconds`), and
+//! hands the batch to a task that invokes the function synchronously with the
+//! SQS event. Messages are deleted only after the function succeeded; with
+//! `ReportBatchItemFailures` the ones it lists stay and come back after their
+//! visibility timeout (so `maxReceiveCount` redrives them), and a malformed
+//! report fails the whole batch, as on Lambda.
+//!
+//! Shutdown: pollers stop taking batches; batches in flight finish within the
+//! invoker's grace, and those refused by a stopping invoker are made visible
+//! again at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nimbus_core::{FunctionName, InvokeRequest};
+use nimbus_runtime::Outcome;
+use nimbus_store::{SourceMappings, StoredMapping};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::attributes;
+use super::queues::{Queues, ReceiveRequest, Received};
+use super::{MessagingError, arn_resource};
+use crate::registry::Registry;
+use crate::{EngineConfig, EngineError, Invoker};
+
+/// Concurrent batches of one mapping when `MaximumConcurrency` is not set.
+const DEFAULT_CONCURRENCY: u32 = 5;
+/// Pause after the queue could not be read (deleted, storage error).
+const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+/// A mapping's settings, as stored and as the Lambda API shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub uuid: String,
+    pub function: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+    pub source_arn: String,
+    pub batch_size: u32,
+    pub batching_window_s: u32,
+    pub enabled: bool,
+    pub report_batch_item_failures: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_concurrency: Option<u32>,
+    pub last_modified_ms: i64,
+}
+
+/// The settable part (create, or update with only some fields).
+#[derive(Debug, Clone, Default)]
+pub struct MappingPatch {
+    pub function: Option<(String, Option<String>)>,
+    pub batch_size: Option<u32>,
+    pub batching_window_s: Option<u32>,
+    pub enabled: Option<bool>,
+    pub report_batch_item_failures: Option<bool>,
+    /// `Some(None)` clears it.
+    pub maximum_concurrency: Option<Option<u32>>,
+}
+
+impl Mapping {
+    fn apply(&mut self, p: &MappingPatch) -> Result<(), MessagingError> {
+        if let Some((f, q)) = &p.function {
+            self.function = f.clone();
+            self.qualifier = q.clone();
+        }
+        if let Some(b) = p.batch_size {
+            self.batch_size = b;
+        }
+        if let Some(w) = p.batching_window_s {
+            self.batching_window_s = w;
+        }
+        if let Some(e) = p.enabled {
+            self.enabled = e;
+        }
+        if let Some(r) = p.report_batch_item_failures {
+            self.report_batch_item_failures = r;
+        }
+        if let Some(c) = p.maximum_concurrency {
+            self.maximum_concurrency = c;
+        }
+        let bad = |m: String| Err(MessagingError::InvalidParameter(m));
+        if !(1..=10_000).contains(&self.batch_size) {
+            return bad(format!(
+                "BatchSize must be between 1 and 10000, got {}",
+                self.batch_size
+            ));
+        }
+        if self.batching_window_s > 300 {
+            return bad("MaximumBatchingWindowInSeconds must be between 0 and 300".into());
+        }
+        if self.batch_size > 10 && self.batching_window_s == 0 {
+            return bad("Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10".into());
+        }
+        if let Some(c) = self.maximum_concurrency
+            && !(2..=1000).contains(&c)
+        {
+            return bad("ScalingConfig.MaximumConcurrency must be between 2 and 1000".into());
+        }
+        Ok(())
+    }
+
+    pub fn queue(&self) -> &str {
+        arn_resource(&self.source_arn, "sqs").unwrap_or("")
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+}
+
+pub struct EventSources {
+    store: Arc<dyn SourceMappings>,
+    queues: Arc<Queues>,
+    invoker: Arc<Invoker>,
+    registry: Arc<Registry>,
+    config: EngineConfig,
+    running: Mutex<HashMap<String, Running>>,
+    /// Stops every poller (shutdown).
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl EventSources {
+    pub fn new(
+        store: Arc<dyn SourceMappings>,
+        queues: Arc<Queues>,
+        invoker: Arc<Invoker>,
+        registry: Arc<Registry>,
+        config: EngineConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            queues,
+            invoker,
+            registry,
+            config,
+            running: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    pub fn function_arn(&self, m: &Mapping) -> String {
+        let arn = self.config.function_arn(&m.function);
+        match &m.qualifier {
+            Some(q) => format!("{arn}:{q}"),
+            None => arn,
+        }
+    }
+
+    /// Starts the pollers of every stored, enabled mapping. Returns how many.
+    pub async fn start_all(self: &Arc<Self>) -> Result<usize, MessagingError> {
+        let mut n = 0;
+        for stored in self.store.list_mappings().await? {
+            match serde_json::from_str::<Mapping>(&stored.config) {
+                Ok(m) if m.enabled => {
+                    self.start(m);
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!("event source mapping {} is unreadable: {e}", stored.uuid)
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn check_function(&self, name: &str, qualifier: Option<&str>) -> Result<(), MessagingError> {
+        let found = name
+            .parse::<FunctionName>()
+            .ok()
+            .and_then(|f| self.registry.resolve(&f, qualifier, 0.0));
+        if found.is_none() {
+            return Err(MessagingError::FunctionNotFound(
+                self.config.function_arn(name),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        self: &Arc<Self>,
+        source_arn: &str,
+        patch: MappingPatch,
+    ) -> Result<Mapping, MessagingError> {
+        let Some((function, qualifier)) = patch.function.clone() else {
+            return Err(MessagingError::InvalidParameter(
+                "FunctionName is required".into(),
+            ));
+        };
+        self.check_function(&function, qualifier.as_deref())?;
+        let queue = arn_resource(source_arn, "sqs").ok_or_else(|| {
+            MessagingError::InvalidParameter(format!(
+                "EventSourceArn {source_arn} is not supported: Nimbus maps SQS queues (arn:aws:sqs:…)"
+            ))
+        })?;
+        self.queues.get(queue).await?;
+        for existing in self.list().await? {
+            if existing.source_arn == source_arn
+                && existing.function == function
+                && existing.qualifier == qualifier
+            {
+                return Err(MessagingError::MappingExists(
+                    source_arn.into(),
+                    self.function_arn(&existing),
+                ));
+            }
+        }
+        let mut m = Mapping {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            function,
+            qualifier,
+            source_arn: source_arn.into(),
+            batch_size: 10,
+            batching_window_s: 0,
+            enabled: true,
+            report_batch_item_failures: false,
+            maximum_concurrency: None,
+            last_modified_ms: now_ms(),
+        };
+        m.apply(&patch)?;
+        self.save(&m).await?;
+        if m.enabled {
+            self.start(m.clone());
+        }
+        Ok(m)
+    }
+
+    async fn save(&self, m: &Mapping) -> Result<(), MessagingError> {
+        let config = serde_json::to_string(m)
+            .map_err(|e| MessagingError::InvalidParameter(e.to_string()))?;
+        self.store
+            .put_mapping(&StoredMapping {
+                uuid: m.uuid.clone(),
+                function: m.function.clone(),
+                source_arn: m.source_arn.clone(),
+                config,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, uuid: &str) -> Result<Mapping, MessagingError> {
+        let stored = self
+            .store
+            .get_mapping(uuid)
+            .await?
+            .ok_or_else(|| MessagingError::MappingNotFound(uuid.into()))?;
+        serde_json::from_str(&stored.config)
+            .map_err(|e| MessagingError::Store(nimbus_store::StoreError::Corrupt(e.to_string())))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Mapping>, MessagingError> {
+        Ok(self
+            .store
+            .list_mappings()
+            .await?
+            .into_iter()
+            .filter_map(|s| serde_json::from_str(&s.config).ok())
+            .collect())
+    }
+
+    pub async fn update(
+        self: &Arc<Self>,
+        uuid: &str,
+        patch: MappingPatch,
+    ) -> Result<Mapping, MessagingError> {
+        let mut m = self.get(uuid).await?;
+        if let Some((f, q)) = &patch.function {
+            self.check_function(f, q.as_deref())?;
+        }
+        m.apply(&patch)?;
+        m.last_modified_ms = now_ms();
+        self.save(&m).await?;
+        // Restart the poller with the new settings.
+        self.halt(uuid);
+        if m.enabled {
+            self.start(m.clone());
+        }
+        Ok(m)
+    }
+
+    pub async fn delete(&self, uuid: &str) -> Result<Mapping, MessagingError> {
+        let m = self.get(uuid).await?;
+        self.halt(uuid);
+        self.store.delete_mapping(uuid).await?;
+        Ok(m)
+    }
+
+    fn halt(&self, uuid: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = running.remove(uuid) {
+            r.stop.cancel();
+        }
+    }
+
+    fn start(self: &Arc<Self>, m: Mapping) {
+        let stop = self.stop.child_token();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(m.uuid.clone(), Running { stop: stop.clone() });
+        let me = self.clone();
+        self.tracker.spawn(async move { me.poll(m, stop).await });
+    }
+
+    /// Pollers stop taking batches.
+    pub fn begin_shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops every poller and waits for them and for the batches in flight
+    /// (whose invocations the invoker's drain bounds).
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn poll(self: Arc<Self>, m: Mapping, stop: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(
+            m.maximum_concurrency.unwrap_or(DEFAULT_CONCURRENCY) as usize,
+        ));
+        let m = Arc::new(m);
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = stop.cancelled() => return,
+            };
+            let batch = match self.gather(&m, &stop).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("mapping {}: cannot receive: {e}", m.uuid);
+                    tokio::select! {
+                        _ = tokio::time::sleep(ERROR_BACKOFF) => continue,
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let (me, m) = (self.clone(), m.clone());
+            self.tracker.spawn(async move {
+                me.process(&m, batch).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// One batch: a long poll, then, with a batching window, more receives
+    /// until the batch is full or the window closes.
+    async fn gather(
+        &self,
+        m: &Mapping,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Received>, MessagingError> {
+        let queue = m.queue();
+        let size = m.batch_size as usize;
+        let mut batch = self
+            .queues
+            .receive(
+                queue,
+                ReceiveRequest {
+                    max: size,
+                    visibility_s: None,
+                    wait: Some(super::queues::MAX_WAIT),
+                },
+                Some(stop),
+            )
+            .await?;
+        if batch.is_empty() || m.batching_window_s == 0 {
+            return Ok(batch);
+        }
+        let window_end =
+            tokio::time::Instant::now() + Duration::from_secs(m.batching_window_s.into());
+        while batch.len() < size && !stop.is_cancelled() {
+            let left = window_end.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let more = self
+                .queues
+                .receive(
+                    queue,
+                    ReceiveRequest {
+                        max: size - batch.len(),
+                        visibility_s: None,
+                        wait: Some(left),
+                    },
+                    Some(stop),
+                )
+                .await?;
+            batch.extend(more);
+        }
+        Ok(batch)
+    }
+
+    fn event(&self, m: &Mapping, batch: &[Received]) -> Value {
+        let records: Vec<Value> = batch
+            .iter()
+            .map(|r| {
+                let msg = &r.message;
+                json!({
+                    "messageId": msg.id,
+                    "receiptHandle": r.receipt_handle,
+                    "body": msg.body,
+                    "attributes": {
+                        "ApproximateReceiveCount": msg.receive_count.to_string(),
+                        "SentTimestamp": msg.sent_ms.to_string(),
+                        "SenderId": msg.sender_id,
+                        "ApproximateFirstReceiveTimestamp": msg.first_receive_ms.unwrap_or(msg.sent_ms).to_string(),
+                    },
+                    "messageAttributes": attributes::to_event_json(&r.attributes()),
+                    "md5OfMessageAttributes": msg.md5_attributes,
+                    "md5OfBody": msg.md5_body,
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": m.source_arn,
+                    "awsRegion": self.config.region,
+                })
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+
+    async fn process(&self, m: &Mapping, batch: Vec<Received>) {
+        let queue = m.queue();
+        let Ok(function) = m.function.parse::<FunctionName>() else {
+            return;
+        };
+        let mut req = InvokeRequest::new(function, Bytes::from(self.event(m, &batch).to_string()));
+        req.qualifier = m.qualifier.clone();
+        let done: Vec<&Received> = match self.invoker.invoke(req).await {
+            Ok(r) => match &r.outcome {
+                Outcome::Success { body, .. } if m.report_batch_item_failures => {
+                    match failures(body, &batch) {
+                        Some(failed) => batch
+                            .iter()
+                            .filter(|r| !failed.contains(r.message.id.as_str()))
+                            .collect(),
+                        None => {
+                            tracing::warn!(
+                                "mapping {}: invalid batchItemFailures from {}; the whole batch is retried",
+                                m.uuid,
+                                m.function
+                            );
+                            Vec::new()
+                        }
+                    }
+                }
+                Outcome::Success { .. } => batch.iter().collect(),
+                // Function error: the batch comes back after its visibility timeout.
+                Outcome::Error { .. } => Vec::new(),
+            },
+            Err(EngineError::ShuttingDown) => {
+                // Not the function's failure: give the messages back now.
+                for r in &batch {
+                    let _ = self
+                        .queues
+                        .change_visibility(queue, &r.receipt_handle, 0)
+                        .await;
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("mapping {}: invoke failed: {e}", m.uuid);
+                Vec::new()
+            }
+        };
+        for r in done {
+            if let Err(e) = self.queues.delete_message(queue, &r.receipt_handle).await {
+                tracing::warn!("mapping {}: cannot delete {}: {e}", m.uuid, r.message.id);
+            }
+        }
+    }
+}
+
+/// The ids a partial batch response lists; `None` when it is malformed (then
+/// the whole batch failed).
+fn failures<'a>(body: &[u8], batch: &'a [Received]) -> Option<HashSet<&'a str>> {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" {
+        return Some(HashSet::new());
+    }
+    let v: Value = serde_json::from_slice(trimmed).ok()?;
+    let list = match v.get("batchItemFailures") {
+        None | Some(Value::Null) => return Some(HashSet::new()),
+        Some(Value::Array(l)) => l,
+        Some(_) => return None,
+    };
+    let mut out = HashSet::new();
+    for item in list {
+        let id = item.get("itemIdentifier").and_then(Value::as_str)?;
+        let known = batch.iter().find(|r| r.message.id == id)?;
+        out.insert(known.message.id.as_str());
+    }
+    Some(out)
+}
