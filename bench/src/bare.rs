@@ -2,18 +2,22 @@
 //! between. Python runs the fixture's raw ASGI app under uvicorn, Node serves
 //! the same handler from `http.createServer`. Starting one is also the bare
 //! cold-start measurement: spawn → first successful 200 response.
+//!
+//! The peers people run functions with locally live here too: Google's
+//! functions-framework (Python) and serverless-offline v13 on serverless v3
+//! (Node), each started in its default mode with the same handler source.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use hyper::Uri;
 use tokio::process::{Child, Command};
 
 use crate::client::Http;
-use crate::fixtures::Lang;
+use crate::fixtures::{self, Lang};
 use crate::measure::{check_hello, hello};
 
 /// How long a bare server may take to answer its first request.
@@ -27,6 +31,8 @@ pub struct Baselines {
     pub node: PathBuf,
     /// Google's functions-framework, the peer of the c=32 row.
     pub functions_framework: PathBuf,
+    /// Where `npm ci` installed serverless v3 and serverless-offline v13.
+    pub serverless_offline: PathBuf,
     pub root: PathBuf,
 }
 
@@ -64,7 +70,7 @@ impl Baselines {
     pub async fn start(&self, lang: Lang) -> Result<(BareServer, Duration)> {
         let port = free_port()?;
         let cmd = self.command(lang, port);
-        spawn_until_hello(cmd, port, lang.label(), &self.log_path(lang)).await
+        spawn_until_hello(cmd, root_uri(port)?, lang.label(), &self.log_path(lang)).await
     }
 
     /// The Python hello handler behind Google's functions-framework (its
@@ -84,19 +90,86 @@ impl Baselines {
         .arg(port.to_string())
         .current_dir(Lang::Python.bare_dir(&self.root));
         let log = self.root.join("functions-framework.log");
-        Ok(spawn_until_hello(cmd, port, "functions-framework", &log)
+        Ok(
+            spawn_until_hello(cmd, root_uri(port)?, "functions-framework", &log)
+                .await?
+                .0,
+        )
+    }
+
+    /// The Node hello handler behind `serverless offline` (serverless v3 with
+    /// serverless-offline v13, its default worker-threads mode), on an httpApi
+    /// route `POST /hello` (fixtures/node/serverless.yml). The service
+    /// directory holds the same handler file and a link to the installed
+    /// packages, so serverless finds its plugin as it would in a project.
+    pub async fn start_serverless_offline(&self) -> Result<BareServer> {
+        let service = fixtures::serverless_dir(&self.root);
+        let packages = self.serverless_offline.join("node_modules");
+        let cli = packages.join("serverless/bin/serverless.js");
+        ensure!(
+            cli.exists(),
+            "{} is missing: run `npm ci` in {} (scripts/bench does)",
+            cli.display(),
+            self.serverless_offline.display()
+        );
+        let link = service.join("node_modules");
+        if !link.exists() {
+            std::os::unix::fs::symlink(&packages, &link)
+                .with_context(|| format!("cannot link {}", link.display()))?;
+        }
+        let (port, lambda_port) = (free_port()?, free_port()?);
+        let mut cmd = Command::new(&self.node);
+        cmd.arg(&cli)
+            .args(["offline", "start", "--host", "127.0.0.1", "--httpPort"])
+            .arg(port.to_string())
+            // Its Lambda invoke endpoint would take 3002 otherwise.
+            .arg("--lambdaPort")
+            .arg(lambda_port.to_string())
+            .args(["--noPrependStageInUrl", "--noTimeout"])
+            // No update checks, telemetry or notices over a network we lack.
+            .env("SLS_TELEMETRY_DISABLED", "1")
+            .env("SLS_NOTIFICATIONS_MODE", "off")
+            .current_dir(&service);
+        let uri = format!("http://127.0.0.1:{port}/hello").parse()?;
+        let log = self.root.join("serverless-offline.log");
+        Ok(spawn_until_hello(cmd, uri, "serverless-offline", &log)
             .await?
             .0)
     }
+
+    /// `serverless-offline@X on serverless@Y`, from the installed packages.
+    pub fn serverless_offline_version(&self) -> String {
+        let version = |package: &str| {
+            let manifest = self
+                .serverless_offline
+                .join("node_modules")
+                .join(package)
+                .join("package.json");
+            std::fs::read(manifest)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["version"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "?".into())
+        };
+        format!(
+            "serverless-offline {} on serverless {}",
+            version("serverless-offline"),
+            version("serverless")
+        )
+    }
 }
 
+fn root_uri(port: u16) -> Result<Uri> {
+    Ok(format!("http://127.0.0.1:{port}/").parse()?)
+}
+
+/// Spawns `cmd` and polls `uri` until it answers the hello document.
 async fn spawn_until_hello(
     mut cmd: Command,
-    port: u16,
+    uri: Uri,
     label: &str,
     log: &Path,
 ) -> Result<(BareServer, Duration)> {
-    let uri: Uri = format!("http://127.0.0.1:{port}/").parse()?;
     let stderr = std::fs::File::create(log)?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -12,6 +12,7 @@ use zip::write::SimpleFileOptions;
 const PYTHON_APP: &str = include_str!("../fixtures/python/app.py");
 const NODE_HANDLER: &str = include_str!("../fixtures/node/index.mjs");
 const NODE_SERVER: &str = include_str!("../fixtures/node/server.mjs");
+const SERVERLESS_YML: &str = include_str!("../fixtures/node/serverless.yml");
 
 /// What every variant must answer.
 pub const HELLO: &str = "Hello, World!";
@@ -75,15 +76,22 @@ impl Lang {
     }
 }
 
-/// Writes the bare servers' sources under `root/python` and `root/node`.
+/// The serverless-offline service directory (serverless.yml and the Node handler).
+pub fn serverless_dir(root: &Path) -> PathBuf {
+    root.join("serverless-offline")
+}
+
+/// Writes the bare servers' sources under `root/python` and `root/node`, and
+/// the serverless-offline service under `root/serverless-offline`.
 pub fn write_bare(root: &Path) -> Result<()> {
     let files = [
-        (Lang::Python, "app.py", PYTHON_APP),
-        (Lang::Node, "index.mjs", NODE_HANDLER),
-        (Lang::Node, "server.mjs", NODE_SERVER),
+        (Lang::Python.bare_dir(root), "app.py", PYTHON_APP),
+        (Lang::Node.bare_dir(root), "index.mjs", NODE_HANDLER),
+        (Lang::Node.bare_dir(root), "server.mjs", NODE_SERVER),
+        (serverless_dir(root), "index.mjs", NODE_HANDLER),
+        (serverless_dir(root), "serverless.yml", SERVERLESS_YML),
     ];
-    for (lang, name, source) in files {
-        let dir = lang.bare_dir(root);
+    for (dir, name, source) in files {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(name);
         std::fs::write(&path, source)

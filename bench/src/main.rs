@@ -6,13 +6,22 @@
 //! same Rust client. Absolute numbers move with the machine; the ratios are the
 //! thing to track. Nimbus and bare runs are interleaved (alternating which goes
 //! first) and medians are reported, so one noisy run cannot decide the result.
+//! The gateway rows put the same functions behind a gateway route and add the
+//! local peers people use (functions-framework, serverless-offline).
 //!
 //! Run it with `scripts/bench`, which builds Nimbus and installs uvicorn first;
 //! bench/README.md says how to read the table.
 
+/// Progress on stderr (the table goes to stdout); defined before the modules
+/// so that they can use it too.
+macro_rules! progress {
+    ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
+}
+
 mod bare;
 mod client;
 mod fixtures;
+mod gateway;
 mod measure;
 mod nimbus;
 mod report;
@@ -30,7 +39,9 @@ use crate::bare::Baselines;
 use crate::client::Http;
 use crate::fixtures::Lang;
 use crate::nimbus::{Interpreters, Nimbus};
-use crate::report::{Async, Cold, Memory, Peer, Report, Setup, Throughput, Warm};
+use crate::report::{
+    Async, Cold, GatewayRps, GatewayWarm, Memory, Peer, Report, Setup, Throughput, Warm,
+};
 
 /// Untimed time at full concurrency before each throughput window.
 const THROUGHPUT_WARMUP: Duration = Duration::from_secs(1);
@@ -85,10 +96,10 @@ struct Args {
     /// Node.js, for both Nimbus's nodejs functions and the bare Node server.
     #[arg(long, default_value = "node")]
     node: PathBuf,
-}
-
-macro_rules! progress {
-    ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
+    /// Where `npm ci` installed serverless v3 and serverless-offline v13, the
+    /// Node peer of the gateway rps row.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/serverless-offline"))]
+    serverless_offline: PathBuf,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -115,6 +126,7 @@ async fn main() -> Result<()> {
         uvicorn: absolute(&args.uvicorn)?,
         node: absolute(&args.node)?,
         functions_framework: absolute(&args.functions_framework)?,
+        serverless_offline: absolute(&args.serverless_offline)?,
         root: bare_root,
     };
 
@@ -137,6 +149,8 @@ async fn main() -> Result<()> {
         cold,
         throughput,
         peer,
+        gateway_warm,
+        gateway_rps,
         asynchronous,
         mut memory,
     } = measured?;
@@ -162,11 +176,14 @@ async fn main() -> Result<()> {
             nimbus: nimbus_version,
             uvicorn: uvicorn_version,
             node: node_version,
+            serverless_offline: baselines.serverless_offline_version(),
         },
         warm,
         cold,
         throughput,
         peer,
+        gateway_warm,
+        gateway_rps,
         asynchronous,
         memory,
     };
@@ -209,6 +226,8 @@ struct Measured {
     cold: Vec<Cold>,
     throughput: Vec<Throughput>,
     peer: Option<Peer>,
+    gateway_warm: Vec<GatewayWarm>,
+    gateway_rps: Vec<GatewayRps>,
     asynchronous: Option<Async>,
     memory: Memory,
 }
@@ -228,16 +247,36 @@ async fn measure_all(
             .deploy_as(http, lang, &fresh_name(lang), fresh_env(lang))
             .await?;
     }
+    gateway::add_routes(nimbus, http).await?;
     let mut memory = Memory::default();
     let warm = warm(args, nimbus, baselines, http, &mut memory).await?;
+    let gateway_warm = gateway::latency(
+        nimbus,
+        baselines,
+        http,
+        args.runs,
+        args.warmup,
+        args.requests,
+    )
+    .await?;
     let cold = cold(args, nimbus, baselines, http).await?;
-    let (throughput, peer) = if args.throughput_secs > 0 {
+    let (throughput, peer, gateway_rps) = if args.throughput_secs > 0 {
+        let window = Duration::from_secs(args.throughput_secs);
         (
             throughput(args, nimbus, baselines, http).await?,
             Some(peer(args, nimbus, baselines, http).await?),
+            gateway::throughput(
+                nimbus,
+                baselines,
+                http,
+                args.runs,
+                args.peer_concurrency,
+                window,
+            )
+            .await?,
         )
     } else {
-        (Vec::new(), None)
+        (Vec::new(), None, Vec::new())
     };
     let asynchronous = if args.async_secs > 0 {
         Some(asynchronous(args, nimbus, http).await?)
@@ -249,6 +288,8 @@ async fn measure_all(
         cold,
         throughput,
         peer,
+        gateway_warm,
+        gateway_rps,
         asynchronous,
         memory,
     })

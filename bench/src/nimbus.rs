@@ -1,6 +1,8 @@
-//! Running Nimbus for the benchmark: `nimbus up` on a loopback port chosen by the
-//! OS and a throw-away data directory, the hello functions deployed through the
-//! native API, and a SIGTERM at the end, as an operator would run it.
+//! Running Nimbus for the benchmark: `nimbus up` with its API and gateway on
+//! loopback ports chosen by the OS (never the default 8471, which a developer's
+//! own server may hold) and a throw-away data directory, the hello functions and
+//! their gateway routes deployed through the native API, and a SIGTERM at the
+//! end, as an operator would run it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,10 +31,17 @@ pub const BEARER: &str = "Bearer NIMBBENCHADMIN000001:bench-secret-0123456789abc
 pub struct Nimbus {
     child: Child,
     base: String,
+    /// The gateway listener, `http://127.0.0.1:<port>`.
+    gateway: String,
     /// The first line of the announcement, e.g. `nimbus 0.1.0 ready`.
     pub version: String,
     stderr_log: PathBuf,
     data_dir: PathBuf,
+}
+
+/// The gateway path of the language's hello route.
+fn hello_path(lang: Lang) -> String {
+    format!("/hello/{}", lang.label())
 }
 
 /// The interpreters Nimbus is told to use (the bare servers use the same ones).
@@ -42,13 +51,21 @@ pub struct Interpreters<'a> {
 }
 
 impl Nimbus {
-    /// Starts `nimbus up` and waits for the `  API:` line of its announcement.
+    /// Starts `nimbus up` and waits for the `  API:` and `  Gateway:` lines of
+    /// its announcement.
     /// Its data and run directories live under `work`, which goes away with the bench.
     pub async fn start(bin: &Path, work: &Path, interpreters: Interpreters<'_>) -> Result<Self> {
         let stderr_log = work.join("nimbus.log");
         let stderr = std::fs::File::create(&stderr_log)?;
         let mut child = Command::new(bin)
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
             .arg(work.join("nimbus-data"))
             .arg("--run-dir")
             .arg(work.join("nimbus-run"))
@@ -67,21 +84,27 @@ impl Nimbus {
         let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
         let announced = tokio::time::timeout(STARTUP_LIMIT, async {
             let mut version = String::new();
+            let (mut api, mut gateway) = (None, None);
             while let Some(line) = lines.next_line().await? {
                 if version.is_empty() {
                     version = line.trim().trim_end_matches(" ready").to_string();
                 }
                 if let Some(url) = line.strip_prefix("  API:") {
-                    return Ok(Some((url.trim().to_string(), version)));
+                    api = Some(url.trim().to_string());
+                } else if let Some(url) = line.strip_prefix("  Gateway:") {
+                    gateway = Some(url.trim().to_string());
+                }
+                if let (Some(api), Some(gateway)) = (&api, &gateway) {
+                    return Ok(Some((api.clone(), gateway.clone(), version)));
                 }
             }
             anyhow::Ok(None)
         })
         .await;
-        let (base, version) = match announced {
+        let (base, gateway, version) = match announced {
             Ok(Ok(Some(found))) => found,
             _ => bail!(
-                "nimbus did not announce its API address; its log:\n{}",
+                "nimbus did not announce its API and gateway addresses; its log:\n{}",
                 std::fs::read_to_string(&stderr_log).unwrap_or_default()
             ),
         };
@@ -90,6 +113,7 @@ impl Nimbus {
         Ok(Self {
             child,
             base,
+            gateway,
             version,
             stderr_log,
             data_dir: work.join("nimbus-data"),
@@ -114,6 +138,29 @@ impl Nimbus {
             "/v1/functions/{}/invoke?type=event",
             lang.function_name()
         ))
+    }
+
+    /// The gateway route of the language's function ([`Nimbus::add_hello_route`]).
+    pub fn gateway_uri(&self, lang: Lang) -> Result<Uri> {
+        Ok(format!("{}{}", self.gateway, hello_path(lang)).parse()?)
+    }
+
+    /// Declares `POST /hello/<lang>` → the language's function (payload 2.0,
+    /// no auth) through the native API; `?replace=true` makes it idempotent.
+    pub async fn add_hello_route(&self, http: &Http, lang: Lang) -> Result<()> {
+        let spec = json!({"route": format!("POST {}", hello_path(lang)),
+            "function": lang.function_name(), "payload_format": "2.0"});
+        let reply = http
+            .send_json(Method::POST, &self.uri("/v1/routes?replace=true")?, &spec)
+            .await?;
+        ensure!(
+            reply.status == 201 || reply.status == 200,
+            "adding the route to {} failed: {} {}",
+            lang.function_name(),
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+        Ok(())
     }
 
     pub fn metrics_uri(&self) -> Result<Uri> {

@@ -20,6 +20,8 @@ pub struct Setup {
     pub nimbus: String,
     pub uvicorn: String,
     pub node: String,
+    /// `serverless-offline X on serverless Y`.
+    pub serverless_offline: String,
 }
 
 /// Warm latency at concurrency 1: one entry per run.
@@ -47,6 +49,34 @@ pub struct Cold {
 pub struct Peer {
     pub nimbus: Vec<f64>,
     pub functions_framework: Vec<f64>,
+}
+
+/// Gateway latency at c=1: one entry per run of each variant.
+pub struct GatewayWarm {
+    pub lang: Lang,
+    /// `POST /hello/<lang>` on the gateway listener.
+    pub gateway: Vec<Percentiles>,
+    /// `POST /v1/functions/<name>/invoke`, timed in the same runs.
+    pub invoke: Vec<Percentiles>,
+    pub bare: Vec<Percentiles>,
+}
+
+/// Gateway requests per second at the peer concurrency: one entry per run.
+pub struct GatewayRps {
+    pub lang: Lang,
+    pub gateway: Vec<f64>,
+    pub bare: Vec<f64>,
+    /// functions-framework (Python) or serverless-offline (Node).
+    pub peer: Vec<f64>,
+}
+
+impl GatewayRps {
+    pub fn peer_name(&self) -> &'static str {
+        match self.lang {
+            Lang::Python => "functions-framework",
+            Lang::Node => "serverless-offline",
+        }
+    }
 }
 
 /// Asynchronous events per second: one entry per run.
@@ -81,6 +111,8 @@ pub struct Report {
     pub cold: Vec<Cold>,
     pub throughput: Vec<Throughput>,
     pub peer: Option<Peer>,
+    pub gateway_warm: Vec<GatewayWarm>,
+    pub gateway_rps: Vec<GatewayRps>,
     pub asynchronous: Option<Async>,
     pub memory: Memory,
 }
@@ -246,6 +278,7 @@ impl fmt::Display for Report {
                 ratio(n, g),
             )?;
         }
+        self.gateway_rows(f)?;
         if let Some(a) = &self.asynchronous {
             let (acc, done, each) = (
                 median(a.accepted.iter().copied()),
@@ -378,6 +411,7 @@ impl fmt::Display for Report {
                 s.peer_concurrency
             )?;
         }
+        self.gateway_notes(f)?;
         if self.asynchronous.is_some() {
             writeln!(
                 f,
@@ -445,6 +479,27 @@ impl fmt::Display for Report {
                 list(p.functions_framework.iter().copied(), 0),
             )?;
         }
+        for g in &self.gateway_warm {
+            writeln!(
+                f,
+                "  {:<LABEL$}gateway {}   invoke {}   bare {}",
+                format!("gateway {:<6} p50 (µs)", g.lang.label()),
+                list(g.gateway.iter().map(|p| p.p50), 0),
+                list(g.invoke.iter().map(|p| p.p50), 0),
+                list(g.bare.iter().map(|p| p.p50), 0),
+            )?;
+        }
+        for g in &self.gateway_rps {
+            writeln!(
+                f,
+                "  {:<LABEL$}gateway {}   bare {}   {} {}",
+                format!("gateway {:<6} rps", g.lang.label()),
+                list(g.gateway.iter().copied(), 0),
+                list(g.bare.iter().copied(), 0),
+                g.peer_name(),
+                list(g.peer.iter().copied(), 0),
+            )?;
+        }
         if let Some(a) = &self.asynchronous {
             writeln!(
                 f,
@@ -462,6 +517,137 @@ impl fmt::Display for Report {
                 format!("rps  {:<6}", t.lang.label()),
                 list(t.nimbus.iter().copied(), 0),
                 list(t.bare.iter().copied(), 0),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Median over runs of the per-run difference `a − b` (paired, so drift
+/// between runs cancels).
+fn paired_gap(a: &[Percentiles], b: &[Percentiles], pick: fn(&Percentiles) -> f64) -> f64 {
+    median(a.iter().zip(b).map(|(a, b)| pick(a) - pick(b)))
+}
+
+fn signed_latency(us: f64) -> String {
+    if us < 0.0 {
+        format!("−{}", latency(-us))
+    } else {
+        format!("+{}", latency(us))
+    }
+}
+
+impl Report {
+    /// The gateway rows: latency at c=1 against bare (and the invoke API),
+    /// rps at the peer concurrency against bare and the language's peer.
+    fn gateway_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.gateway_warm.is_empty() {
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+                "",
+                "Gateway p50",
+                "bare p50",
+                "ratio",
+                "Gateway p99",
+                "bare p99",
+                "added p50",
+                "vs invoke"
+            )?;
+        }
+        for g in &self.gateway_warm {
+            let m = |v: &[Percentiles], pick: fn(&Percentiles) -> f64| median(v.iter().map(pick));
+            let (g50, b50) = (m(&g.gateway, |p| p.p50), m(&g.bare, |p| p.p50));
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+                format!("gateway {:<6} (c=1)", g.lang.label()),
+                latency(g50),
+                latency(b50),
+                ratio(g50, b50),
+                latency(m(&g.gateway, |p| p.p99)),
+                latency(m(&g.bare, |p| p.p99)),
+                signed_latency(paired_gap(&g.gateway, &g.bare, |p| p.p50)),
+                signed_latency(paired_gap(&g.gateway, &g.invoke, |p| p.p50)),
+            )?;
+        }
+        if !self.gateway_rps.is_empty() {
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>RATIO$}",
+                "", "Gateway rps", "bare rps", "ratio", "peer rps", "ratio"
+            )?;
+        }
+        for g in &self.gateway_rps {
+            let (n, b, p) = (
+                median(g.gateway.iter().copied()),
+                median(g.bare.iter().copied()),
+                median(g.peer.iter().copied()),
+            );
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>RATIO$}   (peer: {})",
+                format!(
+                    "gateway {:<6} (c={})",
+                    g.lang.label(),
+                    self.setup.peer_concurrency
+                ),
+                format!("{n:.0}"),
+                format!("{b:.0}"),
+                ratio(n, b),
+                format!("{p:.0}"),
+                ratio(n, p),
+                g.peer_name(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn gateway_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.setup;
+        if self.gateway_warm.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "gateway= POST /hello/{{python,node}} on the gateway listener, a route (payload 2.0, no auth) to"
+        )?;
+        writeln!(
+            f,
+            "         the same functions; the 2.0 rules turn the handler's dict into a JSON 200;"
+        )?;
+        writeln!(
+            f,
+            "         latency: gateway, invoke API and bare in rotation, {} runs as warm; added p50 =",
+            s.runs
+        )?;
+        writeln!(
+            f,
+            "         gateway p50 − bare p50 (what the platform adds), vs invoke = gateway p50 − invoke API"
+        )?;
+        writeln!(
+            f,
+            "         p50 (what the gateway adds in front of the same invocation path); medians of per-run"
+        )?;
+        writeln!(f, "         differences")?;
+        if !self.gateway_rps.is_empty() {
+            writeln!(
+                f,
+                "         rps: {} connections, measured like rps; ratios are gateway ÷ bare and gateway ÷ peer;",
+                s.peer_concurrency
+            )?;
+            writeln!(
+                f,
+                "         peers in their default modes: functions-framework (gunicorn + Flask) on the Python"
+            )?;
+            writeln!(
+                f,
+                "         handler; on the Node handler {}",
+                s.serverless_offline
+            )?;
+            writeln!(
+                f,
+                "         (worker-threads mode, httpApi POST /hello, --noPrependStageInUrl --noTimeout)"
             )?;
         }
         Ok(())
