@@ -26,12 +26,23 @@
 //! # definition = '{"StartAt": …}'    # … or the JSON inline,
 //! # [workflows.definition]           # … or as a TOML table
 //! type = "STANDARD"                  # or EXPRESS
+//!
+//! Gateway routes are `[[routes]]` entries with the keys of `POST /v1/routes`,
+//! created or replaced (`?replace=true`) after the functions they target, so a
+//! redeploy never conflicts with its own routes:
+//! ```toml
+//! [[routes]]
+//! route = "GET /hello/{name}"
+//! function = "hello-python"          # or "name:alias"
+//! payload_format = "2.0"             # default; "1.0" for REST API handlers
+//! # auth = "api_key", cors = { allow_origins = ["*"] }, rate_limit = { rate = 10.0, burst = 20 }
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nimbus_gateway::RouteSpec;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -62,6 +73,32 @@ struct ManifestFile {
     functions: BTreeMap<String, FunctionManifest>,
     #[serde(default)]
     workflows: Vec<WorkflowManifest>,
+    #[serde(default)]
+    routes: Vec<RouteSpec>,
+}
+
+/// The `[[routes]]` of `dir/nimbus.toml` (none without a manifest), with a
+/// relative `jwks_file` resolved against the manifest's directory (the server
+/// reads it, from wherever it was started).
+pub fn load_routes(dir: &Path) -> anyhow::Result<Vec<RouteSpec>> {
+    let path = dir.join("nimbus.toml");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file: ManifestFile =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    let mut routes = file.routes;
+    for jwks in routes
+        .iter_mut()
+        .filter_map(|r| r.jwt.as_mut()?.jwks_file.as_mut())
+    {
+        if jwks.is_relative() {
+            *jwks = std::path::absolute(dir.join(&*jwks))?;
+        }
+    }
+    Ok(routes)
 }
 
 /// A `[[workflows]]` entry as written.
@@ -150,8 +187,11 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Planned>> {
         toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
     let s = &file.single;
     let no_function = s.name.is_none() && s.runtime.is_none() && s.handler.is_none();
-    if file.functions.is_empty() && no_function && !file.workflows.is_empty() {
-        // A manifest of workflows only.
+    if file.functions.is_empty()
+        && no_function
+        && !(file.workflows.is_empty() && file.routes.is_empty())
+    {
+        // A manifest of workflows or routes only.
         return Ok(Vec::new());
     }
     if file.functions.is_empty() {
@@ -229,6 +269,26 @@ mod tests {
         assert_eq!(w[1].definition["StartAt"], "X");
         assert_eq!(w[1].machine_type.as_deref(), Some("EXPRESS"));
         assert_eq!(w[2].definition["StartAt"], "Y");
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "[[routes]]\nroute = \"GET /a\"\nfunction = \"f:live\"\n\
+             [[routes]]\nroute = \"$connect\"\napi = \"websocket\"\nfunction = \"g\"\n\
+             auth = \"jwt\"\njwt = { jwks_file = \"keys.json\" }\n",
+        )
+        .unwrap();
+        assert!(load(&d).unwrap().is_empty(), "routes only: no function");
+        let r = load_routes(&d).unwrap();
+        assert_eq!(
+            (r[0].route.as_str(), r[0].function.as_str()),
+            ("GET /a", "f:live")
+        );
+        let jwks = r[1].jwt.as_ref().unwrap().jwks_file.as_ref().unwrap();
+        assert!(
+            jwks.is_absolute() && jwks.ends_with("keys.json"),
+            "{jwks:?}"
+        );
+        std::fs::write(d.join("nimbus.toml"), "[[routes]]\nroute = \"GET /a\"\n").unwrap();
+        assert!(format!("{:#}", load_routes(&d).unwrap_err()).contains("function"));
         std::fs::write(d.join("nimbus.toml"), "runtim = \"python3\"\n").unwrap();
         assert!(format!("{:#}", load(&d).unwrap_err()).contains("unknown field"));
         std::fs::remove_dir_all(&d).unwrap();

@@ -66,6 +66,10 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     for p in plans {
         out.push(deploy_one(&client, &args, p).await?);
     }
+    // Routes after the functions they target.
+    for r in manifest::load_routes(&args.dir)? {
+        out.push(deploy_route(&client, &args, r).await?);
+    }
     // Workflows last: their tasks call the functions just deployed.
     for w in manifest::load_workflows(&args.dir)? {
         out.push(deploy_workflow(&client, &args, w).await?);
@@ -146,6 +150,36 @@ fn detect_runtime(dir: &Path) -> Option<String> {
     } else {
         None
     }
+}
+
+/// Creates the route, or replaces the one with the same key and function.
+async fn deploy_route(
+    client: &Client,
+    args: &DeployArgs,
+    route: nimbus_gateway::RouteSpec,
+) -> anyhow::Result<Value> {
+    let mut doc = serde_json::to_value(&route)?;
+    // A route document never carries its HS256 secret out; this one must.
+    if let Some(secret) = route.jwt.as_ref().and_then(|j| j.secret.as_ref()) {
+        doc["jwt"]["secret"] = json!(secret);
+    }
+    let v = client
+        .json(
+            client
+                .request(Method::POST, "/v1/routes?replace=true")
+                .json(&doc),
+        )
+        .await
+        .with_context(|| format!("route `{}`", route.route))?;
+    if !args.client.json {
+        println!(
+            "deployed route {} → {} ({})",
+            route.route,
+            route.function,
+            v["id"].as_str().unwrap_or("")
+        );
+    }
+    Ok(v)
 }
 
 async fn deploy_workflow(

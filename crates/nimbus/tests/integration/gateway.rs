@@ -623,3 +623,69 @@ fn next_text(ws: &mut Ws) -> String {
         }
     }
 }
+
+#[test]
+fn manifest_routes_are_created_and_replaced_on_redeploy() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("app.py"),
+        "import json\ndef handler(event, context):\n    doc = {\"path\": event.get(\"rawPath\") or event.get(\"path\"), \"rest\": \"httpMethod\" in event}\n    return {\"statusCode\": 200, \"body\": json.dumps(doc)}\n",
+    )
+    .unwrap();
+    let manifest = |format: &str| {
+        format!(
+            "name = \"routed\"\nruntime = \"python3\"\nhandler = \"app.handler\"\n\
+             [[routes]]\nroute = \"GET /greet/{{name}}\"\nfunction = \"routed\"\npayload_format = \"{format}\"\n\
+             [[routes]]\nroute = \"POST /submit\"\nfunction = \"routed\"\nauth = \"api_key\"\n"
+        )
+    };
+    std::fs::write(d.join("nimbus.toml"), manifest("2.0")).unwrap();
+    let deploy = || {
+        let out = s.cli(&["deploy", d.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = deploy();
+    assert!(
+        out.contains("deployed route GET /greet/{name} → routed"),
+        "{out}"
+    );
+    let gw = plain();
+    let (st, _, v) = body_json(gw.get(format!("{}/greet/ada", s.gateway)).send().unwrap());
+    assert_eq!(
+        (st, &v),
+        (200, &json!({"path": "/greet/ada", "rest": false}))
+    );
+    // The api_key route refuses a caller without a key: the setting came through.
+    let r = gw.post(format!("{}/submit", s.gateway)).send().unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Redeploying replaces the routes (no conflict with themselves), with
+    // the new settings, and keeps one route per key.
+    std::fs::write(d.join("nimbus.toml"), manifest("1.0")).unwrap();
+    deploy();
+    let (_, _, v) = body_json(gw.get(format!("{}/greet/ada", s.gateway)).send().unwrap());
+    assert_eq!(v, json!({"path": "/greet/ada", "rest": true}));
+    let (st, v) = s.get("/v1/routes");
+    assert_eq!(st, 200);
+    assert_eq!(v["routes"].as_array().unwrap().len(), 2, "{v}");
+
+    // A route that clashes with another function's route is refused by name.
+    deploy_py(&s, "other", "def handler(e, c):\n    return 1\n", json!({}));
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(
+        other.path().join("nimbus.toml"),
+        "[[routes]]\nroute = \"GET /greet/{who}\"\nfunction = \"other\"\n",
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", other.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GET /greet/{name}"), "{err}");
+}
