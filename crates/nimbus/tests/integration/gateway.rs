@@ -689,3 +689,132 @@ fn manifest_routes_are_created_and_replaced_on_redeploy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GET /greet/{name}"), "{err}");
 }
+
+/// The Node twin of `ECHO`: what a Node API Gateway handler returns.
+const NODE_ECHO: &str = r#"
+export const handler = async (event, context) => {
+  const path = event.rawPath ?? event.path ?? "";
+  const last = path.replace(/\/$/, "").split("/").pop();
+  if (last === "binary") {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    return { statusCode: 200, headers: { "content-type": "image/png" },
+             body: bytes.toString("base64"), isBase64Encoded: true };
+  }
+  if (last === "cookies") {
+    return { statusCode: 201, cookies: ["a=1; Path=/", "b=2"], headers: { "x-one": "1" }, body: "ok" };
+  }
+  if (last === "multi") {
+    return { statusCode: 200, multiValueHeaders: { "set-cookie": ["a=1", "b=2"] }, body: "m" };
+  }
+  if (last === "shortcut") return { hello: "world" };
+  return { statusCode: 200, headers: { "content-type": "application/json" },
+           body: JSON.stringify({ event, requestId: context.awsRequestId }) };
+};
+"#;
+
+#[test]
+fn node_handler_behind_payload_2_and_1() {
+    let s = Server::start();
+    s.deploy(
+        "node-echo",
+        "nodejs",
+        "index.handler",
+        node("index.mjs", NODE_ECHO),
+        json!({}),
+    );
+    add_route(
+        &s,
+        json!({"route": "ANY /n2/{proxy+}", "function": "node-echo"}),
+    );
+    add_route(
+        &s,
+        json!({"route": "ANY /n1/{proxy+}", "function": "node-echo", "payload_format": "1.0"}),
+    );
+    let gw = plain();
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+
+    // 2.0: cookies as their own list, one request id from gateway to context.
+    let (st, h, v) = body_json(
+        gw.get(format!("{}/n2/users/7?q=1", s.gateway))
+            .header("cookie", "c1=v1; c2=v2")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let e = &v["event"];
+    assert_eq!(e["version"], "2.0");
+    assert_eq!(e["routeKey"], "ANY /n2/{proxy+}");
+    assert_eq!(e["pathParameters"]["proxy"], "users/7");
+    assert_eq!(e["cookies"], json!(["c1=v1", "c2=v2"]));
+    let rid = h["x-amzn-requestid"].to_str().unwrap();
+    assert_eq!(v["requestId"], rid);
+    assert_eq!(e["requestContext"]["requestId"], rid);
+
+    // 1.0: the cookie stays a header, methods and resources REST-style.
+    let (st, h, v) = body_json(
+        gw.delete(format!("{}/n1/files/a.txt", s.gateway))
+            .header("cookie", "c1=v1")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let e = &v["event"];
+    assert_eq!(e["httpMethod"], "DELETE");
+    assert_eq!(e["resource"], "/n1/{proxy+}");
+    let cookie = e["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .map(|(_, v)| v.clone());
+    assert_eq!(cookie, Some(json!("c1=v1")), "{e}");
+    assert_eq!(v["requestId"], h["x-amzn-requestid"].to_str().unwrap());
+
+    // Binary request bodies arrive base64-encoded in both formats.
+    for prefix in ["n2", "n1"] {
+        let (st, _, v) = body_json(
+            gw.post(format!("{}/{prefix}/upload", s.gateway))
+                .header("content-type", "application/octet-stream")
+                .body(bytes.clone())
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(st, 200, "{prefix}: {v}");
+        assert_eq!(v["event"]["isBase64Encoded"], true, "{prefix}");
+        assert_eq!(b64(&v["event"]["body"]), bytes, "{prefix}");
+    }
+
+    // Binary responses (isBase64Encoded) are decoded in both formats.
+    for prefix in ["n2", "n1"] {
+        let r = gw
+            .get(format!("{}/{prefix}/binary", s.gateway))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{prefix}");
+        assert_eq!(r.headers()["content-type"], "image/png", "{prefix}");
+        assert_eq!(r.bytes().unwrap().to_vec(), bytes, "{prefix}");
+    }
+
+    // Response cookies: 2.0 `cookies`, 1.0 multi-value `set-cookie`.
+    let r = gw.get(format!("{}/n2/cookies", s.gateway)).send().unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-one"], "1");
+    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
+    let r = gw.get(format!("{}/n1/multi", s.gateway)).send().unwrap();
+    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+
+    // The 2.0 shortcut: an object without statusCode is a JSON 200; 1.0 has
+    // no shortcut, so the same value is a malformed response (502).
+    let (st, h, v) = body_json(gw.get(format!("{}/n2/shortcut", s.gateway)).send().unwrap());
+    assert_eq!((st, v), (200, json!({"hello": "world"})));
+    assert_eq!(h["content-type"], "application/json");
+    let r = gw.get(format!("{}/n1/shortcut", s.gateway)).send().unwrap();
+    assert_eq!(r.status(), 502);
+}
