@@ -13,6 +13,7 @@ mod functions;
 mod invoke;
 mod keys;
 mod routes;
+mod schedules;
 mod usage;
 mod versions;
 mod workflows;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub workflows: Arc<nimbus_engine::workflows::Workflows>,
     /// Queues, topics and event source mappings (SQS and SNS APIs).
     pub messaging: Arc<nimbus_engine::sources::Messaging>,
+    /// Rate and cron rules that invoke functions or start workflows.
+    pub schedules: Arc<nimbus_engine::schedules::Schedules>,
     /// Whether AWS API requests must be signed.
     pub auth: aws::AuthMode,
     /// Buckets and objects of the S3-compatible API.
@@ -130,6 +133,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/executions/{id}", get(workflows::describe_execution))
         .route("/v1/executions/{id}/history", get(workflows::history))
         .route("/v1/executions/{id}/stop", post(workflows::stop))
+        .route(
+            "/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::get)
+                .put(schedules::put)
+                .delete(schedules::delete),
+        )
+        .route("/v1/debug/clock", post(schedules::advance_clock))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

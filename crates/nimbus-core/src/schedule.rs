@@ -572,9 +572,15 @@ pub struct ScheduleRecord {
     /// IANA time zone the cron fields are read in (UTC when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    pub function: String,
+    /// The function it invokes asynchronously (exactly one of `function` and
+    /// `workflow` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifier: Option<String>,
+    /// The state machine (name or ARN) it starts an execution of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     /// The event to send instead of the EventBridge "Scheduled Event" envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<serde_json::Value>,
@@ -606,6 +612,11 @@ impl ScheduleRecord {
                 "schedule name {:?} must be 1-64 letters, digits, '-', '_' or '.'",
                 self.name
             )));
+        }
+        if self.function.is_some() == self.workflow.is_some() {
+            return Err(ValidationError::param(
+                "a schedule targets exactly one of a function and a workflow",
+            ));
         }
         if self.timezone.is_some()
             && matches!(Schedule::parse(&self.expression)?, Schedule::Rate { .. })

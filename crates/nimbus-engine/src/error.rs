@@ -32,6 +32,8 @@ pub enum EngineError {
     ProvisionedNotFound(String),
     #[error("the revision id provided does not match the latest revision id {0}")]
     PreconditionFailed(String),
+    #[error("{0} not found")]
+    NotFound(String),
     #[error("storage: {0}")]
     Store(StoreError),
 }
@@ -51,9 +53,9 @@ impl EngineError {
             EngineError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
             EngineError::FunctionExists(_) => ErrorCode::FunctionExists,
             EngineError::Conflict(_) => ErrorCode::Conflict,
-            EngineError::AliasNotFound(_) | EngineError::ProvisionedNotFound(_) => {
-                ErrorCode::NotFound
-            }
+            EngineError::AliasNotFound(_)
+            | EngineError::ProvisionedNotFound(_)
+            | EngineError::NotFound(_) => ErrorCode::NotFound,
             EngineError::CodeNotFound(_) => ErrorCode::InvalidParameter,
             EngineError::Invalid(v) => v.code,
             EngineError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,

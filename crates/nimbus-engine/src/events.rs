@@ -89,7 +89,41 @@ impl AsyncInvoker {
     }
 
     /// Durably accepts an event; returns its request id.
-    pub async fn submit(&self, mut req: InvokeRequest) -> Result<InvocationId, EngineError> {
+    pub async fn submit(&self, req: InvokeRequest) -> Result<InvocationId, EngineError> {
+        let (id, event) = self.queued(req)?;
+        self.queue.enqueue(&event).await?;
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Durably accepts the event of `source` (a schedule) firing at `fire_ms`,
+    /// unless that fire was already accepted: see [`EventQueue::enqueue_once`].
+    /// Returns whether it was accepted now.
+    pub async fn submit_once(
+        &self,
+        req: InvokeRequest,
+        source: &str,
+        fire_ms: i64,
+    ) -> Result<bool, EngineError> {
+        let (_, event) = self.queued(req)?;
+        let accepted = self.queue.enqueue_once(&event, source, fire_ms).await?;
+        self.wake.notify_one();
+        Ok(accepted)
+    }
+
+    /// Records that `source` fired at `fire_ms` without enqueueing anything (its
+    /// target was not a function). Returns false if it was already recorded.
+    pub async fn mark_fired(&self, source: &str, fire_ms: i64) -> Result<bool, EngineError> {
+        Ok(self.queue.mark_fired(source, fire_ms).await?)
+    }
+
+    /// When `source` last fired.
+    pub async fn last_fired(&self, source: &str) -> Result<Option<i64>, EngineError> {
+        Ok(self.queue.last_fired(source).await?)
+    }
+
+    /// Checks a request and makes the queue entry for it.
+    fn queued(&self, mut req: InvokeRequest) -> Result<(InvocationId, QueuedEvent), EngineError> {
         if self
             .registry
             .resolve(&req.function, req.qualifier.as_deref(), 0.0)
@@ -112,9 +146,7 @@ impl AsyncInvoker {
             error: None,
             failed_at_ms: None,
         };
-        self.queue.enqueue(&event).await?;
-        self.wake.notify_one();
-        Ok(req.id)
+        Ok((req.id, event))
     }
 
     pub async fn dead_letters(

@@ -19,6 +19,7 @@ mod metrics;
 mod registry;
 mod report;
 pub mod scheduler;
+pub mod schedules;
 pub mod sources;
 mod versions;
 pub mod workflows;

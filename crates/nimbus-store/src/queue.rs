@@ -77,6 +77,9 @@ pub trait EventQueue: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// When `source` last fired (see `enqueue_once`).
     async fn last_fired(&self, source: &str) -> Result<Option<i64>, StoreError>;
+    /// Records a fire of `source` at `fire_ms` that enqueued nothing here;
+    /// returns false if it (or a later one) was already recorded.
+    async fn mark_fired(&self, source: &str, fire_ms: i64) -> Result<bool, StoreError>;
     /// Claims up to `limit` due events, fairly across functions, each for the
     /// lease `lease_ms` gives its function.
     async fn claim(
@@ -281,6 +284,17 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
 const COLUMNS: &str =
     "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms";
 
+/// Records that `source` fired at `fire_ms` if that is later than its last
+/// fire; returns the rows changed (0: already recorded).
+fn record_fire(c: &Connection, source: &str, fire_ms: i64) -> Result<usize, StoreError> {
+    Ok(c.prepare_cached(
+        "INSERT INTO fired(source, last_ms) VALUES (?1, ?2)
+         ON CONFLICT(source) DO UPDATE SET last_ms = excluded.last_ms
+         WHERE excluded.last_ms > fired.last_ms",
+    )?
+    .execute(params![source, fire_ms])?)
+}
+
 /// Claims up to `limit` due events round-robin across functions, starting after
 /// `cursor`, and leases them.
 fn claim_fair(
@@ -365,13 +379,7 @@ impl EventQueue for SqliteEventQueue {
     ) -> Result<bool, StoreError> {
         let (e, source) = (e.clone(), source.to_string());
         self.write(move |c| {
-            let newer = c
-                .prepare_cached(
-                    "INSERT INTO fired(source, last_ms) VALUES (?1, ?2)
-                     ON CONFLICT(source) DO UPDATE SET last_ms = excluded.last_ms
-                     WHERE excluded.last_ms > fired.last_ms",
-                )?
-                .execute(params![source, fire_ms])?;
+            let newer = record_fire(c, &source, fire_ms)?;
             if newer == 0 {
                 return Ok(false);
             }
@@ -383,6 +391,12 @@ impl EventQueue for SqliteEventQueue {
             Ok(true)
         })
         .await
+    }
+
+    async fn mark_fired(&self, source: &str, fire_ms: i64) -> Result<bool, StoreError> {
+        let source = source.to_string();
+        self.write(move |c| Ok(record_fire(c, &source, fire_ms)? > 0))
+            .await
     }
 
     async fn last_fired(&self, source: &str) -> Result<Option<i64>, StoreError> {

@@ -7,6 +7,7 @@ mod invoke;
 mod keys;
 mod logs;
 mod routes;
+mod schedules;
 mod usage;
 mod versions;
 mod workflow;
@@ -65,6 +66,8 @@ enum Command {
     Alias(versions::AliasArgs),
     /// Asynchronous events that failed every attempt: list and replay.
     Dlq(dlq::DlqArgs),
+    /// Rate and cron rules that invoke functions or start workflows.
+    Schedules(schedules::SchedulesArgs),
     /// Requests, errors, throttles, cold starts, GB-seconds and latency per function.
     Usage(usage::UsageArgs),
     /// HTTP gateway routes: `routes add "GET /users/{id}" users`, `routes ls`, `routes rm`.
@@ -116,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(a) => versions::publish(a).await,
         Command::Alias(a) => versions::alias(a).await,
         Command::Dlq(a) => dlq::run(a).await,
+        Command::Schedules(a) => schedules::run(a).await,
         Command::Usage(a) => usage::usage(a).await,
         Command::Cost(a) => usage::cost(*a).await,
         Command::Workflow(a) => workflow::run(a).await,

@@ -109,6 +109,14 @@ pub struct ServerArgs {
     /// Asynchronous invocations run at the same time.
     #[arg(long, default_value_t = 32)]
     pub async_workers: usize,
+    /// A clock for schedules that `POST /v1/debug/clock` can move forward (tests
+    /// and demos of schedules; never in production).
+    #[arg(long, hide = true)]
+    pub test_clock: bool,
+    /// Start the test clock this far ahead of the real time (implies
+    /// --test-clock; a test restarting the server continues its clock).
+    #[arg(long, hide = true)]
+    pub test_clock_offset: Option<humantime::Duration>,
     /// Development mode: accept unsigned AWS API requests. Never on a shared machine.
     #[arg(long, env = "NIMBUS_DEV")]
     pub dev: bool,

@@ -158,6 +158,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         engine_config.clone(),
     ));
     messaging.mappings.start_all().await?;
+    // Schedules: definitions in the metadata database, fires recorded in the event queue's.
+    let schedules = Arc::new(nimbus_engine::schedules::Schedules::new(
+        Arc::new(nimbus_store::SqliteScheduleStore::new(open_database(
+            &db_path,
+        )?)),
+        events.clone(),
+        workflows.clone(),
+        registry.clone(),
+        engine_config.clone(),
+        match (args.test_clock, args.test_clock_offset) {
+            (_, Some(offset)) => Some(offset.into()),
+            (true, None) => Some(std::time::Duration::ZERO),
+            (false, None) => None,
+        },
+    ));
+    schedules.load().await?;
+    let schedules_stop = CancellationToken::new();
+    let schedule_runner = tokio::spawn(schedules.clone().run(schedules_stop.clone()));
 
     // Gateway: its configuration is compiled in memory; requests never read the database.
     let gateway_listener = tokio::net::TcpListener::bind(args.gateway_listen)
@@ -197,6 +215,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
         messaging: messaging.clone(),
+        schedules: schedules.clone(),
         objects: Arc::new(nimbus_store::FsObjectStore::open(
             &host.data_dir.join("objects.db"),
             &host.data_dir.join("objects"),
@@ -242,7 +261,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     gateway_server
         .close_websockets(grace.min(std::time::Duration::from_secs(10)))
         .await;
-    // No new async events are claimed from here on; queued ones wait for the next start.
+    // No new fires (a fire is accepted whole or not at all), and no new async
+    // events are claimed from here on; queued ones wait for the next start.
+    schedules_stop.cancel();
+    let _ = schedule_runner.await;
     events_stop.cancel();
     // No new executions or tasks; steps in progress still persist.
     workflows.begin_shutdown();

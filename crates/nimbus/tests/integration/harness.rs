@@ -28,7 +28,7 @@ pub struct Server {
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
     pub http: reqwest::blocking::Client,
-    extra: Vec<String>,
+    pub extra: Vec<String>,
     pub stderr_log: PathBuf,
 }
 

@@ -16,5 +16,6 @@ mod nodejs;
 mod provided;
 mod python;
 mod sandbox;
+mod schedules;
 mod spares;
 mod workflows;

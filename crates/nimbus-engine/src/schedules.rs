@@ -1,0 +1,482 @@
+//! Schedules: rules that invoke a function (or start a workflow) at times given
+//! by an EventBridge `rate(...)` or `cron(...)` expression.
+//!
+//! A fire goes through the asynchronous path, so retries, destinations and dead
+//! letters apply exactly as for any `Event` invocation. **Exactly once across
+//! restarts**: the event of a fire and the record that it fired are written in
+//! one transaction of the event queue ([`nimbus_store::EventQueue::enqueue_once`]);
+//! after a crash the runner recomputes the next fire from that record, and a
+//! fire already accepted is refused by the queue itself. Workflow targets get
+//! the same guarantee from the execution name, which is derived from the fire
+//! (Step Functions refuses a second execution of the same name and input).
+//!
+//! **Missed fires** (the server was down when one was due) follow the
+//! schedule's policy: `skip` (the default, as EventBridge) resumes with the next
+//! fire after now; `catch-up-once` fires once, at once, for the most recent
+//! missed time.
+//!
+//! Time comes from a [`Clock`]; tests run the server with `--test-clock` and
+//! advance it through the API, so a `rate(1 minute)` rule can be checked in
+//! milliseconds.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use nimbus_core::schedule::{MissedFires, Schedule, ScheduleRecord};
+use nimbus_core::{FunctionName, InvokeRequest};
+use nimbus_store::ScheduleStore;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+use crate::workflows::{StartExecution, Workflows};
+use crate::{AsyncInvoker, EngineConfig, EngineError};
+
+/// Where schedules read the time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real time.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The real time plus an offset that only grows (`--test-clock`).
+#[derive(Default)]
+pub struct TestClock {
+    offset_ms: AtomicI64,
+}
+
+impl TestClock {
+    /// Starts `offset` ahead of the real time (a restart in a test continues
+    /// from where the clock was, or later: time the server was "down").
+    pub fn starting_at(offset: Duration) -> Self {
+        Self {
+            offset_ms: AtomicI64::new(offset.as_millis() as i64),
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// A schedule with its parsed expression and its next fire.
+struct Armed {
+    record: ScheduleRecord,
+    schedule: Schedule,
+    tz: Tz,
+    next: Option<DateTime<Utc>>,
+}
+
+/// A schedule as shown to users.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScheduleView {
+    #[serde(flatten)]
+    pub record: ScheduleRecord,
+    /// The next fire time (RFC 3339, UTC); absent when disabled or exhausted.
+    pub next_fire: Option<String>,
+    pub last_fire: Option<String>,
+}
+
+pub struct Schedules {
+    store: Arc<dyn ScheduleStore>,
+    events: Arc<AsyncInvoker>,
+    workflows: Arc<Workflows>,
+    registry: Arc<Registry>,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    test_clock: Option<Arc<TestClock>>,
+    armed: Mutex<BTreeMap<String, Armed>>,
+    wake: Notify,
+    /// Serialises changes (create/replace/delete) with each other.
+    writes: tokio::sync::Mutex<()>,
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Longest the runner sleeps without looking again (a safety net; changes
+/// and clock advances wake it at once).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+impl Schedules {
+    pub fn new(
+        store: Arc<dyn ScheduleStore>,
+        events: Arc<AsyncInvoker>,
+        workflows: Arc<Workflows>,
+        registry: Arc<Registry>,
+        config: EngineConfig,
+        test_clock: Option<Duration>,
+    ) -> Self {
+        let test_clock = test_clock.map(|offset| Arc::new(TestClock::starting_at(offset)));
+        let clock: Arc<dyn Clock> = match &test_clock {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock),
+        };
+        Self {
+            store,
+            events,
+            workflows,
+            registry,
+            config,
+            clock,
+            test_clock,
+            armed: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Arms every stored schedule (missed fires follow each one's policy).
+    pub async fn load(&self) -> Result<usize, EngineError> {
+        let records = self.store.list().await?;
+        let n = records.len();
+        for record in records {
+            match self.arm(record.clone()).await {
+                Ok(armed) => {
+                    self.armed.lock().unwrap().insert(record.name, armed);
+                }
+                Err(e) => tracing::warn!(schedule = %record.name, "schedule not armed: {e}"),
+            }
+        }
+        self.wake.notify_one();
+        Ok(n)
+    }
+
+    /// Moves the test clock forward (only with `--test-clock`).
+    pub fn advance_clock(&self, by: Duration) -> Result<DateTime<Utc>, EngineError> {
+        let clock = self.test_clock.as_ref().ok_or_else(|| {
+            EngineError::Invalid(nimbus_core::ValidationError::param(
+                "the clock can only be advanced with --test-clock",
+            ))
+        })?;
+        clock.advance(by);
+        self.wake.notify_one();
+        Ok(clock.now())
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Creates (`create`) or replaces a schedule. A replaced schedule keeps its
+    /// creation time (rates keep their phase) and its record of fires.
+    pub async fn put(
+        &self,
+        mut record: ScheduleRecord,
+        create: bool,
+    ) -> Result<ScheduleView, EngineError> {
+        let _w = self.writes.lock().await;
+        let existing = self.store.get(&record.name).await?;
+        match (&existing, create) {
+            (Some(_), true) => {
+                return Err(EngineError::Conflict(format!(
+                    "schedule {} already exists",
+                    record.name
+                )));
+            }
+            (Some(old), false) => record.created_ms = old.created_ms,
+            (None, _) => record.created_ms = self.clock.now().timestamp_millis(),
+        }
+        record.validate()?;
+        self.check_target(&record).await?;
+        let armed = self.arm(record.clone()).await?;
+        self.store.put(&record, existing.is_none()).await?;
+        let view = self.view(&armed, None);
+        self.armed
+            .lock()
+            .unwrap()
+            .insert(record.name.clone(), armed);
+        self.wake.notify_one();
+        Ok(view)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), EngineError> {
+        let _w = self.writes.lock().await;
+        if !self.store.delete(name).await? {
+            return Err(EngineError::NotFound(format!("schedule {name}")));
+        }
+        self.armed.lock().unwrap().remove(name);
+        Ok(())
+    }
+
+    pub async fn get(&self, name: &str) -> Result<ScheduleView, EngineError> {
+        let last = self.last_fire_of(name).await;
+        let armed = self.armed.lock().unwrap();
+        armed
+            .get(name)
+            .map(|a| self.view(a, last))
+            .ok_or_else(|| EngineError::NotFound(format!("schedule {name}")))
+    }
+
+    pub async fn list(&self) -> Vec<ScheduleView> {
+        let names: Vec<String> = self.armed.lock().unwrap().keys().cloned().collect();
+        let mut out = Vec::new();
+        for name in names {
+            if let Ok(v) = self.get(&name).await {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    async fn last_fire_of(&self, name: &str) -> Option<i64> {
+        let source = self
+            .armed
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|a| a.record.fire_source())?;
+        self.events.last_fired(&source).await.ok().flatten()
+    }
+
+    fn view(&self, a: &Armed, last: Option<i64>) -> ScheduleView {
+        ScheduleView {
+            record: a.record.clone(),
+            next_fire: a.next.map(rfc3339),
+            last_fire: last.map(|ms| rfc3339(from_ms(ms))),
+        }
+    }
+
+    async fn check_target(&self, r: &ScheduleRecord) -> Result<(), EngineError> {
+        if let Some(f) = &r.function {
+            let name: FunctionName = f.parse().map_err(EngineError::Invalid)?;
+            if self
+                .registry
+                .resolve(&name, r.qualifier.as_deref(), 0.0)
+                .is_none()
+            {
+                return Err(EngineError::FunctionNotFound(match &r.qualifier {
+                    Some(q) => format!("{f}:{q}"),
+                    None => f.clone(),
+                }));
+            }
+        }
+        if let Some(w) = &r.workflow {
+            self.workflows
+                .describe_machine(w)
+                .await
+                .map_err(|_| EngineError::NotFound(format!("workflow {w}")))?;
+        }
+        Ok(())
+    }
+
+    /// Parses a record and finds its next fire, applying the missed-fire
+    /// policy when the last recorded fire is further back than one period.
+    async fn arm(&self, record: ScheduleRecord) -> Result<Armed, EngineError> {
+        let (schedule, tz) = record.validate()?;
+        let now = self.clock.now();
+        let anchor = from_ms(record.created_ms);
+        let last = self
+            .events
+            .last_fired(&record.fire_source())
+            .await?
+            .map(from_ms);
+        let mut next = schedule.next_after(last.unwrap_or(anchor), anchor, tz);
+        if let Some(due) = next
+            && due <= now
+        {
+            next = match record.missed {
+                MissedFires::Skip => schedule.next_after(now, anchor, tz),
+                MissedFires::CatchUpOnce => {
+                    Some(latest_at_or_before(&schedule, due, now, anchor, tz))
+                }
+            };
+        }
+        if !record.enabled {
+            next = None;
+        }
+        Ok(Armed {
+            record,
+            schedule,
+            tz,
+            next,
+        })
+    }
+
+    /// Fires due schedules until cancelled.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let now = self.clock.now();
+            let due: Vec<(String, DateTime<Utc>)> = {
+                let armed = self.armed.lock().unwrap();
+                armed
+                    .iter()
+                    .filter_map(|(n, a)| a.next.filter(|t| *t <= now).map(|t| (n.clone(), t)))
+                    .collect()
+            };
+            for (name, at) in due {
+                self.fire(&name, at).await;
+            }
+            let sleep = {
+                let armed = self.armed.lock().unwrap();
+                armed
+                    .values()
+                    .filter_map(|a| a.next)
+                    .min()
+                    .map(|t| (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO))
+                    .unwrap_or(MAX_SLEEP)
+                    .min(MAX_SLEEP)
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Delivers one fire, then arms the next. A fire that cannot be delivered
+    /// (its function was deleted) is logged and skipped, not retried forever.
+    async fn fire(&self, name: &str, at: DateTime<Utc>) {
+        let Some(record) = self
+            .armed
+            .lock()
+            .unwrap()
+            .get(name)
+            .filter(|a| a.next == Some(at))
+            .map(|a| a.record.clone())
+        else {
+            return;
+        };
+        let source = record.fire_source();
+        let fire_ms = at.timestamp_millis();
+        let payload = match &record.input {
+            Some(input) => input.clone(),
+            None => self.envelope(&record, at),
+        };
+        let delivered = if let Some(function) = &record.function {
+            match function.parse::<FunctionName>() {
+                Ok(f) => {
+                    let mut req = InvokeRequest::new(f, Bytes::from(payload.to_string()));
+                    req.qualifier = record.qualifier.clone();
+                    self.events
+                        .submit_once(req, &source, fire_ms)
+                        .await
+                        .map(|_| ())
+                }
+                Err(e) => Err(EngineError::Invalid(e)),
+            }
+        } else if let Some(machine) = &record.workflow {
+            let start = StartExecution {
+                machine: machine.clone(),
+                name: Some(execution_name(&record.name, at)),
+                input: Some(payload.to_string()),
+            };
+            match self.workflows.start(start).await {
+                Ok(_) => self.events.mark_fired(&source, fire_ms).await.map(|_| ()),
+                Err(e) => Err(EngineError::NotFound(format!("workflow {machine} ({e})"))),
+            }
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &delivered {
+            tracing::warn!(schedule = %name, at = %rfc3339(at), "schedule fire not delivered: {e}");
+            if matches!(e, EngineError::Store(_)) {
+                // The queue could not take it: try again on the next pass.
+                return;
+            }
+        }
+        let now = self.clock.now();
+        let mut armed = self.armed.lock().unwrap();
+        if let Some(a) = armed.get_mut(name)
+            && a.next == Some(at)
+        {
+            let anchor = from_ms(a.record.created_ms);
+            a.next = a.schedule.next_after(at, anchor, a.tz);
+            // Fallen behind by more than a period (the host slept, the clock
+            // jumped): the fires in between are missed ones.
+            if let Some(due) = a.next
+                && due <= now
+            {
+                a.next = match a.record.missed {
+                    MissedFires::Skip => a.schedule.next_after(now, anchor, a.tz),
+                    MissedFires::CatchUpOnce => {
+                        Some(latest_at_or_before(&a.schedule, due, now, anchor, a.tz))
+                    }
+                };
+            }
+        }
+    }
+
+    /// The EventBridge "Scheduled Event" envelope. Its id is derived from the
+    /// fire, so a fire repeated after a crash carries the same event.
+    fn envelope(&self, r: &ScheduleRecord, at: DateTime<Utc>) -> serde_json::Value {
+        let digest = Sha256::digest(format!("{}@{}", r.fire_source(), at.timestamp_millis()));
+        let id = uuid::Builder::from_random_bytes(digest[..16].try_into().unwrap_or([0; 16]))
+            .into_uuid();
+        json!({
+            "version": "0",
+            "id": id.to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.config.account_id,
+            "time": rfc3339(at),
+            "region": self.config.region,
+            "resources": [format!(
+                "arn:aws:events:{}:{}:rule/{}",
+                self.config.region, self.config.account_id, r.name
+            )],
+            "detail": {},
+        })
+    }
+}
+
+/// The execution a workflow schedule starts for the fire at `at`
+/// (Step Functions names: at most 80 characters of letters, digits, - and _).
+fn execution_name(schedule: &str, at: DateTime<Utc>) -> String {
+    let base: String = schedule
+        .chars()
+        .map(|c| if c == '.' { '_' } else { c })
+        .take(62)
+        .collect();
+    format!("{base}-{}", at.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The last fire at or before `now`, starting from the due fire `first`.
+fn latest_at_or_before(
+    schedule: &Schedule,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+    anchor: DateTime<Utc>,
+    tz: Tz,
+) -> DateTime<Utc> {
+    if let Schedule::Rate { period_s } = schedule {
+        let k = (now - anchor).num_seconds() / period_s;
+        return anchor + chrono::Duration::seconds(k * period_s);
+    }
+    let mut latest = first;
+    // Bounded: a minutely cron over a week of downtime is ~10k steps.
+    for _ in 0..100_000 {
+        match schedule.next_after(latest, anchor, tz) {
+            Some(t) if t <= now => latest = t,
+            _ => break,
+        }
+    }
+    latest
+}
