@@ -1,4 +1,5 @@
-//! The Lambda API (2015-03-31) subset: functions, invoke, account settings, tags.
+//! The Lambda API (2015-03-31) subset: functions, invoke, account settings,
+//! tags, and function URLs (on the gateway).
 //!
 //! Routes accept both the old botocore forms with a trailing slash and the new ones.
 //! Operations of the API that Nimbus does not implement yet answer with a clear
@@ -10,6 +11,7 @@ mod functions;
 mod invoke;
 mod provisioned;
 mod shapes;
+mod urls;
 mod versions;
 
 use axum::Router;
@@ -109,6 +111,14 @@ pub fn routes() -> Router<ApiState> {
                 .post(functions::tag)
                 .delete(functions::untag),
         )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            get(urls::get)
+                .post(urls::create)
+                .put(urls::update)
+                .delete(urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(urls::list))
         // The rest of the Lambda API, by version prefix: a clear error, not a 404.
         .route("/2014-11-13/{*rest}", any(not_implemented))
         .route("/2015-03-31/{*rest}", any(not_implemented))
