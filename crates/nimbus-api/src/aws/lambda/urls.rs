@@ -56,7 +56,11 @@ fn error(s: &ApiState, id: &FunctionId, e: GatewayError) -> AwsError {
         GatewayError::Conflict(m) => AwsError::new(409, "ResourceConflictException", m),
         GatewayError::Store(e) => {
             tracing::error!("function URL storage: {e}");
-            AwsError::new(500, "ServiceException", "internal error; see the server log")
+            AwsError::new(
+                500,
+                "ServiceException",
+                "internal error; see the server log",
+            )
         }
     }
 }
