@@ -26,6 +26,7 @@
 //! # definition = '{"StartAt": …}'    # … or the JSON inline,
 //! # [workflows.definition]           # … or as a TOML table
 //! type = "STANDARD"                  # or EXPRESS
+//! ```
 //!
 //! Gateway routes are `[[routes]]` entries with the keys of `POST /v1/routes`,
 //! created or replaced (`?replace=true`) after the functions they target, so a
@@ -36,6 +37,17 @@
 //! function = "hello-python"          # or "name:alias"
 //! payload_format = "2.0"             # default; "1.0" for REST API handlers
 //! # auth = "api_key", cors = { allow_origins = ["*"] }, rate_limit = { rate = 10.0, burst = 20 }
+//! ```
+//!
+//! Schedules are `[[schedules]]` entries with the keys of
+//! `PUT /v1/schedules/{name}`, created or replaced last:
+//! ```toml
+//! [[schedules]]
+//! name = "nightly-report"
+//! expression = "cron(0 2 * * ? *)"   # or "rate(5 minutes)"
+//! timezone = "Europe/Paris"          # cron only; UTC by default
+//! function = "report"                # or workflow = "orders"
+//! # input = { kind = "nightly" }, missed = "catch-up-once", enabled = false
 //! ```
 
 use std::collections::BTreeMap;
@@ -75,6 +87,33 @@ struct ManifestFile {
     workflows: Vec<WorkflowManifest>,
     #[serde(default)]
     routes: Vec<RouteSpec>,
+    /// `[[schedules]]`: name, expression, function or workflow, and the
+    /// optional timezone, input, missed, enabled, description (checked by the
+    /// server, as for `PUT /v1/schedules/{name}`).
+    #[serde(default)]
+    schedules: Vec<toml::Table>,
+}
+
+/// The `[[schedules]]` of `dir/nimbus.toml` as (name, JSON body) pairs.
+pub fn load_schedules(dir: &Path) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let path = dir.join("nimbus.toml");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file: ManifestFile =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    file.schedules
+        .into_iter()
+        .map(|mut t| {
+            let name = match t.remove("name") {
+                Some(toml::Value::String(n)) => n,
+                _ => bail!("every [[schedules]] entry needs a name"),
+            };
+            Ok((name, serde_json::to_value(t)?))
+        })
+        .collect()
 }
 
 /// The `[[routes]]` of `dir/nimbus.toml` (none without a manifest), with a
@@ -189,9 +228,9 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Planned>> {
     let no_function = s.name.is_none() && s.runtime.is_none() && s.handler.is_none();
     if file.functions.is_empty()
         && no_function
-        && !(file.workflows.is_empty() && file.routes.is_empty())
+        && !(file.workflows.is_empty() && file.routes.is_empty() && file.schedules.is_empty())
     {
-        // A manifest of workflows or routes only.
+        // A manifest of workflows, routes or schedules only.
         return Ok(Vec::new());
     }
     if file.functions.is_empty() {

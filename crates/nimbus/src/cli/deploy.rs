@@ -74,6 +74,24 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     for w in manifest::load_workflows(&args.dir)? {
         out.push(deploy_workflow(&client, &args, w).await?);
     }
+    // Schedules after what they fire.
+    for (name, body) in manifest::load_schedules(&args.dir)? {
+        let v = client
+            .json(
+                client
+                    .request(Method::PUT, &format!("/v1/schedules/{name}"))
+                    .json(&body),
+            )
+            .await?;
+        if !args.client.json {
+            println!(
+                "deployed schedule {name}: {} (next fire {})",
+                v["expression"].as_str().unwrap_or(""),
+                v["next_fire"].as_str().unwrap_or("never")
+            );
+        }
+        out.push(v);
+    }
     if args.client.json {
         println!(
             "{}",

@@ -257,3 +257,75 @@ fn a_schedule_can_start_a_workflow() {
     };
     assert_eq!(input["detail-type"], "Scheduled Event", "{d}");
 }
+
+#[test]
+fn schedules_from_the_manifest_and_the_cli() {
+    let s = Server::start_with(&["--test-clock"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.py"), RECORDER).unwrap();
+    std::fs::write(
+        dir.path().join("nimbus.toml"),
+        "name = \"reporter\"\nruntime = \"python3\"\nhandler = \"app.handler\"\n\n\
+         [[schedules]]\nname = \"hourly-report\"\nexpression = \"rate(1 hour)\"\nfunction = \"reporter\"\n\n\
+         [[schedules]]\nname = \"monday\"\nexpression = \"cron(0 9 ? * MON *)\"\ntimezone = \"America/New_York\"\nfunction = \"reporter\"\ninput = { report = \"weekly\" }\n",
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", dir.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("deployed schedule hourly-report: rate(1 hour)"),
+        "{text}"
+    );
+    assert!(text.contains("deployed schedule monday"), "{text}");
+    // Deploying again replaces, it does not fail.
+    assert!(
+        s.cli(&["deploy", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let ls = s.cli(&["schedules", "ls"]);
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        text.contains("hourly-report") && text.contains("cron(0 9 ? * MON *)"),
+        "{text}"
+    );
+
+    let add = s.cli(&[
+        "schedules",
+        "add",
+        "often",
+        "--expression",
+        "rate(2 minutes)",
+        "--function",
+        "reporter",
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let bad = s.cli(&[
+        "schedules",
+        "add",
+        "bad",
+        "-e",
+        "cron(61 * * * ? *)",
+        "--function",
+        "reporter",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("minutes field"));
+
+    advance(&s, 120.0);
+    let got = wait_for_fires(&s, "reporter", 1);
+    assert_eq!(got.len(), 1, "the two-minute rule fired once: {got:#?}");
+    assert!(s.cli(&["schedules", "rm", "often"]).status.success());
+    let (_, list) = s.get("/v1/schedules");
+    assert_eq!(list["schedules"].as_array().unwrap().len(), 2);
+}
