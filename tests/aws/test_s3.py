@@ -151,6 +151,22 @@ def test_missing_bucket_and_overwrite(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"second"
 
 
+def test_errors_before_the_body_keep_the_connection_in_step(s3, bucket):
+    """botocore sends `Expect: 100-continue` with PutObject and, answered with an
+    error instead of `100 Continue`, skips the body but reuses the connection.
+    The server must not take the next request's first bytes for that body (a GET
+    arrived as `ET`, a sporadic SignatureDoesNotMatch): it closes instead."""
+    missing = h.unique_name("nobkt")
+    for i in range(500):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=missing, Key="k", Body=b"x")
+        assert code(e) == "NoSuchBucket", i
+        assert e.value.response["ResponseMetadata"]["HTTPHeaders"].get("connection") == "close"
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=bucket, Key="missing")
+        assert code(e) == "NoSuchKey", i
+
+
 def test_empty_and_binary_objects(s3, bucket):
     s3.put_object(Bucket=bucket, Key="empty", Body=b"")
     got = s3.get_object(Bucket=bucket, Key="empty")

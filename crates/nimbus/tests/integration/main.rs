@@ -13,6 +13,7 @@ mod lifecycle;
 mod logs;
 mod messages;
 mod nodejs;
+mod objects;
 mod provided;
 mod python;
 mod sandbox;

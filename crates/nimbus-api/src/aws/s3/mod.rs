@@ -15,7 +15,10 @@
 //! `Authorization` header or a presigned `X-Amz-Credential`) names the `s3`
 //! service (or it is a SigV2 presigned URL, which only S3 has), so a bucket called `metrics` still works and `GET /` signed for
 //! `s3` is ListBuckets. [`dispatch`] is a layer on the whole router that hands
-//! those requests to the s3s service before any route runs.
+//! those requests to the s3s service before any route runs. An answer to an
+//! `Expect: 100-continue` request whose body was never read closes the
+//! connection, or the client's next request would be taken for that body
+//! ([`framing`]).
 //!
 //! # Authentication and authorisation
 //!
@@ -41,6 +44,7 @@
 mod auth;
 mod buckets;
 mod convert;
+mod framing;
 mod multipart;
 mod notify;
 mod objects;
@@ -110,12 +114,19 @@ async fn serve(state: ApiState, req: Request) -> Response {
     if dev {
         parts.headers.remove(http::header::AUTHORIZATION);
     }
+    let expects_continue = framing::expects_continue(parts.version, &parts.headers);
+    let (body, consumed) = framing::track(body);
     let req = http::Request::from_parts(parts, s3s::Body::http_body_unsync(body));
     match service.call(req).await {
-        Ok(resp) => resp.map(axum::body::Body::new),
+        Ok(mut resp) => {
+            framing::close_if_unread(expects_continue, &consumed, resp.headers_mut());
+            resp.map(axum::body::Body::new)
+        }
         Err(e) => {
             tracing::warn!("S3 request failed: {e:?}");
-            http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            let mut resp = http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            framing::close_if_unread(expects_continue, &consumed, resp.headers_mut());
+            resp
         }
     }
 }
