@@ -30,7 +30,7 @@
 //! the request path reads, swapped atomically on change), [`control`]
 //! ([`Gateway`]: validated changes, stored and recompiled), and the I/O:
 //! [`server`] (the listener) and [`ws_server`] (WebSocket sessions and the
-//! connections endpoint).
+//! connections endpoint, replying with [`ws_reply`]'s route responses).
 
 pub mod access_log;
 pub mod apigw;
@@ -43,6 +43,7 @@ pub mod routes;
 pub mod server;
 pub mod snapshot;
 pub mod websocket;
+pub mod ws_reply;
 pub mod ws_server;
 
 pub use access_log::AccessLog;

@@ -8,7 +8,9 @@
 //! connection. Functions answer clients through `POST /@connections/{id}`
 //! (boto3's `apigatewaymanagementapi`; any one-segment stage prefix is
 //! accepted, as the SDK puts the stage in the endpoint), `GET` for the
-//! connection's info and `DELETE` to close it. Closing runs `$disconnect`.
+//! connection's info and `DELETE` to close it; a message route's function
+//! may also answer by returning a `body` (a route response, [`crate::ws_reply`]).
+//! Closing runs `$disconnect`.
 //!
 //! Connection ids are 96 random bits: knowing one is what lets a caller push
 //! to that client (functions learn them from `requestContext.connectionId`).
@@ -44,6 +46,7 @@ use crate::websocket::{
     CONNECT_ROUTE, Connection, DISCONNECT_ROUTE, EventMeta, Frame, connect_event, disconnect_event,
     message_event,
 };
+use crate::ws_reply::{Reply, route_reply};
 
 /// Largest message a client may send or the connections endpoint may push
 /// (API Gateway's 128 KB).
@@ -363,10 +366,35 @@ fn dispatch(s: &Arc<Shared>, conn: &Arc<Conn>, data: Bytes, text: bool) {
             &message_id,
             frame,
         );
-        if invoke(&s, target, event, &rid).await.is_err() {
-            reply_error(&conn, "Internal server error", &rid).await;
+        match invoke(&s, target, event, &rid).await {
+            Ok(result) => send_route_reply(&conn, &result, &target.label, &rid).await,
+            Err(_) => reply_error(&conn, "Internal server error", &rid).await,
         }
     });
+}
+
+/// Sends the function's route response, if its result has one.
+async fn send_route_reply(conn: &Conn, result: &[u8], function: &str, request_id: &str) {
+    let message = match route_reply(result) {
+        Ok(None) => return,
+        Ok(Some(Reply::Text(t))) if t.len() <= MAX_MESSAGE_BYTES => Message::Text(t.into()),
+        Ok(Some(Reply::Binary(b))) if b.len() <= MAX_MESSAGE_BYTES => {
+            Message::Binary(Bytes::from(b))
+        }
+        Ok(Some(_)) => {
+            tracing::warn!(
+                request_id,
+                function,
+                "route response over {MAX_MESSAGE_BYTES} bytes"
+            );
+            return reply_error(conn, "Internal server error", request_id).await;
+        }
+        Err(e) => {
+            tracing::warn!(request_id, function, "unusable route response: {e}");
+            return reply_error(conn, "Internal server error", request_id).await;
+        }
+    };
+    let _ = conn.tx.send(Outbound::Message(message)).await;
 }
 
 fn is_message_route(key: &str, routes: &HashMap<String, Arc<Target>>) -> bool {

@@ -818,3 +818,52 @@ fn node_handler_behind_payload_2_and_1() {
     let r = gw.get(format!("{}/n1/shortcut", s.gateway)).send().unwrap();
     assert_eq!(r.status(), 502);
 }
+
+/// Route responses: a message route's function answers by returning a body.
+const WS_REPLY: &str = r#"
+import base64
+def handler(event, context):
+    route = event["requestContext"]["routeKey"]
+    if route == "$default":
+        data = b"\x00\x01" + event["body"].encode()
+        return {"statusCode": 200, "body": base64.b64encode(data).decode(), "isBase64Encoded": True}
+    if route == "ping":
+        return {"statusCode": 200, "body": "pong " + event["requestContext"]["connectionId"]}
+    if route == "quiet":
+        return {"statusCode": 200}
+    return None
+"#;
+
+#[test]
+fn websocket_route_responses() {
+    use tungstenite::Message;
+    let s = Server::start();
+    deploy_py(&s, "wsr", WS_REPLY, json!({}));
+    for route in ["$connect", "$default", "ping", "quiet", "none"] {
+        add_route(
+            &s,
+            json!({"route": route, "api": "websocket", "function": "wsr"}),
+        );
+    }
+    let ws_url = s.gateway.replace("http://", "ws://");
+    // $connect's own body is never sent (it only decides the upgrade).
+    let (mut ws, _) = tungstenite::connect(format!("{ws_url}/")).unwrap();
+    // Results without a body send nothing; the first frame is ping's reply.
+    for action in ["quiet", "none", "ping"] {
+        ws.send(Message::Text(json!({"action": action}).to_string().into()))
+            .unwrap();
+    }
+    let reply = next_text(&mut ws);
+    assert!(reply.starts_with("pong "), "{reply}");
+    // A base64 body is decoded and sent as a binary frame.
+    ws.send(Message::Text("raw".into())).unwrap();
+    let frame = loop {
+        match ws.read().unwrap() {
+            Message::Binary(b) => break b.to_vec(),
+            Message::Text(t) => panic!("unexpected text frame {t}"),
+            _ => {}
+        }
+    };
+    assert_eq!(frame, b"\x00\x01raw");
+    ws.close(None).unwrap();
+}
