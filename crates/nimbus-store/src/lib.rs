@@ -9,6 +9,7 @@
 mod code;
 mod error;
 mod gateway;
+mod group_commit;
 mod keys;
 mod logs;
 mod messages;

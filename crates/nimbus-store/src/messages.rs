@@ -11,7 +11,6 @@
 //! SQLite file with group commit.
 
 mod sqlite;
-mod writer;
 
 use std::collections::BTreeMap;
 

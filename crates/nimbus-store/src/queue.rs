@@ -8,12 +8,10 @@
 //! at least once, as on Lambda. The trait is the seam a cluster backend (NATS
 //! JetStream, PostgreSQL) implements.
 //!
-//! **Group commit.** An fsync costs about a millisecond whatever it carries, so
-//! one fsync per event would cap the queue near a thousand events a second. Every
-//! write goes to one writer thread instead, which takes all the writes waiting at
-//! that moment, runs each in its own savepoint, commits them in one transaction
-//! (one fsync) and only then answers each caller. Under load, batches grow by
-//! themselves; alone, a write pays one fsync as before.
+//! **Group commit** ([`crate::group_commit`]): one fsync per event would cap
+//! the queue near a thousand events a second; concurrent writes share one
+//! transaction and one fsync instead, and each caller hears back only once it
+//! is on disk.
 //!
 //! **Fair claims.** A claim takes events round-robin across the functions that
 //! have some due, starting after the function served first last time, so a flood
@@ -23,14 +21,14 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::StoreError;
+use crate::group_commit::GroupCommit;
 use crate::sqlite::{Db, with_db};
 
 /// How long a claim of an event of a given function lasts, in milliseconds.
@@ -116,16 +114,13 @@ pub trait EventQueue: Send + Sync + 'static {
 }
 
 pub struct SqliteEventQueue {
-    writes: mpsc::Sender<Box<dyn Job>>,
+    writes: GroupCommit,
     /// Reads (listing, metrics) use their own connection: WAL lets them run
     /// beside the writer.
     reader: Db,
     /// The function served first by the last claim (round-robin cursor).
     cursor: Arc<Mutex<String>>,
 }
-
-/// Most writes committed together.
-const MAX_BATCH: usize = 4096;
 
 impl SqliteEventQueue {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -165,13 +160,8 @@ impl SqliteEventQueue {
         )?;
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
-        let (writes, jobs) = mpsc::channel::<Box<dyn Job>>();
-        std::thread::Builder::new()
-            .name("nimbus-event-queue".into())
-            .spawn(move || write_loop(conn, jobs))
-            .map_err(|e| StoreError::Task(format!("cannot start the queue writer: {e}")))?;
         Ok(Self {
-            writes,
+            writes: GroupCommit::start(conn, "event queue")?,
             reader: Arc::new(Mutex::new(reader)),
             cursor: Arc::new(Mutex::new(String::new())),
         })
@@ -182,88 +172,7 @@ impl SqliteEventQueue {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(WriteJob {
-            f: Some(f),
-            result: None,
-            reply,
-        });
-        self.writes
-            .send(job)
-            .map_err(|_| StoreError::Task("the event queue writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Task("the event queue writer has stopped".into()))?
-    }
-}
-
-/// One write waiting for the group commit.
-trait Job: Send {
-    fn run(&mut self, conn: &Connection);
-    fn finish(self: Box<Self>, commit: Result<(), String>);
-}
-
-struct WriteJob<T, F> {
-    f: Option<F>,
-    result: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T: Send, F: FnOnce(&Connection) -> Result<T, StoreError> + Send> Job for WriteJob<T, F> {
-    fn run(&mut self, conn: &Connection) {
-        let Some(f) = self.f.take() else { return };
-        // A savepoint per job: one failing write is undone alone and the rest of
-        // the batch still commits.
-        let result = conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(StoreError::from)
-            .and_then(|()| f(conn));
-        let end = if result.is_ok() {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        self.result = Some(
-            conn.execute_batch(end)
-                .map_err(StoreError::from)
-                .and(result),
-        );
-    }
-
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
-        let result = match (commit, self.result) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => Err(StoreError::Task(format!("event queue commit failed: {e}"))),
-            (Ok(()), None) => Err(StoreError::Task("event queue write was not run".into())),
-        };
-        let _ = self.reply.send(result);
-    }
-}
-
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {
-                for job in &mut batch {
-                    job.run(&conn);
-                }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    e.to_string()
-                })
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        for job in batch {
-            job.finish(commit.clone());
-        }
+        self.writes.write(f).await
     }
 }
 

@@ -9,10 +9,10 @@
 //! transition it then forgets. FULL costs one fsync per commit; the group
 //! commit below spreads that fsync over every execution writing at that moment.
 //!
-//! **Group commit.** Every write goes to one writer thread, which takes all
-//! writes waiting at that moment, runs each in its own savepoint (one failing
-//! write — a duplicate execution name — is undone alone), commits them in one
-//! transaction and only then answers each caller. Executions write their
+//! **Group commit** ([`crate::group_commit`]): every write goes to one writer
+//! thread, which commits all writes waiting at that moment in one transaction,
+//! each in its own savepoint (one failing write — a duplicate execution name —
+//! is undone alone), and only then answers each caller. Executions write their
 //! interpreter snapshot together with the history events of the step in one
 //! job, so a snapshot and its events are never seen apart.
 //!
@@ -21,13 +21,13 @@
 //! backend (PostgreSQL) implements.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use crate::StoreError;
+use crate::group_commit::GroupCommit;
 use crate::sqlite::{Db, with_db};
 
 /// A state machine as stored.
@@ -147,13 +147,10 @@ pub trait WorkflowStore: Send + Sync + 'static {
 }
 
 pub struct SqliteWorkflowStore {
-    writes: mpsc::Sender<Box<dyn Job>>,
+    writes: GroupCommit,
     /// Reads use their own connection: WAL lets them run beside the writer.
     reader: Db,
 }
-
-/// Most writes committed together.
-const MAX_BATCH: usize = 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS state_machines (
@@ -204,13 +201,8 @@ impl SqliteWorkflowStore {
         conn.execute_batch(SCHEMA)?;
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
-        let (writes, jobs) = mpsc::channel::<Box<dyn Job>>();
-        std::thread::Builder::new()
-            .name("nimbus-workflows".into())
-            .spawn(move || write_loop(conn, jobs))
-            .map_err(|e| StoreError::Task(format!("cannot start the workflow writer: {e}")))?;
         Ok(Self {
-            writes,
+            writes: GroupCommit::start(conn, "workflows")?,
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -220,83 +212,7 @@ impl SqliteWorkflowStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(WriteJob {
-            f: Some(f),
-            result: None,
-            reply,
-        });
-        let stopped = || StoreError::Task("the workflow writer has stopped".into());
-        self.writes.send(job).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-/// One write waiting for the group commit.
-trait Job: Send {
-    fn run(&mut self, conn: &Connection);
-    fn finish(self: Box<Self>, commit: Result<(), String>);
-}
-
-struct WriteJob<T, F> {
-    f: Option<F>,
-    result: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T: Send, F: FnOnce(&Connection) -> Result<T, StoreError> + Send> Job for WriteJob<T, F> {
-    fn run(&mut self, conn: &Connection) {
-        let Some(f) = self.f.take() else { return };
-        let result = conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(StoreError::from)
-            .and_then(|()| f(conn));
-        let end = if result.is_ok() {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
-        self.result = Some(
-            conn.execute_batch(end)
-                .map_err(StoreError::from)
-                .and(result),
-        );
-    }
-
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
-        let result = match (commit, self.result) {
-            (Ok(()), Some(r)) => r,
-            (Err(e), _) => Err(StoreError::Task(format!("workflow commit failed: {e}"))),
-            (Ok(()), None) => Err(StoreError::Task("workflow write was not run".into())),
-        };
-        let _ = self.reply.send(result);
-    }
-}
-
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let commit = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {
-                for job in &mut batch {
-                    job.run(&conn);
-                }
-                conn.execute_batch("COMMIT").map_err(|e| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    e.to_string()
-                })
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        for job in batch {
-            job.finish(commit.clone());
-        }
+        self.writes.write(f).await
     }
 }
 

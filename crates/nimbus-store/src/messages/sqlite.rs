@@ -1,6 +1,6 @@
 //! The embedded backend: `messages.db`, WAL with `synchronous=FULL` (a 200 to
 //! SendMessage or Publish means the message survives a power cut), every write
-//! through the group-commit [`Writer`], reads on a connection of their own.
+//! through the group-commit writer ([`crate::group_commit`]), reads on a connection of their own.
 //!
 //! Visibility is one column: `visible_ms` is when a message can next be
 //! received (its delay, or the end of its visibility timeout), so a receive is
@@ -14,16 +14,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::Writer;
 use super::{
     MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, SourceMappings, StoredMapping,
     StoredMessage, SubscriptionRecord, TopicRecord, Topics, VisibilityChange,
 };
 use crate::StoreError;
+use crate::group_commit::GroupCommit;
 use crate::sqlite::{Db, with_db};
 
 pub struct SqliteMessages {
-    writer: Writer,
+    writer: GroupCommit,
     reader: Db,
 }
 
@@ -83,7 +83,7 @@ impl SqliteMessages {
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
-            writer: Writer::start(conn)?,
+            writer: GroupCommit::start(conn, "messages")?,
             reader: Arc::new(Mutex::new(reader)),
         })
     }
