@@ -131,8 +131,16 @@ pub struct RouteSpec {
     pub route: String,
     #[serde(default)]
     pub api: ApiKind,
-    /// `name` or `name:qualifier` (version or alias).
+    /// `name` or `name:qualifier` (version or alias); empty when the route
+    /// starts a workflow.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function: String,
+    /// A state machine (name or ARN) the route starts instead of invoking a
+    /// function, as API Gateway's Step Functions integrations do: an EXPRESS
+    /// machine runs synchronously and its output is the answer (mapped like a
+    /// function's), a STANDARD one answers 200 with the execution's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifier: Option<String>,
     /// `1.0` (REST API) or `2.0` (HTTP API, default). HTTP routes only.
@@ -254,6 +262,18 @@ impl RouteSpec {
     /// Normalises `function = "name:qualifier"` and checks everything that
     /// needs no other route: key syntax, settings that fit the API kind.
     pub fn normalize(&mut self) -> Result<(), String> {
+        match (&self.workflow, self.function.is_empty()) {
+            (Some(_), false) | (None, true) => {
+                return Err("a route targets exactly one of function and workflow".into());
+            }
+            (Some(_), true) if self.api == ApiKind::Websocket => {
+                return Err("WebSocket routes invoke functions, not workflows".into());
+            }
+            (Some(_), true) if self.qualifier.is_some() => {
+                return Err("qualifier applies to functions, not workflows".into());
+            }
+            _ => {}
+        }
         let (name, qualifier) = split_target(&self.function);
         if let Some(q) = qualifier {
             if self.qualifier.as_deref().is_some_and(|x| x != q) {

@@ -61,6 +61,8 @@ pub struct Gateway {
     snapshot: Arc<ArcSwap<Snapshot>>,
     settings: GatewaySettings,
     writes: tokio::sync::Mutex<()>,
+    /// State machines routes may start (set once at startup).
+    workflows: std::sync::OnceLock<Arc<nimbus_engine::workflows::Workflows>>,
 }
 
 fn now() -> String {
@@ -110,9 +112,19 @@ impl Gateway {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             settings,
             writes: tokio::sync::Mutex::new(()),
+            workflows: std::sync::OnceLock::new(),
         };
         g.reload().await?;
         Ok(g)
+    }
+
+    /// Lets routes start workflows (and checks that the ones they name exist).
+    pub fn set_workflows(&self, workflows: Arc<nimbus_engine::workflows::Workflows>) {
+        let _ = self.workflows.set(workflows);
+    }
+
+    pub fn workflows(&self) -> Option<Arc<nimbus_engine::workflows::Workflows>> {
+        self.workflows.get().cloned()
     }
 
     /// The shared snapshot the listener reads.
@@ -162,6 +174,19 @@ impl Gateway {
             .collect()
     }
 
+    async fn check_workflow(&self, name: &str) -> Result<(), GatewayError> {
+        let Some(workflows) = self.workflows.get() else {
+            return Err(GatewayError::Invalid(
+                "workflows are not available on this server".into(),
+            ));
+        };
+        workflows
+            .describe_machine(name)
+            .await
+            .map(|_| ())
+            .map_err(|e| GatewayError::Invalid(format!("workflow `{name}`: {e}")))
+    }
+
     async fn check_function(&self, name: &str) -> Result<(), GatewayError> {
         let fname = FunctionName::try_from(name.to_owned())
             .map_err(|e| GatewayError::Invalid(e.to_string()))?;
@@ -183,7 +208,10 @@ impl Gateway {
         replace: bool,
     ) -> Result<Route, GatewayError> {
         spec.normalize().map_err(GatewayError::Invalid)?;
-        self.check_function(&spec.function).await?;
+        match &spec.workflow {
+            Some(w) => self.check_workflow(w).await?,
+            None => self.check_function(&spec.function).await?,
+        }
         let _w = self.writes.lock().await;
         let existing = self.routes().await?;
         let mut replaces = None;
@@ -191,7 +219,7 @@ impl Gateway {
         let mut selection: Option<(&str, &str)> = None;
         for r in &existing {
             if r.spec.api == spec.api && r.spec.route == spec.route {
-                if replace && r.spec.function == spec.function {
+                if replace && r.spec.function == spec.function && r.spec.workflow == spec.workflow {
                     replaces = Some(r.id.clone());
                     continue;
                 }

@@ -55,6 +55,8 @@ const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
 pub(crate) struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub invoker: Arc<Invoker>,
+    /// For routes that start workflows.
+    pub workflows: Option<Arc<nimbus_engine::workflows::Workflows>>,
     /// Identity of the HTTP and WebSocket APIs in events.
     pub api: ApiInfo,
     pub ws: Connections,
@@ -76,6 +78,7 @@ impl GatewayServer {
             shared: Arc::new(Shared {
                 snapshot: gateway.snapshot(),
                 invoker,
+                workflows: gateway.workflows(),
                 api: ApiInfo::new(&settings.account_id, "nimbus", domain, DEFAULT_ROUTE_KEY),
                 ws: Connections::default(),
             }),
@@ -369,7 +372,10 @@ pub(crate) async fn invoke(
     event: Vec<u8>,
     rid: &str,
 ) -> Result<Bytes, Response<Bytes>> {
-    let mut req = InvokeRequest::new(target.function.clone(), Bytes::from(event));
+    let Some(function) = &target.function else {
+        return start_workflow(s, target, event, rid).await;
+    };
+    let mut req = InvokeRequest::new(function.clone(), Bytes::from(event));
     req.id = InvocationId::from(rid.to_owned());
     req.qualifier = target.qualifier.clone();
     match s.invoker.invoke(req).await {
@@ -406,5 +412,53 @@ pub(crate) async fn invoke(
                 rid,
             ))
         }
+    }
+}
+
+/// A route that starts a workflow, with the request's event as the input:
+/// EXPRESS machines run to their end and their output is the answer (mapped
+/// like a function's); STANDARD ones are started and answered at once with
+/// the execution's ARN and start date (API Gateway's StartExecution).
+async fn start_workflow(
+    s: &Shared,
+    target: &Target,
+    event: Vec<u8>,
+    rid: &str,
+) -> Result<Bytes, Response<Bytes>> {
+    use nimbus_engine::workflows::StartExecution;
+    let (Some(workflows), Some(machine)) = (&s.workflows, &target.workflow) else {
+        return Err(gateway_error(StatusCode::BAD_GATEWAY, v1::MALFORMED_BODY, rid));
+    };
+    let input = String::from_utf8_lossy(&event).into_owned();
+    let start = StartExecution {
+        machine: machine.clone(),
+        name: Some(rid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")),
+        input: Some(input),
+    };
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::warn!(request_id = rid, workflow = %machine, "workflow failed: {e}");
+        gateway_error(StatusCode::BAD_GATEWAY, v1::MALFORMED_BODY, rid)
+    };
+    let express = workflows
+        .describe_machine(machine)
+        .await
+        .map_err(|e| failed(&e))?
+        .machine_type
+        .eq_ignore_ascii_case("EXPRESS");
+    if express {
+        let done = workflows.start_sync(start).await.map_err(|e| failed(&e))?;
+        match (done.status.as_str(), done.output) {
+            ("SUCCEEDED", Some(output)) => Ok(Bytes::from(output)),
+            (status, _) => Err(failed(&format!("execution ended {status}"))),
+        }
+    } else {
+        let started = workflows.start(start).await.map_err(|e| failed(&e))?;
+        Ok(Bytes::from(
+            serde_json::json!({
+                "executionArn": started.arn,
+                "startDate": started.start_ms as f64 / 1000.0,
+            })
+            .to_string(),
+        ))
     }
 }

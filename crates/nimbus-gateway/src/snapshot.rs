@@ -52,9 +52,11 @@ pub enum Auth {
 pub struct Target {
     pub route_id: String,
     pub route_key: String,
-    pub function: FunctionName,
+    /// What the route runs: a function, or (HTTP routes) a workflow.
+    pub function: Option<FunctionName>,
     pub qualifier: Option<String>,
-    /// `name` or `name:qualifier`, for the access log.
+    pub workflow: Option<String>,
+    /// `name`, `name:qualifier` or `workflow:name`, for the access log.
     pub label: String,
     pub format: EventFormat,
     pub auth: Auth,
@@ -150,9 +152,15 @@ impl Snapshot {
         let mut selection: Option<&str> = None;
         for r in input.routes {
             let s = &r.spec;
-            let Ok(function) = FunctionName::try_from(s.function.clone()) else {
-                tracing::warn!(route = %s.route, "gateway route skipped: invalid function name");
-                continue;
+            let function = match &s.workflow {
+                Some(_) => None,
+                None => match FunctionName::try_from(s.function.clone()) {
+                    Ok(f) => Some(f),
+                    Err(_) => {
+                        tracing::warn!(route = %s.route, "gateway route skipped: invalid function name");
+                        continue;
+                    }
+                },
             };
             let limiter = s.rate_limit.map(|l| {
                 let limit = RateLimit {
@@ -176,9 +184,13 @@ impl Snapshot {
             let target = Arc::new(Target {
                 route_id: r.id.clone(),
                 route_key: s.route.clone(),
-                label: label(&s.function, s.qualifier.as_deref()),
+                label: match &s.workflow {
+                    Some(w) => format!("workflow:{w}"),
+                    None => label(&s.function, s.qualifier.as_deref()),
+                },
                 function,
                 qualifier: s.qualifier.clone(),
+                workflow: s.workflow.clone(),
                 format,
                 auth: resolve_auth(s.auth, s.jwt.as_ref(), input.keys, &s.function),
                 cors: s.cors.as_ref().map(|c| c.to_config()),
@@ -218,8 +230,9 @@ impl Snapshot {
                 route_id: u.url_id.clone(),
                 route_key: DEFAULT_ROUTE_KEY.to_owned(),
                 label: label(&u.function, s.qualifier.as_deref()),
-                function,
+                function: Some(function),
                 qualifier: s.qualifier.clone(),
+                workflow: None,
                 format: EventFormat::FunctionUrl,
                 auth: resolve_auth(s.auth, None, input.keys, &u.function),
                 cors: s.cors.as_ref().map(|c| c.to_config()),

@@ -77,7 +77,9 @@ impl AccessFlags {
 struct AddRoute {
     /// `GET /users/{id}`, `ANY /files/{proxy+}`, `$default`.
     route: String,
-    /// Function, optionally with a version or alias: `name[:qualifier]`.
+    /// Function, optionally with a version or alias: `name[:qualifier]`;
+    /// or `workflow:NAME` to start a state machine (EXPRESS: answers with its
+    /// output; STANDARD: answers with the execution ARN).
     function: String,
     /// `1.0` (REST API) or `2.0` (HTTP API).
     #[arg(long, default_value = "2.0")]
@@ -147,7 +149,10 @@ pub async fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
                 burst,
                 replace,
             } = *add;
-            let mut doc = json!({ "route": route, "function": function });
+            let mut doc = match function.strip_prefix("workflow:") {
+                Some(w) => json!({ "route": route, "workflow": w }),
+                None => json!({ "route": route, "function": function }),
+            };
             if websocket {
                 doc["api"] = "websocket".into();
                 if let Some(e) = route_selection {
@@ -240,6 +245,9 @@ pub async fn routes(args: RoutesArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn target(r: &Value) -> String {
+    if let Some(w) = r["workflow"].as_str() {
+        return format!("workflow:{w}");
+    }
     match r["qualifier"].as_str() {
         Some(q) => format!("{}:{q}", r["function"].as_str().unwrap_or("")),
         None => r["function"].as_str().unwrap_or("").to_string(),

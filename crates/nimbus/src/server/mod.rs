@@ -203,6 +203,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
+    gateway.set_workflows(workflows.clone());
     let gateway_server = GatewayServer::new(&gateway, invoker.clone(), &gateway_domain);
 
     let app = nimbus_api::router(nimbus_api::ApiState {

@@ -867,3 +867,77 @@ fn websocket_route_responses() {
     assert_eq!(frame, b"\x00\x01raw");
     ws.close(None).unwrap();
 }
+
+#[test]
+fn routes_start_workflows() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "greeter",
+        "def handler(e, c):\n    return {'statusCode': 201, 'body': 'hello ' + e['queryStringParameters']['name']}\n",
+        json!({}),
+    );
+    let task = |machine_type: &str| {
+        json!({"type": machine_type, "definition": {
+            "StartAt": "Greet",
+            "States": {"Greet": {"Type": "Task", "Resource": "greeter", "End": true}}
+        }})
+    };
+    for (name, t) in [("greet-now", "EXPRESS"), ("greet-later", "STANDARD")] {
+        let mut body = task(t);
+        body["name"] = json!(name);
+        let (st, v) = s.send_json("POST", "/v1/workflows", &body);
+        assert_eq!(st, 201, "{v}");
+    }
+    add_route(&s, json!({"route": "GET /now", "workflow": "greet-now"}));
+    add_route(
+        &s,
+        json!({"route": "GET /later", "workflow": "greet-later"}),
+    );
+
+    // EXPRESS: the workflow's output is the answer, mapped like a function's.
+    let r = plain()
+        .get(format!("{}/now?name=Ada", s.gateway))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.text().unwrap(), "hello Ada");
+
+    // STANDARD: started, answered at once with the execution.
+    let (st, _, v) = body_json(
+        plain()
+            .get(format!("{}/later?name=Bob", s.gateway))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let arn = v["executionArn"]
+        .as_str()
+        .expect("executionArn")
+        .to_string();
+    assert!(arn.contains(":execution:greet-later:"), "{arn}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, d) = s.get(&format!("/v1/executions/{arn}"));
+        if d["status"] == "SUCCEEDED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A route names one target, and only an existing workflow.
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": "GET /both", "workflow": "greet-now", "function": "greeter"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": "GET /none", "workflow": "missing"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().contains("missing"), "{v}");
+}
