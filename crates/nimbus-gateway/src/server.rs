@@ -427,7 +427,11 @@ async fn start_workflow(
 ) -> Result<Bytes, Response<Bytes>> {
     use nimbus_engine::workflows::StartExecution;
     let (Some(workflows), Some(machine)) = (&s.workflows, &target.workflow) else {
-        return Err(gateway_error(StatusCode::BAD_GATEWAY, v1::MALFORMED_BODY, rid));
+        return Err(gateway_error(
+            StatusCode::BAD_GATEWAY,
+            v1::MALFORMED_BODY,
+            rid,
+        ));
     };
     let input = String::from_utf8_lossy(&event).into_owned();
     let start = StartExecution {

@@ -42,7 +42,13 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mapping {
     pub uuid: String,
+    /// The function each batch invokes (empty when the target is a workflow).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function: String,
+    /// A state machine each batch starts an execution of instead (given as
+    /// its ARN in `FunctionName`, as EventBridge Pipes targets one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifier: Option<String>,
     pub source_arn: String,
@@ -59,6 +65,8 @@ pub struct Mapping {
 #[derive(Debug, Clone, Default)]
 pub struct MappingPatch {
     pub function: Option<(String, Option<String>)>,
+    /// A state machine name, instead of a function.
+    pub workflow: Option<String>,
     pub batch_size: Option<u32>,
     pub batching_window_s: Option<u32>,
     pub enabled: Option<bool>,
@@ -72,6 +80,12 @@ impl Mapping {
         if let Some((f, q)) = &p.function {
             self.function = f.clone();
             self.qualifier = q.clone();
+            self.workflow = None;
+        }
+        if let Some(w) = &p.workflow {
+            self.workflow = Some(w.clone());
+            self.function.clear();
+            self.qualifier = None;
         }
         if let Some(b) = p.batch_size {
             self.batch_size = b;
@@ -125,6 +139,8 @@ pub struct EventSources {
     registry: Arc<Registry>,
     config: EngineConfig,
     running: Mutex<HashMap<String, Running>>,
+    /// For mappings that start workflows (set once at startup).
+    workflows: std::sync::OnceLock<Arc<crate::workflows::Workflows>>,
     /// Stops every poller (shutdown).
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -149,12 +165,25 @@ impl EventSources {
             registry,
             config,
             running: Mutex::new(HashMap::new()),
+            workflows: std::sync::OnceLock::new(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         })
     }
 
+    /// Lets mappings start workflows. Call before `start_all`.
+    pub fn set_workflows(&self, workflows: Arc<crate::workflows::Workflows>) {
+        let _ = self.workflows.set(workflows);
+    }
+
+    /// The target's ARN: the function's, or the state machine's.
     pub fn function_arn(&self, m: &Mapping) -> String {
+        if let Some(w) = &m.workflow {
+            return format!(
+                "arn:aws:states:{}:{}:stateMachine:{w}",
+                self.config.region, self.config.account_id
+            );
+        }
         let arn = self.config.function_arn(&m.function);
         match &m.qualifier {
             Some(q) => format!("{arn}:{q}"),
@@ -180,6 +209,19 @@ impl EventSources {
         Ok(n)
     }
 
+    async fn check_workflow(&self, name: &str) -> Result<(), MessagingError> {
+        let Some(workflows) = self.workflows.get() else {
+            return Err(MessagingError::InvalidParameter(
+                "workflows are not available on this server".into(),
+            ));
+        };
+        workflows
+            .describe_machine(name)
+            .await
+            .map(|_| ())
+            .map_err(|e| MessagingError::InvalidParameter(format!("state machine {name}: {e}")))
+    }
+
     fn check_function(&self, name: &str, qualifier: Option<&str>) -> Result<(), MessagingError> {
         let found = name
             .parse::<FunctionName>()
@@ -198,12 +240,21 @@ impl EventSources {
         source_arn: &str,
         patch: MappingPatch,
     ) -> Result<Mapping, MessagingError> {
-        let Some((function, qualifier)) = patch.function.clone() else {
-            return Err(MessagingError::InvalidParameter(
-                "FunctionName is required".into(),
-            ));
+        let (function, qualifier) = match (&patch.function, &patch.workflow) {
+            (Some((f, q)), None) => {
+                self.check_function(f, q.as_deref())?;
+                (f.clone(), q.clone())
+            }
+            (None, Some(w)) => {
+                self.check_workflow(w).await?;
+                (String::new(), None)
+            }
+            _ => {
+                return Err(MessagingError::InvalidParameter(
+                    "FunctionName is required".into(),
+                ));
+            }
         };
-        self.check_function(&function, qualifier.as_deref())?;
         let queue = arn_resource(source_arn, "sqs").ok_or_else(|| {
             MessagingError::InvalidParameter(format!(
                 "EventSourceArn {source_arn} is not supported: Nimbus maps SQS queues (arn:aws:sqs:…)"
@@ -214,6 +265,7 @@ impl EventSources {
             if existing.source_arn == source_arn
                 && existing.function == function
                 && existing.qualifier == qualifier
+                && existing.workflow == patch.workflow
             {
                 return Err(MessagingError::MappingExists(
                     source_arn.into(),
@@ -224,6 +276,7 @@ impl EventSources {
         let mut m = Mapping {
             uuid: uuid::Uuid::new_v4().to_string(),
             function,
+            workflow: patch.workflow.clone(),
             qualifier,
             source_arn: source_arn.into(),
             batch_size: 10,
@@ -283,6 +336,9 @@ impl EventSources {
         let mut m = self.get(uuid).await?;
         if let Some((f, q)) = &patch.function {
             self.check_function(f, q.as_deref())?;
+        }
+        if let Some(w) = &patch.workflow {
+            self.check_workflow(w).await?;
         }
         m.apply(&patch)?;
         m.last_modified_ms = now_ms();
@@ -440,6 +496,16 @@ impl EventSources {
 
     async fn process(&self, m: &Mapping, batch: Vec<Received>) {
         let queue = m.queue();
+        if let Some(machine) = &m.workflow {
+            if self.start_workflow(m, machine, &batch).await {
+                for r in &batch {
+                    if let Err(e) = self.queues.delete_message(queue, &r.receipt_handle).await {
+                        tracing::warn!("mapping {}: cannot delete {}: {e}", m.uuid, r.message.id);
+                    }
+                }
+            }
+            return;
+        }
         let Ok(function) = m.function.parse::<FunctionName>() else {
             return;
         };
@@ -485,6 +551,53 @@ impl EventSources {
         for r in done {
             if let Err(e) = self.queues.delete_message(queue, &r.receipt_handle).await {
                 tracing::warn!("mapping {}: cannot delete {}: {e}", m.uuid, r.message.id);
+            }
+        }
+    }
+}
+
+impl EventSources {
+    /// Starts an execution of `machine` with the batch's SQS event; whether
+    /// the batch may be deleted. EXPRESS machines run to their end (the batch
+    /// is kept for a retry if they fail); a STANDARD execution is durable once
+    /// started. The execution is named after the batch's message ids, so a
+    /// batch received again (the server died before deleting it) does not
+    /// start a second execution: Step Functions refuses the same name.
+    async fn start_workflow(&self, m: &Mapping, machine: &str, batch: &[Received]) -> bool {
+        use sha2::{Digest, Sha256};
+        let Some(workflows) = self.workflows.get() else {
+            return false;
+        };
+        let mut digest = Sha256::new();
+        for r in batch {
+            digest.update(r.message.id.as_bytes());
+        }
+        let name = format!("sqs-{}", &hex::encode(digest.finalize())[..40]);
+        let start = crate::workflows::StartExecution {
+            machine: machine.to_string(),
+            name: Some(name),
+            input: Some(self.event(m, batch).to_string()),
+        };
+        let express = match workflows.describe_machine(machine).await {
+            Ok(d) => d.machine_type.eq_ignore_ascii_case("EXPRESS"),
+            Err(e) => {
+                tracing::warn!("mapping {}: state machine {machine}: {e}", m.uuid);
+                return false;
+            }
+        };
+        let outcome = if express {
+            workflows
+                .start_sync(start)
+                .await
+                .map(|done| done.status == "SUCCEEDED")
+        } else {
+            workflows.start(start).await.map(|_| true)
+        };
+        match outcome {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("mapping {}: cannot start {machine}: {e}", m.uuid);
+                false
             }
         }
     }

@@ -157,6 +157,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         registry.clone(),
         engine_config.clone(),
     ));
+    messaging.mappings.set_workflows(workflows.clone());
     messaging.mappings.start_all().await?;
     // Schedules: definitions in the metadata database, fires recorded in the event queue's.
     let schedules = Arc::new(nimbus_engine::schedules::Schedules::new(

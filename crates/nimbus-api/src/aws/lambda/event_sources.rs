@@ -79,12 +79,22 @@ fn u32_of(m: &Map<String, Value>, key: &str) -> Result<Option<u32>> {
 }
 
 fn patch(m: &Map<String, Value>) -> Result<MappingPatch> {
-    let function = match str_field(m, "FunctionName")? {
+    // A state machine ARN targets a workflow (Nimbus's extension, as an
+    // EventBridge Pipe would): each batch starts an execution.
+    let (function, workflow) = match str_field(m, "FunctionName")? {
+        Some(raw) if raw.starts_with("arn:aws:states:") => {
+            let name = raw
+                .split(':')
+                .nth(6)
+                .filter(|_| raw.split(':').nth(5) == Some("stateMachine"))
+                .ok_or_else(|| AwsError::validation(format!("{raw} is not a state machine ARN")))?;
+            (None, Some(name.to_string()))
+        }
         Some(raw) => {
             let id = parse_function_id(&raw, None)?;
-            Some((id.name.to_string(), id.qualifier))
+            (Some((id.name.to_string(), id.qualifier)), None)
         }
-        None => None,
+        None => (None, None),
     };
     let report = match m.get("FunctionResponseTypes") {
         None | Some(Value::Null) => None,
@@ -116,6 +126,7 @@ fn patch(m: &Map<String, Value>) -> Result<MappingPatch> {
     };
     Ok(MappingPatch {
         function,
+        workflow,
         batch_size: u32_of(m, "BatchSize")?,
         batching_window_s: u32_of(m, "MaximumBatchingWindowInSeconds")?,
         enabled,
@@ -129,7 +140,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
     let source = str_field(&m, "EventSourceArn")?
         .ok_or_else(|| AwsError::validation("EventSourceArn is required"))?;
     let p = patch(&m)?;
-    if p.function.is_none() {
+    if p.function.is_none() && p.workflow.is_none() {
         return Err(AwsError::validation("FunctionName is required"));
     }
     let mapping = s
