@@ -206,3 +206,36 @@ fn no_spares_when_disabled() {
     });
     assert!(got["age"].as_f64().unwrap() < 1.0, "{got}");
 }
+
+#[test]
+fn a_function_module_named_like_a_preloaded_one_wins_in_a_spare() {
+    let s = Server::start();
+    let probe = "import os, uuid, json\n\
+def age():\n    with open('/proc/self/stat') as f:\n        start = int(f.read().rsplit(')', 1)[1].split()[19])\n    with open('/proc/uptime') as f:\n        up = float(f.read().split()[0])\n    return up - start / os.sysconf('SC_CLK_TCK')\n\
+def handler(e, c):\n    return {'age': age(), 'mine': getattr(uuid, 'MINE', False), 'json': json.dumps([1])}\n";
+    let deploy = |v: &str| {
+        let zip = zip_of(&[
+            ("app.py", probe.as_bytes(), 0o644),
+            ("uuid.py", b"MINE = True\n", 0o644),
+        ]);
+        s.deploy(
+            "shadow",
+            "python3",
+            "app.handler",
+            zip,
+            json!({"environment": {"V": v}}),
+        );
+    };
+    deploy("1");
+    assert!(s.invoke("shadow", &json!({})).cold());
+    let got = cold_again(&s, "shadow", || deploy("2"));
+    assert!(
+        got["age"].as_f64().unwrap() >= 1.0,
+        "a spare was used: {got}"
+    );
+    assert_eq!(
+        got["mine"], true,
+        "the package's uuid.py, not the preloaded stdlib uuid"
+    );
+    assert_eq!(got["json"], "[1]");
+}
