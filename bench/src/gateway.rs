@@ -117,12 +117,29 @@ pub async fn throughput(
         };
         for run in 0..runs {
             progress!("gateway {} rps run {}/{runs}", lang.label(), run + 1);
-            let mut r = rotated(run, &[&gateway, &server.uri, &peer.uri], |uri| async move {
-                measure::throughput(http, &uri, concurrency, WARMUP, window).await
-            })
-            .await
-            .with_context(|| format!("gateway {} rps run {}", lang.label(), run + 1))?
-            .into_iter();
+            let targets = [&gateway, &server.uri, &peer.uri];
+            let measure = || {
+                rotated(run, &targets, |uri| async move {
+                    measure::throughput(http, &uri, concurrency, WARMUP, window).await
+                })
+            };
+            // serverless-offline's worker threads sometimes drop a connection
+            // under load: one failed run is measured again (and said so), a
+            // second failure ends the bench.
+            let results = match measure().await {
+                Ok(r) => r,
+                Err(e) => {
+                    progress!(
+                        "gateway {} rps run {} failed ({e:#}); measuring it again",
+                        lang.label(),
+                        run + 1
+                    );
+                    measure()
+                        .await
+                        .with_context(|| format!("gateway {} rps run {}", lang.label(), run + 1))?
+                }
+            };
+            let mut r = results.into_iter();
             row.gateway.extend(r.next());
             row.bare.extend(r.next());
             row.peer.extend(r.next());
