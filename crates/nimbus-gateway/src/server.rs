@@ -425,7 +425,7 @@ async fn start_workflow(
     event: Vec<u8>,
     rid: &str,
 ) -> Result<Bytes, Response<Bytes>> {
-    use nimbus_engine::workflows::StartExecution;
+    use nimbus_engine::workflows::{Run, StartExecution};
     let (Some(workflows), Some(machine)) = (&s.workflows, &target.workflow) else {
         return Err(gateway_error(
             StatusCode::BAD_GATEWAY,
@@ -443,26 +443,17 @@ async fn start_workflow(
         tracing::warn!(request_id = rid, workflow = %machine, "workflow failed: {e}");
         gateway_error(StatusCode::BAD_GATEWAY, v1::MALFORMED_BODY, rid)
     };
-    let express = workflows
-        .describe_machine(machine)
-        .await
-        .map_err(|e| failed(&e))?
-        .machine_type
-        .eq_ignore_ascii_case("EXPRESS");
-    if express {
-        let done = workflows.start_sync(start).await.map_err(|e| failed(&e))?;
-        match (done.status.as_str(), done.output) {
+    match workflows.run(start).await.map_err(|e| failed(&e))? {
+        Run::Finished(done) => match (done.status.as_str(), done.output) {
             ("SUCCEEDED", Some(output)) => Ok(Bytes::from(output)),
             (status, _) => Err(failed(&format!("execution ended {status}"))),
-        }
-    } else {
-        let started = workflows.start(start).await.map_err(|e| failed(&e))?;
-        Ok(Bytes::from(
+        },
+        Run::Started(started) => Ok(Bytes::from(
             serde_json::json!({
                 "executionArn": started.arn,
                 "startDate": started.start_ms as f64 / 1000.0,
             })
             .to_string(),
-        ))
+        )),
     }
 }

@@ -578,21 +578,10 @@ impl EventSources {
             name: Some(name),
             input: Some(self.event(m, batch).to_string()),
         };
-        let express = match workflows.describe_machine(machine).await {
-            Ok(d) => d.machine_type.eq_ignore_ascii_case("EXPRESS"),
-            Err(e) => {
-                tracing::warn!("mapping {}: state machine {machine}: {e}", m.uuid);
-                return false;
-            }
-        };
-        let outcome = if express {
-            workflows
-                .start_sync(start)
-                .await
-                .map(|done| done.status == "SUCCEEDED")
-        } else {
-            workflows.start(start).await.map(|_| true)
-        };
+        let outcome = workflows.run(start).await.map(|run| match run {
+            crate::workflows::Run::Finished(done) => done.status == "SUCCEEDED",
+            crate::workflows::Run::Started(_) => true,
+        });
         match outcome {
             Ok(ok) => ok,
             Err(e) => {

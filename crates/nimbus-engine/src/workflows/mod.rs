@@ -92,6 +92,15 @@ pub struct StartExecution {
     pub input: Option<String>,
 }
 
+/// What [`Workflows::run`] did.
+#[derive(Debug)]
+pub enum Run {
+    /// An EXPRESS execution, run to its end.
+    Finished(ExecutionRecord),
+    /// A STANDARD execution, durably started.
+    Started(ExecutionRecord),
+}
+
 /// A page of results and the token of the next one.
 pub type Page<T> = (Vec<T>, Option<String>);
 
@@ -362,20 +371,36 @@ impl Workflows {
 
     /// Starts an execution; returns once it is durably recorded.
     pub async fn start(&self, req: StartExecution) -> Result<ExecutionRecord, WorkflowError> {
-        self.start_inner(req, true).await.map(|(r, _)| r)
+        let sm = self.describe_machine(&req.machine).await?;
+        self.start_inner(req, &sm, true).await.map(|(r, _)| r)
     }
 
     /// Starts an execution of an EXPRESS state machine and waits for its end
     /// (StartSyncExecution: in memory, recorded once at the end).
     pub async fn start_sync(&self, req: StartExecution) -> Result<ExecutionRecord, WorkflowError> {
-        let machine = self.describe_machine(&req.machine).await?;
-        if machine.machine_type != "EXPRESS" {
+        let sm = self.describe_machine(&req.machine).await?;
+        if sm.machine_type != "EXPRESS" {
             return Err(WorkflowError::StateMachineTypeNotSupported(
                 "This operation is not supported by this type of state machine".into(),
             ));
         }
-        let (record, handle) = self.start_inner(req, false).await?;
+        let (record, handle) = self.start_inner(req, &sm, false).await?;
         self.wait_handle(&record.arn, handle, None).await
+    }
+
+    /// Runs an execution the way an event source (a gateway route, a queue)
+    /// does: an EXPRESS machine to its end, as StartSyncExecution; a STANDARD
+    /// one started durably, as StartExecution.
+    pub async fn run(&self, req: StartExecution) -> Result<Run, WorkflowError> {
+        let sm = self.describe_machine(&req.machine).await?;
+        if sm.machine_type == "EXPRESS" {
+            let (record, handle) = self.start_inner(req, &sm, false).await?;
+            Ok(Run::Finished(
+                self.wait_handle(&record.arn, handle, None).await?,
+            ))
+        } else {
+            Ok(Run::Started(self.start_inner(req, &sm, true).await?.0))
+        }
     }
 
     /// Waits for an execution to end (or `timeout` to pass) and returns it.
@@ -415,15 +440,16 @@ impl Workflows {
         })
     }
 
+    /// Starts an execution of `sm` (the machine `req` names, already looked up).
     async fn start_inner(
         &self,
         req: StartExecution,
+        sm: &StateMachineRecord,
         durable: bool,
     ) -> Result<(ExecutionRecord, Option<Handle>), WorkflowError> {
         if self.shared.is_draining() {
             return Err(WorkflowError::ShuttingDown);
         }
-        let sm = self.describe_machine(&req.machine).await?;
         let name = match req.name {
             Some(n) => {
                 check_name(&n)?;
