@@ -207,7 +207,6 @@ pub(crate) fn environment(
         ),
         ("AWS_REGION", spec.region.clone()),
         ("AWS_DEFAULT_REGION", spec.region.clone()),
-        ("TZ", ":UTC".to_string()),
     ];
     for (k, v) in reserved {
         env.insert(k.to_string(), v);
@@ -223,27 +222,39 @@ pub(crate) fn environment(
     } else {
         env.remove("NIMBUS_HANDLER_STYLE");
     }
+    process_environment(&mut env, spec.runtime, tmp);
+    env.entry("LD_LIBRARY_PATH".into())
+        .or_insert_with(|| format!("{0}:{0}/lib", spec.code_dir.display()));
+    if spec.runtime == Runtime::Python3 && !python_path.is_empty() {
+        let joined = std::env::join_paths(python_path).unwrap_or_default();
+        env.insert(
+            "NIMBUS_RUNTIME_PYTHONPATH".into(),
+            joined.to_string_lossy().into_owned(),
+        );
+    }
+    env
+}
+
+/// What every instance's environment holds whatever its function: the
+/// variables its process reads as it starts (so a spare starts with exactly
+/// those a fresh instance of its runtime gets) and defaults users may override.
+pub(crate) fn process_environment(
+    env: &mut BTreeMap<String, String>,
+    runtime: Runtime,
+    tmp: &Path,
+) {
+    env.insert("TZ".into(), ":UTC".into());
     env.entry("LANG".into())
         .or_insert_with(|| "en_US.UTF-8".into());
     env.entry("PATH".into())
         .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
-    env.entry("LD_LIBRARY_PATH".into())
-        .or_insert_with(|| format!("{0}:{0}/lib", spec.code_dir.display()));
     env.insert("TMPDIR".into(), tmp.display().to_string());
     env.insert("HOME".into(), tmp.display().to_string());
-    if spec.runtime == Runtime::Python3 {
+    if runtime == Runtime::Python3 {
         // Output must reach the pipe before the result is posted (see log_pipe).
         env.insert("PYTHONUNBUFFERED".into(), "1".into());
         env.insert("PYTHONDONTWRITEBYTECODE".into(), "1".into());
-        if !python_path.is_empty() {
-            let joined = std::env::join_paths(python_path).unwrap_or_default();
-            env.insert(
-                "NIMBUS_RUNTIME_PYTHONPATH".into(),
-                joined.to_string_lossy().into_owned(),
-            );
-        }
     }
-    env
 }
 
 #[async_trait]

@@ -31,7 +31,7 @@ use nimbus_core::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LogLine;
-use crate::instance::{Launcher, ProcessInstance, node_heap_mb};
+use crate::instance::{Launcher, ProcessInstance, node_heap_mb, process_environment};
 use crate::spec::InstanceSpec;
 
 /// Which spares an instance can use: the process command line.
@@ -235,22 +235,15 @@ pub(crate) fn environment(
     runtime_dir: &Path,
     tmp: &Path,
 ) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    let mut set = |k: &str, v: String| {
-        env.insert(k.to_string(), v);
-    };
-    set("AWS_LAMBDA_RUNTIME_API", api.to_string());
-    set("NIMBUS_SPARE", "1".into());
-    set("LAMBDA_RUNTIME_DIR", runtime_dir.display().to_string());
-    set("PATH", "/usr/local/bin:/usr/bin:/bin".into());
-    set("LANG", "en_US.UTF-8".into());
-    set("TZ", ":UTC".into());
-    set("TMPDIR", tmp.display().to_string());
-    set("HOME", tmp.display().to_string());
-    if spec.runtime == Runtime::Python3 {
-        set("PYTHONUNBUFFERED", "1".into());
-        set("PYTHONDONTWRITEBYTECODE", "1".into());
-    }
+    let mut env = BTreeMap::from([
+        ("AWS_LAMBDA_RUNTIME_API".to_string(), api.to_string()),
+        ("NIMBUS_SPARE".to_string(), "1".to_string()),
+        (
+            "LAMBDA_RUNTIME_DIR".to_string(),
+            runtime_dir.display().to_string(),
+        ),
+    ]);
+    process_environment(&mut env, spec.runtime, tmp);
     env
 }
 
