@@ -4,6 +4,8 @@ import base64
 import hashlib
 import io
 import json
+import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
@@ -119,3 +121,22 @@ def error_message(exc):
 def http_status(exc_or_response):
     response = getattr(exc_or_response, "response", exc_or_response)
     return response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def native(server, method, path, body=None, key_id=ADMIN_ACCESS_KEY_ID, secret=ADMIN_SECRET_ACCESS_KEY):
+    """Calls the native API (the admin key unless told otherwise); returns
+    (status, decoded JSON or raw bytes)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {key_id}:{secret}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw

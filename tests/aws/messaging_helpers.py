@@ -7,8 +7,6 @@ import json
 import struct
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -16,7 +14,7 @@ import pytest
 from botocore.config import Config
 
 import lambda_helpers as h
-from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
+from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, native
 
 POLL_TIMEOUT_S = 30
 
@@ -38,23 +36,6 @@ def client(service, server, key_id=ADMIN_ACCESS_KEY_ID, secret=ADMIN_SECRET_ACCE
         aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 1}, read_timeout=60),
     )
-
-
-def native(server, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {ADMIN_ACCESS_KEY_ID}:{ADMIN_SECRET_ACCESS_KEY}"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw
 
 
 def grant(server, function, *permissions):

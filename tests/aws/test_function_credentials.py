@@ -6,8 +6,6 @@ function's credentials exactly as an SDK inside the function would.
 """
 
 import json
-import urllib.error
-import urllib.request
 
 import boto3
 import pytest
@@ -15,21 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import lambda_helpers as h
-from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
-
-
-def native(server, method, path, body=None, key_id=ADMIN_ACCESS_KEY_ID, secret=ADMIN_SECRET_ACCESS_KEY):
-    req = urllib.request.Request(
-        server.url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key_id}:{secret}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+from lambda_helpers import native
 
 
 def own_environment(lambda_client, name):

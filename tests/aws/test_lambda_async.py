@@ -26,7 +26,7 @@ import pytest
 
 import lambda_helpers as h
 from conftest import NimbusServer
-from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, NIMBUS_BIN
+from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, NIMBUS_BIN, native
 
 RETRY_DELAY_S = 1
 POLL_TIMEOUT_S = 15
@@ -93,24 +93,6 @@ def dest_function(create_function):
 
 
 # --------------------------------------------------------------------------- native API
-
-
-def native(server, method, path, body=None):
-    """Calls the native API with the admin key; returns (status, decoded JSON or raw bytes)."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {ADMIN_ACCESS_KEY_ID}:{ADMIN_SECRET_ACCESS_KEY}"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw
 
 
 def function_logs(server, name):
