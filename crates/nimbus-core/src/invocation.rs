@@ -16,8 +16,14 @@ use crate::function::FunctionName;
 pub struct InvocationId(Arc<str>);
 
 impl InvocationId {
+    /// A fresh id: a version 7 UUID (RFC 9562), time-ordered with 74 random
+    /// bits, where Lambda uses version 4. Every log line is indexed by its
+    /// request id; with random ids each insert dirtied a random page of that
+    /// index, and the log store wrote 16 KB to disk per warm invocation. Ids
+    /// that grow with time append to the index instead. Clients only ever see
+    /// an opaque UUID string.
     pub fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string().into())
+        Self(uuid::Uuid::now_v7().to_string().into())
     }
     pub fn as_str(&self) -> &str {
         &self.0

@@ -128,7 +128,7 @@ async fn handle(
     if ws_server::is_upgrade(req.headers()) {
         return ws_server::upgrade(s.clone(), peer, req).await;
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = nimbus_core::InvocationId::new().to_string();
     let (parts, body) = req.into_parts();
     let source_ip = peer.ip().to_string();
     let snap = s.snapshot.load_full();

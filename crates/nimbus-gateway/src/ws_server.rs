@@ -212,7 +212,7 @@ pub(crate) async fn manage(s: &Shared, id: String, req: Request) -> Response {
 
 /// A WebSocket upgrade request: authenticate, run `$connect`, upgrade.
 pub(crate) async fn upgrade(s: Arc<Shared>, peer: SocketAddr, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = nimbus_core::InvocationId::new().to_string();
     let snap = s.snapshot.load_full();
     if snap.ws.is_empty() {
         return gateway_error(
@@ -322,7 +322,7 @@ async fn session(s: Arc<Shared>, conn: Connection, mut socket: WebSocket) {
         .remove(&id);
     let snap = s.snapshot.load_full();
     if let Some(target) = snap.ws.get(DISCONNECT_ROUTE) {
-        let rid = uuid::Uuid::new_v4().to_string();
+        let rid = nimbus_core::InvocationId::new().to_string();
         let meta = EventMeta {
             request_id: &rid,
             time_epoch_ms: epoch_ms(),
@@ -339,7 +339,7 @@ fn dispatch(s: &Arc<Shared>, conn: &Arc<Conn>, data: Bytes, text: bool) {
     let conn = conn.clone();
     s.ws.tasks.clone().spawn(async move {
         let snap = s.snapshot.load_full();
-        let rid = uuid::Uuid::new_v4().to_string();
+        let rid = nimbus_core::InvocationId::new().to_string();
         let route = snap
             .ws_selector
             .as_ref()

@@ -174,7 +174,7 @@ pub(crate) fn node_heap_mb(memory_mb: u32) -> u64 {
 pub(crate) fn environment(
     spec: &InstanceSpec,
     instance: &str,
-    api: &str,
+    api: &RuntimeApiServer,
     runtime_dir: &Path,
     exec_env: Option<String>,
     tmp: &Path,
@@ -183,7 +183,7 @@ pub(crate) fn environment(
     let mut env: BTreeMap<String, String> = spec.environment.clone();
     let date = chrono::Utc::now().format("%Y/%m/%d");
     let reserved = [
-        ("AWS_LAMBDA_RUNTIME_API", api.to_string()),
+        ("AWS_LAMBDA_RUNTIME_API", api.addr.to_string()),
         ("_HANDLER", spec.handler.clone()),
         ("LAMBDA_TASK_ROOT", spec.code_dir.display().to_string()),
         ("LAMBDA_RUNTIME_DIR", runtime_dir.display().to_string()),
@@ -222,7 +222,7 @@ pub(crate) fn environment(
     } else {
         env.remove("NIMBUS_HANDLER_STYLE");
     }
-    process_environment(&mut env, spec.runtime, tmp);
+    process_environment(&mut env, spec.runtime, tmp, api);
     env.entry("LD_LIBRARY_PATH".into())
         .or_insert_with(|| format!("{0}:{0}/lib", spec.code_dir.display()));
     if spec.runtime == Runtime::Python3 && !python_path.is_empty() {
@@ -242,7 +242,16 @@ pub(crate) fn process_environment(
     env: &mut BTreeMap<String, String>,
     runtime: Runtime,
     tmp: &Path,
+    api: &RuntimeApiServer,
 ) {
+    // Read (and removed from the environment) by Nimbus's own bootstraps.
+    match &api.socket {
+        Some(path) => env.insert(
+            "NIMBUS_RUNTIME_API_SOCKET".into(),
+            path.display().to_string(),
+        ),
+        None => env.remove("NIMBUS_RUNTIME_API_SOCKET"),
+    };
     env.insert("TZ".into(), ":UTC".into());
     env.entry("LANG".into())
         .or_insert_with(|| "en_US.UTF-8".into());
@@ -332,6 +341,9 @@ impl Launcher {
             spec.timeout,
             user.map(|u| u.uid),
             assign_rx,
+            matches!(spec.runtime, Runtime::Python3 | Runtime::Nodejs)
+                .then(|| workdir.join("api.sock"))
+                .as_deref(),
         )
         .await
         .map_err(StartError::RuntimeApi)?;
@@ -352,13 +364,13 @@ impl Launcher {
 
         let (program, args, runtime_dir, exec_env) = command(c, &spec);
         let (env, cwd) = if assign_tx.is_some() {
-            let env = spare::environment(&spec, &server.addr.to_string(), &runtime_dir, &tmp);
+            let env = spare::environment(&spec, &server, &runtime_dir, &tmp);
             (env, runtime_dir.clone())
         } else {
             let env = environment(
                 &spec,
                 &id,
-                &server.addr.to_string(),
+                &server,
                 &runtime_dir,
                 exec_env,
                 &tmp,
@@ -501,7 +513,7 @@ impl ProcessInstance {
         let env = environment(
             &spec,
             &self.id,
-            &self.server.addr.to_string(),
+            &self.server,
             &runtime_dir,
             exec_env,
             &self.workdir.join("tmp"),

@@ -5,6 +5,13 @@
 //! the protocol. The server enforces the protocol's state machine (INIT → READY →
 //! INVOKING → READY …) with RIE's status codes and error bodies, and reports every
 //! transition to the instance driver as an [`ApiEvent`].
+//!
+//! The same server also listens on a Unix socket in the instance's directory,
+//! owned by the instance's uid with mode 0600. Nimbus's own bootstraps use it
+//! (`NIMBUS_RUNTIME_API_SOCKET`): the protocol is the same HTTP, but a
+//! round trip over a Unix socket skips the loopback TCP stack, which was the
+//! largest cost of a warm invocation on the server's side. Custom runtimes and
+//! the official runtime interface clients keep `AWS_LAMBDA_RUNTIME_API`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,7 +26,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 
 use crate::spec::Dispatch;
@@ -79,6 +86,8 @@ struct Shared {
 /// A running Runtime API server; dropped with its instance.
 pub struct RuntimeApiServer {
     pub addr: SocketAddr,
+    /// The Unix socket serving the same API (removed with the instance's directory).
+    pub socket: Option<std::path::PathBuf>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -94,15 +103,29 @@ impl RuntimeApiServer {
     /// With `owner`, only connections from sockets owned by that uid (the
     /// instance's own user) are served: other instances, which run as other uids,
     /// cannot reach this instance's invocations even though the port is on loopback.
+    ///
+    /// With `socket`, the API is also served on a Unix socket at that path,
+    /// made accessible to `owner` alone (or to Nimbus's own user without one).
     pub async fn start(
         next_rx: mpsc::Receiver<Dispatch>,
         events: mpsc::UnboundedSender<ApiEvent>,
         timeout: Duration,
         owner: Option<u32>,
         assignment: Option<tokio::sync::oneshot::Receiver<Bytes>>,
+        socket: Option<&std::path::Path>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        // Without the socket (a path too long for one, say) the bootstraps use TCP.
+        let unix = socket.and_then(|path| match bind_private(path, owner) {
+            Ok(l) => Some((l, path.to_path_buf())),
+            Err(e) => {
+                tracing::debug!("no Runtime API socket at {}: {e}", path.display());
+                None
+            }
+        });
+        let socket = unix.as_ref().map(|(_, path)| path.clone());
+        let unix = unix.map(|(l, _)| l);
         let shared = Arc::new(Shared {
             phase: Mutex::new(Phase::Init),
             next_rx: tokio::sync::Mutex::new(next_rx),
@@ -115,8 +138,16 @@ impl RuntimeApiServer {
             let shared = serving;
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
+                let accepted = tokio::select! {
+                    r = listener.accept() => r.map(|(stream, peer)| {
+                        Conn::Tcp(stream, peer)
+                    }),
+                    r = async { unix.as_ref().expect("polled only with a socket").accept().await }, if unix.is_some() => {
+                        r.map(|(stream, _)| Conn::Unix(stream))
+                    }
+                };
+                let conn = match accepted {
+                    Ok(conn) => conn,
                     Err(_) => {
                         // Out of descriptors or similar: back off instead of spinning.
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -124,38 +155,71 @@ impl RuntimeApiServer {
                     }
                 };
                 while conns.try_join_next().is_some() {}
-                if let Some(uid) = owner
-                    && let Ok(peer) = stream.peer_addr()
-                    && socket_owner(peer, addr) != Some(uid)
-                {
-                    tracing::warn!(%peer, "refused a Runtime API connection from a process of another user");
-                    drop(stream);
-                    continue;
-                }
                 if conns.len() >= MAX_CONNECTIONS {
                     // A runtime needs one connection; refusing more keeps a hostile
                     // instance from using up the server's descriptors.
-                    drop(stream);
                     continue;
                 }
-                let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(shared.clone(), req));
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                match conn {
+                    Conn::Tcp(stream, peer) => {
+                        if let Some(uid) = owner
+                            && socket_owner(peer, addr) != Some(uid)
+                        {
+                            tracing::warn!(%peer, "refused a Runtime API connection from a process of another user");
+                            continue;
+                        }
+                        let _ = stream.set_nodelay(true);
+                        conns.spawn(serve(shared, stream));
+                    }
+                    // The socket's owner and mode already admit only the instance.
+                    Conn::Unix(stream) => {
+                        conns.spawn(serve(shared, stream));
+                    }
+                }
             }
         });
-        Ok(Self { addr, shared, task })
+        Ok(Self {
+            addr,
+            socket,
+            shared,
+            task,
+        })
     }
 
     /// The timeout reported in `Lambda-Runtime-Deadline-Ms` from now on.
     pub fn set_timeout(&self, timeout: Duration) {
         *self.shared.timeout.lock().unwrap() = timeout;
     }
+}
+
+enum Conn {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn serve<S>(shared: Arc<Shared>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(shared.clone(), req));
+    let _ = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
+}
+
+/// Binds a Unix socket only `owner` may connect to: connecting needs write
+/// permission on the socket file, and the file is the owner's with mode 0600.
+fn bind_private(path: &std::path::Path, owner: Option<u32>) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(uid) = owner {
+        std::os::unix::fs::chown(path, Some(uid), None)?;
+    }
+    Ok(listener)
 }
 
 /// The uid owning the TCP socket `local` connected to `remote`, from

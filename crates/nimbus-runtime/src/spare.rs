@@ -20,6 +20,7 @@
 //! `LD_LIBRARY_PATH` for the process itself, `PYTHON*` interpreter flags,
 //! `NODE_OPTIONS`): functions that set such variables are always started fresh.
 
+use crate::runtime_api::RuntimeApiServer;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,19 +232,19 @@ fn start_reaper(launcher: &Arc<Launcher>) {
 /// its Runtime API, nothing of any function.
 pub(crate) fn environment(
     spec: &InstanceSpec,
-    api: &str,
+    api: &RuntimeApiServer,
     runtime_dir: &Path,
     tmp: &Path,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
-        ("AWS_LAMBDA_RUNTIME_API".to_string(), api.to_string()),
+        ("AWS_LAMBDA_RUNTIME_API".to_string(), api.addr.to_string()),
         ("NIMBUS_SPARE".to_string(), "1".to_string()),
         (
             "LAMBDA_RUNTIME_DIR".to_string(),
             runtime_dir.display().to_string(),
         ),
     ]);
-    process_environment(&mut env, spec.runtime, tmp);
+    process_environment(&mut env, spec.runtime, tmp, api);
     env
 }
 

@@ -114,6 +114,10 @@ impl SqliteLogStore {
                     );
                 }
                 let mut conn = writer;
+                // The pages appends touch (the tails of the table and its
+                // indexes) stay cached between batches instead of being read
+                // back from the file.
+                let _ = conn.pragma_update(None, "cache_size", -16 * 1024);
                 while let Ok((batch, done)) = rx.recv() {
                     let result = match batch {
                         Batch::Logs(lines) => insert(&mut conn, &lines),

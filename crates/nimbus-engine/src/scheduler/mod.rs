@@ -44,6 +44,15 @@ pub struct Scheduler {
     limits: Mutex<std::collections::HashMap<String, Arc<FunctionLimit>>>,
     /// New instances per second per function, and how many may start at once.
     scale_out: (f64, f64),
+    /// Busy instances of a function below which callers never queue for one
+    /// (see `pool::State::queue_for`).
+    queue_above: usize,
+}
+
+/// Four busy instances per CPU: while one waits for the server to hand it the
+/// next event, others keep the core working.
+fn default_queue_above() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get() * 4)
 }
 
 impl Scheduler {
@@ -66,7 +75,15 @@ impl Scheduler {
             pools: Mutex::new(Vec::new()),
             limits: Mutex::new(std::collections::HashMap::new()),
             scale_out: (100.0, 100.0),
+            queue_above: default_queue_above(),
         }
+    }
+
+    /// Sets how many instances of a function are busy before callers may queue
+    /// for one instead of starting another (`None`: the default, 4 per CPU).
+    pub fn with_queue_after(mut self, n: Option<usize>) -> Self {
+        self.queue_above = n.unwrap_or_else(default_queue_above).max(1);
+        self
     }
 
     /// Creates the pool for a newly deployed function version.
@@ -89,7 +106,7 @@ impl Scheduler {
         };
         // An existing limit wins: it carries the function's current reservation,
         // which a version's older snapshot must not overwrite.
-        let pool = Arc::new(Pool::new(spec, shared));
+        let pool = Arc::new(Pool::new(spec, shared, self.queue_above));
         let mut pools = self.pools.lock().unwrap();
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&pool));

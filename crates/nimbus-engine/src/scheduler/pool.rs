@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nimbus_runtime::{Instance, InstanceFactory, InstanceSpec, LogLine};
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::EngineError;
@@ -30,6 +30,36 @@ struct State {
     last_release: Option<Instant>,
     /// The idle period (its `last_release`) an instance was pre-warmed for.
     prewarmed_for: Option<Instant>,
+    /// Callers waiting for a busy instance instead of starting one, first
+    /// come first served: a released instance goes straight to the first of
+    /// them, so a newcomer cannot take it from under someone who waited.
+    queued: std::collections::VecDeque<oneshot::Sender<Box<dyn Instance>>>,
+    /// Cold starts whose first invocation has not ended: capacity on its way.
+    cold_running: usize,
+    timings: Timings,
+}
+
+/// What a pool has learned about its function: how long a warm invocation holds
+/// its instance and what a cold start costs the caller. Exponentially weighted
+/// averages (seconds), so they follow a function whose behaviour changes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    warm: Option<f64>,
+    cold: Option<f64>,
+}
+
+impl Timings {
+    /// Weight of the newest sample.
+    const ALPHA: f64 = 0.1;
+
+    fn record(&mut self, cold: bool, held: Duration) {
+        let slot = if cold { &mut self.cold } else { &mut self.warm };
+        let x = held.as_secs_f64();
+        *slot = Some(match *slot {
+            Some(avg) => avg + Self::ALPHA * (x - avg),
+            None => x,
+        });
+    }
 }
 
 /// Concurrency limits of one function, shared by the pools of all its versions
@@ -124,11 +154,64 @@ pub struct Pool {
     shared: Arc<FunctionLimit>,
     state: Mutex<State>,
     released: Notify,
+    /// Busy instances below which a caller never queues (see [`State::queue_for`]).
+    queue_above: usize,
+}
+
+/// What a caller without an idle instance does next.
+enum Next {
+    /// Wait until then for a busy instance to be handed over.
+    Queue(Instant, oneshot::Receiver<Box<dyn Instance>>),
+    /// Wait for a scale-out token (this long) or a release.
+    Token(Duration),
+    /// Wait for a release: the function is at its instance limit.
+    Limit,
+}
+
+impl State {
+    /// Whether a caller that finds no idle instance should wait for a busy one
+    /// rather than start another, and until when.
+    ///
+    /// Lambda starts an instance for every concurrent request. On one machine
+    /// that is the wrong trade for short invocations: a hello handler is done
+    /// in a tenth of a millisecond, a cold start takes tens, and thirty-two
+    /// processes sharing two cores run slower than four (context switches, cold
+    /// JIT and caches in each). So once `queue_above` instances are busy (a few
+    /// per CPU, enough to keep every core working while others wait on I/O), a
+    /// caller queues when the expected wait for a release (Little's law: queue
+    /// length × warm hold time ÷ busy instances) is shorter than a cold start,
+    /// and for at most one cold start's time, after which it starts an instance
+    /// anyway. Slow handlers (a wait longer than a cold start) and functions
+    /// whose timings are not known yet scale out exactly as before.
+    fn queue_for(
+        &mut self,
+        queue_above: usize,
+        now: Instant,
+        deadline: Instant,
+    ) -> Option<Instant> {
+        self.queued.retain(|w| !w.is_closed());
+        let busy = self.live - self.starting - self.idle.len();
+        if busy < queue_above.max(1) {
+            return None;
+        }
+        let (warm, cold) = (self.timings.warm?, self.timings.cold?);
+        let expected = warm * (self.queued.len() + 1) as f64 / busy as f64;
+        if expected >= cold {
+            return None;
+        }
+        let until = (now + Duration::from_secs_f64(cold)).min(deadline);
+        (until > now).then_some(until)
+    }
 }
 
 impl Pool {
-    pub(crate) fn new(spec: Arc<InstanceSpec>, shared: Arc<FunctionLimit>) -> Self {
+    pub(crate) fn new(
+        spec: Arc<InstanceSpec>,
+        shared: Arc<FunctionLimit>,
+        queue_above: usize,
+    ) -> Self {
         Self {
+            queue_above,
             spec,
             shared,
             state: Mutex::new(State {
@@ -139,6 +222,9 @@ impl Pool {
                 starting: 0,
                 last_release: None,
                 prewarmed_for: None,
+                queued: Default::default(),
+                cold_running: 0,
+                timings: Timings::default(),
             }),
             released: Notify::new(),
         }
@@ -169,9 +255,11 @@ impl Pool {
         deadline: Instant,
     ) -> Result<Lease, EngineError> {
         let slot = self.shared.claim(&self.spec.function)?;
+        // Set once a queued caller has waited as long as a cold start takes.
+        let mut waited_enough = false;
         loop {
             let released = self.released.notified();
-            let token_wait = {
+            let next = {
                 let mut s = self.state.lock().unwrap();
                 while let Some(mut idle) = s.idle.pop() {
                     if !idle.instance.is_alive() {
@@ -184,19 +272,33 @@ impl Pool {
                         instance: Some(idle.instance),
                         pool: self.clone(),
                         cold: false,
+                        acquired: Instant::now(),
                         _permit: permit,
                         _slot: slot,
                     });
                 }
                 let limit = self.shared.limit.load(Ordering::Relaxed);
+                let now = Instant::now();
                 if s.live < limit {
-                    let taken = self.shared.starts.lock().unwrap().take(Instant::now());
-                    match taken {
-                        Ok(()) => {
-                            s.live += 1;
-                            break;
+                    match s.queue_for(self.queue_above, now, deadline) {
+                        // Capacity on its way (cold starts take longer under
+                        // load than on average): keep waiting for it.
+                        Some(until) if !waited_enough || s.cold_running > 0 => {
+                            let (tx, rx) = oneshot::channel();
+                            s.queued.push_back(tx);
+                            Next::Queue(until, rx)
                         }
-                        Err(wait) => Some(wait),
+                        _ => {
+                            let taken = self.shared.starts.lock().unwrap().take(now);
+                            match taken {
+                                Ok(()) => {
+                                    s.live += 1;
+                                    s.cold_running += 1;
+                                    break;
+                                }
+                                Err(wait) => Next::Token(wait),
+                            }
+                        }
                     }
                 } else {
                     // At the reservation: throttle at once, unless instances are
@@ -207,38 +309,66 @@ impl Pool {
                             self.spec.function
                         )));
                     }
-                    None
+                    Next::Limit
                 }
             };
-            if let Some(wait) = token_wait {
-                // Scale-out rate reached: wait for a token or a free instance,
-                // whichever comes first, within the deadline.
-                if Instant::now() >= deadline {
-                    return Err(EngineError::TooManyRequests(format!(
-                        "function {} is scaling out faster than its rate of new instances allows",
-                        self.spec.function
-                    )));
+            match next {
+                Next::Queue(until, mut handed) => {
+                    let instance = match tokio::time::timeout_at(until.into(), &mut handed).await {
+                        Ok(Ok(instance)) => Some(instance),
+                        // The pool was retired: look again.
+                        Ok(Err(_)) => None,
+                        Err(_) => {
+                            waited_enough = true;
+                            // An instance handed over just as the wait ended is still ours.
+                            handed.close();
+                            handed.try_recv().ok()
+                        }
+                    };
+                    if let Some(instance) = instance {
+                        return Ok(Lease {
+                            instance: Some(instance),
+                            pool: self.clone(),
+                            cold: false,
+                            acquired: Instant::now(),
+                            _permit: permit,
+                            _slot: slot,
+                        });
+                    }
                 }
-                let until = (Instant::now() + wait).min(deadline);
-                let _ = tokio::time::timeout_at(until.into(), released).await;
-                continue;
-            }
-            if tokio::time::timeout_at(deadline.into(), released)
-                .await
-                .is_err()
-            {
-                return Err(EngineError::TooManyRequests(format!(
-                    "function {} is at its limit of {} concurrent instances",
-                    self.spec.function,
-                    self.shared.limit.load(Ordering::Relaxed)
-                )));
+                Next::Token(wait) => {
+                    // Scale-out rate reached: wait for a token or a free instance,
+                    // whichever comes first, within the deadline.
+                    if Instant::now() >= deadline {
+                        return Err(EngineError::TooManyRequests(format!(
+                            "function {} is scaling out faster than its rate of new instances allows",
+                            self.spec.function
+                        )));
+                    }
+                    let until = (Instant::now() + wait).min(deadline);
+                    let _ = tokio::time::timeout_at(until.into(), released).await;
+                }
+                Next::Limit => {
+                    if tokio::time::timeout_at(deadline.into(), released)
+                        .await
+                        .is_err()
+                    {
+                        return Err(EngineError::TooManyRequests(format!(
+                            "function {} is at its limit of {} concurrent instances",
+                            self.spec.function,
+                            self.shared.limit.load(Ordering::Relaxed)
+                        )));
+                    }
+                }
             }
         }
+        let acquired = Instant::now();
         match factory.start(self.spec.clone(), logs.clone()).await {
             Ok(instance) => Ok(Lease {
                 instance: Some(instance),
                 pool: self.clone(),
                 cold: true,
+                acquired,
                 _permit: permit,
                 _slot: slot,
             }),
@@ -250,14 +380,37 @@ impl Pool {
     }
 
     fn forget_one(&self) {
-        self.state.lock().unwrap().live -= 1;
+        let mut s = self.state.lock().unwrap();
+        s.live -= 1;
+        s.cold_running -= 1;
+        drop(s);
         self.released.notify_one();
     }
 
-    fn give_back(&self, instance: Box<dyn Instance>, healthy: bool) {
+    fn give_back(
+        &self,
+        instance: Box<dyn Instance>,
+        healthy: bool,
+        cold: bool,
+        held: Option<Duration>,
+    ) {
         let mut s = self.state.lock().unwrap();
         s.last_release = Some(Instant::now());
+        if cold {
+            s.cold_running -= 1;
+        }
+        if let Some(held) = held {
+            s.timings.record(cold, held);
+        }
         if healthy && !s.retired && s.live <= self.shared.limit.load(Ordering::Relaxed) {
+            let mut instance = instance;
+            while let Some(waiter) = s.queued.pop_front() {
+                match waiter.send(instance) {
+                    Ok(()) => return,
+                    // That caller stopped waiting.
+                    Err(back) => instance = back,
+                }
+            }
             s.idle.push(Idle {
                 instance,
                 since: Instant::now(),
@@ -424,6 +577,7 @@ impl Pool {
         let idle = {
             let mut s = self.state.lock().unwrap();
             s.retired = true;
+            s.queued.clear();
             s.live -= s.idle.len();
             std::mem::take(&mut s.idle)
         };
@@ -440,6 +594,8 @@ pub struct Lease {
     instance: Option<Box<dyn Instance>>,
     pool: Arc<Pool>,
     cold: bool,
+    /// When the caller got the instance (cold: when it began starting it).
+    acquired: Instant,
     _permit: OwnedSemaphorePermit,
     _slot: Slot,
 }
@@ -457,7 +613,9 @@ impl Lease {
 
     pub fn release(mut self, healthy: bool) {
         if let Some(i) = self.instance.take() {
-            self.pool.give_back(i, healthy);
+            // Only completed, healthy invocations teach the pool its timings.
+            let held = healthy.then(|| self.acquired.elapsed());
+            self.pool.give_back(i, healthy, self.cold, held);
         }
     }
 }
@@ -465,7 +623,91 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(i) = self.instance.take() {
-            self.pool.give_back(i, false);
+            self.pool.give_back(i, false, self.cold, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(live: usize, warm: Option<f64>, cold: Option<f64>) -> State {
+        State {
+            idle: Vec::new(),
+            live,
+            retired: false,
+            warm_target: 0,
+            starting: 0,
+            last_release: None,
+            prewarmed_for: None,
+            queued: Default::default(),
+            cold_running: 0,
+            timings: Timings { warm, cold },
+        }
+    }
+
+    #[test]
+    fn short_invocations_queue_once_enough_instances_are_busy() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(2);
+        // 1 ms invocations, 20 ms cold starts, 4 busy instances.
+        let mut s = state(4, Some(0.001), Some(0.020));
+        assert_eq!(
+            s.queue_for(4, now, deadline),
+            Some(now + Duration::from_millis(20)),
+            "waits at most one cold start"
+        );
+        assert_eq!(s.queue_for(5, now, deadline), None, "below the threshold");
+        // Callers that stopped waiting are not counted.
+        for _ in 0..79 {
+            s.queued.push_back(oneshot::channel().0);
+        }
+        assert!(s.queue_for(4, now, deadline).is_some());
+        assert!(s.queued.is_empty());
+        // With 79 callers queued the expected wait (80 × 1 ms ÷ 4) is as long
+        // as a cold start: scale out.
+        let receivers: Vec<_> = (0..79)
+            .map(|_| {
+                let (tx, rx) = oneshot::channel();
+                s.queued.push_back(tx);
+                rx
+            })
+            .collect();
+        assert_eq!(s.queue_for(4, now, deadline), None);
+        drop(receivers);
+    }
+
+    #[test]
+    fn slow_or_unknown_functions_scale_out() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(2);
+        let mut slow = state(8, Some(0.5), Some(0.05));
+        assert_eq!(slow.queue_for(4, now, deadline), None);
+        let mut unknown = state(8, Some(0.001), None);
+        assert_eq!(unknown.queue_for(4, now, deadline), None);
+        let mut fast = state(8, Some(0.001), Some(0.05));
+        assert_eq!(
+            fast.queue_for(4, now, now),
+            None,
+            "no time left to wait (--queue-wait 0)"
+        );
+        assert_eq!(
+            fast.queue_for(4, now, now + Duration::from_millis(10)),
+            Some(now + Duration::from_millis(10)),
+            "the wait ends at the caller's deadline"
+        );
+    }
+
+    #[test]
+    fn timings_follow_the_function() {
+        let mut t = Timings::default();
+        t.record(false, Duration::from_millis(10));
+        assert_eq!(t.warm, Some(0.010));
+        for _ in 0..100 {
+            t.record(false, Duration::from_millis(1));
+        }
+        assert!((t.warm.unwrap() - 0.001).abs() < 0.0001);
+        assert_eq!(t.cold, None);
     }
 }

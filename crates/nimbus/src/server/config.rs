@@ -66,6 +66,13 @@ pub struct ServerArgs {
     /// New instances a function may start at once before the rate applies.
     #[arg(long, default_value_t = 50.0)]
     pub scale_out_burst: f64,
+    /// Busy instances of one function before a new call may wait for one of them
+    /// to finish instead of starting another: it waits when, by the function's
+    /// measured durations, that is quicker than a cold start (default: 4 per CPU;
+    /// a number above --max-instances-per-function starts an instance for every
+    /// concurrent call, as Lambda does).
+    #[arg(long)]
+    pub queue_after_instances: Option<usize>,
     /// How long a synchronous call waits for a free instance before a 429.
     #[arg(long, default_value = "2s")]
     pub queue_wait: humantime::Duration,

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::ServerArgs;
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    init_tracing();
+    // Flushes what is still buffered when the server returns.
+    let _log_flush = init_tracing();
     // Files the server creates are private unless it opens them up on purpose
     // (the database holds functions' environment variables).
     // SAFETY: umask has no preconditions.
@@ -83,7 +84,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 args.keep_alive_bin.into(),
             ),
         )
-        .with_scale_out(args.scale_out_rate, args.scale_out_burst),
+        .with_scale_out(args.scale_out_rate, args.scale_out_burst)
+        .with_queue_after(args.queue_after_instances),
     );
     let registry = Arc::new(Registry::default());
     let control = Arc::new(ControlPlane::new(
@@ -330,12 +332,25 @@ fn keep_alive_policy(
     }
 }
 
-fn init_tracing() {
+/// The server's own log (and the gateway's access log, a line per request) goes
+/// to stderr from a writer thread: the request path only queues the line, and
+/// the writer coalesces whatever is queued into one write, flushed as soon as
+/// the queue is empty. Lines are never dropped (a full queue makes the logging
+/// task wait instead).
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("nimbus-log-stderr")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
         .try_init();
+    guard
 }

@@ -195,6 +195,57 @@ def handler(event, context):
     assert_eq!(r.json()["errorType"], "Runtime.MarshalError");
 }
 
+/// Short invocations wait for a busy instance rather than start one per
+/// concurrent caller once `--queue-after-instances` are busy (a cold start
+/// costs more than the wait); slow ones still scale out (the test above).
+#[test]
+fn short_calls_share_busy_instances_instead_of_scaling_out() {
+    let s = Server::start_with(&["--queue-after-instances", "2"]);
+    deploy_py(
+        &s,
+        "quick",
+        "def handler(e, c):\n    return c.log_stream_name\n",
+        json!({}),
+    );
+    // One cold and a few warm calls teach the pool both timings.
+    for _ in 0..5 {
+        s.invoke("quick", &json!({})).json();
+    }
+    let callers = 16;
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let url = s.url.clone();
+            std::thread::spawn(move || {
+                let client = authed_client();
+                (0..25)
+                    .map(|_| {
+                        let r = client
+                            .post(format!("{url}/v1/functions/quick/invoke"))
+                            .body("{}")
+                            .send()
+                            .unwrap();
+                        assert_eq!(r.status(), 200);
+                        r.json::<serde_json::Value>()
+                            .unwrap()
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let streams: std::collections::HashSet<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        streams.len() <= callers / 2,
+        "{callers} concurrent callers of a sub-millisecond handler ran on {} instances: {streams:?}",
+        streams.len()
+    );
+}
+
 #[test]
 fn busy_function_scales_out() {
     let s = Server::start();
