@@ -191,3 +191,64 @@ def handler(e, c):
     assert!(!again.cold());
     assert_eq!(again.json(), api);
 }
+
+/// Nimbus's bootstraps reach their Runtime API over a Unix socket in the
+/// instance's directory: it belongs to the instance's uid with mode 0600, so
+/// another instance (another uid) cannot connect, and the variable naming it is
+/// not part of the function's environment.
+#[test]
+fn an_instance_cannot_use_another_instances_runtime_api_socket() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(is_root(), "the sandbox tests need root (uid switching)");
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "victim",
+        "import os\ndef handler(e, c):\n    return {'stream': c.log_stream_name, 'uid': os.getuid(), 'env': 'NIMBUS_RUNTIME_API_SOCKET' in os.environ}\n",
+        json!({}),
+    );
+    deploy_py(
+        &s,
+        "spy",
+        r#"
+import socket
+def handler(e, c):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(e["path"])
+    except OSError as ex:
+        return "refused: " + type(ex).__name__
+    s.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.settimeout(1)
+    try:
+        return "answered: " + s.recv(100).decode("latin-1")
+    except OSError as ex:
+        return "connected: " + type(ex).__name__
+"#,
+        json!({}),
+    );
+    let victim = s.invoke("victim", &json!({})).json();
+    assert_eq!(
+        victim["env"],
+        json!(false),
+        "the socket's variable is the bootstrap's, not the function's"
+    );
+    let stream = victim["stream"].as_str().unwrap();
+    let instance = stream.rsplit(']').next().unwrap();
+    let path = s
+        .data_dir
+        .with_file_name("run")
+        .join("instances")
+        .join(instance)
+        .join("api.sock");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid() as u64, victim["uid"].as_u64().unwrap());
+
+    let got = s.invoke("spy", &json!({"path": path})).json();
+    assert_eq!(got, json!("refused: PermissionError"));
+    // The victim is unaffected and still warm.
+    let again = s.invoke("victim", &json!({}));
+    assert!(!again.cold());
+    assert_eq!(again.json()["stream"], victim["stream"]);
+}
