@@ -419,8 +419,8 @@ function connect() {
 // Send a complete request (head and body as one string). cb(head, body)
 // runs once the whole response has arrived; `body` may be a view into the shared
 // read buffer and must be consumed synchronously.
-function request(data, cb, isPost) {
-  send({ data, cb, got: false, retry: true, isPost });
+function request(data, cb, isPost, chained = false) {
+  send({ data, cb, got: false, retry: true, isPost, chained, written: false });
 }
 
 function send(r) {
@@ -428,7 +428,17 @@ function send(r) {
   resetParser();
   if (sock === null) connect();
   else sock.ref();
-  if (r.data !== null) sock.write(r.data);
+  if (r.data === null) return;
+  if (r.chained) sock.write(r.data, () => onChainedWritten(r));
+  else sock.write(r.data);
+}
+
+// A chained result is answered only by the next invocation, so a runtime that
+// must exit leaves as soon as the result is written: the server reads it before
+// it sees the socket close.
+function onChainedWritten(r) {
+  r.written = true;
+  if (exitCode !== null && req === r) process.exit(exitCode);
 }
 
 function onRead(s, n, buf) {
@@ -937,20 +947,31 @@ function complete(st, result) {
   if (body === undefined) body = 'null';
   st.posted = true;
   if (inv === st) beforeExitAction = null;
-  postResult(postRequest(st.path + '/response', body, ''));
+  postOutcome(st.path + '/response', body);
+}
+
+// With Nimbus's own socket, a result is posted with Nimbus-Await-Next and its
+// answer is the next invocation instead of 202 (see runtime_api.rs): one message
+// each way per invocation. Not once the runtime is about to exit.
+const AWAIT_NEXT = API_SOCKET !== null;
+const AWAIT_NEXT_HEADER = 'Nimbus-Await-Next: 1\r\n';
+
+function postOutcome(p, body) {
+  const chained = AWAIT_NEXT && exitCode === null;
+  postResult(postRequest(p, body, chained ? AWAIT_NEXT_HEADER : ''), chained);
 }
 
 // Post a result once output written through process.stdout/stderr has drained.
 let postQueued = false;
-function postResult(data) {
+function postResult(data, chained = false) {
   if (touchedStreams.length === 0 || stdioPending() === null) {
-    request(data, onPosted, true);
+    request(data, onPosted, true, chained);
     return;
   }
   postQueued = true;
   afterStdioFlushed(() => {
     postQueued = false;
-    request(data, onPosted, true);
+    request(data, onPosted, true, chained);
   });
 }
 
@@ -959,10 +980,10 @@ function postError(st, err) {
   st.posted = true;
   if (inv === st) beforeExitAction = null;
   logStructuredError('Invoke Error', err);
-  postResult(postRequest(st.path + '/error', JSON.stringify(toRapidResponse(err)), ''));
+  postOutcome(st.path + '/error', JSON.stringify(toRapidResponse(err)));
 }
 
-function onPosted() {
+function onPosted(h, body) {
   if (exitCode !== null) process.exit(exitCode);
   const st = inv;
   if (st !== null && st.stream !== null) {
@@ -971,7 +992,10 @@ function onPosted() {
     return;
   }
   inv = null;
-  nextInvocation();
+  // The answer to a chained result is the next invocation; otherwise 202 (or a
+  // refusal such as 413, after which the runtime asks for the next one itself).
+  if (h.status === 200) onNext(h, body);
+  else nextInvocation();
 }
 
 // ---------------------------------------------------------------------------
@@ -1221,8 +1245,12 @@ function fatal(err, code, label) {
     }
     return;
   }
-  // The result is already on its way: exit once the server has answered it.
-  if (postQueued || (req !== null && req.isPost)) return;
+  // The result is already on its way: exit once the server has answered it (a
+  // chained one: once it is written).
+  if (postQueued || (req !== null && req.isPost)) {
+    if (req !== null && req.chained && req.written) process.exit(code);
+    return;
+  }
   process.exit(code);
 }
 

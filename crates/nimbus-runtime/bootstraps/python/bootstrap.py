@@ -603,13 +603,17 @@ _NEXT_REQUEST = (
 )
 _INVOCATION_PATH = b"POST /2018-06-01/runtime/invocation/"
 _CT_JSON = b"application/json"
+# With Nimbus's own socket, a result is posted with Nimbus-Await-Next and its
+# answer is the next invocation instead of 202 (see runtime_api.rs): one
+# message each way per invocation.
+_AWAIT_NEXT = b"Nimbus-Await-Next: 1\r\n" if _API_SOCKET else b""
 # Request heads of the success path, up to the Content-Length value.
 _RESPONSE_JSON_TAIL = (
-    b"/response HTTP/1.1\r\n" + _COMMON_HEADERS
+    b"/response HTTP/1.1\r\n" + _COMMON_HEADERS + _AWAIT_NEXT
     + b"Content-Type: application/json\r\nContent-Length: "
 )
 _RESPONSE_UNKNOWN_TAIL = (
-    b"/response HTTP/1.1\r\n" + _COMMON_HEADERS
+    b"/response HTTP/1.1\r\n" + _COMMON_HEADERS + _AWAIT_NEXT
     + b"Content-Type: application/unknown\r\nContent-Length: "
 )
 
@@ -618,8 +622,8 @@ def _header_value(s):
     return s.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
 
 
-def _post(start, payload, content_type, error_type=None):
-    head = start + b" HTTP/1.1\r\n" + _COMMON_HEADERS + b"Content-Type: " + content_type + b"\r\n"
+def _post(start, payload, content_type, error_type=None, extra=b""):
+    head = start + b" HTTP/1.1\r\n" + _COMMON_HEADERS + extra + b"Content-Type: " + content_type + b"\r\n"
     if error_type is not None:
         head += b"Lambda-Runtime-Function-Error-Type: " + _header_value(error_type) + b"\r\n"
     return _http.request(head + b"Content-Length: %d\r\n\r\n" % len(payload), payload)
@@ -1153,11 +1157,17 @@ def _run(handler):
     Fault = _Fault
     flush = _flush
 
+    await_next = _AWAIT_NEXT
+    received = None  # the next invocation, when it came as the answer to a result
     while True:
-        try:
-            status, head, body = request(next_request)
-        except _RuntimeApiError as e:
-            _fatal("GET /runtime/invocation/next failed: %s" % e)
+        if received is None:
+            try:
+                status, head, body = request(next_request)
+            except _RuntimeApiError as e:
+                _fatal("GET /runtime/invocation/next failed: %s" % e)
+        else:
+            status, head, body = received
+            received = None
         if status != 200:
             _fatal("GET /runtime/invocation/next answered %d: %r" % (status, body[:512]))
         get = parse_headers(head).get
@@ -1225,10 +1235,13 @@ def _run(handler):
             error = _exception_error(sys.exc_info(), request_id)
 
         rid = request_id.encode("latin-1")
+        # Drop references to this invocation's objects before blocking on the
+        # next one (frees big events/results; finalizers run now, not later).
+        body = event = result = context = None
         try:
             if error is None:
                 flush()
-                status, _, rbody = request(
+                status, rhead, rbody = request(
                     invocation_path + rid + tail + b"%d\r\n\r\n" % len(payload), payload
                 )
             else:
@@ -1239,18 +1252,19 @@ def _run(handler):
                 except Exception:
                     doc = dumps(_make_error(repr(error.get("errorMessage")),
                                             error.get("errorType"), None, request_id))
-                status, _, rbody = _post(
+                status, rhead, rbody = _post(
                     invocation_path + rid + b"/error",
                     doc.encode("utf-8", "replace"),
                     _CT_JSON,
                     error["errorType"],
+                    await_next,
                 )
         except _RuntimeApiError as e:
             _fatal("posting the result of %s failed: %s" % (request_id, e))
-        # Drop references to this invocation's objects before blocking on the
-        # next one (frees big events/results; finalizers run now, not later).
-        body = event = result = context = payload = error = None
-        if not 200 <= status < 300:
+        payload = error = None
+        if status == 200 and await_next:
+            received = (status, rhead, rbody)
+        elif not 200 <= status < 300:
             _write(
                 sys.stderr,
                 "[WARNING] Nimbus bootstrap: Runtime API answered %d for %s: %r\n"

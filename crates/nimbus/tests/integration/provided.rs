@@ -147,3 +147,56 @@ fn python_awslambdaric_client() {
     assert_eq!(r.function_error().as_deref(), Some("Unhandled"));
     assert_eq!(r.json()["errorType"], "KeyError");
 }
+
+/// Nimbus's one extension of the invocation protocol: a result posted with
+/// `Nimbus-Await-Next` is answered with the next invocation (status 200 and
+/// its headers, as `GET /next` gives it) instead of `202`; without the header
+/// the answer is Lambda's `202`.
+#[test]
+fn a_result_posted_with_await_next_is_answered_with_the_next_invocation() {
+    let bootstrap = br#"#!/usr/bin/python3
+import http.client, json, os
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+conn = http.client.HTTPConnection(host, int(port))
+received = None
+while True:
+    if received is None:
+        conn.request("GET", "/2018-06-01/runtime/invocation/next")
+        r = conn.getresponse()
+        via = "next"
+    else:
+        r, via = received, "await-next"
+        received = None
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    event = json.loads(r.read())
+    result = json.dumps({"via": via, "event": event, "rid": rid})
+    headers = {"Content-Type": "application/json"}
+    if event.get("await_next"):
+        headers["Nimbus-Await-Next"] = "1"
+    conn.request("POST", "/2018-06-01/runtime/invocation/%s/response" % rid, result, headers)
+    a = conn.getresponse()
+    if a.status == 200:
+        received = a
+    else:
+        assert a.status == 202, a.status
+        a.read()
+"#;
+    let s = Server::start();
+    s.deploy(
+        "chained",
+        "provided",
+        "x",
+        zip_of(&[("bootstrap", bootstrap, 0o755)]),
+        json!({}),
+    );
+    let first = s.invoke("chained", &json!({"await_next": true}));
+    assert_eq!(first.json()["via"], "next");
+    let second = s.invoke("chained", &json!({"await_next": false}));
+    assert!(!second.cold());
+    let v = second.json();
+    assert_eq!(v["via"], "await-next", "{v}");
+    assert_eq!(v["event"], json!({"await_next": false}));
+    assert_eq!(v["rid"].as_str(), Some(second.request_id().as_str()));
+    // That result went without the header: 202, and the next call is a GET /next.
+    assert_eq!(s.invoke("chained", &json!({})).json()["via"], "next");
+}
