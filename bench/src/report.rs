@@ -443,7 +443,7 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "         Nimbus may start one instance per concurrent request, bare is one process"
+                "         Nimbus starts up to 4 instances per CPU, then queues short calls; bare is one process"
             )?;
         }
 
