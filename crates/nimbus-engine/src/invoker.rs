@@ -236,8 +236,9 @@ async fn run(
         max_used_mb,
         result.init_duration,
     );
-    emit(end_line.clone()).await;
-    emit(report_line.clone()).await;
+    // END and REPORT are one stored row (the store gives them back as two
+    // lines): a warm invocation writes two rows instead of three.
+    emit(format!("{end_line}\n{report_line}")).await;
     for l in &result.platform_lines {
         emit(l.clone()).await;
     }

@@ -29,6 +29,12 @@ pub struct LogRecord {
     pub message: String,
 }
 
+/// Rows whose message starts with this and holds newlines are several
+/// platform lines stored as one (END and REPORT of an invocation) and are
+/// read back as separate lines with the same id. A function's own output never
+/// holds a newline: the pipe splits it into lines.
+pub const MULTI_LINE_PREFIX: &str = "END RequestId: ";
+
 /// A stored line; `id` is a cursor that only grows.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StoredLog {
@@ -269,7 +275,28 @@ impl LogStore for SqliteLogStore {
                     })
                 },
             )?;
-            let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::new();
+            for row in rows {
+                let row = row?;
+                if row.message.starts_with(MULTI_LINE_PREFIX) && row.message.contains('\n') {
+                    // A platform row holding several lines (END and REPORT).
+                    let lines: Vec<&str> = if newest_first {
+                        row.message.rsplit('\n').collect()
+                    } else {
+                        row.message.split('\n').collect()
+                    };
+                    for line in lines {
+                        out.push(StoredLog {
+                            message: line.to_string(),
+                            instance: row.instance.clone(),
+                            request_id: row.request_id.clone(),
+                            ..row
+                        });
+                    }
+                } else {
+                    out.push(row);
+                }
+            }
             if newest_first {
                 out.reverse();
             }
@@ -303,6 +330,51 @@ mod tests {
             instance: "i".into(),
             request_id: Some("r".into()),
             message: msg.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_of_platform_lines_reads_back_as_lines_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = SqliteLogStore::new(
+            crate::open_database(&path).unwrap(),
+            crate::open_database(&path).unwrap(),
+        );
+        store
+            .append(vec![
+                line("f", 1, "START RequestId: r Version: $LATEST"),
+                line("f", 2, "hello\nnot split: not a platform row"),
+                line(
+                    "f",
+                    3,
+                    "END RequestId: r\nREPORT RequestId: r\tDuration: 1.00 ms",
+                ),
+            ])
+            .await
+            .unwrap();
+        let expected = [
+            "START RequestId: r Version: $LATEST",
+            "hello\nnot split: not a platform row",
+            "END RequestId: r",
+            "REPORT RequestId: r\tDuration: 1.00 ms",
+        ];
+        for after_id in [None, Some(0)] {
+            let got = store
+                .query(LogQuery {
+                    function: "f".into(),
+                    after_id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                got.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+                expected,
+                "newest first: {}",
+                after_id.is_none()
+            );
+            assert_eq!(got[2].id, got[3].id, "one cursor for both lines");
         }
     }
 
