@@ -47,7 +47,12 @@ pub struct Scheduler {
     /// Busy instances of a function below which callers never queue for one
     /// (see `pool::State::queue_for`).
     queue_above: usize,
+    /// Invocations after which an instance is replaced (0: never).
+    max_uses: u64,
 }
+
+/// Invocations an instance runs before it is replaced.
+pub const DEFAULT_MAX_USES: u64 = 100_000;
 
 /// Four busy instances per CPU: while one waits for the server to hand it the
 /// next event, others keep the core working.
@@ -76,7 +81,14 @@ impl Scheduler {
             limits: Mutex::new(std::collections::HashMap::new()),
             scale_out: (100.0, 100.0),
             queue_above: default_queue_above(),
+            max_uses: DEFAULT_MAX_USES,
         }
+    }
+
+    /// Replaces an instance after it has run `n` invocations (0: never).
+    pub fn with_max_invocations_per_instance(mut self, n: u64) -> Self {
+        self.max_uses = n;
+        self
     }
 
     /// Sets how many instances of a function are busy before callers may queue
@@ -106,7 +118,7 @@ impl Scheduler {
         };
         // An existing limit wins: it carries the function's current reservation,
         // which a version's older snapshot must not overwrite.
-        let pool = Arc::new(Pool::new(spec, shared, self.queue_above));
+        let pool = Arc::new(Pool::new(spec, shared, self.queue_above, self.max_uses));
         let mut pools = self.pools.lock().unwrap();
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&pool));

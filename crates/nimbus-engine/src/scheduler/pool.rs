@@ -14,6 +14,8 @@ const PROVISION_INIT_LIMIT: Duration = Duration::from_secs(60);
 struct Idle {
     instance: Box<dyn Instance>,
     since: Instant,
+    /// Invocations the instance has run.
+    uses: u64,
 }
 
 struct State {
@@ -33,7 +35,7 @@ struct State {
     /// Callers waiting for a busy instance instead of starting one, first
     /// come first served: a released instance goes straight to the first of
     /// them, so a newcomer cannot take it from under someone who waited.
-    queued: std::collections::VecDeque<oneshot::Sender<Box<dyn Instance>>>,
+    queued: std::collections::VecDeque<oneshot::Sender<Idle>>,
     /// Cold starts whose first invocation has not ended: capacity on its way.
     cold_running: usize,
     timings: Timings,
@@ -156,12 +158,14 @@ pub struct Pool {
     released: Notify,
     /// Busy instances below which a caller never queues (see [`State::queue_for`]).
     queue_above: usize,
+    /// Invocations after which an instance is replaced (0: never).
+    max_uses: u64,
 }
 
 /// What a caller without an idle instance does next.
 enum Next {
     /// Wait until then for a busy instance to be handed over.
-    Queue(Instant, oneshot::Receiver<Box<dyn Instance>>),
+    Queue(Instant, oneshot::Receiver<Idle>),
     /// Wait for a scale-out token (this long) or a release.
     Token(Duration),
     /// Wait for a release: the function is at its instance limit.
@@ -209,9 +213,11 @@ impl Pool {
         spec: Arc<InstanceSpec>,
         shared: Arc<FunctionLimit>,
         queue_above: usize,
+        max_uses: u64,
     ) -> Self {
         Self {
             queue_above,
+            max_uses,
             spec,
             shared,
             state: Mutex::new(State {
@@ -273,6 +279,7 @@ impl Pool {
                         pool: self.clone(),
                         cold: false,
                         acquired: Instant::now(),
+                        uses: idle.uses,
                         _permit: permit,
                         _slot: slot,
                     });
@@ -325,12 +332,13 @@ impl Pool {
                             handed.try_recv().ok()
                         }
                     };
-                    if let Some(instance) = instance {
+                    if let Some(handed) = instance {
                         return Ok(Lease {
-                            instance: Some(instance),
+                            instance: Some(handed.instance),
                             pool: self.clone(),
                             cold: false,
                             acquired: Instant::now(),
+                            uses: handed.uses,
                             _permit: permit,
                             _slot: slot,
                         });
@@ -369,6 +377,7 @@ impl Pool {
                 pool: self.clone(),
                 cold: true,
                 acquired,
+                uses: 0,
                 _permit: permit,
                 _slot: slot,
             }),
@@ -393,6 +402,7 @@ impl Pool {
         healthy: bool,
         cold: bool,
         held: Option<Duration>,
+        uses: u64,
     ) {
         let mut s = self.state.lock().unwrap();
         s.last_release = Some(Instant::now());
@@ -402,19 +412,26 @@ impl Pool {
         if let Some(held) = held {
             s.timings.record(cold, held);
         }
-        if healthy && !s.retired && s.live <= self.shared.limit.load(Ordering::Relaxed) {
-            let mut instance = instance;
-            while let Some(waiter) = s.queued.pop_front() {
-                match waiter.send(instance) {
-                    Ok(()) => return,
-                    // That caller stopped waiting.
-                    Err(back) => instance = back,
-                }
-            }
-            s.idle.push(Idle {
+        // An instance that has run `max_uses` invocations is replaced, as
+        // gunicorn's max_requests does: whatever it leaks (glibc keeps every
+        // value ever given to setenv, and the runtimes set _X_AMZN_TRACE_ID on
+        // every invocation: 140 MB per million) cannot add up to an OOM kill.
+        let worn_out = self.max_uses != 0 && uses >= self.max_uses;
+        if healthy && !worn_out && !s.retired && s.live <= self.shared.limit.load(Ordering::Relaxed)
+        {
+            let mut idle = Idle {
                 instance,
                 since: Instant::now(),
-            });
+                uses,
+            };
+            while let Some(waiter) = s.queued.pop_front() {
+                match waiter.send(idle) {
+                    Ok(()) => return,
+                    // That caller stopped waiting.
+                    Err(back) => idle = back,
+                }
+            }
+            s.idle.push(idle);
             drop(s);
         } else {
             s.live -= 1;
@@ -556,6 +573,7 @@ impl Pool {
                             Idle {
                                 instance,
                                 since: Instant::now(),
+                                uses: 0,
                             },
                         );
                         drop(s);
@@ -596,6 +614,8 @@ pub struct Lease {
     cold: bool,
     /// When the caller got the instance (cold: when it began starting it).
     acquired: Instant,
+    /// Invocations the instance ran before this one.
+    uses: u64,
     _permit: OwnedSemaphorePermit,
     _slot: Slot,
 }
@@ -615,7 +635,8 @@ impl Lease {
         if let Some(i) = self.instance.take() {
             // Only completed, healthy invocations teach the pool its timings.
             let held = healthy.then(|| self.acquired.elapsed());
-            self.pool.give_back(i, healthy, self.cold, held);
+            self.pool
+                .give_back(i, healthy, self.cold, held, self.uses + 1);
         }
     }
 }
@@ -623,7 +644,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(i) = self.instance.take() {
-            self.pool.give_back(i, false, self.cold, None);
+            self.pool
+                .give_back(i, false, self.cold, None, self.uses + 1);
         }
     }
 }

@@ -73,6 +73,11 @@ pub struct ServerArgs {
     /// concurrent call, as Lambda does).
     #[arg(long)]
     pub queue_after_instances: Option<usize>,
+    /// Invocations after which an instance is replaced by a fresh one (as
+    /// gunicorn's max_requests), so that slow leaks in a runtime or a handler
+    /// never end in an out-of-memory kill under sustained load; 0 never replaces
+    #[arg(long, default_value_t = nimbus_engine::scheduler::DEFAULT_MAX_USES)]
+    pub max_invocations_per_instance: u64,
     /// How long a synchronous call waits for a free instance before a 429.
     #[arg(long, default_value = "2s")]
     pub queue_wait: humantime::Duration,

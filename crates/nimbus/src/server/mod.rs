@@ -85,7 +85,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
         )
         .with_scale_out(args.scale_out_rate, args.scale_out_burst)
-        .with_queue_after(args.queue_after_instances),
+        .with_queue_after(args.queue_after_instances)
+        .with_max_invocations_per_instance(args.max_invocations_per_instance),
     );
     let registry = Arc::new(Registry::default());
     let control = Arc::new(ControlPlane::new(

@@ -246,6 +246,29 @@ fn short_calls_share_busy_instances_instead_of_scaling_out() {
     );
 }
 
+/// An instance is replaced after `--max-invocations-per-instance` calls, so a
+/// slow leak (glibc keeps every value the runtime sets for _X_AMZN_TRACE_ID)
+/// cannot grow into an out-of-memory kill.
+#[test]
+fn instances_are_replaced_after_their_maximum_invocations() {
+    let s = Server::start_with(&["--max-invocations-per-instance", "3"]);
+    deploy_py(
+        &s,
+        "worn",
+        "def handler(e, c):\n    return c.log_stream_name\n",
+        json!({}),
+    );
+    let calls: Vec<_> = (0..4).map(|_| s.invoke("worn", &json!({}))).collect();
+    let cold: Vec<bool> = calls.iter().map(|r| r.cold()).collect();
+    assert_eq!(cold, [true, false, false, true]);
+    let streams: Vec<String> = calls
+        .into_iter()
+        .map(|r| r.json().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(streams[0], streams[2], "three calls on the first instance");
+    assert_ne!(streams[2], streams[3], "then a new instance");
+}
+
 #[test]
 fn busy_function_scales_out() {
     let s = Server::start();
