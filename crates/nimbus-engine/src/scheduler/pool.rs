@@ -18,6 +18,7 @@ struct Idle {
     uses: u64,
 }
 
+#[derive(Default)]
 struct State {
     /// Most recently used last.
     idle: Vec<Idle>,
@@ -220,18 +221,7 @@ impl Pool {
             max_uses,
             spec,
             shared,
-            state: Mutex::new(State {
-                idle: Vec::new(),
-                live: 0,
-                retired: false,
-                warm_target: 0,
-                starting: 0,
-                last_release: None,
-                prewarmed_for: None,
-                queued: Default::default(),
-                cold_running: 0,
-                timings: Timings::default(),
-            }),
+            state: Mutex::new(State::default()),
             released: Notify::new(),
         }
     }
@@ -274,15 +264,7 @@ impl Pool {
                         tokio::spawn(idle.instance.shutdown());
                         continue;
                     }
-                    return Ok(Lease {
-                        instance: Some(idle.instance),
-                        pool: self.clone(),
-                        cold: false,
-                        acquired: Instant::now(),
-                        uses: idle.uses,
-                        _permit: permit,
-                        _slot: slot,
-                    });
+                    return Ok(self.warm_lease(idle, permit, slot));
                 }
                 let limit = self.shared.limit.load(Ordering::Relaxed);
                 let now = Instant::now();
@@ -333,15 +315,7 @@ impl Pool {
                         }
                     };
                     if let Some(handed) = instance {
-                        return Ok(Lease {
-                            instance: Some(handed.instance),
-                            pool: self.clone(),
-                            cold: false,
-                            acquired: Instant::now(),
-                            uses: handed.uses,
-                            _permit: permit,
-                            _slot: slot,
-                        });
+                        return Ok(self.warm_lease(handed, permit, slot));
                     }
                 }
                 Next::Token(wait) => {
@@ -385,6 +359,18 @@ impl Pool {
                 self.forget_one();
                 Err(EngineError::InstanceStart(e.to_string()))
             }
+        }
+    }
+
+    fn warm_lease(self: &Arc<Self>, idle: Idle, permit: OwnedSemaphorePermit, slot: Slot) -> Lease {
+        Lease {
+            instance: Some(idle.instance),
+            pool: self.clone(),
+            cold: false,
+            acquired: Instant::now(),
+            uses: idle.uses,
+            _permit: permit,
+            _slot: slot,
         }
     }
 
@@ -656,16 +642,9 @@ mod tests {
 
     fn state(live: usize, warm: Option<f64>, cold: Option<f64>) -> State {
         State {
-            idle: Vec::new(),
             live,
-            retired: false,
-            warm_target: 0,
-            starting: 0,
-            last_release: None,
-            prewarmed_for: None,
-            queued: Default::default(),
-            cold_running: 0,
             timings: Timings { warm, cold },
+            ..State::default()
         }
     }
 
