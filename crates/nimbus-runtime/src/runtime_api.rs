@@ -117,15 +117,16 @@ impl RuntimeApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         // Without the socket (a path too long for one, say) the bootstraps use TCP.
-        let unix = socket.and_then(|path| match bind_private(path, owner) {
-            Ok(l) => Some((l, path.to_path_buf())),
-            Err(e) => {
-                tracing::debug!("no Runtime API socket at {}: {e}", path.display());
-                None
-            }
+        let unix = socket.and_then(|path| {
+            bind_private(path, owner)
+                .inspect_err(|e| {
+                    tracing::debug!("no Runtime API socket at {}: {e}", path.display())
+                })
+                .ok()
         });
-        let socket = unix.as_ref().map(|(_, path)| path.clone());
-        let unix = unix.map(|(l, _)| l);
+        let socket = socket
+            .filter(|_| unix.is_some())
+            .map(std::path::Path::to_path_buf);
         let shared = Arc::new(Shared {
             phase: Mutex::new(Phase::Init),
             next_rx: tokio::sync::Mutex::new(next_rx),

@@ -333,14 +333,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_row_of_platform_lines_reads_back_as_lines_in_order() {
+    /// A store on a fresh database (kept while the directory lives).
+    fn store() -> (tempfile::TempDir, SqliteLogStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let store = SqliteLogStore::new(
             crate::open_database(&path).unwrap(),
             crate::open_database(&path).unwrap(),
         );
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_row_of_platform_lines_reads_back_as_lines_in_order() {
+        let (_dir, store) = store();
         store
             .append(vec![
                 line("f", 1, "START RequestId: r Version: $LATEST"),
@@ -380,12 +386,7 @@ mod tests {
 
     #[tokio::test]
     async fn append_query_prune() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let store = SqliteLogStore::new(
-            crate::open_database(&path).unwrap(),
-            crate::open_database(&path).unwrap(),
-        );
+        let (_dir, store) = store();
         store
             .append((0..10).map(|i| line("f", i, &format!("m{i}"))).collect())
             .await

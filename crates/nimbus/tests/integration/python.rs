@@ -197,7 +197,8 @@ def handler(event, context):
 
 /// Short invocations wait for a busy instance rather than start one per
 /// concurrent caller once `--queue-after-instances` are busy (a cold start
-/// costs more than the wait); slow ones still scale out (the test above).
+/// costs more than the wait); slow ones still scale out
+/// (`busy_function_scales_out`).
 #[test]
 fn short_calls_share_busy_instances_instead_of_scaling_out() {
     let s = Server::start_with(&["--queue-after-instances", "2"]);
