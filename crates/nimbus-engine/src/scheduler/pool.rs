@@ -174,6 +174,16 @@ enum Next {
 }
 
 impl State {
+    /// Tells the first queued caller to look again (its sender is dropped):
+    /// an instance went away, so there is room to start one.
+    fn requeue_first(&mut self) {
+        while let Some(waiter) = self.queued.pop_front() {
+            if !waiter.is_closed() {
+                return;
+            }
+        }
+    }
+
     /// Whether a caller that finds no idle instance should wait for a busy one
     /// rather than start another, and until when.
     ///
@@ -305,7 +315,7 @@ impl Pool {
                 Next::Queue(until, mut handed) => {
                     let instance = match tokio::time::timeout_at(until.into(), &mut handed).await {
                         Ok(Ok(instance)) => Some(instance),
-                        // The pool was retired: look again.
+                        // Capacity was freed or the pool retired: look again.
                         Ok(Err(_)) => None,
                         Err(_) => {
                             waited_enough = true;
@@ -378,6 +388,7 @@ impl Pool {
         let mut s = self.state.lock().unwrap();
         s.live -= 1;
         s.cold_running -= 1;
+        s.requeue_first();
         drop(s);
         self.released.notify_one();
     }
@@ -421,6 +432,7 @@ impl Pool {
             drop(s);
         } else {
             s.live -= 1;
+            s.requeue_first();
             drop(s);
             tokio::spawn(instance.shutdown());
         }
@@ -677,6 +689,25 @@ mod tests {
             .collect();
         assert_eq!(s.queue_for(4, now, deadline), None);
         drop(receivers);
+    }
+
+    #[test]
+    fn a_freed_place_sends_the_first_waiting_caller_to_look_again() {
+        let mut s = state(4, Some(0.001), Some(0.020));
+        let (gone, _) = oneshot::channel::<Idle>();
+        let (first, mut first_rx) = oneshot::channel();
+        let (second, mut second_rx) = oneshot::channel();
+        s.queued.extend([gone, first, second]);
+        s.requeue_first();
+        assert!(matches!(
+            first_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(matches!(
+            second_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        assert_eq!(s.queued.len(), 1);
     }
 
     #[test]
