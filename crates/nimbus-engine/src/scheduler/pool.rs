@@ -196,28 +196,48 @@ impl State {
     /// caller queues when the expected wait for a release (Little's law: queue
     /// length × warm hold time ÷ busy instances) is shorter than a cold start,
     /// and for at most one cold start's time, after which it starts an instance
-    /// anyway. Slow handlers (a wait longer than a cold start) and functions
-    /// whose timings are not known yet scale out exactly as before.
+    /// anyway (or, having waited that long, while a cold start it can use is
+    /// still on its way: cold starts take longer under load than on average).
+    /// Slow handlers (a wait longer than a cold start) scale out as before.
+    ///
+    /// A burst at a function that has not run warm yet (its timings unknown)
+    /// queues behind the cold starts already on their way, once, for one cold
+    /// start's time (a guess until one was measured): a fast handler hands its
+    /// fresh instance over a millisecond after starting, and a slow one costs
+    /// the waiting callers at most that one wait before they scale out. Without
+    /// this, thirty-two simultaneous first calls start thirty-two instances that
+    /// then stay, and the machine runs all of them from then on.
     fn queue_for(
         &mut self,
         queue_above: usize,
         now: Instant,
         deadline: Instant,
+        waited: bool,
     ) -> Option<Instant> {
         self.queued.retain(|w| !w.is_closed());
         let busy = self.live - self.starting - self.idle.len();
         if busy < queue_above.max(1) {
             return None;
         }
-        let (warm, cold) = (self.timings.warm?, self.timings.cold?);
-        let expected = warm * (self.queued.len() + 1) as f64 / busy as f64;
-        if expected >= cold {
-            return None;
-        }
+        let cold = match (self.timings.warm, self.timings.cold) {
+            (Some(warm), Some(cold)) => {
+                let expected = warm * (self.queued.len() + 1) as f64 / busy as f64;
+                if expected >= cold || (waited && self.cold_running == 0) {
+                    return None;
+                }
+                cold
+            }
+            (None, cold) if !waited && self.cold_running > 0 => cold.unwrap_or(FIRST_COLD_GUESS),
+            _ => return None,
+        };
         let until = (now + Duration::from_secs_f64(cold)).min(deadline);
         (until > now).then_some(until)
     }
 }
+
+/// How long a cold start is taken to last before one was measured (seconds):
+/// a Node or Python start with a small package.
+const FIRST_COLD_GUESS: f64 = 0.5;
 
 impl Pool {
     pub(crate) fn new(
@@ -279,10 +299,8 @@ impl Pool {
                 let limit = self.shared.limit.load(Ordering::Relaxed);
                 let now = Instant::now();
                 if s.live < limit {
-                    match s.queue_for(self.queue_above, now, deadline) {
-                        // Capacity on its way (cold starts take longer under
-                        // load than on average): keep waiting for it.
-                        Some(until) if !waited_enough || s.cold_running > 0 => {
+                    match s.queue_for(self.queue_above, now, deadline, waited_enough) {
+                        Some(until) => {
                             let (tx, rx) = oneshot::channel();
                             s.queued.push_back(tx);
                             Next::Queue(until, rx)
@@ -667,16 +685,20 @@ mod tests {
         // 1 ms invocations, 20 ms cold starts, 4 busy instances.
         let mut s = state(4, Some(0.001), Some(0.020));
         assert_eq!(
-            s.queue_for(4, now, deadline),
+            s.queue_for(4, now, deadline, false),
             Some(now + Duration::from_millis(20)),
             "waits at most one cold start"
         );
-        assert_eq!(s.queue_for(5, now, deadline), None, "below the threshold");
+        assert_eq!(
+            s.queue_for(5, now, deadline, false),
+            None,
+            "below the threshold"
+        );
         // Callers that stopped waiting are not counted.
         for _ in 0..79 {
             s.queued.push_back(oneshot::channel().0);
         }
-        assert!(s.queue_for(4, now, deadline).is_some());
+        assert!(s.queue_for(4, now, deadline, false).is_some());
         assert!(s.queued.is_empty());
         // With 79 callers queued the expected wait (80 × 1 ms ÷ 4) is as long
         // as a cold start: scale out.
@@ -687,7 +709,7 @@ mod tests {
                 rx
             })
             .collect();
-        assert_eq!(s.queue_for(4, now, deadline), None);
+        assert_eq!(s.queue_for(4, now, deadline, false), None);
         drop(receivers);
     }
 
@@ -715,19 +737,50 @@ mod tests {
         let now = Instant::now();
         let deadline = now + Duration::from_secs(2);
         let mut slow = state(8, Some(0.5), Some(0.05));
-        assert_eq!(slow.queue_for(4, now, deadline), None);
+        assert_eq!(slow.queue_for(4, now, deadline, false), None);
         let mut unknown = state(8, Some(0.001), None);
-        assert_eq!(unknown.queue_for(4, now, deadline), None);
+        assert_eq!(unknown.queue_for(4, now, deadline, false), None);
+        // Having waited a cold start's time, a caller starts an instance unless
+        // one it can use is still starting.
+        let mut fast = state(8, Some(0.001), Some(0.05));
+        assert_eq!(fast.queue_for(4, now, deadline, true), None);
+        fast.cold_running = 1;
+        assert!(fast.queue_for(4, now, deadline, true).is_some());
         let mut fast = state(8, Some(0.001), Some(0.05));
         assert_eq!(
-            fast.queue_for(4, now, now),
+            fast.queue_for(4, now, now, false),
             None,
             "no time left to wait (--queue-wait 0)"
         );
         assert_eq!(
-            fast.queue_for(4, now, now + Duration::from_millis(10)),
+            fast.queue_for(4, now, now + Duration::from_millis(10), false),
             Some(now + Duration::from_millis(10)),
             "the wait ends at the caller's deadline"
+        );
+    }
+
+    #[test]
+    fn a_first_burst_waits_once_for_the_cold_starts_on_their_way() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(2);
+        // Eight first calls are starting instances; nothing is measured yet.
+        let mut s = state(8, None, None);
+        assert_eq!(
+            s.queue_for(4, now, deadline, false),
+            None,
+            "nothing on its way"
+        );
+        s.cold_running = 8;
+        assert_eq!(
+            s.queue_for(4, now, deadline, false),
+            Some(now + Duration::from_secs_f64(FIRST_COLD_GUESS))
+        );
+        assert_eq!(s.queue_for(4, now, deadline, true), None, "only once");
+        s.timings.cold = Some(0.03);
+        assert_eq!(
+            s.queue_for(4, now, deadline, false),
+            Some(now + Duration::from_millis(30)),
+            "a measured cold start replaces the guess"
         );
     }
 

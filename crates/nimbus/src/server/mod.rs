@@ -8,6 +8,7 @@
 mod config;
 mod keys;
 mod shutdown;
+mod stderr_log;
 
 use std::sync::Arc;
 
@@ -334,23 +335,11 @@ fn keep_alive_policy(
 }
 
 /// The server's own log (and the gateway's access log, a line per request) goes
-/// to stderr from a writer thread: the request path only queues the line, and
-/// the writer coalesces whatever is queued into one write, flushed as soon as
-/// the queue is empty. Lines are never dropped (a full queue makes the logging
-/// task wait instead).
-fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+/// to stderr through [`stderr_log`]: the request path only appends its line.
+fn init_tracing() -> stderr_log::Guard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The queue is allocated up front: 8,192 lines (256 KB) rather than the
-        // default 128,000 (4 MB of the idle server's memory).
-        .buffered_lines_limit(8192)
-        .thread_name("nimbus-log-stderr")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = stderr_log::start(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
