@@ -247,6 +247,56 @@ fn short_calls_share_busy_instances_instead_of_scaling_out() {
     );
 }
 
+/// A burst at a function that has never run (no timings learned yet) waits for
+/// the cold starts already on their way instead of starting an instance per
+/// caller: otherwise those instances stay, and the host runs all of them.
+#[test]
+fn a_first_burst_waits_for_the_cold_starts_on_their_way() {
+    let s = Server::start_with(&["--queue-after-instances", "2"]);
+    deploy_py(
+        &s,
+        "fresh",
+        "def handler(e, c):\n    return c.log_stream_name\n",
+        json!({}),
+    );
+    let callers = 16;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(callers));
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let url = s.url.clone();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let client = authed_client();
+                start.wait();
+                (0..5)
+                    .map(|_| {
+                        let r = client
+                            .post(format!("{url}/v1/functions/fresh/invoke"))
+                            .body("{}")
+                            .send()
+                            .unwrap();
+                        assert_eq!(r.status(), 200);
+                        r.json::<serde_json::Value>()
+                            .unwrap()
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let streams: std::collections::HashSet<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        streams.len() <= callers / 2,
+        "{callers} simultaneous first callers ran on {} instances: {streams:?}",
+        streams.len()
+    );
+}
+
 /// An instance is replaced after `--max-invocations-per-instance` calls, so a
 /// slow leak (glibc keeps every value the runtime sets for _X_AMZN_TRACE_ID)
 /// cannot grow into an out-of-memory kill.
