@@ -160,6 +160,11 @@ pub struct RouteSpec {
     /// WebSocket only: `$request.body.<field>` (default `$request.body.action`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_selection_expression: Option<String>,
+    /// Who declared the route. `nimbus deploy` sets the manifest's path, so a
+    /// redeploy removes the routes that manifest no longer declares; routes
+    /// added any other way have none and are never removed like that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
 }
 
 /// A stored route.

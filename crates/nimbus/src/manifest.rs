@@ -116,14 +116,27 @@ pub fn load_schedules(dir: &Path) -> anyhow::Result<Vec<(String, serde_json::Val
         .collect()
 }
 
-/// The `[[routes]]` of `dir/nimbus.toml` (none without a manifest), with a
-/// relative `jwks_file` resolved against the manifest's directory (the server
-/// reads it, from wherever it was started).
-pub fn load_routes(dir: &Path) -> anyhow::Result<Vec<RouteSpec>> {
+/// The name a manifest's routes carry as `managed_by`: its absolute path, so
+/// a redeploy knows which routes are its own (None without a manifest).
+pub fn routes_owner(dir: &Path) -> anyhow::Result<Option<String>> {
     let path = dir.join("nimbus.toml");
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
+    let path =
+        std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Some(format!("nimbus.toml:{}", path.display())))
+}
+
+/// The `[[routes]]` of `dir/nimbus.toml` (none without a manifest), with a
+/// relative `jwks_file` resolved against the manifest's directory (the server
+/// reads it, from wherever it was started) and `managed_by` set to the
+/// manifest ([`routes_owner`]).
+pub fn load_routes(dir: &Path) -> anyhow::Result<Vec<RouteSpec>> {
+    let Some(owner) = routes_owner(dir)? else {
+        return Ok(Vec::new());
+    };
+    let path = dir.join("nimbus.toml");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let file: ManifestFile =
@@ -136,6 +149,9 @@ pub fn load_routes(dir: &Path) -> anyhow::Result<Vec<RouteSpec>> {
         if jwks.is_relative() {
             *jwks = std::path::absolute(dir.join(&*jwks))?;
         }
+    }
+    for r in &mut routes {
+        r.managed_by = Some(owner.clone());
     }
     Ok(routes)
 }

@@ -66,9 +66,18 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     for p in plans {
         out.push(deploy_one(&client, &args, p).await?);
     }
-    // Routes after the functions they target.
-    for r in manifest::load_routes(&args.dir)? {
+    // Routes after the functions they target. The manifest's routes are what
+    // it declares: those it declared before and no longer does are removed.
+    let routes = manifest::load_routes(&args.dir)?;
+    let declared: Vec<(String, Value)> = routes
+        .iter()
+        .map(|r| Ok((r.route.clone(), serde_json::to_value(r.api)?)))
+        .collect::<anyhow::Result<_>>()?;
+    for r in routes {
         out.push(deploy_route(&client, &args, r).await?);
+    }
+    if let Some(owner) = manifest::routes_owner(&args.dir)? {
+        prune_routes(&client, &args, &owner, &declared).await?;
     }
     // Workflows last: their tasks call the functions just deployed.
     for w in manifest::load_workflows(&args.dir)? {
@@ -168,6 +177,37 @@ fn detect_runtime(dir: &Path) -> Option<String> {
     } else {
         None
     }
+}
+
+/// Removes the routes `owner` (a manifest) declared on an earlier deploy and
+/// no longer declares (`declared`: route key and API kind).
+async fn prune_routes(
+    client: &Client,
+    args: &DeployArgs,
+    owner: &str,
+    declared: &[(String, Value)],
+) -> anyhow::Result<()> {
+    let listed = client
+        .json(client.request(Method::GET, "/v1/routes"))
+        .await
+        .context("listing routes")?;
+    for r in listed["routes"].as_array().into_iter().flatten() {
+        let key = r["route"].as_str().unwrap_or_default();
+        if r["managed_by"].as_str() != Some(owner)
+            || declared.iter().any(|(k, api)| k == key && *api == r["api"])
+        {
+            continue;
+        }
+        let id = r["id"].as_str().unwrap_or_default();
+        client
+            .send(client.request(Method::DELETE, &format!("/v1/routes/{id}")))
+            .await
+            .with_context(|| format!("removing route `{key}`"))?;
+        if !args.client.json {
+            println!("removed route {key} ({id}): no longer in nimbus.toml");
+        }
+    }
+    Ok(())
 }
 
 /// Creates the route, or replaces the one with the same key and function.

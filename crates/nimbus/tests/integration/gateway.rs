@@ -676,6 +676,34 @@ fn manifest_routes_are_created_and_replaced_on_redeploy() {
     assert_eq!(st, 200);
     assert_eq!(v["routes"].as_array().unwrap().len(), 2, "{v}");
 
+    // A route dropped from the manifest is removed on the next deploy; one
+    // added with the CLI to the same function is not the manifest's to remove.
+    let added = s.cli(&["routes", "add", "GET /manual", "routed"]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    std::fs::write(
+        d.join("nimbus.toml"),
+        "name = \"routed\"\nruntime = \"python3\"\nhandler = \"app.handler\"\n\
+         [[routes]]\nroute = \"GET /greet/{name}\"\nfunction = \"routed\"\n",
+    )
+    .unwrap();
+    let out = deploy();
+    assert!(out.contains("removed route POST /submit"), "{out}");
+    let (_, v) = s.get("/v1/routes");
+    let mut keys: Vec<&str> = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["route"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["GET /greet/{name}", "GET /manual"], "{v}");
+    let r = gw.post(format!("{}/submit", s.gateway)).send().unwrap();
+    assert_eq!(r.status(), 404);
+
     // A route that clashes with another function's route is refused by name.
     deploy_py(&s, "other", "def handler(e, c):\n    return 1\n", json!({}));
     let other = tempfile::tempdir().unwrap();
