@@ -195,6 +195,42 @@ def handler(event, context):
     assert_eq!(r.json()["errorType"], "Runtime.MarshalError");
 }
 
+/// The log streams (one per instance) that `callers` threads, starting
+/// together, saw over `calls` invocations each of `function`.
+fn streams_of_concurrent_callers(
+    s: &Server,
+    function: &str,
+    callers: usize,
+    calls: usize,
+) -> std::collections::HashSet<String> {
+    let start = std::sync::Arc::new(std::sync::Barrier::new(callers));
+    let handles: Vec<_> = (0..callers)
+        .map(|_| {
+            let url = format!("{}/v1/functions/{function}/invoke", s.url);
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let client = authed_client();
+                start.wait();
+                (0..calls)
+                    .map(|_| {
+                        let r = client.post(&url).body("{}").send().unwrap();
+                        assert_eq!(r.status(), 200);
+                        r.json::<serde_json::Value>()
+                            .unwrap()
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
+
 /// Short invocations wait for a busy instance rather than start one per
 /// concurrent caller once `--queue-after-instances` are busy (a cold start
 /// costs more than the wait); slow ones still scale out
@@ -213,33 +249,7 @@ fn short_calls_share_busy_instances_instead_of_scaling_out() {
         s.invoke("quick", &json!({})).json();
     }
     let callers = 16;
-    let handles: Vec<_> = (0..callers)
-        .map(|_| {
-            let url = s.url.clone();
-            std::thread::spawn(move || {
-                let client = authed_client();
-                (0..25)
-                    .map(|_| {
-                        let r = client
-                            .post(format!("{url}/v1/functions/quick/invoke"))
-                            .body("{}")
-                            .send()
-                            .unwrap();
-                        assert_eq!(r.status(), 200);
-                        r.json::<serde_json::Value>()
-                            .unwrap()
-                            .as_str()
-                            .unwrap()
-                            .to_string()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let streams: std::collections::HashSet<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let streams = streams_of_concurrent_callers(&s, "quick", callers, 25);
     assert!(
         streams.len() <= callers / 2,
         "{callers} concurrent callers of a sub-millisecond handler ran on {} instances: {streams:?}",
@@ -260,36 +270,7 @@ fn a_first_burst_waits_for_the_cold_starts_on_their_way() {
         json!({}),
     );
     let callers = 16;
-    let start = std::sync::Arc::new(std::sync::Barrier::new(callers));
-    let handles: Vec<_> = (0..callers)
-        .map(|_| {
-            let url = s.url.clone();
-            let start = start.clone();
-            std::thread::spawn(move || {
-                let client = authed_client();
-                start.wait();
-                (0..5)
-                    .map(|_| {
-                        let r = client
-                            .post(format!("{url}/v1/functions/fresh/invoke"))
-                            .body("{}")
-                            .send()
-                            .unwrap();
-                        assert_eq!(r.status(), 200);
-                        r.json::<serde_json::Value>()
-                            .unwrap()
-                            .as_str()
-                            .unwrap()
-                            .to_string()
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let streams: std::collections::HashSet<String> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let streams = streams_of_concurrent_callers(&s, "fresh", callers, 5);
     assert!(
         streams.len() <= callers / 2,
         "{callers} simultaneous first callers ran on {} instances: {streams:?}",
