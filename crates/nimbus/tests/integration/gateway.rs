@@ -308,6 +308,7 @@ fn auth_modes_with_right_and_wrong_credentials() {
 
     let (st, fk) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "function"}));
     assert_eq!(st, 201, "{fk}");
+    let fk_id = fk["id"].as_str().unwrap().to_string();
     let fk = fk["value"].as_str().unwrap().to_string();
     let (_, ak) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "api"}));
     let ak = ak["value"].as_str().unwrap().to_string();
@@ -405,10 +406,10 @@ fn auth_modes_with_right_and_wrong_credentials() {
     let (_, keys) = s.get("/v1/gateway/keys");
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
     assert!(!keys.to_string().contains(&fk));
-    let id = keys["keys"][0]["id"].as_str().unwrap();
+    // (Keys created in the same second are listed in no particular order.)
     let r = s
         .http
-        .delete(format!("{}/v1/gateway/keys/{id}", s.url))
+        .delete(format!("{}/v1/gateway/keys/{fk_id}", s.url))
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
