@@ -101,7 +101,7 @@ impl GatewayStore for SqliteGatewayStore {
     async fn routes(&self) -> Result<Vec<GatewayRouteRow>, StoreError> {
         let rows: Vec<(GatewayRouteRow, Option<Vec<u8>>)> = with_db(&self.db, |c| {
             let mut stmt = c.prepare(
-                "SELECT id, api, route_key, config, secret, created_at FROM gateway_routes ORDER BY created_at, id",
+                "SELECT id, api, route_key, config, secret, created_at FROM gateway_routes ORDER BY created_at, rowid",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -207,7 +207,7 @@ impl GatewayStore for SqliteGatewayStore {
     async fn keys(&self) -> Result<Vec<GatewayKeyRow>, StoreError> {
         with_db(&self.db, |c| {
             let mut stmt = c.prepare(
-                "SELECT id, kind, function, hash, description, created_at FROM gateway_keys ORDER BY created_at, id",
+                "SELECT id, kind, function, hash, description, created_at FROM gateway_keys ORDER BY created_at, rowid",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(GatewayKeyRow {
@@ -343,7 +343,28 @@ mod tests {
             created_at: "t".into(),
         };
         store.insert_key(key.clone()).await.unwrap();
-        assert_eq!(store.keys().await.unwrap(), vec![key]);
+        assert_eq!(store.keys().await.unwrap(), vec![key.clone()]);
         assert!(store.delete_key("k1").await.unwrap());
+
+        // Keys created within the same second are listed in creation order,
+        // not by their random ids.
+        for (i, id) in ["kz", "ka", "km"].into_iter().enumerate() {
+            store
+                .insert_key(GatewayKeyRow {
+                    id: id.into(),
+                    hash: format!("{i:02}").repeat(32),
+                    ..key.clone()
+                })
+                .await
+                .unwrap();
+        }
+        let ids: Vec<String> = store
+            .keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(ids, ["kz", "ka", "km"]);
     }
 }
