@@ -199,12 +199,13 @@ async fn run(
     let rid_arc: Arc<str> = rid.as_str().into();
     let function: Arc<str> = spec.function.as_str().into();
     let instance: Arc<str> = lease.instance().id().into();
-    let emit = |text: String| {
+    let now_ms = || chrono::Utc::now().timestamp_millis();
+    let emit = |text: String, ts_ms: i64| {
         let line = LogLine {
             function: function.clone(),
             instance: instance.clone(),
             request_id: Some(rid_arc.clone()),
-            ts_ms: chrono::Utc::now().timestamp_millis(),
+            ts_ms,
             text,
         };
         async move {
@@ -212,7 +213,7 @@ async fn run(
         }
     };
     let start_line = report::start(rid.as_str(), &spec.version);
-    emit(start_line.clone()).await;
+    let start_ms = now_ms();
     let dispatch = Dispatch {
         request_id: rid.clone(),
         payload: req.payload,
@@ -223,6 +224,7 @@ async fn run(
         trace_id: req.trace_id.unwrap_or_else(trace_id),
         client_context: req.client_context,
         capture_output: req.want_log_tail,
+        start_line: start_line.clone(),
         cancel: cancel.clone(),
     };
     let result = lease.instance().invoke(dispatch).await;
@@ -237,10 +239,22 @@ async fn run(
         result.init_duration,
     );
     // END and REPORT are one stored row (the store gives them back as two
-    // lines): a warm invocation writes two rows instead of three.
-    emit(format!("{end_line}\n{report_line}")).await;
+    // lines). The instance logged START ahead of the function's first line of
+    // output; a silent invocation's START joins that row too when all three
+    // fall in the same millisecond (a row has one time), else it gets its own
+    // row with its own time. A warm silent call writes one row, not three.
+    let end_ms = now_ms();
+    let end_rows = format!("{end_line}\n{report_line}");
+    if result.start_logged {
+        emit(end_rows, end_ms).await;
+    } else if start_ms == end_ms {
+        emit(format!("{start_line}\n{end_rows}"), end_ms).await;
+    } else {
+        emit(start_line.clone(), start_ms).await;
+        emit(end_rows, end_ms).await;
+    }
     for l in &result.platform_lines {
-        emit(l.clone()).await;
+        emit(l.clone(), now_ms()).await;
     }
     // Only now: the next invocation's START must come after this one's REPORT.
     lease.release(result.healthy);

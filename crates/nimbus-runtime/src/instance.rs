@@ -742,12 +742,15 @@ impl Instance for ProcessInstance {
         Ok(())
     }
 
-    async fn invoke(&mut self, dispatch: Dispatch) -> InvokeResult {
+    async fn invoke(&mut self, mut dispatch: Dispatch) -> InvokeResult {
         let request_id = dispatch.request_id.to_string();
         let cancel = dispatch.cancel.clone();
         let invoke_start = Instant::now();
-        self.pipe
-            .begin(request_id.as_str().into(), dispatch.capture_output);
+        self.pipe.begin(
+            request_id.as_str().into(),
+            dispatch.capture_output,
+            std::mem::take(&mut dispatch.start_line),
+        );
         let sent = match &self.next_tx {
             Some(tx) => tx.send(dispatch).await.is_ok(),
             None => false,
@@ -860,7 +863,7 @@ impl Instance for ProcessInstance {
         if !healthy {
             self.kill();
         }
-        let output = self.pipe.finish().await;
+        let (output, start_logged) = self.pipe.finish().await;
         InvokeResult {
             outcome,
             healthy,
@@ -869,6 +872,7 @@ impl Instance for ProcessInstance {
             max_memory_bytes: self.peak_memory(),
             output,
             platform_lines,
+            start_logged,
         }
     }
 

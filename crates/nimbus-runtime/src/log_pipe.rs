@@ -45,6 +45,9 @@ struct State {
     bytes: usize,
     truncated: bool,
     capture: Option<String>,
+    /// The invocation's START line and its time, logged ahead of its first
+    /// line of output (a silent invocation never writes it here).
+    start: Option<(String, i64)>,
     /// Lines cut but not yet handed to the sink (sent outside the lock).
     ready: Vec<LogLine>,
     eof: bool,
@@ -103,6 +106,7 @@ impl LogPipe {
                 bytes: 0,
                 truncated: false,
                 capture: None,
+                start: None,
                 ready: Vec::new(),
                 eof: false,
             }),
@@ -118,9 +122,11 @@ impl LogPipe {
         self.shared.state.lock().unwrap().function = function;
     }
 
-    /// Attributes output from now on to `request_id`.
-    pub(crate) fn begin(&self, request_id: Arc<str>, capture: bool) {
+    /// Attributes output from now on to `request_id`; `start` (its START line)
+    /// goes out just ahead of its first line.
+    pub(crate) fn begin(&self, request_id: Arc<str>, capture: bool, start: String) {
         let mut s = self.shared.state.lock().unwrap();
+        s.start = Some((start, chrono::Utc::now().timestamp_millis()));
         s.request_id = Some(request_id);
         s.bytes = 0;
         s.truncated = false;
@@ -128,9 +134,9 @@ impl LogPipe {
     }
 
     /// Drains everything written so far, ends the attribution and returns the
-    /// captured output.
-    pub(crate) async fn finish(&self) -> String {
-        let (captured, lines) = {
+    /// captured output and whether the START line was logged.
+    pub(crate) async fn finish(&self) -> (String, bool) {
+        let (captured, lines, start_logged) = {
             let mut s = self.shared.state.lock().unwrap();
             // Only what is in the pipe now: that holds everything written before
             // the result was posted. A writer that keeps going does not hold us here.
@@ -141,10 +147,11 @@ impl LogPipe {
             (
                 s.capture.take().unwrap_or_default(),
                 std::mem::take(&mut s.ready),
+                s.start.take().is_none(),
             )
         };
         self.shared.send(lines).await;
-        captured
+        (captured, start_logged)
     }
 }
 
@@ -239,6 +246,15 @@ impl Shared {
                     .unwrap_or(c.len());
                 c.drain(..cut);
             }
+        }
+        if let Some((start, ts_ms)) = s.start.take() {
+            s.ready.push(LogLine {
+                function: s.function.clone(),
+                instance: self.instance.clone(),
+                request_id: s.request_id.clone(),
+                ts_ms,
+                text: start,
+            });
         }
         s.ready.push(LogLine {
             function: s.function.clone(),

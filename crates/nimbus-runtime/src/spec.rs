@@ -37,6 +37,11 @@ pub struct Dispatch {
     pub client_context: Option<String>,
     /// Keep the function's output of this invocation for the caller.
     pub capture_output: bool,
+    /// The invocation's `START` line. The instance logs it just ahead of the
+    /// function's first line of output; an invocation that writes nothing
+    /// leaves it to the caller, which stores it with `END` and `REPORT` in one
+    /// row (see [`InvokeResult::start_logged`]).
+    pub start_line: String,
     /// Fires when the server gives up waiting (shutdown after the grace period):
     /// the instance is stopped and the caller told so.
     pub cancel: tokio_util::sync::CancellationToken,
@@ -69,4 +74,6 @@ pub struct InvokeResult {
     pub output: String,
     /// Lines the platform adds after REPORT (timeout or crash notices).
     pub platform_lines: Vec<String>,
+    /// Whether the `START` line was logged (ahead of the function's output).
+    pub start_logged: bool,
 }

@@ -29,11 +29,16 @@ pub struct LogRecord {
     pub message: String,
 }
 
-/// Rows whose message starts with this and holds newlines are several
-/// platform lines stored as one (END and REPORT of an invocation) and are
-/// read back as separate lines with the same id. A function's own output never
-/// holds a newline: the pipe splits it into lines.
-pub const MULTI_LINE_PREFIX: &str = "END RequestId: ";
+/// Rows whose message starts with one of these and holds newlines are
+/// several platform lines stored as one (END and REPORT of an invocation,
+/// with START first when the invocation wrote nothing) and are read back as
+/// separate lines with the same id. A function's own output never holds a
+/// newline: the pipe splits it into lines.
+const MULTI_LINE_PREFIXES: [&str; 2] = ["START RequestId: ", "END RequestId: "];
+
+fn is_multi_line(message: &str) -> bool {
+    MULTI_LINE_PREFIXES.iter().any(|p| message.starts_with(p)) && message.contains('\n')
+}
 
 /// A stored line; `id` is a cursor that only grows.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -278,7 +283,7 @@ impl LogStore for SqliteLogStore {
             let mut out = Vec::new();
             for row in rows {
                 let row = row?;
-                if row.message.starts_with(MULTI_LINE_PREFIX) && row.message.contains('\n') {
+                if is_multi_line(&row.message) {
                     // A platform row holding several lines (END and REPORT).
                     let lines: Vec<&str> = if newest_first {
                         row.message.rsplit('\n').collect()
@@ -356,6 +361,12 @@ mod tests {
                     3,
                     "END RequestId: r\nREPORT RequestId: r\tDuration: 1.00 ms",
                 ),
+                // A silent invocation: its START joins the row.
+                line(
+                    "f",
+                    4,
+                    "START RequestId: s Version: $LATEST\nEND RequestId: s\nREPORT RequestId: s\tDuration: 0.20 ms",
+                ),
             ])
             .await
             .unwrap();
@@ -364,6 +375,9 @@ mod tests {
             "hello\nnot split: not a platform row",
             "END RequestId: r",
             "REPORT RequestId: r\tDuration: 1.00 ms",
+            "START RequestId: s Version: $LATEST",
+            "END RequestId: s",
+            "REPORT RequestId: s\tDuration: 0.20 ms",
         ];
         for after_id in [None, Some(0)] {
             let got = store
@@ -381,6 +395,7 @@ mod tests {
                 after_id.is_none()
             );
             assert_eq!(got[2].id, got[3].id, "one cursor for both lines");
+            assert_eq!(got[4].id, got[6].id, "one cursor for all three");
         }
     }
 

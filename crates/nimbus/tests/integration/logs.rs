@@ -10,6 +10,57 @@ fn field(report: &str, name: &str) -> Option<String> {
         .find_map(|f| f.strip_prefix(&format!("{name}: ")).map(str::to_string))
 }
 
+/// An invocation that writes nothing stores its START with END and REPORT
+/// (one row instead of three); it still reads back as the three lines, in
+/// order, each with the request id, between the lines of its neighbours.
+#[test]
+fn a_silent_invocation_still_has_start_end_and_report() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "quiet",
+        "def handler(e, c):\n    if e.get('say'):\n        print(e['say'])\n    return 1\n",
+        json!({}),
+    );
+    let ids: Vec<String> = [json!({}), json!({"say": "between"}), json!({})]
+        .iter()
+        .map(|e| s.invoke("quiet", e).request_id())
+        .collect();
+    let events = s.logs_until("quiet", |ev| {
+        lines_of(ev)
+            .iter()
+            .filter(|l| l.starts_with("REPORT"))
+            .count()
+            == 3
+    });
+    let lines = lines_of(&events);
+    let pos = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix:?} not in {lines:#?}"))
+    };
+    let mut last = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let order = [
+            pos(&format!("START RequestId: {id} ")),
+            pos(&format!("END RequestId: {id}")),
+            pos(&format!("REPORT RequestId: {id}\t")),
+        ];
+        assert!(
+            last <= order[0] && order[0] < order[1] && order[1] < order[2],
+            "invocation {i}: {lines:#?}"
+        );
+        last = order[2];
+        for p in order {
+            assert_eq!(events[p]["request_id"], json!(id), "{}", events[p]);
+        }
+    }
+    let said = pos("between");
+    assert!(pos(&format!("START RequestId: {} ", ids[1])) < said);
+    assert!(said < pos(&format!("END RequestId: {}", ids[1])));
+}
+
 #[test]
 fn start_end_report_lines_with_lambda_fields() {
     let s = Server::start();
