@@ -225,6 +225,7 @@ async fn run(
         client_context: req.client_context,
         capture_output: req.want_log_tail,
         start_line: start_line.clone(),
+        start_ms,
         cancel: cancel.clone(),
     };
     let result = lease.instance().invoke(dispatch).await;

@@ -750,6 +750,7 @@ impl Instance for ProcessInstance {
             request_id.as_str().into(),
             dispatch.capture_output,
             std::mem::take(&mut dispatch.start_line),
+            dispatch.start_ms,
         );
         let sent = match &self.next_tx {
             Some(tx) => tx.send(dispatch).await.is_ok(),

@@ -122,11 +122,11 @@ impl LogPipe {
         self.shared.state.lock().unwrap().function = function;
     }
 
-    /// Attributes output from now on to `request_id`; `start` (its START line)
-    /// goes out just ahead of its first line.
-    pub(crate) fn begin(&self, request_id: Arc<str>, capture: bool, start: String) {
+    /// Attributes output from now on to `request_id`; `start` (its START line,
+    /// stamped `start_ms`) goes out just ahead of its first line.
+    pub(crate) fn begin(&self, request_id: Arc<str>, capture: bool, start: String, start_ms: i64) {
         let mut s = self.shared.state.lock().unwrap();
-        s.start = Some((start, chrono::Utc::now().timestamp_millis()));
+        s.start = Some((start, start_ms));
         s.request_id = Some(request_id);
         s.bytes = 0;
         s.truncated = false;

@@ -42,6 +42,9 @@ pub struct Dispatch {
     /// leaves it to the caller, which stores it with `END` and `REPORT` in one
     /// row (see [`InvokeResult::start_logged`]).
     pub start_line: String,
+    /// When the invocation started (ms since the epoch): the START line's time,
+    /// whichever of the two logs it.
+    pub start_ms: i64,
     /// Fires when the server gives up waiting (shutdown after the grace period):
     /// the instance is stopped and the caller told so.
     pub cancel: tokio_util::sync::CancellationToken,

@@ -284,7 +284,8 @@ impl LogStore for SqliteLogStore {
             for row in rows {
                 let row = row?;
                 if is_multi_line(&row.message) {
-                    // A platform row holding several lines (END and REPORT).
+                    // A platform row holding several lines (END and REPORT,
+                    // with START first for a silent invocation).
                     let lines: Vec<&str> = if newest_first {
                         row.message.rsplit('\n').collect()
                     } else {

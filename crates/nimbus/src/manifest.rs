@@ -130,13 +130,12 @@ pub fn routes_owner(dir: &Path) -> anyhow::Result<Option<String>> {
 
 /// The `[[routes]]` of `dir/nimbus.toml` (none without a manifest), with a
 /// relative `jwks_file` resolved against the manifest's directory (the server
-/// reads it, from wherever it was started) and `managed_by` set to the
-/// manifest ([`routes_owner`]).
+/// reads it, from wherever it was started).
 pub fn load_routes(dir: &Path) -> anyhow::Result<Vec<RouteSpec>> {
-    let Some(owner) = routes_owner(dir)? else {
-        return Ok(Vec::new());
-    };
     let path = dir.join("nimbus.toml");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let file: ManifestFile =
@@ -149,9 +148,6 @@ pub fn load_routes(dir: &Path) -> anyhow::Result<Vec<RouteSpec>> {
         if jwks.is_relative() {
             *jwks = std::path::absolute(dir.join(&*jwks))?;
         }
-    }
-    for r in &mut routes {
-        r.managed_by = Some(owner.clone());
     }
     Ok(routes)
 }

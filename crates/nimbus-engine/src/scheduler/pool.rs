@@ -305,7 +305,7 @@ impl Pool {
                             s.queued.push_back(tx);
                             Next::Queue(until, rx)
                         }
-                        _ => {
+                        None => {
                             let taken = self.shared.starts.lock().unwrap().take(now);
                             match taken {
                                 Ok(()) => {

@@ -73,10 +73,12 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| Ok((r.route.clone(), serde_json::to_value(r.api)?)))
         .collect::<anyhow::Result<_>>()?;
-    for r in routes {
+    let owner = manifest::routes_owner(&args.dir)?;
+    for mut r in routes {
+        r.managed_by.clone_from(&owner);
         out.push(deploy_route(&client, &args, r).await?);
     }
-    if let Some(owner) = manifest::routes_owner(&args.dir)? {
+    if let Some(owner) = owner {
         prune_routes(&client, &args, &owner, &declared).await?;
     }
     // Workflows last: their tasks call the functions just deployed.
