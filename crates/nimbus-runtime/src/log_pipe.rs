@@ -9,6 +9,11 @@
 //! than a round trip through another task. A background reader handles output
 //! between invocations; both sides read under one lock.
 //!
+//! Lines leave in the order they were cut: whoever cuts lines holds the pipe's
+//! send turn (an async lock) until they are in the channel. Without it the reader
+//! could cut an invocation's last lines, lose the CPU before sending them, and
+//! let `finish` return, so that the invoker's END line overtook them.
+//!
 //! Output is bounded: lines are cut at [`MAX_LINE`], and past [`MAX_BYTES_PER_INVOCATION`]
 //! the rest of an invocation's output is dropped with one notice, so endless output
 //! cannot exhaust memory or disk. The log channel is bounded too: a slow store slows
@@ -56,6 +61,8 @@ struct State {
 struct Shared {
     fd: AsyncFd<OwnedFd>,
     state: Mutex<State>,
+    /// Held from cutting lines until they are sent, so they reach the sink in order.
+    send_turn: tokio::sync::Mutex<()>,
     instance: Arc<str>,
     sink: mpsc::Sender<LogLine>,
 }
@@ -110,6 +117,7 @@ impl LogPipe {
                 ready: Vec::new(),
                 eof: false,
             }),
+            send_turn: tokio::sync::Mutex::new(()),
             instance,
             sink,
         });
@@ -136,6 +144,8 @@ impl LogPipe {
     /// Drains everything written so far, ends the attribution and returns the
     /// captured output and whether the START line was logged.
     pub(crate) async fn finish(&self) -> (String, bool) {
+        // Waits for lines the reader has cut but not yet sent.
+        let _turn = self.shared.send_turn.lock().await;
         let (captured, lines, start_logged) = {
             let mut s = self.shared.state.lock().unwrap();
             // Only what is in the pipe now: that holds everything written before
@@ -160,6 +170,7 @@ async fn read_loop(shared: Arc<Shared>) {
         let Ok(mut guard) = shared.fd.readable().await else {
             break;
         };
+        let turn = shared.send_turn.lock().await;
         let (lines, eof, emptied) = {
             let mut s = shared.state.lock().unwrap();
             let emptied = shared.drain(&mut s, READ_SLICE);
@@ -170,11 +181,14 @@ async fn read_loop(shared: Arc<Shared>) {
         };
         if emptied {
             guard.clear_ready();
-        } else {
+        }
+        shared.send(lines).await;
+        drop(turn);
+        if !emptied {
+            // Lets `finish` take its turn between slices of a flood.
             drop(guard);
             tokio::task::yield_now().await;
         }
-        shared.send(lines).await;
         if eof {
             break;
         }
@@ -295,5 +309,64 @@ fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    fn texts(lines: &[LogLine]) -> Vec<&str> {
+        lines.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    /// The reader cuts an invocation's lines but cannot send them all (the sink is
+    /// full); `finish` must not return before they are sent, or the invoker's END,
+    /// sent right after it, overtakes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lines_cut_by_the_reader_reach_the_sink_before_finish_returns() {
+        let (sink, mut rx) = mpsc::channel(1);
+        let (pipe, write) = LogPipe::new("f".into(), "i".into(), sink.clone()).unwrap();
+        pipe.begin("r1".into(), false, "START RequestId: r1".into(), 1);
+        let mut w = std::fs::File::from(write);
+        w.write_all(b"a\nb\nc\n").unwrap();
+        // The reader takes all four lines and blocks sending the second one.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ended = tokio::spawn(async move {
+            pipe.finish().await;
+            sink.send(LogLine {
+                function: "f".into(),
+                instance: "i".into(),
+                request_id: Some("r1".into()),
+                ts_ms: 2,
+                text: "END RequestId: r1".into(),
+            })
+            .await
+            .unwrap();
+            pipe
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let line = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a line within 5 s")
+                .expect("the sink is open");
+            got.push(line);
+            // Give whoever waits for the freed slot the chance to take it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _pipe = ended.await.unwrap();
+        assert_eq!(
+            texts(&got),
+            ["START RequestId: r1", "a", "b", "c", "END RequestId: r1"]
+        );
+        assert!(
+            got[..4]
+                .iter()
+                .all(|l| l.request_id.as_deref() == Some("r1"))
+        );
     }
 }
