@@ -6,6 +6,8 @@
 pub const MAX_SYNC_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 /// Largest response a runtime may post; Lambda's RIE uses 6 MiB + 100 bytes.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
+/// Largest response a function may stream (Lambda's documented maximum).
+pub const MAX_STREAMED_RESPONSE_BYTES: u64 = 200 * 1024 * 1024;
 /// Largest zipped code package accepted by a direct upload (Lambda: 50 MB).
 pub const MAX_ZIP_BYTES: u64 = 50 * 1024 * 1024;
 /// Largest unzipped code package (Lambda: 250 MB).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use nimbus_core::limits::{LOG_TAIL_BYTES, MAX_SYNC_REQUEST_BYTES};
 use nimbus_core::{InvocationId, InvokeRequest};
-use nimbus_runtime::{Dispatch, LogLine, Outcome};
+use nimbus_runtime::{Dispatch, LogLine, Outcome, StreamPart, StreamTarget};
 use nimbus_store::UsageRecord;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -68,7 +68,19 @@ impl Invoker {
     }
 
     /// Runs one invocation synchronously and returns its result.
-    pub async fn invoke(&self, mut req: InvokeRequest) -> Result<InvocationResult, EngineError> {
+    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvocationResult, EngineError> {
+        self.invoke_streaming(req, None).await
+    }
+
+    /// As [`Invoker::invoke`]; a response the function streams goes to `stream`
+    /// as it is produced (a [`StreamPart::Head`], then chunks) and the result's
+    /// `Success` body is then empty. A function that does not stream answers
+    /// through the result as usual, and `stream` receives nothing.
+    pub async fn invoke_streaming(
+        &self,
+        mut req: InvokeRequest,
+        stream: Option<mpsc::Sender<StreamPart>>,
+    ) -> Result<InvocationResult, EngineError> {
         if self.tracker.is_closed() {
             return Err(EngineError::ShuttingDown);
         }
@@ -93,7 +105,7 @@ impl Invoker {
             let function = deployed.spec.function.clone();
             let (version, memory_mb) = (deployed.spec.version.clone(), deployed.spec.memory_mb);
             let request_id = req.id.to_string();
-            let result = run(deployed, req, &scheduler, &logs, cancel).await;
+            let result = run(deployed, req, stream, &scheduler, &logs, cancel).await;
             let record = match &result {
                 Ok(r) => Some(UsageRecord {
                     ts_ms: chrono::Utc::now().timestamp_millis(),
@@ -188,6 +200,7 @@ fn trace_id() -> String {
 async fn run(
     deployed: Arc<Deployed>,
     req: InvokeRequest,
+    stream: Option<mpsc::Sender<StreamPart>>,
     scheduler: &Scheduler,
     logs: &mpsc::Sender<LogLine>,
     cancel: CancellationToken,
@@ -227,6 +240,10 @@ async fn run(
         start_line: start_line.clone(),
         start_ms,
         cancel: cancel.clone(),
+        stream: stream.map(|tx| StreamTarget {
+            tx,
+            executed_version: spec.version.clone(),
+        }),
     };
     let result = lease.instance().invoke(dispatch).await;
 

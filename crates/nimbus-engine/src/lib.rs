@@ -34,7 +34,7 @@ pub use events::{AsyncInvoker, AsyncSettings, DestinationSink};
 pub use invoker::{InvocationResult, Invoker};
 pub use logs::{LogPipeline, LogRetention};
 pub use metrics::{Gauges, Metrics};
-pub use nimbus_runtime::Outcome;
+pub use nimbus_runtime::{Outcome, StreamPart};
 pub use registry::Registry;
 pub use versions::AliasUpdate;
 

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 pub use instance::{Interpreter, ProcessFactory, ProcessRuntimeConfig};
 pub use log_pipe::LogLine;
-pub use spec::{Dispatch, InstanceSpec, InvokeResult, Outcome};
+pub use spec::{Dispatch, InstanceSpec, InvokeResult, Outcome, StreamPart, StreamTarget};
 
 /// Why an instance could not be started at all (not a function failure).
 #[derive(Debug, thiserror::Error)]

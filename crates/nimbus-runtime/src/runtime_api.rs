@@ -29,8 +29,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 
-use crate::spec::Dispatch;
-use nimbus_core::limits::MAX_RESPONSE_BYTES;
+use crate::spec::{Dispatch, StreamPart, StreamTarget};
+use nimbus_core::limits::{MAX_RESPONSE_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 
 /// What the runtime did, as seen by the instance driver.
 #[derive(Debug)]
@@ -81,6 +81,8 @@ struct Shared {
     /// `GET /2018-06-01/runtime/nimbus/assignment`, Nimbus's only extension of
     /// the protocol; only its own bootstraps call it.
     assignment: Mutex<Option<tokio::sync::oneshot::Receiver<Bytes>>>,
+    /// The current invocation's stream destination (see [`Dispatch::stream`]).
+    stream: Mutex<Option<StreamTarget>>,
 }
 
 /// A running Runtime API server; dropped with its instance.
@@ -133,6 +135,7 @@ impl RuntimeApiServer {
             events,
             timeout: Mutex::new(timeout),
             assignment: Mutex::new(assignment),
+            stream: Mutex::new(None),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -349,12 +352,13 @@ async fn next(shared: &Shared) -> Resp {
     }
     // Long poll: never time out here (the runtime may legitimately wait for hours).
     let dispatch = { shared.next_rx.lock().await.recv().await };
-    let Some(d) = dispatch else {
+    let Some(mut d) = dispatch else {
         return json(
             StatusCode::INTERNAL_SERVER_ERROR,
             r#"{"errorMessage":"Instance is shutting down","errorType":"InternalServerError"}"#,
         );
     };
+    *shared.stream.lock().unwrap() = d.stream.take();
     let id: Arc<str> = d.request_id.as_str().into();
     *shared.phase.lock().unwrap() = Phase::Invoking(id.clone());
     let now = Instant::now();
@@ -386,8 +390,15 @@ async fn next(shared: &Shared) -> Resp {
 /// fast. Without the header the protocol is Lambda's.
 const AWAIT_NEXT: &str = "nimbus-await-next";
 
+/// The header a runtime sets to stream its response (the only valid value is
+/// `streaming`), and the trailers that report a failure after streaming began.
+const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+const TRAILER_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+const TRAILER_ERROR_BODY: &str = "lambda-runtime-function-error-body";
+
 async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success: bool) -> Resp {
     let await_next = req.headers().contains_key(AWAIT_NEXT);
+    let mode = req.headers().get(RESPONSE_MODE).cloned();
     let current = {
         let mut phase = shared.phase.lock().unwrap();
         let current = match &*phase {
@@ -405,6 +416,25 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // Whatever the runtime answers, this invocation's stream ends with it.
+    let stream = shared.stream.lock().unwrap().take();
+    if success && let Some(mode) = mode {
+        if mode != "streaming" {
+            *shared.phase.lock().unwrap() = Phase::Ready;
+            let _ = shared.events.send(ApiEvent::Error {
+                request_id: current,
+                body: error_body(
+                    "Runtime.InvalidResponseModeHeader",
+                    "Invalid Lambda-Runtime-Function-Response-Mode header: the only valid value is 'streaming'",
+                ),
+            });
+            return json(
+                StatusCode::BAD_REQUEST,
+                r#"{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}"#,
+            );
+        }
+        return post_stream(shared, req, current, content_type, stream).await;
+    }
     let body = match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
         .collect()
         .await
@@ -447,6 +477,141 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
     let _ = shared.events.send(ev);
     if await_next {
         return next(shared).await;
+    }
+    accepted()
+}
+
+fn error_body(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+/// Where a streamed response's bytes go.
+enum Sink {
+    /// To the caller, chunk by chunk.
+    Caller(mpsc::Sender<StreamPart>),
+    /// The caller wants it whole (a plain `Invoke`): kept, up to the buffered limit.
+    Buffer(bytes::BytesMut),
+    /// The caller left: read to the end so the function can finish.
+    Discard,
+}
+
+/// A response posted with `Lambda-Runtime-Function-Response-Mode: streaming`:
+/// chunks are passed on as they arrive, and a failure after streaming began
+/// arrives as trailers. The result event is sent once the body is complete.
+async fn post_stream(
+    shared: &Shared,
+    req: Request<Incoming>,
+    current: Arc<str>,
+    content_type: Option<String>,
+    stream: Option<StreamTarget>,
+) -> Resp {
+    let mut sink = match stream {
+        Some(StreamTarget {
+            tx,
+            executed_version,
+        }) => match tx
+            .send(StreamPart::Head {
+                content_type: content_type.clone(),
+                executed_version,
+            })
+            .await
+        {
+            Ok(()) => Sink::Caller(tx),
+            Err(_) => Sink::Discard,
+        },
+        None => Sink::Buffer(bytes::BytesMut::new()),
+    };
+    let mut body = req.into_body();
+    let mut total: u64 = 0;
+    let mut failure: Option<Bytes> = None;
+    let mut oversized = false;
+    let too_large = |limit: &str| {
+        error_body(
+            "Function.ResponseSizeTooLarge",
+            &format!("Response payload size exceeded maximum allowed payload size ({limit})."),
+        )
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(_) => {
+                // The runtime went away mid-body: the driver sees the exit or the
+                // timeout and reports it; what was streamed stays streamed.
+                *shared.phase.lock().unwrap() = Phase::Invoking(current);
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
+                );
+            }
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                total += data.len() as u64;
+                match &mut sink {
+                    Sink::Caller(_) if total > MAX_STREAMED_RESPONSE_BYTES => {
+                        failure = Some(too_large("209715200 bytes"));
+                        oversized = true;
+                        break;
+                    }
+                    Sink::Caller(tx) => {
+                        if tx.send(StreamPart::Chunk(data)).await.is_err() {
+                            sink = Sink::Discard;
+                        }
+                    }
+                    Sink::Buffer(_) if total > MAX_RESPONSE_BYTES as u64 => {
+                        failure = Some(too_large("6291556 bytes"));
+                        oversized = true;
+                        break;
+                    }
+                    Sink::Buffer(buf) => buf.extend_from_slice(&data),
+                    Sink::Discard => {}
+                }
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(trailers) = frame.into_trailers()
+            && let Some(t) = trailers.get(TRAILER_ERROR_TYPE)
+        {
+            let error_type = String::from_utf8_lossy(t.as_bytes()).into_owned();
+            let decoded = trailers.get(TRAILER_ERROR_BODY).and_then(|b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .ok()
+            });
+            failure = Some(match decoded {
+                Some(doc) if !doc.is_empty() => Bytes::from(doc),
+                _ => error_body(
+                    &error_type,
+                    "The function failed while streaming its response",
+                ),
+            });
+        }
+    }
+    *shared.phase.lock().unwrap() = Phase::Ready;
+    let ev = match (failure, sink) {
+        (Some(body), _) => ApiEvent::Error {
+            request_id: current,
+            body,
+        },
+        (None, Sink::Buffer(buf)) => ApiEvent::Response {
+            request_id: current,
+            body: buf.freeze(),
+            content_type,
+        },
+        (None, _) => ApiEvent::Response {
+            request_id: current,
+            body: Bytes::new(),
+            content_type,
+        },
+    };
+    let _ = shared.events.send(ev);
+    if oversized {
+        return json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            r#"{"errorMessage":"Exceeded maximum allowed payload size.","errorType":"RequestEntityTooLarge"}"#,
+        );
     }
     accepted()
 }

@@ -48,10 +48,37 @@ pub struct Dispatch {
     /// Fires when the server gives up waiting (shutdown after the grace period):
     /// the instance is stopped and the caller told so.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Where a streamed response goes as it is produced (InvokeWithResponseStream,
+    /// function URLs in `RESPONSE_STREAM` mode). Without it, a function that
+    /// streams is answered buffered, as Lambda's `Invoke` does.
+    pub stream: Option<StreamTarget>,
+}
+
+/// The caller of a streamed invocation.
+#[derive(Debug, Clone)]
+pub struct StreamTarget {
+    pub tx: tokio::sync::mpsc::Sender<StreamPart>,
+    /// The version that runs, for the caller's response head (an alias may pick
+    /// one of two versions only when the invocation starts).
+    pub executed_version: String,
+}
+
+/// A piece of a streamed response, in order: one `Head`, then its chunks. The
+/// sender is dropped when the stream ends; whether it ended well is the
+/// invocation's [`Outcome`] (a failure after the head is an `Error` there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamPart {
+    /// The runtime began a streamed response of this `Content-Type`.
+    Head {
+        content_type: Option<String>,
+        executed_version: String,
+    },
+    Chunk(Bytes),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// `body` is empty when the response went to [`Dispatch::stream`].
     Success {
         body: Bytes,
         content_type: Option<String>,

@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+mod eventstream;
 mod lambda;
 pub mod principal;
 pub mod s3;

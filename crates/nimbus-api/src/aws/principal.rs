@@ -137,13 +137,19 @@ fn is_lambda_api(path: &str) -> bool {
         && b[11] == b'/'
 }
 
-/// The function an Invoke request targets (name without qualifier), if it is one.
+/// The function an Invoke or InvokeWithResponseStream request targets (name
+/// without qualifier), if it is one.
 fn invoked_function(method: &axum::http::Method, path: &str) -> Option<String> {
     if method != axum::http::Method::POST {
         return None;
     }
-    let rest = path.strip_prefix("/2015-03-31/functions/")?;
-    let raw = rest.strip_suffix("/invocations")?;
+    let raw = path
+        .strip_prefix("/2015-03-31/functions/")
+        .and_then(|rest| rest.strip_suffix("/invocations"))
+        .or_else(|| {
+            path.strip_prefix("/2021-11-15/functions/")?
+                .strip_suffix("/response-streaming-invocations")
+        })?;
     let id = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .ok()?
@@ -208,6 +214,14 @@ mod tests {
         );
         assert_eq!(
             invoked_function(&post, "/2015-03-31/functions/resize%3Aprod/invocations").as_deref(),
+            Some("resize")
+        );
+        assert_eq!(
+            invoked_function(
+                &post,
+                "/2021-11-15/functions/resize/response-streaming-invocations"
+            )
+            .as_deref(),
             Some("resize")
         );
         assert_eq!(

@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use nimbus_core::InvokeRequest;
 use nimbus_core::limits::MAX_SYNC_REQUEST_BYTES;
-use nimbus_engine::Outcome;
+use nimbus_engine::{InvocationResult, Outcome, StreamPart};
+
+use crate::aws::eventstream;
 
 use super::shapes::parse_function_id;
 use crate::ApiState;
@@ -20,21 +22,38 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn invoke(
-    State(s): State<ApiState>,
-    Path(raw): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
+/// How the caller asked for the invocation (`X-Amz-Invocation-Type`).
+enum Mode {
+    Sync,
+    Async,
+    DryRun,
+}
+
+/// The request both Invoke and InvokeWithResponseStream take: the function,
+/// the headers Lambda reads and the payload. `DryRun` is answered here.
+struct Prepared {
+    req: InvokeRequest,
+    /// For not-found messages (AWS names `$LATEST` in unqualified ones).
+    arn: String,
+    mode: Mode,
+}
+
+async fn prepare(
+    s: &ApiState,
+    raw: &str,
+    q: &Option<String>,
+    headers: &HeaderMap,
     body: Body,
-) -> Result<Response, AwsError> {
-    let qualifier = super::functions::query_param(&q, "Qualifier");
-    let id = parse_function_id(&raw, qualifier.as_deref())?;
-    // AWS names `$LATEST` in not-found messages of unqualified invokes.
+    operation: &str,
+    allow_event: bool,
+) -> Result<Prepared, AwsError> {
+    let qualifier = super::functions::query_param(q, "Qualifier");
+    let id = parse_function_id(raw, qualifier.as_deref())?;
     let arn = match &id.qualifier {
-        Some(_) => id.arn(&s),
-        None => format!("{}:$LATEST", id.arn(&s)),
+        Some(_) => id.arn(s),
+        None => format!("{}:$LATEST", id.arn(s)),
     };
-    let tail = match header(&headers, "x-amz-log-type") {
+    let tail = match header(headers, "x-amz-log-type") {
         None | Some("None") => false,
         Some("Tail") => true,
         Some(other) => {
@@ -43,25 +62,29 @@ pub async fn invoke(
             )));
         }
     };
-    let mut asynchronous = false;
-    match header(&headers, "x-amz-invocation-type") {
-        None | Some("RequestResponse") => {}
-        Some("DryRun") => {
-            match &id.qualifier {
-                Some(q) => s.control.get_qualified(&id.name, q).await,
-                None => s.control.get(&id.name).await,
-            }
-            .map_err(|_| AwsError::not_found(format!("Function not found: {arn}")))?;
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-        Some("Event") => asynchronous = true,
+    let mode = match header(headers, "x-amz-invocation-type") {
+        None | Some("RequestResponse") => Mode::Sync,
+        Some("DryRun") => Mode::DryRun,
+        Some("Event") if allow_event => Mode::Async,
         Some(other) => {
+            let allowed = if allow_event {
+                "[Event, RequestResponse, DryRun]"
+            } else {
+                "[RequestResponse, DryRun]"
+            };
             return Err(AwsError::validation(format!(
-                "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+                "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: {allowed}"
             )));
         }
+    };
+    if let Mode::DryRun = mode {
+        match &id.qualifier {
+            Some(q) => s.control.get_qualified(&id.name, q).await,
+            None => s.control.get(&id.name).await,
+        }
+        .map_err(|_| AwsError::not_found(format!("Function not found: {arn}")))?;
     }
-    let client_context = match header(&headers, "x-amz-client-context") {
+    let client_context = match header(headers, "x-amz-client-context") {
         None => None,
         Some(b64) if b64.len() > MAX_CLIENT_CONTEXT => {
             return Err(AwsError::invalid(format!(
@@ -80,14 +103,31 @@ pub async fn invoke(
     };
     let payload = crate::error::read_body(body, MAX_SYNC_REQUEST_BYTES, "request payload").await.map_err(|_| {
         AwsError::too_large(format!(
-            "Request must be smaller than {MAX_SYNC_REQUEST_BYTES} bytes for the InvokeFunction operation"
+            "Request must be smaller than {MAX_SYNC_REQUEST_BYTES} bytes for the {operation} operation"
         ))
     })?;
     let mut req = InvokeRequest::new(id.name.clone(), payload);
     req.qualifier = id.qualifier.clone();
     req.want_log_tail = tail;
     req.client_context = client_context;
-    req.trace_id = header(&headers, "x-amzn-trace-id").map(str::to_string);
+    req.trace_id = header(headers, "x-amzn-trace-id").map(str::to_string);
+    Ok(Prepared { req, arn, mode })
+}
+
+pub async fn invoke(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AwsError> {
+    let Prepared { req, arn, mode } =
+        prepare(&s, &raw, &q, &headers, body, "InvokeFunction", true).await?;
+    let asynchronous = match mode {
+        Mode::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Mode::Async => true,
+        Mode::Sync => false,
+    };
     if asynchronous {
         // Accepted only once durably queued; runs (and retries) in the background.
         let size = req.payload.len();
@@ -133,4 +173,199 @@ pub async fn invoke(
         }
     };
     Ok((StatusCode::OK, out, body).into_response())
+}
+
+/// InvokeWithResponseStream: the function's response as an event stream, a
+/// `PayloadChunk` per piece as the function produces it, closed by
+/// `InvokeComplete` (with `ErrorCode`/`ErrorDetails` when it failed, and the
+/// log tail when asked for). A function that does not stream is answered the
+/// same way with its whole response in one chunk. Errors before the function
+/// ran (not found, throttled) are ordinary error responses.
+pub async fn invoke_with_response_stream(
+    State(s): State<ApiState>,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AwsError> {
+    let Prepared { req, arn, mode } = prepare(
+        &s,
+        &raw,
+        &q,
+        &headers,
+        body,
+        "InvokeWithResponseStream",
+        false,
+    )
+    .await?;
+    if let Mode::DryRun = mode {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamPart>(STREAM_QUEUE);
+    let invoker = s.invoker.clone();
+    let mut task = tokio::spawn(async move { invoker.invoke_streaming(req, Some(tx)).await });
+    // The head waits for the stream to begin or the invocation to end, so that
+    // an invocation that never ran gets its error as an HTTP status.
+    let head = tokio::select! {
+        biased;
+        part = rx.recv() => part,
+        done = &mut task => {
+            let r = done
+                .map_err(|e| AwsError::new(500, "ServiceException", format!("invocation task failed: {e}")))?
+                .map_err(|e| AwsError::from_engine(e, &arn))?;
+            // A buffered answer: the stream has nothing in it.
+            return Ok(stream_response(&r.executed_version, futures::stream::iter(
+                whole_response(&r).into_iter().map(Ok::<_, std::convert::Infallible>),
+            )));
+        }
+    };
+    let Some(StreamPart::Head {
+        executed_version, ..
+    }) = head
+    else {
+        // The sender went away without a head: the invocation's result says why.
+        let r = task
+            .await
+            .map_err(|e| {
+                AwsError::new(
+                    500,
+                    "ServiceException",
+                    format!("invocation task failed: {e}"),
+                )
+            })?
+            .map_err(|e| AwsError::from_engine(e, &arn))?;
+        return Ok(stream_response(
+            &r.executed_version,
+            futures::stream::iter(
+                whole_response(&r)
+                    .into_iter()
+                    .map(Ok::<_, std::convert::Infallible>),
+            ),
+        ));
+    };
+    let body = async_stream_body(rx, task);
+    Ok(stream_response(&executed_version, body))
+}
+
+/// Chunks queued between the function and a slow caller before the function waits.
+const STREAM_QUEUE: usize = 16;
+
+fn stream_response<S>(executed_version: &str, body: S) -> Response
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    let mut out = HeaderMap::new();
+    out.insert(
+        "content-type",
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(executed_version) {
+        out.insert("x-amz-executed-version", v);
+    }
+    (StatusCode::OK, out, Body::from_stream(body)).into_response()
+}
+
+fn payload_chunk(data: &[u8]) -> bytes::Bytes {
+    eventstream::event("PayloadChunk", "application/octet-stream", data)
+}
+
+/// `InvokeComplete` for a finished invocation (error code and details from
+/// the Lambda error document when it failed).
+fn invoke_complete(r: &InvocationResult) -> bytes::Bytes {
+    let mut doc = serde_json::Map::new();
+    if let Outcome::Error { error_type, body } = &r.outcome {
+        doc.insert("ErrorCode".into(), error_type.clone().into());
+        let details = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+        doc.insert("ErrorDetails".into(), details.into());
+    }
+    if let Some(t) = &r.log_tail {
+        doc.insert(
+            "LogResult".into(),
+            base64::engine::general_purpose::STANDARD.encode(t).into(),
+        );
+    }
+    eventstream::event(
+        "InvokeComplete",
+        "application/json",
+        serde_json::Value::Object(doc).to_string().as_bytes(),
+    )
+}
+
+/// The event stream of an invocation that answered without streaming.
+fn whole_response(r: &InvocationResult) -> Vec<bytes::Bytes> {
+    let mut out = Vec::with_capacity(2);
+    if let Outcome::Success { body, .. } = &r.outcome
+        && !body.is_empty()
+    {
+        out.push(payload_chunk(body));
+    }
+    out.push(invoke_complete(r));
+    out
+}
+
+type Ended = Result<Result<InvocationResult, nimbus_engine::EngineError>, tokio::task::JoinError>;
+
+/// The chunks as they come, then `InvokeComplete` once the invocation ended.
+fn async_stream_body(
+    rx: tokio::sync::mpsc::Receiver<StreamPart>,
+    task: tokio::task::JoinHandle<Result<InvocationResult, nimbus_engine::EngineError>>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static {
+    use futures::StreamExt as _;
+    enum State {
+        Streaming(
+            tokio::sync::mpsc::Receiver<StreamPart>,
+            tokio::task::JoinHandle<Result<InvocationResult, nimbus_engine::EngineError>>,
+        ),
+        /// The invocation ended: parts still queued go out before `InvokeComplete`.
+        Draining(tokio::sync::mpsc::Receiver<StreamPart>, Ended),
+        Done,
+    }
+    let chunk = |part: StreamPart| match part {
+        StreamPart::Chunk(data) if !data.is_empty() => Some(payload_chunk(&data)),
+        _ => None,
+    };
+    futures::stream::unfold(State::Streaming(rx, task), move |state| async move {
+        match state {
+            State::Done => None,
+            State::Draining(mut rx, ended) => match rx.try_recv() {
+                Ok(part) => Some((chunk(part), State::Draining(rx, ended))),
+                Err(_) => Some((Some(complete_event(ended)), State::Done)),
+            },
+            State::Streaming(mut rx, mut task) => tokio::select! {
+                biased;
+                part = rx.recv() => match part {
+                    Some(part) => Some((chunk(part), State::Streaming(rx, task))),
+                    None => Some((Some(complete_event(task.await)), State::Done)),
+                },
+                // Parts are queued before the invocation ends, so whatever is
+                // left is already in the channel.
+                ended = &mut task => Some((None, State::Draining(rx, ended))),
+            },
+        }
+    })
+    .filter_map(|m| async move { m.map(Ok) })
+}
+
+fn complete_event(done: Ended) -> bytes::Bytes {
+    let failed = |details: String| {
+        eventstream::event(
+            "InvokeComplete",
+            "application/json",
+            serde_json::json!({"ErrorCode": "ServiceException", "ErrorDetails": details})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    match done {
+        Ok(Ok(r)) => invoke_complete(&r),
+        Ok(Err(e)) => failed(e.to_string()),
+        Err(e) => failed(format!("invocation task failed: {e}")),
+    }
 }

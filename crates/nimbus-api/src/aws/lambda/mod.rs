@@ -49,6 +49,10 @@ pub fn routes() -> Router<ApiState> {
             post(invoke::invoke),
         )
         .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(invoke::invoke_with_response_stream),
+        )
+        .route(
             "/2015-03-31/functions/{name}/versions",
             get(versions::list_versions).post(versions::publish),
         )

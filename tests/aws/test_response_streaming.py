@@ -1,0 +1,119 @@
+"""Response streaming: InvokeWithResponseStream through boto3, and a streaming
+handler (`awslambda.streamifyResponse`) called with plain Invoke.
+
+boto3 decodes the event stream (PayloadChunk …, InvokeComplete) as the AWS
+service sends it; the chunk timings show the response is passed on while the
+handler is still running, not buffered to the end.
+"""
+
+import json
+import time
+
+import pytest
+
+import lambda_helpers as h
+
+STREAMER = '''\
+export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  responseStream.setContentType('text/plain');
+  responseStream.write('first;');
+  await new Promise((resolve) => setTimeout(resolve, event.pause_ms ?? 0));
+  responseStream.write('second;');
+  if (event.fail) throw new Error('broke mid-stream');
+  console.log('streamed', context.awsRequestId);
+  responseStream.end('third');
+});
+'''
+
+HELLO = '''\
+def handler(event, context):
+    return {"message": "Hello, World!"}
+'''
+
+
+@pytest.fixture(scope="module")
+def streamer(lambda_client):
+    name = h.unique_name("streamer")
+    lambda_client.create_function(
+        FunctionName=name,
+        Runtime="nodejs20.x",
+        Role=h.ROLE_ARN,
+        Handler="index.handler",
+        Code={"ZipFile": h.make_zip({"index.mjs": STREAMER})},
+    )
+    return name
+
+
+def stream(lambda_client, name, event, **kwargs):
+    """[(seconds since the call, event)] of one InvokeWithResponseStream, and the response."""
+    t0 = time.monotonic()
+    resp = lambda_client.invoke_with_response_stream(
+        FunctionName=name, Payload=json.dumps(event).encode(), **kwargs
+    )
+    events = [(time.monotonic() - t0, e) for e in resp["EventStream"]]
+    return events, resp
+
+
+def chunks(events):
+    return b"".join(e["PayloadChunk"]["Payload"] for _, e in events if "PayloadChunk" in e)
+
+
+def test_chunks_arrive_while_the_handler_runs(lambda_client, streamer):
+    events, resp = stream(lambda_client, streamer, {"pause_ms": 800})
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert resp["ExecutedVersion"] == "$LATEST"
+    assert chunks(events) == b"first;second;third"
+    assert "InvokeComplete" in events[-1][1]
+    assert events[-1][1]["InvokeComplete"].get("ErrorCode") is None
+    first = next(t for t, e in events if "PayloadChunk" in e)
+    # The first chunk left before the handler's pause; a buffered answer would
+    # bring everything together at the end.
+    assert events[-1][0] - first >= 0.5, events
+
+
+def test_a_failure_after_streaming_began_ends_with_its_error(lambda_client, streamer):
+    events, _ = stream(lambda_client, streamer, {"fail": True})
+    assert chunks(events) == b"first;second;"
+    complete = events[-1][1]["InvokeComplete"]
+    assert complete["ErrorCode"] == "Error"
+    assert complete["ErrorDetails"] == "broke mid-stream"
+
+
+def test_log_tail_comes_with_invoke_complete(lambda_client, streamer):
+    events, _ = stream(lambda_client, streamer, {}, LogType="Tail")
+    import base64
+
+    log = base64.b64decode(events[-1][1]["InvokeComplete"]["LogResult"]).decode()
+    assert "START RequestId:" in log and "streamed" in log and "REPORT RequestId:" in log
+
+
+def test_plain_invoke_of_a_streaming_handler_is_buffered(lambda_client, streamer):
+    resp = lambda_client.invoke(FunctionName=streamer, Payload=b"{}")
+    assert "FunctionError" not in resp
+    assert resp["Payload"].read() == b"first;second;third"
+    assert resp["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "text/plain"
+    resp = lambda_client.invoke(FunctionName=streamer, Payload=b'{"fail": true}')
+    assert resp["FunctionError"] == "Unhandled"
+    doc = json.loads(resp["Payload"].read())
+    assert (doc["errorType"], doc["errorMessage"]) == ("Error", "broke mid-stream")
+
+
+def test_a_buffered_function_streams_its_whole_response(lambda_client, create_function):
+    name = create_function(zip_bytes=h.make_zip({"app.py": HELLO})).name
+    events, resp = stream(lambda_client, name, {})
+    assert resp["ExecutedVersion"] == "$LATEST"
+    assert json.loads(chunks(events)) == {"message": "Hello, World!"}
+    assert [list(e) for _, e in events] == [["PayloadChunk"], ["InvokeComplete"]]
+
+
+def test_errors_before_the_function_runs_are_plain_errors(lambda_client):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as e:
+        lambda_client.invoke_with_response_stream(FunctionName="no-such-function", Payload=b"{}")
+    assert h.error_code(e.value) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        lambda_client.invoke_with_response_stream(
+            FunctionName="no-such-function", Payload=b"{}", InvocationType="Event"
+        )
+    assert h.error_code(e.value) == "ValidationException"
