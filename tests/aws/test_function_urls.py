@@ -3,7 +3,8 @@
 create_function_url_config gives a URL that answers at once (the hello handler
 through the payload 2.0 rules); get, update (CORS), list and delete follow the
 Lambda API's shapes and errors. What Nimbus refuses instead of ignoring
-(AWS_IAM URL auth, RESPONSE_STREAM) answers ValidationException.
+(AWS_IAM URL auth, an unknown InvokeMode) answers ValidationException.
+RESPONSE_STREAM URLs are tested in test_response_streaming.py.
 """
 
 import json
@@ -92,11 +93,14 @@ def test_create_get_call_update_list_delete(server, lambda_client, hello):
 
 
 def test_refusals_and_missing_functions(lambda_client, hello):
-    for kwargs in ({"AuthType": "AWS_IAM"}, {"AuthType": "NONE", "InvokeMode": "RESPONSE_STREAM"}):
-        with pytest.raises(ClientError) as e:
-            lambda_client.create_function_url_config(FunctionName=hello, **kwargs)
-        assert h.error_code(e.value) == "ValidationException", kwargs
-        assert "not supported by Nimbus" in h.error_message(e.value)
+    with pytest.raises(ClientError) as e:
+        lambda_client.create_function_url_config(FunctionName=hello, AuthType="AWS_IAM")
+    assert h.error_code(e.value) == "ValidationException"
+    assert "not supported by Nimbus" in h.error_message(e.value)
+    with pytest.raises(ClientError) as e:
+        lambda_client.create_function_url_config(FunctionName=hello, AuthType="NONE", InvokeMode="CHUNKY")
+    assert h.error_code(e.value) == "ValidationException"
+    assert "[BUFFERED, RESPONSE_STREAM]" in h.error_message(e.value)
     # Nothing was created by the refused calls.
     with pytest.raises(ClientError) as e:
         lambda_client.get_function_url_config(FunctionName=hello)

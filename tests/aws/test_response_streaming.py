@@ -117,3 +117,106 @@ def test_errors_before_the_function_runs_are_plain_errors(lambda_client):
             FunctionName="no-such-function", Payload=b"{}", InvocationType="Event"
         )
     assert h.error_code(e.value) == "ValidationException"
+
+
+URL_STREAMER = '''\
+export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
+  const q = event.queryStringParameters ?? {};
+  if (q.mode !== 'plain') {
+    responseStream = awslambda.HttpResponseStream.from(responseStream, {
+      statusCode: 201,
+      headers: { 'x-kind': 'stream', 'content-type': 'text/plain' },
+      cookies: ['a=1; Path=/'],
+    });
+  } else {
+    responseStream.setContentType('text/csv');
+  }
+  responseStream.write('first;');
+  await new Promise((resolve) => setTimeout(resolve, Number(q.pause_ms ?? 0)));
+  responseStream.write('second;');
+  if (q.fail) throw new Error('broke mid-stream');
+  responseStream.end('third');
+});
+'''
+
+
+def url_get(url):
+    """(status, headers, [(seconds since the request, bytes)]) read as the body arrives."""
+    import http.client
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    t0 = time.monotonic()
+    conn.request("GET", u.path + ("?" + u.query if u.query else ""))
+    resp = conn.getresponse()
+    pieces = []
+    try:
+        while True:
+            data = resp.read1(65536)
+            if not data:
+                break
+            pieces.append((time.monotonic() - t0, data))
+    finally:
+        conn.close()
+    return resp.status, resp.headers, pieces
+
+
+@pytest.fixture(scope="module")
+def stream_url(lambda_client):
+    name = h.unique_name("urlstream")
+    lambda_client.create_function(
+        FunctionName=name,
+        Runtime="nodejs20.x",
+        Role=h.ROLE_ARN,
+        Handler="index.handler",
+        Code={"ZipFile": h.make_zip({"index.mjs": URL_STREAMER})},
+    )
+    created = lambda_client.create_function_url_config(
+        FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM"
+    )
+    assert created["InvokeMode"] == "RESPONSE_STREAM"
+    assert lambda_client.get_function_url_config(FunctionName=name)["InvokeMode"] == "RESPONSE_STREAM"
+    return created["FunctionUrl"]
+
+
+def test_a_response_stream_url_sends_the_prelude_head_then_chunks_as_written(stream_url):
+    status, headers, pieces = url_get(stream_url + "?pause_ms=800")
+    assert status == 201
+    assert headers["x-kind"] == "stream"
+    assert headers["Content-Type"] == "text/plain"
+    assert headers["Set-Cookie"] == "a=1; Path=/"
+    assert headers["Transfer-Encoding"] == "chunked"
+    assert headers["x-amzn-RequestId"]
+    assert b"".join(p for _, p in pieces) == b"first;second;third"
+    # 'first;' was on the wire while the handler waited.
+    assert pieces[0][1].startswith(b"first;")
+    assert pieces[-1][0] - pieces[0][0] >= 0.5, pieces
+
+
+def test_without_a_prelude_the_stream_is_the_body_of_a_200(stream_url):
+    status, headers, pieces = url_get(stream_url + "?mode=plain")
+    assert status == 200
+    assert headers["Content-Type"] == "text/csv"
+    assert b"".join(p for _, p in pieces) == b"first;second;third"
+
+
+def test_a_failure_after_the_head_cuts_the_response_off(stream_url):
+    import http.client
+
+    with pytest.raises((http.client.IncompleteRead, http.client.HTTPException, ConnectionError)):
+        url_get(stream_url + "?fail=1")
+
+
+def test_a_buffered_function_on_a_response_stream_url_is_mapped_as_usual(lambda_client, create_function):
+    name = create_function(zip_bytes=h.make_zip({"app.py": HELLO})).name
+    url = lambda_client.create_function_url_config(
+        FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM"
+    )["FunctionUrl"]
+    status, headers, pieces = url_get(url)
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(b"".join(p for _, p in pieces)) == {"message": "Hello, World!"}
+    # Back to BUFFERED with an update: a streaming handler's URL answer is then whole.
+    updated = lambda_client.update_function_url_config(FunctionName=name, InvokeMode="BUFFERED")
+    assert updated["InvokeMode"] == "BUFFERED"

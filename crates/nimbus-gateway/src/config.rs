@@ -189,6 +189,29 @@ pub struct UrlSpec {
     pub cors: Option<CorsSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_limit: Option<usize>,
+    /// Whether a function's streamed response is passed on as it is produced.
+    #[serde(default, skip_serializing_if = "InvokeMode::is_buffered")]
+    pub invoke_mode: InvokeMode,
+}
+
+/// A function URL's `InvokeMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvokeMode {
+    /// The whole response, mapped by the payload 2.0 rules (AWS's `BUFFERED`).
+    #[default]
+    Buffered,
+    /// A function that streams (`awslambda.streamifyResponse`) is answered
+    /// chunk by chunk as it writes, its status and headers taken from the
+    /// `HttpResponseStream` prelude; one that does not is answered buffered
+    /// (AWS's `RESPONSE_STREAM`).
+    ResponseStream,
+}
+
+impl InvokeMode {
+    pub fn is_buffered(&self) -> bool {
+        *self == InvokeMode::Buffered
+    }
 }
 
 /// A stored function URL.

@@ -42,6 +42,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+mod streaming;
 pub mod websocket;
 pub mod ws_reply;
 pub mod ws_server;
@@ -50,8 +51,8 @@ pub use access_log::AccessLog;
 pub use apigw::{ApiInfo, PayloadFormat, ProxyRequest, ResponseError};
 pub use auth::{AuthError, JwtPrincipal, JwtVerifier, KeyHash};
 pub use config::{
-    ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, NewGatewayKey, Route, RouteSpec,
-    UrlSpec,
+    ApiKind, AuthKind, FunctionUrl, GatewayKey, InvokeMode, KeyKind, KeySpec, NewGatewayKey, Route,
+    RouteSpec, UrlSpec,
 };
 pub use control::{Gateway, GatewayError, GatewaySettings};
 pub use cors::CorsConfig;

@@ -150,7 +150,7 @@ async fn handle(
             source_ip: &source_ip,
         }
     );
-    resp.map(Body::from)
+    resp
 }
 
 /// A function URL addressed by path (`/@url/<id>/rest`) or by host
@@ -188,13 +188,16 @@ async fn serve_http(
     body: Body,
     source_ip: &str,
     request_id: &str,
-) -> (Response<Bytes>, Option<Arc<Target>>) {
+) -> (Response<Body>, Option<Arc<Target>>) {
     if let Some((target, uri)) = url_target(snap, parts) {
         if let (true, Some(c)) = (
             cors::is_preflight(&parts.method, &parts.headers),
             &target.cors,
         ) {
-            return (c.preflight(&parts.headers).response, Some(target));
+            return (
+                c.preflight(&parts.headers).response.map(Body::from),
+                Some(target),
+            );
         }
         let params = PathParams::default();
         let api = target.url_api.as_ref().unwrap_or(&s.api);
@@ -208,7 +211,14 @@ async fn serve_http(
             source_ip,
             request_id,
         };
-        let resp = run(s, &target, call, body).await;
+        let resp = if target.streaming {
+            match prepare(&target, &call, body).await {
+                Ok(event) => crate::streaming::run(s, &target, parts, event, request_id).await,
+                Err(resp) => resp.map(Body::from),
+            }
+        } else {
+            run(s, &target, call, body).await.map(Body::from)
+        };
         return (resp, Some(target));
     }
     if cors::is_preflight(&parts.method, &parts.headers)
@@ -220,7 +230,7 @@ async fn serve_http(
         && let Some(c) = &found.target.cors
     {
         return (
-            c.preflight(&parts.headers).response,
+            c.preflight(&parts.headers).response.map(Body::from),
             Some(found.target.clone()),
         );
     }
@@ -237,10 +247,10 @@ async fn serve_http(
                 request_id,
             };
             let resp = run(s, found.target, call, body).await;
-            (resp, Some(found.target.clone()))
+            (resp.map(Body::from), Some(found.target.clone()))
         }
         Lookup::MethodNotAllowed | Lookup::NotFound => {
-            (apigw::not_found_response(request_id), None)
+            (apigw::not_found_response(request_id).map(Body::from), None)
         }
     }
 }
@@ -291,32 +301,36 @@ fn too_large(request_id: &str) -> Response<Bytes> {
     gateway_error(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE_BODY, request_id)
 }
 
-async fn run(s: &Shared, target: &Target, call: Call<'_>, body: Body) -> Response<Bytes> {
+/// The steps before the invocation: rate limit, auth, body, and the event in
+/// the target's format; `Err` is the answer when one of them refuses.
+#[allow(clippy::result_large_err)]
+async fn prepare(target: &Target, call: &Call<'_>, body: Body) -> Result<Vec<u8>, Response<Bytes>> {
     let rid = call.request_id;
     let parts = call.parts;
     if let Some(l) = &target.limiter
         && let Err(t) = l.try_acquire()
     {
-        return t.response(rid);
+        return Err(t.response(rid));
     }
-    let jwt = match authenticate(&target.auth, call.uri, &parts.headers, rid) {
-        Ok(j) => j,
-        Err(resp) => return resp,
-    };
+    let jwt = authenticate(&target.auth, call.uri, &parts.headers, rid)?;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > target.body_limit as u64) {
-        return too_large(rid);
+        return Err(too_large(rid));
     }
     let bytes = match Limited::new(body, target.body_limit).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(rid),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(rid)),
         Err(e) => {
             tracing::debug!(request_id = rid, "request body not received: {e}");
-            return gateway_error(StatusCode::BAD_REQUEST, r#"{"message":"Bad Request"}"#, rid);
+            return Err(gateway_error(
+                StatusCode::BAD_REQUEST,
+                r#"{"message":"Bad Request"}"#,
+                rid,
+            ));
         }
     };
     let proxy = ProxyRequest {
@@ -334,28 +348,42 @@ async fn run(s: &Shared, target: &Target, call: Call<'_>, body: Body) -> Respons
         api: call.api,
         jwt: jwt.as_ref(),
     };
-    let event = match target.format {
+    Ok(match target.format {
         EventFormat::Rest => v1::build_event(&proxy),
         EventFormat::FunctionUrl => function_url::build_event(&proxy),
         EventFormat::Http | EventFormat::WebSocket => v2::build_event(&proxy),
+    })
+}
+
+async fn run(s: &Shared, target: &Target, call: Call<'_>, body: Body) -> Response<Bytes> {
+    let rid = call.request_id;
+    let event = match prepare(target, &call, body).await {
+        Ok(event) => event,
+        Err(resp) => return resp,
     };
-    drop(bytes);
-    let mut resp = match invoke(s, target, event, rid).await {
-        Ok(payload) => {
-            let parsed = match target.format {
-                EventFormat::Rest => v1::parse_response(&payload),
-                _ => v2::parse_response(&payload),
-            };
-            parsed.unwrap_or_else(|e| {
-                tracing::warn!(request_id = rid, function = %target.label, "unusable function response: {e}");
-                match target.format {
-                    EventFormat::Rest => v1::malformed_response(rid),
-                    _ => v2::malformed_response(rid),
-                }
-            })
-        }
+    let resp = match invoke(s, target, event, rid).await {
+        Ok(payload) => map_response(target, &payload, rid),
         Err(resp) => resp,
     };
+    with_cors(target, call.parts, resp)
+}
+
+/// The function's payload as the HTTP response of the target's format.
+pub(crate) fn map_response(target: &Target, payload: &[u8], rid: &str) -> Response<Bytes> {
+    let parsed = match target.format {
+        EventFormat::Rest => v1::parse_response(payload),
+        _ => v2::parse_response(payload),
+    };
+    parsed.unwrap_or_else(|e| {
+        tracing::warn!(request_id = rid, function = %target.label, "unusable function response: {e}");
+        match target.format {
+            EventFormat::Rest => v1::malformed_response(rid),
+            _ => v2::malformed_response(rid),
+        }
+    })
+}
+
+pub(crate) fn with_cors<B>(target: &Target, parts: &Parts, mut resp: Response<B>) -> Response<B> {
     if let Some(c) = &target.cors {
         c.apply(&parts.headers, resp.headers_mut());
     }
@@ -375,10 +403,30 @@ pub(crate) async fn invoke(
     let Some(function) = &target.function else {
         return start_workflow(s, target, event, rid).await;
     };
+    let req = invoke_request(function, target, event, rid);
+    answer(s.invoker.invoke(req).await, target, rid)
+}
+
+pub(crate) fn invoke_request(
+    function: &nimbus_core::FunctionName,
+    target: &Target,
+    event: Vec<u8>,
+    rid: &str,
+) -> InvokeRequest {
     let mut req = InvokeRequest::new(function.clone(), Bytes::from(event));
     req.id = InvocationId::from(rid.to_owned());
     req.qualifier = target.qualifier.clone();
-    match s.invoker.invoke(req).await {
+    req
+}
+
+/// The function's output, or the gateway's answer when there is none to map.
+#[allow(clippy::result_large_err)]
+pub(crate) fn answer(
+    result: Result<nimbus_engine::InvocationResult, EngineError>,
+    target: &Target,
+    rid: &str,
+) -> Result<Bytes, Response<Bytes>> {
+    match result {
         Ok(r) => match r.outcome {
             Outcome::Success { body, .. } => Ok(body),
             Outcome::Error { error_type, .. } if error_type == TIMEOUT_ERROR_TYPE => Err(

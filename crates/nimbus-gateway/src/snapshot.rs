@@ -65,6 +65,8 @@ pub struct Target {
     pub body_limit: usize,
     /// A function URL's own identity (`<url-id>.lambda-url.<region>.on.aws`).
     pub url_api: Option<ApiInfo>,
+    /// A function URL in `RESPONSE_STREAM` mode.
+    pub streaming: bool,
 }
 
 /// One consistent view of the gateway's configuration.
@@ -197,6 +199,7 @@ impl Snapshot {
                 limiter,
                 body_limit: s.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
                 url_api: None,
+                streaming: false,
             });
             if let Auth::Broken(why) = &target.auth {
                 tracing::error!(route = %s.route, "gateway route answers 500 until fixed: {why}");
@@ -251,6 +254,7 @@ impl Snapshot {
                     .api()
                     .clone(),
                 ),
+                streaming: s.invoke_mode == crate::config::InvokeMode::ResponseStream,
             });
             snap.urls.insert(u.url_id.clone(), target);
         }

@@ -283,6 +283,10 @@ enum UrlCommand {
         function: String,
         #[command(flatten)]
         access: AccessFlags,
+        /// Pass a streaming function's response on as it is written
+        /// (`awslambda.streamifyResponse`; AWS's InvokeMode RESPONSE_STREAM).
+        #[arg(long)]
+        stream: bool,
     },
     /// Show a function's URL.
     Get { function: String },
@@ -302,7 +306,11 @@ pub async fn url(args: UrlArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     match args.command {
-        UrlCommand::Create { function, access } => {
+        UrlCommand::Create {
+            function,
+            access,
+            stream,
+        } => {
             let (name, qualifier) = match function.split_once(':') {
                 Some((n, q)) => (n.to_string(), Some(q.to_string())),
                 None => (function.clone(), None),
@@ -312,6 +320,9 @@ pub async fn url(args: UrlArgs) -> anyhow::Result<ExitCode> {
                 doc["qualifier"] = q.into();
             }
             access.apply(&mut doc);
+            if stream {
+                doc["invoke_mode"] = "response_stream".into();
+            }
             let v = client
                 .json(
                     client

@@ -7,8 +7,9 @@
 //! gateway keys URLs by function), served at `http://<gateway>/@url/<id>/`
 //! (and by `Host: <id>.lambda-url.<region>.on.aws`), which is what
 //! `FunctionUrl` says, since that is where callers can reach it. `AWS_IAM`
-//! (SigV4-signed URL calls) and `RESPONSE_STREAM` are not implemented and are
-//! refused with a `ValidationException`, never accepted and then ignored. A
+//! (SigV4-signed URL calls) is not implemented and is refused with a
+//! `ValidationException`, never accepted and then ignored. `RESPONSE_STREAM`
+//! URLs pass a streaming function's response on as it is produced. A
 //! URL given key auth through the native API is shown as `AWS_IAM`, the only
 //! `AuthType` that means "callers must authenticate", and keeps its auth when
 //! an update names `AWS_IAM` or no `AuthType`.
@@ -19,7 +20,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nimbus_gateway::config::CorsSettings;
-use nimbus_gateway::{AuthKind, FunctionUrl, GatewayError, UrlSpec};
+use nimbus_gateway::{AuthKind, FunctionUrl, GatewayError, InvokeMode, UrlSpec};
 use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, query_param, str_field};
@@ -106,12 +107,12 @@ fn parse_auth(m: &Map<String, Value>, current: Option<AuthKind>) -> Result<Optio
     }
 }
 
-fn check_invoke_mode(m: &Map<String, Value>) -> Result<()> {
+/// The `InvokeMode` member, when present.
+fn parse_invoke_mode(m: &Map<String, Value>) -> Result<Option<InvokeMode>> {
     match str_field(m, "InvokeMode")?.as_deref() {
-        None | Some("BUFFERED") => Ok(()),
-        Some("RESPONSE_STREAM") => Err(AwsError::validation(
-            "InvokeMode RESPONSE_STREAM is not supported by Nimbus; use BUFFERED",
-        )),
+        None => Ok(None),
+        Some("BUFFERED") => Ok(Some(InvokeMode::Buffered)),
+        Some("RESPONSE_STREAM") => Ok(Some(InvokeMode::ResponseStream)),
         Some(other) => Err(AwsError::validation(format!(
             "1 validation error detected: Value '{other}' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [BUFFERED, RESPONSE_STREAM]"
         ))),
@@ -180,7 +181,10 @@ fn shape(s: &ApiState, name: &str, u: &FunctionUrl, modified: bool) -> Value {
         "FunctionArn": arn,
         "AuthType": auth_type(u.spec.auth),
         "CreationTime": u.created_at,
-        "InvokeMode": "BUFFERED",
+        "InvokeMode": match u.spec.invoke_mode {
+            InvokeMode::Buffered => "BUFFERED",
+            InvokeMode::ResponseStream => "RESPONSE_STREAM",
+        },
     });
     if modified {
         v["LastModifiedTime"] = json!(u.created_at);
@@ -213,12 +217,12 @@ pub async fn create(
             "1 validation error detected: Value null at 'authType' failed to satisfy constraint: Member must not be null",
         ));
     }
-    check_invoke_mode(&m)?;
     let spec = UrlSpec {
         qualifier: id.qualifier.clone(),
         auth: parse_auth(&m, None)?.unwrap_or_default(),
         cors: parse_cors(&m)?,
         body_limit: None,
+        invoke_mode: parse_invoke_mode(&m)?.unwrap_or_default(),
     };
     match s.gateway.url(id.name.as_str()).await {
         Ok(_) => {
@@ -264,9 +268,12 @@ pub async fn update(
 ) -> Result<Json<Value>> {
     let id = target(&raw, &q)?;
     let m = json_body(body).await?;
-    check_invoke_mode(&m)?;
+    let invoke_mode = parse_invoke_mode(&m)?;
     let current = existing(&s, &id).await?;
     let mut spec = current.spec;
+    if let Some(mode) = invoke_mode {
+        spec.invoke_mode = mode;
+    }
     spec.auth = parse_auth(&m, Some(spec.auth))?.unwrap_or_default();
     if let Some(c) = parse_cors(&m)? {
         spec.cors = Some(c);
