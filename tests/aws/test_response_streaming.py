@@ -17,6 +17,10 @@ STREAMER = '''\
 export const handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
   responseStream.setContentType('text/plain');
   responseStream.write('first;');
+  if (event.hang) {
+    setInterval(() => {}, 1000); // keeps the process busy past its timeout
+    return new Promise(() => {});
+  }
   await new Promise((resolve) => setTimeout(resolve, event.pause_ms ?? 0));
   responseStream.write('second;');
   if (event.fail) throw new Error('broke mid-stream');
@@ -40,6 +44,7 @@ def streamer(lambda_client):
         Role=h.ROLE_ARN,
         Handler="index.handler",
         Code={"ZipFile": h.make_zip({"index.mjs": STREAMER})},
+        Timeout=2,
     )
     return name
 
@@ -77,6 +82,15 @@ def test_a_failure_after_streaming_began_ends_with_its_error(lambda_client, stre
     complete = events[-1][1]["InvokeComplete"]
     assert complete["ErrorCode"] == "Error"
     assert complete["ErrorDetails"] == "broke mid-stream"
+
+
+def test_a_timeout_after_streaming_began_ends_the_stream_with_it(lambda_client, streamer):
+    events, _ = stream(lambda_client, streamer, {"hang": True})
+    assert chunks(events) == b"first;"
+    assert events[-1][1]["InvokeComplete"]["ErrorCode"] == "Sandbox.Timedout"
+    # The next call gets a fresh instance and streams normally.
+    events, _ = stream(lambda_client, streamer, {})
+    assert chunks(events) == b"first;second;third"
 
 
 def test_log_tail_comes_with_invoke_complete(lambda_client, streamer):
@@ -206,6 +220,23 @@ def test_a_failure_after_the_head_cuts_the_response_off(stream_url):
 
     with pytest.raises((http.client.IncompleteRead, http.client.HTTPException, ConnectionError)):
         url_get(stream_url + "?fail=1")
+
+
+def test_a_client_that_leaves_mid_stream_does_not_break_the_function(stream_url):
+    import http.client
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(stream_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("GET", u.path + "?pause_ms=700")
+    resp = conn.getresponse()
+    assert resp.status == 201
+    assert resp.read1(65536).startswith(b"first;")
+    conn.close()  # gone before 'second;'
+    for _ in range(3):
+        status, _, pieces = url_get(stream_url)
+        assert status == 201
+        assert b"".join(p for _, p in pieces) == b"first;second;third"
 
 
 def test_a_buffered_function_on_a_response_stream_url_is_mapped_as_usual(lambda_client, create_function):

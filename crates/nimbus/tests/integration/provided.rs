@@ -200,3 +200,68 @@ while True:
     // That result went without the header: 202, and the next call is a GET /next.
     assert_eq!(s.invoke("chained", &json!({})).json()["via"], "next");
 }
+
+/// The streaming side of the protocol, spoken by hand: a chunked response
+/// posted with `Lambda-Runtime-Function-Response-Mode: streaming` is one
+/// response to a buffered caller; error trailers make it a function error
+/// with the trailer's document; any other mode is refused with 400 and the
+/// caller gets `Runtime.InvalidResponseModeHeader`.
+#[test]
+fn streamed_responses_trailers_and_bad_response_modes() {
+    let bootstrap = br#"#!/usr/bin/python3
+import base64, http.client, json, os, socket
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+
+def post_raw(path, head, body):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(("POST %s HTTP/1.1\r\nHost: runtime\r\n%s\r\n" % (path, head)).encode() + body)
+    status = int(s.recv(65536).split(b" ")[1])
+    s.close()
+    return status
+
+conn = http.client.HTTPConnection(host, int(port))
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse()
+    rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
+    mode = json.loads(r.read())["mode"]
+    path = "/2018-06-01/runtime/invocation/%s/response" % rid
+    streaming = "Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n"
+    if mode == "bad":
+        status = post_raw(path, "Lambda-Runtime-Function-Response-Mode: buffered\r\nContent-Length: 2\r\n", b"{}")
+        print("bad mode answered", status, flush=True)
+    elif mode == "ok":
+        post_raw(path, streaming + "Content-Type: text/plain\r\n", b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n")
+    else:
+        doc = json.dumps({"errorType": "Runtime.StreamError", "errorMessage": "disk on fire"})
+        trailers = ("Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\n"
+                    "Lambda-Runtime-Function-Error-Body: %s\r\n" % base64.b64encode(doc.encode()).decode())
+        post_raw(path, streaming + "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n",
+                 b"6\r\nhello \r\n0\r\n" + trailers.encode() + b"\r\n")
+"#;
+    let s = Server::start();
+    s.deploy(
+        "streams",
+        "provided",
+        "x",
+        zip_of(&[("bootstrap", bootstrap, 0o755)]),
+        json!({}),
+    );
+    let ok = s.invoke("streams", &json!({"mode": "ok"}));
+    assert_eq!(ok.function_error(), None);
+    assert_eq!(ok.body, b"hello world");
+    assert_eq!(ok.header("content-type").as_deref(), Some("text/plain"));
+
+    let failed = s.invoke("streams", &json!({"mode": "trailer"}));
+    assert_eq!(failed.function_error().as_deref(), Some("Unhandled"));
+    assert_eq!(failed.json()["errorType"], "Runtime.StreamError");
+    assert_eq!(failed.json()["errorMessage"], "disk on fire");
+
+    let bad = s.invoke("streams", &json!({"mode": "bad"}));
+    assert_eq!(bad.function_error().as_deref(), Some("Unhandled"));
+    assert_eq!(bad.json()["errorType"], "Runtime.InvalidResponseModeHeader");
+    // The instance stays usable after each of them.
+    let again = s.invoke("streams", &json!({"mode": "ok"}));
+    assert!(!again.cold());
+    assert_eq!(again.body, b"hello world");
+}
