@@ -154,8 +154,10 @@ export const handler = awslambda.streamifyResponse(async (event, responseStream)
 '''
 
 
-def url_get(url):
-    """(status, headers, [(seconds since the request, bytes)]) read as the body arrives."""
+def url_get(url, allow_cut=False):
+    """(status, headers, [(seconds since the request, bytes)]) read as the body
+    arrives; with `allow_cut`, a response cut off midway ends the list with
+    (time, None) instead of raising."""
     import http.client
     import urllib.parse
 
@@ -167,7 +169,15 @@ def url_get(url):
     pieces = []
     try:
         while True:
-            data = resp.read1(65536)
+            try:
+                data = resp.read1(65536)
+            except http.client.IncompleteRead as e:
+                if not allow_cut:
+                    raise
+                if e.partial:
+                    pieces.append((time.monotonic() - t0, e.partial))
+                pieces.append((time.monotonic() - t0, None))
+                break
             if not data:
                 break
             pieces.append((time.monotonic() - t0, data))
@@ -216,15 +226,21 @@ def test_without_a_prelude_the_stream_is_the_body_of_a_200(stream_url):
 
 
 def test_a_failure_after_the_head_cuts_the_response_off(stream_url):
-    import http.client
+    status, _, pieces = url_get(stream_url + "?fail=1", allow_cut=True)
+    assert status == 201
+    assert pieces[-1][1] is None, "the chunked body must not end cleanly"
+    assert b"".join(p for _, p in pieces[:-1]) == b"first;second;"
 
-    with pytest.raises((http.client.IncompleteRead, http.client.HTTPException, ConnectionError)):
-        url_get(stream_url + "?fail=1")
 
-
-def test_a_client_that_leaves_mid_stream_does_not_break_the_function(stream_url):
+def test_a_client_that_leaves_mid_stream_does_not_break_the_function(lambda_client, stream_url):
     import http.client
     import urllib.parse
+
+    # One instance at most: the calls below can only run once the abandoned
+    # invocation has finished and given its instance back.
+    name = lambda_client.list_functions()["Functions"]
+    name = next(f["FunctionName"] for f in name if f["FunctionName"].startswith("urlstream"))
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
 
     u = urllib.parse.urlsplit(stream_url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
@@ -233,10 +249,16 @@ def test_a_client_that_leaves_mid_stream_does_not_break_the_function(stream_url)
     assert resp.status == 201
     assert resp.read1(65536).startswith(b"first;")
     conn.close()  # gone before 'second;'
-    for _ in range(3):
+    # The function runs on without its client (0.7 s) and frees the instance
+    # well before its 3 s timeout would.
+    deadline = time.monotonic() + 2.5
+    while True:
         status, _, pieces = url_get(stream_url)
-        assert status == 201
-        assert b"".join(p for _, p in pieces) == b"first;second;third"
+        if status != 429 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == 201
+    assert b"".join(p for _, p in pieces) == b"first;second;third"
 
 
 def test_a_buffered_function_on_a_response_stream_url_is_mapped_as_usual(lambda_client, create_function):
@@ -248,6 +270,7 @@ def test_a_buffered_function_on_a_response_stream_url_is_mapped_as_usual(lambda_
     assert status == 200
     assert headers["Content-Type"] == "application/json"
     assert json.loads(b"".join(p for _, p in pieces)) == {"message": "Hello, World!"}
-    # Back to BUFFERED with an update: a streaming handler's URL answer is then whole.
+    # Back to BUFFERED with an update.
     updated = lambda_client.update_function_url_config(FunctionName=name, InvokeMode="BUFFERED")
     assert updated["InvokeMode"] == "BUFFERED"
+    assert lambda_client.get_function_url_config(FunctionName=name)["InvokeMode"] == "BUFFERED"

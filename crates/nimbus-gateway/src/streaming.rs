@@ -4,8 +4,8 @@
 //! A function that streams through `awslambda.HttpResponseStream` begins with
 //! a prelude (`{"statusCode":…,"headers":…,"cookies":…}` and eight NUL bytes),
 //! which becomes the response head; without it the stream is the body of a 200
-//! with the stream's content type. The head waits for the prelude, so errors
-//! before it are ordinary 502/504 answers. A failure after the head cannot
+//! with the stream's content type. The head waits for the prelude (or the
+//! first byte), so errors before it are ordinary 502/504 answers. A failure after the head cannot
 //! change the status any more: the response is cut off without its final
 //! chunk, so the client sees an incomplete response, never a complete-looking
 //! one. A function that answers without streaming is mapped as on a
@@ -87,13 +87,28 @@ pub(crate) async fn run(
             }
         }
     } else {
-        let mut resp = Response::new(body_stream(Bytes::new(), rx, task, rid.to_owned()));
+        // The head waits for the first byte, so a function that fails before
+        // writing anything still gets a 502 rather than a cut-off 200.
+        let first = loop {
+            match rx.recv().await {
+                Some(StreamPart::Chunk(data)) if !data.is_empty() => break Some(data),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
         let ct = content_type.unwrap_or_else(|| "application/octet-stream".into());
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_str(&ct)
-                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-        );
+        let ct = HeaderValue::from_str(&ct)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let mut resp = match first {
+            Some(data) => Response::new(body_stream(data, rx, task, rid.to_owned())),
+            None => match task.await {
+                Ok(Ok(r)) if matches!(r.outcome, nimbus_engine::Outcome::Success { .. }) => {
+                    Response::new(Body::empty())
+                }
+                done => return with_cors(target, parts, finished(done, target, rid)),
+            },
+        };
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
         resp
     };
     with_cors(target, parts, resp)

@@ -484,6 +484,7 @@ enum Ending {
     Ok(Bytes, Option<String>),
     FunctionError(Bytes),
     TooLarge,
+    StreamBroken,
     InitError(Bytes, Option<String>),
     Exited(ExitStatus, bool),
     Timeout(Duration),
@@ -616,6 +617,9 @@ impl ProcessInstance {
                     }
                     Some(ApiEvent::ResponseTooLarge { request_id: r }) if &*r == request_id => {
                         return (Ending::TooLarge, init_duration, dispatched);
+                    }
+                    Some(ApiEvent::StreamBroken { request_id: r }) if &*r == request_id => {
+                        return (Ending::StreamBroken, init_duration, dispatched);
                     }
                     Some(ApiEvent::InitError { body, error_type }) => {
                         return (Ending::InitError(body, error_type), init_duration, dispatched);
@@ -779,6 +783,19 @@ impl Instance for ProcessInstance {
                 },
                 true,
             ),
+            Ending::StreamBroken => {
+                let message = format!(
+                    "RequestId: {request_id} Error: the runtime's streamed response broke off before it was complete"
+                );
+                platform_lines.push(message.clone());
+                (
+                    Outcome::Error {
+                        error_type: "Runtime.TruncatedResponse".into(),
+                        body: error_doc("Runtime.TruncatedResponse", &message),
+                    },
+                    false,
+                )
+            }
             Ending::InitError(body, header_type) => {
                 let error_type = error_type_of(&body)
                     .or(header_type)

@@ -51,6 +51,12 @@ pub enum ApiEvent {
     ResponseTooLarge {
         request_id: Arc<str>,
     },
+    /// A streamed response broke off after part of it went to the caller: the
+    /// invocation failed, and a runtime that drops its connection mid-response
+    /// is not trusted with another.
+    StreamBroken {
+        request_id: Arc<str>,
+    },
     InitError {
         body: Bytes,
         error_type: Option<String>,
@@ -66,6 +72,9 @@ enum Phase {
     Posting,
     Failed,
 }
+
+/// Largest request head, or trailer block, a runtime may send.
+const MAX_HEADER_BYTES: usize = 2 * 1024 * 1024;
 
 /// Connections one instance may hold open to its Runtime API.
 const MAX_CONNECTIONS: usize = 8;
@@ -209,6 +218,11 @@ where
     let svc = service_fn(move |req| handle(shared.clone(), req));
     let _ = http1::Builder::new()
         .keep_alive(true)
+        // Error documents travel in headers and trailers (the X-Ray cause, up
+        // to 1 MiB from the Python client; a streamed failure's base64 body):
+        // hyper's defaults (16 KB of trailers) would cut them off.
+        .max_buf_size(MAX_HEADER_BYTES + 64 * 1024)
+        .max_header_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(stream), svc)
         .await;
 }
@@ -433,7 +447,11 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
                 r#"{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}"#,
             );
         }
-        return post_stream(shared, req, current, content_type, stream).await;
+        let resp = post_stream(shared, req, current, content_type, stream).await;
+        if await_next && resp.status() == StatusCode::ACCEPTED {
+            return next(shared).await;
+        }
+        return resp;
     }
     let body = match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
         .collect()
@@ -534,10 +552,22 @@ async fn post_stream(
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(f) => f,
-            Err(_) => {
-                // The runtime went away mid-body: the driver sees the exit or the
-                // timeout and reports it; what was streamed stays streamed.
+            Err(_) if matches!(sink, Sink::Buffer(_)) => {
+                // Nothing went out yet: as with a buffered post, the driver sees
+                // the exit or the timeout, or the runtime posts again.
                 *shared.phase.lock().unwrap() = Phase::Invoking(current);
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
+                );
+            }
+            Err(_) => {
+                // Part of the response is with the caller: this ends the
+                // invocation as failed, whatever the runtime does next.
+                *shared.phase.lock().unwrap() = Phase::Failed;
+                let _ = shared.events.send(ApiEvent::StreamBroken {
+                    request_id: current,
+                });
                 return json(
                     StatusCode::BAD_REQUEST,
                     r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
@@ -548,7 +578,7 @@ async fn post_stream(
             Ok(data) => {
                 total += data.len() as u64;
                 match &mut sink {
-                    Sink::Caller(_) if total > MAX_STREAMED_RESPONSE_BYTES => {
+                    Sink::Caller(_) | Sink::Discard if total > MAX_STREAMED_RESPONSE_BYTES => {
                         failure = Some(too_large("209715200 bytes"));
                         oversized = true;
                         break;

@@ -209,7 +209,7 @@ while True:
 #[test]
 fn streamed_responses_trailers_and_bad_response_modes() {
     let bootstrap = br#"#!/usr/bin/python3
-import base64, http.client, json, os, socket
+import base64, http.client, json, os, socket, time
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
 
 def post_raw(path, head, body):
@@ -224,16 +224,25 @@ while True:
     conn.request("GET", "/2018-06-01/runtime/invocation/next")
     r = conn.getresponse()
     rid = r.getheader("Lambda-Runtime-Aws-Request-Id")
-    mode = json.loads(r.read())["mode"]
+    event = json.loads(r.read())
+    # Direct invocations name the mode; a function URL's event has it in the query.
+    mode = event.get("mode") or (event.get("queryStringParameters") or {}).get("mode")
     path = "/2018-06-01/runtime/invocation/%s/response" % rid
     streaming = "Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n"
     if mode == "bad":
         status = post_raw(path, "Lambda-Runtime-Function-Response-Mode: buffered\r\nContent-Length: 2\r\n", b"{}")
-        print("bad mode answered", status, flush=True)
+        if status != 400:
+            os._exit(7)  # the test then sees a cold start
+    elif mode == "broken":
+        s = socket.create_connection((host, int(port)))
+        s.sendall(("POST %s HTTP/1.1\r\nHost: runtime\r\n%s\r\n" % (path, streaming)).encode() + b"8\r\npartial;\r\n")
+        time.sleep(0.3)
+        s.close()  # mid-body
     elif mode == "ok":
         post_raw(path, streaming + "Content-Type: text/plain\r\n", b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n")
     else:
-        doc = json.dumps({"errorType": "Runtime.StreamError", "errorMessage": "disk on fire"})
+        message = "disk on fire" if mode == "trailer" else "x" * 40000
+        doc = json.dumps({"errorType": "Runtime.StreamError", "errorMessage": message})
         trailers = ("Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\n"
                     "Lambda-Runtime-Function-Error-Body: %s\r\n" % base64.b64encode(doc.encode()).decode())
         post_raw(path, streaming + "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n",
@@ -257,6 +266,14 @@ while True:
     assert_eq!(failed.json()["errorType"], "Runtime.StreamError");
     assert_eq!(failed.json()["errorMessage"], "disk on fire");
 
+    // A trailer far over hyper's default 16 KB still arrives whole.
+    let big = s.invoke("streams", &json!({"mode": "big-trailer"}));
+    assert_eq!(big.json()["errorType"], "Runtime.StreamError");
+    assert_eq!(
+        big.json()["errorMessage"].as_str().map(str::len),
+        Some(40000)
+    );
+
     let bad = s.invoke("streams", &json!({"mode": "bad"}));
     assert_eq!(bad.function_error().as_deref(), Some("Unhandled"));
     assert_eq!(bad.json()["errorType"], "Runtime.InvalidResponseModeHeader");
@@ -264,4 +281,39 @@ while True:
     let again = s.invoke("streams", &json!({"mode": "ok"}));
     assert!(!again.cold());
     assert_eq!(again.body, b"hello world");
+
+    // Through a streaming function URL (made with the CLI's --stream): the
+    // chunks pass through, and a runtime dropping its connection mid-body cuts
+    // the response off instead of ending it cleanly.
+    let out = s.cli(&["url", "create", "streams", "--stream", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(url["invoke_mode"], "response_stream");
+    let base = url["url"].as_str().unwrap().to_string();
+    let client = reqwest::blocking::Client::new();
+    let r = client.get(format!("{base}?mode=ok")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    assert_eq!(r.text().unwrap(), "hello world");
+    let r = client.get(format!("{base}?mode=broken")).send().unwrap();
+    assert_eq!(r.status(), 200, "the head went out with the first chunk");
+    let cut = r.bytes();
+    assert!(
+        cut.is_err(),
+        "a broken stream must not look complete: {cut:?}"
+    );
+    // The runtime that broke off was replaced.
+    let r = client.get(format!("{base}?mode=ok")).send().unwrap();
+    assert_eq!(r.text().unwrap(), "hello world");
+    let logs = s.cli(&["logs", "streams"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("the runtime's streamed response broke off"),
+        "{logs}"
+    );
 }
