@@ -21,6 +21,7 @@ macro_rules! progress {
 mod bare;
 mod client;
 mod fixtures;
+mod floor;
 mod gateway;
 mod measure;
 mod nimbus;
@@ -100,11 +101,18 @@ struct Args {
     /// Node peer of the gateway rps row.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/serverless-offline"))]
     serverless_offline: PathBuf,
+    /// Internal: the other end of the process round-trip measurement, on this CPU.
+    #[arg(long, hide = true)]
+    echo_child: Option<usize>,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(cpu) = args.echo_child {
+        floor::echo(cpu);
+        return Ok(());
+    }
     ensure!(
         args.requests > 0 && args.runs > 0 && args.cold_starts > 0 && args.concurrency > 0,
         "--requests, --runs, --cold-starts and --concurrency must be at least 1"
@@ -139,6 +147,8 @@ async fn main() -> Result<()> {
     // Idle footprint: started, nothing deployed, nothing running.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let nimbus_idle_kb = nimbus.pid().map(scaling::tree_rss_kb).unwrap_or(0);
+    progress!("measuring the process round-trip floor");
+    let floor = floor::process_round_trips(args.runs)?;
     let http = Http::new();
     let measured = measure_all(&args, &nimbus, &baselines, &http).await;
     let nimbus_version = nimbus.version.clone();
@@ -186,6 +196,7 @@ async fn main() -> Result<()> {
         gateway_rps,
         asynchronous,
         memory,
+        floor,
     };
     print!("{report}");
     Ok(())

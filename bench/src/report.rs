@@ -115,6 +115,8 @@ pub struct Report {
     pub gateway_rps: Vec<GatewayRps>,
     pub asynchronous: Option<Async>,
     pub memory: Memory,
+    /// Round trips to another process over pipes, per run.
+    pub floor: Vec<crate::floor::Floor>,
 }
 
 fn mib(kb: Option<u64>) -> String {
@@ -489,6 +491,15 @@ impl fmt::Display for Report {
                 list(g.bare.iter().map(|p| p.p50), 0),
             )?;
         }
+        if !self.floor.is_empty() {
+            writeln!(
+                f,
+                "  {:<LABEL$}same CPU {}   two CPUs {}",
+                "process round trip (µs)",
+                list(self.floor.iter().map(|r| r.same_cpu), 1),
+                list(self.floor.iter().filter_map(|r| r.cross_cpu), 1),
+            )?;
+        }
         for g in &self.gateway_rps {
             writeln!(
                 f,
@@ -571,6 +582,20 @@ impl Report {
                 signed_latency(paired_gap(&g.gateway, &g.invoke, |p| p.p50)),
             )?;
         }
+        if !self.gateway_warm.is_empty() && !self.floor.is_empty() {
+            let cross: Vec<f64> = self.floor.iter().filter_map(|r| r.cross_cpu).collect();
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}   (same CPU, two CPUs: the least an instance hop adds)",
+                "process round trip",
+                latency(median(self.floor.iter().map(|r| r.same_cpu))),
+                if cross.is_empty() {
+                    "—".to_string()
+                } else {
+                    latency(median(cross.into_iter()))
+                },
+            )?;
+        }
         if !self.gateway_rps.is_empty() {
             writeln!(
                 f,
@@ -630,6 +655,18 @@ impl Report {
             "         p50 (what the gateway adds in front of the same invocation path); medians of per-run"
         )?;
         writeln!(f, "         differences")?;
+        writeln!(
+            f,
+            "         process round trip = 8 bytes to a child process and back over pipes, p50 of 20,000,"
+        )?;
+        writeln!(
+            f,
+            "         both pinned to one CPU, then to two: what the instance hop (Nimbus → instance → Nimbus)"
+        )?;
+        writeln!(
+            f,
+            "         costs at least; the scheduler puts a lightly loaded platform's processes on different CPUs"
+        )?;
         if !self.gateway_rps.is_empty() {
             writeln!(
                 f,
