@@ -35,18 +35,23 @@ def handler(event, context):
 '''
 
 
-@pytest.fixture(scope="module")
-def streamer(lambda_client):
-    name = h.unique_name("streamer")
+def node_function(lambda_client, prefix, source, **kwargs):
+    """Creates a Node function from `source` (index.mjs) and returns its name."""
+    name = h.unique_name(prefix)
     lambda_client.create_function(
         FunctionName=name,
         Runtime="nodejs20.x",
         Role=h.ROLE_ARN,
         Handler="index.handler",
-        Code={"ZipFile": h.make_zip({"index.mjs": STREAMER})},
-        Timeout=2,
+        Code={"ZipFile": h.make_zip({"index.mjs": source})},
+        **kwargs,
     )
     return name
+
+
+@pytest.fixture(scope="module")
+def streamer(lambda_client):
+    return node_function(lambda_client, "streamer", STREAMER, Timeout=2)
 
 
 def stream(lambda_client, name, event, **kwargs):
@@ -188,14 +193,7 @@ def url_get(url, allow_cut=False):
 
 @pytest.fixture(scope="module")
 def stream_url(lambda_client):
-    name = h.unique_name("urlstream")
-    lambda_client.create_function(
-        FunctionName=name,
-        Runtime="nodejs20.x",
-        Role=h.ROLE_ARN,
-        Handler="index.handler",
-        Code={"ZipFile": h.make_zip({"index.mjs": URL_STREAMER})},
-    )
+    name = node_function(lambda_client, "urlstream", URL_STREAMER)
     created = lambda_client.create_function_url_config(
         FunctionName=name, AuthType="NONE", InvokeMode="RESPONSE_STREAM"
     )

@@ -206,45 +206,35 @@ pub async fn invoke_with_response_stream(
     let mut task = tokio::spawn(async move { invoker.invoke_streaming(req, Some(tx)).await });
     // The head waits for the stream to begin or the invocation to end, so that
     // an invocation that never ran gets its error as an HTTP status.
-    let head = tokio::select! {
+    let done = tokio::select! {
         biased;
-        part = rx.recv() => part,
-        done = &mut task => {
-            let r = done
-                .map_err(|e| AwsError::new(500, "ServiceException", format!("invocation task failed: {e}")))?
-                .map_err(|e| AwsError::from_engine(e, &arn))?;
-            // A buffered answer: the stream has nothing in it.
-            return Ok(stream_response(&r.executed_version, futures::stream::iter(
-                whole_response(&r).into_iter().map(Ok::<_, std::convert::Infallible>),
-            )));
-        }
+        part = rx.recv() => match part {
+            Some(StreamPart::Head { executed_version, .. }) => {
+                let body = async_stream_body(rx, task);
+                return Ok(stream_response(&executed_version, body));
+            }
+            // The sender went away without a head: the invocation's result says why.
+            _ => task.await,
+        },
+        done = &mut task => done,
     };
-    let Some(StreamPart::Head {
-        executed_version, ..
-    }) = head
-    else {
-        // The sender went away without a head: the invocation's result says why.
-        let r = task
-            .await
-            .map_err(|e| {
-                AwsError::new(
-                    500,
-                    "ServiceException",
-                    format!("invocation task failed: {e}"),
-                )
-            })?
-            .map_err(|e| AwsError::from_engine(e, &arn))?;
-        return Ok(stream_response(
-            &r.executed_version,
-            futures::stream::iter(
-                whole_response(&r)
-                    .into_iter()
-                    .map(Ok::<_, std::convert::Infallible>),
-            ),
-        ));
-    };
-    let body = async_stream_body(rx, task);
-    Ok(stream_response(&executed_version, body))
+    // A buffered answer: the stream has nothing in it.
+    let r = done
+        .map_err(|e| {
+            AwsError::new(
+                500,
+                "ServiceException",
+                format!("invocation task failed: {e}"),
+            )
+        })?
+        .map_err(|e| AwsError::from_engine(e, &arn))?;
+    let events = whole_response(&r)
+        .into_iter()
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(stream_response(
+        &r.executed_version,
+        futures::stream::iter(events),
+    ))
 }
 
 /// Chunks queued between the function and a slow caller before the function waits.
