@@ -13,6 +13,15 @@
 //! [environment]
 //! GREETING = "Hello"
 //! ```
+//! A function URL is a `[url]` table (`[functions.<name>.url]`); the URL keeps
+//! its address across deploys, and removing the table leaves it in place
+//! (`nimbus url rm` removes it):
+//! ```toml
+//! [url]
+//! auth = "none"                      # or "function_key", "api_key"
+//! invoke_mode = "response_stream"    # pass streamed responses on as written
+//! # qualifier = "live", cors = { allow_origins = ["*"] }, body_limit = 1048576
+//! ```
 //! Several functions: `[functions.<name>]` tables with the same keys plus `code`,
 //! the directory holding that function's code (relative to the manifest).
 //! Unknown keys are errors, so a typo never deploys silently with a default.
@@ -74,6 +83,9 @@ pub struct FunctionManifest {
     /// What the function's own credentials may reach: `["s3:photos", "sqs:jobs"]`.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// `[url]`: a function URL with these settings (the keys of
+    /// `PUT /v1/functions/{name}/url`), created or updated on every deploy.
+    pub url: Option<nimbus_gateway::UrlSpec>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -327,6 +327,22 @@ async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::R
             human_bytes(size as u64),
         );
     }
+    if let Some(url) = &m.url {
+        let u = client
+            .json(
+                client
+                    .request(Method::PUT, &format!("/v1/functions/{name}/url"))
+                    .json(url),
+            )
+            .await
+            .with_context(|| format!("function URL of {name}"))?;
+        if !args.client.json {
+            println!(
+                "deployed URL of {name}: {}",
+                u["url"].as_str().unwrap_or("")
+            );
+        }
+    }
     Ok(f)
 }
 

@@ -970,3 +970,71 @@ fn routes_start_workflows() {
     assert_eq!(st, 400, "{v}");
     assert!(v.to_string().contains("missing"), "{v}");
 }
+
+/// A `[url]` table in nimbus.toml gives the function a URL on deploy; a
+/// redeploy updates its settings and keeps its address; a misspelt key is
+/// refused rather than ignored.
+#[test]
+fn manifest_function_urls_are_created_and_updated_on_redeploy() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("app.py"),
+        "def handler(event, context):\n    return {\"path\": event[\"rawPath\"]}\n",
+    )
+    .unwrap();
+    let write = |url: &str| {
+        std::fs::write(
+            d.join("nimbus.toml"),
+            format!(
+                "name = \"urled\"\nruntime = \"python3\"\nhandler = \"app.handler\"\n[url]\n{url}\n"
+            ),
+        )
+        .unwrap()
+    };
+    let deploy = || s.cli(&["deploy", d.to_str().unwrap()]);
+    write("auth = \"none\"");
+    let out = deploy();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("deployed URL of urled: "), "{printed}");
+    let get = || {
+        let out = s.cli(&["url", "get", "urled", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = get();
+    let base = first["url"].as_str().unwrap().to_string();
+    let (st, _, v) = body_json(plain().get(format!("{base}hi")).send().unwrap());
+    assert_eq!((st, v), (200, json!({"path": "/hi"})));
+    assert!(first.get("invoke_mode").is_none(), "{first}");
+
+    write("auth = \"none\"\ninvoke_mode = \"response_stream\"");
+    let out = deploy();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = get();
+    assert_eq!(
+        second["url"], first["url"],
+        "the address survives a redeploy"
+    );
+    assert_eq!(second["invoke_mode"], "response_stream");
+
+    write("autth = \"none\"");
+    let out = deploy();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("autth"), "{err}");
+}
