@@ -3,6 +3,7 @@
 //! The body is the event, passed through byte for byte; the response body is the
 //! function's result or its error document, as Lambda returns them. Metadata about
 //! the run travels in `x-nimbus-*` headers so the body stays the function's own.
+//! With `?stream=true` a streaming function's response goes out as written.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use nimbus_core::InvokeRequest;
 use nimbus_core::limits::MAX_SYNC_REQUEST_BYTES;
-use nimbus_engine::Outcome;
+use nimbus_engine::{Outcome, Streamed};
 use serde::Deserialize;
 
 use crate::ApiState;
@@ -28,6 +29,10 @@ pub struct InvokeParams {
     /// `event` queues the invocation and answers 202 at once.
     #[serde(rename = "type")]
     invocation_type: Option<String>,
+    /// `true`: a response the function streams is passed on as it is written
+    /// (chunked; cut off if the function fails after it began). The `x-nimbus-*`
+    /// figures known only at the end are then not sent.
+    stream: Option<bool>,
 }
 
 pub async fn invoke(
@@ -69,7 +74,35 @@ pub async fn invoke(
             )));
         }
     }
-    let r = s.invoker.invoke(req).await?;
+    let r = if p.stream == Some(true) {
+        let request_id = req.id.to_string();
+        match s.invoker.invoke_streamed(req).await {
+            Streamed::Started {
+                content_type,
+                executed_version,
+                parts,
+            } => {
+                let mut headers = HeaderMap::new();
+                for (k, v) in [
+                    ("x-nimbus-request-id", request_id),
+                    ("x-nimbus-executed-version", executed_version),
+                    (
+                        "content-type",
+                        content_type.unwrap_or_else(|| "application/octet-stream".into()),
+                    ),
+                ] {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        headers.insert(k, v);
+                    }
+                }
+                let body = Body::from_stream(parts.into_body());
+                return Ok((StatusCode::OK, headers, body).into_response());
+            }
+            Streamed::Finished(r) => r?,
+        }
+    } else {
+        s.invoker.invoke(req).await?
+    };
 
     let mut headers = HeaderMap::new();
     let mut set = |k: &'static str, v: String| {

@@ -21,6 +21,7 @@ mod report;
 pub mod scheduler;
 pub mod schedules;
 pub mod sources;
+mod streamed;
 mod versions;
 pub mod workflows;
 
@@ -36,6 +37,7 @@ pub use logs::{LogPipeline, LogRetention};
 pub use metrics::{Gauges, Metrics};
 pub use nimbus_runtime::{Outcome, StreamPart};
 pub use registry::Registry;
+pub use streamed::{StreamParts, Streamed};
 pub use versions::AliasUpdate;
 
 /// Settings of the engine that are the host's business, not a function's.

@@ -24,6 +24,10 @@ pub struct InvokeArgs {
     /// Queue the invocation (durably) and return at once with its request id.
     #[arg(long = "async", conflicts_with = "logs")]
     asynchronous: bool,
+    /// Print a streaming function's response (awslambda.streamifyResponse) as
+    /// it is written rather than once it is complete.
+    #[arg(long, conflicts_with_all = ["asynchronous", "logs"])]
+    stream: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -47,6 +51,9 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     if let Some(q) = qualifier {
         query.push(("qualifier", q));
     }
+    if args.stream {
+        query.push(("stream", "true"));
+    }
     if args.asynchronous {
         query.push(("type", "event"));
         let v = client
@@ -64,7 +71,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let resp = client
+    let mut resp = client
         .send(
             client
                 .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
@@ -72,6 +79,29 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
                 .body(payload),
         )
         .await?;
+    // A streamed answer has no duration yet: its body is the stream.
+    if args.stream && !args.client.json && !resp.headers().contains_key("x-nimbus-duration-ms") {
+        let mut stdout = std::io::stdout();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(data)) => {
+                    stdout.write_all(&data)?;
+                    stdout.flush()?;
+                }
+                Ok(None) => {
+                    stdout.write_all(b"\n")?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(_) => {
+                    stdout.write_all(b"\n")?;
+                    eprintln!(
+                        "error: the function failed after its response began streaming (see `nimbus logs {name}`)"
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    }
     let header = |k: &str| {
         resp.headers()
             .get(k)

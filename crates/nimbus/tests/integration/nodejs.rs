@@ -146,3 +146,70 @@ fn console_output_is_captured_with_request_ids() {
     );
     assert!(tail.contains(&format!("{id}\tERROR\toops")), "{tail}");
 }
+
+/// `nimbus invoke --stream` and `?stream=true`: a streaming handler's chunks
+/// are passed on as written (the first arrives while the handler still
+/// waits); a failure after streaming began cuts the response off and the CLI
+/// says so; without the flag the same handler answers whole.
+#[test]
+fn native_invoke_streams_a_streaming_handler() {
+    use std::io::Read;
+    let s = Server::start();
+    s.deploy(
+        "streams",
+        "nodejs",
+        "index.handler",
+        node(
+            "index.mjs",
+            "export const handler = awslambda.streamifyResponse(async (event, stream) => {\n\
+             stream.setContentType('text/plain');\n\
+             stream.write('a;');\n\
+             await new Promise((r) => setTimeout(r, 600));\n\
+             stream.write('b;');\n\
+             if (event.fail) throw new Error('late failure');\n\
+             stream.end();\n});\n",
+        ),
+        json!({}),
+    );
+    let started = std::time::Instant::now();
+    let mut r = s
+        .http
+        .post(format!("{}/v1/functions/streams/invoke?stream=true", s.url))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert!(r.headers().contains_key("x-nimbus-request-id"));
+    let mut first = [0u8; 2];
+    r.read_exact(&mut first).unwrap();
+    let first_at = started.elapsed();
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    let end_at = started.elapsed();
+    assert_eq!((&first[..], rest.as_str()), (&b"a;"[..], "b;"));
+    assert!(
+        end_at - first_at >= std::time::Duration::from_millis(400),
+        "first chunk at {first_at:?}, end at {end_at:?}"
+    );
+
+    let out = s.cli(&["invoke", "streams", "--stream"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a;b;\n");
+
+    let out = s.cli(&["invoke", "streams", "--stream", "-d", "{\"fail\": true}"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a;b;\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failed after its response began streaming"),
+        "{err}"
+    );
+
+    let whole = s.invoke("streams", &json!({}));
+    assert_eq!(whole.body, b"a;b;");
+}

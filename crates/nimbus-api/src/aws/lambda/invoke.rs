@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use nimbus_core::InvokeRequest;
 use nimbus_core::limits::MAX_SYNC_REQUEST_BYTES;
-use nimbus_engine::{InvocationResult, Outcome, StreamPart};
+use nimbus_engine::{InvocationResult, Outcome, StreamParts, Streamed};
 
 use crate::aws::eventstream;
 
@@ -201,33 +201,15 @@ pub async fn invoke_with_response_stream(
     if let Mode::DryRun = mode {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamPart>(STREAM_QUEUE);
-    let invoker = s.invoker.clone();
-    let mut task = tokio::spawn(async move { invoker.invoke_streaming(req, Some(tx)).await });
-    // The head waits for the stream to begin or the invocation to end, so that
-    // an invocation that never ran gets its error as an HTTP status.
-    let done = tokio::select! {
-        biased;
-        part = rx.recv() => match part {
-            Some(StreamPart::Head { executed_version, .. }) => {
-                let body = async_stream_body(rx, task);
-                return Ok(stream_response(&executed_version, body));
-            }
-            // The sender went away without a head: the invocation's result says why.
-            _ => task.await,
-        },
-        done = &mut task => done,
+    let r = match s.invoker.invoke_streamed(req).await {
+        Streamed::Started {
+            executed_version,
+            parts,
+            ..
+        } => return Ok(stream_response(&executed_version, event_stream(parts))),
+        // A buffered answer: the stream has nothing in it.
+        Streamed::Finished(r) => r.map_err(|e| AwsError::from_engine(e, &arn))?,
     };
-    // A buffered answer: the stream has nothing in it.
-    let r = done
-        .map_err(|e| {
-            AwsError::new(
-                500,
-                "ServiceException",
-                format!("invocation task failed: {e}"),
-            )
-        })?
-        .map_err(|e| AwsError::from_engine(e, &arn))?;
     let events = whole_response(&r)
         .into_iter()
         .map(Ok::<_, std::convert::Infallible>);
@@ -236,9 +218,6 @@ pub async fn invoke_with_response_stream(
         futures::stream::iter(events),
     ))
 }
-
-/// Chunks queued between the function and a slow caller before the function waits.
-const STREAM_QUEUE: usize = 16;
 
 fn stream_response<S>(executed_version: &str, body: S) -> Response
 where
@@ -300,50 +279,20 @@ fn whole_response(r: &InvocationResult) -> Vec<bytes::Bytes> {
     out
 }
 
-type Ended = Result<Result<InvocationResult, nimbus_engine::EngineError>, tokio::task::JoinError>;
-
-/// The chunks as they come, then `InvokeComplete` once the invocation ended.
-fn async_stream_body(
-    rx: tokio::sync::mpsc::Receiver<StreamPart>,
-    task: tokio::task::JoinHandle<Result<InvocationResult, nimbus_engine::EngineError>>,
+/// A `PayloadChunk` per chunk as it comes, then `InvokeComplete`.
+fn event_stream(
+    parts: StreamParts,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static {
-    use futures::StreamExt as _;
-    enum State {
-        Streaming(
-            tokio::sync::mpsc::Receiver<StreamPart>,
-            tokio::task::JoinHandle<Result<InvocationResult, nimbus_engine::EngineError>>,
-        ),
-        /// The invocation ended: parts still queued go out before `InvokeComplete`.
-        Draining(tokio::sync::mpsc::Receiver<StreamPart>, Ended),
-        Done,
-    }
-    let chunk = |part: StreamPart| match part {
-        StreamPart::Chunk(data) if !data.is_empty() => Some(payload_chunk(&data)),
-        _ => None,
-    };
-    futures::stream::unfold(State::Streaming(rx, task), move |state| async move {
-        match state {
-            State::Done => None,
-            State::Draining(mut rx, ended) => match rx.try_recv() {
-                Ok(part) => Some((chunk(part), State::Draining(rx, ended))),
-                Err(_) => Some((Some(complete_event(ended)), State::Done)),
-            },
-            State::Streaming(mut rx, mut task) => tokio::select! {
-                biased;
-                part = rx.recv() => match part {
-                    Some(part) => Some((chunk(part), State::Streaming(rx, task))),
-                    None => Some((Some(complete_event(task.await)), State::Done)),
-                },
-                // Parts are queued before the invocation ends, so whatever is
-                // left is already in the channel.
-                ended = &mut task => Some((None, State::Draining(rx, ended))),
-            },
+    futures::stream::unfold(Some(parts), |parts| async move {
+        let mut parts = parts?;
+        match parts.next().await {
+            Some(data) => Some((Ok(payload_chunk(&data)), Some(parts))),
+            None => Some((Ok(complete_event(parts.finish().await)), None)),
         }
     })
-    .filter_map(|m| async move { m.map(Ok) })
 }
 
-fn complete_event(done: Ended) -> bytes::Bytes {
+fn complete_event(done: Result<InvocationResult, nimbus_engine::EngineError>) -> bytes::Bytes {
     let failed = |details: String| {
         eventstream::event(
             "InvokeComplete",
@@ -354,8 +303,7 @@ fn complete_event(done: Ended) -> bytes::Bytes {
         )
     };
     match done {
-        Ok(Ok(r)) => invoke_complete(&r),
-        Ok(Err(e)) => failed(e.to_string()),
-        Err(e) => failed(format!("invocation task failed: {e}")),
+        Ok(r) => invoke_complete(&r),
+        Err(e) => failed(e.to_string()),
     }
 }
