@@ -25,9 +25,12 @@ pub struct Floor {
     pub cross_cpu: Option<f64>,
 }
 
-/// The child's side: pin to `cpu`, then echo each 8-byte message until stdin closes.
+/// The child's side: pin to `cpu`, then echo each 8-byte message until stdin
+/// closes. Exits with 3 if it cannot be pinned, so no figure is mislabelled.
 pub fn echo(cpu: usize) {
-    let _ = pin(cpu);
+    if pin(cpu).is_err() {
+        std::process::exit(3);
+    }
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
     let mut buf = [0u8; 8];
@@ -79,7 +82,10 @@ fn round_trip(mine: usize, theirs: usize) -> Result<f64> {
             }
         }
         drop(to);
-        child.wait()?;
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("the echo child could not be pinned to CPU {theirs} ({status})");
+        }
         samples.sort_by(f64::total_cmp);
         Ok(samples[samples.len() / 2])
     })
@@ -87,17 +93,35 @@ fn round_trip(mine: usize, theirs: usize) -> Result<f64> {
     .map_err(|_| anyhow::anyhow!("the round-trip thread panicked"))?
 }
 
-/// One measurement per run.
+/// The CPUs this process may run on (its affinity mask, which taskset and
+/// cpusets narrow), in order.
+fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: sched_getaffinity(0, …) fills the cpu_set_t we own for the
+    // calling thread; CPU_ISSET only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            bail!("sched_getaffinity: {}", std::io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect())
+    }
+}
+
+/// One measurement per run, on the first one or two CPUs this process may use.
 pub fn process_round_trips(runs: usize) -> Result<Vec<Floor>> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = allowed_cpus()?;
+    let Some(&first) = cpus.first() else {
+        bail!("no CPU in this process's affinity mask");
+    };
     (0..runs)
         .map(|_| {
             Ok(Floor {
-                same_cpu: round_trip(0, 0)?,
-                cross_cpu: if cpus > 1 {
-                    Some(round_trip(0, 1)?)
-                } else {
-                    None
+                same_cpu: round_trip(first, first)?,
+                cross_cpu: match cpus.get(1) {
+                    Some(&second) => Some(round_trip(first, second)?),
+                    None => None,
                 },
             })
         })

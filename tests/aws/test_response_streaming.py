@@ -141,6 +141,18 @@ def test_errors_before_the_function_runs_are_plain_errors(lambda_client):
 URL_STREAMER = '''\
 export const handler = awslambda.streamifyResponse(async (event, responseStream) => {
   const q = event.queryStringParameters ?? {};
+  if (q.mode === 'badprelude') {
+    // A prelude that is not JSON, then more than the gateway queues.
+    responseStream.setContentType('application/vnd.awslambda.http-integration-response');
+    responseStream.write('not json');
+    responseStream.write(new Uint8Array(8));
+    for (let i = 0; i < 64; i++) {
+      responseStream.write('x'.repeat(1024));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    responseStream.end();
+    return;
+  }
   if (q.mode !== 'plain') {
     responseStream = awslambda.HttpResponseStream.from(responseStream, {
       statusCode: 201,
@@ -221,6 +233,17 @@ def test_without_a_prelude_the_stream_is_the_body_of_a_200(stream_url):
     assert status == 200
     assert headers["Content-Type"] == "text/csv"
     assert b"".join(p for _, p in pieces) == b"first;second;third"
+
+
+def test_an_unusable_prelude_is_an_error_answered_at_once(stream_url):
+    # The gateway drops the rest of the stream, so the function finishes at
+    # once instead of waiting on a full queue until its timeout (3 s).
+    t0 = time.monotonic()
+    status, _, pieces = url_get(stream_url + "?mode=badprelude")
+    # As for any response the payload rules cannot map (HTTP APIs answer 500).
+    assert status == 500
+    assert json.loads(b"".join(p for _, p in pieces)) == {"message": "Internal Server Error"}
+    assert time.monotonic() - t0 < 2.0
 
 
 def test_a_failure_after_the_head_cuts_the_response_off(stream_url):

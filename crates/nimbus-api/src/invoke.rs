@@ -31,7 +31,8 @@ pub struct InvokeParams {
     invocation_type: Option<String>,
     /// `true`: a response the function streams is passed on as it is written
     /// (chunked; cut off if the function fails after it began). The `x-nimbus-*`
-    /// figures known only at the end are then not sent.
+    /// figures known only at the end (duration, memory, the log tail) are then
+    /// not sent.
     stream: Option<bool>,
 }
 
@@ -58,6 +59,11 @@ pub async fn invoke(
     req.qualifier = p.qualifier.filter(|q| !q.is_empty());
     match p.invocation_type.as_deref() {
         None | Some("sync") => {}
+        Some("event") if p.stream == Some(true) => {
+            return Err(ApiError::bad_request(
+                "stream=true needs a synchronous invocation, not type=event",
+            ));
+        }
         Some("event") => {
             let id = s.events.submit(req).await?;
             let body = serde_json::json!({ "request_id": id.to_string() }).to_string();

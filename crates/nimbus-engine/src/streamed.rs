@@ -112,8 +112,11 @@ impl StreamParts {
         })
     }
 
-    /// The invocation's result (waits for it to end).
+    /// The invocation's result (waits for it to end). Chunks not taken yet are
+    /// dropped, and the function's further writes go nowhere instead of
+    /// filling the channel and holding it until its timeout.
     pub async fn finish(mut self) -> Ended {
+        self.rx.close();
         let ended = match self.ended.take() {
             Some(e) => e,
             None => (&mut self.task).await,

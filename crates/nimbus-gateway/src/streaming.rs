@@ -57,7 +57,8 @@ pub(crate) async fn run(
         match prelude(&mut stream).await {
             Ok((head, rest)) => head.map(|_| body(rest, stream, rid.to_owned())),
             Err(why) => {
-                // The stream is abandoned; the invocation still runs to its end.
+                // The stream is abandoned (its further chunks are dropped); the
+                // invocation still runs to its end.
                 return match stream.finish().await {
                     Ok(r) if matches!(r.outcome, Outcome::Error { .. }) => {
                         with_cors(target, parts, finished(Ok(r), target, rid))

@@ -18,7 +18,7 @@
 //! (`nimbus url rm` removes it):
 //! ```toml
 //! [url]
-//! auth = "none"                      # or "function_key", "api_key"
+//! auth = "none"                      # the default: anyone may call it; or "function_key", "api_key"
 //! invoke_mode = "response_stream"    # pass streamed responses on as written
 //! # qualifier = "live", cors = { allow_origins = ["*"] }, body_limit = 1048576
 //! ```
@@ -268,10 +268,13 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Planned>> {
             code_dir,
         }]);
     }
-    if file.single.runtime.is_some() || file.single.name.is_some() || file.single.handler.is_some()
+    if file.single.runtime.is_some()
+        || file.single.name.is_some()
+        || file.single.handler.is_some()
+        || file.single.url.is_some()
     {
         bail!(
-            "{}: use either top-level function keys or [functions.<name>] tables, not both",
+            "{}: use either top-level function keys (name, runtime, handler, [url]) or [functions.<name>] tables, not both",
             path.display()
         );
     }
@@ -313,6 +316,23 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].manifest.name.as_deref(), Some("a"));
         assert!(p[0].code_dir.ends_with("a"));
+        // A top-level [url] next to [functions.*] belongs to no function.
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "[url]\nauth = \"none\"\n[functions.a]\nruntime = \"nodejs\"\n[functions.b.url]\ninvoke_mode = \"response_stream\"\n",
+        )
+        .unwrap();
+        let err = load(&d).unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "[functions.a]\nruntime = \"nodejs\"\n[functions.b.url]\ninvoke_mode = \"response_stream\"\n",
+        )
+        .unwrap();
+        let p = load(&d).unwrap();
+        assert!(p[0].manifest.url.is_none());
+        let url = p[1].manifest.url.as_ref().unwrap();
+        assert_eq!(url.invoke_mode, nimbus_gateway::InvokeMode::ResponseStream);
         std::fs::write(
             d.join("flow.json"),
             r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}"#,

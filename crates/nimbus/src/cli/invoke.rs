@@ -52,6 +52,10 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         query.push(("qualifier", q));
     }
     if args.stream {
+        anyhow::ensure!(
+            !args.client.json,
+            "--stream prints the response as it comes; it does not go with --json"
+        );
         query.push(("stream", "true"));
     }
     if args.asynchronous {
@@ -80,20 +84,26 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     // A streamed answer has no duration yet: its body is the stream.
-    if args.stream && !args.client.json && !resp.headers().contains_key("x-nimbus-duration-ms") {
+    if args.stream && !resp.headers().contains_key("x-nimbus-duration-ms") {
         let mut stdout = std::io::stdout();
+        let mut ends_in_newline = true;
         loop {
             match resp.chunk().await {
                 Ok(Some(data)) => {
                     stdout.write_all(&data)?;
                     stdout.flush()?;
+                    ends_in_newline = data.ends_with(b"\n");
                 }
                 Ok(None) => {
-                    stdout.write_all(b"\n")?;
+                    if !ends_in_newline {
+                        stdout.write_all(b"\n")?;
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
                 Err(_) => {
-                    stdout.write_all(b"\n")?;
+                    if !ends_in_newline {
+                        stdout.write_all(b"\n")?;
+                    }
                     eprintln!(
                         "error: the function failed after its response began streaming (see `nimbus logs {name}`)"
                     );
