@@ -32,6 +32,9 @@ pub struct InvokeArgs {
     client: ClientArgs,
 }
 
+/// The content type of a stream that starts with an HTTP prelude.
+const HTTP_INTEGRATION: &str = "application/vnd.awslambda.http-integration-response";
+
 pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client)?;
     let payload = match args.data.strip_prefix('@') {
@@ -87,14 +90,40 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
     if args.stream && !resp.headers().contains_key("x-nimbus-duration-ms") {
         let mut stdout = std::io::stdout();
         let mut ends_in_newline = true;
+        // An HTTP-shaped stream (HttpResponseStream.from) starts with its
+        // prelude: shown on stderr, as the status and headers it stands for.
+        let mut prelude = (resp.headers().get("content-type").map(|v| v.as_bytes())
+            == Some(HTTP_INTEGRATION.as_bytes()))
+        .then(Vec::new);
         loop {
             match resp.chunk().await {
                 Ok(Some(data)) => {
+                    let data = match prelude.as_mut() {
+                        None => data.to_vec(),
+                        Some(head) => {
+                            head.extend_from_slice(&data);
+                            let Some(at) = head.windows(8).position(|w| w == [0u8; 8]) else {
+                                continue;
+                            };
+                            eprintln!("{}", String::from_utf8_lossy(&head[..at]));
+                            let rest = head[at + 8..].to_vec();
+                            prelude = None;
+                            rest
+                        }
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
                     stdout.write_all(&data)?;
                     stdout.flush()?;
                     ends_in_newline = data.ends_with(b"\n");
                 }
                 Ok(None) => {
+                    // No delimiter came: what there is was the body after all.
+                    if let Some(head) = prelude.take().filter(|h| !h.is_empty()) {
+                        stdout.write_all(&head)?;
+                        ends_in_newline = head.ends_with(b"\n");
+                    }
                     if !ends_in_newline {
                         stdout.write_all(b"\n")?;
                     }

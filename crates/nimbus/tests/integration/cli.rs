@@ -308,3 +308,57 @@ fn usage_and_cost_match_what_ran() {
         "{estimate}"
     );
 }
+
+/// examples/stream-node as the README runs it: `nimbus deploy` gives it a
+/// streaming URL from its manifest; the events arrive one by one (the first
+/// long before the last) with the status and headers of its prelude, and
+/// `nimbus invoke --stream` prints the same stream.
+#[test]
+fn the_streaming_example_streams_through_its_url_and_the_cli() {
+    use std::io::Read;
+    let s = Server::start();
+    let dir = repo_root().join("examples/stream-node");
+    let out = ok(&s.cli(&["deploy", dir.to_str().unwrap()]));
+    assert!(out.contains("deployed URL of stream-node: "), "{out}");
+    let url = ok(&s.cli(&["url", "get", "stream-node"]));
+    let started = std::time::Instant::now();
+    let mut r = reqwest::blocking::get(format!("{}?count=4", url.trim())).unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let mut first = vec![0u8; "data: step 1 of 4\n\n".len()];
+    r.read_exact(&mut first).unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(first, b"data: step 1 of 4\n\n");
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    assert_eq!(
+        rest,
+        "data: step 2 of 4\n\ndata: step 3 of 4\n\ndata: step 4 of 4\n\ndata: done\n\n"
+    );
+    assert!(
+        started.elapsed() - first_at >= std::time::Duration::from_millis(500),
+        "the steps came together: first at {first_at:?}"
+    );
+
+    // The CLI prints the body, and the prelude (which a URL turns into the
+    // status and headers) on stderr.
+    let out = s.cli(&[
+        "invoke",
+        "stream-node",
+        "--stream",
+        "--data",
+        r#"{"count": 2}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "data: step 1 of 2\n\ndata: step 2 of 2\n\ndata: done\n\n"
+    );
+    let prelude = String::from_utf8_lossy(&out.stderr);
+    assert!(prelude.contains("\"statusCode\":200"), "{prelude}");
+}
