@@ -13,6 +13,7 @@ use nimbus_core::{InvocationId, InvokeRequest};
 use nimbus_runtime::{Dispatch, LogLine, Outcome, StreamPart, StreamTarget};
 use nimbus_store::UsageRecord;
 use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,18 +70,19 @@ impl Invoker {
 
     /// Runs one invocation synchronously and returns its result.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvocationResult, EngineError> {
-        self.invoke_streaming(req, None).await
+        joined(self.start(req, None)?.await)
     }
 
-    /// As [`Invoker::invoke`]; a response the function streams goes to `stream`
-    /// as it is produced (a [`StreamPart::Head`], then chunks) and the result's
-    /// `Success` body is then empty. A function that does not stream answers
-    /// through the result as usual, and `stream` receives nothing.
-    pub async fn invoke_streaming(
+    /// Checks `req` and starts it in a task of its own (tracked for shutdown);
+    /// the handle gives its result. A response the function streams goes to
+    /// `stream` as it is produced (a [`StreamPart::Head`], then chunks) and the
+    /// result's `Success` body is then empty; a function that does not stream
+    /// answers through the result as usual, and `stream` receives nothing.
+    pub(crate) fn start(
         &self,
         mut req: InvokeRequest,
         stream: Option<mpsc::Sender<StreamPart>>,
-    ) -> Result<InvocationResult, EngineError> {
+    ) -> Result<JoinHandle<Result<InvocationResult, EngineError>>, EngineError> {
         if self.tracker.is_closed() {
             return Err(EngineError::ShuttingDown);
         }
@@ -101,7 +103,7 @@ impl Invoker {
         let cancel = self.cancel.clone();
         let usage = self.usage.clone();
         let metrics = self.metrics.clone();
-        let task = self.tracker.spawn(async move {
+        Ok(self.tracker.spawn(async move {
             let function = deployed.spec.function.clone();
             let (version, memory_mb) = (deployed.spec.version.clone(), deployed.spec.memory_mb);
             let request_id = req.id.to_string();
@@ -141,9 +143,7 @@ impl Invoker {
                 let _ = usage.send(r).await;
             }
             result
-        });
-        task.await
-            .map_err(|e| EngineError::InstanceStart(format!("invocation task failed: {e}")))?
+        }))
     }
 
     /// Refuses new invocations and waits up to `grace` for running ones.
@@ -167,6 +167,17 @@ impl Invoker {
         }
         stopped
     }
+}
+
+/// An invocation task's result; a task that panicked is an internal error.
+pub(crate) fn joined(
+    r: Result<Result<InvocationResult, EngineError>, JoinError>,
+) -> Result<InvocationResult, EngineError> {
+    r.unwrap_or_else(|e| {
+        Err(EngineError::InstanceStart(format!(
+            "invocation task failed: {e}"
+        )))
+    })
 }
 
 /// The payload rules of every invocation: at most `limit` bytes, JSON, and an

@@ -7,14 +7,13 @@
 //! seen from either side first. [`StreamParts`] keeps that in one place: it
 //! hands out every chunk queued before the invocation ended, then its result.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use nimbus_core::InvokeRequest;
 use nimbus_runtime::StreamPart;
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 
+use crate::invoker::joined;
 use crate::{EngineError, InvocationResult, Invoker};
 
 /// Chunks queued between the function and a slow caller before the function waits.
@@ -44,10 +43,12 @@ pub struct StreamParts {
 impl Invoker {
     /// Runs `req` for a caller that takes a streamed response, and returns
     /// once the stream began or the invocation ended without one.
-    pub async fn invoke_streamed(self: &Arc<Self>, req: InvokeRequest) -> Streamed {
+    pub async fn invoke_streamed(&self, req: InvokeRequest) -> Streamed {
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        let invoker = self.clone();
-        let mut task = tokio::spawn(async move { invoker.invoke_streaming(req, Some(tx)).await });
+        let mut task = match self.start(req, Some(tx)) {
+            Ok(task) => task,
+            Err(e) => return Streamed::Finished(Err(e)),
+        };
         let ended = tokio::select! {
             biased;
             part = rx.recv() => match part {
@@ -63,7 +64,7 @@ impl Invoker {
             },
             ended = &mut task => ended,
         };
-        Streamed::Finished(flatten(ended))
+        Streamed::Finished(joined(ended))
     }
 }
 
@@ -121,14 +122,6 @@ impl StreamParts {
             Some(e) => e,
             None => (&mut self.task).await,
         };
-        flatten(ended)
+        joined(ended)
     }
-}
-
-fn flatten(ended: Result<Ended, JoinError>) -> Ended {
-    ended.unwrap_or_else(|e| {
-        Err(EngineError::InstanceStart(format!(
-            "invocation task failed: {e}"
-        )))
-    })
 }

@@ -21,7 +21,7 @@ use crate::sandbox::{
     CgroupSupport, ChildLimits, InstanceCgroup, UserPolicy, apply_in_child, kill_group,
 };
 use crate::spare::{self, SparePool};
-use crate::spec::{Dispatch, InstanceSpec, InvokeResult, Outcome};
+use crate::spec::{Dispatch, InstanceSpec, InvokeResult, Outcome, error_doc, error_type_of};
 use crate::{Instance, InstanceFactory, StartError};
 
 /// How the host runs process instances.
@@ -698,18 +698,6 @@ fn exit_description(status: ExitStatus) -> String {
         _ => return format!("Runtime exited with error: signal {sig}"),
     };
     format!("Runtime exited with error: signal: {name}")
-}
-
-fn error_doc(error_type: &str, message: &str) -> Bytes {
-    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
-}
-
-fn error_type_of(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()?
-        .get("errorType")?
-        .as_str()
-        .map(str::to_string)
 }
 
 #[async_trait]

@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 
-use crate::spec::{Dispatch, StreamPart, StreamTarget};
+use crate::spec::{Dispatch, StreamPart, StreamTarget, error_doc};
 use nimbus_core::limits::{MAX_RESPONSE_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 
 /// What the runtime did, as seen by the instance driver.
@@ -284,6 +284,13 @@ fn invalid_state() -> Resp {
     )
 }
 
+fn truncated() -> Resp {
+    json(
+        StatusCode::BAD_REQUEST,
+        r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
+    )
+}
+
 fn invalid_id() -> Resp {
     json(
         StatusCode::BAD_REQUEST,
@@ -437,7 +444,7 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
             *shared.phase.lock().unwrap() = Phase::Ready;
             let _ = shared.events.send(ApiEvent::Error {
                 request_id: current,
-                body: error_body(
+                body: error_doc(
                     "Runtime.InvalidResponseModeHeader",
                     "Invalid Lambda-Runtime-Function-Response-Mode header: the only valid value is 'streaming'",
                 ),
@@ -473,10 +480,7 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
         }
         Err(_) => {
             *shared.phase.lock().unwrap() = Phase::Invoking(current);
-            return json(
-                StatusCode::BAD_REQUEST,
-                r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
-            );
+            return truncated();
         }
     };
     *shared.phase.lock().unwrap() = Phase::Ready;
@@ -497,10 +501,6 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
         return next(shared).await;
     }
     accepted()
-}
-
-fn error_body(error_type: &str, message: &str) -> Bytes {
-    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
 }
 
 /// Where a streamed response's bytes go.
@@ -544,7 +544,7 @@ async fn post_stream(
     let mut failure: Option<Bytes> = None;
     let mut oversized = false;
     let too_large = |limit: &str| {
-        error_body(
+        error_doc(
             "Function.ResponseSizeTooLarge",
             &format!("Response payload size exceeded maximum allowed payload size ({limit})."),
         )
@@ -556,10 +556,7 @@ async fn post_stream(
                 // Nothing went out yet: as with a buffered post, the driver sees
                 // the exit or the timeout, or the runtime posts again.
                 *shared.phase.lock().unwrap() = Phase::Invoking(current);
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
-                );
+                return truncated();
             }
             Err(_) => {
                 // Part of the response is with the caller: this ends the
@@ -568,10 +565,7 @@ async fn post_stream(
                 let _ = shared.events.send(ApiEvent::StreamBroken {
                     request_id: current,
                 });
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    r#"{"errorMessage":"Truncated request body","errorType":"TruncatedHTTPRequest"}"#,
-                );
+                return truncated();
             }
         };
         let frame = match frame.into_data() {
@@ -612,7 +606,7 @@ async fn post_stream(
             });
             failure = Some(match decoded {
                 Some(doc) if !doc.is_empty() => Bytes::from(doc),
-                _ => error_body(
+                _ => error_doc(
                     &error_type,
                     "The function failed while streaming its response",
                 ),

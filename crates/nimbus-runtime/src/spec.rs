@@ -107,3 +107,18 @@ pub struct InvokeResult {
     /// Whether the `START` line was logged (ahead of the function's output).
     pub start_logged: bool,
 }
+
+/// A Lambda error document, `{"errorType", "errorMessage"}`: what the caller of
+/// a failed invocation receives when the platform, not the runtime, wrote it.
+pub(crate) fn error_doc(error_type: &str, message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+/// The `errorType` of an error document, if it is one and names it.
+pub(crate) fn error_type_of(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("errorType")?
+        .as_str()
+        .map(str::to_string)
+}
