@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 
-use crate::spec::{Dispatch, StreamPart, StreamTarget, error_doc};
+use crate::spec::{Dispatch, StreamPart, StreamTarget, error_doc, error_type_of};
 use nimbus_core::limits::{MAX_RESPONSE_BYTES, MAX_STREAMED_RESPONSE_BYTES};
 
 /// What the runtime did, as seen by the instance driver.
@@ -604,8 +604,12 @@ async fn post_stream(
                     .decode(b.as_bytes())
                     .ok()
             });
+            // The trailer's type wins over a document that lacks one.
             failure = Some(match decoded {
-                Some(doc) if !doc.is_empty() => Bytes::from(doc),
+                Some(doc) if error_type_of(&doc).is_some() => Bytes::from(doc),
+                Some(doc) if !doc.is_empty() => {
+                    error_doc(&error_type, &String::from_utf8_lossy(&doc))
+                }
                 _ => error_doc(
                     &error_type,
                     "The function failed while streaming its response",

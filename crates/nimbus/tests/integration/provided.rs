@@ -241,8 +241,10 @@ while True:
     elif mode == "ok":
         post_raw(path, streaming + "Content-Type: text/plain\r\n", b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n")
     else:
-        message = "disk on fire" if mode == "trailer" else "x" * 40000
+        message = "disk on fire" if mode != "big-trailer" else "x" * 40000
         doc = json.dumps({"errorType": "Runtime.StreamError", "errorMessage": message})
+        if mode == "untyped-trailer":
+            doc = message  # a body that is no error document: the trailer names the type
         trailers = ("Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\n"
                     "Lambda-Runtime-Function-Error-Body: %s\r\n" % base64.b64encode(doc.encode()).decode())
         post_raw(path, streaming + "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n",
@@ -265,6 +267,12 @@ while True:
     assert_eq!(failed.function_error().as_deref(), Some("Unhandled"));
     assert_eq!(failed.json()["errorType"], "Runtime.StreamError");
     assert_eq!(failed.json()["errorMessage"], "disk on fire");
+
+    // A trailer body that is no error document keeps the trailer's type.
+    let untyped = s.invoke("streams", &json!({"mode": "untyped-trailer"}));
+    assert_eq!(untyped.function_error().as_deref(), Some("Unhandled"));
+    assert_eq!(untyped.json()["errorType"], "Runtime.StreamError");
+    assert_eq!(untyped.json()["errorMessage"], "disk on fire");
 
     // A trailer far over hyper's default 16 KB still arrives whole.
     let big = s.invoke("streams", &json!({"mode": "big-trailer"}));
