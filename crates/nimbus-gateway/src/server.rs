@@ -213,7 +213,11 @@ async fn serve_http(
         };
         let resp = if target.streaming {
             match prepare(&target, &call, body).await {
-                Ok(event) => crate::streaming::run(s, &target, parts, event, request_id).await,
+                Ok(event) => with_cors(
+                    &target,
+                    parts,
+                    crate::streaming::run(s, &target, event, request_id).await,
+                ),
                 Err(resp) => resp.map(Body::from),
             }
         } else {
@@ -383,7 +387,7 @@ pub(crate) fn map_response(target: &Target, payload: &[u8], rid: &str) -> Respon
     })
 }
 
-pub(crate) fn with_cors<B>(target: &Target, parts: &Parts, mut resp: Response<B>) -> Response<B> {
+fn with_cors<B>(target: &Target, parts: &Parts, mut resp: Response<B>) -> Response<B> {
     if let Some(c) = &target.cors {
         c.apply(&parts.headers, resp.headers_mut());
     }

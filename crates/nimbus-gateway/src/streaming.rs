@@ -14,12 +14,11 @@
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use nimbus_engine::{EngineError, InvocationResult, Outcome, StreamParts, Streamed};
 
 use crate::apigw::{gateway_error, v1, v2};
-use crate::server::{Shared, answer, invoke_request, map_response, with_cors};
+use crate::server::{Shared, answer, invoke_request, map_response};
 use crate::snapshot::Target;
 
 /// The content type that announces a prelude.
@@ -29,13 +28,7 @@ const DELIMITER: [u8; 8] = [0; 8];
 /// Largest prelude accepted (status, headers and cookies).
 const MAX_PRELUDE: usize = 64 * 1024;
 
-pub(crate) async fn run(
-    s: &Shared,
-    target: &Target,
-    parts: &Parts,
-    event: Vec<u8>,
-    rid: &str,
-) -> Response<Body> {
+pub(crate) async fn run(s: &Shared, target: &Target, event: Vec<u8>, rid: &str) -> Response<Body> {
     let Some(function) = &target.function else {
         return buffered(gateway_error(
             StatusCode::BAD_GATEWAY,
@@ -51,23 +44,23 @@ pub(crate) async fn run(
             ..
         } => (content_type, stream),
         // No stream: the function answered buffered (or never ran).
-        Streamed::Finished(r) => return with_cors(target, parts, finished(r, target, rid)),
+        Streamed::Finished(r) => return finished(r, target, rid),
     };
-    let resp = if content_type.as_deref() == Some(HTTP_INTEGRATION) {
+    if content_type.as_deref() == Some(HTTP_INTEGRATION) {
         match prelude(&mut stream).await {
             Ok((head, rest)) => head.map(|_| body(rest, stream, rid.to_owned())),
             Err(why) => {
                 // The stream is abandoned (its further chunks are dropped); the
                 // invocation still runs to its end.
-                return match stream.finish().await {
+                match stream.finish().await {
                     Ok(r) if matches!(r.outcome, Outcome::Error { .. }) => {
-                        with_cors(target, parts, finished(Ok(r), target, rid))
+                        finished(Ok(r), target, rid)
                     }
                     _ => {
                         tracing::warn!(request_id = rid, function = %target.label, "unusable stream prelude: {why}");
-                        with_cors(target, parts, buffered(v2::malformed_response(rid)))
+                        buffered(v2::malformed_response(rid))
                     }
-                };
+                }
             }
         }
     } else {
@@ -82,13 +75,12 @@ pub(crate) async fn run(
                 Ok(r) if matches!(r.outcome, Outcome::Success { .. }) => {
                     Response::new(Body::empty())
                 }
-                r => return with_cors(target, parts, finished(r, target, rid)),
+                r => return finished(r, target, rid),
             },
         };
         resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
         resp
-    };
-    with_cors(target, parts, resp)
+    }
 }
 
 fn buffered(resp: Response<Bytes>) -> Response<Body> {

@@ -78,7 +78,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut resp = client
+    let resp = client
         .send(
             client
                 .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
@@ -88,58 +88,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         .await?;
     // A streamed answer has no duration yet: its body is the stream.
     if args.stream && !resp.headers().contains_key("x-nimbus-duration-ms") {
-        let mut stdout = std::io::stdout();
-        let mut ends_in_newline = true;
-        // An HTTP-shaped stream (HttpResponseStream.from) starts with its
-        // prelude: shown on stderr, as the status and headers it stands for.
-        let mut prelude = (resp.headers().get("content-type").map(|v| v.as_bytes())
-            == Some(HTTP_INTEGRATION.as_bytes()))
-        .then(Vec::new);
-        loop {
-            match resp.chunk().await {
-                Ok(Some(data)) => {
-                    let data = match prelude.as_mut() {
-                        None => data.to_vec(),
-                        Some(head) => {
-                            head.extend_from_slice(&data);
-                            let Some(at) = head.windows(8).position(|w| w == [0u8; 8]) else {
-                                continue;
-                            };
-                            eprintln!("{}", String::from_utf8_lossy(&head[..at]));
-                            let rest = head[at + 8..].to_vec();
-                            prelude = None;
-                            rest
-                        }
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    stdout.write_all(&data)?;
-                    stdout.flush()?;
-                    ends_in_newline = data.ends_with(b"\n");
-                }
-                Ok(None) => {
-                    // No delimiter came: what there is was the body after all.
-                    if let Some(head) = prelude.take().filter(|h| !h.is_empty()) {
-                        stdout.write_all(&head)?;
-                        ends_in_newline = head.ends_with(b"\n");
-                    }
-                    if !ends_in_newline {
-                        stdout.write_all(b"\n")?;
-                    }
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Err(_) => {
-                    if !ends_in_newline {
-                        stdout.write_all(b"\n")?;
-                    }
-                    eprintln!(
-                        "error: the function failed after its response began streaming (see `nimbus logs {name}`)"
-                    );
-                    return Ok(ExitCode::from(2));
-                }
-            }
-        }
+        return print_stream(resp, name).await;
     }
     let header = |k: &str| {
         resp.headers()
@@ -193,4 +142,59 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a streamed answer as it comes. An HTTP-shaped stream
+/// (HttpResponseStream.from) starts with its prelude, shown on stderr as the
+/// status and headers it stands for. Exits 2 when the stream was cut off.
+async fn print_stream(mut resp: reqwest::Response, name: &str) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout();
+    let mut ends_in_newline = true;
+    let mut prelude = (resp.headers().get("content-type").map(|v| v.as_bytes())
+        == Some(HTTP_INTEGRATION.as_bytes()))
+    .then(Vec::new);
+    loop {
+        let data = match resp.chunk().await {
+            Ok(Some(data)) => data,
+            Ok(None) => {
+                // No delimiter came: what there is was the body after all.
+                if let Some(head) = prelude.take().filter(|h| !h.is_empty()) {
+                    stdout.write_all(&head)?;
+                    ends_in_newline = head.ends_with(b"\n");
+                }
+                if !ends_in_newline {
+                    stdout.write_all(b"\n")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(_) => {
+                if !ends_in_newline {
+                    stdout.write_all(b"\n")?;
+                }
+                eprintln!(
+                    "error: the function failed after its response began streaming (see `nimbus logs {name}`)"
+                );
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let rest;
+        let data: &[u8] = match prelude.as_mut() {
+            None => &data,
+            Some(head) => {
+                head.extend_from_slice(&data);
+                let Some(at) = head.windows(8).position(|w| w == [0u8; 8]) else {
+                    continue;
+                };
+                rest = head.split_off(at + 8);
+                eprintln!("{}", String::from_utf8_lossy(&head[..at]));
+                prelude = None;
+                &rest
+            }
+        };
+        if !data.is_empty() {
+            stdout.write_all(data)?;
+            stdout.flush()?;
+            ends_in_newline = data.ends_with(b"\n");
+        }
+    }
 }
