@@ -56,6 +56,10 @@ pub struct FunctionBody {
     permissions: Vec<String>,
     /// `aws`, `azure`, `google` or `auto` (the default: detected at deploy).
     handler_style: Option<String>,
+    /// Size of the private `/tmp` in MB (512 to 10,240).
+    ephemeral_storage_mb: Option<u32>,
+    /// `default` or `none` (no network beyond the Runtime API).
+    network: Option<String>,
     code_sha256: String,
 }
 
@@ -87,6 +91,13 @@ impl FunctionBody {
                 handler_style: match self.handler_style.as_deref() {
                     None => None,
                     Some(s) => nimbus_core::HandlerStyle::parse_requested(s)?,
+                },
+                ephemeral_storage_mb: self
+                    .ephemeral_storage_mb
+                    .unwrap_or(nimbus_core::limits::DEFAULT_EPHEMERAL_STORAGE_MB),
+                network: match self.network.as_deref() {
+                    None => Default::default(),
+                    Some(s) => s.parse()?,
                 },
             },
             code_sha256: self.code_sha256,

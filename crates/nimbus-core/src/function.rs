@@ -191,6 +191,55 @@ pub struct FunctionConfig {
     /// package at deploy time (see [`crate::style`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler_style: Option<crate::style::HandlerStyle>,
+    /// Size of the private `/tmp` in MB (512 to 10,240).
+    #[serde(default = "default_ephemeral_storage_mb")]
+    pub ephemeral_storage_mb: u32,
+    /// What the instances may reach on the network.
+    #[serde(default, skip_serializing_if = "Network::is_default")]
+    pub network: Network,
+}
+
+fn default_ephemeral_storage_mb() -> u32 {
+    crate::limits::DEFAULT_EPHEMERAL_STORAGE_MB
+}
+
+/// A function's network access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network, without link-local addresses (cloud metadata
+    /// services hand out the host's credentials) where the server can enforce it.
+    #[default]
+    Default,
+    /// No network at all: an empty network namespace; the Runtime API stays
+    /// reachable through its Unix socket.
+    None,
+}
+
+impl Network {
+    pub fn is_default(&self) -> bool {
+        *self == Network::Default
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Default => "default",
+            Network::None => "none",
+        }
+    }
+}
+
+impl FromStr for Network {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(Network::Default),
+            "none" => Ok(Network::None),
+            other => Err(ValidationError::param(format!(
+                "network must be \"default\" or \"none\", got {other:?}"
+            ))),
+        }
+    }
 }
 
 impl FunctionConfig {
@@ -202,6 +251,14 @@ impl FunctionConfig {
             return Err(ValidationError::param(format!(
                 "memory_mb must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}, got {}",
                 self.memory_mb
+            )));
+        }
+        if !(MIN_EPHEMERAL_STORAGE_MB..=MAX_EPHEMERAL_STORAGE_MB)
+            .contains(&self.ephemeral_storage_mb)
+        {
+            return Err(ValidationError::param(format!(
+                "ephemeral_storage_mb must be between {MIN_EPHEMERAL_STORAGE_MB} and {MAX_EPHEMERAL_STORAGE_MB}, got {}",
+                self.ephemeral_storage_mb
             )));
         }
         if !(MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&self.timeout_s) {
@@ -418,6 +475,8 @@ mod tests {
             description: String::new(),
             permissions: Vec::new(),
             handler_style: None,
+            ephemeral_storage_mb: 512,
+            network: Network::Default,
         }
     }
 

@@ -17,7 +17,7 @@ pub mod style;
 pub use error::{ErrorCode, ValidationError};
 pub use function::{
     AliasRecord, AliasRouting, EventInvokeConfig, FunctionConfig, FunctionName, FunctionRecord,
-    Runtime, validate_alias_name,
+    Network, Runtime, validate_alias_name,
 };
 pub use invocation::{InvocationId, InvokeRequest};
 pub use style::HandlerStyle;

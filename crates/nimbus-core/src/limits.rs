@@ -17,6 +17,10 @@ pub const MAX_ZIP_ENTRIES: usize = 20_000;
 pub const MIN_MEMORY_MB: u32 = 128;
 pub const MAX_MEMORY_MB: u32 = 10_240;
 pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// A function's private `/tmp` (Lambda's `EphemeralStorage`).
+pub const MIN_EPHEMERAL_STORAGE_MB: u32 = 512;
+pub const MAX_EPHEMERAL_STORAGE_MB: u32 = 10_240;
+pub const DEFAULT_EPHEMERAL_STORAGE_MB: u32 = 512;
 pub const MIN_TIMEOUT_S: u32 = 1;
 pub const MAX_TIMEOUT_S: u32 = 900;
 pub const DEFAULT_TIMEOUT_S: u32 = 3;

@@ -42,6 +42,8 @@ pub struct ConfigPatch {
     pub description: Option<String>,
     pub permissions: Option<Vec<String>>,
     pub role: Option<String>,
+    pub ephemeral_storage_mb: Option<u32>,
+    pub network: Option<nimbus_core::Network>,
     /// Set by the AWS API alongside `runtime`; not part of the native API.
     #[serde(skip)]
     pub runtime_id: Option<String>,
@@ -330,6 +332,12 @@ impl ControlPlane {
             if let Some(v) = patch.timeout_s {
                 c.timeout_s = v;
             }
+            if let Some(v) = patch.ephemeral_storage_mb {
+                c.ephemeral_storage_mb = v;
+            }
+            if let Some(v) = patch.network {
+                c.network = v;
+            }
             if let Some(v) = patch.environment {
                 c.environment = v;
             }
@@ -465,6 +473,8 @@ impl ControlPlane {
             handler: c.handler.clone(),
             handler_style: record.resolved_style,
             memory_mb: c.memory_mb,
+            ephemeral_storage_mb: c.ephemeral_storage_mb,
+            network: c.network,
             timeout: std::time::Duration::from_secs(c.timeout_s as u64),
             code_dir,
             environment: self.instance_environment(&record),

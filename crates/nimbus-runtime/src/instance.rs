@@ -17,8 +17,10 @@ use tokio::time::sleep_until;
 use crate::bootstraps::InstalledBootstraps;
 use crate::log_pipe::{LogLine, LogPipe};
 use crate::runtime_api::{ApiEvent, RuntimeApiServer};
+use crate::sandbox::plan::{self, RUNTIME_DIR, SOCKET_DIR, TASK_ROOT};
 use crate::sandbox::{
-    CgroupSupport, ChildLimits, InstanceCgroup, UserPolicy, apply_in_child, kill_group,
+    CgroupSupport, ChildLimits, ChildPlan, INSIDE_GID, INSIDE_UID, IdMaps, InstanceCgroup,
+    NamespacePlan, Sandbox, Staging, UserPolicy, enter, kill_group,
 };
 use crate::spare::{self, SparePool};
 use crate::spec::{Dispatch, InstanceSpec, InvokeResult, Outcome, error_doc, error_type_of};
@@ -45,6 +47,13 @@ pub struct ProcessRuntimeConfig {
     /// Libraries every Python function can import after its own (the place of
     /// Lambda's `/var/runtime`, which holds boto3), e.g. a site-packages.
     pub python_path: Vec<PathBuf>,
+    /// Namespaces, private root, seccomp (see [`crate::sandbox`]).
+    pub sandbox: Sandbox,
+    /// Freeze an instance once it has been idle this long (`None`: never).
+    pub freeze_after: Option<Duration>,
+    /// CPU time per GB of memory, in CPUs (Lambda: one vCPU at 1,769 MB, so
+    /// 0.579); `None`: no CPU limit.
+    pub cpu_per_gb: Option<f64>,
     /// Spare instances kept started per runtime shape (0: none); see `spare`.
     pub spares: usize,
     /// A shape's spares are stopped when no instance of it was started for this long.
@@ -137,32 +146,90 @@ pub(crate) fn command(
     c: &ProcessRuntimeConfig,
     spec: &InstanceSpec,
 ) -> (PathBuf, Vec<String>, PathBuf, Option<String>) {
+    // Sandboxed, the runtime's bootstrap directory is `/var/runtime`, as on Lambda.
+    let inside = |host: &Path, file: PathBuf| -> (PathBuf, PathBuf) {
+        if c.sandbox.namespaces() {
+            let dir = PathBuf::from(RUNTIME_DIR);
+            let file = dir.join(file.file_name().unwrap_or_default());
+            (dir, file)
+        } else {
+            (host.to_path_buf(), file)
+        }
+    };
     match spec.runtime {
-        Runtime::Python3 => (
-            c.python.path.clone(),
-            vec![
-                "-s".into(),
-                c.bootstraps.python_file().display().to_string(),
-            ],
-            c.bootstraps.python_dir.clone(),
-            Some(format!("AWS_Lambda_python{}", c.python.version)),
-        ),
-        Runtime::Nodejs => (
-            c.node.path.clone(),
-            vec![
-                format!("--max-old-space-size={}", node_heap_mb(spec.memory_mb)),
-                c.bootstraps.node_file().display().to_string(),
-            ],
-            c.bootstraps.node_dir.clone(),
-            Some(format!("AWS_Lambda_nodejs{}.x", c.node.version)),
-        ),
-        Runtime::Provided => (
-            spec.code_dir.join("bootstrap"),
-            vec![],
-            spec.code_dir.clone(),
-            None,
-        ),
+        Runtime::Python3 => {
+            let (dir, file) = inside(&c.bootstraps.python_dir, c.bootstraps.python_file());
+            (
+                c.python.path.clone(),
+                vec!["-s".into(), file.display().to_string()],
+                dir,
+                Some(format!("AWS_Lambda_python{}", c.python.version)),
+            )
+        }
+        Runtime::Nodejs => {
+            let (dir, file) = inside(&c.bootstraps.node_dir, c.bootstraps.node_file());
+            (
+                c.node.path.clone(),
+                vec![
+                    format!("--max-old-space-size={}", node_heap_mb(spec.memory_mb)),
+                    file.display().to_string(),
+                ],
+                dir,
+                Some(format!("AWS_Lambda_nodejs{}.x", c.node.version)),
+            )
+        }
+        Runtime::Provided => {
+            let root = task_root(c, spec);
+            (root.join("bootstrap"), vec![], root, None)
+        }
     }
+}
+
+/// Where an instance finds its code: `/var/task` in the sandbox (as on
+/// Lambda), the code cache's directory without it.
+pub(crate) fn task_root(c: &ProcessRuntimeConfig, spec: &InstanceSpec) -> PathBuf {
+    if c.sandbox.namespaces() {
+        PathBuf::from(TASK_ROOT)
+    } else {
+        spec.code_dir.clone()
+    }
+}
+
+/// The paths of one instance as the server sees them and as it sees them.
+pub(crate) struct InstancePaths {
+    /// `LAMBDA_TASK_ROOT`.
+    pub task_root: PathBuf,
+    /// `TMPDIR` and `HOME`.
+    pub tmp: PathBuf,
+    /// The Runtime API socket: where the server binds it, and where the instance
+    /// connects to it.
+    pub socket_host: PathBuf,
+    pub socket_inside: PathBuf,
+}
+
+impl InstancePaths {
+    pub(crate) fn new(sandboxed: bool, workdir: &Path, spec: &InstanceSpec) -> Self {
+        if sandboxed {
+            Self {
+                task_root: TASK_ROOT.into(),
+                tmp: "/tmp".into(),
+                socket_host: workdir.join("rt").join("api.sock"),
+                socket_inside: Path::new(SOCKET_DIR).join("api.sock"),
+            }
+        } else {
+            Self {
+                task_root: spec.code_dir.clone(),
+                tmp: workdir.join("tmp"),
+                socket_host: workdir.join("api.sock"),
+                socket_inside: workdir.join("api.sock"),
+            }
+        }
+    }
+}
+
+/// The CFS quota of an instance: `memory × cpu_per_gb`, in CPUs.
+pub(crate) fn cpu_quota(memory_mb: u32, cpu_per_gb: Option<f64>) -> Option<f64> {
+    cpu_per_gb.map(|per_gb| (memory_mb as f64 / 1024.0 * per_gb).max(0.01))
 }
 
 /// V8 sizes its heap from the machine, not the cgroup; keep it inside the
@@ -177,7 +244,7 @@ pub(crate) fn environment(
     api: &RuntimeApiServer,
     runtime_dir: &Path,
     exec_env: Option<String>,
-    tmp: &Path,
+    paths: &InstancePaths,
     python_path: &[PathBuf],
 ) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = spec.environment.clone();
@@ -185,7 +252,7 @@ pub(crate) fn environment(
     let reserved = [
         ("AWS_LAMBDA_RUNTIME_API", api.addr.to_string()),
         ("_HANDLER", spec.handler.clone()),
-        ("LAMBDA_TASK_ROOT", spec.code_dir.display().to_string()),
+        ("LAMBDA_TASK_ROOT", paths.task_root.display().to_string()),
         ("LAMBDA_RUNTIME_DIR", runtime_dir.display().to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", spec.function.clone()),
         ("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone()),
@@ -222,9 +289,9 @@ pub(crate) fn environment(
     } else {
         env.remove("NIMBUS_HANDLER_STYLE");
     }
-    process_environment(&mut env, spec.runtime, tmp, api);
+    process_environment(&mut env, spec.runtime, paths, api);
     env.entry("LD_LIBRARY_PATH".into())
-        .or_insert_with(|| format!("{0}:{0}/lib", spec.code_dir.display()));
+        .or_insert_with(|| format!("{0}:{0}/lib", paths.task_root.display()));
     if spec.runtime == Runtime::Python3 && !python_path.is_empty() {
         let joined = std::env::join_paths(python_path).unwrap_or_default();
         env.insert(
@@ -241,17 +308,18 @@ pub(crate) fn environment(
 pub(crate) fn process_environment(
     env: &mut BTreeMap<String, String>,
     runtime: Runtime,
-    tmp: &Path,
+    paths: &InstancePaths,
     api: &RuntimeApiServer,
 ) {
     // Read (and removed from the environment) by Nimbus's own bootstraps.
     match &api.socket {
-        Some(path) => env.insert(
+        Some(_) => env.insert(
             "NIMBUS_RUNTIME_API_SOCKET".into(),
-            path.display().to_string(),
+            paths.socket_inside.display().to_string(),
         ),
         None => env.remove("NIMBUS_RUNTIME_API_SOCKET"),
     };
+    let tmp = &paths.tmp;
     env.insert("TZ".into(), ":UTC".into());
     env.entry("LANG".into())
         .or_insert_with(|| "en_US.UTF-8".into());
@@ -273,7 +341,7 @@ impl InstanceFactory for ProcessFactory {
         spec: Arc<InstanceSpec>,
         logs: mpsc::Sender<LogLine>,
     ) -> Result<Box<dyn Instance>, StartError> {
-        if let Some(spare) = spare::take(&self.inner, &spec, &logs) {
+        if let Some(spare) = spare::take(&self.inner, &spec, &logs).await {
             return Ok(Box::new(spare));
         }
         Ok(Box::new(self.inner.launch(spec, logs, None).await?))
@@ -309,22 +377,43 @@ impl Launcher {
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let workdir = c.run_dir.join("instances").join(&id);
-        let tmp = workdir.join("tmp");
-        let user = c.users.next_user();
+        let sandboxed = c.sandbox.namespaces();
+        let (user, uid_lease) = match c.users.next_user().map_err(StartError::Sandbox)? {
+            Some((u, lease)) => (Some(u), lease),
+            None => (None, None),
+        };
+        let paths = InstancePaths::new(sandboxed, &workdir, &spec);
         let workdir_err = |e| StartError::Workdir {
-            path: tmp.display().to_string(),
+            path: workdir.display().to_string(),
             source: e,
         };
-        std::fs::create_dir_all(&tmp).map_err(workdir_err)?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
-                .map_err(workdir_err)?;
+            std::fs::create_dir_all(&workdir).map_err(workdir_err)?;
             // The instance directory only needs to be traversable by the instance.
             std::fs::set_permissions(&workdir, std::fs::Permissions::from_mode(0o711))
                 .map_err(workdir_err)?;
-            if let Some(u) = user {
-                std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid)).map_err(workdir_err)?;
+            if sandboxed {
+                // Mount points of the private root, the spare's code staging
+                // point, and the directory of the Runtime API socket.
+                for d in ["root", "task", "rt"] {
+                    std::fs::create_dir(workdir.join(d)).map_err(workdir_err)?;
+                }
+                // The socket's own mode and owner admit the instance alone.
+                std::fs::set_permissions(
+                    workdir.join("rt"),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .map_err(workdir_err)?;
+            } else {
+                let tmp = workdir.join("tmp");
+                std::fs::create_dir(&tmp).map_err(workdir_err)?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))
+                    .map_err(workdir_err)?;
+                if let Some(u) = user {
+                    std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid))
+                        .map_err(workdir_err)?;
+                }
             }
         }
 
@@ -335,15 +424,18 @@ impl Launcher {
         };
         let (next_tx, next_rx) = mpsc::channel(1);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        // Who may connect to the Runtime API over TCP: the instance's uid, or
+        // (instances running as the server's user) the server's own uid, so no
+        // other local user can take an instance's invocations.
+        let owner = user.map(|u| u.uid).unwrap_or(c.sandbox.server_ids.0);
         let server = RuntimeApiServer::start(
             next_rx,
             events_tx,
             spec.timeout,
-            user.map(|u| u.uid),
+            Some(owner),
             assign_rx,
             matches!(spec.runtime, Runtime::Python3 | Runtime::Nodejs)
-                .then(|| workdir.join("api.sock"))
-                .as_deref(),
+                .then_some(paths.socket_host.as_path()),
         )
         .await
         .map_err(StartError::RuntimeApi)?;
@@ -353,9 +445,9 @@ impl Launcher {
 
         guard.cgroup = c
             .cgroups
-            .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids)
+            .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids, None)
             .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?;
-        let mut procs = match &guard.cgroup {
+        let cgroup_procs = match &guard.cgroup {
             Some(cg) => cg
                 .open_procs()
                 .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?,
@@ -363,8 +455,9 @@ impl Launcher {
         };
 
         let (program, args, runtime_dir, exec_env) = command(c, &spec);
-        let (env, cwd) = if assign_tx.is_some() {
-            let env = spare::environment(&spec, &server, &runtime_dir, &tmp);
+        let spare = assign_tx.is_some();
+        let (env, cwd) = if spare {
+            let env = spare::environment(&spec, &server, &runtime_dir, &paths);
             (env, runtime_dir.clone())
         } else {
             let env = environment(
@@ -373,35 +466,98 @@ impl Launcher {
                 &server,
                 &runtime_dir,
                 exec_env,
-                &tmp,
+                &paths,
                 &c.python_path,
             );
-            (env, spec.code_dir.clone())
+            (env, paths.task_root.clone())
         };
+        // A spare's code is mounted on assignment, through its keeper.
+        let (stage_server, stage_child) = if sandboxed && spare {
+            let (a, b) = std::os::unix::net::UnixStream::pair().map_err(StartError::Pipe)?;
+            a.set_nonblocking(true).map_err(StartError::Pipe)?;
+            let a = tokio::net::UnixStream::from_std(a).map_err(StartError::Pipe)?;
+            (Some(a), Some(std::os::fd::OwnedFd::from(b)))
+        } else {
+            (None, None)
+        };
+        let namespaces = sandboxed.then(|| {
+            let root = workdir.join("root");
+            let (inside_uid, inside_gid) = match (c.sandbox.rootless, user) {
+                (true, _) => (INSIDE_UID, INSIDE_GID),
+                (false, Some(u)) => (u.uid, u.gid),
+                (false, None) => (0, 0),
+            };
+            let ops = plan::build(
+                &c.sandbox.view,
+                &plan::InstanceView {
+                    root: &root,
+                    code: (!spare).then_some(spec.code_dir.as_path()),
+                    socket_dir: &workdir.join("rt"),
+                    runtime: match spec.runtime {
+                        Runtime::Python3 => Some(c.bootstraps.python_dir.as_path()),
+                        Runtime::Nodejs => Some(c.bootstraps.node_dir.as_path()),
+                        Runtime::Provided => None,
+                    },
+                    tmp_mb: spec.ephemeral_storage_mb,
+                    uid: inside_uid,
+                    gid: inside_gid,
+                },
+            );
+            let (root_c, put_old, task_in_root) = plan::pivot_paths(&root);
+            let (uid, gid) = c.sandbox.server_ids;
+            NamespacePlan {
+                id_maps: c.sandbox.rootless.then(|| IdMaps {
+                    uid_map: format!("{INSIDE_UID} {uid} 1\n").into_bytes(),
+                    gid_map: format!("{INSIDE_GID} {gid} 1\n").into_bytes(),
+                }),
+                network_none: spec.network == nimbus_core::Network::None,
+                staging: stage_child.map(|channel| Staging {
+                    dir: plan::path_cstr(&workdir.join("task")),
+                    channel,
+                }),
+                root: root_c,
+                put_old,
+                task_in_root,
+                ops,
+                cwd: plan::path_cstr(&cwd),
+            }
+        });
         let stderr = write_end.try_clone().map_err(StartError::Pipe)?;
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()
             .envs(&env)
-            .current_dir(&cwd)
+            // Sandboxed, the runtime changes into its directory after pivot_root.
+            .current_dir(if sandboxed {
+                Path::new("/")
+            } else {
+                cwd.as_path()
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::from(write_end))
             .stderr(Stdio::from(stderr))
             .process_group(0)
             .kill_on_drop(true);
-        let limits = ChildLimits {
-            max_open_files: c.max_open_files,
-            max_file_bytes: c.max_file_bytes,
-            max_processes: if c.cgroups.is_available() {
-                None
-            } else {
-                Some(c.max_pids as u64 * 16)
+        let mut child_plan = ChildPlan {
+            cgroup_procs,
+            limits: ChildLimits {
+                max_open_files: c.max_open_files,
+                max_file_bytes: c.max_file_bytes,
+                max_processes: if c.cgroups.is_available() {
+                    None
+                } else {
+                    Some(c.max_pids as u64 * 16)
+                },
             },
+            parent_pid: std::process::id() as i32,
+            namespaces,
+            user,
+            harden: sandboxed.then(|| c.sandbox.filters.clone()),
         };
-        let parent = std::process::id() as i32;
-        // SAFETY: the closure only performs async-signal-safe system calls (see apply_in_child).
+        // SAFETY: the closure only performs async-signal-safe system calls (see
+        // sandbox::enter) on data prepared above.
         unsafe {
-            cmd.pre_exec(move || apply_in_child(&mut procs, limits, user, parent));
+            cmd.pre_exec(move || enter(&mut child_plan));
         }
         let started = Instant::now();
         let (exit_tx, exit_rx) = oneshot::channel();
@@ -416,7 +572,6 @@ impl Launcher {
                 Some(pid)
             }
             Err(e) => {
-                drop(cmd);
                 // A missing or non-executable entrypoint is the function's problem
                 // (Lambda: Runtime.InvalidEntrypoint); anything else, such as a
                 // failure to join the cgroup or drop privileges, is the platform's.
@@ -432,9 +587,21 @@ impl Launcher {
                 None
             }
         };
+        // The child's end of the staging channel goes with the command.
+        drop(cmd);
         let cgroup = guard.cgroup.take();
         guard.workdir = None;
         Ok(ProcessInstance {
+            _uid: uid_lease,
+            stage: stage_server,
+            peak_kb: 0,
+            cpus: cpu_quota(spec.memory_mb, c.cpu_per_gb),
+            freezer: match (&guard.cgroup, c.freeze_after) {
+                (Some(cg), Some(after)) => cg
+                    .freezer()
+                    .map(|f| crate::sandbox::Freezer::start(f, after)),
+                _ => None,
+            },
             id,
             spec,
             assign_tx,
@@ -457,7 +624,42 @@ impl Launcher {
     }
 }
 
+/// Asks a sandboxed spare's keeper to mount `code` at its `/var/task` and
+/// waits for the answer (an errno, 0 when done).
+async fn mount_spare_code(mut stage: tokio::net::UnixStream, code: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut msg = code.as_os_str().as_bytes().to_vec();
+    msg.push(0);
+    let exchange = async {
+        stage.write_all(&msg).await?;
+        let mut answer = [0u8; 4];
+        stage.read_exact(&mut answer).await?;
+        Ok::<i32, std::io::Error>(i32::from_ne_bytes(answer))
+    };
+    match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+        Ok(Ok(0)) => Ok(()),
+        Ok(Ok(errno)) => Err(format!(
+            "mounting the code failed: {}",
+            std::io::Error::from_raw_os_error(errno)
+        )),
+        Ok(Err(e)) => Err(format!("the spare's keeper is gone: {e}")),
+        Err(_) => Err("the spare's keeper did not answer".into()),
+    }
+}
+
 pub(crate) struct ProcessInstance {
+    /// Keeps the instance's uid its own until the instance is gone (dropped
+    /// after `Drop::drop` killed the process tree).
+    _uid: Option<crate::sandbox::UidLease>,
+    /// A sandboxed spare's channel to its keeper, which mounts its code.
+    stage: Option<tokio::net::UnixStream>,
+    /// Without cgroups: the largest sampled RSS of the process tree, KiB.
+    peak_kb: u64,
+    /// CPU quota once initialised (init runs unthrottled, as Lambda boosts it).
+    cpus: Option<f64>,
+    /// Freezes the instance while it is idle.
+    freezer: Option<crate::sandbox::Freezer>,
     id: String,
     spec: Arc<InstanceSpec>,
     /// Set while this is a spare waiting for its function.
@@ -497,7 +699,7 @@ impl ProcessInstance {
     /// and its deadline change, then the waiting bootstrap receives the task root
     /// and the environment it would have been started with. Init is timed from
     /// here, so the reported init duration is the function's own.
-    pub(crate) fn assign(
+    pub(crate) async fn assign(
         &mut self,
         spec: Arc<InstanceSpec>,
         config: &ProcessRuntimeConfig,
@@ -510,21 +712,26 @@ impl ProcessInstance {
             cg.set_memory_limit(spec.memory_mb as u64 * 1024 * 1024)
                 .map_err(|e| format!("cgroup: {e}"))?;
         }
+        self.cpus = cpu_quota(spec.memory_mb, config.cpu_per_gb);
+        if let Some(stage) = self.stage.take() {
+            mount_spare_code(stage, &spec.code_dir).await?;
+        }
         let (_, _, runtime_dir, exec_env) = command(config, &spec);
+        let paths = InstancePaths::new(config.sandbox.namespaces(), &self.workdir, &spec);
         let env = environment(
             &spec,
             &self.id,
             &self.server,
             &runtime_dir,
             exec_env,
-            &self.workdir.join("tmp"),
+            &paths,
             &config.python_path,
         );
         self.pipe.set_function(spec.function.as_str().into());
         self.server.set_timeout(spec.timeout);
         self.spec = spec;
         self.started = Instant::now();
-        tx.send(spare::assignment(&self.spec.code_dir, &env))
+        tx.send(spare::assignment(&paths.task_root, &env))
             .map_err(|_| "the spare stopped waiting".to_string())
     }
 
@@ -538,7 +745,19 @@ impl ProcessInstance {
         self.exit_status.is_some()
     }
 
+    /// Applies the CPU quota (after initialisation).
+    fn limit_cpu(&self) {
+        if let (Some(cg), Some(_)) = (&self.cgroup, self.cpus)
+            && let Err(e) = cg.set_cpu_quota(self.cpus)
+        {
+            tracing::warn!(instance = %self.id, "cannot set the CPU quota: {e}");
+        }
+    }
+
     fn kill(&mut self) {
+        if let Some(f) = &self.freezer {
+            f.stop();
+        }
         // Once reaped, the pid (and so the group id) may belong to someone else.
         if let Some(pid) = self.pid
             && !self.has_exited()
@@ -554,17 +773,23 @@ impl ProcessInstance {
         if let Some(cg) = &self.cgroup {
             return cg.peak_bytes().unwrap_or(0);
         }
-        self.pid
+        let hwm = self
+            .pid
             .and_then(|p| proc_status_kb(p, "VmHWM:"))
-            .unwrap_or(0)
-            * 1024
+            .unwrap_or(0);
+        hwm.max(self.peak_kb) * 1024
     }
 
-    fn rss_over_limit(&self) -> bool {
+    /// Without cgroups: whether the whole process tree (every process of the
+    /// instance, not only its first) holds more than the function's memory.
+    fn rss_over_limit(&mut self) -> bool {
         let limit = self.spec.memory_mb as u64 * 1024;
-        self.pid
-            .and_then(|p| proc_status_kb(p, "VmRSS:"))
-            .is_some_and(|kb| kb > limit)
+        let Some(pid) = self.pid else {
+            return false;
+        };
+        let kb = tree_rss_kb(pid);
+        self.peak_kb = self.peak_kb.max(kb);
+        kb > limit
     }
 
     async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
@@ -606,6 +831,7 @@ impl ProcessInstance {
                 ev = self.events.recv() => match ev {
                     Some(ApiEvent::InitDone(t)) => {
                         self.init_done = true;
+                        self.limit_cpu();
                         init_duration = Some(t - self.started);
                     }
                     Some(ApiEvent::Dispatched(t)) => dispatched = Some(t),
@@ -671,6 +897,43 @@ impl ProcessInstance {
     }
 }
 
+/// Resident memory of `root` and all its descendants, KiB (from
+/// `/proc/<pid>/task/<tid>/children` and `statm`).
+fn tree_rss_kb(root: u32) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page_kb = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
+    let mut total = 0;
+    let mut stack = vec![root];
+    let mut seen = 0;
+    while let Some(pid) = stack.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            && let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            total += rss * page_kb;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                stack.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    total
+}
+
 fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -716,7 +979,10 @@ impl Instance for ProcessInstance {
             tokio::select! {
                 biased;
                 ev = self.events.recv() => match ev {
-                    Some(ApiEvent::InitDone(_)) => self.init_done = true,
+                    Some(ApiEvent::InitDone(_)) => {
+                        self.init_done = true;
+                        self.limit_cpu();
+                    }
                     Some(ApiEvent::InitError { body, .. }) => {
                         return Err(format!("init failed: {}", String::from_utf8_lossy(&body)));
                     }
@@ -737,6 +1003,9 @@ impl Instance for ProcessInstance {
     async fn invoke(&mut self, mut dispatch: Dispatch) -> InvokeResult {
         let request_id = dispatch.request_id.to_string();
         let cancel = dispatch.cancel.clone();
+        if let Some(f) = &self.freezer {
+            f.busy().await;
+        }
         let invoke_start = Instant::now();
         self.pipe.begin(
             request_id.as_str().into(),
@@ -868,6 +1137,8 @@ impl Instance for ProcessInstance {
         };
         if !healthy {
             self.kill();
+        } else if let Some(f) = &self.freezer {
+            f.idle();
         }
         let (output, start_logged) = self.pipe.finish().await;
         InvokeResult {

@@ -32,7 +32,9 @@ use nimbus_core::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::LogLine;
-use crate::instance::{Launcher, ProcessInstance, node_heap_mb, process_environment};
+use crate::instance::{
+    InstancePaths, Launcher, ProcessInstance, node_heap_mb, process_environment,
+};
 use crate::spec::InstanceSpec;
 
 /// Which spares an instance can use: the process command line.
@@ -41,6 +43,10 @@ struct Shape {
     runtime: Runtime,
     /// Node's `--max-old-space-size`; 0 for Python.
     heap_mb: u64,
+    /// The size of the private `/tmp` and the network namespace are made
+    /// when the process starts.
+    tmp_mb: u32,
+    network: nimbus_core::Network,
 }
 
 struct Spares {
@@ -88,10 +94,14 @@ fn shape_of(launcher: &Launcher, spec: &InstanceSpec) -> Option<Shape> {
         Runtime::Python3 => Some(Shape {
             runtime: Runtime::Python3,
             heap_mb: 0,
+            tmp_mb: spec.ephemeral_storage_mb,
+            network: spec.network,
         }),
         Runtime::Nodejs => Some(Shape {
             runtime: Runtime::Nodejs,
             heap_mb: node_heap_mb(spec.memory_mb),
+            tmp_mb: spec.ephemeral_storage_mb,
+            network: spec.network,
         }),
         Runtime::Provided => None,
     }
@@ -99,7 +109,7 @@ fn shape_of(launcher: &Launcher, spec: &InstanceSpec) -> Option<Shape> {
 
 /// A started instance of `spec` made from a spare, if one of its shape is ready.
 /// Either way, the shape is marked as wanted and its spares are topped up.
-pub(crate) fn take(
+pub(crate) async fn take(
     launcher: &Arc<Launcher>,
     spec: &Arc<InstanceSpec>,
     logs: &mpsc::Sender<LogLine>,
@@ -127,7 +137,7 @@ pub(crate) fn take(
     }
     refill(launcher, shape, spec, logs);
     let mut spare = taken?;
-    match spare.assign(spec.clone(), &launcher.config) {
+    match spare.assign(spec.clone(), &launcher.config).await {
         Ok(()) => Some(spare),
         Err(e) => {
             tracing::warn!(function = %spec.function, "cannot use a spare instance: {e}");
@@ -234,7 +244,7 @@ pub(crate) fn environment(
     spec: &InstanceSpec,
     api: &RuntimeApiServer,
     runtime_dir: &Path,
-    tmp: &Path,
+    paths: &InstancePaths,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("AWS_LAMBDA_RUNTIME_API".to_string(), api.addr.to_string()),
@@ -244,7 +254,7 @@ pub(crate) fn environment(
             runtime_dir.display().to_string(),
         ),
     ]);
-    process_environment(&mut env, spec.runtime, tmp, api);
+    process_environment(&mut env, spec.runtime, paths, api);
     env
 }
 

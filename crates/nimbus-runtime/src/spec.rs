@@ -18,6 +18,9 @@ pub struct InstanceSpec {
     /// for the bootstraps; not set for `aws`).
     pub handler_style: nimbus_core::HandlerStyle,
     pub memory_mb: u32,
+    /// Size of the private `/tmp`, MB.
+    pub ephemeral_storage_mb: u32,
+    pub network: nimbus_core::Network,
     pub timeout: Duration,
     /// The unpacked, read-only code (`LAMBDA_TASK_ROOT`).
     pub code_dir: PathBuf,

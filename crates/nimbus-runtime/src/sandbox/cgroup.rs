@@ -7,8 +7,14 @@ use std::path::{Path, PathBuf};
 pub enum CgroupSupport {
     /// cgroup v2: one directory per instance under `base`.
     V2 { base: PathBuf },
-    /// cgroup v1: parallel directories in the memory and pids hierarchies.
-    V1 { memory: PathBuf, pids: PathBuf },
+    /// cgroup v1: parallel directories in the memory and pids hierarchies, and
+    /// in the cpu and freezer hierarchies when the host mounts them.
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+        freezer: Option<PathBuf>,
+    },
     /// No usable cgroups; limits fall back to rlimits and RSS sampling.
     None { reason: String },
 }
@@ -43,9 +49,12 @@ impl CgroupSupport {
                 std::process::id().to_string(),
             )?;
             fs::write(mine.join("cgroup.subtree_control"), "+memory +pids")?;
+            // CPU limits where the controller can be delegated (not fatal).
+            let _ = fs::write(mine.join("cgroup.subtree_control"), "+cpu");
             let base = mine.join(tag);
             fs::create_dir_all(&base)?;
             fs::write(base.join("cgroup.subtree_control"), "+memory +pids")?;
+            let _ = fs::write(base.join("cgroup.subtree_control"), "+cpu");
             return Ok(CgroupSupport::V2 { base });
         }
         let find = |controller: &str| -> io::Result<PathBuf> {
@@ -69,13 +78,102 @@ impl CgroupSupport {
         };
         let memory = find("memory")?;
         let pids = find("pids")?;
+        let cpu = find("cpu").ok();
+        let freezer = find("freezer").ok();
         // Probe that we may actually create and configure groups here.
         let probe = memory.join("probe");
         fs::create_dir_all(&probe)?;
         let ok = fs::write(probe.join("memory.limit_in_bytes"), "134217728");
         let _ = fs::remove_dir(&probe);
         ok?;
-        Ok(CgroupSupport::V1 { memory, pids })
+        Ok(CgroupSupport::V1 {
+            memory,
+            pids,
+            cpu,
+            freezer,
+        })
+    }
+
+    /// What the groups control, for `nimbus up`.
+    pub fn controllers(&self) -> Vec<&'static str> {
+        match self {
+            CgroupSupport::None { .. } => vec![],
+            CgroupSupport::V2 { base } => {
+                let mut c = vec!["memory", "pids", "freezer"];
+                if fs::read_to_string(base.join("cgroup.subtree_control"))
+                    .is_ok_and(|s| s.split_whitespace().any(|x| x == "cpu"))
+                {
+                    c.push("cpu");
+                }
+                c
+            }
+            CgroupSupport::V1 { cpu, freezer, .. } => {
+                let mut c = vec!["memory", "pids"];
+                if cpu.is_some() {
+                    c.push("cpu");
+                }
+                if freezer.is_some() {
+                    c.push("freezer");
+                }
+                c
+            }
+        }
+    }
+
+    /// Removes instance groups left by servers that died without cleaning up
+    /// (their tags hold their pid, and that pid is gone or is not a nimbus).
+    pub fn sweep_stale(&self) {
+        let parents: Vec<PathBuf> = match self {
+            CgroupSupport::None { .. } => return,
+            CgroupSupport::V2 { base } => {
+                base.parent().map(Path::to_path_buf).into_iter().collect()
+            }
+            CgroupSupport::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect(),
+        };
+        for parent in parents {
+            let Ok(entries) = fs::read_dir(&parent) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name
+                    .strip_prefix("nimbus-")
+                    .and_then(|p| p.trim_end_matches("-server").parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let alive = fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "nimbus");
+                if alive {
+                    continue;
+                }
+                let dir = e.path();
+                if let Ok(kids) = fs::read_dir(&dir) {
+                    for k in kids.flatten().filter(|k| k.path().is_dir()) {
+                        let procs = k.path().join("cgroup.procs");
+                        if let Ok(list) = fs::read_to_string(&procs) {
+                            for p in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                                // SAFETY: kill(2) has no memory-safety preconditions.
+                                unsafe { libc::kill(p, libc::SIGKILL) };
+                            }
+                        }
+                        let _ = fs::write(k.path().join("freezer.state"), "THAWED");
+                        let _ = fs::write(k.path().join("cgroup.freeze"), "0");
+                        let _ = fs::remove_dir(k.path());
+                    }
+                }
+                let _ = fs::remove_dir(&dir);
+            }
+        }
     }
 
     pub fn is_available(&self) -> bool {
@@ -83,12 +181,17 @@ impl CgroupSupport {
     }
 
     /// Creates the group for one instance with its limits set.
+    /// `cpus`: the CFS quota in CPUs (`None`: no limit). The quota is set
+    /// once initialisation is done ([`InstanceCgroup::set_cpu_quota`]); the
+    /// share (weight under contention) is in proportion to memory from the start.
     pub fn create(
         &self,
         instance: &str,
         memory_bytes: u64,
         max_pids: u32,
+        cpus: Option<f64>,
     ) -> io::Result<Option<InstanceCgroup>> {
+        let _ = cpus;
         match self {
             CgroupSupport::None { .. } => Ok(None),
             CgroupSupport::V2 { base } => {
@@ -100,14 +203,29 @@ impl CgroupSupport {
                 // Kill the whole group on OOM, so a later, unrelated exit is never
                 // mistaken for an out-of-memory kill of one child.
                 let _ = fs::write(dir.join("memory.oom.group"), "1");
+                let cpu = dir.join("cpu.max");
+                let has_cpu = cpu.exists();
+                if has_cpu {
+                    let _ = fs::write(
+                        dir.join("cpu.weight"),
+                        weight(memory_bytes, 100).to_string(),
+                    );
+                }
                 Ok(Some(InstanceCgroup {
                     procs: vec![dir.join("cgroup.procs")],
                     dirs: vec![dir.clone()],
                     peak: File::open(dir.join("memory.peak")).ok(),
                     oom_events: dir.join("memory.events"),
+                    cpu: has_cpu.then_some(CpuFile::V2(cpu)),
+                    freeze: Some(FreezeFile::V2(dir.join("cgroup.freeze"))),
                 }))
             }
-            CgroupSupport::V1 { memory, pids } => {
+            CgroupSupport::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => {
                 let m = memory.join(instance);
                 let p = pids.join(instance);
                 fs::create_dir_all(&m)?;
@@ -119,11 +237,32 @@ impl CgroupSupport {
                     memory_bytes.to_string(),
                 );
                 fs::write(p.join("pids.max"), max_pids.to_string())?;
+                let mut procs = vec![m.join("cgroup.procs"), p.join("cgroup.procs")];
+                let mut dirs = vec![m.clone(), p];
+                let mut cpu_file = None;
+                if let Some(cpu) = cpu {
+                    let c = cpu.join(instance);
+                    fs::create_dir_all(&c)?;
+                    let _ = fs::write(c.join("cpu.shares"), weight(memory_bytes, 1024).to_string());
+                    procs.push(c.join("cgroup.procs"));
+                    cpu_file = Some(CpuFile::V1(c.clone()));
+                    dirs.push(c);
+                }
+                let mut freeze = None;
+                if let Some(fz) = freezer {
+                    let f = fz.join(instance);
+                    fs::create_dir_all(&f)?;
+                    procs.push(f.join("cgroup.procs"));
+                    freeze = Some(FreezeFile::V1(f.join("freezer.state")));
+                    dirs.push(f);
+                }
                 Ok(Some(InstanceCgroup {
-                    procs: vec![m.join("cgroup.procs"), p.join("cgroup.procs")],
-                    dirs: vec![m.clone(), p],
+                    procs,
+                    dirs,
                     peak: File::open(m.join("memory.max_usage_in_bytes")).ok(),
                     oom_events: m.join("memory.oom_control"),
+                    cpu: cpu_file,
+                    freeze,
                 }))
             }
         }
@@ -138,7 +277,46 @@ pub struct InstanceCgroup {
     /// Kept open: read after every invocation, one `pread` instead of open/read/close.
     peak: Option<File>,
     oom_events: PathBuf,
+    cpu: Option<CpuFile>,
+    freeze: Option<FreezeFile>,
 }
+
+/// Where an instance's CFS quota is set.
+#[derive(Debug, Clone)]
+enum CpuFile {
+    /// The group's directory (`cpu.cfs_quota_us`, `cpu.cfs_period_us`).
+    V1(PathBuf),
+    /// `cpu.max`.
+    V2(PathBuf),
+}
+
+/// Where an instance is frozen and thawed.
+#[derive(Debug, Clone)]
+pub(crate) enum FreezeFile {
+    /// `freezer.state`: `FROZEN` / `THAWED`.
+    V1(PathBuf),
+    /// `cgroup.freeze`: `1` / `0`.
+    V2(PathBuf),
+}
+
+impl FreezeFile {
+    pub(crate) fn set(&self, frozen: bool) -> io::Result<()> {
+        match (self, frozen) {
+            (FreezeFile::V1(p), true) => fs::write(p, "FROZEN"),
+            (FreezeFile::V1(p), false) => fs::write(p, "THAWED"),
+            (FreezeFile::V2(p), true) => fs::write(p, "1"),
+            (FreezeFile::V2(p), false) => fs::write(p, "0"),
+        }
+    }
+}
+
+/// CPU weight in proportion to memory: `unit` for 1,769 MB (one vCPU).
+fn weight(memory_bytes: u64, unit: u64) -> u64 {
+    (memory_bytes / (1024 * 1024) * unit / 1769).clamp(2, 10_000)
+}
+
+/// CFS period for quotas: 20 ms, so a throttled instance waits at most that long.
+const CFS_PERIOD_US: u64 = 20_000;
 
 impl InstanceCgroup {
     /// Opens the `cgroup.procs` files for the child to write its own pid into
@@ -165,6 +343,34 @@ impl InstanceCgroup {
         fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string())?;
         let _ = fs::write(&memsw, bytes.to_string());
         Ok(())
+    }
+
+    /// Sets the CFS quota to `cpus` CPUs (`None`: no limit).
+    pub fn set_cpu_quota(&self, cpus: Option<f64>) -> io::Result<()> {
+        let Some(file) = &self.cpu else {
+            return Ok(());
+        };
+        let quota = cpus.map(|c| ((c * CFS_PERIOD_US as f64) as u64).max(1000));
+        match file {
+            CpuFile::V1(dir) => {
+                // The quota must fit the current period: widen the quota first.
+                let _ = fs::write(dir.join("cpu.cfs_quota_us"), "-1");
+                fs::write(dir.join("cpu.cfs_period_us"), CFS_PERIOD_US.to_string())?;
+                match quota {
+                    Some(q) => fs::write(dir.join("cpu.cfs_quota_us"), q.to_string()),
+                    None => Ok(()),
+                }
+            }
+            CpuFile::V2(path) => match quota {
+                Some(q) => fs::write(path, format!("{q} {CFS_PERIOD_US}")),
+                None => fs::write(path, format!("max {CFS_PERIOD_US}")),
+            },
+        }
+    }
+
+    /// The freezer file, when the host has the freezer.
+    pub(crate) fn freezer(&self) -> Option<FreezeFile> {
+        self.freeze.clone()
     }
 
     /// Peak memory use of the group in bytes.
@@ -197,6 +403,10 @@ impl InstanceCgroup {
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
+        }
+        // Frozen tasks act on SIGKILL only once thawed.
+        if let Some(f) = &self.freeze {
+            let _ = f.set(false);
         }
     }
 

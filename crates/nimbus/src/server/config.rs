@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nimbus_runtime::ProcessRuntimeConfig;
-use nimbus_runtime::sandbox::{CgroupSupport, SandboxUser, UserPolicy};
+use nimbus_runtime::sandbox::{
+    CgroupSupport, Isolation, Sandbox, SandboxUser, UidPool, UserPolicy,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
@@ -98,9 +100,28 @@ pub struct ServerArgs {
     /// them all as that user; `root` keeps root (not recommended).
     #[arg(long, env = "NIMBUS_SANDBOX_USER", default_value = "isolated")]
     pub sandbox_user: String,
-    /// First uid/gid of the range used by `--sandbox-user isolated` (65536 ids).
+    /// Where the search for a free block of uids for `--sandbox-user isolated`
+    /// starts; a block held by another server on this host, or overlapping
+    /// /etc/subuid or /etc/subgid, is skipped.
     #[arg(long, default_value_t = 2_000_000)]
     pub sandbox_uid_base: u32,
+    /// Uids per block (tests use small blocks to show uids are never shared).
+    #[arg(long, default_value_t = 65_536, hide = true)]
+    pub sandbox_uid_span: u32,
+    /// `default`: namespaces, a private root, seccomp; where the kernel lacks a
+    /// feature, start anyway and name the guarantee lost. `strict`: refuse to
+    /// start instead. `off`: a measurement switch for the benchmark of the
+    /// sandbox's cost (cgroups, rlimits and uids only); never in production.
+    #[arg(long, env = "NIMBUS_SANDBOX", default_value = "default", value_parser = ["default", "strict", "off"])]
+    pub sandbox: String,
+    /// CPU per GB of function memory, in CPUs, enforced as a CFS quota after
+    /// initialisation (Lambda: one vCPU at 1,769 MB, 0.579 per GB); `off`: no quota.
+    #[arg(long, env = "NIMBUS_CPU_PER_GB", default_value = "0.579")]
+    pub cpu_per_gb: String,
+    /// An instance idle this long is frozen until its next invocation (as Lambda
+    /// freezes execution environments); `off`: never.
+    #[arg(long, env = "NIMBUS_FREEZE_AFTER", default_value = "100ms")]
+    pub freeze_after: String,
     /// Processes plus threads allowed per instance.
     #[arg(long, default_value_t = 256)]
     pub max_pids: u32,
@@ -144,6 +165,8 @@ pub struct HostConfig {
     /// The run dir was chosen by us (under /tmp) and is removed on shutdown.
     run_dir_is_ours: bool,
     pub runtime: ProcessRuntimeConfig,
+    /// Sandbox guarantees this host cannot give, said at startup.
+    pub lost: Vec<String>,
     _lock: fs::File,
 }
 
@@ -274,11 +297,85 @@ impl HostConfig {
         let users = match args.sandbox_user.as_str() {
             _ if !root => UserPolicy::Inherit,
             "root" => UserPolicy::Inherit,
-            "isolated" => UserPolicy::per_instance(args.sandbox_uid_base, 65_536),
+            "isolated" => UserPolicy::PerInstance(
+                UidPool::lock_block(args.sandbox_uid_base, args.sandbox_uid_span)
+                    .context("cannot reserve a block of sandbox uids")?,
+            ),
             name => UserPolicy::Fixed(lookup_user(name)?),
         };
         let tag = format!("nimbus-{}", std::process::id());
         let cgroups = CgroupSupport::detect(&tag);
+        cgroups.sweep_stale();
+        let cpu_per_gb = match args.cpu_per_gb.as_str() {
+            "off" | "none" => None,
+            v => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| *x > 0.0 && x.is_finite())
+                    .with_context(|| format!("--cpu-per-gb {v:?}: a positive number or off"))?,
+            ),
+        };
+        let freeze_after = match args.freeze_after.as_str() {
+            "off" | "never" => None,
+            v => Some(
+                v.parse::<humantime::Duration>()
+                    .with_context(|| format!("--freeze-after {v:?}: a duration or off"))?
+                    .into(),
+            ),
+        };
+        // What instances see besides the system (the bootstraps are shown at
+        // /var/runtime, one runtime's each).
+        let mut runtime_dirs: Vec<PathBuf> = Vec::new();
+        for exe in [&python.path, &node.path] {
+            // The interpreter's installation (bin/.. of its real path).
+            if let Ok(real) = fs::canonicalize(exe)
+                && let Some(prefix) = real.parent().and_then(Path::parent)
+            {
+                runtime_dirs.push(prefix.to_path_buf());
+            }
+        }
+        runtime_dirs.extend(args.python_path.iter().cloned());
+        let requested = match args.sandbox.as_str() {
+            "off" => Isolation::Off,
+            _ => Isolation::Namespaces,
+        };
+        let mut sandbox = Sandbox::new(requested, &runtime_dirs, &run_dir.join("code"))
+            .map_err(|e| anyhow::anyhow!("cannot prepare the sandbox: {e}"))?;
+        let mut lost = Vec::new();
+        if sandbox.namespaces()
+            && let Err(e) = nimbus_runtime::sandbox::probe(&sandbox, &run_dir.join("probe"))
+        {
+            if args.sandbox == "strict" {
+                bail!("--sandbox strict: the kernel cannot give instances their namespaces: {e}");
+            }
+            lost.push(format!(
+                "namespaces ({e}): instances share the host's processes, /tmp, /dev/shm and file system view"
+            ));
+            sandbox.isolation = Isolation::Off;
+        }
+        if !cgroups.is_available() {
+            lost.push("cgroups: memory is policed by sampling, no CPU quota, idle instances are not frozen".into());
+        } else {
+            let controllers = cgroups.controllers();
+            if cpu_per_gb.is_some() && !controllers.contains(&"cpu") {
+                lost.push("the cpu cgroup controller: no CPU quota".into());
+            }
+            if freeze_after.is_some() && !controllers.contains(&"freezer") {
+                lost.push("the freezer: idle instances are not frozen".into());
+            }
+        }
+        if !root {
+            lost.push(
+                "per-instance host uids (not root): instances share the server's uid, separated by their user, PID and mount namespaces".into(),
+            );
+        }
+        lost.push("link-local addresses (169.254.0.0/16) are not blocked: use network = \"none\" for functions that need no network".into());
+        if args.sandbox == "strict" && lost.iter().any(|l| !l.starts_with("link-local")) {
+            bail!(
+                "--sandbox strict: guarantees this host cannot give: {}",
+                lost.join("; ")
+            );
+        }
         Ok(Self {
             runtime: ProcessRuntimeConfig {
                 run_dir: run_dir.clone(),
@@ -292,11 +389,15 @@ impl HostConfig {
                 max_file_bytes: 512 * 1024 * 1024,
                 init_limit: Duration::from_secs(10),
                 python_path: args.python_path.clone(),
+                sandbox,
+                cpu_per_gb,
+                freeze_after,
                 spares: args.spare_instances,
                 spare_idle: args.keep_alive.into(),
             },
             data_dir,
             run_dir,
+            lost,
             run_dir_is_ours: args.run_dir.is_none(),
             _lock: lock,
         })
@@ -304,21 +405,29 @@ impl HostConfig {
 
     /// Prints where the server listens and how it is set up.
     pub fn announce(&self, api: SocketAddr, gateway: SocketAddr, functions: usize) {
-        let sandbox = match &self.runtime.cgroups {
-            CgroupSupport::V2 { .. } => "cgroup v2 (memory, pids)".to_string(),
-            CgroupSupport::V1 { .. } => "cgroup v1 (memory, pids)".to_string(),
-            CgroupSupport::None { reason } => {
-                tracing::warn!(
-                    "cgroups unavailable ({reason}); memory is policed by sampling and process count by RLIMIT_NPROC"
-                );
-                "rlimits only (no cgroups)".to_string()
-            }
+        let cgroups = match &self.runtime.cgroups {
+            CgroupSupport::V2 { .. } => format!(
+                "cgroup v2 ({})",
+                self.runtime.cgroups.controllers().join(", ")
+            ),
+            CgroupSupport::V1 { .. } => format!(
+                "cgroup v1 ({})",
+                self.runtime.cgroups.controllers().join(", ")
+            ),
+            CgroupSupport::None { reason } => format!("no cgroups ({reason})"),
         };
+        let isolation = match (
+            self.runtime.sandbox.isolation,
+            self.runtime.sandbox.rootless,
+        ) {
+            (Isolation::Namespaces, false) => "namespaces, private root, seccomp",
+            (Isolation::Namespaces, true) => "user namespaces (rootless), private root, seccomp",
+            (Isolation::Off, _) => "OFF (no namespaces, no seccomp)",
+        };
+        let sandbox = format!("{isolation}; {cgroups}");
         let user = self.runtime.users.describe();
-        if euid() != 0 {
-            tracing::warn!(
-                "not running as root: instances run as this user and can read the data dir and signal the server; run as root (instances then get uids of their own) for isolation"
-            );
+        for lost in &self.lost {
+            tracing::warn!("sandbox guarantee lost on this host: {lost}");
         }
         if matches!(*self.runtime.users, UserPolicy::Inherit) && euid() == 0 {
             tracing::warn!(
@@ -358,9 +467,18 @@ impl HostConfig {
             let _ = fs::remove_dir_all(&self.run_dir);
         }
         match &self.runtime.cgroups {
-            CgroupSupport::V1 { memory, pids } => {
-                let _ = fs::remove_dir(memory);
-                let _ = fs::remove_dir(pids);
+            CgroupSupport::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => {
+                for dir in [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    let _ = fs::remove_dir(dir);
+                }
             }
             CgroupSupport::V2 { base } => {
                 let _ = fs::remove_dir(base);

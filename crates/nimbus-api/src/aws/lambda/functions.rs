@@ -161,14 +161,6 @@ fn refuse_unsupported(m: &Map<String, Value>) -> Result<()> {
             "an architecture other than x86_64 on this host",
         ));
     }
-    if let Some(size) = m
-        .get("EphemeralStorage")
-        .and_then(|e| e.get("Size"))
-        .and_then(Value::as_u64)
-        && size != 512
-    {
-        return Err(AwsError::unsupported("EphemeralStorage other than 512 MB"));
-    }
     if m.get("TracingConfig")
         .and_then(|t| t.get("Mode"))
         .and_then(Value::as_str)
@@ -248,6 +240,18 @@ async fn store_zip(s: &ApiState, code: &Map<String, Value>) -> Result<String> {
     Ok(info.sha256)
 }
 
+/// `EphemeralStorage: {"Size": MB}` (validated with the rest of the configuration).
+fn ephemeral_storage_field(m: &Map<String, Value>) -> Result<Option<u32>> {
+    match m.get("EphemeralStorage") {
+        None | Some(Value::Null) => Ok(None),
+        Some(e) => e
+            .get("Size")
+            .and_then(Value::as_u64)
+            .map(|n| Some(n.min(u32::MAX as u64) as u32))
+            .ok_or_else(|| AwsError::validation("EphemeralStorage.Size must be a number of MB")),
+    }
+}
+
 pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
     let m = json_body(body).await?;
     refuse_unsupported(&m)?;
@@ -279,6 +283,9 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
         permissions: permissions_tag(&tags),
         // Lambda code: detected (a Lambda handler resolves as `aws`).
         handler_style: None,
+        ephemeral_storage_mb: ephemeral_storage_field(&m)?
+            .unwrap_or(nimbus_core::limits::DEFAULT_EPHEMERAL_STORAGE_MB),
+        network: Default::default(),
     };
     let record = s
         .control
@@ -464,6 +471,8 @@ pub async fn update_configuration(
         description: str_field(&m, "Description")?,
         permissions: None,
         role,
+        ephemeral_storage_mb: ephemeral_storage_field(&m)?,
+        network: None,
     };
     let arn = id.arn(&s);
     let record = s

@@ -105,7 +105,7 @@ pub fn configuration(s: &ApiState, r: &FunctionRecord, qualified: bool) -> Value
         "TracingConfig": { "Mode": "PassThrough" },
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
-        "EphemeralStorage": { "Size": 512 },
+        "EphemeralStorage": { "Size": c.ephemeral_storage_mb },
         "LoggingConfig": { "LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", c.name) },
         "SnapStart": { "ApplyOn": "None", "OptimizationStatus": "Off" },
         "State": "Active",

@@ -1,0 +1,198 @@
+//! The system calls a function never needs, refused by a seccomp filter.
+//!
+//! A deny list, not an allow list: CPython, Node and arbitrary static
+//! `bootstrap` binaries use a wide and changing set of calls, and an allow list
+//! that misses one breaks a function in ways its author cannot diagnose. What
+//! is refused is what reaches the kernel's least-audited paths or undoes the
+//! sandbox: tracing other processes, mounting, new namespaces (user
+//! namespaces above all), BPF, perf events, keyrings, userfaultfd, io_uring,
+//! module loading, kexec, clock and swap changes, raw handle opens. Refused
+//! calls fail with `EPERM` (the process can handle it) rather than killing it.
+//! `clone3` answers `ENOSYS`, because its flags sit behind a pointer the filter
+//! cannot read; glibc and Go then fall back to `clone`, whose flags the filter
+//! checks. The x32 ABI (syscall numbers with bit 30 set) is refused as a whole.
+//!
+//! The filter is compiled once with `seccompiler` (Firecracker's compiler) and
+//! installed in the child after `no_new_privs`, as the last step before `exec`.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, sock_filter,
+};
+
+/// Calls refused outright.
+const DENIED: &[(&str, libc::c_long)] = &[
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("chroot", libc::SYS_chroot),
+    ("open_tree", libc::SYS_open_tree),
+    ("move_mount", libc::SYS_move_mount),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("unshare", libc::SYS_unshare),
+    ("setns", libc::SYS_setns),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("iopl", libc::SYS_iopl),
+    ("ioperm", libc::SYS_ioperm),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("adjtimex", libc::SYS_adjtimex),
+    ("acct", libc::SYS_acct),
+    ("quotactl", libc::SYS_quotactl),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("syslog", libc::SYS_syslog),
+    ("vhangup", libc::SYS_vhangup),
+    ("uselib", libc::SYS_uselib),
+    ("kcmp", libc::SYS_kcmp),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("personality", libc::SYS_personality),
+];
+
+/// `clone` flags that would create a namespace.
+const NAMESPACE_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWCGROUP,
+];
+
+/// The compiled filters, installed in this order.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    pub(crate) programs: Vec<BpfProgram>,
+}
+
+/// Compiles the instance filters for the architecture Nimbus was built for.
+pub fn compile() -> Result<Filters, String> {
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| format!("seccomp: {e}"))?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|&(_, nr)| (nr, Vec::new())).collect();
+    // `personality` is refused only for changes: glibc and Python query it.
+    rules.insert(
+        libc::SYS_personality,
+        vec![
+            SeccompRule::new(vec![
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0xffff_ffff)
+                    .map_err(|e| e.to_string())?,
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 0)
+                    .map_err(|e| e.to_string())?,
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, 8)
+                    .map_err(|e| e.to_string())?,
+            ])
+            .map_err(|e| e.to_string())?,
+        ],
+    );
+    let clone_rules = NAMESPACE_FLAGS
+        .iter()
+        .map(|&flag| {
+            let cond = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag as u64),
+                flag as u64,
+            )
+            .map_err(|e| e.to_string())?;
+            SeccompRule::new(vec![cond]).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    rules.insert(libc::SYS_clone, clone_rules);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| format!("seccomp: {e}"))?;
+    let main: BpfProgram = filter.try_into().map_err(|e| format!("seccomp: {e}"))?;
+    Ok(Filters {
+        programs: vec![x32_and_clone3(), main],
+    })
+}
+
+/// A hand-written filter: `ENOSYS` for `clone3` and for every x32 call.
+fn x32_and_clone3() -> BpfProgram {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JGE_K, 0, 1, 0x4000_0000),
+        op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
+        op(JEQ_K, 0, 1, libc::SYS_clone3 as u32),
+        op(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
+        op(RET_K, 0, 0, RET_ALLOW),
+    ]
+}
+
+/// Installs `filters` on the calling thread. Runs between fork and exec: one
+/// `seccomp(2)` call per filter, no allocation. `no_new_privs` must be set.
+pub(crate) fn install(filters: &Filters) -> std::io::Result<()> {
+    for p in &filters.programs {
+        #[repr(C)]
+        struct SockFprog {
+            len: libc::c_ushort,
+            filter: *const sock_filter,
+        }
+        let prog = SockFprog {
+            len: p.len() as libc::c_ushort,
+            filter: p.as_ptr(),
+        };
+        // SAFETY: `prog` points at a live, correctly sized BPF program; the
+        // kernel copies it before returning.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const SockFprog,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The names of the refused calls, for the documentation and `nimbus up`.
+pub fn denied_names() -> impl Iterator<Item = &'static str> {
+    DENIED.iter().map(|&(n, _)| n)
+}
