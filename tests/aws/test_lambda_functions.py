@@ -75,8 +75,8 @@ def test_create_function_with_invalid_role_is_rejected(lambda_client, create_fun
 
 @pytest.mark.parametrize(
     "setting",
-    [{"MemorySize": 64}, {"Timeout": 901}],
-    ids=["memory-64", "timeout-901"],
+    [{"MemorySize": 64}, {"Timeout": 901}, {"EphemeralStorage": {"Size": 511}}, {"EphemeralStorage": {"Size": 10241}}],
+    ids=["memory-64", "timeout-901", "ephemeral-511", "ephemeral-10241"],
 )
 def test_create_function_out_of_range_is_rejected(server, lambda_client, setting):
     # botocore itself refuses MemorySize < 128 before sending anything; switch its
@@ -391,3 +391,18 @@ def test_get_account_settings(lambda_client, create_function):
     assert lambda_client.get_account_settings()["AccountUsage"]["FunctionCount"] == before + 1
     lambda_client.delete_function(FunctionName=extra.name)
     assert lambda_client.get_account_settings()["AccountUsage"]["FunctionCount"] == before
+
+
+def test_ephemeral_storage_sizes_the_private_tmp(lambda_client, create_function):
+    code = h.make_zip({"app.py": "import os\ndef handler(e, c):\n    st = os.statvfs('/tmp')\n    return st.f_blocks * st.f_frsize >> 20\n"})
+    created = create_function(zip_bytes=code, Handler="app.handler", EphemeralStorage={"Size": 1024})
+    cfg = lambda_client.get_function_configuration(FunctionName=created.name)
+    assert cfg["EphemeralStorage"] == {"Size": 1024}
+    out = lambda_client.invoke(FunctionName=created.name, Payload=b"{}")
+    assert "FunctionError" not in out, h.read_payload(out)
+    assert h.read_payload(out) == 1024
+    lambda_client.update_function_configuration(FunctionName=created.name, EphemeralStorage={"Size": 2048})
+    cfg = lambda_client.get_function_configuration(FunctionName=created.name)
+    assert cfg["EphemeralStorage"] == {"Size": 2048}
+    out = lambda_client.invoke(FunctionName=created.name, Payload=b"{}")
+    assert h.read_payload(out) == 2048

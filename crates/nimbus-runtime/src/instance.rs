@@ -49,6 +49,9 @@ pub struct ProcessRuntimeConfig {
     pub python_path: Vec<PathBuf>,
     /// Namespaces, private root, seccomp (see [`crate::sandbox`]).
     pub sandbox: Sandbox,
+    /// The cgroup-BPF filter keeping instances off link-local addresses
+    /// (root with cgroup v2 only).
+    pub link_local: Option<Arc<crate::sandbox::netfilter::LinkLocalFilter>>,
     /// Freeze an instance once it has been idle this long (`None`: never).
     pub freeze_after: Option<Duration>,
     /// CPU time per GB of memory, in CPUs (Lambda: one vCPU at 1,769 MB, so
@@ -436,6 +439,8 @@ impl Launcher {
             assign_rx,
             matches!(spec.runtime, Runtime::Python3 | Runtime::Nodejs)
                 .then_some(paths.socket_host.as_path()),
+            // Instances sharing the server's uid are told apart by process.
+            user.is_none(),
         )
         .await
         .map_err(StartError::RuntimeApi)?;
@@ -447,12 +452,20 @@ impl Launcher {
             .cgroups
             .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids, None)
             .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?;
-        let cgroup_procs = match &guard.cgroup {
+        let mut cgroup_procs = match &guard.cgroup {
             Some(cg) => cg
                 .open_procs()
                 .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?,
             None => Vec::new(),
         };
+        if let Some(procs) = c.link_local.as_ref().and_then(|f| f.procs()) {
+            cgroup_procs.push(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(procs)
+                    .map_err(|e| StartError::Sandbox(format!("network filter cgroup: {e}")))?,
+            );
+        }
 
         let (program, args, runtime_dir, exec_env) = command(c, &spec);
         let spare = assign_tx.is_some();
@@ -565,6 +578,9 @@ impl Launcher {
         let pid = match cmd.spawn() {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
+                if user.is_none() {
+                    server.restrict_to_process_tree(pid);
+                }
                 tokio::spawn(async move {
                     let status = child.wait().await;
                     let _ = exit_tx.send(status.unwrap_or_else(|_| ExitStatus::from_raw(9)));
@@ -897,8 +913,9 @@ impl ProcessInstance {
     }
 }
 
-/// Resident memory of `root` and all its descendants, KiB (from
-/// `/proc/<pid>/task/<tid>/children` and `statm`).
+/// Memory of `root` and all its descendants, KiB: their proportional set
+/// sizes (`smaps_rollup`), so pages a fork shares are counted once, not once
+/// per process; resident size where the kernel has no rollup.
 fn tree_rss_kb(root: u32) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page_kb = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
@@ -910,7 +927,9 @@ fn tree_rss_kb(root: u32) -> u64 {
         if seen > 4096 {
             break;
         }
-        if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        if let Some(pss) = proc_file_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:") {
+            total += pss;
+        } else if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
             && let Some(rss) = statm
                 .split_whitespace()
                 .nth(1)
@@ -935,7 +954,12 @@ fn tree_rss_kb(root: u32) -> u64 {
 }
 
 fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    proc_file_kb(&format!("/proc/{pid}/status"), key)
+}
+
+/// A `Key:   123 kB` line of a /proc file.
+fn proc_file_kb(path: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())

@@ -92,6 +92,9 @@ struct Shared {
     assignment: Mutex<Option<tokio::sync::oneshot::Receiver<Bytes>>>,
     /// The current invocation's stream destination (see [`Dispatch::stream`]).
     stream: Mutex<Option<StreamTarget>>,
+    /// TCP peers must belong to the process tree rooted here (0: any process
+    /// of `owner`; [`PENDING`]: not known yet, connections wait for it).
+    process: std::sync::atomic::AtomicU32,
 }
 
 /// A running Runtime API server; dropped with its instance.
@@ -124,6 +127,7 @@ impl RuntimeApiServer {
         owner: Option<u32>,
         assignment: Option<tokio::sync::oneshot::Receiver<Bytes>>,
         socket: Option<&std::path::Path>,
+        tree_check: bool,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -145,6 +149,7 @@ impl RuntimeApiServer {
             timeout: Mutex::new(timeout),
             assignment: Mutex::new(assignment),
             stream: Mutex::new(None),
+            process: std::sync::atomic::AtomicU32::new(if tree_check { PENDING } else { 0 }),
         });
         let serving = shared.clone();
         let task = tokio::spawn(async move {
@@ -176,11 +181,33 @@ impl RuntimeApiServer {
                 let shared = shared.clone();
                 match conn {
                     Conn::Tcp(stream, peer) => {
-                        if let Some(uid) = owner
-                            && socket_owner(peer, addr) != Some(uid)
-                        {
-                            tracing::warn!(%peer, "refused a Runtime API connection from a process of another user");
+                        let mut tree = shared.process.load(std::sync::atomic::Ordering::Acquire);
+                        // The runtime may connect before the server learned its pid.
+                        for _ in 0..2000 {
+                            if tree != PENDING {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            tree = shared.process.load(std::sync::atomic::Ordering::Acquire);
+                        }
+                        if tree == PENDING {
                             continue;
+                        }
+                        if owner.is_some() || tree != 0 {
+                            // /proc reads: off the async threads.
+                            let allowed = tokio::task::spawn_blocking(move || {
+                                let Some((uid, inode)) = socket_owner(peer, addr) else {
+                                    return false;
+                                };
+                                owner.is_none_or(|o| o == uid)
+                                    && (tree == 0 || held_by_tree(tree, inode))
+                            })
+                            .await
+                            .unwrap_or(false);
+                            if !allowed {
+                                tracing::warn!(%peer, "refused a Runtime API connection from a process that is not the instance's");
+                                continue;
+                            }
                         }
                         let _ = stream.set_nodelay(true);
                         conns.spawn(serve(shared, stream));
@@ -198,6 +225,14 @@ impl RuntimeApiServer {
             shared,
             task,
         })
+    }
+
+    /// Serves TCP connections only from processes of the tree rooted at `pid`
+    /// (instances that share a uid with others: rootless servers).
+    pub fn restrict_to_process_tree(&self, pid: u32) {
+        self.shared
+            .process
+            .store(pid, std::sync::atomic::Ordering::Release);
     }
 
     /// The timeout reported in `Lambda-Runtime-Deadline-Ms` from now on.
@@ -240,9 +275,44 @@ fn bind_private(path: &std::path::Path, owner: Option<u32>) -> std::io::Result<U
     Ok(listener)
 }
 
-/// The uid owning the TCP socket `local` connected to `remote`, from
+/// [`Shared::process`] before the instance's pid is known.
+const PENDING: u32 = u32::MAX;
+
+/// Whether a process of the tree rooted at `root` holds the socket `inode`.
+fn held_by_tree(root: u32, inode: u64) -> bool {
+    let target = format!("socket:[{inode}]");
+    let mut stack = vec![root];
+    let mut seen = 0;
+    while let Some(pid) = stack.pop() {
+        seen += 1;
+        if seen > 4096 {
+            return false;
+        }
+        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            for fd in fds.flatten() {
+                if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                    return true;
+                }
+            }
+        }
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                    stack.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The uid and inode of the TCP socket `local` connected to `remote`, from
 /// /proc/net/tcp (addresses there are hex: IPv4 in host byte order, port big-endian).
-fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<(u32, u64)> {
     fn hex(a: SocketAddr) -> Option<String> {
         match a {
             SocketAddr::V4(v4) => Some(format!(
@@ -257,8 +327,8 @@ fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() > 7 && f[1] == l && f[2] == r)
-            .then(|| f[7].parse().ok())
+        (f.len() > 9 && f[1] == l && f[2] == r)
+            .then(|| Some((f[7].parse().ok()?, f[9].parse().ok()?)))
             .flatten()
     })
 }

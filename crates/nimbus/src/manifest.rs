@@ -10,6 +10,8 @@
 //! description = "Says hello"
 //! handler_style = "aws"      # aws | azure | google | auto (default: detected)
 //! permissions = ["s3:photos"]  # what the function's own credentials may reach
+//! ephemeral_storage_mb = 512   # the private /tmp, 512 to 10240 MB
+//! network = "default"          # or "none": no network beyond its Runtime API
 //! [environment]
 //! GREETING = "Hello"
 //! ```
@@ -76,6 +78,10 @@ pub struct FunctionManifest {
     pub handler_style: Option<String>,
     pub memory_mb: Option<u32>,
     pub timeout_s: Option<u32>,
+    /// The size of the private `/tmp`, MB.
+    pub ephemeral_storage_mb: Option<u32>,
+    /// `default` or `none`.
+    pub network: Option<String>,
     pub description: Option<String>,
     pub code: Option<PathBuf>,
     #[serde(default)]

@@ -137,6 +137,8 @@ impl CgroupSupport {
                 .into_iter()
                 .flatten()
                 .filter_map(|p| p.parent().map(Path::to_path_buf))
+                // A hybrid host's unified hierarchy holds the network filter's group.
+                .chain([PathBuf::from("/sys/fs/cgroup/unified")])
                 .collect(),
         };
         for parent in parents {

@@ -30,6 +30,7 @@
 mod cgroup;
 mod child;
 mod freezer;
+pub mod netfilter;
 pub mod plan;
 pub mod seccomp;
 pub mod uids;

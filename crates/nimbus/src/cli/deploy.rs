@@ -299,6 +299,11 @@ async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::R
         ("handler_style", m.handler_style.clone().map(Value::from)),
         ("memory_mb", m.memory_mb.map(Value::from)),
         ("timeout_s", m.timeout_s.map(Value::from)),
+        (
+            "ephemeral_storage_mb",
+            m.ephemeral_storage_mb.map(Value::from),
+        ),
+        ("network", m.network.clone().map(Value::from)),
         ("description", m.description.clone().map(Value::from)),
     ] {
         if let Some(v) = v {

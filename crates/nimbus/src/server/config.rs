@@ -369,8 +369,27 @@ impl HostConfig {
                 "per-instance host uids (not root): instances share the server's uid, separated by their user, PID and mount namespaces".into(),
             );
         }
-        lost.push("link-local addresses (169.254.0.0/16) are not blocked: use network = \"none\" for functions that need no network".into());
-        if args.sandbox == "strict" && lost.iter().any(|l| !l.starts_with("link-local")) {
+        let link_local = if !root {
+            Err("not root".to_string())
+        } else {
+            let v2 = match &cgroups {
+                CgroupSupport::V2 { base } => Some(base.as_path()),
+                _ => None,
+            };
+            nimbus_runtime::sandbox::netfilter::LinkLocalFilter::install(v2, &tag)
+                .map(std::sync::Arc::new)
+                .map_err(|e| e.to_string())
+        };
+        let link_local = match link_local {
+            Ok(f) => Some(f),
+            Err(e) => {
+                lost.push(format!(
+                    "link-local addresses (169.254.0.0/16, fe80::/10) are reachable ({e}): give functions that need no network network = \"none\""
+                ));
+                None
+            }
+        };
+        if args.sandbox == "strict" && !lost.is_empty() {
             bail!(
                 "--sandbox strict: guarantees this host cannot give: {}",
                 lost.join("; ")
@@ -390,6 +409,7 @@ impl HostConfig {
                 init_limit: Duration::from_secs(10),
                 python_path: args.python_path.clone(),
                 sandbox,
+                link_local,
                 cpu_per_gb,
                 freeze_after,
                 spares: args.spare_instances,
@@ -462,6 +482,9 @@ impl HostConfig {
     /// Removes the cgroups and scratch areas of this run.
     pub fn cleanup(&self) {
         let _ = fs::remove_dir_all(self.run_dir.join("instances"));
+        if let Some(f) = &self.runtime.link_local {
+            f.remove();
+        }
         if self.run_dir_is_ours {
             // Scratch only (unpacked code, bootstraps): rebuilt at the next start.
             let _ = fs::remove_dir_all(&self.run_dir);

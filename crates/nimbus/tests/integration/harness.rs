@@ -30,6 +30,30 @@ pub struct Server {
     pub http: reqwest::blocking::Client,
     pub extra: Vec<String>,
     pub stderr_log: PathBuf,
+    /// Start the server with an extra inherited descriptor (fd 200, no CLOEXEC),
+    /// as a supervisor or a socket activation would leave one.
+    pub leak_fd: bool,
+}
+
+/// The user test servers run as when `NIMBUS_TEST_SERVER_USER` names one:
+/// scripts/test runs the hostile-function suite twice, with the server as
+/// root and with the server as this unprivileged user.
+pub fn server_user() -> Option<(u32, u32)> {
+    let name = std::env::var("NIMBUS_TEST_SERVER_USER").ok()?;
+    let c = std::ffi::CString::new(name.clone()).unwrap();
+    // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    assert!(
+        !pw.is_null(),
+        "NIMBUS_TEST_SERVER_USER={name}: no such user"
+    );
+    // SAFETY: non-null result of getpwnam.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// Whether test servers run as root.
+pub fn server_is_root() -> bool {
+    is_root() && server_user().is_none()
 }
 
 pub struct Invoked {
@@ -85,6 +109,26 @@ impl Server {
             http: authed_client(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             stderr_log: PathBuf::new(),
+            leak_fd: false,
+        };
+        s.launch();
+        s
+    }
+
+    /// Like `start_with`, leaking an inherited descriptor into the server.
+    pub fn start_leaking_fd(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut s = Server {
+            url: String::new(),
+            gateway: String::new(),
+            data_dir,
+            child: None,
+            _tmp: Some(tmp),
+            http: authed_client(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            stderr_log: PathBuf::new(),
+            leak_fd: true,
         };
         s.launch();
         s
@@ -96,7 +140,37 @@ impl Server {
             Instant::now().elapsed().as_nanos()
         ));
         let stderr = std::fs::File::create(&self.stderr_log).unwrap();
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        let user = server_user();
+        if let Some((uid, gid)) = user {
+            let dir = self.data_dir.parent().unwrap();
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+            cmd.env("HOME", dir);
+        }
+        let leak = self.leak_fd;
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if leak {
+                        let mut fds = [0; 2];
+                        if libc::pipe(fds.as_mut_ptr()) == 0 {
+                            libc::dup2(fds[1], 200);
+                        }
+                    }
+                    if let Some((uid, gid)) = user
+                        && (libc::setgroups(0, std::ptr::null()) != 0
+                            || libc::setgid(gid) != 0
+                            || libc::setuid(uid) != 0)
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .args([
                 "up",
                 "--listen",
@@ -154,6 +228,12 @@ impl Server {
         let mut child = self.child.take().expect("server running");
         signal(child.id(), libc::SIGTERM);
         wait_timeout(&mut child, Duration::from_secs(40)).expect("server exits after SIGTERM")
+    }
+
+    /// Reaps a server that was SIGKILLed.
+    pub fn stop_after_kill(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        wait_timeout(&mut child, Duration::from_secs(10))
     }
 
     pub fn restart(&mut self) {
@@ -372,4 +452,25 @@ pub fn lines_of(events: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["message"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Host pids of the processes of function `name`: an instance sees itself as
+/// PID 1 of its own namespace, so tests find it on the host by its environment
+/// (readable by root).
+pub fn host_pids_of(name: &str) -> Vec<u32> {
+    let needle = format!("AWS_LAMBDA_FUNCTION_NAME={name}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live process (a zombie has no command line).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }

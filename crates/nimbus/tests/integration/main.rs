@@ -9,6 +9,7 @@ mod cli;
 mod failures;
 mod gateway;
 mod handler_styles;
+mod hostile;
 mod lifecycle;
 mod logs;
 mod messages;

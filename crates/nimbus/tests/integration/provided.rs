@@ -100,13 +100,22 @@ fn python_awslambdaric_client() {
         "{} is missing: run the test command (scripts/test), which creates the venv with awslambdaric",
         venv_python.display()
     );
-    // The venv lives in the checkout, which the unprivileged sandbox user may not
-    // be able to reach (e.g. under /root); this test is about the protocol, so it
-    // runs instances as the server's user.
-    let s = Server::start_with(&["--sandbox-user", "root"]);
+    // A sandboxed instance sees its package, the system and the directories
+    // given to --python-path, not the checkout: the venv's site-packages (with
+    // awslambdaric) is shown through --python-path, and the venv's interpreter
+    // is the system's python3 it was made from.
+    let site = std::fs::read_dir(repo_root().join(".venv/lib"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .expect("the venv's site-packages");
+    let python = std::fs::canonicalize(&venv_python).unwrap();
+    let s = Server::start_with(&["--python-path", site.to_str().unwrap()]);
     let bootstrap = format!(
-        "#!/bin/sh\nexec {} -m awslambdaric \"$_HANDLER\"\n",
-        venv_python.display()
+        "#!/bin/sh\nPYTHONPATH={} exec {} -m awslambdaric \"$_HANDLER\"\n",
+        site.display(),
+        python.display()
     );
     let app = b"def handler(event, context):\n    print('via awslambdaric')\n    return {'echo': event, 'id': context.aws_request_id, 'left': context.get_remaining_time_in_millis() > 0}\n\ndef fails(event, context):\n    raise KeyError('nope')\n";
     let zip = zip_of(&[
