@@ -40,7 +40,11 @@ pub struct ConfigPatch {
     pub timeout_s: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
-    pub permissions: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "nimbus_core::permissions::deserialize_optional_list"
+    )]
+    pub permissions: Option<Vec<nimbus_core::permissions::Permission>>,
     pub role: Option<String>,
     /// Set by the AWS API alongside `runtime`; not part of the native API.
     #[serde(skip)]

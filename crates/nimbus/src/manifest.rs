@@ -13,6 +13,24 @@
 //! [environment]
 //! GREETING = "Hello"
 //! ```
+//! `permissions` entries are shorthand grants (`"service:name"`: every action
+//! on that resource) or IAM policy statements, inline or as tables; an
+//! explicit Deny wins over any Allow, and nothing is allowed by default:
+//! ```toml
+//! permissions = [
+//!   "sqs:jobs",
+//!   { Effect = "Allow", Action = ["s3:GetObject", "s3:ListBucket"], Resource = ["arn:aws:s3:::photos", "arn:aws:s3:::photos/*"] },
+//!   { Effect = "Deny", Action = "s3:*", Resource = "arn:aws:s3:::photos/private/*" },
+//! ]
+//! ```
+//! or, all statements, one table each (`[[functions.<name>.permissions]]`
+//! with several functions):
+//! ```toml
+//! [[permissions]]
+//! Effect = "Allow"
+//! Action = "s3:GetObject"
+//! Resource = "arn:aws:s3:::photos/*"
+//! ```
 //! A function URL is a `[url]` table (`[functions.<name>.url]`); the URL keeps
 //! its address across deploys, and removing the table leaves it in place
 //! (`nimbus url rm` removes it):
@@ -80,9 +98,15 @@ pub struct FunctionManifest {
     pub code: Option<PathBuf>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
-    /// What the function's own credentials may reach: `["s3:photos", "sqs:jobs"]`.
-    #[serde(default)]
-    pub permissions: Vec<String>,
+    /// What the function's own credentials may reach: shorthand grants
+    /// `["s3:photos", "sqs:jobs"]`, inline policy statements
+    /// `{ Effect = "Allow", Action = "s3:GetObject", Resource = "arn:aws:s3:::photos/*" }`,
+    /// or `[[permissions]]` statement tables (see `nimbus_core::permissions`).
+    #[serde(
+        default,
+        deserialize_with = "nimbus_core::permissions::deserialize_list"
+    )]
+    pub permissions: Vec<nimbus_core::permissions::Permission>,
     /// `[url]`: a function URL with these settings (the keys of
     /// `PUT /v1/functions/{name}/url`), created or updated on every deploy.
     pub url: Option<nimbus_gateway::UrlSpec>,

@@ -97,6 +97,58 @@ pub fn arn_resource<'a>(arn: &'a str, service: &str) -> Option<&'a str> {
         .then_some(parts[5])
 }
 
+/// The attribute under which a subscription or a queue's redrive records the
+/// function whose credentials set it up. Never shown to callers, never
+/// settable by them (it is not a known attribute name).
+pub const CREATOR_ATTRIBUTE: &str = "nimbus:Creator";
+
+/// Re-checks, at delivery, the grant of the function that set a delivery up
+/// (review finding L2): a subscription, a redrive or a bucket notification
+/// created with function credentials delivers only while that function may
+/// still perform the action on the target. Set up by an operator (no
+/// creator): always delivered. A skipped delivery is logged and counted.
+pub struct DeliveryGrants {
+    registry: Arc<crate::Registry>,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+impl DeliveryGrants {
+    pub fn new(registry: Arc<crate::Registry>) -> Self {
+        Self {
+            registry,
+            skipped: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a delivery set up by `creator` may still happen; `what` names
+    /// it for the log when it may not.
+    pub fn still_allowed(
+        &self,
+        creator: Option<&str>,
+        action: &str,
+        resource: &str,
+        what: &str,
+    ) -> bool {
+        let Some(function) = creator else {
+            return true;
+        };
+        if self.registry.function_allows(function, action, resource) {
+            return true;
+        }
+        self.skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            "{what} skipped: it was set up by function {function}, which may no longer {action} on {resource}"
+        );
+        false
+    }
+
+    /// Deliveries skipped because their creator's grant was revoked.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Asynchronous-invocation destinations that are queues or topics: the record
 /// is the message body, as on Lambda.
 pub struct MessagingDestinations {
@@ -138,6 +190,8 @@ pub struct Messaging {
     pub queues: Arc<queues::Queues>,
     pub topics: Arc<sns::TopicService>,
     pub mappings: Arc<sqs::EventSources>,
+    /// Grants of the functions that set deliveries up, re-checked at delivery.
+    pub grants: Arc<DeliveryGrants>,
 }
 
 impl Messaging {
@@ -157,12 +211,18 @@ impl Messaging {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };
-        let queues = Arc::new(queues::Queues::new(store.clone(), arns.clone()));
+        let grants = Arc::new(DeliveryGrants::new(registry.clone()));
+        let queues = Arc::new(queues::Queues::new(
+            store.clone(),
+            arns.clone(),
+            grants.clone(),
+        ));
         let topics = Arc::new(sns::TopicService::new(
             store.clone(),
             queues.clone(),
             events.clone(),
             arns,
+            grants.clone(),
         ));
         events.set_destination_sink(Arc::new(MessagingDestinations {
             queues: queues.clone(),
@@ -173,6 +233,7 @@ impl Messaging {
             queues,
             topics,
             mappings,
+            grants,
         }
     }
 

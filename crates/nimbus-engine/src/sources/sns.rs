@@ -63,6 +63,42 @@ pub struct TopicService {
     queues: Arc<Queues>,
     events: Arc<AsyncInvoker>,
     pub arns: ArnScope,
+    grants: Arc<super::DeliveryGrants>,
+}
+
+/// What delivering to a subscription endpoint does, as an IAM action and the
+/// ARN of the resource it acts on (`lambda:InvokeFunction` on the function,
+/// `sqs:SendMessage` on the queue), in this server's scope: what Subscribe
+/// authorises and what delivery re-checks for the subscription's creator.
+pub fn endpoint_grant(
+    arns: &ArnScope,
+    protocol: &str,
+    endpoint: &str,
+) -> Option<(&'static str, String)> {
+    match protocol {
+        "lambda" => {
+            let resource = arn_resource(endpoint, "lambda")?;
+            let mut parts = resource.split(':');
+            if parts.next() != Some("function") {
+                return None;
+            }
+            let name = parts.next().filter(|n| !n.is_empty())?;
+            let qualifier = parts.next();
+            if parts.next().is_some() {
+                return None;
+            }
+            let scope = nimbus_core::policy::ArnScope {
+                region: arns.region.clone(),
+                account_id: arns.account_id.clone(),
+            };
+            Some(("lambda:InvokeFunction", scope.function(name, qualifier)))
+        }
+        "sqs" => {
+            let queue = arn_resource(endpoint, "sqs").filter(|q| !q.contains(':'))?;
+            Some(("sqs:SendMessage", arns.queue_arn(queue)))
+        }
+        _ => None,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -82,12 +118,14 @@ impl TopicService {
         queues: Arc<Queues>,
         events: Arc<AsyncInvoker>,
         arns: ArnScope,
+        grants: Arc<super::DeliveryGrants>,
     ) -> Self {
         Self {
             store,
             queues,
             events,
             arns,
+            grants,
         }
     }
 
@@ -165,6 +203,7 @@ impl TopicService {
         protocol: &str,
         endpoint: &str,
         attrs: BTreeMap<String, String>,
+        creator: Option<&str>,
     ) -> Result<SubscriptionRecord, MessagingError> {
         match protocol {
             "lambda"
@@ -183,6 +222,10 @@ impl TopicService {
             }
         }
         check_subscription_attributes(&attrs)?;
+        let mut attrs = attrs;
+        if let Some(f) = creator {
+            attrs.insert(super::CREATOR_ATTRIBUTE.into(), f.into());
+        }
         let sub = SubscriptionRecord {
             arn: format!("{}:{}", self.arns.topic_arn(topic), uuid::Uuid::new_v4()),
             topic: topic.into(),
@@ -223,6 +266,7 @@ impl TopicService {
 
     pub fn subscription_attributes(&self, s: &SubscriptionRecord) -> BTreeMap<String, String> {
         let mut a = s.attributes.clone();
+        a.remove(super::CREATOR_ATTRIBUTE);
         a.insert("SubscriptionArn".into(), s.arn.clone());
         a.insert("TopicArn".into(), self.arns.topic_arn(&s.topic));
         a.insert("Owner".into(), self.arns.account_id.clone());
@@ -317,6 +361,18 @@ impl TopicService {
         sub: &SubscriptionRecord,
         n: &Notification<'_>,
     ) -> Result<(), MessagingError> {
+        if let Some((action, target)) = endpoint_grant(&self.arns, &sub.protocol, &sub.endpoint)
+            && !self.grants.still_allowed(
+                sub.attributes
+                    .get(super::CREATOR_ATTRIBUTE)
+                    .map(String::as_str),
+                action,
+                &target,
+                &format!("delivery of message {} to subscription {}", n.id, sub.arn),
+            )
+        {
+            return Ok(());
+        }
         match sub.protocol.as_str() {
             "lambda" => {
                 let resource = arn_resource(&sub.endpoint, "lambda").unwrap_or("");
