@@ -26,6 +26,12 @@ use crate::ApiState;
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 /// Whether a request is an SNS Query call (`POST /`, form-encoded, no target).
+/// An authentication failure, in the Query protocol's XML error shape (the
+/// SigV4 middleware answers before the handler runs).
+pub fn auth_error(status: StatusCode, code: &str, message: &str) -> Response {
+    xml::error(status, code, message)
+}
+
 pub fn is_sns(method: &axum::http::Method, path: &str, headers: &axum::http::HeaderMap) -> bool {
     method == axum::http::Method::POST
         && path == "/"
