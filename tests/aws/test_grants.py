@@ -472,6 +472,10 @@ def test_revoked_grants_stop_existing_subscriptions_redrives_and_notifications(s
     assert len(events) == 2, events
     assert "after" not in json.dumps(events)
     assert "skipped" in server.stderr()
+    status, text = native(server, "GET", "/metrics")
+    assert status == 200
+    line = next(x for x in text.decode().splitlines() if x.startswith("nimbus_deliveries_revoked_total "))
+    assert int(line.split()[1]) >= 4, line  # sqs and lambda subscriptions, redrive, notification
 
     # Granted again, delivery resumes (the subscription itself was kept).
     actor.allow(*everything)

@@ -324,6 +324,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn permissions_take_grants_inline_statements_and_statement_tables() {
+        use nimbus_core::permissions::Permission;
+        let d = std::env::temp_dir().join(format!("nimbus-manifest-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("nimbus.toml"),
+            r#"runtime = "python3"
+permissions = [
+  "sqs:jobs",
+  { Effect = "Allow", Action = ["s3:GetObject"], Resource = "arn:aws:s3:::photos/*" },
+  { Effect = "Deny", Action = "s3:*", Resource = "arn:aws:s3:::photos/private/*" },
+]
+"#,
+        )
+        .unwrap();
+        let p = load(&d).unwrap();
+        let perms = &p[0].manifest.permissions;
+        assert_eq!(perms.len(), 3);
+        assert_eq!(perms[0], Permission::from("sqs:jobs"));
+        nimbus_core::permissions::validate(perms).unwrap();
+        assert!(nimbus_core::policy::allows(
+            perms,
+            "s3:GetObject",
+            "arn:aws:s3:::photos/a"
+        ));
+        assert!(!nimbus_core::policy::allows(
+            perms,
+            "s3:GetObject",
+            "arn:aws:s3:::photos/private/a"
+        ));
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "[functions.a]\nruntime = \"python3\"\n\
+             [[functions.a.permissions]]\nEffect = \"Allow\"\nAction = \"sqs:Send*\"\nResource = \"arn:aws:sqs:*:*:jobs\"\n\
+             [[functions.a.permissions]]\nEffect = \"Deny\"\nAction = \"sqs:*\"\nResource = \"*\"\n",
+        )
+        .unwrap();
+        let p = load(&d).unwrap();
+        let perms = &p[0].manifest.permissions;
+        assert_eq!(perms.len(), 2);
+        assert!(matches!(&perms[1], Permission::Statement(s) if s.effect == "Deny"));
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "runtime = \"python3\"\npermissions = [{ Effect = \"Allow\", NotAction = \"s3:*\", Resource = \"*\" }]\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", load(&d).unwrap_err());
+        assert!(err.contains("NotAction"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn single_and_multi() {
         let d = std::env::temp_dir().join(format!("nimbus-manifest-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
