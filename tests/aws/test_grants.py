@@ -218,6 +218,14 @@ def test_subscribe_needs_a_grant_on_the_endpoint(server, actor, recorder):
     denied(lambda: actor.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn))
     denied(lambda: actor.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
                                        Attributes={"RawMessageDelivery": "true"}))
+    # Every SNS action on every resource is still no grant on the endpoint,
+    # and endpoints delivery would read differently are refused outright.
+    actor.allow({"Effect": "Allow", "Action": "sns:*", "Resource": "*"})
+    denied(lambda: actor.sns.subscribe(TopicArn=topic_arn, Protocol="lambda", Endpoint=h.function_arn(victim)))
+    for odd in (f"{h.function_arn(victim)}:x:y", f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{victim}",
+                f"{queue_arn}:x", victim):
+        refused(lambda: actor.sns.subscribe(TopicArn=topic_arn, Protocol="lambda", Endpoint=odd))
+        refused(lambda: sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=odd))
     assert sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"] == []
 
     actor.sns.publish(TopicArn=topic_arn, Message="attacker-controlled")

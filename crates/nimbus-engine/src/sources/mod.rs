@@ -94,7 +94,8 @@ impl ArnScope {
 pub fn arn_resource<'a>(arn: &'a str, service: &str) -> Option<&'a str> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     (parts.len() == 6 && parts[0] == "arn" && parts[2] == service && !parts[5].is_empty())
-        .then_some(parts[5])
+        // Lazily: `then_some(parts[5])` would index before the length check.
+        .then(|| parts[5])
 }
 
 /// The attribute under which a subscription or a queue's redrive records the
@@ -248,5 +249,17 @@ impl Messaging {
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         self.mappings.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arn_resource_refuses_what_is_not_an_arn() {
+        use super::arn_resource;
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:jobs", "sqs"), Some("jobs"));
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:jobs", "sns"), None);
+        assert_eq!(arn_resource("jobs", "sqs"), None, "no panic on a bare name");
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:", "sqs"), None);
     }
 }

@@ -740,3 +740,50 @@ impl Queues {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redrive_allow_policies_follow_sqs() {
+        let src = "arn:aws:sqs:us-east-1:000000000000:src";
+        let all = RedriveAllow::parse(r#"{"redrivePermission":"allowAll"}"#).unwrap();
+        assert!(all.allows(src));
+        let none = RedriveAllow::parse(r#"{"redrivePermission":"denyAll"}"#).unwrap();
+        assert!(!none.allows(src));
+        let by = RedriveAllow::parse(&format!(
+            r#"{{"redrivePermission":"byQueue","sourceQueueArns":["{src}"]}}"#
+        ))
+        .unwrap();
+        assert!(by.allows(src));
+        assert!(!by.allows("arn:aws:sqs:us-east-1:000000000000:src2"));
+        for bad in [
+            "not json",
+            r#"{"redrivePermission":"some"}"#,
+            r#"{"redrivePermission":"byQueue"}"#,
+            r#"{"redrivePermission":"byQueue","sourceQueueArns":[]}"#,
+            r#"{"redrivePermission":"denyAll","sourceQueueArns":["x"]}"#,
+        ] {
+            assert!(RedriveAllow::parse(bad).is_err(), "{bad}");
+        }
+        let eleven: Vec<String> = (0..11)
+            .map(|i| format!("\"arn:aws:sqs:r:a:q{i}\""))
+            .collect();
+        assert!(
+            RedriveAllow::parse(&format!(
+                r#"{{"redrivePermission":"byQueue","sourceQueueArns":[{}]}}"#,
+                eleven.join(",")
+            ))
+            .is_err()
+        );
+        // Absent: allowAll, SQS's default.
+        let q = QueueRecord {
+            name: "dlq".into(),
+            created_ms: 0,
+            modified_ms: 0,
+            attributes: BTreeMap::new(),
+        };
+        assert_eq!(RedriveAllow::of(&q), RedriveAllow::AllowAll);
+    }
+}

@@ -206,10 +206,9 @@ impl TopicService {
         creator: Option<&str>,
     ) -> Result<SubscriptionRecord, MessagingError> {
         match protocol {
-            "lambda"
-                if arn_resource(endpoint, "lambda").is_some_and(|r| r.starts_with("function:")) => {
-            }
-            "sqs" if arn_resource(endpoint, "sqs").is_some() => {}
+            // Exactly the endpoints delivery understands, so what Subscribe
+            // authorised is what delivery reaches.
+            "lambda" | "sqs" if endpoint_grant(&self.arns, protocol, endpoint).is_some() => {}
             "lambda" | "sqs" => {
                 return Err(MessagingError::InvalidParameter(format!(
                     "Invalid parameter: {protocol} endpoint ARN {endpoint}"
@@ -361,16 +360,21 @@ impl TopicService {
         sub: &SubscriptionRecord,
         n: &Notification<'_>,
     ) -> Result<(), MessagingError> {
-        if let Some((action, target)) = endpoint_grant(&self.arns, &sub.protocol, &sub.endpoint)
-            && !self.grants.still_allowed(
-                sub.attributes
-                    .get(super::CREATOR_ATTRIBUTE)
-                    .map(String::as_str),
+        let creator = sub
+            .attributes
+            .get(super::CREATOR_ATTRIBUTE)
+            .map(String::as_str);
+        let allowed = match endpoint_grant(&self.arns, &sub.protocol, &sub.endpoint) {
+            Some((action, target)) => self.grants.still_allowed(
+                creator,
                 action,
                 &target,
                 &format!("delivery of message {} to subscription {}", n.id, sub.arn),
-            )
-        {
+            ),
+            // Not an endpoint Subscribe accepts now: only an operator's.
+            None => creator.is_none(),
+        };
+        if !allowed {
             return Ok(());
         }
         match sub.protocol.as_str() {
@@ -537,4 +541,45 @@ fn check_subscription_attributes(attrs: &BTreeMap<String, String>) -> Result<(),
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_resolve_to_the_resource_delivery_acts_on() {
+        let arns = ArnScope {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+        };
+        let f = |p: &str, e: &str| endpoint_grant(&arns, p, e);
+        // Region and account of the endpoint do not matter to delivery (it
+        // uses the name), so authorisation uses this server's.
+        assert_eq!(
+            f(
+                "lambda",
+                "arn:aws:lambda:eu-west-1:111111111111:function:victim"
+            ),
+            Some((
+                "lambda:InvokeFunction",
+                "arn:aws:lambda:us-east-1:000000000000:function:victim".into()
+            ))
+        );
+        assert_eq!(
+            f("lambda", "arn:aws:lambda:r:a:function:victim:live").map(|g| g.1),
+            Some("arn:aws:lambda:us-east-1:000000000000:function:victim:live".into())
+        );
+        assert_eq!(
+            f("sqs", "arn:aws:sqs:r:a:jobs"),
+            Some((
+                "sqs:SendMessage",
+                "arn:aws:sqs:us-east-1:000000000000:jobs".into()
+            ))
+        );
+        assert_eq!(f("lambda", "arn:aws:lambda:r:a:layer:x"), None);
+        assert_eq!(f("lambda", "arn:aws:lambda:r:a:function:x:y:z"), None);
+        assert_eq!(f("sqs", "arn:aws:sqs:r:a:jobs:x"), None);
+        assert_eq!(f("http", "http://example.com"), None);
+    }
 }
