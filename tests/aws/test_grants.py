@@ -732,3 +732,29 @@ def test_every_operation_is_authorised_on_its_resource(server, lambda_client, ac
     time.sleep(1)
     assert snapshot(r["no"]) == before, "nothing happened to the ungranted resources"
     sfn.stop_execution(executionArn=r["no"]["run"])
+
+
+# -- hostile case 8: --dev turns grants off, on purpose -----------------------------
+
+
+def test_dev_mode_makes_every_caller_an_operator(tmp_path):
+    """Pinned: under `nimbus up --dev` nothing is checked, so a function's
+    credentials reach the native API and every resource. Never for shared
+    machines (the README says so)."""
+    from conftest import NimbusServer
+
+    srv = NimbusServer(tmp_path / "data", tmp_path, extra_args=["--dev"]).start()
+    try:
+        lam = h.make_lambda_client(srv.url, h.ADMIN_ACCESS_KEY_ID, h.ADMIN_SECRET_ACCESS_KEY)
+        fn, other = name("dev"), name("other")
+        for n in (fn, other):
+            lam.create_function(FunctionName=n, Runtime=h.RUNTIME, Role=h.ROLE_ARN, Handler=h.HANDLER,
+                                Code={"ZipFile": h.handler_zip()})
+        creds = credentials(lam, fn)
+        status, body = native(srv, "GET", "/v1/functions", key_id=creds["AWS_ACCESS_KEY_ID"],
+                              secret=creds["AWS_SECRET_ACCESS_KEY"])
+        assert status == 200, body
+        r = client_as(srv, creds, "lambda").invoke(FunctionName=other, Payload=b'{"n": 1}')
+        assert h.read_payload(r)["event"] == {"n": 1}
+    finally:
+        srv.stop()
