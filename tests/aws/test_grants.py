@@ -758,3 +758,53 @@ def test_dev_mode_makes_every_caller_an_operator(tmp_path):
         assert h.read_payload(r)["event"] == {"n": 1}
     finally:
         srv.stop()
+
+
+FAILER_SOURCE = f"""\
+import json
+
+def handler(event, context):
+    if isinstance(event, dict) and event.get("action") == "env":
+        import os
+        return {{k: os.environ.get(k) for k in event["keys"]}}
+    print({MARK!r} + json.dumps(event), flush=True)
+    raise RuntimeError("fail so that the event is retried")
+"""
+
+
+def test_queued_retries_stop_when_the_grant_is_revoked(tmp_path):
+    """An Event invoke made with a function's credentials is retried on its
+    authority: once the grant is revoked, the queued retries do not run (they
+    become dead letters saying why)."""
+    from conftest import NimbusServer
+
+    srv = NimbusServer(tmp_path / "data", tmp_path, extra_args=["--async-retry-delay", "2s"]).start()
+    try:
+        lam = h.make_lambda_client(srv.url, h.ADMIN_ACCESS_KEY_ID, h.ADMIN_SECRET_ACCESS_KEY)
+        failer, caller = name("failer"), name("caller")
+        lam.create_function(FunctionName=failer, Runtime=h.RUNTIME, Role=h.ROLE_ARN, Handler=h.HANDLER,
+                            Code={"ZipFile": h.make_zip({"app.py": FAILER_SOURCE})})
+        lam.create_function(FunctionName=caller, Runtime=h.RUNTIME, Role=h.ROLE_ARN, Handler=h.HANDLER,
+                            Code={"ZipFile": h.handler_zip()}, Tags={"nimbus:permissions": f"lambda:{failer}"})
+        lam.put_function_event_invoke_config(FunctionName=failer, MaximumRetryAttempts=2)
+        as_caller = client_as(srv, credentials(lam, caller), "lambda")
+
+        r = as_caller.invoke(FunctionName=failer, InvocationType="Event", Payload=b'{"n": 1}')
+        assert r["StatusCode"] == 202
+        m.wait_for("the first attempt", lambda: len(m.log_lines(srv, failer, MARK)) >= 1, srv)
+        set_permissions(srv, caller, [])
+
+        def dead():
+            status, body = native(srv, "GET", "/v1/dlq")
+            assert status == 200, body
+            return [e for e in body.get("events", body if isinstance(body, list) else []) if e.get("function") == failer]
+
+        letters = m.wait_for("the dead letter", dead, srv, timeout=20)
+        assert "grant revoked" in json.dumps(letters), letters
+        time.sleep(2)
+        assert len(m.log_lines(srv, failer, MARK)) == 1, "no retry ran after the revocation"
+        status, text = native(srv, "GET", "/metrics")
+        line = next(x for x in text.decode().splitlines() if x.startswith("nimbus_deliveries_revoked_total "))
+        assert int(line.split()[1]) == 1, line
+    finally:
+        srv.stop()

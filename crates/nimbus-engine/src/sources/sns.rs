@@ -393,6 +393,7 @@ impl TopicService {
                 }]});
                 let mut req = InvokeRequest::new(name, Bytes::from(event.to_string()));
                 req.qualifier = parts.next().map(str::to_string);
+                req.on_behalf_of = creator.map(str::to_string);
                 self.events
                     .submit(req)
                     .await

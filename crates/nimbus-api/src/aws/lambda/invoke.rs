@@ -114,6 +114,8 @@ async fn prepare(
     req.want_log_tail = tail;
     req.client_context = client_context;
     req.trace_id = header(headers, "x-amzn-trace-id").map(str::to_string);
+    // An Event invoke's retries re-check the caller's grant.
+    req.on_behalf_of = principal.function().map(str::to_string);
     Ok(Prepared { req, arn, mode })
 }
 

@@ -327,6 +327,7 @@ impl NimbusS3 {
             );
             let mut req = InvokeRequest::new(function.clone(), payload.to_string().into());
             req.qualifier = qualifier;
+            req.on_behalf_of = rule.creator.clone();
             if let Err(e) = self.state.events.submit(req).await {
                 tracing::warn!(
                     "S3 notification {event} for {}/{key} to {function} not delivered: {e}",
