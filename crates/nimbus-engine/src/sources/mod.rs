@@ -111,18 +111,25 @@ pub const CREATOR_ATTRIBUTE: &str = "nimbus:Creator";
 pub struct DeliveryGrants {
     registry: Arc<crate::Registry>,
     skipped: std::sync::atomic::AtomicU64,
+    /// When each repeating refusal (a redrive, checked on every receive) was
+    /// last logged, so a poller does not flood the log.
+    logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How often one repeating refusal is logged.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl DeliveryGrants {
     pub fn new(registry: Arc<crate::Registry>) -> Self {
         Self {
             registry,
             skipped: std::sync::atomic::AtomicU64::new(0),
+            logged: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     /// Whether a delivery set up by `creator` may still happen; `what` names
-    /// it for the log when it may not.
+    /// it for the log when it may not. Each refusal is counted.
     pub fn still_allowed(
         &self,
         creator: Option<&str>,
@@ -130,17 +137,47 @@ impl DeliveryGrants {
         resource: &str,
         what: &str,
     ) -> bool {
+        let allowed = self.check(creator, action, resource, what);
+        if !allowed {
+            self.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// The same check for a setting consulted on every receive (a redrive):
+    /// not counted (most receives redrive nothing) and logged once a minute.
+    pub fn setting_allowed(
+        &self,
+        creator: Option<&str>,
+        action: &str,
+        resource: &str,
+        what: &str,
+    ) -> bool {
+        self.check(creator, action, resource, what)
+    }
+
+    fn check(&self, creator: Option<&str>, action: &str, resource: &str, what: &str) -> bool {
         let Some(function) = creator else {
             return true;
         };
         if self.registry.function_allows(function, action, resource) {
             return true;
         }
-        self.skipped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(
-            "{what} skipped: it was set up by function {function}, which may no longer {action} on {resource}"
-        );
+        let now = std::time::Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.len() > 10_000 {
+            logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
+        }
+        let due = logged
+            .get(what)
+            .is_none_or(|at| now.duration_since(*at) >= LOG_EVERY);
+        if due {
+            logged.insert(what.to_string(), now);
+            tracing::warn!(
+                "{what} skipped: it was set up by function {function}, which may no longer {action} on {resource}"
+            );
+        }
         false
     }
 

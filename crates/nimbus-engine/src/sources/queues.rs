@@ -677,7 +677,7 @@ impl Queues {
         };
         let dlq_arn = self.arns.queue_arn(&dlq.name);
         if !RedriveAllow::of(&dlq).allows(&self.arns.queue_arn(&q.name)) {
-            tracing::warn!(
+            tracing::debug!(
                 "redrive from {} to {} skipped: the dead-letter queue's RedriveAllowPolicy does not allow it",
                 q.name,
                 dlq.name
@@ -692,7 +692,7 @@ impl Queues {
         let what = format!("redrive from {} to {}", q.name, dlq.name);
         Ok(self
             .grants
-            .still_allowed(creator, "sqs:SendMessage", &dlq_arn, &what)
+            .setting_allowed(creator, "sqs:SendMessage", &dlq_arn, &what)
             .then_some(r))
     }
 
