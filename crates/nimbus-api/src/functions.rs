@@ -51,9 +51,13 @@ pub struct FunctionBody {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     description: String,
-    /// Grants of the function's own credentials (`s3:photos`, …).
-    #[serde(default)]
-    permissions: Vec<String>,
+    /// What the function's own credentials may reach: shorthand grants
+    /// (`s3:photos`, …) and IAM statements, or a policy document.
+    #[serde(
+        default,
+        deserialize_with = "nimbus_core::permissions::deserialize_list"
+    )]
+    permissions: Vec<nimbus_core::permissions::Permission>,
     /// `aws`, `azure`, `google` or `auto` (the default: detected at deploy).
     handler_style: Option<String>,
     /// Size of the private `/tmp` in MB (512 to 10,240).

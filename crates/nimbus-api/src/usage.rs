@@ -75,6 +75,7 @@ pub async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResp
         functions: s.scheduler.gauges(),
         queue_depth,
         queue_oldest_age_s,
+        revoked_deliveries: s.messaging.grants.skipped() + s.events.revoked(),
     };
     (
         [(

@@ -183,10 +183,15 @@ pub struct FunctionConfig {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub description: String,
-    /// What the function's own credentials may reach (`s3:photos`, `sqs:jobs`,
-    /// …; see [`crate::permissions`]). Empty: nothing.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub permissions: Vec<String>,
+    /// What the function's own credentials may reach: shorthand grants
+    /// (`s3:photos`, `sqs:jobs`, …) and IAM policy statements; see
+    /// [`crate::permissions`]. Empty: nothing.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::permissions::deserialize_list"
+    )]
+    pub permissions: Vec<crate::permissions::Permission>,
     /// Requested handler style; `None` (the default, `auto`) detects it from the
     /// package at deploy time (see [`crate::style`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,6 +62,11 @@ pub struct InvokeRequest {
     pub trace_id: Option<String>,
     /// Return the last 4 KB of the invocation's log with the result.
     pub want_log_tail: bool,
+    /// The function on whose authority this invocation happens, when one's
+    /// credentials caused it (an Event invoke, an SNS subscription or a bucket
+    /// notification it set up). Asynchronous attempts re-check that it may
+    /// still invoke the target, so a revoked grant stops queued retries too.
+    pub on_behalf_of: Option<String>,
 }
 
 impl InvokeRequest {
@@ -74,6 +79,7 @@ impl InvokeRequest {
             client_context: None,
             trace_id: None,
             want_log_tail: false,
+            on_behalf_of: None,
         }
     }
 }

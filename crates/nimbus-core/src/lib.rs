@@ -11,6 +11,7 @@ pub mod invocation;
 pub mod limits;
 pub mod package;
 pub mod permissions;
+pub mod policy;
 pub mod schedule;
 pub mod style;
 

@@ -40,7 +40,11 @@ pub struct ConfigPatch {
     pub timeout_s: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
-    pub permissions: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "nimbus_core::permissions::deserialize_optional_list"
+    )]
+    pub permissions: Option<Vec<nimbus_core::permissions::Permission>>,
     pub role: Option<String>,
     pub ephemeral_storage_mb: Option<u32>,
     pub network: Option<nimbus_core::Network>,

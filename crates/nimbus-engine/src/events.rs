@@ -57,6 +57,8 @@ pub struct AsyncInvoker {
     wake: Notify,
     slots: Arc<Semaphore>,
     sink: OnceLock<Arc<dyn DestinationSink>>,
+    /// Events not run because their creator's grant was revoked.
+    revoked: std::sync::atomic::AtomicU64,
 }
 
 fn now_ms() -> i64 {
@@ -80,7 +82,14 @@ impl AsyncInvoker {
             settings,
             wake: Notify::new(),
             sink: OnceLock::new(),
+            revoked: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Events not run because the function on whose authority they were
+    /// queued lost its grant (they are dead letters now).
+    pub fn revoked(&self) -> u64 {
+        self.revoked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Lets destinations be queues and topics (`arn:aws:sqs:…`, `arn:aws:sns:…`).
@@ -145,6 +154,7 @@ impl AsyncInvoker {
             attempts: 0,
             error: None,
             failed_at_ms: None,
+            creator: req.on_behalf_of.clone(),
         };
         Ok((req.id, event))
     }
@@ -265,6 +275,36 @@ impl AsyncInvoker {
             )
             .await;
             return;
+        }
+        if let Some(creator) = &event.creator {
+            let target = self.config.function_arn(function.as_str());
+            let target = match &event.qualifier {
+                Some(q) => format!("{target}:{q}"),
+                None => target,
+            };
+            if !self
+                .registry
+                .function_allows(creator, "lambda:InvokeFunction", &target)
+            {
+                // Queued on a function's authority that it no longer has
+                // (review finding L2): not run, kept as a dead letter.
+                self.revoked
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    "event {} for {target} skipped: function {creator}, on whose authority it was queued, may no longer invoke it",
+                    event.id
+                );
+                let _ = self
+                    .queue
+                    .dead(
+                        &event.id,
+                        now_ms(),
+                        event.attempts,
+                        &format!("grant revoked: function {creator} may no longer invoke {target}"),
+                    )
+                    .await;
+                return;
+            }
         }
         let mut req = InvokeRequest::new(function.clone(), Bytes::from(event.payload.clone()));
         req.id = InvocationId::from(event.request_id.clone());

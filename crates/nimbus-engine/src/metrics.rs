@@ -82,6 +82,8 @@ pub struct Gauges {
     pub functions: BTreeMap<String, (usize, usize, usize)>,
     pub queue_depth: u64,
     pub queue_oldest_age_s: f64,
+    /// Deliveries skipped because their creator's grant was revoked.
+    pub revoked_deliveries: u64,
 }
 
 impl Metrics {
@@ -188,6 +190,11 @@ impl Metrics {
             out,
             "# HELP nimbus_async_queue_oldest_age_seconds Age of the oldest queued event.\n# TYPE nimbus_async_queue_oldest_age_seconds gauge\nnimbus_async_queue_oldest_age_seconds {}",
             gauges.queue_oldest_age_s
+        );
+        let _ = writeln!(
+            out,
+            "# HELP nimbus_deliveries_revoked_total Deliveries skipped because the function that set them up lost the grant.\n# TYPE nimbus_deliveries_revoked_total counter\nnimbus_deliveries_revoked_total {}",
+            gauges.revoked_deliveries
         );
         out
     }

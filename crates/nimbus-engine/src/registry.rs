@@ -31,6 +31,22 @@ impl Registry {
         self.functions.read().unwrap().get(name).cloned()
     }
 
+    /// Whether the function named `function` (as it is deployed now) may
+    /// perform `action` on `resource` (an ARN), by its `permissions`
+    /// ([`nimbus_core::policy`]). A function that does not exist may nothing.
+    /// The APIs ask this for every request signed with function credentials,
+    /// and delivery paths ask it for the function that set them up, so a
+    /// revoked grant stops both at once.
+    pub fn function_allows(&self, function: &str, action: &str, resource: &str) -> bool {
+        function
+            .parse::<FunctionName>()
+            .ok()
+            .and_then(|n| self.get(&n))
+            .is_some_and(|d| {
+                nimbus_core::policy::allows(&d.record.config.permissions, action, resource)
+            })
+    }
+
     pub(crate) fn put(&self, deployed: Arc<Deployed>) -> Option<Arc<Deployed>> {
         self.functions
             .write()

@@ -50,6 +50,10 @@ pub struct QueuedEvent {
     pub error: Option<String>,
     /// For dead events: when they were given up.
     pub failed_at_ms: Option<i64>,
+    /// The function on whose authority the event was queued (its grant is
+    /// re-checked before every attempt); none for operators and the platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
 }
 
 fn as_json<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +156,13 @@ impl SqliteEventQueue {
              CREATE INDEX IF NOT EXISTS events_function_due ON events(state, function, due_ms);
              CREATE INDEX IF NOT EXISTS events_due_ms ON events(state, due_ms);",
         )?;
+        // Added after the first release: who queued the event.
+        let has_creator = conn
+            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'creator'")?
+            .exists([])?;
+        if !has_creator {
+            conn.execute_batch("ALTER TABLE events ADD COLUMN creator TEXT")?;
+        }
         // Claims of a previous run died with it (the data dir lock guarantees no
         // other process uses this queue): their events are due again now.
         conn.execute(
@@ -187,11 +198,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
         attempts: r.get(6)?,
         error: r.get(7)?,
         failed_at_ms: r.get(8)?,
+        creator: r.get(9)?,
     })
 }
 
-const COLUMNS: &str =
-    "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms";
+const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms, creator";
 
 /// Records that `source` fired at `fire_ms` if that is later than its last
 /// fire; returns the rows changed (0: already recorded).
@@ -271,10 +282,10 @@ impl EventQueue for SqliteEventQueue {
         let e = e.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
             )?
-            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts])?;
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator])?;
             Ok(())
         })
         .await
@@ -293,10 +304,10 @@ impl EventQueue for SqliteEventQueue {
                 return Ok(false);
             }
             c.prepare_cached(
-                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
             )?
-            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts])?;
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator])?;
             Ok(true)
         })
         .await
@@ -452,6 +463,7 @@ mod tests {
             attempts: 0,
             error: None,
             failed_at_ms: None,
+            creator: None,
         }
     }
 

@@ -15,6 +15,24 @@
 //! [environment]
 //! GREETING = "Hello"
 //! ```
+//! `permissions` entries are shorthand grants (`"service:name"`: every action
+//! on that resource) or IAM policy statements, inline or as tables; an
+//! explicit Deny wins over any Allow, and nothing is allowed by default:
+//! ```toml
+//! permissions = [
+//!   "sqs:jobs",
+//!   { Effect = "Allow", Action = ["s3:GetObject", "s3:ListBucket"], Resource = ["arn:aws:s3:::photos", "arn:aws:s3:::photos/*"] },
+//!   { Effect = "Deny", Action = "s3:*", Resource = "arn:aws:s3:::photos/private/*" },
+//! ]
+//! ```
+//! or, all statements, one table each (`[[functions.<name>.permissions]]`
+//! with several functions):
+//! ```toml
+//! [[permissions]]
+//! Effect = "Allow"
+//! Action = "s3:GetObject"
+//! Resource = "arn:aws:s3:::photos/*"
+//! ```
 //! A function URL is a `[url]` table (`[functions.<name>.url]`); the URL keeps
 //! its address across deploys, and removing the table leaves it in place
 //! (`nimbus url rm` removes it):
@@ -86,9 +104,15 @@ pub struct FunctionManifest {
     pub code: Option<PathBuf>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
-    /// What the function's own credentials may reach: `["s3:photos", "sqs:jobs"]`.
-    #[serde(default)]
-    pub permissions: Vec<String>,
+    /// What the function's own credentials may reach: shorthand grants
+    /// `["s3:photos", "sqs:jobs"]`, inline policy statements
+    /// `{ Effect = "Allow", Action = "s3:GetObject", Resource = "arn:aws:s3:::photos/*" }`,
+    /// or `[[permissions]]` statement tables (see `nimbus_core::permissions`).
+    #[serde(
+        default,
+        deserialize_with = "nimbus_core::permissions::deserialize_list"
+    )]
+    pub permissions: Vec<nimbus_core::permissions::Permission>,
     /// `[url]`: a function URL with these settings (the keys of
     /// `PUT /v1/functions/{name}/url`), created or updated on every deploy.
     pub url: Option<nimbus_gateway::UrlSpec>,
@@ -304,6 +328,58 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<Planned>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn permissions_take_grants_inline_statements_and_statement_tables() {
+        use nimbus_core::permissions::Permission;
+        let d = std::env::temp_dir().join(format!("nimbus-manifest-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("nimbus.toml"),
+            r#"runtime = "python3"
+permissions = [
+  "sqs:jobs",
+  { Effect = "Allow", Action = ["s3:GetObject"], Resource = "arn:aws:s3:::photos/*" },
+  { Effect = "Deny", Action = "s3:*", Resource = "arn:aws:s3:::photos/private/*" },
+]
+"#,
+        )
+        .unwrap();
+        let p = load(&d).unwrap();
+        let perms = &p[0].manifest.permissions;
+        assert_eq!(perms.len(), 3);
+        assert_eq!(perms[0], Permission::from("sqs:jobs"));
+        nimbus_core::permissions::validate(perms).unwrap();
+        assert!(nimbus_core::policy::allows(
+            perms,
+            "s3:GetObject",
+            "arn:aws:s3:::photos/a"
+        ));
+        assert!(!nimbus_core::policy::allows(
+            perms,
+            "s3:GetObject",
+            "arn:aws:s3:::photos/private/a"
+        ));
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "[functions.a]\nruntime = \"python3\"\n\
+             [[functions.a.permissions]]\nEffect = \"Allow\"\nAction = \"sqs:Send*\"\nResource = \"arn:aws:sqs:*:*:jobs\"\n\
+             [[functions.a.permissions]]\nEffect = \"Deny\"\nAction = \"sqs:*\"\nResource = \"*\"\n",
+        )
+        .unwrap();
+        let p = load(&d).unwrap();
+        let perms = &p[0].manifest.permissions;
+        assert_eq!(perms.len(), 2);
+        assert!(matches!(&perms[1], Permission::Statement(s) if s.effect == "Deny"));
+        std::fs::write(
+            d.join("nimbus.toml"),
+            "runtime = \"python3\"\npermissions = [{ Effect = \"Allow\", NotAction = \"s3:*\", Resource = \"*\" }]\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", load(&d).unwrap_err());
+        assert!(err.contains("NotAction"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn single_and_multi() {

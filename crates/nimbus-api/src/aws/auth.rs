@@ -39,8 +39,11 @@ pub async fn authenticate(State(s): State<ApiState>, req: Request, next: Next) -
     // JSON-protocol services read the error code from `__type` in the body.
     let json_protocol = super::is_json_protocol(req.uri().path(), req.headers())
         || super::is_sqs(req.uri().path(), req.headers());
+    // SNS (the Query protocol) reads an XML error document.
+    let query_protocol = super::sns::is_sns(req.method(), req.uri().path(), req.headers());
     match verify(&s, req).await {
         Ok(req) => next.run(req).await,
+        Err(e) if query_protocol => super::sns::auth_error(e.status, e.code, &e.message),
         Err(e) if json_protocol => super::stepfunctions::StatesError {
             status: e.status,
             code: e.code.to_string(),

@@ -10,7 +10,7 @@
 //! [`Principal`] into the request's extensions; `--dev` makes everyone an
 //! operator.
 
-use nimbus_core::FunctionName;
+use nimbus_core::policy::ArnScope;
 
 use crate::ApiState;
 
@@ -22,6 +22,30 @@ pub enum Principal {
     Function(String),
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or(Principal::Operator))
+    }
+}
+
+/// The ARNs of this server's resources, for authorisation.
+pub fn arns(state: &ApiState) -> ArnScope {
+    let c = state.control.config();
+    ArnScope {
+        region: c.region.clone(),
+        account_id: c.account_id.clone(),
+    }
+}
+
 impl Principal {
     /// The principal of a request (operator when none was recorded: `--dev`).
     pub fn of<B>(req: &axum::http::Request<B>) -> Principal {
@@ -31,23 +55,26 @@ impl Principal {
             .unwrap_or(Principal::Operator)
     }
 
-    /// Whether this principal may use `service` (`s3`, `sqs`, `sns`, `lambda`,
-    /// `states`) on the resource named `resource` (bucket, queue, topic,
-    /// function or state machine name).
-    pub fn allows(&self, state: &ApiState, service: &str, resource: &str) -> bool {
+    /// Whether this principal may perform the IAM `action` (`s3:GetObject`,
+    /// `sqs:SendMessage`, `lambda:InvokeFunction`, …) on the resource whose
+    /// ARN is `resource`: always for operators; for a function, what its
+    /// current permissions say ([`nimbus_core::policy`]).
+    pub fn allows(&self, state: &ApiState, action: &str, resource: &str) -> bool {
         match self {
             Principal::Operator => true,
-            Principal::Function(name) => name
-                .parse::<FunctionName>()
-                .ok()
-                .and_then(|n| state.control.registry().get(&n))
-                .is_some_and(|d| {
-                    nimbus_core::permissions::allows(
-                        &d.record.config.permissions,
-                        service,
-                        resource,
-                    )
-                }),
+            Principal::Function(name) => state
+                .control
+                .registry()
+                .function_allows(name, action, resource),
+        }
+    }
+
+    /// The function whose credentials signed the request, if any: recorded
+    /// as the creator of what it sets up, so delivery can re-check its grant.
+    pub fn function(&self) -> Option<&str> {
+        match self {
+            Principal::Operator => None,
+            Principal::Function(f) => Some(f),
         }
     }
 
@@ -62,13 +89,27 @@ impl Principal {
             Principal::Function(f) => format!("function {f}"),
         }
     }
+
+    /// AWS's wording for a refusal, with the grant that would allow it.
+    pub fn denial(&self, action: &str, resource: &str) -> String {
+        format!(
+            "User: {} is not authorized to perform: {action} on resource: {resource} \
+             (grant it in the function's permissions, e.g. {{\"Effect\": \"Allow\", \"Action\": \"{action}\", \"Resource\": \"{resource}\"}})",
+            self.describe()
+        )
+    }
 }
 
-/// Keeps function credentials to what they were granted on the services whose
-/// handlers do not check it themselves: the Lambda API (a function may invoke
-/// the functions it was granted, `lambda:<name>`, and nothing else) and Step
-/// Functions (start and follow executions of granted state machines,
-/// `states:<name>`). S3, SQS and SNS check each resource in their handlers.
+/// Keeps function credentials to what they were granted where the handlers
+/// do not check it themselves. On the Lambda API a function may only invoke
+/// (Invoke and InvokeWithResponseStream, which check `lambda:InvokeFunction`
+/// in the handler on the function id the handler resolved, so the check
+/// cannot drift from what runs); every other Lambda operation (management,
+/// event source mappings, event invoke configs) is the operator's. Step
+/// Functions: the operations a function may call are authorised here on the
+/// ARN the handler's own parser resolves (`ArnScope::machine_ref` /
+/// `execution_ref`); the rest are the operator's. S3, SQS and SNS check each
+/// resource in their handlers.
 pub async fn limit_functions(
     axum::extract::State(s): axum::extract::State<ApiState>,
     req: axum::extract::Request,
@@ -81,11 +122,10 @@ pub async fn limit_functions(
     }
     let path = req.uri().path().to_string();
     if is_lambda_api(&path) {
-        let target = invoked_function(req.method(), &path);
-        return match target {
-            Some(name) if principal.allows(&s, "lambda", &name) => next.run(req).await,
-            _ => denied(&principal, "lambda", &path).into_response(),
-        };
+        if is_invoke(req.method(), &path) {
+            return next.run(req).await;
+        }
+        return denied(&principal, "lambda", &path).into_response();
     }
     if path == "/" && super::is_json_protocol(&path, req.headers()) {
         let op = req
@@ -99,20 +139,16 @@ pub async fn limit_functions(
         let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
             return denied(&principal, "states", &op).into_response();
         };
-        let machine = state_machine_of(&op, &bytes);
-        let allowed = machine
+        let resource = states_resource(s.workflows.scope(), &op, &bytes);
+        let action = format!("states:{op}");
+        let allowed = resource
             .as_deref()
-            .is_some_and(|m| principal.allows(&s, "states", m));
+            .is_some_and(|arn| principal.allows(&s, &action, arn));
         if !allowed {
-            let e = denied(
-                &principal,
-                "states",
-                &format!("{op} on {}", machine.as_deref().unwrap_or("?")),
-            );
             return super::stepfunctions::StatesError {
-                status: e.status,
+                status: axum::http::StatusCode::FORBIDDEN,
                 code: "AccessDeniedException".into(),
-                message: e.message,
+                message: principal.denial(&action, resource.as_deref().unwrap_or("*")),
             }
             .into_response();
         }
@@ -137,50 +173,37 @@ fn is_lambda_api(path: &str) -> bool {
         && b[11] == b'/'
 }
 
-/// The function an Invoke or InvokeWithResponseStream request targets (name
-/// without qualifier), if it is one.
-fn invoked_function(method: &axum::http::Method, path: &str) -> Option<String> {
-    if method != axum::http::Method::POST {
-        return None;
-    }
-    let raw = path
-        .strip_prefix("/2015-03-31/functions/")
-        .and_then(|rest| rest.strip_suffix("/invocations"))
-        .or_else(|| {
-            path.strip_prefix("/2021-11-15/functions/")?
-                .strip_suffix("/response-streaming-invocations")
-        })?;
-    let id = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
-    // `name`, `name:qualifier`, or an ARN `arn:aws:lambda:region:account:function:name[:q]`.
-    let name = match id.strip_prefix("arn:") {
-        Some(_) => id.split(':').nth(6)?.to_string(),
-        None => id.split(':').next()?.to_string(),
-    };
-    Some(name)
+/// Whether a request is Invoke or InvokeWithResponseStream (the only Lambda
+/// operations function credentials may call; their handlers authorise).
+fn is_invoke(method: &axum::http::Method, path: &str) -> bool {
+    let one_segment = |s: &str| !s.is_empty() && !s.contains('/');
+    method == axum::http::Method::POST
+        && (path
+            .strip_prefix("/2015-03-31/functions/")
+            .and_then(|rest| rest.strip_suffix("/invocations"))
+            .is_some_and(one_segment)
+            || path
+                .strip_prefix("/2021-11-15/functions/")
+                .and_then(|rest| rest.strip_suffix("/response-streaming-invocations"))
+                .is_some_and(one_segment))
 }
 
-/// The state machine a Step Functions operation a function may call acts on.
-fn state_machine_of(op: &str, body: &[u8]) -> Option<String> {
+/// The ARN a Step Functions operation a function may call acts on, resolved
+/// by the parser the handler uses; `None` for operations function
+/// credentials may not call and for ids the handler would refuse.
+fn states_resource(
+    scope: &nimbus_engine::workflows::ArnScope,
+    op: &str,
+    body: &[u8],
+) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
     match op {
-        "StartExecution" | "StartSyncExecution" | "DescribeStateMachine" => {
-            // arn:aws:states:region:account:stateMachine:NAME
-            v.get("stateMachineArn")?
-                .as_str()?
-                .split(':')
-                .nth(6)
-                .map(str::to_string)
+        "StartExecution" | "StartSyncExecution" | "DescribeStateMachine" | "ListExecutions" => {
+            scope.machine_ref(field("stateMachineArn")?).ok()
         }
         "DescribeExecution" | "GetExecutionHistory" | "StopExecution" => {
-            // arn:aws:states:region:account:execution:MACHINE:NAME
-            v.get("executionArn")?
-                .as_str()?
-                .split(':')
-                .nth(6)
-                .map(str::to_string)
+            scope.execution_ref(field("executionArn")?).ok()
         }
         _ => None,
     }
@@ -191,7 +214,7 @@ fn denied(principal: &Principal, service: &str, what: &str) -> super::AwsError {
         403,
         "AccessDeniedException",
         format!(
-            "{} is not authorized to perform {service} {what}: grant it with permissions = [\"{service}:<name>\"]",
+            "{} may not call {service} {what}: function credentials may only invoke functions and run state machines they were granted",
             principal.describe()
         ),
     )
@@ -202,56 +225,72 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lambda_paths_and_invoke_targets() {
+    fn lambda_paths_and_invoke_routes() {
         assert!(is_lambda_api("/2015-03-31/functions"));
         assert!(is_lambda_api("/2019-09-25/functions/f/event-invoke-config"));
         assert!(!is_lambda_api("/v1/functions"));
         assert!(!is_lambda_api("/photos/2015-03-31/x"));
         let post = axum::http::Method::POST;
-        assert_eq!(
-            invoked_function(&post, "/2015-03-31/functions/resize/invocations").as_deref(),
-            Some("resize")
-        );
-        assert_eq!(
-            invoked_function(&post, "/2015-03-31/functions/resize%3Aprod/invocations").as_deref(),
-            Some("resize")
-        );
-        assert_eq!(
-            invoked_function(
-                &post,
-                "/2021-11-15/functions/resize/response-streaming-invocations"
-            )
-            .as_deref(),
-            Some("resize")
-        );
-        assert_eq!(
-            invoked_function(
-                &post,
-                "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Aresize/invocations"
-            )
-            .as_deref(),
-            Some("resize")
-        );
-        assert_eq!(
-            invoked_function(&axum::http::Method::GET, "/2015-03-31/functions/resize"),
-            None
-        );
+        assert!(is_invoke(&post, "/2015-03-31/functions/resize/invocations"));
+        assert!(is_invoke(
+            &post,
+            "/2021-11-15/functions/resize/response-streaming-invocations"
+        ));
+        assert!(!is_invoke(&post, "/2015-03-31/functions/a/b/invocations"));
+        assert!(!is_invoke(&post, "/2015-03-31/functions//invocations"));
+        assert!(!is_invoke(&post, "/2015-03-31/functions/resize"));
+        assert!(!is_invoke(
+            &axum::http::Method::GET,
+            "/2015-03-31/functions/resize/invocations"
+        ));
     }
 
     #[test]
-    fn state_machine_named_by_each_operation() {
+    fn state_machine_resolved_by_the_handlers_parser() {
+        let scope = nimbus_engine::workflows::ArnScope {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+        };
         let start =
             br#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:checkout"}"#;
         assert_eq!(
-            state_machine_of("StartExecution", start).as_deref(),
-            Some("checkout")
+            states_resource(&scope, "StartExecution", start).as_deref(),
+            Some("arn:aws:states:us-east-1:000000000000:stateMachine:checkout")
+        );
+        // A bare name is what the handler runs, so it is what is authorised.
+        assert_eq!(
+            states_resource(&scope, "StartExecution", br#"{"stateMachineArn":"victim"}"#)
+                .as_deref(),
+            Some("arn:aws:states:us-east-1:000000000000:stateMachine:victim")
         );
         let describe =
             br#"{"executionArn":"arn:aws:states:us-east-1:000000000000:execution:checkout:run-1"}"#;
         assert_eq!(
-            state_machine_of("DescribeExecution", describe).as_deref(),
-            Some("checkout")
+            states_resource(&scope, "DescribeExecution", describe).as_deref(),
+            Some("arn:aws:states:us-east-1:000000000000:execution:checkout:run-1")
         );
-        assert_eq!(state_machine_of("CreateStateMachine", start), None);
+        assert_eq!(
+            states_resource(
+                &scope,
+                "DescribeExecution",
+                br#"{"executionArn":"victim:run"}"#
+            )
+            .as_deref(),
+            Some("arn:aws:states:us-east-1:000000000000:execution:victim:run")
+        );
+        // Odd forms the handler refuses are refused here too.
+        for odd in [
+            r#"{"stateMachineArn":"arn:aws:states:us-east-1:000000000000:stateMachine:checkout:x"}"#,
+            r#"{"stateMachineArn":"arn:aws:states:eu-west-1:000000000000:stateMachine:checkout"}"#,
+            r#"{"stateMachineArn":"a:b"}"#,
+        ] {
+            assert_eq!(
+                states_resource(&scope, "StartExecution", odd.as_bytes()),
+                None,
+                "{odd}"
+            );
+        }
+        assert_eq!(states_resource(&scope, "CreateStateMachine", start), None);
+        assert_eq!(states_resource(&scope, "DeleteStateMachine", start), None);
     }
 }

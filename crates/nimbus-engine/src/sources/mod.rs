@@ -94,7 +94,97 @@ impl ArnScope {
 pub fn arn_resource<'a>(arn: &'a str, service: &str) -> Option<&'a str> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     (parts.len() == 6 && parts[0] == "arn" && parts[2] == service && !parts[5].is_empty())
-        .then_some(parts[5])
+        // Lazily: `then_some(parts[5])` would index before the length check.
+        .then(|| parts[5])
+}
+
+/// The attribute under which a subscription or a queue's redrive records the
+/// function whose credentials set it up. Never shown to callers, never
+/// settable by them (it is not a known attribute name).
+pub const CREATOR_ATTRIBUTE: &str = "nimbus:Creator";
+
+/// Re-checks, at delivery, the grant of the function that set a delivery up
+/// (review finding L2): a subscription, a redrive or a bucket notification
+/// created with function credentials delivers only while that function may
+/// still perform the action on the target. Set up by an operator (no
+/// creator): always delivered. A skipped delivery is logged and counted.
+pub struct DeliveryGrants {
+    registry: Arc<crate::Registry>,
+    skipped: std::sync::atomic::AtomicU64,
+    /// When each repeating refusal (a redrive, checked on every receive) was
+    /// last logged, so a poller does not flood the log.
+    logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How often one repeating refusal is logged.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl DeliveryGrants {
+    pub fn new(registry: Arc<crate::Registry>) -> Self {
+        Self {
+            registry,
+            skipped: std::sync::atomic::AtomicU64::new(0),
+            logged: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether a delivery set up by `creator` may still happen; `what` names
+    /// it for the log when it may not. Each refusal is counted.
+    pub fn still_allowed(
+        &self,
+        creator: Option<&str>,
+        action: &str,
+        resource: &str,
+        what: &str,
+    ) -> bool {
+        let allowed = self.check(creator, action, resource, what);
+        if !allowed {
+            self.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// The same check for a setting consulted on every receive (a redrive):
+    /// not counted (most receives redrive nothing) and logged once a minute.
+    pub fn setting_allowed(
+        &self,
+        creator: Option<&str>,
+        action: &str,
+        resource: &str,
+        what: &str,
+    ) -> bool {
+        self.check(creator, action, resource, what)
+    }
+
+    fn check(&self, creator: Option<&str>, action: &str, resource: &str, what: &str) -> bool {
+        let Some(function) = creator else {
+            return true;
+        };
+        if self.registry.function_allows(function, action, resource) {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.len() > 10_000 {
+            logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
+        }
+        let due = logged
+            .get(what)
+            .is_none_or(|at| now.duration_since(*at) >= LOG_EVERY);
+        if due {
+            logged.insert(what.to_string(), now);
+            tracing::warn!(
+                "{what} skipped: it was set up by function {function}, which may no longer {action} on {resource}"
+            );
+        }
+        false
+    }
+
+    /// Deliveries skipped because their creator's grant was revoked.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Asynchronous-invocation destinations that are queues or topics: the record
@@ -138,6 +228,8 @@ pub struct Messaging {
     pub queues: Arc<queues::Queues>,
     pub topics: Arc<sns::TopicService>,
     pub mappings: Arc<sqs::EventSources>,
+    /// Grants of the functions that set deliveries up, re-checked at delivery.
+    pub grants: Arc<DeliveryGrants>,
 }
 
 impl Messaging {
@@ -157,12 +249,18 @@ impl Messaging {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };
-        let queues = Arc::new(queues::Queues::new(store.clone(), arns.clone()));
+        let grants = Arc::new(DeliveryGrants::new(registry.clone()));
+        let queues = Arc::new(queues::Queues::new(
+            store.clone(),
+            arns.clone(),
+            grants.clone(),
+        ));
         let topics = Arc::new(sns::TopicService::new(
             store.clone(),
             queues.clone(),
             events.clone(),
             arns,
+            grants.clone(),
         ));
         events.set_destination_sink(Arc::new(MessagingDestinations {
             queues: queues.clone(),
@@ -173,6 +271,7 @@ impl Messaging {
             queues,
             topics,
             mappings,
+            grants,
         }
     }
 
@@ -187,5 +286,17 @@ impl Messaging {
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         self.mappings.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arn_resource_refuses_what_is_not_an_arn() {
+        use super::arn_resource;
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:jobs", "sqs"), Some("jobs"));
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:jobs", "sns"), None);
+        assert_eq!(arn_resource("jobs", "sqs"), None, "no panic on a bare name");
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:", "sqs"), None);
     }
 }

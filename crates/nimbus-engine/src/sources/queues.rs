@@ -38,7 +38,6 @@ const SETTABLE: &[(&str, u32, u32)] = &[
 /// Accepted and stored, with no effect here.
 const OPAQUE: &[&str] = &[
     "Policy",
-    "RedriveAllowPolicy",
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
     "SqsManagedSseEnabled",
@@ -159,6 +158,70 @@ pub struct Queues {
     pub arns: ArnScope,
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     stop: CancellationToken,
+    grants: Arc<super::DeliveryGrants>,
+}
+
+/// Which source queues may use a queue as their dead-letter queue
+/// (`RedriveAllowPolicy`, as SQS defines it): `allowAll` (also the default,
+/// when the attribute is absent), `denyAll`, or `byQueue` with 1 to 10
+/// `sourceQueueArns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveAllow {
+    AllowAll,
+    DenyAll,
+    ByQueue(Vec<String>),
+}
+
+impl RedriveAllow {
+    pub fn parse(policy: &str) -> Result<RedriveAllow, MessagingError> {
+        let bad = |why: &str| {
+            MessagingError::InvalidAttributeValue("RedriveAllowPolicy".into(), why.to_string())
+        };
+        let v: Value = serde_json::from_str(policy).map_err(|_| bad("must be a JSON object"))?;
+        let arns = v.get("sourceQueueArns");
+        match v.get("redrivePermission").and_then(Value::as_str) {
+            Some("allowAll") | Some("denyAll") if arns.is_some() => Err(bad(
+                "sourceQueueArns is allowed only when redrivePermission is byQueue",
+            )),
+            Some("allowAll") => Ok(RedriveAllow::AllowAll),
+            Some("denyAll") => Ok(RedriveAllow::DenyAll),
+            Some("byQueue") => {
+                let list: Vec<String> = arns
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if list.is_empty() || list.len() > 10 {
+                    return Err(bad("byQueue needs 1 to 10 sourceQueueArns"));
+                }
+                Ok(RedriveAllow::ByQueue(list))
+            }
+            _ => Err(bad(
+                "redrivePermission must be allowAll, denyAll or byQueue",
+            )),
+        }
+    }
+
+    /// The policy of a queue record (absent or unreadable: `allowAll`, the
+    /// default; unreadable ones are refused when set).
+    pub fn of(q: &QueueRecord) -> RedriveAllow {
+        q.attributes
+            .get("RedriveAllowPolicy")
+            .and_then(|p| RedriveAllow::parse(p).ok())
+            .unwrap_or(RedriveAllow::AllowAll)
+    }
+
+    pub fn allows(&self, source_arn: &str) -> bool {
+        match self {
+            RedriveAllow::AllowAll => true,
+            RedriveAllow::DenyAll => false,
+            RedriveAllow::ByQueue(arns) => arns.iter().any(|a| a == source_arn),
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -173,12 +236,17 @@ pub fn valid_queue_name(name: &str) -> bool {
 }
 
 impl Queues {
-    pub fn new(store: Arc<dyn MessageQueues>, arns: ArnScope) -> Self {
+    pub fn new(
+        store: Arc<dyn MessageQueues>,
+        arns: ArnScope,
+        grants: Arc<super::DeliveryGrants>,
+    ) -> Self {
         Self {
             store,
             arns,
             arrivals: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
+            grants,
         }
     }
 
@@ -196,10 +264,14 @@ impl Queues {
         self.arrivals(queue).notify_waiters();
     }
 
-    /// Checks attributes to set; returns them normalised.
+    /// Checks attributes to set on the queue `source`; returns them
+    /// normalised. A RedrivePolicy records `creator` (the function whose
+    /// credentials set it; none for operators), so delivery can re-check it.
     async fn check_attributes(
         &self,
+        source: &str,
         attrs: &BTreeMap<String, String>,
+        creator: Option<&str>,
     ) -> Result<BTreeMap<String, String>, MessagingError> {
         let mut out = BTreeMap::new();
         for (k, v) in attrs {
@@ -220,12 +292,31 @@ impl Queues {
             } else if k == "RedrivePolicy" {
                 if !v.is_empty() {
                     let r = parse_redrive(v)?;
-                    if self.store.get_queue(&r.dead_letter_queue).await?.is_none() {
+                    let Some(dlq) = self.store.get_queue(&r.dead_letter_queue).await? else {
                         return Err(MessagingError::InvalidAttributeValue(
                             k.clone(),
                             "Dead letter target does not exist.".into(),
                         ));
+                    };
+                    if !RedriveAllow::of(&dlq).allows(&self.arns.queue_arn(source)) {
+                        return Err(MessagingError::InvalidAttributeValue(
+                            k.clone(),
+                            format!(
+                                "the dead-letter queue {}'s RedriveAllowPolicy does not allow {source} as a source queue",
+                                dlq.name
+                            ),
+                        ));
                     }
+                }
+                out.insert(k.clone(), v.clone());
+                // An empty creator (operator) clears a function's record.
+                out.insert(
+                    super::CREATOR_ATTRIBUTE.into(),
+                    creator.unwrap_or_default().into(),
+                );
+            } else if k == "RedriveAllowPolicy" {
+                if !v.is_empty() {
+                    RedriveAllow::parse(v)?;
                 }
                 out.insert(k.clone(), v.clone());
             } else if k == "FifoQueue" || k == "ContentBasedDeduplication" {
@@ -249,13 +340,20 @@ impl Queues {
         &self,
         name: &str,
         attrs: &BTreeMap<String, String>,
+        creator: Option<&str>,
     ) -> Result<QueueRecord, MessagingError> {
         if !valid_queue_name(name) {
             return Err(MessagingError::InvalidParameter(
                 "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length".into(),
             ));
         }
-        let attributes = self.check_attributes(attrs).await?;
+        let mut attributes = self.check_attributes(name, attrs, creator).await?;
+        if attributes
+            .get(super::CREATOR_ATTRIBUTE)
+            .is_some_and(String::is_empty)
+        {
+            attributes.remove(super::CREATOR_ATTRIBUTE);
+        }
         let now = now_ms();
         let record = QueueRecord {
             name: name.to_string(),
@@ -267,7 +365,7 @@ impl Queues {
         if stored.created_ms != now || stored.attributes != attributes {
             let current = self.attributes_of(&stored, &[]).await?;
             for (k, v) in &attributes {
-                if current.get(k) != Some(v) {
+                if k != super::CREATOR_ATTRIBUTE && current.get(k) != Some(v) {
                     return Err(MessagingError::QueueExists(k.clone()));
                 }
             }
@@ -310,8 +408,9 @@ impl Queues {
         &self,
         name: &str,
         attrs: &BTreeMap<String, String>,
+        creator: Option<&str>,
     ) -> Result<(), MessagingError> {
-        let attrs = self.check_attributes(attrs).await?;
+        let attrs = self.check_attributes(name, attrs, creator).await?;
         if !self
             .store
             .set_queue_attributes(name, attrs, now_ms())
@@ -344,6 +443,7 @@ impl Queues {
             delayed,
         } = self.store.counts(&q.name, now_ms()).await?;
         let mut all: BTreeMap<String, String> = q.attributes.clone();
+        all.remove(super::CREATOR_ATTRIBUTE);
         for (k, v) in [
             ("VisibilityTimeout", s.visibility_s),
             ("DelaySeconds", s.delay_s),
@@ -377,7 +477,13 @@ impl Queues {
             all.contains_key(w)
                 || SETTABLE.iter().any(|(n, ..)| *n == w)
                 || OPAQUE.contains(&w)
-                || ["RedrivePolicy", "FifoQueue", "ContentBasedDeduplication"].contains(&w)
+                || [
+                    "RedrivePolicy",
+                    "RedriveAllowPolicy",
+                    "FifoQueue",
+                    "ContentBasedDeduplication",
+                ]
+                .contains(&w)
         };
         let mut out = BTreeMap::new();
         for w in wanted {
@@ -499,7 +605,8 @@ impl Queues {
         cancel: Option<&CancellationToken>,
     ) -> Result<Vec<Received>, MessagingError> {
         let q = self.get(queue).await?;
-        let settings = QueueSettings::of(&q);
+        let mut settings = QueueSettings::of(&q);
+        settings.redrive = self.redrive_allowed(&q, settings.redrive).await?;
         let wait = req
             .wait
             .unwrap_or(Duration::from_secs(settings.receive_wait_s.into()))
@@ -553,6 +660,42 @@ impl Queues {
         }
     }
 
+    /// The redrive a receive may apply now: none when the dead-letter queue's
+    /// RedriveAllowPolicy no longer admits this source, or when the function
+    /// that set the redrive may no longer send to the dead-letter queue
+    /// (messages then stay in the source queue).
+    async fn redrive_allowed(
+        &self,
+        q: &QueueRecord,
+        redrive: Option<Redrive>,
+    ) -> Result<Option<Redrive>, MessagingError> {
+        let Some(r) = redrive else {
+            return Ok(None);
+        };
+        let Some(dlq) = self.store.get_queue(&r.dead_letter_queue).await? else {
+            return Ok(Some(r));
+        };
+        let dlq_arn = self.arns.queue_arn(&dlq.name);
+        if !RedriveAllow::of(&dlq).allows(&self.arns.queue_arn(&q.name)) {
+            tracing::debug!(
+                "redrive from {} to {} skipped: the dead-letter queue's RedriveAllowPolicy does not allow it",
+                q.name,
+                dlq.name
+            );
+            return Ok(None);
+        }
+        let creator = q
+            .attributes
+            .get(super::CREATOR_ATTRIBUTE)
+            .map(String::as_str)
+            .filter(|c| !c.is_empty());
+        let what = format!("redrive from {} to {}", q.name, dlq.name);
+        Ok(self
+            .grants
+            .setting_allowed(creator, "sqs:SendMessage", &dlq_arn, &what)
+            .then_some(r))
+    }
+
     fn parse_handle(handle: &str) -> Result<(&str, &str), MessagingError> {
         handle
             .split_once(':')
@@ -595,5 +738,52 @@ impl Queues {
                 Err(MessagingError::ReceiptHandleIsInvalid(handle.to_string()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redrive_allow_policies_follow_sqs() {
+        let src = "arn:aws:sqs:us-east-1:000000000000:src";
+        let all = RedriveAllow::parse(r#"{"redrivePermission":"allowAll"}"#).unwrap();
+        assert!(all.allows(src));
+        let none = RedriveAllow::parse(r#"{"redrivePermission":"denyAll"}"#).unwrap();
+        assert!(!none.allows(src));
+        let by = RedriveAllow::parse(&format!(
+            r#"{{"redrivePermission":"byQueue","sourceQueueArns":["{src}"]}}"#
+        ))
+        .unwrap();
+        assert!(by.allows(src));
+        assert!(!by.allows("arn:aws:sqs:us-east-1:000000000000:src2"));
+        for bad in [
+            "not json",
+            r#"{"redrivePermission":"some"}"#,
+            r#"{"redrivePermission":"byQueue"}"#,
+            r#"{"redrivePermission":"byQueue","sourceQueueArns":[]}"#,
+            r#"{"redrivePermission":"denyAll","sourceQueueArns":["x"]}"#,
+        ] {
+            assert!(RedriveAllow::parse(bad).is_err(), "{bad}");
+        }
+        let eleven: Vec<String> = (0..11)
+            .map(|i| format!("\"arn:aws:sqs:r:a:q{i}\""))
+            .collect();
+        assert!(
+            RedriveAllow::parse(&format!(
+                r#"{{"redrivePermission":"byQueue","sourceQueueArns":[{}]}}"#,
+                eleven.join(",")
+            ))
+            .is_err()
+        );
+        // Absent: allowAll, SQS's default.
+        let q = QueueRecord {
+            name: "dlq".into(),
+            created_ms: 0,
+            modified_ms: 0,
+            attributes: BTreeMap::new(),
+        };
+        assert_eq!(RedriveAllow::of(&q), RedriveAllow::AllowAll);
     }
 }

@@ -63,6 +63,42 @@ pub struct TopicService {
     queues: Arc<Queues>,
     events: Arc<AsyncInvoker>,
     pub arns: ArnScope,
+    grants: Arc<super::DeliveryGrants>,
+}
+
+/// What delivering to a subscription endpoint does, as an IAM action and the
+/// ARN of the resource it acts on (`lambda:InvokeFunction` on the function,
+/// `sqs:SendMessage` on the queue), in this server's scope: what Subscribe
+/// authorises and what delivery re-checks for the subscription's creator.
+pub fn endpoint_grant(
+    arns: &ArnScope,
+    protocol: &str,
+    endpoint: &str,
+) -> Option<(&'static str, String)> {
+    match protocol {
+        "lambda" => {
+            let resource = arn_resource(endpoint, "lambda")?;
+            let mut parts = resource.split(':');
+            if parts.next() != Some("function") {
+                return None;
+            }
+            let name = parts.next().filter(|n| !n.is_empty())?;
+            let qualifier = parts.next();
+            if parts.next().is_some() {
+                return None;
+            }
+            let scope = nimbus_core::policy::ArnScope {
+                region: arns.region.clone(),
+                account_id: arns.account_id.clone(),
+            };
+            Some(("lambda:InvokeFunction", scope.function(name, qualifier)))
+        }
+        "sqs" => {
+            let queue = arn_resource(endpoint, "sqs").filter(|q| !q.contains(':'))?;
+            Some(("sqs:SendMessage", arns.queue_arn(queue)))
+        }
+        _ => None,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -82,12 +118,14 @@ impl TopicService {
         queues: Arc<Queues>,
         events: Arc<AsyncInvoker>,
         arns: ArnScope,
+        grants: Arc<super::DeliveryGrants>,
     ) -> Self {
         Self {
             store,
             queues,
             events,
             arns,
+            grants,
         }
     }
 
@@ -165,12 +203,12 @@ impl TopicService {
         protocol: &str,
         endpoint: &str,
         attrs: BTreeMap<String, String>,
+        creator: Option<&str>,
     ) -> Result<SubscriptionRecord, MessagingError> {
         match protocol {
-            "lambda"
-                if arn_resource(endpoint, "lambda").is_some_and(|r| r.starts_with("function:")) => {
-            }
-            "sqs" if arn_resource(endpoint, "sqs").is_some() => {}
+            // Exactly the endpoints delivery understands, so what Subscribe
+            // authorised is what delivery reaches.
+            "lambda" | "sqs" if endpoint_grant(&self.arns, protocol, endpoint).is_some() => {}
             "lambda" | "sqs" => {
                 return Err(MessagingError::InvalidParameter(format!(
                     "Invalid parameter: {protocol} endpoint ARN {endpoint}"
@@ -183,6 +221,10 @@ impl TopicService {
             }
         }
         check_subscription_attributes(&attrs)?;
+        let mut attrs = attrs;
+        if let Some(f) = creator {
+            attrs.insert(super::CREATOR_ATTRIBUTE.into(), f.into());
+        }
         let sub = SubscriptionRecord {
             arn: format!("{}:{}", self.arns.topic_arn(topic), uuid::Uuid::new_v4()),
             topic: topic.into(),
@@ -223,6 +265,7 @@ impl TopicService {
 
     pub fn subscription_attributes(&self, s: &SubscriptionRecord) -> BTreeMap<String, String> {
         let mut a = s.attributes.clone();
+        a.remove(super::CREATOR_ATTRIBUTE);
         a.insert("SubscriptionArn".into(), s.arn.clone());
         a.insert("TopicArn".into(), self.arns.topic_arn(&s.topic));
         a.insert("Owner".into(), self.arns.account_id.clone());
@@ -317,6 +360,23 @@ impl TopicService {
         sub: &SubscriptionRecord,
         n: &Notification<'_>,
     ) -> Result<(), MessagingError> {
+        let creator = sub
+            .attributes
+            .get(super::CREATOR_ATTRIBUTE)
+            .map(String::as_str);
+        let allowed = match endpoint_grant(&self.arns, &sub.protocol, &sub.endpoint) {
+            Some((action, target)) => self.grants.still_allowed(
+                creator,
+                action,
+                &target,
+                &format!("delivery of message {} to subscription {}", n.id, sub.arn),
+            ),
+            // Not an endpoint Subscribe accepts now: only an operator's.
+            None => creator.is_none(),
+        };
+        if !allowed {
+            return Ok(());
+        }
         match sub.protocol.as_str() {
             "lambda" => {
                 let resource = arn_resource(&sub.endpoint, "lambda").unwrap_or("");
@@ -333,6 +393,7 @@ impl TopicService {
                 }]});
                 let mut req = InvokeRequest::new(name, Bytes::from(event.to_string()));
                 req.qualifier = parts.next().map(str::to_string);
+                req.on_behalf_of = creator.map(str::to_string);
                 self.events
                     .submit(req)
                     .await
@@ -481,4 +542,45 @@ fn check_subscription_attributes(attrs: &BTreeMap<String, String>) -> Result<(),
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_resolve_to_the_resource_delivery_acts_on() {
+        let arns = ArnScope {
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+        };
+        let f = |p: &str, e: &str| endpoint_grant(&arns, p, e);
+        // Region and account of the endpoint do not matter to delivery (it
+        // uses the name), so authorisation uses this server's.
+        assert_eq!(
+            f(
+                "lambda",
+                "arn:aws:lambda:eu-west-1:111111111111:function:victim"
+            ),
+            Some((
+                "lambda:InvokeFunction",
+                "arn:aws:lambda:us-east-1:000000000000:function:victim".into()
+            ))
+        );
+        assert_eq!(
+            f("lambda", "arn:aws:lambda:r:a:function:victim:live").map(|g| g.1),
+            Some("arn:aws:lambda:us-east-1:000000000000:function:victim:live".into())
+        );
+        assert_eq!(
+            f("sqs", "arn:aws:sqs:r:a:jobs"),
+            Some((
+                "sqs:SendMessage",
+                "arn:aws:sqs:us-east-1:000000000000:jobs".into()
+            ))
+        );
+        assert_eq!(f("lambda", "arn:aws:lambda:r:a:layer:x"), None);
+        assert_eq!(f("lambda", "arn:aws:lambda:r:a:function:x:y:z"), None);
+        assert_eq!(f("sqs", "arn:aws:sqs:r:a:jobs:x"), None);
+        assert_eq!(f("http", "http://example.com"), None);
+    }
 }

@@ -146,8 +146,9 @@ fn apply_flags(args: &DeployArgs, p: &mut Planned) -> anyhow::Result<()> {
         m.environment.insert(k.to_string(), v.to_string());
     }
     for grant in &args.allow {
-        if !m.permissions.contains(grant) {
-            m.permissions.push(grant.clone());
+        let grant = nimbus_core::permissions::Permission::from(grant.as_str());
+        if !m.permissions.contains(&grant) {
+            m.permissions.push(grant);
         }
     }
     if m.name.is_none() {

@@ -15,6 +15,8 @@ use nimbus_core::{FunctionConfig, Runtime};
 use nimbus_engine::{ConfigPatch, CreateFunction};
 use serde_json::{Map, Value, json};
 
+use nimbus_core::permissions::Permission;
+
 use super::shapes::{FunctionId, configuration, parse_function_id, unqualified};
 use crate::ApiState;
 use crate::aws::AwsError;
@@ -280,7 +282,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
         description: str_field(&m, "Description")?.unwrap_or_default(),
         // None by default; granted with the `nimbus:permissions` tag here, or
         // through the native API and nimbus.toml.
-        permissions: permissions_tag(&tags),
+        permissions: permissions_tag(&tags)?,
         // Lambda code: detected (a Lambda handler resolves as `aws`).
         handler_style: None,
         ephemeral_storage_mb: ephemeral_storage_field(&m)?
@@ -641,17 +643,27 @@ async fn publish_now(s: &ApiState, id: &FunctionId) -> Result<Value> {
     Ok(configuration(s, &v, true))
 }
 
-/// Tag through which AWS-API users grant a function's credentials access:
-/// `nimbus:permissions = "s3:photos,sqs:jobs"` (Lambda has IAM roles instead).
+/// Tag through which AWS-API users grant a function's credentials access
+/// (Lambda has IAM roles instead): shorthand grants separated by commas or
+/// spaces, `nimbus:permissions = "s3:photos,sqs:jobs"`, or, when the value
+/// starts with `{` or `[`, a JSON policy document or list of statements,
+/// `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*"}]}`.
 const PERMISSIONS_TAG: &str = "nimbus:permissions";
 
-fn permissions_tag(tags: &BTreeMap<String, String>) -> Vec<String> {
-    tags.get(PERMISSIONS_TAG)
-        .map(|v| {
-            v.split([',', ' '])
-                .filter(|g| !g.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+fn permissions_tag(tags: &BTreeMap<String, String>) -> Result<Vec<Permission>> {
+    let Some(v) = tags.get(PERMISSIONS_TAG) else {
+        return Ok(Vec::new());
+    };
+    let v = v.trim();
+    if v.starts_with('{') || v.starts_with('[') {
+        let json: Value = serde_json::from_str(v).map_err(|e| {
+            AwsError::invalid(format!("tag {PERMISSIONS_TAG}: not valid JSON: {e}"))
+        })?;
+        return Permission::list_from_value(json)
+            .map_err(|m| AwsError::invalid(format!("tag {PERMISSIONS_TAG}: {m}")));
+    }
+    Ok(v.split([',', ' '])
+        .filter(|g| !g.is_empty())
+        .map(Permission::from)
+        .collect())
 }

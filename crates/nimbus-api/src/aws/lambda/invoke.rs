@@ -13,7 +13,7 @@ use crate::aws::eventstream;
 
 use super::shapes::parse_function_id;
 use crate::ApiState;
-use crate::aws::AwsError;
+use crate::aws::{AwsError, Principal};
 
 /// Lambda's limit on the base64 `X-Amz-Client-Context` header.
 const MAX_CLIENT_CONTEXT: usize = 3583;
@@ -38,8 +38,10 @@ struct Prepared {
     mode: Mode,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn prepare(
     s: &ApiState,
+    principal: &Principal,
     raw: &str,
     q: &Option<String>,
     headers: &HeaderMap,
@@ -49,6 +51,7 @@ async fn prepare(
 ) -> Result<Prepared, AwsError> {
     let qualifier = super::functions::query_param(q, "Qualifier");
     let id = parse_function_id(raw, qualifier.as_deref())?;
+    id.authorize_invoke(s, principal)?;
     let arn = match &id.qualifier {
         Some(_) => id.arn(s),
         None => format!("{}:$LATEST", id.arn(s)),
@@ -111,18 +114,30 @@ async fn prepare(
     req.want_log_tail = tail;
     req.client_context = client_context;
     req.trace_id = header(headers, "x-amzn-trace-id").map(str::to_string);
+    // An Event invoke's retries re-check the caller's grant.
+    req.on_behalf_of = principal.function().map(str::to_string);
     Ok(Prepared { req, arn, mode })
 }
 
 pub async fn invoke(
     State(s): State<ApiState>,
+    principal: Principal,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AwsError> {
-    let Prepared { req, arn, mode } =
-        prepare(&s, &raw, &q, &headers, body, "InvokeFunction", true).await?;
+    let Prepared { req, arn, mode } = prepare(
+        &s,
+        &principal,
+        &raw,
+        &q,
+        &headers,
+        body,
+        "InvokeFunction",
+        true,
+    )
+    .await?;
     let asynchronous = match mode {
         Mode::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),
         Mode::Async => true,
@@ -183,6 +198,7 @@ pub async fn invoke(
 /// ran (not found, throttled) are ordinary error responses.
 pub async fn invoke_with_response_stream(
     State(s): State<ApiState>,
+    principal: Principal,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -190,6 +206,7 @@ pub async fn invoke_with_response_stream(
 ) -> Result<Response, AwsError> {
     let Prepared { req, arn, mode } = prepare(
         &s,
+        &principal,
         &raw,
         &q,
         &headers,

@@ -16,19 +16,44 @@ pub struct FunctionId {
 
 pub fn parse_function_id(raw: &str, query_qualifier: Option<&str>) -> Result<FunctionId, AwsError> {
     let parts: Vec<&str> = raw.split(':').collect();
+    let account = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    let partition = |p: &str| {
+        p == "aws"
+            || p.strip_prefix("aws-").is_some_and(|rest| {
+                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            })
+    };
+    let region = |r: &str| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
     let (name, from_name) = match parts.as_slice() {
         [name] => (*name, None),
         [name, q] => (*name, Some(*q)),
-        [_, "function", name] => (*name, None),
-        [_, "function", name, q] => (*name, Some(*q)),
-        ["arn", _, "lambda", _, _, "function", name] => (*name, None),
-        ["arn", _, "lambda", _, _, "function", name, q] => (*name, Some(*q)),
+        [a, "function", name] if account(a) => (*name, None),
+        [a, "function", name, q] if account(a) => (*name, Some(*q)),
+        ["arn", p, "lambda", r, a, "function", name] if partition(p) && region(r) && account(a) => {
+            (*name, None)
+        }
+        ["arn", p, "lambda", r, a, "function", name, q]
+            if partition(p) && region(r) && account(a) =>
+        {
+            (*name, Some(*q))
+        }
         _ => {
             return Err(AwsError::validation(format!(
                 "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: (arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{{2}}(-gov)?-[a-z]+-\\d{{1}}:)?(\\d{{12}}:)?(function:)?([a-zA-Z0-9-_]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?"
             )));
         }
     };
+    if let Some(q) = from_name
+        && !valid_qualifier(q)
+    {
+        return Err(AwsError::validation(format!(
+            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
+        )));
+    }
     let qualifier = match (from_name, query_qualifier.filter(|q| !q.is_empty())) {
         (Some(a), Some(b)) if a != b => {
             return Err(AwsError::invalid(
@@ -43,6 +68,15 @@ pub fn parse_function_id(raw: &str, query_qualifier: Option<&str>) -> Result<Fun
     Ok(FunctionId { name, qualifier })
 }
 
+/// `$LATEST`, a version number or an alias name.
+fn valid_qualifier(q: &str) -> bool {
+    q == "$LATEST"
+        || (!q.is_empty()
+            && q.len() <= 128
+            && q.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
 /// A function named without a qualifier; `refusal` says why one is not allowed.
 pub fn unqualified(raw: &str, refusal: &str) -> Result<FunctionId, AwsError> {
     let id = parse_function_id(raw, None)?;
@@ -53,6 +87,28 @@ pub fn unqualified(raw: &str, refusal: &str) -> Result<FunctionId, AwsError> {
 }
 
 impl FunctionId {
+    /// Refuses the request unless `principal` may invoke this function (with
+    /// its qualifier: the ARN of what actually runs). Called by the invoke
+    /// handlers on the id they resolved, so authorisation and execution
+    /// cannot disagree about the target.
+    pub fn authorize_invoke(
+        &self,
+        s: &ApiState,
+        principal: &crate::aws::Principal,
+    ) -> Result<(), AwsError> {
+        let arn =
+            crate::aws::principal::arns(s).function(self.name.as_str(), self.qualifier.as_deref());
+        if principal.allows(s, "lambda:InvokeFunction", &arn) {
+            Ok(())
+        } else {
+            Err(AwsError::new(
+                403,
+                "AccessDeniedException",
+                principal.denial("lambda:InvokeFunction", &arn),
+            ))
+        }
+    }
+
     pub fn arn(&self, s: &ApiState) -> String {
         let base = s.control.config().function_arn(self.name.as_str());
         match &self.qualifier {
@@ -111,4 +167,72 @@ pub fn configuration(s: &ApiState, r: &FunctionRecord, qualified: bool) -> Value
         "State": "Active",
         "LastUpdateStatus": "Successful",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an id resolves to, after the one percent-decoding the router's
+    /// `Path` does: the name and qualifier both authorisation
+    /// ([`FunctionId::authorize_invoke`]) and execution use, or `None` when
+    /// refused. There is one parse, so they cannot disagree; this pins which
+    /// forms are accepted at all.
+    type Resolved = Option<(String, Option<String>)>;
+
+    fn resolve(encoded: &str) -> Resolved {
+        let raw = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .ok()?;
+        parse_function_id(&raw, None)
+            .ok()
+            .map(|id| (id.name.as_str().to_string(), id.qualifier))
+    }
+
+    #[test]
+    fn every_id_form_is_refused_or_names_what_runs() {
+        let victim = Some(("victim".to_string(), None));
+        let table: &[(&str, Resolved)] = &[
+            ("victim", victim.clone()),
+            ("victim:prod", Some(("victim".into(), Some("prod".into())))),
+            (
+                "victim:$LATEST",
+                Some(("victim".into(), Some("$LATEST".into()))),
+            ),
+            ("123456789012:function:victim", victim.clone()),
+            (
+                "arn:aws:lambda:us-east-1:123456789012:function:victim",
+                victim.clone(),
+            ),
+            (
+                "arn:aws-cn:lambda:cn-north-1:123456789012:function:victim:7",
+                Some(("victim".into(), Some("7".into()))),
+            ),
+            // The review's C1 forms: a wildcard account position, an empty
+            // one, a short account, a foreign partition, too many parts.
+            ("helper:function:victim", None),
+            ("x:function:victim:q", None),
+            (":function:victim", None),
+            ("arn:aws:lambda:r:a:function:victim", None),
+            ("arn:x:lambda:r:123456789012:function:victim", None),
+            ("arn:aws:lambda:r:123456789012:function:helper:x:y", None),
+            ("arn:aws:sqs:r:123456789012:function:victim", None),
+            ("arn:aws:lambda::123456789012:function:victim", None),
+            ("helper:bad qualifier", None),
+            ("helper:", None),
+            // URL-encoded: decoded once by the router, then the same rules.
+            ("helper%3Afunction%3Avictim", None),
+            ("arn%3Aaws%3Alambda%3Ar%3Aa%3Afunction%3Avictim", None),
+            (
+                "arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Avictim",
+                victim.clone(),
+            ),
+            // Double-encoded: after one decoding, `%3A` is not a valid name.
+            ("helper%253Afunction%253Avictim", None),
+            ("victim%2500", None),
+        ];
+        for (id, want) in table {
+            assert_eq!(&resolve(id), want, "{id}");
+        }
+    }
 }

@@ -1,7 +1,12 @@
 //! Who may call the object API: s3s verifies the signature with a secret from
-//! Nimbus's key store, then [`Grants`] decides per bucket. Operators may do
-//! anything; a function's credentials reach only the buckets its
-//! `permissions` grant (`s3:<bucket-or-glob>`), read live from the registry.
+//! Nimbus's key store, then [`Grants`] maps the operation to its IAM action
+//! and resource ([`action_of`]: `GetObject` is `s3:GetObject` on
+//! `arn:aws:s3:::bucket/key`, `ListObjectsV2` is `s3:ListBucket` on
+//! `arn:aws:s3:::bucket`, as the service authorization reference defines)
+//! and asks the policy evaluator. Operators may do anything; a function's
+//! credentials reach only what its `permissions` allow, read live from the
+//! registry. Operations naming a second resource check it in their handler
+//! (CopyObject's source, DeleteObjects' keys, notification targets).
 
 use std::sync::Arc;
 
@@ -36,17 +41,51 @@ pub(crate) struct Grants {
     pub state: ApiState,
 }
 
-/// AccessDenied for `bucket` unless `principal` was granted it.
-pub(crate) fn check_bucket(state: &ApiState, principal: &Principal, bucket: &str) -> S3Result<()> {
-    if principal.allows(state, "s3", bucket) {
+/// AccessDenied unless `principal` may perform `action` on `resource`.
+pub(crate) fn check(
+    state: &ApiState,
+    principal: &Principal,
+    action: &str,
+    resource: &str,
+) -> S3Result<()> {
+    if principal.allows(state, action, resource) {
         Ok(())
     } else {
         Err(s3_error!(
             AccessDenied,
-            "{} is not granted s3:{bucket}",
-            principal.describe()
+            "{}",
+            principal.denial(action, resource)
         ))
     }
+}
+
+/// The IAM action of an S3 operation and whether it acts on the object
+/// (`true`) or the bucket. Operations Nimbus does not implement map to
+/// `s3:<Operation>` (s3s answers NotImplemented after the check).
+pub(crate) fn action_of(op: &str) -> (String, bool) {
+    let (action, object) = match op {
+        "GetObject" | "HeadObject" => ("s3:GetObject", true),
+        "PutObject"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload" => ("s3:PutObject", true),
+        "DeleteObject" => ("s3:DeleteObject", true),
+        "AbortMultipartUpload" => ("s3:AbortMultipartUpload", true),
+        "ListParts" => ("s3:ListMultipartUploadParts", true),
+        // Each key is checked for s3:DeleteObject by the handler.
+        "DeleteObjects" => ("s3:DeleteObject", false),
+        "ListObjects" | "ListObjectsV2" | "HeadBucket" => ("s3:ListBucket", false),
+        "ListMultipartUploads" => ("s3:ListBucketMultipartUploads", false),
+        "CreateBucket" => ("s3:CreateBucket", false),
+        "DeleteBucket" => ("s3:DeleteBucket", false),
+        "GetBucketLocation" => ("s3:GetBucketLocation", false),
+        "PutBucketNotificationConfiguration" => ("s3:PutBucketNotification", false),
+        "GetBucketNotificationConfiguration" => ("s3:GetBucketNotification", false),
+        other => return (format!("s3:{other}"), other.contains("Object")),
+    };
+    (action.to_string(), object)
 }
 
 #[async_trait::async_trait]
@@ -59,10 +98,23 @@ impl S3Access for Grants {
             Some(function) => Principal::Function(function),
             None => Principal::Operator,
         };
+        let (action, on_object) = action_of(cx.s3_op().name());
         match cx.s3_path() {
+            // ListBuckets: filtered by the handler.
             S3Path::Root => {}
-            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => {
-                check_bucket(&self.state, &principal, bucket)?;
+            // DeleteObjects: each key is checked by the handler.
+            S3Path::Bucket { .. } if cx.s3_op().name() == "DeleteObjects" => {}
+            S3Path::Bucket { bucket } => {
+                let resource = nimbus_core::policy::ArnScope::bucket(bucket);
+                check(&self.state, &principal, &action, &resource)?;
+            }
+            S3Path::Object { bucket, key } => {
+                let resource = if on_object {
+                    nimbus_core::policy::ArnScope::object(bucket, key)
+                } else {
+                    nimbus_core::policy::ArnScope::bucket(bucket)
+                };
+                check(&self.state, &principal, &action, &resource)?;
             }
         }
         cx.extensions_mut().insert(principal);

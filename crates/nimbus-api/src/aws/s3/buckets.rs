@@ -21,7 +21,14 @@ impl NimbusS3 {
             .await
             .map_err(store_error)?
             .into_iter()
-            .filter(|b| b.name.starts_with(&prefix) && who.allows(&self.state, "s3", &b.name))
+            .filter(|b| {
+                b.name.starts_with(&prefix)
+                    && who.allows(
+                        &self.state,
+                        "s3:ListBucket",
+                        &nimbus_core::policy::ArnScope::bucket(&b.name),
+                    )
+            })
             .map(|b| Bucket {
                 name: Some(b.name),
                 creation_date: Some(timestamp(b.created_ms)),

@@ -35,6 +35,10 @@ pub(crate) struct Rule {
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
+    /// The function whose credentials set this rule, if one did: each
+    /// delivery re-checks that it may still invoke the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
 }
 
 impl Rule {
@@ -105,6 +109,7 @@ fn parse_rules(config: &NotificationConfiguration) -> S3Result<Vec<Rule>> {
             events,
             prefix: None,
             suffix: None,
+            creator: None,
         };
         let filter_rules = c
             .filter
@@ -251,14 +256,18 @@ impl NimbusS3 {
                     "Unable to validate the following destination configurations: function {name} does not exist"
                 ));
             }
-            if !who.allows(&self.state, "lambda", name.as_str()) {
-                return Err(s3_error!(
-                    AccessDenied,
-                    "{} is not granted lambda:{name}",
-                    who.describe()
-                ));
-            }
+            let (name, qualifier) = rule.target().expect("checked above");
+            let arn = super::super::principal::arns(&self.state)
+                .function(name.as_str(), qualifier.as_deref());
+            super::auth::check(&self.state, &who, "lambda:InvokeFunction", &arn)?;
         }
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .map(|r| Rule {
+                creator: who.function().map(str::to_string),
+                ..r
+            })
+            .collect();
         let json =
             (!rules.is_empty()).then(|| serde_json::to_string(&rules).expect("rules serialize"));
         self.state
@@ -298,6 +307,16 @@ impl NimbusS3 {
             let Some((function, qualifier)) = rule.target() else {
                 continue;
             };
+            let target = super::super::principal::arns(&self.state)
+                .function(function.as_str(), qualifier.as_deref());
+            if !self.state.messaging.grants.still_allowed(
+                rule.creator.as_deref(),
+                "lambda:InvokeFunction",
+                &target,
+                &format!("S3 notification {event} for {}/{key}", bucket.name),
+            ) {
+                continue;
+            }
             let payload = record(
                 &rule,
                 &bucket.name,
@@ -308,6 +327,7 @@ impl NimbusS3 {
             );
             let mut req = InvokeRequest::new(function.clone(), payload.to_string().into());
             req.qualifier = qualifier;
+            req.on_behalf_of = rule.creator.clone();
             if let Err(e) = self.state.events.submit(req).await {
                 tracing::warn!(
                     "S3 notification {event} for {}/{key} to {function} not delivered: {e}",
@@ -329,6 +349,7 @@ mod tests {
             events: events.iter().map(|e| e.to_string()).collect(),
             prefix: prefix.map(Into::into),
             suffix: suffix.map(Into::into),
+            creator: None,
         }
     }
 

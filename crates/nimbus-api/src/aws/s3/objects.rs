@@ -11,12 +11,13 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::auth::check_bucket;
+use super::auth::check;
 use super::convert::{
     Headers, attrs, check_key, content_type, etag, header, metadata, receive, store_error,
     timestamp,
 };
 use super::{NimbusS3, principal};
+use nimbus_core::policy::ArnScope;
 
 /// S3's default and largest page.
 const MAX_KEYS: i32 = 1000;
@@ -302,12 +303,23 @@ impl NimbusS3 {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let region = req.region.as_ref().map(|r| r.to_string());
+        let who = principal(&req);
         let bucket = self.require_bucket(&req.input.bucket).await?;
         let quiet = req.input.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in req.input.delete.objects {
-            match self.delete_one(&bucket, &o.key, region.as_deref()).await {
+            let allowed = check(
+                &self.state,
+                &who,
+                "s3:DeleteObject",
+                &ArnScope::object(&bucket.name, &o.key),
+            );
+            let result = match allowed {
+                Ok(()) => self.delete_one(&bucket, &o.key, region.as_deref()).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) if quiet => {}
                 Ok(()) => deleted.push(DeletedObject {
                     key: Some(o.key),
@@ -344,7 +356,13 @@ impl NimbusS3 {
         else {
             return Err(s3_error!(NotImplemented, "access point copy sources"));
         };
-        check_bucket(&self.state, &who, src_bucket)?;
+        // The source is a resource too: reading it needs s3:GetObject there.
+        check(
+            &self.state,
+            &who,
+            "s3:GetObject",
+            &ArnScope::object(src_bucket, src_key),
+        )?;
         let replace = input
             .metadata_directive
             .as_ref()

@@ -36,7 +36,7 @@ fn send_request(c: &Call<'_>, v: &Value) -> Result<SendRequest> {
 }
 
 pub async fn send(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:SendMessage")?;
     let req = send_request(c, &c.input)?;
     let sent = c.s.messaging.queues.send(&q, req).await?;
     let mut out = json!({"MessageId": sent.id, "MD5OfMessageBody": sent.md5_body});
@@ -103,7 +103,7 @@ fn failed(id: &str, e: SqsError) -> Value {
 }
 
 pub async fn send_batch(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:SendMessage")?;
     let list = entries(c, "Entries")?;
     let mut ok_reqs = Vec::new();
     let mut ok_ids = Vec::new();
@@ -189,7 +189,7 @@ fn render(r: &Received, system: &[String], wanted_attrs: &[String]) -> Value {
 }
 
 pub async fn receive(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:ReceiveMessage")?;
     let max = c.int("MaxNumberOfMessages")?.unwrap_or(1);
     if !(1..=10).contains(&max) {
         return Err(SqsError::invalid(format!(
@@ -237,14 +237,14 @@ pub async fn receive(c: &Call<'_>) -> Result<Value> {
 }
 
 pub async fn delete(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:DeleteMessage")?;
     let handle = c.required("ReceiptHandle")?;
     c.s.messaging.queues.delete_message(&q, &handle).await?;
     Ok(json!({}))
 }
 
 pub async fn delete_batch(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:DeleteMessage")?;
     let (mut ok, mut failures) = (Vec::new(), Vec::new());
     for (id, e) in entries(c, "Entries")? {
         let handle = e.get("ReceiptHandle").and_then(Value::as_str).unwrap_or("");
@@ -257,7 +257,7 @@ pub async fn delete_batch(c: &Call<'_>) -> Result<Value> {
 }
 
 pub async fn change_visibility(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:ChangeMessageVisibility")?;
     let handle = c.required("ReceiptHandle")?;
     let timeout = c
         .int("VisibilityTimeout")?
@@ -272,7 +272,7 @@ pub async fn change_visibility(c: &Call<'_>) -> Result<Value> {
 }
 
 pub async fn change_visibility_batch(c: &Call<'_>) -> Result<Value> {
-    let q = c.queue()?;
+    let q = c.queue("sqs:ChangeMessageVisibility")?;
     let (mut ok, mut failures) = (Vec::new(), Vec::new());
     for (id, e) in entries(c, "Entries")? {
         let handle = e.get("ReceiptHandle").and_then(Value::as_str).unwrap_or("");

@@ -65,17 +65,10 @@ impl SqsError {
         )
     }
 
-    pub fn access_denied(principal: &Principal, queue: &str) -> Self {
+    pub fn access_denied(message: String) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
-            ..Self::new(
-                "AccessDeniedException",
-                "AccessDenied",
-                format!(
-                    "Access to the resource {queue} is denied: {} has no sqs:{queue} permission.",
-                    principal.describe()
-                ),
-            )
+            ..Self::new("AccessDeniedException", "AccessDenied", message)
         }
     }
 }
@@ -174,8 +167,8 @@ impl Call<'_> {
         int_of(&self.input, key)
     }
 
-    /// The queue named by `QueueUrl`, after the permission check.
-    pub fn queue(&self) -> Result<String> {
+    /// The queue named by `QueueUrl`, after checking `action` on it.
+    pub fn queue(&self, action: &str) -> Result<String> {
         let url = self.required("QueueUrl")?;
         let name = url
             .trim_end_matches('/')
@@ -183,16 +176,52 @@ impl Call<'_> {
             .next()
             .unwrap_or("")
             .to_string();
-        self.allowed(&name)?;
+        self.allowed(action, &name)?;
         Ok(name)
     }
 
-    pub fn allowed(&self, queue: &str) -> Result<()> {
-        if self.principal.allows(self.s, "sqs", queue) {
+    /// AccessDenied unless the caller may perform `action` on `queue`.
+    pub fn allowed(&self, action: &str, queue: &str) -> Result<()> {
+        let arn = self.s.messaging.queues.arns.queue_arn(queue);
+        if self.principal.allows(self.s, action, &arn) {
             Ok(())
         } else {
-            Err(SqsError::access_denied(self.principal, queue))
+            Err(SqsError::access_denied(self.principal.denial(action, &arn)))
         }
+    }
+
+    /// Whether the caller may see `queue` in listings (ListQueues,
+    /// ListDeadLetterSourceQueues): only queues it was granted.
+    fn visible(&self, queue: &str) -> bool {
+        let arn = self.s.messaging.queues.arns.queue_arn(queue);
+        self.principal.allows(self.s, "sqs:ListQueues", &arn)
+    }
+
+    /// Attributes to set, after checking that a RedrivePolicy's dead-letter
+    /// queue is one the caller may send to (a redrive moves messages there).
+    fn settable_attributes(&self) -> Result<BTreeMap<String, String>> {
+        let attrs = string_map(self.input.get("Attributes"))?;
+        if let Some(policy) = attrs.get("RedrivePolicy").filter(|p| !p.is_empty()) {
+            let target = serde_json::from_str::<Value>(policy)
+                .ok()
+                .and_then(|v| v.get("deadLetterTargetArn")?.as_str().map(str::to_string));
+            // A malformed policy is refused by the queue rules; a target that
+            // is not a plain queue ARN of this server is checked as written.
+            if let Some(target) = target {
+                match nimbus_engine::sources::arn_resource(&target, "sqs")
+                    .filter(|q| !q.contains(':'))
+                {
+                    Some(dlq) => self.allowed("sqs:SendMessage", dlq)?,
+                    None if !self.principal.is_operator() => {
+                        return Err(SqsError::access_denied(
+                            self.principal.denial("sqs:SendMessage", &target),
+                        ));
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(attrs)
     }
 
     pub fn url(&self, queue: &str) -> String {
@@ -296,15 +325,14 @@ async fn dispatch(c: &Call<'_>, op: &str) -> Result<Value> {
     Ok(match op {
         "CreateQueue" => {
             let name = c.required("QueueName")?;
-            c.allowed(&name)?;
-            queues
-                .create(&name, &string_map(c.input.get("Attributes"))?)
-                .await?;
+            c.allowed("sqs:CreateQueue", &name)?;
+            let attrs = c.settable_attributes()?;
+            queues.create(&name, &attrs, c.principal.function()).await?;
             json!({"QueueUrl": c.url(&name)})
         }
         "GetQueueUrl" => {
             let name = c.required("QueueName")?;
-            c.allowed(&name)?;
+            c.allowed("sqs:GetQueueUrl", &name)?;
             queues.get(&name).await?;
             json!({"QueueUrl": c.url(&name)})
         }
@@ -318,7 +346,7 @@ async fn dispatch(c: &Call<'_>, op: &str) -> Result<Value> {
                 .into_iter()
                 .map(|q| q.name)
                 .filter(|n| n.as_str() > after.as_str())
-                .filter(|n| c.principal.allows(c.s, "sqs", n))
+                .filter(|n| c.visible(n))
                 .collect();
             let page: Vec<String> = names.iter().take(max).map(|n| c.url(n)).collect();
             let mut out = json!({});
@@ -331,15 +359,15 @@ async fn dispatch(c: &Call<'_>, op: &str) -> Result<Value> {
             out
         }
         "DeleteQueue" => {
-            queues.delete(&c.queue()?).await?;
+            queues.delete(&c.queue("sqs:DeleteQueue")?).await?;
             json!({})
         }
         "PurgeQueue" => {
-            queues.purge(&c.queue()?).await?;
+            queues.purge(&c.queue("sqs:PurgeQueue")?).await?;
             json!({})
         }
         "GetQueueAttributes" => {
-            let q = c.queue()?;
+            let q = c.queue("sqs:GetQueueAttributes")?;
             let attrs = queues
                 .attributes(&q, &string_list(c.input.get("AttributeNames")))
                 .await?;
@@ -350,18 +378,20 @@ async fn dispatch(c: &Call<'_>, op: &str) -> Result<Value> {
             }
         }
         "SetQueueAttributes" => {
-            let q = c.queue()?;
+            let q = c.queue("sqs:SetQueueAttributes")?;
+            let attrs = c.settable_attributes()?;
             queues
-                .set_attributes(&q, &string_map(c.input.get("Attributes"))?)
+                .set_attributes(&q, &attrs, c.principal.function())
                 .await?;
             json!({})
         }
         "ListDeadLetterSourceQueues" => {
-            let q = c.queue()?;
+            let q = c.queue("sqs:ListDeadLetterSourceQueues")?;
             let mut urls = Vec::new();
             for other in queues.list("").await? {
                 let redrive = nimbus_engine::sources::queues::QueueSettings::of(&other).redrive;
-                if redrive.is_some_and(|r| r.dead_letter_queue == q) {
+                // Only source queues the caller may see (review finding L12).
+                if redrive.is_some_and(|r| r.dead_letter_queue == q) && c.visible(&other.name) {
                     urls.push(c.url(&other.name));
                 }
             }
