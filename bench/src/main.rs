@@ -7,7 +7,10 @@
 //! thing to track. Nimbus and bare runs are interleaved (alternating which goes
 //! first) and medians are reported, so one noisy run cannot decide the result.
 //! The gateway rows put the same functions behind a gateway route and add the
-//! local peers people use (functions-framework, serverless-offline).
+//! local peers people use (functions-framework, serverless-offline). The
+//! sandbox rows deploy the same functions to a second server started with
+//! `--sandbox off` and time it in the same warm and cold runs, to show what the
+//! sandbox (namespaces, private root, seccomp) adds.
 //!
 //! Run it with `scripts/bench`, which builds Nimbus and installs uvicorn first;
 //! bench/README.md says how to read the table.
@@ -39,9 +42,10 @@ use clap::Parser;
 use crate::bare::Baselines;
 use crate::client::Http;
 use crate::fixtures::Lang;
-use crate::nimbus::{Interpreters, Nimbus};
+use crate::nimbus::{Interpreters, Nimbus, Sandbox};
 use crate::report::{
-    Async, Cold, GatewayRps, GatewayWarm, Memory, Peer, Report, Setup, Throughput, Warm,
+    Async, Cold, ColdStarts, GatewayRps, GatewayWarm, Memory, Peer, Report, SandboxNote, Setup,
+    Throughput, Warm,
 };
 
 /// Untimed time at full concurrency before each throughput window.
@@ -143,7 +147,13 @@ async fn main() -> Result<()> {
         python: &args.python,
         node: &args.node,
     };
-    let nimbus = Nimbus::start(&nimbus_bin, work.path(), interpreters).await?;
+    let nimbus = Nimbus::start(&nimbus_bin, work.path(), interpreters, Sandbox::On).await?;
+    if !nimbus.has_namespaces() {
+        progress!(
+            "warning: the sandboxed server runs without namespaces ({}); the sandbox rows will compare off with off",
+            nimbus.sandbox
+        );
+    }
     // Idle footprint: started, nothing deployed, nothing running.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let nimbus_idle_kb = nimbus.pid().map(scaling::tree_rss_kb).unwrap_or(0);
@@ -153,8 +163,17 @@ async fn main() -> Result<()> {
         progress!("no process round-trip row: {e:#}");
         Vec::new()
     });
+    // Started after the idle footprint and the floor, so neither sees it; it
+    // is stopped once the warm and cold runs have used it.
+    progress!("starting {} --sandbox off", nimbus_bin.display());
+    let unsandboxed = Nimbus::start(&nimbus_bin, work.path(), interpreters, Sandbox::Off).await?;
+    let sandbox = SandboxNote {
+        on: nimbus.sandbox.clone(),
+        on_has_namespaces: nimbus.has_namespaces(),
+        off: unsandboxed.sandbox.clone(),
+    };
     let http = Http::new();
-    let measured = measure_all(&args, &nimbus, &baselines, &http).await;
+    let measured = measure_all(&args, &nimbus, unsandboxed, &baselines, &http).await;
     let nimbus_version = nimbus.version.clone();
     progress!("stopping nimbus");
     let stopped = nimbus.stop().await;
@@ -201,6 +220,7 @@ async fn main() -> Result<()> {
         asynchronous,
         memory,
         floor,
+        sandbox,
     };
     print!("{report}");
     Ok(())
@@ -247,34 +267,47 @@ struct Measured {
     memory: Memory,
 }
 
+/// Everything, in order; `unsandboxed` (the `--sandbox off` server) takes part
+/// in the warm and cold runs and is stopped after them.
 async fn measure_all(
     args: &Args,
     nimbus: &Nimbus,
+    unsandboxed: Nimbus,
     baselines: &Baselines,
     http: &Http,
 ) -> Result<Measured> {
-    for lang in Lang::ALL {
-        progress!("deploying {}", lang.function_name());
-        nimbus.deploy(http, lang).await?;
-        // The same handler with a variable that only acts at process start, which
-        // keeps it off spare instances: its cold starts start a process.
-        nimbus
-            .deploy_as(http, lang, &fresh_name(lang), fresh_env(lang))
-            .await?;
-    }
-    gateway::add_routes(nimbus, http).await?;
     let mut memory = Memory::default();
-    let warm = warm(args, nimbus, baselines, http, &mut memory).await?;
-    let gateway_warm = gateway::latency(
-        nimbus,
-        baselines,
-        http,
-        args.runs,
-        args.warmup,
-        args.requests,
-    )
-    .await?;
-    let cold = cold(args, nimbus, baselines, http).await?;
+    let with_unsandboxed = async {
+        for (server, sandbox) in [(nimbus, "on"), (&unsandboxed, "off")] {
+            for lang in Lang::ALL {
+                progress!("deploying {} (sandbox {sandbox})", lang.function_name());
+                server.deploy(http, lang).await?;
+                // The same handler with a variable that only acts at process start,
+                // which keeps it off spare instances: its cold starts start a process.
+                server
+                    .deploy_as(http, lang, &fresh_name(lang), fresh_env(lang))
+                    .await?;
+            }
+        }
+        gateway::add_routes(nimbus, http).await?;
+        let warm = warm(args, nimbus, &unsandboxed, baselines, http, &mut memory).await?;
+        let gateway_warm = gateway::latency(
+            nimbus,
+            baselines,
+            http,
+            args.runs,
+            args.warmup,
+            args.requests,
+        )
+        .await?;
+        let cold = cold(args, nimbus, &unsandboxed, baselines, http).await?;
+        anyhow::Ok((warm, gateway_warm, cold))
+    }
+    .await;
+    progress!("stopping nimbus --sandbox off");
+    let stopped = unsandboxed.stop().await;
+    let (warm, gateway_warm, cold) = with_unsandboxed?;
+    stopped?;
     let (throughput, peer, gateway_rps) = if args.throughput_secs > 0 {
         let window = Duration::from_secs(args.throughput_secs);
         (
@@ -321,30 +354,33 @@ fn fresh_env(lang: Lang) -> serde_json::Value {
     }
 }
 
-/// Runs `measure` on Nimbus and on the bare server, alternating which goes first
-/// from run to run; returns (Nimbus, bare).
-async fn interleaved<T, F, Fut>(
+/// Runs `measure` on every URI, in their order on even runs and in reverse on
+/// odd ones (so with two, which goes first alternates from run to run); the
+/// results come back in the order of `uris`.
+async fn interleaved<const N: usize, T, F, Fut>(
     run: usize,
-    nimbus: &hyper::Uri,
-    bare: &hyper::Uri,
+    uris: [&hyper::Uri; N],
     measure: F,
-) -> Result<(T, T)>
+) -> Result<[T; N]>
 where
     F: Fn(hyper::Uri) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    if run.is_multiple_of(2) {
-        let n = measure(nimbus.clone()).await?;
-        Ok((n, measure(bare.clone()).await?))
-    } else {
-        let b = measure(bare.clone()).await?;
-        Ok((measure(nimbus.clone()).await?, b))
+    let mut results: [Option<T>; N] = std::array::from_fn(|_| None);
+    for k in 0..N {
+        let i = if run.is_multiple_of(2) { k } else { N - 1 - k };
+        results[i] = Some(measure(uris[i].clone()).await?);
     }
+    Ok(results.map(|r| r.expect("every variant was measured")))
 }
 
+/// Warm latency: Nimbus, Nimbus without the sandbox and bare, in that order on
+/// even runs and the reverse on odd ones (the unsandboxed server always runs
+/// next to the sandboxed one, before it on every other run).
 async fn warm(
     args: &Args,
     nimbus: &Nimbus,
+    unsandboxed: &Nimbus,
     baselines: &Baselines,
     http: &Http,
     memory: &mut Memory,
@@ -355,6 +391,7 @@ async fn warm(
         rows.push(Warm {
             lang,
             nimbus: Vec::new(),
+            unsandboxed: Vec::new(),
             bare: Vec::new(),
         });
         servers.push(baselines.start(lang).await?.0);
@@ -362,13 +399,17 @@ async fn warm(
     for run in 0..args.runs {
         progress!("warm run {}/{}", run + 1, args.runs);
         for (row, server) in rows.iter_mut().zip(&servers) {
-            let uri = nimbus.invoke_uri(row.lang)?;
-            let (n, b) = interleaved(run, &uri, &server.uri, |uri| async move {
+            let (uri, off) = (
+                nimbus.invoke_uri(row.lang)?,
+                unsandboxed.invoke_uri(row.lang)?,
+            );
+            let [n, o, b] = interleaved(run, [&uri, &off, &server.uri], |uri| async move {
                 measure::latency(http, &uri, args.warmup, args.requests).await
             })
             .await
             .with_context(|| format!("warm {} run {}", row.lang.label(), run + 1))?;
             row.nimbus.push(n);
+            row.unsandboxed.push(o);
             row.bare.push(b);
         }
     }
@@ -385,9 +426,13 @@ async fn warm(
     Ok(rows)
 }
 
+/// Cold starts: Nimbus (spare, then fresh), Nimbus without the sandbox (the
+/// same two) and bare (then the interpreter), in that order on even starts and
+/// the reverse on odd ones, like the warm runs.
 async fn cold(
     args: &Args,
     nimbus: &Nimbus,
+    unsandboxed: &Nimbus,
     baselines: &Baselines,
     http: &Http,
 ) -> Result<Vec<Cold>> {
@@ -396,14 +441,18 @@ async fn cold(
         .into_iter()
         .map(|lang| Cold {
             lang,
-            nimbus: Vec::new(),
-            init_ms: Vec::new(),
-            fresh: Vec::new(),
-            fresh_init_ms: Vec::new(),
+            nimbus: ColdStarts::default(),
+            unsandboxed: ColdStarts::default(),
             bare: Vec::new(),
             interpreter: Vec::new(),
         })
         .collect();
+    // A spare cold start, then a fresh one, of the language's functions on `server`.
+    let nimbus_colds = async |server: &Nimbus, lang: Lang, start: usize| {
+        let spare = measure::nimbus_cold(server, http, lang.function_name(), start, settle).await?;
+        let fresh = measure::nimbus_cold(server, http, &fresh_name(lang), start, settle).await?;
+        anyhow::Ok((spare, fresh))
+    };
     for start in 0..args.cold_starts {
         progress!("cold start {}/{}", start + 1, args.cold_starts);
         for row in &mut rows {
@@ -417,24 +466,17 @@ async fn cold(
                     scaling::interpreter_start(&args.python, &args.node, lang).await?;
                 anyhow::Ok((elapsed, interpreter))
             };
-            let nimbus = async {
-                let spare =
-                    measure::nimbus_cold(nimbus, http, lang.function_name(), start, settle).await?;
-                let fresh =
-                    measure::nimbus_cold(nimbus, http, &fresh_name(lang), start, settle).await?;
-                anyhow::Ok((spare, fresh))
-            };
-            let (((n, init), (f, f_init)), (b, interp)) = if start.is_multiple_of(2) {
-                let n = nimbus.await?;
-                (n, bare.await?)
+            let (n, o, (b, interp)) = if start.is_multiple_of(2) {
+                let n = nimbus_colds(nimbus, lang, start).await?;
+                let o = nimbus_colds(unsandboxed, lang, start).await?;
+                (n, o, bare.await?)
             } else {
                 let b = bare.await?;
-                (nimbus.await?, b)
+                let o = nimbus_colds(unsandboxed, lang, start).await?;
+                (nimbus_colds(nimbus, lang, start).await?, o, b)
             };
             row.nimbus.push(n);
-            row.init_ms.push(init);
-            row.fresh.push(f);
-            row.fresh_init_ms.push(f_init);
+            row.unsandboxed.push(o);
             row.bare.push(b);
             row.interpreter.push(interp);
         }
@@ -463,7 +505,7 @@ async fn throughput(
         progress!("throughput run {}/{}", run + 1, args.runs);
         for (row, server) in rows.iter_mut().zip(&servers) {
             let uri = nimbus.invoke_uri(row.lang)?;
-            let (n, b) = interleaved(run, &uri, &server.uri, |uri| async move {
+            let [n, b] = interleaved(run, [&uri, &server.uri], |uri| async move {
                 measure::throughput(http, &uri, args.concurrency, THROUGHPUT_WARMUP, window).await
             })
             .await
@@ -490,7 +532,7 @@ async fn peer(args: &Args, nimbus: &Nimbus, baselines: &Baselines, http: &Http) 
     };
     for run in 0..args.runs {
         progress!("peer run {}/{}", run + 1, args.runs);
-        let (n, p) = interleaved(run, &uri, &server.uri, |uri| async move {
+        let [n, p] = interleaved(run, [&uri, &server.uri], |uri| async move {
             measure::throughput(http, &uri, args.peer_concurrency, THROUGHPUT_WARMUP, window).await
         })
         .await
@@ -529,4 +571,36 @@ async fn asynchronous(args: &Args, nimbus: &Nimbus, http: &Http) -> Result<Async
         )?);
     }
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn interleaving_reverses_every_other_run_and_keeps_the_order() {
+        let uris: Vec<hyper::Uri> = ["http://a/", "http://b/", "http://c/"]
+            .iter()
+            .map(|u| u.parse().unwrap())
+            .collect();
+        for (run, expected) in [
+            (0, ["a", "b", "c"]),
+            (1, ["c", "b", "a"]),
+            (2, ["a", "b", "c"]),
+        ] {
+            let order = std::sync::Mutex::new(Vec::new());
+            let got = interleaved(run, [&uris[0], &uris[1], &uris[2]], |uri| {
+                let order = &order;
+                async move {
+                    let host = uri.host().unwrap().to_string();
+                    order.lock().unwrap().push(host.clone());
+                    Ok(host)
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(got, ["a", "b", "c"]);
+            assert_eq!(order.into_inner().unwrap(), expected);
+        }
+    }
 }

@@ -3,6 +3,13 @@
 //! own server may hold) and a throw-away data directory, the hello functions and
 //! their gateway routes deployed through the native API, and a SIGTERM at the
 //! end, as an operator would run it.
+//!
+//! Every server runs with `--cpu-per-gb off`: under Lambda's ratio (0.579 CPU
+//! per GB, Nimbus's default) a 128 MB function gets 7% of a CPU, and the bench
+//! would measure CFS throttling instead of the platform. The main server keeps
+//! the default sandbox (`--sandbox default`), so the headline rows include its
+//! cost; a second server with `--sandbox off` and otherwise the same flags
+//! measures that cost.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,6 +35,38 @@ const SECRET: &str = "bench-secret-0123456789abcdefghijklmnopq";
 /// `Authorization` header value for the native API.
 pub const BEARER: &str = "Bearer NIMBBENCHADMIN000001:bench-secret-0123456789abcdefghijklmnopq";
 
+/// `--cpu-per-gb` of every benchmarked server: no CFS quota (see the module doc).
+const CPU_PER_GB: &str = "off";
+/// Memory of every benchmarked function (Nimbus's default, Lambda's smallest).
+const MEMORY_MB: u32 = 128;
+
+/// Whether a server sandboxes its instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sandbox {
+    /// `--sandbox default`: namespaces, a private root, seccomp.
+    On,
+    /// `--sandbox off`: the measurement-only switch (cgroups, rlimits and uids
+    /// only), for the rows of the sandbox's cost.
+    Off,
+}
+
+impl Sandbox {
+    fn flag(self) -> &'static str {
+        match self {
+            Sandbox::On => "default",
+            Sandbox::Off => "off",
+        }
+    }
+
+    /// The prefix of the server's log, data and run directories under the work dir.
+    fn prefix(self) -> &'static str {
+        match self {
+            Sandbox::On => "nimbus",
+            Sandbox::Off => "nimbus-sandbox-off",
+        }
+    }
+}
+
 pub struct Nimbus {
     child: Child,
     base: String,
@@ -35,6 +74,10 @@ pub struct Nimbus {
     gateway: String,
     /// The first line of the announcement, e.g. `nimbus 0.1.0 ready`.
     pub version: String,
+    /// What the announcement's `  sandbox:` line says the instances get, e.g.
+    /// `namespaces, private root, seccomp; cgroup v2 (...), instances run as ...`
+    /// (empty if the server printed no such line).
+    pub sandbox: String,
     stderr_log: PathBuf,
     data_dir: PathBuf,
 }
@@ -45,17 +88,26 @@ fn hello_path(lang: Lang) -> String {
 }
 
 /// The interpreters Nimbus is told to use (the bare servers use the same ones).
+#[derive(Clone, Copy)]
 pub struct Interpreters<'a> {
     pub python: &'a Path,
     pub node: &'a Path,
 }
 
 impl Nimbus {
-    /// Starts `nimbus up` and waits for the `  API:` and `  Gateway:` lines of
-    /// its announcement.
-    /// Its data and run directories live under `work`, which goes away with the bench.
-    pub async fn start(bin: &Path, work: &Path, interpreters: Interpreters<'_>) -> Result<Self> {
-        let stderr_log = work.join("nimbus.log");
+    /// Starts `nimbus up` with `--sandbox` set as `sandbox` says and waits for
+    /// the `  API:`, `  Gateway:` and `  sandbox:` lines of its announcement.
+    /// Its log, data and run directories live under `work` (named after
+    /// `sandbox`, so two servers can run side by side), which goes away with the bench.
+    pub async fn start(
+        bin: &Path,
+        work: &Path,
+        interpreters: Interpreters<'_>,
+        sandbox: Sandbox,
+    ) -> Result<Self> {
+        let prefix = sandbox.prefix();
+        let stderr_log = work.join(format!("{prefix}.log"));
+        let data_dir = work.join(format!("{prefix}-data"));
         let stderr = std::fs::File::create(&stderr_log)?;
         let mut child = Command::new(bin)
             .args([
@@ -64,11 +116,15 @@ impl Nimbus {
                 "127.0.0.1:0",
                 "--gateway-listen",
                 "127.0.0.1:0",
+                "--sandbox",
+                sandbox.flag(),
+                "--cpu-per-gb",
+                CPU_PER_GB,
             ])
             .arg("--data-dir")
-            .arg(work.join("nimbus-data"))
+            .arg(&data_dir)
             .arg("--run-dir")
-            .arg(work.join("nimbus-run"))
+            .arg(work.join(format!("{prefix}-run")))
             .arg("--python")
             .arg(interpreters.python)
             .arg("--node")
@@ -94,17 +150,23 @@ impl Nimbus {
                 } else if let Some(url) = line.strip_prefix("  Gateway:") {
                     gateway = Some(url.trim().to_string());
                 }
-                if let (Some(api), Some(gateway)) = (&api, &gateway) {
-                    return Ok(Some((api.clone(), gateway.clone(), version)));
+                // The sandbox line comes after the addresses; the hint line
+                // (not indented) ends the announcement.
+                let sandbox = line.strip_prefix("  sandbox:").map(str::trim);
+                let ended = sandbox.is_some() || !line.starts_with(' ');
+                if let (Some(api), Some(gateway), true) = (&api, &gateway, ended) {
+                    let sandbox = sandbox.unwrap_or_default().to_string();
+                    return Ok(Some((api.clone(), gateway.clone(), version, sandbox)));
                 }
             }
             anyhow::Ok(None)
         })
         .await;
-        let (base, gateway, version) = match announced {
+        let (base, gateway, version, announced_sandbox) = match announced {
             Ok(Ok(Some(found))) => found,
             _ => bail!(
-                "nimbus did not announce its API and gateway addresses; its log:\n{}",
+                "nimbus (--sandbox {}) did not announce its API and gateway addresses; its log:\n{}",
+                sandbox.flag(),
                 std::fs::read_to_string(&stderr_log).unwrap_or_default()
             ),
         };
@@ -115,9 +177,17 @@ impl Nimbus {
             base,
             gateway,
             version,
+            sandbox: announced_sandbox,
             stderr_log,
-            data_dir: work.join("nimbus-data"),
+            data_dir,
         })
+    }
+
+    /// Whether the announcement says instances get namespaces (a server asked
+    /// for the default sandbox starts without them, and says so, where the
+    /// kernel cannot give them).
+    pub fn has_namespaces(&self) -> bool {
+        self.sandbox.contains("namespaces") && !self.sandbox.starts_with("OFF")
     }
 
     fn uri(&self, path: &str) -> Result<Uri> {
@@ -206,7 +276,7 @@ impl Nimbus {
         );
         let sha256 = code.json()?["sha256"].clone();
         let spec = json!({"runtime": lang.runtime(), "handler": lang.handler(),
-            "code_sha256": sha256, "environment": environment});
+            "code_sha256": sha256, "environment": environment, "memory_mb": MEMORY_MB});
         let put = http
             .send_json(
                 Method::PUT,

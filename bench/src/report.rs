@@ -27,23 +27,72 @@ pub struct Setup {
 /// Warm latency at concurrency 1: one entry per run.
 pub struct Warm {
     pub lang: Lang,
+    /// The sandboxed server (`--sandbox default`), the headline.
     pub nimbus: Vec<Percentiles>,
+    /// The same function on the `--sandbox off` server, in the same runs.
+    pub unsandboxed: Vec<Percentiles>,
     pub bare: Vec<Percentiles>,
 }
+
+/// One server's cold starts of one language: one entry per start.
+#[derive(Default)]
+pub struct ColdStarts {
+    /// Taking a spare instance (the usual case once the runtime was used).
+    pub spare: Vec<Duration>,
+    pub spare_init_ms: Vec<f64>,
+    /// Starting a process (a function that cannot use spares).
+    pub fresh: Vec<Duration>,
+    pub fresh_init_ms: Vec<f64>,
+}
+
+impl ColdStarts {
+    /// Adds one start's ((spare, its init), (fresh, its init)).
+    pub fn push(&mut self, ((spare, spare_init), (fresh, fresh_init)): ColdPair) {
+        self.spare.push(spare);
+        self.spare_init_ms.push(spare_init);
+        self.fresh.push(fresh);
+        self.fresh_init_ms.push(fresh_init);
+    }
+
+    /// (label, client-observed times, init durations) of the spare and fresh rows.
+    fn kinds(&self) -> [(&'static str, &[Duration], &[f64]); 2] {
+        [
+            ("spare", &self.spare, &self.spare_init_ms),
+            ("fresh", &self.fresh, &self.fresh_init_ms),
+        ]
+    }
+}
+
+/// A spare and a fresh cold start: (client-observed, init ms) each.
+pub type ColdPair = ((Duration, f64), (Duration, f64));
 
 /// Cold starts: one entry per start.
 pub struct Cold {
     pub lang: Lang,
-    /// Taking a spare instance (the usual case once the runtime was used).
-    pub nimbus: Vec<Duration>,
-    pub init_ms: Vec<f64>,
-    /// Starting a process (a function that cannot use spares).
-    pub fresh: Vec<Duration>,
-    pub fresh_init_ms: Vec<f64>,
+    /// The sandboxed server (`--sandbox default`), the headline.
+    pub nimbus: ColdStarts,
+    /// The `--sandbox off` server, in the same rotation.
+    pub unsandboxed: ColdStarts,
     pub bare: Vec<Duration>,
     /// `python3 -c pass` / `node -e 0`.
     pub interpreter: Vec<Duration>,
 }
+
+/// What the two servers announced about their sandboxes.
+pub struct SandboxNote {
+    /// The `  sandbox:` line of the main (`--sandbox default`) server.
+    pub on: String,
+    /// Whether that server really gives instances namespaces (without them the
+    /// sandbox rows compare off with off, and the report says so).
+    pub on_has_namespaces: bool,
+    /// The `  sandbox:` line of the `--sandbox off` server.
+    pub off: String,
+}
+
+/// Most the sandbox may add to a warm p50, µs.
+const SANDBOX_WARM_TARGET_US: f64 = 5.0;
+/// Most the sandbox may add to a cold start's p50, ms.
+const SANDBOX_COLD_TARGET_MS: f64 = 2.0;
 
 /// Requests per second at the peer concurrency: Nimbus vs functions-framework.
 pub struct Peer {
@@ -117,6 +166,7 @@ pub struct Report {
     pub memory: Memory,
     /// Round trips to another process over pipes, per run.
     pub floor: Vec<crate::floor::Floor>,
+    pub sandbox: SandboxNote,
 }
 
 fn mib(kb: Option<u64>) -> String {
@@ -222,10 +272,7 @@ impl fmt::Display for Report {
         for c in &self.cold {
             let b = median(c.bare.iter().copied().map(millis));
             let i = median(c.interpreter.iter().copied().map(millis));
-            for (label, times, init) in [
-                ("spare", &c.nimbus, &c.init_ms),
-                ("fresh", &c.fresh, &c.fresh_init_ms),
-            ] {
+            for (label, times, init) in c.nimbus.kinds() {
                 let n = median(times.iter().copied().map(millis));
                 writeln!(
                     f,
@@ -240,6 +287,7 @@ impl fmt::Display for Report {
                 )?;
             }
         }
+        self.sandbox_rows(f)?;
         if !self.throughput.is_empty() {
             writeln!(
                 f,
@@ -356,8 +404,16 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "Nimbus = {}, POST /v1/functions/{{name}}/invoke of the same handler",
+            "Nimbus = {}, POST /v1/functions/{{name}}/invoke of the same handler (128 MB), started with",
             s.nimbus
+        )?;
+        writeln!(
+            f,
+            "         --sandbox default and --cpu-per-gb off (Lambda's 0.579 CPU per GB would give a 128 MB"
+        )?;
+        writeln!(
+            f,
+            "         function 7% of a CPU: the rows would time CFS throttling, not Nimbus)"
         )?;
         writeln!(
             f,
@@ -402,6 +458,7 @@ impl fmt::Display for Report {
             f,
             "         fresh = the same handler with a start-time variable set, so its process is started"
         )?;
+        self.sandbox_notes(f)?;
         if self.peer.is_some() {
             writeln!(
                 f,
@@ -454,9 +511,10 @@ impl fmt::Display for Report {
         for w in &self.warm {
             writeln!(
                 f,
-                "  {:<LABEL$}Nimbus {}   bare {}",
+                "  {:<LABEL$}Nimbus {}   sandbox off {}   bare {}",
                 format!("warm {:<6} p50 (µs)", w.lang.label()),
                 list(w.nimbus.iter().map(|p| p.p50), 0),
+                list(w.unsandboxed.iter().map(|p| p.p50), 0),
                 list(w.bare.iter().map(|p| p.p50), 0),
             )?;
         }
@@ -465,11 +523,20 @@ impl fmt::Display for Report {
                 f,
                 "  {:<LABEL$}spare {} (init {})   fresh {}   bare {}   interp. {}",
                 format!("cold {:<6} min–max (ms)", c.lang.label()),
-                range(c.nimbus.iter().copied().map(millis)),
-                range(c.init_ms.iter().copied()),
-                range(c.fresh.iter().copied().map(millis)),
+                range(c.nimbus.spare.iter().copied().map(millis)),
+                range(c.nimbus.spare_init_ms.iter().copied()),
+                range(c.nimbus.fresh.iter().copied().map(millis)),
                 range(c.bare.iter().copied().map(millis)),
                 range(c.interpreter.iter().copied().map(millis)),
+            )?;
+            writeln!(
+                f,
+                "  {:<LABEL$}spare {} (init {})   fresh {} (init {})",
+                format!("cold {:<6} sandbox off", c.lang.label()),
+                range(c.unsandboxed.spare.iter().copied().map(millis)),
+                range(c.unsandboxed.spare_init_ms.iter().copied()),
+                range(c.unsandboxed.fresh.iter().copied().map(millis)),
+                range(c.unsandboxed.fresh_init_ms.iter().copied()),
             )?;
         }
         if let Some(p) = &self.peer {
@@ -548,7 +615,110 @@ fn signed_latency(us: f64) -> String {
     }
 }
 
+/// `value` with its sign (`+` or `−`), `decimals` places and `unit`.
+fn signed(value: f64, decimals: usize, unit: &str) -> String {
+    let sign = if value < 0.0 { "−" } else { "+" };
+    format!("{sign}{:.decimals$} {unit}", value.abs())
+}
+
+/// `added` against `target` (same unit): whether the target is met, with the
+/// target shown, e.g. `≤ 5 µs: met`.
+fn verdict(added: f64, target: f64, unit: &str) -> String {
+    let met = if added <= target { "met" } else { "NOT met" };
+    format!("≤ {target:.0} {unit}: {met}")
+}
+
 impl Report {
+    /// The sandbox rows: warm p50 and cold-start p50 of the sandboxed server
+    /// against the `--sandbox off` one, measured in the same runs, with the
+    /// difference of the two medians shown and checked against its target.
+    fn sandbox_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.warm.is_empty() && self.cold.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "{:<LABEL$}{:>COL$}{:>COL$}{:>COL$}   target for added (p50s)",
+            "", "sandbox on", "sandbox off", "added"
+        )?;
+        for w in &self.warm {
+            let on = median(w.nimbus.iter().map(|p| p.p50));
+            let off = median(w.unsandboxed.iter().map(|p| p.p50));
+            let added = on - off;
+            writeln!(
+                f,
+                "{:<LABEL$}{:>COL$}{:>COL$}{:>COL$}   {}",
+                format!("sandbox warm {:<6} (c=1)", w.lang.label()),
+                format!("{on:.1} µs"),
+                format!("{off:.1} µs"),
+                signed(added, 1, "µs"),
+                verdict(added, SANDBOX_WARM_TARGET_US, "µs"),
+            )?;
+        }
+        for c in &self.cold {
+            for ((label, on, on_init), (_, off, off_init)) in
+                c.nimbus.kinds().into_iter().zip(c.unsandboxed.kinds())
+            {
+                let on_ms = median(on.iter().copied().map(millis));
+                let off_ms = median(off.iter().copied().map(millis));
+                let added = on_ms - off_ms;
+                writeln!(
+                    f,
+                    "{:<LABEL$}{:>COL$}{:>COL$}{:>COL$}   {}   (init {:.2} / {:.2} ms)",
+                    format!("sandbox cold {:<6} {label}", c.lang.label()),
+                    format!("{on_ms:.2} ms"),
+                    format!("{off_ms:.2} ms"),
+                    signed(added, 2, "ms"),
+                    verdict(added, SANDBOX_COLD_TARGET_MS, "ms"),
+                    median(on_init.iter().copied()),
+                    median(off_init.iter().copied()),
+                )?;
+            }
+        }
+        if !self.sandbox.on_has_namespaces {
+            writeln!(
+                f,
+                "{:<LABEL$}the --sandbox default server ran WITHOUT namespaces on this host: these rows compare off with off",
+                "!"
+            )?;
+        }
+        Ok(())
+    }
+
+    fn sandbox_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sb = &self.sandbox;
+        writeln!(
+            f,
+            "sandbox= the same functions on a second server started with --sandbox off (no namespaces, no"
+        )?;
+        writeln!(
+            f,
+            "         seccomp; cgroups, rlimits and uids as before) and otherwise the same flags; its warm runs"
+        )?;
+        writeln!(
+            f,
+            "         and cold starts are interleaved with the sandboxed server's (the Nimbus rows above) and"
+        )?;
+        writeln!(
+            f,
+            "         bare's; on and off are medians as above, added = on − off of those medians (init: on / off);"
+        )?;
+        writeln!(
+            f,
+            "         targets: the sandbox adds ≤ {SANDBOX_WARM_TARGET_US:.0} µs to warm p50, ≤ {SANDBOX_COLD_TARGET_MS:.0} ms to a cold start's p50"
+        )?;
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "(not announced)".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        writeln!(f, "         on:  {}", or_unknown(&sb.on))?;
+        writeln!(f, "         off: {}", or_unknown(&sb.off))?;
+        Ok(())
+    }
+
     /// The gateway rows: latency at c=1 against bare (and the invoke API),
     /// rps at the peer concurrency against bare and the language's peer.
     fn gateway_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -169,10 +169,24 @@ pub fn tree_rss_kb(pid: u32) -> u64 {
     rss_kb(pid).unwrap_or(0) + children(pid).into_iter().map(tree_rss_kb).sum::<u64>()
 }
 
+/// Every process below `pid`, at any depth.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        let below = children(p);
+        found.extend(&below);
+        next.extend(below);
+    }
+    found
+}
+
 /// The largest RSS among Nimbus's instance processes running `bootstrap` (a
-/// warm instance that has served requests is at least as large as a spare).
+/// warm instance that has served requests is at least as large as a spare):
+/// the interpreter process alone, found at any depth (a sandboxed instance
+/// runs below a keeper process of its own, whose memory is not counted here).
 pub fn largest_instance_kb(nimbus: u32, bootstrap: &str) -> Option<u64> {
-    children(nimbus)
+    descendants(nimbus)
         .into_iter()
         .filter(|p| {
             std::fs::read(format!("/proc/{p}/cmdline"))

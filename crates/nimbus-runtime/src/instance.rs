@@ -450,7 +450,7 @@ impl Launcher {
 
         guard.cgroup = c
             .cgroups
-            .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids, None)
+            .create(&id, spec.memory_mb as u64 * 1024 * 1024, c.max_pids)
             .map_err(|e| StartError::Sandbox(format!("cgroup: {e}")))?;
         let mut cgroup_procs = match &guard.cgroup {
             Some(cg) => cg

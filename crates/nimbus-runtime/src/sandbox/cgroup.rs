@@ -182,18 +182,16 @@ impl CgroupSupport {
         !matches!(self, CgroupSupport::None { .. })
     }
 
-    /// Creates the group for one instance with its limits set.
-    /// `cpus`: the CFS quota in CPUs (`None`: no limit). The quota is set
-    /// once initialisation is done ([`InstanceCgroup::set_cpu_quota`]); the
-    /// share (weight under contention) is in proportion to memory from the start.
+    /// Creates the group for one instance with its limits set. The CPU share
+    /// (weight under contention) is in proportion to memory from the start; the
+    /// CFS quota is set once initialisation is done
+    /// ([`InstanceCgroup::set_cpu_quota`]), as Lambda boosts init.
     pub fn create(
         &self,
         instance: &str,
         memory_bytes: u64,
         max_pids: u32,
-        cpus: Option<f64>,
     ) -> io::Result<Option<InstanceCgroup>> {
-        let _ = cpus;
         match self {
             CgroupSupport::None { .. } => Ok(None),
             CgroupSupport::V2 { base } => {
