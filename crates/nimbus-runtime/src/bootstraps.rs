@@ -88,19 +88,25 @@ impl InstalledBootstraps {
     /// will use. Instances cannot write to the runtime directory, and without the
     /// cache every cold start would spend ~10 ms compiling the bootstrap.
     pub fn precompile_python(&self, python: &Path) -> io::Result<()> {
-        let out = std::process::Command::new(python)
-            .arg("-s")
-            .arg(self.python_file())
-            .arg("--compile")
-            .env_remove("PYTHONDONTWRITEBYTECODE")
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "{} --compile failed: {}",
-                self.python_file().display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        // Once for the host path (`--sandbox off`), once for the path
+        // sandboxed instances see (`/var/runtime/bootstrap.py`).
+        let inside = Path::new(crate::sandbox::plan::RUNTIME_DIR).join("bootstrap.py");
+        for as_path in [None, Some(inside.as_path())] {
+            let out = std::process::Command::new(python)
+                .arg("-s")
+                .arg(self.python_file())
+                .arg("--compile")
+                .args(as_path)
+                .env_remove("PYTHONDONTWRITEBYTECODE")
+                .stdin(std::process::Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "{} --compile failed: {}",
+                    self.python_file().display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
         }
         // Instances run as other users: the caches must be readable by them.
         open_tree(&self.python_dir)

@@ -19,7 +19,10 @@
 #   compiles and tries to write the cache (atomically; never when
 #   PYTHONDONTWRITEBYTECODE is set). When the runtime directory is read-only
 #   to functions, build the cache at install time with
-#   `python3 bootstrap.py --compile`.
+#   `python3 bootstrap.py --compile [PATH]`: PATH is where instances will see
+#   this file (`/var/runtime/bootstrap.py` in Nimbus's sandbox); each path
+#   has a cache of its own (the name holds a hash of the path), so the
+#   sandboxed and the unsandboxed path can both be warm.
 # * Startup imports only built-in / C modules (`_socket`, `_json`, `time`,
 #   `marshal`) plus `os` and `sys`, which the interpreter has already loaded.
 #   `socket`, `json`, `re`, `enum`, `logging`, `traceback`, `decimal` and
@@ -37,15 +40,24 @@ import os
 import sys
 
 
-def _nimbus_code(force_compile=False):
+def _nimbus_code(force_compile=False, as_path=None):
     """Code object of _IMPL: from the cache when it is valid, else compiled
     (and cached if possible). Returns (code, cache path or None if the cache
-    could not be written)."""
+    could not be written). `as_path`: the path instances will run this file
+    under (the cache key and the code's file name), if not this one."""
     import marshal
 
-    path = os.path.abspath(__file__)
-    directory, name = os.path.split(path)
-    name = "%s.%s.nimbus-code" % (name.rpartition(".")[0], sys.implementation.cache_tag)
+    real = os.path.abspath(__file__)
+    path = as_path or real
+    directory, name = os.path.split(real)
+    digest = 2166136261  # FNV-1a of the path: hashlib would cost an import
+    for b in path.encode("utf-8", "surrogateescape"):
+        digest = ((digest ^ b) * 16777619) & 0xFFFFFFFF
+    name = "%s.%s.%08x.nimbus-code" % (
+        name.rpartition(".")[0],
+        sys.implementation.cache_tag,
+        digest,
+    )
     prefix = getattr(sys, "pycache_prefix", None)
     if prefix:
         cache_dir = os.path.join(prefix, os.path.splitdrive(directory)[1].lstrip(os.sep))
@@ -53,7 +65,7 @@ def _nimbus_code(force_compile=False):
         cache_dir = os.path.join(directory, "__pycache__")
     cache = os.path.join(cache_dir, name)
     try:
-        st = os.stat(path)
+        st = os.stat(real)
         key = b"nimbus-bootstrap-code %s %d %d %s\n" % (
             sys.modules["_frozen_importlib_external"].MAGIC_NUMBER.hex().encode(),
             st.st_mtime_ns,
@@ -72,7 +84,7 @@ def _nimbus_code(force_compile=False):
             pass
 
     # Miss: compile _IMPL with its lines numbered as in this file.
-    with open(path, "rb") as f:
+    with open(real, "rb") as f:
         text = f.read()
     offset = text.count(b"\n", 0, text.index(b"\n_IMPL = r\'\'\'\n") + 1)
     code = compile("\n" * offset + _IMPL, path, "exec", dont_inherit=True)
@@ -1302,8 +1314,8 @@ def _main():
 
 '''
 
-if __name__ == "__main__" and sys.argv[1:] == ["--compile"]:
-    _code, _cache = _nimbus_code(force_compile=True)
+if __name__ == "__main__" and sys.argv[1:2] == ["--compile"] and len(sys.argv) <= 3:
+    _code, _cache = _nimbus_code(force_compile=True, as_path=(sys.argv[2:] or [None])[0])
     print(_cache or "cannot write the code cache")
     if _cache:  # byte code of the handler-style adapters and shims
         import compileall
