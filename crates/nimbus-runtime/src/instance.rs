@@ -919,38 +919,18 @@ impl ProcessInstance {
 fn tree_rss_kb(root: u32) -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page_kb = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
-    let mut total = 0;
-    let mut stack = vec![root];
-    let mut seen = 0;
-    while let Some(pid) = stack.pop() {
-        seen += 1;
-        if seen > 4096 {
-            break;
-        }
-        if let Some(pss) = proc_file_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:") {
-            total += pss;
-        } else if let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-            && let Some(rss) = statm
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        {
-            total += rss * page_kb;
-        }
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                stack.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    total
+    crate::sandbox::process_tree(root)
+        .into_iter()
+        .map(|pid| {
+            proc_file_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+                .or_else(|| {
+                    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+                    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+                    Some(pages * page_kb)
+                })
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {

@@ -281,33 +281,13 @@ const PENDING: u32 = u32::MAX;
 /// Whether a process of the tree rooted at `root` holds the socket `inode`.
 fn held_by_tree(root: u32, inode: u64) -> bool {
     let target = format!("socket:[{inode}]");
-    let mut stack = vec![root];
-    let mut seen = 0;
-    while let Some(pid) = stack.pop() {
-        seen += 1;
-        if seen > 4096 {
-            return false;
-        }
-        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-            for fd in fds.flatten() {
-                if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
-                    return true;
-                }
-            }
-        }
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                    stack.extend(
-                        children
-                            .split_whitespace()
-                            .filter_map(|c| c.parse::<u32>().ok()),
-                    );
-                }
-            }
-        }
-    }
-    false
+    crate::sandbox::process_tree(root).into_iter().any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str())
+            })
+        })
+    })
 }
 
 /// The uid and inode of the TCP socket `local` connected to `remote`, from

@@ -120,14 +120,12 @@ impl CgroupSupport {
         }
     }
 
-    /// Removes instance groups left by servers that died without cleaning up
-    /// (their tags hold their pid, and that pid is gone or is not a nimbus).
-    pub fn sweep_stale(&self) {
-        let parents: Vec<PathBuf> = match self {
-            CgroupSupport::None { .. } => return,
-            CgroupSupport::V2 { base } => {
-                base.parent().map(Path::to_path_buf).into_iter().collect()
-            }
+    /// This server's groups, one per hierarchy, whose children are the
+    /// instances' groups.
+    pub fn server_groups(&self) -> Vec<&Path> {
+        match self {
+            CgroupSupport::None { .. } => vec![],
+            CgroupSupport::V2 { base } => vec![base],
             CgroupSupport::V1 {
                 memory,
                 pids,
@@ -136,11 +134,24 @@ impl CgroupSupport {
             } => [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
                 .into_iter()
                 .flatten()
-                .filter_map(|p| p.parent().map(Path::to_path_buf))
-                // A hybrid host's unified hierarchy holds the network filter's group.
-                .chain([PathBuf::from("/sys/fs/cgroup/unified")])
+                .map(PathBuf::as_path)
                 .collect(),
-        };
+        }
+    }
+
+    /// Removes instance groups left by servers that died without cleaning up
+    /// (their tags hold their pid, and that pid is gone or is not a nimbus).
+    pub fn sweep_stale(&self) {
+        if !self.is_available() {
+            return;
+        }
+        let parents: Vec<PathBuf> = self
+            .server_groups()
+            .into_iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            // A hybrid host's unified hierarchy holds the network filter's group.
+            .chain([PathBuf::from("/sys/fs/cgroup/unified")])
+            .collect();
         for parent in parents {
             let Ok(entries) = fs::read_dir(&parent) else {
                 continue;

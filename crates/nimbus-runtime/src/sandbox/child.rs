@@ -208,6 +208,22 @@ fn write_file(path: &CString, contents: &[u8], create: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Stops mount events propagating between the new mount namespace and the
+/// one it was copied from (the host's, whose `/` is usually shared).
+fn make_mounts_private() -> io::Result<()> {
+    // SAFETY: mount(2) with a NUL-terminated target and nulls.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    check(rc as _, b"make private", &CString::default())
+}
+
 /// Runs in the forked child; returns only in the process that goes on to
 /// `exec` the runtime.
 pub(crate) fn enter(plan: &mut ChildPlan) -> io::Result<()> {
@@ -267,17 +283,7 @@ fn keeper(ns: &NamespacePlan, parent_pid: i32) -> io::Result<()> {
     if let Some(stage) = &ns.staging {
         // SAFETY: mount(2) with NUL-terminated strings or nulls.
         unsafe {
-            check(
-                libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) as _,
-                b"make private",
-                &none,
-            )?;
+            make_mounts_private()?;
             check(
                 libc::mount(
                     stage.dir.as_ptr(),
@@ -502,17 +508,7 @@ fn build_root(ns: &NamespacePlan) -> io::Result<()> {
         let host = b"nimbus";
         libc::sethostname(host.as_ptr().cast(), host.len());
         if ns.staging.is_none() {
-            check(
-                libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) as _,
-                b"make private",
-                &none,
-            )?;
+            make_mounts_private()?;
         }
         check(
             libc::mount(

@@ -45,6 +45,34 @@ pub use freezer::Freezer;
 pub use plan::SystemView;
 pub use uids::{UidLease, UidPool};
 
+/// The pids of `root` and all its descendants (a sandboxed instance's whole
+/// PID namespace hangs below its keeper), from `/proc/<pid>/task/*/children`;
+/// at most 4,096, so a fork bomb cannot make the walk unbounded.
+pub(crate) fn process_tree(root: u32) -> Vec<u32> {
+    const MAX: usize = 4096;
+    let mut tree = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if tree.len() == MAX {
+            break;
+        }
+        tree.push(pid);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                stack.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    tree
+}
+
 /// The uid and gid an instance sees itself as in a rootless sandbox (those of
 /// Lambda's `sbx_user1051`).
 pub const INSIDE_UID: u32 = 993;

@@ -115,11 +115,6 @@ impl SystemView {
         self.binds.iter().any(|(b, _)| path.starts_with(b))
             || self.symlinks.iter().any(|(l, _)| path.starts_with(l))
     }
-
-    /// The host directories shown, for `nimbus up` and the docs.
-    pub fn shown(&self) -> impl Iterator<Item = &Path> {
-        self.binds.iter().map(|(p, _)| p.as_path())
-    }
 }
 
 /// What varies per instance.

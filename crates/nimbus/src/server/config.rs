@@ -489,24 +489,8 @@ impl HostConfig {
             // Scratch only (unpacked code, bootstraps): rebuilt at the next start.
             let _ = fs::remove_dir_all(&self.run_dir);
         }
-        match &self.runtime.cgroups {
-            CgroupSupport::V1 {
-                memory,
-                pids,
-                cpu,
-                freezer,
-            } => {
-                for dir in [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
-                    .into_iter()
-                    .flatten()
-                {
-                    let _ = fs::remove_dir(dir);
-                }
-            }
-            CgroupSupport::V2 { base } => {
-                let _ = fs::remove_dir(base);
-            }
-            CgroupSupport::None { .. } => {}
+        for dir in self.runtime.cgroups.server_groups() {
+            let _ = fs::remove_dir(dir);
         }
     }
 }

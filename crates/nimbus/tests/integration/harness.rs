@@ -98,25 +98,15 @@ impl Server {
 
     /// Starts `nimbus up` with extra flags on a fresh data dir.
     pub fn start_with(extra: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let data_dir = tmp.path().join("data");
-        let mut s = Server {
-            url: String::new(),
-            gateway: String::new(),
-            data_dir,
-            child: None,
-            _tmp: Some(tmp),
-            http: authed_client(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            stderr_log: PathBuf::new(),
-            leak_fd: false,
-        };
-        s.launch();
-        s
+        Self::start_on_fresh_data(extra, false)
     }
 
     /// Like `start_with`, leaking an inherited descriptor into the server.
     pub fn start_leaking_fd(extra: &[&str]) -> Self {
+        Self::start_on_fresh_data(extra, true)
+    }
+
+    fn start_on_fresh_data(extra: &[&str], leak_fd: bool) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Server {
@@ -128,7 +118,7 @@ impl Server {
             http: authed_client(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             stderr_log: PathBuf::new(),
-            leak_fd: true,
+            leak_fd,
         };
         s.launch();
         s
