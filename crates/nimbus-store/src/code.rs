@@ -128,16 +128,58 @@ impl CodeStore {
         // Every directory must be traversable by the unprivileged instance users,
         // whatever the server's umask made of the ones created along the way.
         open_dirs(tmp.path())?;
+        // Durable before it is visible: every file and directory is on disk
+        // before the rename names the tree, and the rename itself is synced.
+        // A tree under its final name is therefore whole after a power loss,
+        // which is what lets `dest.is_dir()` above trust it.
+        sync_tree(tmp.path())?;
         match fs::rename(tmp.path(), &dest) {
             Ok(()) => {
                 // The directory now lives at `dest`; do not let TempDir delete it.
                 let _ = tmp.keep();
+                sync_dir(root);
             }
             Err(_) if dest.is_dir() => {} // another task won the race
             Err(e) => return Err(StoreError::io(&dest, e)),
         }
         Ok(dest)
     }
+
+    /// Removes what an interrupted [`extract`](Self::extract) left in `root`
+    /// (its `.<sha256>-*` temporary trees); called at startup, before any
+    /// extraction can be running.
+    pub fn sweep_unpacked(root: &Path) {
+        let Ok(entries) = fs::read_dir(root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// fsyncs every regular file and directory below `dir` (symlinks are part of
+/// their directory's entries), children before parents.
+fn sync_tree(dir: &Path) -> Result<(), StoreError> {
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| StoreError::io(entry.path(), e))?;
+        if kind.is_dir() {
+            sync_tree(&entry.path())?;
+        } else if kind.is_file() {
+            let path = entry.path();
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io(&path, e))?;
+        }
+    }
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
 }
 
 fn open_dirs(dir: &Path) -> Result<(), StoreError> {
@@ -247,6 +289,8 @@ fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
     let mut buf = Vec::new();
     let mut kinds: BTreeMap<PathBuf, Kind> = BTreeMap::new();
     let mut symlinks: Vec<(PathBuf, String)> = Vec::new();
+    // Every link's (relative path, target), checked once the listing is whole.
+    let mut links: Vec<(PathBuf, String)> = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive
             .by_index(i)
@@ -301,6 +345,7 @@ fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
                 ))
                 .into());
             }
+            links.push((rel.clone(), target));
         }
         let rel_str = rel.to_string_lossy().replace('\\', "/");
         if !is_symlink {
@@ -326,10 +371,53 @@ fn walk(zip: &[u8], dest: Option<&Path>) -> Result<PackageListing, StoreError> {
             }
         }
     }
+    // The lexical check above cannot see through other links (`a/up -> ..`
+    // makes `esc -> a/up/a/up/../..` climb out while never going below depth
+    // 0 on paper), so a link's target may not pass *through* another link of
+    // the package: only its last component may be one (that link is checked
+    // on its own). Whole listings are known only now, since a link may come
+    // before the entries its target names.
+    for (rel, target) in &links {
+        if let Some(via) = through_symlink(&kinds, rel, target) {
+            return Err(ValidationError::package(format!(
+                "zip entry {:?} is a symlink to {target:?}, which resolves through the symlink {:?}; \
+                 links may point at a link but not through one",
+                rel.display(),
+                via.display()
+            ))
+            .into());
+        }
+    }
     for (path, target) in symlinks {
         std::os::unix::fs::symlink(&target, &path).map_err(|e| StoreError::io(&path, e))?;
     }
     Ok(listing)
+}
+
+/// The first link (other than the final component) that `target`, read
+/// relative to the link at `link`, passes through, if any.
+fn through_symlink(kinds: &BTreeMap<PathBuf, Kind>, link: &Path, target: &str) -> Option<PathBuf> {
+    let mut at: Vec<&std::ffi::OsStr> = link
+        .parent()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default();
+    let components: Vec<Component> = Path::new(target).components().collect();
+    for (i, c) in components.iter().enumerate() {
+        match c {
+            Component::Normal(s) => {
+                at.push(s);
+                let here: PathBuf = at.iter().collect();
+                if i + 1 < components.len() && kinds.get(&here) == Some(&Kind::Symlink) {
+                    return Some(here);
+                }
+            }
+            Component::ParentDir => {
+                at.pop();
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +506,21 @@ mod tests {
                 .unwrap(),
             root
         );
+        // Nothing but the named tree is left in the cache, and what an
+        // interrupted unpack leaves (a dot-named tree) is swept at startup.
+        let code = dir.path().join("code");
+        let names = |d: &Path| {
+            let mut v: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&code), vec![info.sha256.clone()]);
+        fs::create_dir_all(code.join(format!(".{}-half", info.sha256)).join("lib")).unwrap();
+        CodeStore::sweep_unpacked(&code);
+        assert_eq!(names(&code), vec![info.sha256.clone()]);
     }
 
     #[test]
@@ -453,6 +556,29 @@ mod tests {
         let zip = w.finish().unwrap().into_inner();
         let err = store.put_zip(&zip).unwrap_err();
         assert!(err.to_string().contains("conflicts with"), "{err}");
+        // The chain alone (nothing written below it) climbs out when resolved:
+        // refused, in either listing order.
+        for order in [["a/up", "esc"], ["esc", "a/up"]] {
+            let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+            for name in order {
+                let target = if name == "a/up" {
+                    ".."
+                } else {
+                    "a/up/a/up/../.."
+                };
+                w.add_symlink(name, target, link).unwrap();
+            }
+            let zip = w.finish().unwrap().into_inner();
+            let err = store.put_zip(&zip).unwrap_err();
+            assert!(err.to_string().contains("through the symlink"), "{err}");
+        }
+        // A link to a link (its last component) is fine.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("real", SimpleFileOptions::default()).unwrap();
+        w.write_all(b"x").unwrap();
+        w.add_symlink("one", "real", link).unwrap();
+        w.add_symlink("two", "one", link).unwrap();
+        store.put_zip(&w.finish().unwrap().into_inner()).unwrap();
         // A file and a directory of the same name are refused up front, too.
         let err = store
             .put_zip(&make_zip(&[("a", b"x", 0o644), ("a/b", b"y", 0o644)]))

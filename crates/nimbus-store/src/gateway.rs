@@ -8,7 +8,7 @@
 //! one URL per function. A JWT shared secret is sealed with the master key
 //! (as access-key secrets are); gateway keys are stored as SHA-256 hashes only.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chacha20poly1305::ChaCha20Poly1305;
@@ -85,7 +85,7 @@ pub struct SqliteGatewayStore {
 impl SqliteGatewayStore {
     pub fn new(conn: Connection, master_key: &[u8; 32]) -> Self {
         Self {
-            db: Arc::new(Mutex::new(conn)),
+            db: crate::sqlite::durable(conn),
             cipher: Arc::new(ChaCha20Poly1305::new(master_key.into())),
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -98,30 +98,51 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
 }
 
 /// Reads the master key, creating it (mode 0600) on first use.
+///
+/// Creation is atomic: the key is written to a temporary file in the same
+/// directory, fsynced, linked to its final name (which fails if another start
+/// won the race, whose key is then read) and the directory is fsynced. A crash
+/// at any point leaves either no `master.key` or a whole one, never a short
+/// file, and never a key that sealed rows depend on but the disk forgot.
 pub fn load_or_create_master_key(path: &Path) -> Result<[u8; MASTER_KEY_BYTES], StoreError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read(path) {
         Ok(b) if b.len() == MASTER_KEY_BYTES => {
             let mut k = [0u8; MASTER_KEY_BYTES];
             k.copy_from_slice(&b);
             Ok(k)
         }
-        Ok(_) => Err(StoreError::Corrupt(format!(
-            "{} is not a {MASTER_KEY_BYTES}-byte key",
-            path.display()
+        Ok(b) => Err(StoreError::Corrupt(format!(
+            "{} holds {} bytes, not a {MASTER_KEY_BYTES}-byte key; it was not written by nimbus \
+             (which creates it atomically): restore it from a backup, or, if no sealed secrets \
+             need it, delete it together with nimbus.db's access keys",
+            path.display(),
+            b.len()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let key = random::<MASTER_KEY_BYTES>()?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| StoreError::io(path, e))?;
-            f.write_all(&key)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| StoreError::io(path, e))?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".master.key-")
+                .tempfile_in(dir)
+                .map_err(|e| StoreError::io(dir, e))?;
+            // tempfile creates files 0600.
+            tmp.write_all(&key)
+                .and_then(|_| tmp.as_file().sync_all())
+                .map_err(|e| StoreError::io(tmp.path(), e))?;
+            match tmp.persist_noclobber(path) {
+                Ok(_) => {}
+                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return load_or_create_master_key(path);
+                }
+                Err(e) => return Err(StoreError::io(path, e.error)),
+            }
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::io(dir, e))?;
             Ok(key)
         }
         Err(e) => Err(StoreError::io(path, e)),
@@ -210,7 +231,7 @@ impl SqliteKeyStore {
             .finalize()
             .into();
         Self {
-            db: Arc::new(Mutex::new(conn)),
+            db: crate::sqlite::durable(conn),
             cipher: ChaCha20Poly1305::new(master_key.into()),
             cache: RwLock::new(HashMap::new()),
             function_secret,
@@ -405,6 +426,25 @@ impl KeyStore for SqliteKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_master_key_is_created_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        // What a crash during an earlier first start can leave: a temporary
+        // file, never a short master.key. The next start creates the key.
+        std::fs::write(dir.path().join(".master.key-abc123"), b"short").unwrap();
+        let key = load_or_create_master_key(&path).unwrap();
+        assert_eq!(load_or_create_master_key(&path).unwrap(), key);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A short key (not written by nimbus) is reported, never replaced.
+        std::fs::write(&path, b"short").unwrap();
+        let err = load_or_create_master_key(&path).unwrap_err().to_string();
+        assert!(err.contains("holds 5 bytes"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+    }
 
     #[tokio::test]
     async fn create_lookup_delete_and_encryption_at_rest() {

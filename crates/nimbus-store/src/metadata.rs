@@ -2,8 +2,6 @@
 //! of a function evolves quickly and is always read whole, so a document per row
 //! keeps migrations rare without giving up transactions.
 
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use nimbus_core::{AliasRecord, FunctionName, FunctionRecord};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -52,7 +50,7 @@ pub struct SqliteMetadataStore {
 impl SqliteMetadataStore {
     pub fn new(conn: Connection) -> Self {
         Self {
-            db: Arc::new(Mutex::new(conn)),
+            db: crate::sqlite::durable(conn),
         }
     }
 }

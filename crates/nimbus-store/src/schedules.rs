@@ -30,7 +30,7 @@ pub struct SqliteScheduleStore {
 impl SqliteScheduleStore {
     pub fn new(conn: rusqlite::Connection) -> Self {
         Self {
-            db: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+            db: crate::sqlite::durable(conn),
         }
     }
 }

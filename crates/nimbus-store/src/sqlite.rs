@@ -1,9 +1,13 @@
 //! The embedded database: one SQLite file in WAL mode.
 //!
-//! WAL lets the log writer and the control plane work without blocking readers;
-//! `synchronous=NORMAL` keeps commits durable across process crashes (the WAL is
-//! fsynced at checkpoints; only an OS crash can lose the last transactions), which
-//! is the right trade for metadata that changes rarely and logs that change often.
+//! WAL lets the log writer and the control plane work without blocking readers.
+//! Connections open with `synchronous=NORMAL`, durable across process crashes
+//! (the WAL is fsynced at checkpoints; only an OS crash can lose the last
+//! transactions), the right trade for logs that change often. The stores of
+//! acknowledged configuration (functions, keys, routes, schedules) switch their
+//! connection to `FULL` with [`durable`]: a key secret is shown once and a
+//! deploy is answered once, so their commits fsync the WAL before returning;
+//! they change rarely, so the fsync costs nothing that matters.
 //! Schema versions are tracked with `user_version` so upgrades are explicit.
 
 use std::path::Path;
@@ -98,6 +102,15 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub(crate) type Db = Arc<Mutex<Connection>>;
+
+/// Wraps a connection whose every commit must survive an OS crash or power
+/// loss (`synchronous=FULL`: the WAL is fsynced at each commit).
+pub(crate) fn durable(conn: Connection) -> Db {
+    if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+        tracing::error!("cannot make the metadata database fsync its commits: {e}");
+    }
+    Arc::new(Mutex::new(conn))
+}
 
 /// Opens (creating and migrating as needed) the database at `path`.
 pub fn open_database(path: &Path) -> Result<Connection, StoreError> {

@@ -1,7 +1,6 @@
 //! `nimbus deploy`: zip a directory, upload it (content-addressed), create or
 //! update the function.
 
-use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -282,7 +281,7 @@ async fn deploy_one(client: &Client, args: &DeployArgs, p: Planned) -> anyhow::R
     let runtime = m.runtime.clone().with_context(|| {
         format!("cannot tell the runtime of {name}; pass --runtime or set it in nimbus.toml")
     })?;
-    let zip = zip_dir(&p.code_dir)?;
+    let zip = super::package::zip_dir(&p.code_dir)?;
     let size = zip.len();
     let code = upload(client, zip, !args.client.json).await?;
     let sha = code["sha256"]
@@ -396,59 +395,6 @@ fn futures_stream(
         bar.finish_and_clear();
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
-/// Zips a directory deterministically (sorted, fixed timestamps, Unix modes kept),
-/// so the same tree always has the same sha256 and is stored once.
-pub fn zip_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::os::unix::fs::PermissionsExt;
-    use zip::write::SimpleFileOptions;
-    if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    let mut files = Vec::new();
-    collect(dir, dir, &mut files)?;
-    files.sort();
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    for rel in files {
-        let path = dir.join(&rel);
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mode = if meta.permissions().mode() & 0o111 != 0 {
-            0o755
-        } else {
-            0o644
-        };
-        let opts = SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .unix_permissions(mode)
-            .last_modified_time(zip::DateTime::default())
-            .large_file(meta.len() >= 1 << 32);
-        w.start_file(rel.as_str(), opts)?;
-        w.write_all(
-            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
-        )?;
-    }
-    Ok(w.finish()?.into_inner())
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let e = e?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name == ".git" || name == "__pycache__" || name == ".DS_Store" {
-            continue;
-        }
-        let ft = e.file_type()?;
-        let path = e.path();
-        if ft.is_dir() || (ft.is_symlink() && path.is_dir()) {
-            collect(root, &path, out)?;
-        } else {
-            out.push(path.strip_prefix(root)?.to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
 }
 
 pub fn human_bytes(n: u64) -> String {

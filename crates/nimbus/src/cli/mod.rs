@@ -6,6 +6,7 @@ mod functions;
 mod invoke;
 mod keys;
 mod logs;
+mod package;
 mod routes;
 mod schedules;
 mod usage;

@@ -248,8 +248,16 @@ impl HostConfig {
             .truncate(false)
             .write(true)
             .open(data_dir.join("nimbus.lock"))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // A POSIX record lock, not flock(2): it belongs to this process, so it
+        // is released the moment the server dies, even while a child forked
+        // from it (a keeper, a runtime between fork and exec) still shares the
+        // descriptor. With flock such a child held the lock for a few
+        // milliseconds after a SIGKILL, and an immediate restart was refused.
+        // SAFETY: an all-zero flock struct is valid; fcntl on an fd we own.
+        let mut whole_file: libc::flock = unsafe { std::mem::zeroed() };
+        whole_file.l_type = libc::F_WRLCK as _;
+        whole_file.l_whence = libc::SEEK_SET as _;
+        if unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_SETLK, &whole_file) } != 0 {
             bail!(
                 "another nimbus is already running on {}",
                 data_dir.display()
@@ -274,6 +282,9 @@ impl HostConfig {
             fs::create_dir_all(run_dir.join(sub))?;
             set_mode(&run_dir.join(sub), 0o711)?;
         }
+        // Code trees an interrupted unpack left behind (whole trees are fsynced
+        // before they get their name, so named ones are trusted).
+        nimbus_store::CodeStore::sweep_unpacked(&run_dir.join("code"));
         let bootstraps = nimbus_runtime::bootstraps::install(&run_dir.join("runtime"))
             .context("cannot install the runtime bootstraps")?;
 
