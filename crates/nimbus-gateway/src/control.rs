@@ -17,7 +17,7 @@ use nimbus_store::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore,
 use crate::auth::{KeyHash, generate_key};
 use crate::config::{
     ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, NewGatewayKey, Route, RouteSpec,
-    UrlSpec, check_auth,
+    UrlSpec, check_auth, check_body_limit,
 };
 use crate::routes::{RouteError, RouteTable};
 use crate::snapshot::{CompileInput, Snapshot};
@@ -340,10 +340,9 @@ impl Gateway {
             ));
         }
         check_auth(spec.auth, None).map_err(GatewayError::Invalid)?;
-        if spec.body_limit == Some(0) {
-            return Err(GatewayError::Invalid(
-                "body_limit must be at least 1 byte".into(),
-            ));
+        check_body_limit(spec.body_limit).map_err(GatewayError::Invalid)?;
+        if let Some(c) = &spec.cors {
+            c.validate().map_err(GatewayError::Invalid)?;
         }
         self.check_function(function).await?;
         let _w = self.writes.lock().await;
