@@ -18,6 +18,11 @@ pub const DEFAULT_BODY_LIMIT: usize = 6 * 1024 * 1024;
 /// payload limit. The body is held in memory and copied into the event, so a
 /// declared limit is a promise of memory per request.
 pub const MAX_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// Most routes one API (HTTP or WebSocket) may have: API Gateway's default
+/// quota of 300 routes per API. Each route is compiled into every snapshot.
+pub const MAX_ROUTES: usize = 300;
+/// Longest HTTP route key (`GET /…`) accepted.
+pub const MAX_ROUTE_KEY_BYTES: usize = 2048;
 /// Default WebSocket route-selection expression (as in the API Gateway console).
 pub const DEFAULT_ROUTE_SELECTION: &str = "$request.body.action";
 
@@ -406,6 +411,12 @@ fn check_http_key(key: &str) -> Result<(), String> {
     if key == DEFAULT_ROUTE_KEY {
         return Ok(());
     }
+    if key.len() > MAX_ROUTE_KEY_BYTES {
+        return Err(format!(
+            "invalid route: at most {MAX_ROUTE_KEY_BYTES} bytes, got {}",
+            key.len()
+        ));
+    }
     // Validate by inserting into a scratch table: one parser, one set of rules.
     let mut t = RouteTable::new();
     let (method, template) = key.split_once(' ').ok_or_else(|| {
@@ -495,6 +506,12 @@ mod tests {
             ..Default::default()
         });
         s.normalize().unwrap();
+    }
+
+    #[test]
+    fn long_route_keys_are_refused() {
+        let long = format!("GET /{}", "a/".repeat(MAX_ROUTE_KEY_BYTES));
+        assert!(spec(&long).normalize().unwrap_err().contains("at most"));
     }
 
     #[test]

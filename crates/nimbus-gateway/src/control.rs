@@ -16,8 +16,8 @@ use nimbus_store::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore,
 
 use crate::auth::{KeyHash, generate_key};
 use crate::config::{
-    ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, NewGatewayKey, Route, RouteSpec,
-    UrlSpec, check_auth, check_body_limit,
+    ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, MAX_ROUTES, NewGatewayKey, Route,
+    RouteSpec, UrlSpec, check_auth, check_body_limit,
 };
 use crate::routes::{RouteError, RouteTable};
 use crate::snapshot::{CompileInput, Snapshot};
@@ -236,6 +236,13 @@ impl Gateway {
                     }
                 }
             }
+        }
+        let same_api = existing.iter().filter(|r| r.spec.api == spec.api).count();
+        if replaces.is_none() && same_api >= MAX_ROUTES {
+            return Err(GatewayError::Invalid(format!(
+                "the {} API already has {MAX_ROUTES} routes, the most one API may have",
+                spec.api.as_str()
+            )));
         }
         match spec.api {
             ApiKind::Http => http.insert_key(&spec.route, ())?,

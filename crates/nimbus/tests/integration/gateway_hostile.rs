@@ -335,6 +335,41 @@ fn configurations_aws_refuses_are_refused() {
         &json!({"route": "GET /big", "function": "where", "body_limit": 10 * 1024 * 1024}),
     );
     assert_eq!(st, 201, "{v}");
+
+    // Route keys and route counts are bounded (API Gateway: 300 routes per API).
+    let long = format!("GET /{}", "a/".repeat(2048));
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": long, "function": "where"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    let started = Instant::now();
+    for i in 2..300 {
+        add_route(
+            &s,
+            json!({"route": format!("GET /r/{i}"), "function": "where"}),
+        );
+    }
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": "GET /one-too-many", "function": "where"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("300 routes"),
+        "{v}"
+    );
+    // WebSocket routes are another API with a quota of their own.
+    add_route(
+        &s,
+        json!({"route": "$default", "api": "websocket", "function": "where"}),
+    );
+    eprintln!("300 routes declared in {:?}", started.elapsed());
 }
 
 // ------------------------------------------------------------ WebSockets --
