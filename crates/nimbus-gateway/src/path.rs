@@ -61,6 +61,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         // `*` (OPTIONS) or an empty path: nothing routes on it.
         return Ok(Cow::Borrowed(path));
     };
+    // Most paths have nothing to resolve: no allocation for them.
+    if !path.contains('%') && !path.as_bytes().windows(2).any(|w| w == b"/." || w == b"//") {
+        return Ok(Cow::Borrowed(path));
+    }
     let mut changed = false;
     let mut out: Vec<&str> = Vec::new();
     let mut trailing = false;
