@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::error::ValidationError;
 
 /// Services a grant can name.
-pub const SERVICES: &[&str] = &["s3", "sqs", "sns", "lambda", "states"];
+pub const SERVICES: &[&str] = &["s3", "sqs", "sns", "lambda", "states", "execute-api"];
 
 /// Most entries (grants plus statements) one function may hold.
 pub const MAX_GRANTS: usize = 100;
@@ -237,6 +237,8 @@ pub fn expand_grant(grant: &str) -> Option<Statement> {
             format!("arn:aws:states:*:*:stateMachine:{name}"),
             format!("arn:aws:states:*:*:execution:{name}:*"),
         ],
+        // The gateway's WebSocket API (`nimbus`): its connections endpoint.
+        "execute-api" => vec![format!("arn:aws:execute-api:*:*:{name}/*")],
         _ => return None,
     };
     Some(Statement {

@@ -242,6 +242,8 @@ pub const ACTIONS: &[&str] = &[
     "states:GetExecutionHistory",
     "states:StopExecution",
     "states:ListExecutions",
+    // API Gateway: the WebSocket connections endpoint
+    "execute-api:ManageConnections",
 ];
 
 #[cfg(test)]

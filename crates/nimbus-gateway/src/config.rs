@@ -14,6 +14,15 @@ use crate::websocket::{CONNECT_ROUTE, DISCONNECT_ROUTE, RouteSelector};
 
 /// Default request body limit of a route: Lambda's synchronous payload limit.
 pub const DEFAULT_BODY_LIMIT: usize = 6 * 1024 * 1024;
+/// Largest `body_limit` a route or URL may declare: API Gateway's 10 MB
+/// payload limit. The body is held in memory and copied into the event, so a
+/// declared limit is a promise of memory per request.
+pub const MAX_BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// Most routes one API (HTTP or WebSocket) may have: API Gateway's default
+/// quota of 300 routes per API. Each route is compiled into every snapshot.
+pub const MAX_ROUTES: usize = 300;
+/// Longest HTTP route key (`GET /…`) accepted.
+pub const MAX_ROUTE_KEY_BYTES: usize = 2048;
 /// Default WebSocket route-selection expression (as in the API Gateway console).
 pub const DEFAULT_ROUTE_SELECTION: &str = "$request.body.action";
 
@@ -100,6 +109,21 @@ pub struct CorsSettings {
 }
 
 impl CorsSettings {
+    /// Refuses `*` origins with credentials, as HTTP APIs and function URLs
+    /// do: browsers never send credentials to a `*` answer, so the only way
+    /// to honour it would be to echo every origin, which lets any site make
+    /// credentialed requests and read the answers.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.allow_credentials && self.allow_origins.iter().any(|o| o.trim() == "*") {
+            return Err(
+                "invalid cors: allow_credentials cannot be true when allow_origins contains \"*\"; \
+                 list the origins that may send credentials"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     pub fn to_config(&self) -> crate::CorsConfig {
         crate::CorsConfig {
             allow_origins: self.allow_origins.clone(),
@@ -365,16 +389,33 @@ impl RouteSpec {
         {
             return Err("rate_limit needs rate >= 0 and burst >= 1".into());
         }
-        if self.body_limit == Some(0) {
-            return Err("body_limit must be at least 1 byte".into());
+        if let Some(c) = &self.cors {
+            c.validate()?;
         }
-        Ok(())
+        check_body_limit(self.body_limit)
+    }
+}
+
+/// A declared `body_limit`: at least 1 byte, at most [`MAX_BODY_LIMIT`].
+pub fn check_body_limit(limit: Option<usize>) -> Result<(), String> {
+    match limit {
+        Some(0) => Err("body_limit must be at least 1 byte".into()),
+        Some(n) if n > MAX_BODY_LIMIT => Err(format!(
+            "body_limit must be at most {MAX_BODY_LIMIT} bytes (10 MB, API Gateway's payload limit), got {n}"
+        )),
+        _ => Ok(()),
     }
 }
 
 fn check_http_key(key: &str) -> Result<(), String> {
     if key == DEFAULT_ROUTE_KEY {
         return Ok(());
+    }
+    if key.len() > MAX_ROUTE_KEY_BYTES {
+        return Err(format!(
+            "invalid route: at most {MAX_ROUTE_KEY_BYTES} bytes, got {}",
+            key.len()
+        ));
     }
     // Validate by inserting into a scratch table: one parser, one set of rules.
     let mut t = RouteTable::new();
@@ -445,6 +486,43 @@ mod tests {
         let mut bad = spec("$conect");
         bad.api = ApiKind::Websocket;
         assert!(bad.normalize().is_err());
+    }
+
+    #[test]
+    fn cors_wildcard_with_credentials_is_refused() {
+        let mut s = spec("GET /x");
+        s.cors = Some(CorsSettings {
+            allow_origins: vec!["*".into()],
+            allow_credentials: true,
+            ..Default::default()
+        });
+        let e = s.clone().normalize().unwrap_err();
+        assert!(e.contains("allow_credentials"), "{e}");
+        s.cors.as_mut().unwrap().allow_credentials = false;
+        s.clone().normalize().unwrap();
+        s.cors = Some(CorsSettings {
+            allow_origins: vec!["https://app.example".into()],
+            allow_credentials: true,
+            ..Default::default()
+        });
+        s.normalize().unwrap();
+    }
+
+    #[test]
+    fn long_route_keys_are_refused() {
+        let long = format!("GET /{}", "a/".repeat(MAX_ROUTE_KEY_BYTES));
+        assert!(spec(&long).normalize().unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn body_limit_is_bounded() {
+        let mut s = spec("GET /x");
+        s.body_limit = Some(MAX_BODY_LIMIT + 1);
+        assert!(s.clone().normalize().unwrap_err().contains("at most"));
+        s.body_limit = Some(MAX_BODY_LIMIT);
+        s.clone().normalize().unwrap();
+        s.body_limit = Some(0);
+        assert!(s.normalize().is_err());
     }
 
     #[test]

@@ -16,8 +16,8 @@ use nimbus_store::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore,
 
 use crate::auth::{KeyHash, generate_key};
 use crate::config::{
-    ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, NewGatewayKey, Route, RouteSpec,
-    UrlSpec, check_auth,
+    ApiKind, AuthKind, FunctionUrl, GatewayKey, KeyKind, KeySpec, MAX_ROUTES, NewGatewayKey, Route,
+    RouteSpec, UrlSpec, check_auth, check_body_limit,
 };
 use crate::routes::{RouteError, RouteTable};
 use crate::snapshot::{CompileInput, Snapshot};
@@ -237,6 +237,13 @@ impl Gateway {
                 }
             }
         }
+        let same_api = existing.iter().filter(|r| r.spec.api == spec.api).count();
+        if replaces.is_none() && same_api >= MAX_ROUTES {
+            return Err(GatewayError::Invalid(format!(
+                "the {} API already has {MAX_ROUTES} routes, the most one API may have",
+                spec.api.as_str()
+            )));
+        }
         match spec.api {
             ApiKind::Http => http.insert_key(&spec.route, ())?,
             ApiKind::Websocket => {
@@ -340,10 +347,9 @@ impl Gateway {
             ));
         }
         check_auth(spec.auth, None).map_err(GatewayError::Invalid)?;
-        if spec.body_limit == Some(0) {
-            return Err(GatewayError::Invalid(
-                "body_limit must be at least 1 byte".into(),
-            ));
+        check_body_limit(spec.body_limit).map_err(GatewayError::Invalid)?;
+        if let Some(c) = &spec.cors {
+            c.validate().map_err(GatewayError::Invalid)?;
         }
         self.check_function(function).await?;
         let _w = self.writes.lock().await;

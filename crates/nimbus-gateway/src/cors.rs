@@ -7,9 +7,10 @@
 //!
 //! The Fetch standard forbids `Access-Control-Allow-Origin: *` on credentialed
 //! requests (and treats `*` in the allow-methods/headers lists as a literal
-//! name there). So with `allow_credentials`, a `*` configuration echoes the
-//! request's origin, method and headers instead, and `Vary: Origin` tells
-//! caches the answer depends on the origin.
+//! name there). `*` origins with `allow_credentials` are refused when
+//! configured, as AWS refuses them; with listed origins and credentials, `*`
+//! methods and headers echo the request's method and headers instead, and
+//! `Vary: Origin` tells caches the answer depends on the origin.
 
 use bytes::Bytes;
 use http::header::{
@@ -75,15 +76,23 @@ impl CorsConfig {
     /// `Access-Control-Allow-Origin` for an allowed `origin`: `*` only when
     /// `*` is configured and credentials are not.
     fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
-        if has_star(&self.allow_origins) && !self.allow_credentials {
+        if has_star(&self.allow_origins) && !self.credentials() {
             HeaderValue::from_static("*")
         } else {
             origin.clone()
         }
     }
 
+    /// Whether credentials are allowed: never with `*` origins, which
+    /// validation refuses ([`crate::config::CorsSettings::validate`]); a
+    /// configuration stored before that check answers without credentials
+    /// rather than echoing every origin.
+    fn credentials(&self) -> bool {
+        self.allow_credentials && !has_star(&self.allow_origins)
+    }
+
     fn varies_by_origin(&self) -> bool {
-        !has_star(&self.allow_origins) || self.allow_credentials
+        !has_star(&self.allow_origins) || self.credentials()
     }
 
     fn method_allowed(&self, method: &str) -> bool {
@@ -146,7 +155,7 @@ impl CorsConfig {
         }
 
         out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
-        if self.allow_credentials {
+        if self.credentials() {
             out.insert(
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -154,7 +163,7 @@ impl CorsConfig {
         }
         // `*` is a wildcard only without credentials; echo what was asked.
         let methods = if has_star(&self.allow_methods) {
-            if self.allow_credentials {
+            if self.credentials() {
                 value(method)
             } else {
                 Some(HeaderValue::from_static("*"))
@@ -193,7 +202,7 @@ impl CorsConfig {
             return;
         }
         response_headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
-        if self.allow_credentials {
+        if self.credentials() {
             response_headers.insert(
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -336,9 +345,24 @@ mod tests {
     }
 
     #[test]
-    fn credentials_with_wildcards_echo_per_fetch() {
+    fn star_origins_never_allow_credentials() {
+        // Refused at configuration; a stored one must not echo every origin.
         let c = CorsConfig {
             allow_origins: strings(&["*"]),
+            allow_methods: strings(&["GET"]),
+            allow_credentials: true,
+            ..CorsConfig::default()
+        };
+        let mut out = HeaderMap::new();
+        c.apply(&req(&[("origin", "https://evil.example")]), &mut out);
+        assert_eq!(out[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert!(out.get(ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
+    }
+
+    #[test]
+    fn credentials_with_wildcards_echo_per_fetch() {
+        let c = CorsConfig {
+            allow_origins: strings(&["https://any.example"]),
             allow_methods: strings(&["*"]),
             allow_headers: strings(&["*"]),
             allow_credentials: true,

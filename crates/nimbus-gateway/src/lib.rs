@@ -11,6 +11,8 @@
 //!
 //! One request, in order:
 //!
+//! 0. [`path::normalize`]: dot segments resolved, encoded slashes refused
+//!    (400), so a route's auth covers every spelling of its paths;
 //! 1. CORS preflight: [`cors::is_preflight`] → [`cors::CorsConfig::preflight`]
 //!    (answered by the gateway, no function runs);
 //! 2. [`routes::RouteTable::lookup`] → 404 via [`apigw::not_found_response`];
@@ -20,8 +22,9 @@
 //! 5. build the event: [`apigw::v1::build_event`], [`apigw::v2::build_event`]
 //!    or [`apigw::function_url::build_event`] from an [`apigw::ProxyRequest`];
 //! 6. invoke the function with those bytes (outside this crate);
-//! 7. map its output: `parse_response` of the same format, and on error or
-//!    function failure the format's `malformed_response`;
+//! 7. map its output: `parse_response` of the same format (framing and
+//!    hop-by-hop headers removed, [`apigw::strip_framing_headers`]), and on
+//!    error or function failure the format's `malformed_response`;
 //! 8. [`cors::CorsConfig::apply`] on the response headers;
 //! 9. log an [`access_log::AccessLog`] line.
 //!
@@ -38,6 +41,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod cors;
+pub mod path;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
@@ -60,4 +64,5 @@ pub use ratelimit::{RateLimit, RateLimiter, Throttled, TokenBucket};
 pub use routes::{
     Lookup, PathParams, RouteError, RouteMatch, RouteMethod, RouteTable, RouteTarget,
 };
-pub use server::GatewayServer;
+pub use server::{GatewayServer, ServerOptions};
+pub use ws_server::{ConnectionsAuth, ManageDenied, ManageRequest, WsLimits};

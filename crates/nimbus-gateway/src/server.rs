@@ -13,6 +13,7 @@
 //! requests go to the WebSocket API ([`crate::ws_server`]); `/@url/<id>/…`
 //! (or a `Host` of `<id>.lambda-url.…` / `<id>.localhost`) reaches a function URL.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,7 +39,7 @@ use crate::control::Gateway;
 use crate::cors;
 use crate::routes::{DEFAULT_ROUTE_KEY, Lookup, PathParams};
 use crate::snapshot::{Auth, EventFormat, Snapshot, Target};
-use crate::ws_server::{self, Connections};
+use crate::ws_server::{self, Connections, ConnectionsAuth, WsLimits};
 
 /// Body of a 413 answer.
 pub const TOO_LARGE_BODY: &str = r#"{"message":"Request Entity Too Large"}"#;
@@ -59,7 +60,26 @@ pub(crate) struct Shared {
     pub workflows: Option<Arc<nimbus_engine::workflows::Workflows>>,
     /// Identity of the HTTP and WebSocket APIs in events.
     pub api: ApiInfo,
+    /// The region in ARNs (the connections endpoint's resource).
+    pub region: String,
     pub ws: Connections,
+}
+
+/// How the listener is bounded and who may use the connections endpoint.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub websocket: WsLimits,
+    /// Decides who may call `/@connections` (by default nobody).
+    pub connections_auth: Arc<dyn ConnectionsAuth>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            websocket: WsLimits::default(),
+            connections_auth: Arc::new(ws_server::DenyAll),
+        }
+    }
 }
 
 /// The running gateway (cheap to clone).
@@ -72,7 +92,12 @@ impl GatewayServer {
     /// A gateway serving `gateway`'s configuration; `domain` is the
     /// `host:port` functions see as `requestContext.domainName` (and use to
     /// reach the connections endpoint).
-    pub fn new(gateway: &Gateway, invoker: Arc<Invoker>, domain: &str) -> Self {
+    pub fn new(
+        gateway: &Gateway,
+        invoker: Arc<Invoker>,
+        domain: &str,
+        options: ServerOptions,
+    ) -> Self {
         let settings = gateway.settings();
         Self {
             shared: Arc::new(Shared {
@@ -80,7 +105,8 @@ impl GatewayServer {
                 invoker,
                 workflows: gateway.workflows(),
                 api: ApiInfo::new(&settings.account_id, "nimbus", domain, DEFAULT_ROUTE_KEY),
-                ws: Connections::default(),
+                region: settings.region.clone(),
+                ws: Connections::new(options.websocket, options.connections_auth),
             }),
         }
     }
@@ -110,6 +136,14 @@ impl GatewayServer {
     }
 }
 
+/// Body of a 400 answer.
+pub const BAD_REQUEST_BODY: &str = r#"{"message":"Bad Request"}"#;
+
+fn bad_request() -> axum::response::Response {
+    let rid = nimbus_core::InvocationId::new().to_string();
+    gateway_error(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY, &rid).map(Body::from)
+}
+
 fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -122,6 +156,24 @@ async fn handle(
     req: Request,
 ) -> axum::response::Response {
     let start = Instant::now();
+    let mut req = req;
+    match crate::path::normalize(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => {}
+        Ok(Cow::Owned(path)) => {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            match Uri::try_from(pq) {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => return bad_request(),
+            }
+        }
+        Err(e) => {
+            tracing::debug!(path = req.uri().path(), "refused: {e}");
+            return bad_request();
+        }
+    }
     if let Some(id) = ws_server::connection_id(req.uri().path()) {
         return ws_server::manage(&s, id.into_owned(), req).await;
     }
@@ -332,7 +384,7 @@ async fn prepare(target: &Target, call: &Call<'_>, body: Body) -> Result<Vec<u8>
             tracing::debug!(request_id = rid, "request body not received: {e}");
             return Err(gateway_error(
                 StatusCode::BAD_REQUEST,
-                r#"{"message":"Bad Request"}"#,
+                BAD_REQUEST_BODY,
                 rid,
             ));
         }

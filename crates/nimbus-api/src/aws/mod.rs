@@ -5,6 +5,7 @@
 //! commands as the native API.
 
 mod auth;
+pub mod connections;
 mod error;
 mod eventstream;
 mod lambda;

@@ -373,6 +373,55 @@ fn header_name(name: &str) -> Result<http::HeaderName, ResponseError> {
         .map_err(|_| ResponseError::InvalidHeaders(format!("`{name}` is not a valid header name")))
 }
 
+/// Headers a function may not set on the wire, and what becomes of them.
+///
+/// Framing and hop-by-hop headers belong to the connection between the
+/// gateway and its client, not to the function: a `Content-Length` that
+/// disagrees with the body (hyper trusts it as given), `Transfer-Encoding`,
+/// `Connection` or `Upgrade` from a function would let it end the response
+/// early, splice a second response into a kept-alive connection, or hang the
+/// client. API Gateway keeps the function's values readable where it can, as
+/// `x-amzn-Remapped-<name>` (REST APIs do so for `Connection` and
+/// `Content-Length`), and drops the rest; so does this. The body's real length
+/// is computed by hyper.
+const REMAPPED: [&str; 2] = ["connection", "content-length"];
+const DROPPED: [&str; 6] = [
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+    "te",
+    "proxy-connection",
+];
+
+/// Removes the framing and hop-by-hop headers a function set (see
+/// [`REMAPPED`] and [`DROPPED`]), keeping the remapped ones' values under
+/// `x-amzn-Remapped-<name>`; `Proxy-*` headers are dropped too.
+pub fn strip_framing_headers(headers: &mut HeaderMap) {
+    for name in REMAPPED {
+        let values: Vec<HeaderValue> = match headers.entry(name) {
+            http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+            http::header::Entry::Vacant(_) => continue,
+        };
+        let remapped = http::HeaderName::from_bytes(format!("x-amzn-remapped-{name}").as_bytes())
+            .expect("a valid header name");
+        for v in values {
+            headers.append(remapped.clone(), v);
+        }
+    }
+    for name in DROPPED {
+        headers.remove(name);
+    }
+    let proxy: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
 fn object<'v>(obj: &'v JsonMap, field: &str) -> Result<Option<&'v JsonMap>, ResponseError> {
     match obj.get(field) {
         None | Some(serde_json::Value::Null) => Ok(None),
@@ -479,6 +528,69 @@ mod tests {
         assert_eq!(r.body().as_ref(), br#"{"message":"Not Found"}"#);
         assert_eq!(r.headers()["x-amzn-requestid"], "req-1");
         assert_eq!(r.headers()["content-type"], "application/json");
+    }
+
+    #[test]
+    fn framing_headers_from_functions_never_reach_the_wire() {
+        let out = serde_json::json!({
+            "statusCode": 200,
+            "headers": {
+                "Content-Length": "0",
+                "Transfer-Encoding": "chunked",
+                "Connection": "close",
+                "Keep-Alive": "timeout=5",
+                "Upgrade": "h2c",
+                "Trailer": "x-t",
+                "TE": "trailers",
+                "Proxy-Authenticate": "Basic",
+                "X-Kept": "yes"
+            },
+            "body": "hello"
+        })
+        .to_string();
+        for resp in [
+            v1::parse_response(out.as_bytes()).unwrap(),
+            v2::parse_response(out.as_bytes()).unwrap(),
+        ] {
+            let h = resp.headers();
+            for gone in [
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "keep-alive",
+                "upgrade",
+                "trailer",
+                "te",
+                "proxy-authenticate",
+            ] {
+                assert!(!h.contains_key(gone), "{gone} kept");
+            }
+            assert_eq!(h["x-amzn-remapped-content-length"], "0");
+            assert_eq!(h["x-amzn-remapped-connection"], "close");
+            assert_eq!(h["x-kept"], "yes");
+            assert_eq!(resp.body().as_ref(), b"hello");
+        }
+    }
+
+    #[test]
+    fn header_values_with_control_characters_are_refused() {
+        for bad in [r"a\r\nSet-Cookie: x=1", r"a\nb", r"a\u0000b"] {
+            let out = format!(r#"{{"statusCode":200,"headers":{{"X-A":"{bad}"}}}}"#);
+            assert!(matches!(
+                v1::parse_response(out.as_bytes()),
+                Err(ResponseError::InvalidHeaders(_))
+            ));
+            assert!(matches!(
+                v2::parse_response(out.as_bytes()),
+                Err(ResponseError::InvalidHeaders(_))
+            ));
+            let cookies = format!(r#"{{"statusCode":200,"cookies":["{bad}"]}}"#);
+            assert!(v2::parse_response(cookies.as_bytes()).is_err());
+            let multi = format!(r#"{{"statusCode":200,"multiValueHeaders":{{"X-A":["{bad}"]}}}}"#);
+            assert!(v1::parse_response(multi.as_bytes()).is_err());
+        }
+        let name = r#"{"statusCode":200,"headers":{"X-A\r\nX-B":"1"}}"#;
+        assert!(v2::parse_response(name.as_bytes()).is_err());
     }
 
     #[test]

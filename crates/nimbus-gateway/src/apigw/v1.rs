@@ -270,6 +270,7 @@ pub fn parse_response(payload: &[u8]) -> Result<Response<Bytes>, ResponseError> 
             }
         }
     }
+    super::strip_framing_headers(resp.headers_mut());
     Ok(resp)
 }
 

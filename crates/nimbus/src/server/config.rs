@@ -28,6 +28,21 @@ pub struct ServerArgs {
     /// Address of the HTTP gateway (routes, function URLs, WebSocket APIs).
     #[arg(long, env = "NIMBUS_GATEWAY_LISTEN", default_value = "127.0.0.1:8471")]
     pub gateway_listen: SocketAddr,
+    /// Most WebSocket connections open at once on the gateway; further
+    /// upgrades get 429.
+    #[arg(long, default_value_t = nimbus_gateway::ws_server::DEFAULT_MAX_CONNECTIONS)]
+    pub ws_max_connections: usize,
+    /// Most WebSocket connections open at once from one client address.
+    #[arg(long, default_value_t = nimbus_gateway::ws_server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub ws_max_connections_per_ip: usize,
+    /// A WebSocket connection with no frame either way for this long is
+    /// closed (API Gateway's idle timeout).
+    #[arg(long, default_value = "10m")]
+    pub ws_idle_timeout: humantime::Duration,
+    /// A WebSocket connection open this long is closed (API Gateway's
+    /// maximum connection duration).
+    #[arg(long, default_value = "2h")]
+    pub ws_max_lifetime: humantime::Duration,
     /// Scratch directory for unpacked code and instance /tmp areas
     /// (default: a private directory under /tmp).
     #[arg(long, env = "NIMBUS_RUN_DIR")]

@@ -209,7 +209,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await?,
     );
     gateway.set_workflows(workflows.clone());
-    let gateway_server = GatewayServer::new(&gateway, invoker.clone(), &gateway_domain);
+    let gateway_server = GatewayServer::new(
+        &gateway,
+        invoker.clone(),
+        &gateway_domain,
+        nimbus_gateway::ServerOptions {
+            websocket: nimbus_gateway::WsLimits {
+                max_connections: args.ws_max_connections,
+                max_connections_per_ip: args.ws_max_connections_per_ip,
+                idle_timeout: args.ws_idle_timeout.into(),
+                max_lifetime: args.ws_max_lifetime.into(),
+            },
+            connections_auth: Arc::new(nimbus_api::aws::connections::ConnectionsAuthorizer::new(
+                keys.clone(),
+                control.clone(),
+                if args.dev {
+                    AuthMode::Dev
+                } else {
+                    AuthMode::Verify
+                },
+            )),
+        },
+    );
 
     let app = nimbus_api::router(nimbus_api::ApiState {
         control,

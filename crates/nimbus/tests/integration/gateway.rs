@@ -514,13 +514,31 @@ impl std::io::Read for ChunkReader {
 }
 
 /// A WebSocket handler in the API Gateway style: remembers nothing, answers
-/// through the connections endpoint, closes on request.
+/// through the connections endpoint (signing with its own credentials, as an
+/// SDK would, under its `execute-api` grant), closes on request.
 const WS: &str = r#"
-import json, urllib.request
+import datetime, hashlib, hmac, json, os, urllib.parse, urllib.request
+def _mac(key, msg):
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 def post(event, method, data=None):
     ctx = event["requestContext"]
     url = "http://%s/%s/@connections/%s" % (ctx["domainName"], ctx["stage"], ctx["connectionId"])
-    req = urllib.request.Request(url, data=data, method=method)
+    u = urllib.parse.urlsplit(url)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    scope = "%s/%s/execute-api/aws4_request" % (now[:8], region)
+    canonical = "\n".join([method, urllib.parse.quote(u.path), "", "host:" + u.netloc,
+                           "x-amz-date:" + now, "", "host;x-amz-date",
+                           hashlib.sha256(data or b"").hexdigest()])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", now, scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _mac(("AWS4" + os.environ["AWS_SECRET_ACCESS_KEY"]).encode(), now[:8])
+    for part in (region, "execute-api", "aws4_request"):
+        key = _mac(key, part)
+    auth = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=host;x-amz-date, Signature=%s" % (
+        os.environ["AWS_ACCESS_KEY_ID"], scope, hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest())
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"x-amz-date": now, "authorization": auth})
     with urllib.request.urlopen(req) as r:
         return r.status, r.read()
 def handler(event, context):
@@ -551,7 +569,7 @@ def handler(event, context):
 fn websocket_connect_message_push_and_disconnect() {
     use tungstenite::Message;
     let s = Server::start();
-    deploy_py(&s, "ws", WS, json!({}));
+    deploy_py(&s, "ws", WS, json!({"permissions": ["execute-api:nimbus"]}));
     for route in ["$connect", "$disconnect", "$default", "echo", "info", "bye"] {
         add_route(
             &s,
@@ -596,13 +614,23 @@ fn websocket_connect_message_push_and_disconnect() {
     ] {
         assert!(lines.iter().any(|l| l.contains(want)), "{want}: {lines:?}");
     }
-    // Unknown connections are gone.
+    // The connections endpoint refuses unsigned requests; signed ones for
+    // unknown connections are gone.
     let r = plain()
         .post(format!("{}/@connections/nope", s.gateway))
         .body("x")
         .send()
         .unwrap();
-    assert_eq!(r.status(), 410);
+    assert_eq!(r.status(), 403);
+    let (st, kind, _) = crate::gateway_hostile::signed_manage(
+        &s,
+        "POST",
+        "/@connections/nope",
+        b"x",
+        ADMIN_KEY_ID,
+        ADMIN_SECRET,
+    );
+    assert_eq!((st, kind.as_str()), (410, "GoneException"));
 
     // Shutdown closes open connections with 1001 (going away).
     let (mut ws, _) = tungstenite::connect(format!("{ws_url}/")).unwrap();

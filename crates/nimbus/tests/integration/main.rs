@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod failures;
 mod gateway;
+mod gateway_hostile;
 mod handler_styles;
 mod hostile;
 mod lifecycle;
