@@ -48,14 +48,20 @@ UPTIME_S = (0.5, 3.0)
 DRAIN_TIMEOUT_S = float(os.environ.get("NIMBUS_FAULT_DRAIN_S", "90"))
 
 REC_SOURCE = '''\
-import json, os, urllib.request
+import json, os, time, urllib.request
 
 SINK = os.environ["SINK_URL"]
 
 def report(kind, token, identity):
     body = json.dumps({"kind": kind, "token": token, "identity": identity}).encode()
-    req = urllib.request.Request(SINK, data=body, method="POST", headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
+    for attempt in range(20):  # the sink is the test's, not the server's: never lose a report to it
+        try:
+            req = urllib.request.Request(SINK, data=body, method="POST", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).read()
+            return
+        except OSError:
+            time.sleep(0.05 * (attempt + 1))
+    raise RuntimeError("the test's sink did not answer")
 
 def handler(event, context):
     rid = context.aws_request_id
@@ -97,7 +103,11 @@ class Sink:
             def log_message(self, *args):
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # the default backlog of 5 resets bursts of reports
+            daemon_threads = True
+
+        self.http = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}/"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 

@@ -276,9 +276,14 @@ impl KeyKind {
 pub struct KeySpec {
     #[serde(default)]
     pub kind: KeyKind,
-    /// Only this function's routes and URL accept it (default: all).
+    /// Only this function's routes and URL accept it.
     #[serde(default)]
     pub function: Option<String>,
+    /// Every key-protected route and URL accepts it. A key must say one or
+    /// the other: a key made for one application silently opening every
+    /// other one is how a leaked key becomes a breach (review L14).
+    #[serde(default)]
+    pub global: bool,
     #[serde(default)]
     pub description: String,
 }

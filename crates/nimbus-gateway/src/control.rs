@@ -399,8 +399,22 @@ impl Gateway {
                 "description must be at most 256 characters".into(),
             ));
         }
-        if let Some(f) = &spec.function {
-            self.check_function(f).await?;
+        match (&spec.function, spec.global) {
+            (Some(f), false) => self.check_function(f).await?,
+            (None, true) => {}
+            (Some(_), true) => {
+                return Err(GatewayError::Invalid(
+                    "a gateway key is either for one function (`function`) or `global`, not both"
+                        .into(),
+                ));
+            }
+            (None, false) => {
+                return Err(GatewayError::Invalid(
+                    "say which routes accept the key: `function` (that function's routes and \
+                     URL) or `global: true` (every key-protected route)"
+                        .into(),
+                ));
+            }
         }
         let (value, hash) = generate_key()
             .map_err(|e| GatewayError::Store(StoreError::Task(format!("no randomness: {e}"))))?;

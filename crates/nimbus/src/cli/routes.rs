@@ -367,9 +367,12 @@ enum GatewayKeysCommand {
         /// `function` (x-functions-key / ?code=) or `api` (x-api-key).
         #[arg(long, default_value = "function", value_parser = ["function", "api"])]
         kind: String,
-        /// Only this function's routes accept the key (default: all routes).
-        #[arg(long)]
+        /// Only this function's routes and URL accept the key.
+        #[arg(long, required_unless_present = "global", conflicts_with = "global")]
         function: Option<String>,
+        /// Every key-protected route and URL accepts the key.
+        #[arg(long)]
+        global: bool,
         #[arg(long, default_value = "")]
         description: String,
     },
@@ -386,11 +389,12 @@ pub async fn gateway_keys(args: GatewayKeysArgs) -> anyhow::Result<ExitCode> {
         GatewayKeysCommand::Create {
             kind,
             function,
+            global,
             description,
         } => {
             let k = client
                 .json(client.request(Method::POST, "/v1/gateway/keys").json(
-                    &json!({ "kind": kind, "function": function, "description": description }),
+                    &json!({ "kind": kind, "function": function, "global": global, "description": description }),
                 ))
                 .await?;
             if json {

@@ -306,11 +306,29 @@ fn auth_modes_with_right_and_wrong_credentials() {
     let (_, routes) = s.get("/v1/routes");
     assert!(!routes.to_string().contains(secret), "{routes}");
 
-    let (st, fk) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "function"}));
+    // A key says which routes it opens: one function's, or every one.
+    let (st, e) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "api"}));
+    assert_eq!(st, 400, "{e}");
+    assert!(e.to_string().contains("`global: true`"), "{e}");
+    let (st, e) = s.send_json(
+        "POST",
+        "/v1/gateway/keys",
+        &json!({"kind": "api", "function": "echo", "global": true}),
+    );
+    assert_eq!(st, 400, "{e}");
+    let (st, fk) = s.send_json(
+        "POST",
+        "/v1/gateway/keys",
+        &json!({"kind": "function", "global": true}),
+    );
     assert_eq!(st, 201, "{fk}");
     let fk_id = fk["id"].as_str().unwrap().to_string();
     let fk = fk["value"].as_str().unwrap().to_string();
-    let (_, ak) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "api"}));
+    let (_, ak) = s.send_json(
+        "POST",
+        "/v1/gateway/keys",
+        &json!({"kind": "api", "global": true}),
+    );
     let ak = ak["value"].as_str().unwrap().to_string();
     // Stored hashed: the value is nowhere in the database.
     let db = std::fs::read(s.data_dir.join("nimbus.db")).unwrap();

@@ -233,7 +233,11 @@ fn dot_segments_and_encoded_slashes_never_reach_a_sibling_route() {
         &s,
         json!({"route": "GET /admin/{proxy+}", "function": "where", "auth": "api_key"}),
     );
-    let (st, key) = s.send_json("POST", "/v1/gateway/keys", &json!({"kind": "api"}));
+    let (st, key) = s.send_json(
+        "POST",
+        "/v1/gateway/keys",
+        &json!({"kind": "api", "global": true}),
+    );
     assert_eq!(st, 201, "{key}");
     let key = key["value"].as_str().unwrap().to_owned();
 
