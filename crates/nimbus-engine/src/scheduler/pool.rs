@@ -330,6 +330,15 @@ impl Pool {
         evict: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<Lease, EngineError> {
         let slot = self.shared.claim(&self.spec.function)?;
+        if self.mb() > self.memory.capacity_mb() {
+            // It could never start: no point waiting.
+            return Err(EngineError::TooManyRequests(format!(
+                "function {} needs {} MB, more than the server's whole memory budget of {} MB",
+                self.spec.function,
+                self.spec.memory_mb,
+                self.memory.capacity_mb()
+            )));
+        }
         // Set once a queued caller has waited as long as a cold start takes.
         let mut waited_enough = false;
         loop {

@@ -128,7 +128,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_scale_out(args.scale_out_rate, args.scale_out_burst)
         .with_queue_after(args.queue_after_instances)
         .with_max_invocations_per_instance(args.max_invocations_per_instance)
-        .with_memory_budget(memory_budget_mb(args.memory_budget)),
+        .with_memory_budget(memory_budget_mb(args.memory_budget)?),
     );
     let registry = Arc::new(Registry::default());
     let control = Arc::new(ControlPlane::new(
@@ -366,13 +366,22 @@ fn protect_from_oom_killer() {
 }
 
 /// The memory budget in MB: the flag's, else the host's memory less a reserve.
-fn memory_budget_mb(flag: Option<u64>) -> u64 {
+fn memory_budget_mb(flag: Option<u64>) -> anyhow::Result<u64> {
+    let min = u64::from(nimbus_core::limits::MIN_MEMORY_MB);
+    if let Some(bytes) = flag
+        && bytes >> 20 < min
+    {
+        anyhow::bail!(
+            "--memory-budget {} MB is below the smallest function memory size ({min} MB): no instance could start",
+            bytes >> 20
+        );
+    }
     let bytes = flag
         .or_else(nimbus_engine::scheduler::default_budget_bytes)
         .unwrap_or(u64::MAX);
     let mb = bytes >> 20;
     tracing::info!("memory budget for instances: {mb} MB");
-    mb
+    Ok(mb)
 }
 
 fn raise_fd_limit() {

@@ -187,6 +187,16 @@ fn log_cursor_and_since() {
     assert!(v["events"].as_array().unwrap().is_empty());
     let (status, _) = s.get("/v1/functions/missing/logs");
     assert_eq!(status, 404);
+    // At most 10,000 lines a page, said plainly (L6).
+    let (status, v) = s.get("/v1/functions/cursor/logs?limit=10001");
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit must be at most 10000 lines"),
+        "{v}"
+    );
 }
 
 fn chrono_like_now_ms() -> i64 {

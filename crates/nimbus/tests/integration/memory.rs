@@ -52,6 +52,7 @@ fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 #[test]
 fn a_start_beyond_the_memory_budget_is_refused() {
     let s = Server::start_with(&[
+        "--dev",
         "--memory-budget",
         "512m",
         "--queue-wait",
@@ -78,6 +79,19 @@ fn a_start_beyond_the_memory_budget_is_refused() {
         );
         let body = String::from_utf8_lossy(&third.body);
         assert!(body.contains("memory budget of 512 MB"), "{body}");
+        // The Lambda API says it its own way (--dev: unsigned requests).
+        let lambda = reqwest::blocking::Client::new()
+            .post(format!("{}/2015-03-31/functions/big/invocations", s.url))
+            .body("{}")
+            .send()
+            .unwrap();
+        assert_eq!(lambda.status().as_u16(), 429);
+        assert_eq!(
+            lambda.headers()["x-amzn-errortype"],
+            "TooManyRequestsException"
+        );
+        let body = lambda.text().unwrap();
+        assert!(body.contains("ConcurrentInvocationLimitExceeded"), "{body}");
         for r in running {
             assert_eq!(r.join().unwrap(), 200);
         }
@@ -158,6 +172,21 @@ fn a_start_beyond_the_budget_waits_or_evicts_idle_instances() {
             assert!(adj(pid) > 0, "instance process {pid}: {}", adj(pid));
         }
     }
+
+    // A function larger than the whole budget is refused at once.
+    deploy_py(&s, "too-big", SLEEPER, json!({"memory_mb": 1024}));
+    let t = Instant::now();
+    let r = s.invoke_raw("too-big", "{}", false);
+    assert_eq!(r.status, 429);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "not after the queue wait"
+    );
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.contains("needs 1024 MB, more than the server's whole memory budget of 512 MB"),
+        "{body}"
+    );
 
     // Both idle 256 MB instances make way for one of 512 MB.
     assert_eq!(committed_mb(&s), 512);
