@@ -7,7 +7,9 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nimbus_core::limits::{DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, MAX_ZIP_BYTES};
+use nimbus_core::limits::{
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, MAX_LOG_QUERY_LINES, MAX_ZIP_BYTES,
+};
 use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime};
 use nimbus_engine::{ConfigPatch, CreateFunction};
 use nimbus_store::LogQuery;
@@ -202,6 +204,11 @@ pub async fn logs(
     params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if p.limit.is_some_and(|l| l > MAX_LOG_QUERY_LINES) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be at most {MAX_LOG_QUERY_LINES} lines; page with after_id for more"
+        )));
+    }
     let name = name(&raw)?;
     // 404 for unknown functions, like every other route.
     s.control.get(&name).await?;

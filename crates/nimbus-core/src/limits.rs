@@ -31,3 +31,5 @@ pub const MAX_DESCRIPTION_CHARS: usize = 256;
 pub const LOG_TAIL_BYTES: usize = 4 * 1024;
 /// Largest asynchronous (`Event`) invocation payload (Lambda: 1 MB since 2025).
 pub const MAX_ASYNC_REQUEST_BYTES: usize = 1024 * 1024;
+/// Most log lines one `GET /v1/functions/{name}/logs` returns (its `limit`).
+pub const MAX_LOG_QUERY_LINES: usize = 10_000;

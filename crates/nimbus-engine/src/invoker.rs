@@ -231,6 +231,7 @@ async fn run(
             request_id: Some(rid_arc.clone()),
             ts_ms,
             text,
+            charge: None,
         };
         async move {
             let _ = logs.send(line).await;

@@ -1,15 +1,24 @@
 //! The log pipeline: one writer task turns [`LogLine`]s from every instance and the
-//! invoker into batched inserts, and a retention worker keeps the store bounded.
+//! invoker into batched inserts, and retention keeps the store within its byte
+//! quotas.
 //!
 //! Batching matters on the warm path: an invocation produces at least three lines
 //! (START, END, REPORT) and writing them one transaction at a time would cost more
 //! than the invocation itself.
+//!
+//! Memory is bounded by the [`LogGate`] (bytes cut from pipes and not yet
+//! stored; a line is given back once its batch is written), not by the channel,
+//! whose capacity in lines is set above what the gate can let through so that
+//! it never blocks a pipe reader. Retention runs after every
+//! [`LogRetention::pass_every_bytes`] written as well as once a minute: at full
+//! speed a function writes its whole quota in well under a minute.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_runtime::LogLine;
-use nimbus_store::{LogRecord, LogStore, UsageRecord};
+use nimbus_runtime::{LINE_OVERHEAD, LogGate, LogLine};
+use nimbus_store::{LogRecord, LogStore, RetentionPolicy, UsageRecord, charged_bytes};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,12 +28,33 @@ const BATCH: usize = 2048;
 /// How long the writer waits to fill a batch; also the added delay before a line
 /// becomes visible to `nimbus logs`.
 const LINGER: Duration = Duration::from_millis(20);
+/// The time-based retention pass (age, and quotas when little was written).
+const RETENTION_PERIOD: Duration = Duration::from_secs(60);
 
-/// How long and how many log lines are kept.
+/// How long and how many bytes of logs are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct LogRetention {
     pub max_age: Duration,
-    pub max_lines: i64,
+    /// Most bytes of one function's lines.
+    pub function_bytes: u64,
+    /// Most bytes of all lines.
+    pub total_bytes: u64,
+}
+
+impl LogRetention {
+    /// Bytes written between two quota passes: an eighth of the smaller quota,
+    /// so a flood overshoots a quota by at most that much.
+    pub fn pass_every_bytes(&self) -> u64 {
+        (self.function_bytes.min(self.total_bytes) / 8).max(64 * 1024)
+    }
+
+    fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            older_than_ms: chrono::Utc::now().timestamp_millis() - self.max_age.as_millis() as i64,
+            function_bytes: self.function_bytes,
+            total_bytes: self.total_bytes,
+        }
+    }
 }
 
 pub struct LogPipeline {
@@ -38,10 +68,21 @@ pub struct LogPipeline {
 }
 
 impl LogPipeline {
-    pub fn start(store: Arc<dyn LogStore>, retention: LogRetention) -> Self {
-        let (sender, rx) = mpsc::channel(CHANNEL);
+    /// `gate` bounds the lines waiting to be written (installed for every
+    /// instance's pipe by the caller, see [`nimbus_runtime::install_log_gate`]).
+    pub fn start(store: Arc<dyn LogStore>, retention: LogRetention, gate: Arc<LogGate>) -> Self {
+        // Room for every line the gate can let through, so pipe readers never
+        // wait for the channel (the platform's own lines come on top).
+        let lines = CHANNEL + gate.capacity() / LINE_OVERHEAD;
+        let (sender, rx) = mpsc::channel(lines);
         let cancel = CancellationToken::new();
-        let writer = tokio::spawn(write_loop(store.clone(), rx, cancel.clone()));
+        let writer = tokio::spawn(write_loop(
+            store.clone(),
+            rx,
+            retention,
+            gate,
+            cancel.clone(),
+        ));
         let (usage, usage_rx) = mpsc::channel(CHANNEL);
         let usage_writer = tokio::spawn(usage_loop(store.clone(), usage_rx, cancel.clone()));
         let retention = tokio::spawn(retention_loop(store, retention, cancel.clone()));
@@ -84,27 +125,75 @@ async fn usage_loop(
 async fn write_loop(
     store: Arc<dyn LogStore>,
     rx: mpsc::Receiver<LogLine>,
+    retention: LogRetention,
+    gate: Arc<LogGate>,
     cancel: CancellationToken,
 ) {
+    let mut since_pass = 0u64;
+    let mut drops_told: HashMap<String, u64> = HashMap::new();
     batch_loop(rx, cancel, |lines| {
         let store = store.clone();
-        async move {
-            let records = lines
-                .into_iter()
-                .map(|l| LogRecord {
+        let mut charges = Vec::with_capacity(lines.len());
+        let mut records: Vec<LogRecord> = lines
+            .into_iter()
+            .map(|mut l| {
+                charges.extend(l.charge.take());
+                LogRecord {
                     function: l.function.to_string(),
                     ts_ms: l.ts_ms,
                     instance: l.instance.to_string(),
                     request_id: l.request_id.map(|r| r.to_string()),
                     message: l.text,
-                })
-                .collect();
+                }
+            })
+            .collect();
+        // A function whose lines the gate dropped since the last batch is
+        // told so in its own log.
+        for d in gate.drops() {
+            let told = drops_told.entry(d.function.clone()).or_default();
+            if d.lines > *told {
+                records.push(LogRecord {
+                    ts_ms: chrono::Utc::now().timestamp_millis(),
+                    instance: "nimbus".into(),
+                    request_id: None,
+                    message: format!(
+                        "nimbus: {} lines of this function's output were dropped: it wrote faster than its logs are stored",
+                        d.lines - *told
+                    ),
+                    function: d.function,
+                });
+                *told = d.lines;
+            }
+        }
+        since_pass += records.iter().map(charged_bytes).sum::<u64>();
+        let prune = since_pass >= retention.pass_every_bytes();
+        if prune {
+            since_pass = 0;
+        }
+        async move {
             if let Err(e) = store.append(records).await {
                 tracing::error!("could not store log lines: {e}");
+            }
+            // Written (or failed): the lines' room goes back to the gate.
+            drop(charges);
+            if prune {
+                run_retention(&*store, &retention).await;
             }
         }
     })
     .await
+}
+
+async fn run_retention(store: &dyn LogStore, retention: &LogRetention) {
+    match store.prune(retention.policy()).await {
+        Ok(r) if r.lines == 0 => {}
+        Ok(r) => tracing::debug!(
+            "log retention removed {} lines ({} bytes)",
+            r.lines,
+            r.bytes
+        ),
+        Err(e) => tracing::warn!("log retention failed: {e}"),
+    }
 }
 
 /// Receives items and hands them to `write` in batches until the channel closes or
@@ -155,17 +244,12 @@ async fn retention_loop(
     retention: LogRetention,
     cancel: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(RETENTION_PERIOD);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let cutoff = chrono::Utc::now().timestamp_millis() - retention.max_age.as_millis() as i64;
-        match store.prune(cutoff, retention.max_lines).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!("log retention removed {n} lines"),
-            Err(e) => tracing::warn!("log retention failed: {e}"),
-        }
+        run_retention(&*store, &retention).await;
     }
 }

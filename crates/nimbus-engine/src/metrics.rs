@@ -7,8 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use nimbus_runtime::LogGate;
+
+use crate::scheduler::MemoryBudget;
 use nimbus_store::UsageRecord;
 
 /// Upper bounds (seconds) of the duration histograms.
@@ -73,6 +76,10 @@ struct FunctionMetrics {
 #[derive(Default)]
 pub struct Metrics {
     functions: Mutex<BTreeMap<String, FunctionMetrics>>,
+    /// The log queue's gate: its drops per function and its fill are reported.
+    log_gate: OnceLock<Arc<LogGate>>,
+    /// The instances' memory budget: its capacity and what is committed.
+    memory: OnceLock<Arc<MemoryBudget>>,
 }
 
 /// Point-in-time values read when scraped.
@@ -87,6 +94,16 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// Reports the log queue's drops and fill from now on.
+    pub fn watch_log_gate(&self, gate: Arc<LogGate>) {
+        let _ = self.log_gate.set(gate);
+    }
+
+    /// Reports the memory budget from now on.
+    pub fn watch_memory(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.memory.set(budget);
+    }
+
     pub fn observe(&self, r: &UsageRecord) {
         let mut all = self.functions.lock().unwrap();
         let m = all.entry(r.function.clone()).or_default();
@@ -196,6 +213,48 @@ impl Metrics {
             "# HELP nimbus_deliveries_revoked_total Deliveries skipped because the function that set them up lost the grant.\n# TYPE nimbus_deliveries_revoked_total counter\nnimbus_deliveries_revoked_total {}",
             gauges.revoked_deliveries
         );
+        if let Some(m) = self.memory.get() {
+            let _ = writeln!(
+                out,
+                "# HELP nimbus_memory_committed_bytes Memory committed to instances (the sum of their memory sizes).\n# TYPE nimbus_memory_committed_bytes gauge\nnimbus_memory_committed_bytes {}",
+                m.used_mb() << 20
+            );
+            let _ = writeln!(
+                out,
+                "# HELP nimbus_memory_budget_bytes Most memory instances may commit (--memory-budget).\n# TYPE nimbus_memory_budget_bytes gauge\nnimbus_memory_budget_bytes {}",
+                m.capacity_mb().saturating_mul(1 << 20)
+            );
+        }
+        if let Some(gate) = self.log_gate.get() {
+            let drops = gate.drops();
+            let _ = writeln!(
+                out,
+                "# HELP nimbus_log_lines_dropped_total Lines of function output dropped because the function's share of the log queue was full.\n# TYPE nimbus_log_lines_dropped_total counter"
+            );
+            for d in &drops {
+                let _ = writeln!(
+                    out,
+                    "nimbus_log_lines_dropped_total{{function=\"{}\"}} {}",
+                    d.function, d.lines
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP nimbus_log_bytes_dropped_total Bytes of those lines (with 64 bytes of overhead each).\n# TYPE nimbus_log_bytes_dropped_total counter"
+            );
+            for d in &drops {
+                let _ = writeln!(
+                    out,
+                    "nimbus_log_bytes_dropped_total{{function=\"{}\"}} {}",
+                    d.function, d.bytes
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP nimbus_log_queue_bytes Bytes of log lines waiting to be stored.\n# TYPE nimbus_log_queue_bytes gauge\nnimbus_log_queue_bytes {}",
+                gate.in_flight()
+            );
+        }
         out
     }
 }

@@ -23,7 +23,7 @@ mod spec;
 use async_trait::async_trait;
 
 pub use instance::{Interpreter, ProcessFactory, ProcessRuntimeConfig};
-pub use log_pipe::LogLine;
+pub use log_pipe::{LINE_OVERHEAD, LogCharge, LogDrops, LogGate, LogLine, install_log_gate};
 pub use spec::{Dispatch, InstanceSpec, InvokeResult, Outcome, StreamPart, StreamTarget};
 
 /// Why an instance could not be started at all (not a function failure).

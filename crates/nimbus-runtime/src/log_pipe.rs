@@ -16,12 +16,17 @@
 //!
 //! Output is bounded: lines are cut at [`MAX_LINE`], and past [`MAX_BYTES_PER_INVOCATION`]
 //! the rest of an invocation's output is dropped with one notice, so endless output
-//! cannot exhaust memory or disk. The log channel is bounded too: a slow store slows
-//! the writer (the pipe fills and the function blocks); it never grows a queue.
+//! cannot exhaust memory or disk. Lines waiting for the store are bounded in bytes
+//! by the [`LogGate`]: a line the gate refuses is dropped and counted against its
+//! function rather than blocking the reader, because a blocked reader behind a
+//! shared queue would make every other function's `print` block too (a flood must
+//! cost its own function only). START lines and the truncation notice are never
+//! refused: they frame an invocation's lines (one each per invocation).
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -32,13 +37,157 @@ pub const MAX_BYTES_PER_INVOCATION: usize = 8 * 1024 * 1024;
 const CAPTURE_BYTES: usize = 8 * 1024;
 
 /// One line of function output, on its way to the log store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LogLine {
     pub function: Arc<str>,
     pub instance: Arc<str>,
     pub request_id: Option<Arc<str>>,
     pub ts_ms: i64,
     pub text: String,
+    /// The line's place in the [`LogGate`], given back when the line is
+    /// dropped (by the writer, once stored). `None` for the platform's own
+    /// lines, which are bounded by the invocations running.
+    pub charge: Option<LogCharge>,
+}
+
+/// Bytes charged per line besides its text: the line's own bookkeeping, so that
+/// a flood of empty lines is bounded by memory too.
+pub const LINE_OVERHEAD: usize = 64;
+
+/// Bounds the bytes of function output cut from pipes and not yet stored, in
+/// total and per function.
+///
+/// A function may hold at most `per_function` bytes of the queue: past that its
+/// new lines are dropped (and counted), so one function flooding faster than the
+/// store writes loses its own lines while every other function keeps room. The
+/// total bound holds when many functions flood at once.
+pub struct LogGate {
+    capacity: usize,
+    per_function: usize,
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    in_flight: usize,
+    functions: HashMap<Arc<str>, FunctionGate>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct FunctionGate {
+    in_flight: usize,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+/// Lines and bytes of one function's output the gate dropped since startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDrops {
+    pub function: String,
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+/// A line's bytes held in the [`LogGate`]; dropping it gives them back.
+pub struct LogCharge {
+    gate: Arc<LogGate>,
+    function: Arc<str>,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for LogCharge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogCharge({} bytes)", self.bytes)
+    }
+}
+
+impl Drop for LogCharge {
+    fn drop(&mut self) {
+        let mut s = self.gate.state.lock().unwrap();
+        s.in_flight -= self.bytes;
+        if let Some(f) = s.functions.get_mut(&self.function) {
+            f.in_flight -= self.bytes;
+        }
+    }
+}
+
+impl LogGate {
+    pub fn new(capacity: usize, per_function: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity,
+            per_function: per_function.min(capacity),
+            state: Mutex::default(),
+        })
+    }
+
+    /// Takes room for a line of `bytes`, or counts it dropped.
+    fn try_charge(self: &Arc<Self>, function: &Arc<str>, bytes: usize) -> Option<LogCharge> {
+        let mut s = self.state.lock().unwrap();
+        let total = s.in_flight;
+        let f = s.functions.entry(function.clone()).or_default();
+        if f.in_flight + bytes > self.per_function || total + bytes > self.capacity {
+            f.dropped_lines += 1;
+            f.dropped_bytes += bytes as u64;
+            return None;
+        }
+        f.in_flight += bytes;
+        s.in_flight += bytes;
+        Some(LogCharge {
+            gate: self.clone(),
+            function: function.clone(),
+            bytes,
+        })
+    }
+
+    /// Takes room for a line that must not be dropped (a START line), even
+    /// past the bounds; such lines are one per invocation.
+    fn charge(self: &Arc<Self>, function: &Arc<str>, bytes: usize) -> LogCharge {
+        let mut s = self.state.lock().unwrap();
+        s.in_flight += bytes;
+        s.functions.entry(function.clone()).or_default().in_flight += bytes;
+        LogCharge {
+            gate: self.clone(),
+            function: function.clone(),
+            bytes,
+        }
+    }
+
+    /// Most bytes held at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes held now.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().in_flight
+    }
+
+    /// What was dropped, per function that lost anything.
+    pub fn drops(&self) -> Vec<LogDrops> {
+        let s = self.state.lock().unwrap();
+        let mut out: Vec<LogDrops> = s
+            .functions
+            .iter()
+            .filter(|(_, f)| f.dropped_lines > 0)
+            .map(|(name, f)| LogDrops {
+                function: name.to_string(),
+                lines: f.dropped_lines,
+                bytes: f.dropped_bytes,
+            })
+            .collect();
+        out.sort_by(|a, b| a.function.cmp(&b.function));
+        out
+    }
+}
+
+/// The gate of this process. Global because every instance's pipe shares it
+/// and the pipes are created deep inside the instance factories; without one
+/// (unit tests, tools) pipes are bounded only by the channel, as before.
+static GATE: OnceLock<Arc<LogGate>> = OnceLock::new();
+
+/// Installs the process's log gate; the first call wins.
+pub fn install_log_gate(gate: Arc<LogGate>) {
+    let _ = GATE.set(gate);
 }
 
 /// Everything the reader and the invoking task share, behind one lock.
@@ -243,7 +392,8 @@ impl Shared {
             text.pop();
         }
         s.bytes += text.len() + LINE_OVERHEAD;
-        if s.bytes > MAX_BYTES_PER_INVOCATION {
+        let notice = s.bytes > MAX_BYTES_PER_INVOCATION;
+        if notice {
             s.truncated = true;
             text = format!(
                 "[nimbus] output exceeded {} MB for this invocation; the rest is dropped",
@@ -261,21 +411,35 @@ impl Shared {
                 c.drain(..cut);
             }
         }
+        let gate = GATE.get();
         if let Some((start, ts_ms)) = s.start.take() {
+            let charge = gate.map(|g| g.charge(&s.function, start.len() + LINE_OVERHEAD));
             s.ready.push(LogLine {
                 function: s.function.clone(),
                 instance: self.instance.clone(),
                 request_id: s.request_id.clone(),
                 ts_ms,
                 text: start,
+                charge,
             });
         }
+        // The truncation notice, like START, is one line per invocation and
+        // must not go missing.
+        let charge = match gate {
+            Some(g) if notice => Some(g.charge(&s.function, text.len() + LINE_OVERHEAD)),
+            Some(g) => match g.try_charge(&s.function, text.len() + LINE_OVERHEAD) {
+                Some(c) => Some(c),
+                None => return,
+            },
+            None => None,
+        };
         s.ready.push(LogLine {
             function: s.function.clone(),
             instance: self.instance.clone(),
             request_id: s.request_id.clone(),
             ts_ms: chrono::Utc::now().timestamp_millis(),
             text,
+            charge,
         });
     }
 
@@ -288,9 +452,6 @@ impl Shared {
 
 /// Bytes the reader task takes per turn before letting others at the lock.
 const READ_SLICE: usize = 256 * 1024;
-/// Bookkeeping charged per line against the per-invocation budget, so a flood of
-/// tiny lines is bounded by memory, not only by text length.
-const LINE_OVERHEAD: usize = 64;
 
 fn pending_bytes(fd: &OwnedFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -342,6 +503,7 @@ mod tests {
                 request_id: Some("r1".into()),
                 ts_ms: 2,
                 text: "END RequestId: r1".into(),
+                charge: None,
             })
             .await
             .unwrap();

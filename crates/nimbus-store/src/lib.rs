@@ -29,7 +29,10 @@ pub use keys::{
     AccessKey, FunctionCredentials, KeyStore, NewAccessKey, SqliteKeyStore,
     load_or_create_master_key,
 };
-pub use logs::{LogQuery, LogRecord, LogStore, SqliteLogStore, StoredLog, UsageRecord};
+pub use logs::{
+    LogQuery, LogRecord, LogStore, PruneReport, RetentionPolicy, SqliteLogStore, StoredLog,
+    UsageRecord, charged_bytes, move_logs_from, open_log_database,
+};
 pub use messages::{
     MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, Redrive, SourceMappings,
     SqliteMessages, StoredMapping, StoredMessage, SubscriptionRecord, TopicRecord, Topics,

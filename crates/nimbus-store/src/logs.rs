@@ -1,19 +1,31 @@
 //! Invocation logs: every line an instance prints, plus the platform's
 //! START/END/REPORT lines, tagged with function, instance and request id.
 //!
+//! Logs have their own SQLite file (`logs.db`), apart from the metadata: a
+//! function controls how much it prints, so a flood must never be able to fill
+//! the file that holds keys, deploys and routes, nor make its WAL grow without
+//! end (`journal_size_limit` truncates the WAL after each checkpoint).
+//!
 //! Lines arrive in batches from one writer task (see the engine's log pipeline), so
 //! a batch costs one transaction, not one per line. The embedded backend writes on
 //! a dedicated thread at a lower scheduling priority: logging must never compete
 //! with invocations for the CPU (on a small machine a batch insert running beside
 //! the warm path is what shows up in its tail latency). Queries use their own
-//! connection; WAL lets them run while the writer works. Retention is enforced by
-//! [`LogStore::prune`], by age and by a global row cap, so that a chatty function
-//! cannot fill the disk.
-
+//! connection; WAL lets them run while the writer works.
+//!
+//! Retention ([`LogStore::prune`]) counts bytes, not lines, because a line may
+//! be 256 KB: each function first loses its own oldest lines beyond its quota
+//! (with a notice line where they were), then, if the total is still over its
+//! quota, the largest consumers are cut down to a common share, so a small
+//! function never loses lines because of a big one. Every row records the
+//! bytes it is charged (`log_usage` keeps the running sum per function, updated
+//! in the same transactions), so a pass never scans the table.
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::StoreError;
@@ -65,8 +77,8 @@ pub struct LogQuery {
 pub trait LogStore: Send + Sync + 'static {
     async fn append(&self, lines: Vec<LogRecord>) -> Result<(), StoreError>;
     async fn query(&self, query: LogQuery) -> Result<Vec<StoredLog>, StoreError>;
-    /// Deletes lines older than `older_than_ms` and the oldest lines beyond `max_rows`.
-    async fn prune(&self, older_than_ms: i64, max_rows: i64) -> Result<usize, StoreError>;
+    /// Deletes lines older than the policy's cutoff, then enforces its byte quotas.
+    async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError>;
     /// Stores metering records (one per invocation or throttled call).
     async fn append_usage(&self, records: Vec<UsageRecord>) -> Result<(), StoreError>;
     /// Metering records since `since_ms`, of one function or all.
@@ -93,12 +105,168 @@ pub struct UsageRecord {
     pub outcome: String,
 }
 
+/// What [`LogStore::prune`] enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionPolicy {
+    /// Lines (and metering records) older than this are deleted.
+    pub older_than_ms: i64,
+    /// Most bytes one function's lines may take.
+    pub function_bytes: u64,
+    /// Most bytes all lines may take.
+    pub total_bytes: u64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub lines: usize,
+    pub bytes: u64,
+}
+
+/// Bytes a row is charged: its text and what it costs besides (the other
+/// columns, the indexes), so that a flood of empty lines counts too.
+pub fn charged_bytes(r: &LogRecord) -> u64 {
+    (r.message.len() + r.instance.len() + r.request_id.as_ref().map_or(0, |s| s.len()) + 48) as u64
+}
+
+/// The instance column of retention notices (instance ids never take this form).
+const NOTICE_INSTANCE: &str = "nimbus";
+
+/// A quota pass cuts a function down to this share of its quota, so that it is
+/// not cut again at every batch.
+const LOW_WATER_PERCENT: u64 = 90;
+
 enum Batch {
     Logs(Vec<LogRecord>),
     Usage(Vec<UsageRecord>),
+    Prune(RetentionPolicy),
 }
 
-type WriteJob = (Batch, tokio::sync::oneshot::Sender<Result<(), StoreError>>);
+type WriteJob = (
+    Batch,
+    tokio::sync::oneshot::Sender<Result<Done, StoreError>>,
+);
+
+enum Done {
+    Written,
+    Pruned(PruneReport),
+}
+
+const SCHEMA: &[&str] = &[
+    // v1: lines with their charged size, the running size per function, metering.
+    "CREATE TABLE logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        function TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        instance TEXT NOT NULL,
+        request_id TEXT,
+        message TEXT NOT NULL,
+        bytes INTEGER NOT NULL
+     );
+     CREATE INDEX logs_function_id ON logs(function, id, bytes);
+     CREATE INDEX logs_function_ts ON logs(function, ts_ms);
+     CREATE INDEX logs_request ON logs(request_id);
+     CREATE INDEX logs_ts ON logs(ts_ms);
+     CREATE TABLE log_usage (
+        function TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        dropped INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE usage (
+        ts_ms INTEGER NOT NULL,
+        function TEXT NOT NULL,
+        version TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        billed_ms INTEGER NOT NULL,
+        memory_mb INTEGER NOT NULL,
+        cold INTEGER NOT NULL,
+        init_ms REAL,
+        outcome TEXT NOT NULL
+     );
+     CREATE INDEX usage_function_ts ON usage(function, ts_ms);
+     CREATE INDEX usage_ts ON usage(ts_ms);",
+];
+
+/// WAL bytes kept after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
+
+/// Opens (creating and migrating as needed) the log database at `path`.
+pub fn open_log_database(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version as usize > SCHEMA.len() {
+        return Err(StoreError::Corrupt(format!(
+            "log database schema version {version} is newer than this nimbus understands ({}); upgrade nimbus",
+            SCHEMA.len()
+        )));
+    }
+    for (i, sql) in SCHEMA.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(conn)
+}
+
+/// Moves the lines and metering records that earlier versions kept in the
+/// metadata database (`nimbus.db`) into the log database, once: what is moved
+/// is deleted there in the same transaction, so a second run finds nothing.
+/// Returns how many lines moved.
+pub fn move_logs_from(logs: &mut Connection, metadata: &Path) -> Result<usize, StoreError> {
+    logs.execute(
+        "ATTACH DATABASE ?1 AS old",
+        [metadata.to_string_lossy().as_ref()],
+    )?;
+    let result = (|| -> Result<usize, StoreError> {
+        let has = |table: &str| -> Result<bool, StoreError> {
+            Ok(logs
+                .query_row(
+                    "SELECT 1 FROM old.sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some())
+        };
+        let (has_logs, has_usage) = (has("logs")?, has("usage")?);
+        let tx = logs.transaction()?;
+        let mut moved = 0;
+        if has_logs {
+            moved = tx.execute(
+                "INSERT INTO main.logs(id, function, ts_ms, instance, request_id, message, bytes)
+                 SELECT id, function, ts_ms, instance, request_id, message,
+                        length(CAST(message AS BLOB)) + length(instance) + coalesce(length(request_id), 0) + 48
+                 FROM old.logs",
+                [],
+            )?;
+            if moved > 0 {
+                tx.execute(
+                    "INSERT INTO main.log_usage(function, bytes)
+                     SELECT function, SUM(bytes) FROM main.logs GROUP BY function
+                     ON CONFLICT(function) DO UPDATE SET bytes = excluded.bytes",
+                    [],
+                )?;
+                tx.execute("DELETE FROM old.logs", [])?;
+            }
+        }
+        if has_usage {
+            let n = tx.execute("INSERT INTO main.usage SELECT * FROM old.usage", [])?;
+            if n > 0 {
+                tx.execute("DELETE FROM old.usage", [])?;
+            }
+        }
+        tx.commit()?;
+        Ok(moved)
+    })();
+    logs.execute("DETACH DATABASE old", [])?;
+    result
+}
 
 pub struct SqliteLogStore {
     /// For queries and retention.
@@ -131,8 +299,11 @@ impl SqliteLogStore {
                 let _ = conn.pragma_update(None, "cache_size", -16 * 1024);
                 while let Ok((batch, done)) = rx.recv() {
                     let result = match batch {
-                        Batch::Logs(lines) => insert(&mut conn, &lines),
-                        Batch::Usage(records) => insert_usage(&mut conn, &records),
+                        Batch::Logs(lines) => insert(&mut conn, &lines).map(|()| Done::Written),
+                        Batch::Usage(records) => {
+                            insert_usage(&mut conn, &records).map(|()| Done::Written)
+                        }
+                        Batch::Prune(policy) => prune(&mut conn, policy).map(Done::Pruned),
                     };
                     let _ = done.send(result);
                 }
@@ -149,20 +320,212 @@ fn insert(c: &mut Connection, lines: &[LogRecord]) -> Result<(), StoreError> {
     let tx = c.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT INTO logs(function, ts_ms, instance, request_id, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO logs(function, ts_ms, instance, request_id, message, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
+        let mut sizes: HashMap<&str, u64> = HashMap::new();
         for l in lines {
+            let bytes = charged_bytes(l);
             stmt.execute(params![
                 l.function,
                 l.ts_ms,
                 l.instance,
                 l.request_id,
-                l.message
+                l.message,
+                bytes as i64
             ])?;
+            *sizes.entry(l.function.as_str()).or_default() += bytes;
         }
+        add_sizes(&tx, sizes.into_iter().map(|(f, b)| (f, b as i64)))?;
     }
     tx.commit()?;
     Ok(())
+}
+
+fn add_sizes<'a>(
+    c: &Connection,
+    sizes: impl IntoIterator<Item = (&'a str, i64)>,
+) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO log_usage(function, bytes) VALUES (?1, ?2)
+         ON CONFLICT(function) DO UPDATE SET bytes = bytes + excluded.bytes",
+    )?;
+    for (f, b) in sizes {
+        stmt.execute(params![f, b])?;
+    }
+    Ok(())
+}
+
+/// Deletes `function`'s oldest lines until at most `keep` bytes remain and
+/// puts a notice where they were. Returns (lines, bytes) deleted.
+fn cut_function(
+    c: &Connection,
+    function: &str,
+    bytes: u64,
+    keep: u64,
+    quota_note: &str,
+) -> Result<(usize, u64), StoreError> {
+    let excess = bytes.saturating_sub(keep);
+    if excess == 0 {
+        return Ok((0, 0));
+    }
+    // Walks the covering index (function, id, bytes) from the oldest line.
+    let (mut cut_id, mut freed) = (None, 0u64);
+    {
+        let mut stmt =
+            c.prepare_cached("SELECT id, bytes FROM logs WHERE function = ?1 ORDER BY id")?;
+        let mut rows = stmt.query([function])?;
+        while let Some(row) = rows.next()? {
+            freed += row.get::<_, i64>(1)? as u64;
+            cut_id = Some(row.get::<_, i64>(0)?);
+            if freed >= excess {
+                break;
+            }
+        }
+    }
+    let Some(cut_id) = cut_id else {
+        return Ok((0, 0));
+    };
+    // The notice keeps the time of the last line it stands for.
+    let cut_ts: i64 = c.query_row("SELECT ts_ms FROM logs WHERE id = ?1", [cut_id], |r| {
+        r.get(0)
+    })?;
+    // A notice from an earlier pass may be among them: it is not a line of
+    // the function, and the new notice's count is cumulative.
+    let notices: i64 = c.query_row(
+        "SELECT COUNT(*) FROM logs WHERE function = ?1 AND id <= ?2 AND instance = ?3",
+        params![function, cut_id, NOTICE_INSTANCE],
+        |r| r.get(0),
+    )?;
+    let lines = c.execute(
+        "DELETE FROM logs WHERE function = ?1 AND id <= ?2",
+        params![function, cut_id],
+    )?;
+    let dropped: i64 = c.query_row(
+        "UPDATE log_usage SET dropped = dropped + ?2, bytes = bytes - ?3 WHERE function = ?1 RETURNING dropped",
+        params![function, lines as i64 - notices, freed as i64],
+        |r| r.get(0),
+    )?;
+    let notice = LogRecord {
+        function: function.to_string(),
+        ts_ms: cut_ts,
+        instance: NOTICE_INSTANCE.into(),
+        request_id: None,
+        message: format!(
+            "nimbus: {dropped} older log lines of this function were dropped to stay within {quota_note}"
+        ),
+    };
+    let notice_bytes = charged_bytes(&notice);
+    // Its id is the last deleted line's, so it reads first, where they were.
+    c.execute(
+        "INSERT INTO logs(id, function, ts_ms, instance, request_id, message, bytes) VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6)",
+        params![cut_id, function, cut_ts, notice.instance, notice.message, notice_bytes as i64],
+    )?;
+    c.execute(
+        "UPDATE log_usage SET bytes = bytes + ?2 WHERE function = ?1",
+        params![function, notice_bytes as i64],
+    )?;
+    Ok((lines, freed))
+}
+
+/// Human-readable size for notices: "64 MB", "512 KB", "100 bytes".
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MB", bytes >> 20)
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MB", bytes as f64 / (1u64 << 20) as f64)
+    } else if bytes >= 1 << 10 {
+        format!("{} KB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The largest share `c` such that every function keeping `min(size, c)`
+/// fits in `budget`; functions under it keep everything.
+fn fair_share(sizes: &[u64], budget: u64) -> u64 {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    let mut left = budget;
+    let mut n = sorted.len() as u64;
+    for s in sorted {
+        if s * n <= left {
+            left -= s;
+            n -= 1;
+        } else {
+            return left / n;
+        }
+    }
+    u64::MAX
+}
+
+fn prune(c: &mut Connection, p: RetentionPolicy) -> Result<PruneReport, StoreError> {
+    let tx = c.transaction()?;
+    let mut report = PruneReport::default();
+    // Age first: what expired does not count against any quota.
+    {
+        let mut expired: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT function, COUNT(*), SUM(bytes) FROM logs WHERE ts_ms < ?1 GROUP BY function",
+            )?;
+            let rows = stmt.query_map([p.older_than_ms], |r| {
+                Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))
+            })?;
+            for row in rows {
+                let (f, v) = row?;
+                expired.insert(f, v);
+            }
+        }
+        if !expired.is_empty() {
+            tx.execute("DELETE FROM logs WHERE ts_ms < ?1", [p.older_than_ms])?;
+            for (f, (lines, bytes)) in &expired {
+                tx.execute(
+                    "UPDATE log_usage SET bytes = bytes - ?2 WHERE function = ?1",
+                    params![f, bytes],
+                )?;
+                report.lines += *lines as usize;
+                report.bytes += *bytes as u64;
+            }
+        }
+        tx.execute("DELETE FROM usage WHERE ts_ms < ?1", [p.older_than_ms])?;
+        tx.execute("DELETE FROM log_usage WHERE bytes <= 0", [])?;
+    }
+    let sizes = |tx: &rusqlite::Transaction| -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = tx.prepare_cached("SELECT function, bytes FROM log_usage")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    };
+    // Each function within its own quota.
+    let per_function_note = format!("its {} log quota", size_text(p.function_bytes));
+    for (f, bytes) in sizes(&tx)? {
+        if bytes > p.function_bytes {
+            let keep = p.function_bytes / 100 * LOW_WATER_PERCENT;
+            let (lines, freed) = cut_function(&tx, &f, bytes, keep, &per_function_note)?;
+            report.lines += lines;
+            report.bytes += freed;
+        }
+    }
+    // All within the total: the largest are cut down to a common share.
+    let all = sizes(&tx)?;
+    let total: u64 = all.iter().map(|(_, b)| b).sum();
+    if total > p.total_bytes {
+        let budget = p.total_bytes / 100 * LOW_WATER_PERCENT;
+        let share = fair_share(&all.iter().map(|(_, b)| *b).collect::<Vec<_>>(), budget);
+        let note = format!(
+            "the server's {} log quota (its share: {})",
+            size_text(p.total_bytes),
+            size_text(share)
+        );
+        for (f, bytes) in all {
+            if bytes > share {
+                let (lines, freed) = cut_function(&tx, &f, bytes, share, &note)?;
+                report.lines += lines;
+                report.bytes += freed;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(report)
 }
 
 fn insert_usage(c: &mut Connection, records: &[UsageRecord]) -> Result<(), StoreError> {
@@ -192,7 +555,7 @@ fn insert_usage(c: &mut Connection, records: &[UsageRecord]) -> Result<(), Store
 }
 
 impl SqliteLogStore {
-    async fn write(&self, batch: Batch) -> Result<(), StoreError> {
+    async fn write(&self, batch: Batch) -> Result<Done, StoreError> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.writer
             .send((batch, done))
@@ -208,7 +571,7 @@ impl LogStore for SqliteLogStore {
         if records.is_empty() {
             return Ok(());
         }
-        self.write(Batch::Usage(records)).await
+        self.write(Batch::Usage(records)).await.map(|_| ())
     }
 
     async fn usage(
@@ -244,7 +607,7 @@ impl LogStore for SqliteLogStore {
         if lines.is_empty() {
             return Ok(());
         }
-        self.write(Batch::Logs(lines)).await
+        self.write(Batch::Logs(lines)).await.map(|_| ())
     }
 
     async fn query(&self, q: LogQuery) -> Result<Vec<StoredLog>, StoreError> {
@@ -252,7 +615,7 @@ impl LogStore for SqliteLogStore {
             let limit = if q.limit == 0 {
                 1000
             } else {
-                q.limit.min(10_000)
+                q.limit.min(nimbus_core::limits::MAX_LOG_QUERY_LINES)
             } as i64;
             let newest_first = q.after_id.is_none();
             let sql = format!(
@@ -311,17 +674,11 @@ impl LogStore for SqliteLogStore {
         .await
     }
 
-    async fn prune(&self, older_than_ms: i64, max_rows: i64) -> Result<usize, StoreError> {
-        with_db(&self.db, move |c| {
-            let mut n = c.execute("DELETE FROM logs WHERE ts_ms < ?1", [older_than_ms])?;
-            c.execute("DELETE FROM usage WHERE ts_ms < ?1", [older_than_ms])?;
-            let max_id: Option<i64> = c.query_row("SELECT MAX(id) FROM logs", [], |r| r.get(0))?;
-            if let Some(max_id) = max_id {
-                n += c.execute("DELETE FROM logs WHERE id <= ?1", [max_id - max_rows])?;
-            }
-            Ok(n)
-        })
-        .await
+    async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+        match self.write(Batch::Prune(policy)).await? {
+            Done::Pruned(report) => Ok(report),
+            Done::Written => Ok(PruneReport::default()),
+        }
     }
 }
 
@@ -344,8 +701,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let store = SqliteLogStore::new(
-            crate::open_database(&path).unwrap(),
-            crate::open_database(&path).unwrap(),
+            open_log_database(&path).unwrap(),
+            open_log_database(&path).unwrap(),
         );
         (dir, store)
     }
@@ -438,8 +795,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(after.len(), 2);
-        let pruned = store.prune(3, 1_000).await.unwrap();
-        assert_eq!(pruned, 3);
+        let pruned = store.prune(policy(3, 1 << 30, 1 << 30)).await.unwrap();
+        assert_eq!(pruned.lines, 3);
         let left = store
             .query(LogQuery {
                 function: "f".into(),
@@ -448,5 +805,114 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left[0].message, "m3");
+    }
+
+    fn policy(older_than_ms: i64, function_bytes: u64, total_bytes: u64) -> RetentionPolicy {
+        RetentionPolicy {
+            older_than_ms,
+            function_bytes,
+            total_bytes,
+        }
+    }
+
+    async fn messages(store: &SqliteLogStore, f: &str) -> Vec<String> {
+        store
+            .query(LogQuery {
+                function: f.into(),
+                after_id: Some(0),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.message)
+            .collect()
+    }
+
+    fn kb_lines(f: &str, from: i64, n: i64) -> Vec<LogRecord> {
+        (from..from + n)
+            .map(|i| line(f, i, &format!("{i:06}{}", "x".repeat(1018))))
+            .collect()
+    }
+
+    /// A function over its quota loses its own oldest lines, down to 90 % of
+    /// the quota, and a notice takes their place; the others keep everything.
+    #[tokio::test]
+    async fn a_function_over_its_quota_loses_its_own_oldest_lines() {
+        let (_dir, store) = store();
+        store.append(vec![line("small", 0, "kept")]).await.unwrap();
+        store.append(kb_lines("big", 1, 100)).await.unwrap();
+        let r = store.prune(policy(0, 50 * 1024, 1 << 30)).await.unwrap();
+        assert!(r.lines > 50, "{r:?}");
+        let big = messages(&store, "big").await;
+        let expected = format!(
+            "nimbus: {} older log lines of this function were dropped to stay within its 50 KB log quota",
+            r.lines
+        );
+        assert_eq!(big[0], expected);
+        assert_eq!(
+            big.last().unwrap(),
+            &format!("{:06}{}", 100, "x".repeat(1018))
+        );
+        let kept: usize = big.iter().map(|m| m.len() + 1 + 1 + 48).sum();
+        assert!(kept <= 50 * 1024 * 9 / 10 + 200, "{kept}");
+        assert_eq!(messages(&store, "small").await, ["kept"]);
+        // The next cut counts the earlier one too, and replaces its notice.
+        store.append(kb_lines("big", 101, 100)).await.unwrap();
+        let r2 = store.prune(policy(0, 50 * 1024, 1 << 30)).await.unwrap();
+        let big = messages(&store, "big").await;
+        assert!(big[0].starts_with(&format!("nimbus: {} older", r.lines + r2.lines - 1)));
+        assert_eq!(big.iter().filter(|m| m.starts_with("nimbus: ")).count(), 1);
+    }
+
+    /// Over the total quota, the largest consumers are cut to a common
+    /// share; a function under that share keeps every line.
+    #[tokio::test]
+    async fn the_total_quota_is_taken_from_the_largest_first() {
+        let (_dir, store) = store();
+        store.append(kb_lines("small", 0, 10)).await.unwrap();
+        store.append(kb_lines("a", 0, 100)).await.unwrap();
+        store.append(kb_lines("b", 0, 60)).await.unwrap();
+        store.prune(policy(0, 1 << 30, 100 * 1024)).await.unwrap();
+        assert_eq!(messages(&store, "small").await.len(), 10);
+        for f in ["a", "b"] {
+            let m = messages(&store, f).await;
+            assert!(m[0].contains("the server's 100 KB log quota"), "{}", m[0]);
+            assert!(m.len() < 50, "{f}: {}", m.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_move_out_of_the_metadata_database_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("nimbus.db");
+        {
+            let c = crate::open_database(&meta).unwrap();
+            c.execute(
+                "INSERT INTO logs(id, function, ts_ms, instance, request_id, message) VALUES (7, 'f', 1, 'i', 'r', 'old line')",
+                [],
+            )
+            .unwrap();
+        }
+        let path = dir.path().join("logs.db");
+        let mut writer = open_log_database(&path).unwrap();
+        assert_eq!(move_logs_from(&mut writer, &meta).unwrap(), 1);
+        assert_eq!(move_logs_from(&mut writer, &meta).unwrap(), 0, "once");
+        let store = SqliteLogStore::new(open_log_database(&path).unwrap(), writer);
+        let got = store
+            .query(LogQuery {
+                function: "f".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].id, got[0].message.as_str()), (7, "old line"));
+        let left: i64 = crate::open_database(&meta)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }

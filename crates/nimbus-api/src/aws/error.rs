@@ -72,7 +72,8 @@ impl AwsError {
             ),
             EngineError::TooManyRequests(why) => {
                 let mut err = Self::new(429, "TooManyRequestsException", "Rate Exceeded.");
-                let reason = if why.contains("account") {
+                // The memory budget, like the account limit, is host-wide.
+                let reason = if why.contains("account") || why.contains("memory budget") {
                     "ConcurrentInvocationLimitExceeded"
                 } else {
                     "ReservedFunctionConcurrentInvocationLimitExceeded"

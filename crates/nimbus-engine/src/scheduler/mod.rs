@@ -8,10 +8,15 @@
 //! [`KeepAlivePolicy`]; replacing a function's code or configuration retires its
 //! pool, so in-flight calls finish on the old instances and new calls start new ones.
 //!
+//! Memory admission ([`MemoryBudget`]) bounds the sum of the instances' memory
+//! limits: a start that does not fit evicts idle instances, else waits like a
+//! caller at the instance limit, then gets `TooManyRequests`.
+//!
 //! The scaling engine (provisioned concurrency, scale-out rate, adaptive keep-alive)
 //! builds on these pieces: the policy is a trait, the limits live in one place.
 
 mod keep_alive;
+mod memory;
 mod pool;
 
 use std::sync::{Arc, Mutex, Weak};
@@ -22,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use keep_alive::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Windows};
+pub use memory::{MemoryBudget, RESERVE_MIN_BYTES, default_budget_bytes};
 pub use pool::{FunctionLimit, Lease, Pool};
 
 use crate::EngineError;
@@ -49,6 +55,8 @@ pub struct Scheduler {
     queue_above: usize,
     /// Invocations after which an instance is replaced (0: never).
     max_uses: u64,
+    /// The memory all instances together may commit.
+    memory: Arc<MemoryBudget>,
 }
 
 /// Invocations an instance runs before it is replaced.
@@ -82,6 +90,38 @@ impl Scheduler {
             scale_out: (100.0, 100.0),
             queue_above: default_queue_above(),
             max_uses: DEFAULT_MAX_USES,
+            memory: Arc::new(MemoryBudget::unlimited()),
+        }
+    }
+
+    /// Bounds the memory all instances together may commit, in MB.
+    pub fn with_memory_budget(mut self, mb: u64) -> Self {
+        self.memory = Arc::new(MemoryBudget::new(mb));
+        self
+    }
+
+    /// The memory budget and what is committed of it.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
+    }
+
+    /// Stops least recently used idle instances, of any function, until `mb`
+    /// more would fit the memory budget; returns whether it does now.
+    fn evict_for(&self, mb: u64) -> bool {
+        loop {
+            if self.memory.used_mb().saturating_add(mb) <= self.memory.capacity_mb() {
+                return true;
+            }
+            let oldest = self
+                .live_pools()
+                .into_iter()
+                .filter_map(|p| p.oldest_idle().map(|t| (t, p)))
+                .min_by_key(|(t, _)| *t);
+            match oldest {
+                Some((_, pool)) if pool.evict_oldest_idle() => {}
+                Some(_) => continue,
+                None => return false,
+            }
         }
     }
 
@@ -118,7 +158,13 @@ impl Scheduler {
         };
         // An existing limit wins: it carries the function's current reservation,
         // which a version's older snapshot must not overwrite.
-        let pool = Arc::new(Pool::new(spec, shared, self.queue_above, self.max_uses));
+        let pool = Arc::new(Pool::new(
+            spec,
+            shared,
+            self.queue_above,
+            self.max_uses,
+            self.memory.clone(),
+        ));
         let mut pools = self.pools.lock().unwrap();
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&pool));
@@ -151,8 +197,10 @@ impl Scheduler {
         let permit = self.account_permit(deadline).await?;
         self.keep_alive
             .record_invocation(&pool.spec().function, Instant::now());
-        pool.acquire(permit, &*self.factory, &self.logs, deadline)
-            .await
+        pool.acquire(permit, &*self.factory, &self.logs, deadline, &|mb| {
+            self.evict_for(mb)
+        })
+        .await
     }
 
     async fn account_permit(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, EngineError> {

@@ -6,6 +6,7 @@ use nimbus_runtime::{Instance, InstanceFactory, InstanceSpec, LogLine};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::memory::MemoryBudget;
 use crate::EngineError;
 
 /// How long a provisioned instance may take to initialise.
@@ -161,6 +162,16 @@ pub struct Pool {
     queue_above: usize,
     /// Invocations after which an instance is replaced (0: never).
     max_uses: u64,
+    /// Every instance in `live` holds `spec.memory_mb` of it.
+    memory: Arc<MemoryBudget>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Nobody holds a lease or a start any more: what is left is idle.
+        let live = self.state.get_mut().map(|s| s.live).unwrap_or(0);
+        self.memory.give(live, self.mb());
+    }
 }
 
 /// What a caller without an idle instance does next.
@@ -171,6 +182,9 @@ enum Next {
     Token(Duration),
     /// Wait for a release: the function is at its instance limit.
     Limit,
+    /// A new instance does not fit the memory budget: evict idle instances
+    /// elsewhere, else wait for memory or a release.
+    Memory,
 }
 
 impl State {
@@ -245,10 +259,12 @@ impl Pool {
         shared: Arc<FunctionLimit>,
         queue_above: usize,
         max_uses: u64,
+        memory: Arc<MemoryBudget>,
     ) -> Self {
         Self {
             queue_above,
             max_uses,
+            memory,
             spec,
             shared,
             state: Mutex::new(State::default()),
@@ -268,6 +284,38 @@ impl Pool {
         &self.spec
     }
 
+    /// The memory each instance commits.
+    fn mb(&self) -> u64 {
+        u64::from(self.spec.memory_mb)
+    }
+
+    /// When this pool's least recently used idle instance (beyond its
+    /// provisioned ones) went idle.
+    pub(crate) fn oldest_idle(&self) -> Option<Instant> {
+        let s = self.state.lock().unwrap();
+        if s.live <= s.warm_target {
+            return None;
+        }
+        s.idle.first().map(|i| i.since)
+    }
+
+    /// Stops the least recently used idle instance to free its memory for
+    /// another start; returns whether there was one.
+    pub(crate) fn evict_oldest_idle(&self) -> bool {
+        let evicted = {
+            let mut s = self.state.lock().unwrap();
+            if s.live <= s.warm_target || s.idle.is_empty() {
+                return false;
+            }
+            s.live -= 1;
+            s.idle.remove(0)
+        };
+        tracing::debug!(function = %self.spec.function, instance = evicted.instance.id(), "evicted for memory");
+        self.memory.give(1, self.mb());
+        tokio::spawn(evicted.instance.shutdown());
+        true
+    }
+
     pub(crate) fn counts(&self) -> (usize, usize) {
         let s = self.state.lock().unwrap();
         (s.idle.len(), s.live)
@@ -279,18 +327,30 @@ impl Pool {
         factory: &dyn InstanceFactory,
         logs: &mpsc::Sender<LogLine>,
         deadline: Instant,
+        evict: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<Lease, EngineError> {
         let slot = self.shared.claim(&self.spec.function)?;
+        if self.mb() > self.memory.capacity_mb() {
+            // It could never start: no point waiting.
+            return Err(EngineError::TooManyRequests(format!(
+                "function {} needs {} MB, more than the server's whole memory budget of {} MB",
+                self.spec.function,
+                self.spec.memory_mb,
+                self.memory.capacity_mb()
+            )));
+        }
         // Set once a queued caller has waited as long as a cold start takes.
         let mut waited_enough = false;
         loop {
             let released = self.released.notified();
+            let freed = self.memory.freed.notified();
             let next = {
                 let mut s = self.state.lock().unwrap();
                 while let Some(mut idle) = s.idle.pop() {
                     if !idle.instance.is_alive() {
                         // Died while idle: discard it (the caller gets a cold start).
                         s.live -= 1;
+                        self.memory.give(1, self.mb());
                         tokio::spawn(idle.instance.shutdown());
                         continue;
                     }
@@ -305,6 +365,7 @@ impl Pool {
                             s.queued.push_back(tx);
                             Next::Queue(until, rx)
                         }
+                        None if !self.memory.try_take(self.mb()) => Next::Memory,
                         None => {
                             let taken = self.shared.starts.lock().unwrap().take(now);
                             match taken {
@@ -313,7 +374,10 @@ impl Pool {
                                     s.cold_running += 1;
                                     break;
                                 }
-                                Err(wait) => Next::Token(wait),
+                                Err(wait) => {
+                                    self.memory.give(1, self.mb());
+                                    Next::Token(wait)
+                                }
                             }
                         }
                     }
@@ -357,6 +421,27 @@ impl Pool {
                     }
                     let until = (Instant::now() + wait).min(deadline);
                     let _ = tokio::time::timeout_at(until.into(), released).await;
+                }
+                Next::Memory => {
+                    // Idle instances (of any function) make room first; else a
+                    // release here or memory freed anywhere, within the deadline.
+                    if evict(self.mb()) {
+                        continue;
+                    }
+                    let woken = tokio::time::timeout_at(deadline.into(), async {
+                        tokio::select! {
+                            _ = released => {}
+                            _ = freed => {}
+                        }
+                    });
+                    if woken.await.is_err() {
+                        return Err(EngineError::TooManyRequests(format!(
+                            "the server's memory budget of {} MB is committed to running instances; function {} needs {} MB",
+                            self.memory.capacity_mb(),
+                            self.spec.function,
+                            self.spec.memory_mb
+                        )));
+                    }
                 }
                 Next::Limit => {
                     if tokio::time::timeout_at(deadline.into(), released)
@@ -408,6 +493,7 @@ impl Pool {
         s.cold_running -= 1;
         s.requeue_first();
         drop(s);
+        self.memory.give(1, self.mb());
         self.released.notify_one();
     }
 
@@ -452,6 +538,7 @@ impl Pool {
             s.live -= 1;
             s.requeue_first();
             drop(s);
+            self.memory.give(1, self.mb());
             tokio::spawn(instance.shutdown());
         }
         self.released.notify_one();
@@ -478,6 +565,7 @@ impl Pool {
             s.live -= old.len();
             old
         };
+        self.memory.give(expired.len(), self.mb());
         for i in expired {
             tracing::debug!(function = %self.spec.function, instance = i.instance.id(), "keep-alive expired");
             tokio::spawn(i.instance.shutdown());
@@ -503,6 +591,9 @@ impl Pool {
             let mut s = self.state.lock().unwrap();
             let period = s.last_release;
             if s.retired || s.live > 0 || period.is_none() || s.prewarmed_for == period {
+                return;
+            }
+            if !self.memory.try_take(self.mb()) {
                 return;
             }
             s.prewarmed_for = period;
@@ -543,6 +634,7 @@ impl Pool {
                 return;
             }
             let n = (s.warm_target - s.live).min(limit.saturating_sub(s.live));
+            let n = self.memory.take_up_to(n, self.mb());
             s.live += n;
             s.starting += n;
             n
@@ -598,9 +690,14 @@ impl Pool {
                     Some(instance) => {
                         s.live -= 1;
                         drop(s);
+                        pool.memory.give(1, pool.mb());
                         tokio::spawn(instance.shutdown());
                     }
-                    None => s.live -= 1,
+                    None => {
+                        s.live -= 1;
+                        drop(s);
+                        pool.memory.give(1, pool.mb());
+                    }
                 }
             });
         }
@@ -615,6 +712,7 @@ impl Pool {
             s.live -= s.idle.len();
             std::mem::take(&mut s.idle)
         };
+        self.memory.give(idle.len(), self.mb());
         self.released.notify_waiters();
         idle.into_iter()
             .map(|i| tokio::spawn(i.instance.shutdown()))

@@ -224,9 +224,33 @@ fn make_mounts_private() -> io::Result<()> {
     check(rc as _, b"make private", &CString::default())
 }
 
+/// `oom_score_adj` of every instance process: when the host runs out of
+/// memory the kernel kills a function, not the server (which sets its own to
+/// -900). Raising one's score needs no privilege.
+const INSTANCE_OOM_SCORE_ADJ: &[u8] = b"500";
+
+fn raise_oom_score() {
+    // SAFETY: open/write/close with a NUL-terminated path and a valid buffer.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::write(
+                fd,
+                INSTANCE_OOM_SCORE_ADJ.as_ptr().cast(),
+                INSTANCE_OOM_SCORE_ADJ.len(),
+            );
+            libc::close(fd);
+        }
+    }
+}
+
 /// Runs in the forked child; returns only in the process that goes on to
 /// `exec` the runtime.
 pub(crate) fn enter(plan: &mut ChildPlan) -> io::Result<()> {
+    raise_oom_score();
     // SAFETY: getpid(2) has no preconditions.
     let pid = unsafe { libc::getpid() };
     for f in plan.cgroup_procs.iter_mut() {

@@ -143,9 +143,10 @@ pub struct ServerArgs {
     /// How long function logs are kept.
     #[arg(long, default_value = "7d")]
     pub log_retention: humantime::Duration,
-    /// Most log lines kept in total.
-    #[arg(long, default_value_t = 2_000_000)]
-    pub log_max_lines: i64,
+    /// Deprecated: retention counts bytes now (--log-function-bytes,
+    /// --log-total-bytes); accepted and ignored with a warning.
+    #[arg(long, hide = true)]
+    pub log_max_lines: Option<i64>,
     /// Async worker threads of the server (default: one per CPU). Instances are
     /// separate processes, so the server itself needs few.
     #[arg(long, env = "NIMBUS_WORKER_THREADS")]
@@ -171,6 +172,52 @@ pub struct ServerArgs {
     /// How long shutdown waits for running invocations.
     #[arg(long, default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
+
+    // Log byte quotas and memory admission (sizes: 512k, 64m, 4g; binary units).
+    /// Most bytes of stored log lines per function (with 48 bytes of overhead
+    /// per line); past it a function loses its own oldest lines.
+    #[arg(long, env = "NIMBUS_LOG_FUNCTION_BYTES", default_value = "64m", value_parser = parse_size)]
+    pub log_function_bytes: u64,
+    /// Most bytes of stored log lines in total; past it the largest consumers
+    /// lose their oldest lines first.
+    #[arg(long, env = "NIMBUS_LOG_TOTAL_BYTES", default_value = "1g", value_parser = parse_size)]
+    pub log_total_bytes: u64,
+    /// Most bytes of log lines waiting to be stored (64 bytes of overhead per
+    /// line); one function may hold a quarter of it, past which its lines are
+    /// dropped and counted in /metrics.
+    #[arg(long, default_value = "64m", value_parser = parse_size)]
+    pub log_queue_bytes: u64,
+    /// Most memory all instances together may commit (the sum of their
+    /// functions' memory sizes; default: the host's memory less a tenth, at
+    /// least 1g). A start beyond it evicts idle instances, else waits up to
+    /// --queue-wait, then is refused with TooManyRequests.
+    #[arg(long, env = "NIMBUS_MEMORY_BUDGET", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+}
+
+/// Parses a size: a number of bytes, or with a binary unit `k`, `m`, `g`, `t`
+/// (`kb`/`kib` and so on too, any case): `512m` is 512 MiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 512m or 4g)"))?;
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (use k, m, g or t)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Everything prepared on disk, plus the lock that keeps a second server out.

@@ -20,14 +20,44 @@ use nimbus_engine::{
     Registry,
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
-use nimbus_runtime::{InstanceFactory, ProcessFactory};
+use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
 use nimbus_store::{
     CodeStore, KeyStore, LogStore, MetadataStore, SqliteEventQueue, SqliteGatewayStore,
     SqliteKeyStore, SqliteLogStore, SqliteMetadataStore, load_or_create_master_key, open_database,
+    open_log_database,
 };
 use tokio_util::sync::CancellationToken;
 
 pub use config::ServerArgs;
+
+/// One function may hold this fraction of the log queue (`--log-queue-bytes`).
+const LOG_QUEUE_SHARES: usize = 4;
+
+/// Opens `logs.db`, first moving in the lines earlier versions kept in `nimbus.db`.
+fn open_log_store(
+    data_dir: &std::path::Path,
+    db_path: &std::path::Path,
+) -> anyhow::Result<SqliteLogStore> {
+    let path = data_dir.join("logs.db");
+    let open =
+        || open_log_database(&path).with_context(|| format!("cannot open {}", path.display()));
+    let mut writer = open()?;
+    let moved = nimbus_store::move_logs_from(&mut writer, db_path).with_context(|| {
+        format!(
+            "cannot move the logs of {} to {}",
+            db_path.display(),
+            path.display()
+        )
+    })?;
+    if moved > 0 {
+        tracing::info!(
+            "moved {moved} log lines from {} to {}",
+            db_path.display(),
+            path.display()
+        );
+    }
+    Ok(SqliteLogStore::new(open()?, writer))
+}
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Flushes what is still buffered when the server returns.
@@ -37,6 +67,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o077) };
     raise_fd_limit();
+    protect_from_oom_killer();
     let host = config::HostConfig::prepare(&args)?;
 
     // Storage.
@@ -44,10 +75,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteMetadataStore::new(
         open_database(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
     ));
-    let log_store: Arc<dyn LogStore> = Arc::new(SqliteLogStore::new(
-        open_database(&db_path)?,
-        open_database(&db_path)?,
-    ));
+    let log_store: Arc<dyn LogStore> = Arc::new(open_log_store(&host.data_dir, &db_path)?);
     let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
     let master_key = load_or_create_master_key(&host.data_dir.join("master.key"))?;
     let keys: Arc<dyn KeyStore> =
@@ -56,12 +84,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     // Runtimes and engine.
     let factory: Arc<dyn InstanceFactory> = Arc::new(ProcessFactory::new(host.runtime.clone()));
+    if args.log_max_lines.is_some() {
+        tracing::warn!(
+            "--log-max-lines is deprecated and ignored: log retention counts bytes (--log-function-bytes, --log-total-bytes)"
+        );
+    }
+    let log_gate = LogGate::new(
+        args.log_queue_bytes as usize,
+        args.log_queue_bytes as usize / LOG_QUEUE_SHARES,
+    );
+    nimbus_runtime::install_log_gate(log_gate.clone());
     let logs = LogPipeline::start(
         log_store.clone(),
         LogRetention {
             max_age: args.log_retention.into(),
-            max_lines: args.log_max_lines,
+            function_bytes: args.log_function_bytes,
+            total_bytes: args.log_total_bytes,
         },
+        log_gate.clone(),
     );
     let engine_config = EngineConfig {
         region: args.region.clone(),
@@ -87,7 +127,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_scale_out(args.scale_out_rate, args.scale_out_burst)
         .with_queue_after(args.queue_after_instances)
-        .with_max_invocations_per_instance(args.max_invocations_per_instance),
+        .with_max_invocations_per_instance(args.max_invocations_per_instance)
+        .with_memory_budget(memory_budget_mb(args.memory_budget)?),
     );
     let registry = Arc::new(Registry::default());
     let control = Arc::new(ControlPlane::new(
@@ -104,6 +145,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         logs.sender.clone(),
         logs.usage.clone(),
     ));
+    invoker.metrics.watch_log_gate(log_gate);
+    invoker.metrics.watch_memory(scheduler.memory().clone());
     // The API listener is bound before functions load: instances are told its
     // address (AWS_ENDPOINT_URL) along with credentials of their own function.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -330,6 +373,38 @@ fn public_addr(addr: std::net::SocketAddr) -> String {
 /// Each instance holds a few descriptors (pipe, listener, connection, cgroup
 /// file); the usual soft limit of 1024 would cap concurrency well below the
 /// account limit, so use the hard limit.
+/// `oom_score_adj` of the server: when the host runs out of memory the kernel
+/// should kill a function's instance (they set +500), not the platform.
+const SERVER_OOM_SCORE_ADJ: &str = "-900";
+
+/// Lowering the score needs CAP_SYS_RESOURCE; without it the server says so.
+fn protect_from_oom_killer() {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", SERVER_OOM_SCORE_ADJ) {
+        tracing::warn!(
+            "cannot set the server's oom_score_adj to {SERVER_OOM_SCORE_ADJ} ({e}): the kernel may pick the server over a function when memory runs out"
+        );
+    }
+}
+
+/// The memory budget in MB: the flag's, else the host's memory less a reserve.
+fn memory_budget_mb(flag: Option<u64>) -> anyhow::Result<u64> {
+    let min = u64::from(nimbus_core::limits::MIN_MEMORY_MB);
+    if let Some(bytes) = flag
+        && bytes >> 20 < min
+    {
+        anyhow::bail!(
+            "--memory-budget {} MB is below the smallest function memory size ({min} MB): no instance could start",
+            bytes >> 20
+        );
+    }
+    let bytes = flag
+        .or_else(nimbus_engine::scheduler::default_budget_bytes)
+        .unwrap_or(u64::MAX);
+    let mb = bytes >> 20;
+    tracing::info!("memory budget for instances: {mb} MB");
+    Ok(mb)
+}
+
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

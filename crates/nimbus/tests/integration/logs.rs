@@ -1,6 +1,6 @@
 //! Logs: function output and Lambda-style START/END/REPORT lines, stored and queryable.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::*;
 
@@ -187,6 +187,16 @@ fn log_cursor_and_since() {
     assert!(v["events"].as_array().unwrap().is_empty());
     let (status, _) = s.get("/v1/functions/missing/logs");
     assert_eq!(status, 404);
+    // At most 10,000 lines a page, said plainly (L6).
+    let (status, v) = s.get("/v1/functions/cursor/logs?limit=10001");
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit must be at most 10000 lines"),
+        "{v}"
+    );
 }
 
 fn chrono_like_now_ms() -> i64 {
@@ -194,4 +204,250 @@ fn chrono_like_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// Sum of the sizes of `logs.db` and its WAL.
+fn log_db_bytes(s: &Server) -> u64 {
+    ["logs.db", "logs.db-wal"]
+        .iter()
+        .map(|f| std::fs::metadata(s.data_dir.join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Peak resident memory of a process (kB), from /proc.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// The value of a Prometheus sample, if present.
+fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+}
+
+fn metrics_text(s: &Server) -> String {
+    s.http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// Two functions printing 256 KB lines as fast as they can for a few seconds
+/// (test item 61, scaled down by small quotas): each keeps only its own quota
+/// of lines, its logs open with the notice saying how many were dropped, the
+/// log database stays within the quotas plus a stated slack, the server's
+/// memory does not follow the flood, what the queue dropped is counted in
+/// /metrics, and a quiet function's earlier lines all survive.
+#[test]
+fn a_log_flood_costs_only_the_flooding_function() {
+    const FUNCTION_QUOTA: u64 = 2 << 20;
+    const TOTAL_QUOTA: u64 = 3 << 20;
+    let s = Server::start_with(&[
+        "--log-function-bytes",
+        "2m",
+        "--log-total-bytes",
+        "3m",
+        "--log-queue-bytes",
+        "4m",
+    ]);
+    deploy_py(
+        &s,
+        "quiet",
+        "def handler(e, c):\n    for i in range(50):\n        print('quiet', i)\n    return 1\n",
+        json!({}),
+    );
+    let quiet_id = s.invoke("quiet", &json!({})).request_id();
+    let quiet_lines = |events: &[Value]| {
+        lines_of(events)
+            .iter()
+            .filter(|l| l.starts_with("quiet "))
+            .count()
+    };
+    assert_eq!(
+        quiet_lines(&s.logs_until("quiet", |ev| quiet_lines(ev) == 50)),
+        50
+    );
+    let flood = "import sys\nLINE = 'y' * (256 * 1024 - 1) + '\\n'\ndef handler(e, c):\n    for _ in range(40):\n        sys.stdout.write(LINE)\n    sys.stdout.flush()\n    return 1\n";
+    for f in ["flood-a", "flood-b"] {
+        deploy_py(&s, f, flood, json!({}));
+        s.invoke(f, &json!({}));
+    }
+    let rss_before = peak_rss_kb(s.pid());
+
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let calls = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    let f = if i % 2 == 0 { "flood-a" } else { "flood-b" };
+                    let mut n = 0;
+                    while std::time::Instant::now() < until {
+                        assert_eq!(s.invoke_raw(f, "{}", false).status, 200);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .sum::<usize>()
+    });
+    // Each call printed 10 MB (8 MB of it kept per invocation).
+    eprintln!("{calls} flood calls");
+    assert!(calls >= 4, "{calls}");
+
+    let rss_after = peak_rss_kb(s.pid());
+    assert!(
+        rss_after < rss_before + 128 * 1024,
+        "server peak RSS grew from {rss_before} kB to {rss_after} kB"
+    );
+    // Quotas are enforced after every eighth of the smaller one written, on
+    // batches of at most the queue (4 MB); the WAL keeps up to 16 MB after a
+    // checkpoint. Stated slack: 24 MB over the total quota, against the
+    // hundreds of MB the flood printed.
+    let on_disk = log_db_bytes(&s);
+    eprintln!(
+        "peak RSS {rss_before} kB before, {rss_after} kB after; logs.db + WAL {on_disk} bytes"
+    );
+    assert!(
+        on_disk < TOTAL_QUOTA + (24 << 20),
+        "logs.db and its WAL take {on_disk} bytes"
+    );
+    assert!(
+        std::fs::metadata(s.data_dir.join("nimbus.db"))
+            .unwrap()
+            .len()
+            < 1 << 20,
+        "no logs in the metadata database"
+    );
+
+    // The quiet function lost nothing, in order, with its frame.
+    let quiet = s.logs_until("quiet", |_| true);
+    let lines = lines_of(&quiet);
+    let numbered: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("quiet "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        numbered,
+        (0..50).map(|i| format!("quiet {i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        lines[0].starts_with(&format!("START RequestId: {quiet_id}")),
+        "{lines:?}"
+    );
+
+    for f in ["flood-a", "flood-b"] {
+        // Oldest first: the notice stands where the dropped lines were.
+        let (status, v) = s.get(&format!("/v1/functions/{f}/logs?after_id=0&limit=2"));
+        assert_eq!(status, 200);
+        let first = v["events"][0]["message"].as_str().unwrap().to_string();
+        assert!(
+            first.starts_with("nimbus: ")
+                && first.contains(" older log lines of this function were dropped to stay within "),
+            "{f} starts with {first:.200}"
+        );
+        let dropped: u64 = first["nimbus: ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(dropped > 0, "{first}");
+        // What is kept fits the function's quota (plus one pass's worth).
+        let (_, v) = s.get(&format!("/v1/functions/{f}/logs?limit=10000"));
+        let kept: u64 = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().len() as u64)
+            .sum();
+        assert!(
+            kept <= FUNCTION_QUOTA + FUNCTION_QUOTA / 8 + (4 << 20),
+            "{f} keeps {kept} bytes"
+        );
+    }
+
+    let text = metrics_text(&s);
+    let dropped = metric(
+        &text,
+        "nimbus_log_lines_dropped_total{function=\"flood-a\"}",
+    )
+    .unwrap_or_else(|| panic!("no drop counter for flood-a in\n{text}"));
+    assert!(dropped > 0.0);
+    assert_eq!(
+        metric(&text, "nimbus_log_lines_dropped_total{function=\"quiet\"}"),
+        None,
+        "the quiet function lost nothing"
+    );
+}
+
+/// A function printing more one-byte lines than an invocation may (test
+/// item 62, scaled to 300,000 a call): the per-invocation budget cuts it off with a notice,
+/// and every invocation's START comes first and its END and REPORT last.
+#[test]
+fn a_flood_of_tiny_lines_keeps_start_and_end_in_order() {
+    let s = Server::start();
+    deploy_py(
+        &s,
+        "tiny",
+        "import sys\ndef handler(e, c):\n    sys.stdout.write('x\\n' * 300_000)\n    sys.stdout.flush()\n    return 1\n",
+        json!({"timeout_s": 30}),
+    );
+    let mut last_end = 0;
+    for _ in 0..2 {
+        let id = s.invoke("tiny", &json!({})).request_id();
+        // Newest first: the invocation ends with END and REPORT.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let tail = loop {
+            let (_, v) = s.get(&format!("/v1/functions/tiny/logs?request_id={id}&limit=2"));
+            let ev = v["events"].as_array().unwrap().clone();
+            if lines_of(&ev)
+                .last()
+                .is_some_and(|l| l.starts_with("REPORT"))
+                || std::time::Instant::now() > deadline
+            {
+                break ev;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let tail_lines = lines_of(&tail);
+        assert!(
+            tail_lines[0].starts_with("[nimbus] output exceeded 8 MB"),
+            "{tail_lines:?}"
+        );
+        assert_eq!(tail_lines[1], format!("END RequestId: {id}"));
+        assert!(tail_lines[2].starts_with(&format!("REPORT RequestId: {id}\t")));
+        // Oldest first: START, after everything of the invocation before.
+        let (_, v) = s.get(&format!(
+            "/v1/functions/tiny/logs?request_id={id}&after_id={last_end}&limit=1"
+        ));
+        let first = &v["events"][0];
+        assert!(
+            first["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("START RequestId: {id}")),
+            "{first}"
+        );
+        // Only this function writes, so the ids between its START and its END
+        // count the lines it kept: 8 MB at 65 bytes a line, plus the notice.
+        let start_id = first["id"].as_i64().unwrap();
+        let end_id = tail[1]["id"].as_i64().unwrap();
+        let count = (end_id - start_id - 1) as usize;
+        assert!(count <= 8 * 1024 * 1024 / 65 + 1, "{count} lines");
+        assert!(count > 100_000, "{count} lines");
+        last_end = end_id;
+    }
 }

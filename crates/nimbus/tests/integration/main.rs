@@ -13,6 +13,7 @@ mod handler_styles;
 mod hostile;
 mod lifecycle;
 mod logs;
+mod memory;
 mod messages;
 mod nodejs;
 mod objects;
