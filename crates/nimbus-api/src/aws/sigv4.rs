@@ -332,6 +332,13 @@ pub enum AuthError {
     /// `X-Amz-Content-SHA256` disagrees with the body the caller hashed.
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     ContentSha256Mismatch { claimed: String, computed: String },
+    /// `UNSIGNED-PAYLOAD` or `STREAMING-*` on a service whose bodies must be
+    /// signed (everything but S3): see [`declared_payload_hash`].
+    #[error(
+        "x-amz-content-sha256 must be the hex SHA-256 of the body for service '{0}': \
+         unsigned and streaming payloads are accepted only by s3."
+    )]
+    UnsignedPayloadRefused(String),
 }
 
 impl AuthError {
@@ -343,7 +350,8 @@ impl AuthError {
             AuthError::IncompleteSignature(_)
             | AuthError::PresignedQueryMalformed(_)
             | AuthError::InvalidContentSha256
-            | AuthError::MissingContentSha256 => "IncompleteSignatureException",
+            | AuthError::MissingContentSha256
+            | AuthError::UnsignedPayloadRefused(_) => "IncompleteSignatureException",
             AuthError::CredentialScope(_)
             | AuthError::SignedHeaderMissing(_)
             | AuthError::SignatureExpired { .. }
@@ -368,7 +376,9 @@ impl AuthError {
             | AuthError::SignedHeaderMissing(_)
             | AuthError::InvalidSignature { .. } => "SignatureDoesNotMatch",
             AuthError::InvalidContentSha256 => "InvalidArgument",
-            AuthError::MissingContentSha256 => "InvalidRequest",
+            AuthError::MissingContentSha256 | AuthError::UnsignedPayloadRefused(_) => {
+                "InvalidRequest"
+            }
             AuthError::ContentSha256Mismatch { .. } => "XAmzContentSHA256Mismatch",
         }
     }
@@ -380,6 +390,7 @@ impl AuthError {
             | AuthError::PresignedQueryMalformed(_)
             | AuthError::InvalidContentSha256
             | AuthError::MissingContentSha256
+            | AuthError::UnsignedPayloadRefused(_)
             | AuthError::ContentSha256Mismatch { .. } => 400,
             _ => 403,
         }
@@ -787,6 +798,32 @@ fn payload_hash(
     req.body_sha256_hex
         .map(str::to_owned)
         .ok_or(AuthError::MissingContentSha256)
+}
+
+/// The body hash a request to a service other than S3 declares in
+/// `X-Amz-Content-SHA256`, lower-cased, or `None` when it sends none (the
+/// caller must then hash the body before [`verify`]). With a declared hash
+/// the signature can be verified from the headers alone, before the body is
+/// read, and the body compared once read. Lambda, SQS, SNS and Step Functions
+/// clients sign their bodies, so `UNSIGNED-PAYLOAD` and `STREAMING-*` there
+/// could only leave a body unauthenticated: refused (L3 of the review).
+pub fn declared_payload_hash(
+    parsed: &ParsedAuth,
+    headers: &HeaderMap,
+) -> Result<Option<String>, AuthError> {
+    let Some(value) = headers.get(X_AMZ_CONTENT_SHA256) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidContentSha256)?;
+    match PayloadKind::classify(value, &parsed.signature)? {
+        PayloadKind::Sha256(hex) => Ok(Some(hex)),
+        _ if is_s3(&parsed.credential.service) => Ok(None),
+        _ => Err(AuthError::UnsignedPayloadRefused(
+            parsed.credential.service.clone(),
+        )),
+    }
 }
 
 /// When the client claimed a hash and the caller hashed the body, they must agree.

@@ -32,6 +32,8 @@ pub use config::ServerArgs;
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Flushes what is still buffered when the server returns.
     let _log_flush = init_tracing();
+    args.check_plaintext()?;
+    nimbus_runtime::runtime_api::set_header_timeout_margin(args.runtime_api_header_timeout.into());
     // Files the server creates are private unless it opens them up on purpose
     // (the database holds functions' environment variables).
     // SAFETY: umask has no preconditions.
@@ -233,23 +235,40 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     });
     host.announce(api_addr, gateway_addr, loaded);
-    keys::announce(admin_key.as_ref(), args.dev);
+    keys::announce(admin_key.as_ref(), &host.data_dir, args.dev)?;
     host.hint();
 
+    // Both listeners shed slow and greedy clients (nimbus_runtime::listener).
+    let limits = args.listener_limits();
+    let api_stats = Arc::new(nimbus_runtime::listener::ListenerStats::default());
+    let gateway_stats = Arc::new(nimbus_runtime::listener::ListenerStats::default());
     let stop = CancellationToken::new();
     let server = tokio::spawn({
         let stop = stop.clone();
+        let limits = limits.clone();
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            use tower_service::Service;
+            nimbus_runtime::listener::serve(listener, limits, api_stats, stop, move |req, _| {
+                let mut app = app.clone();
+                async move {
+                    match app.call(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    }
+                }
+            })
+            .await
         }
     });
 
     let gateway_task = tokio::spawn({
         let stop = stop.clone();
         let server = gateway_server.clone();
-        async move { server.serve(gateway_listener, stop).await }
+        async move {
+            server
+                .serve(gateway_listener, limits, gateway_stats, stop)
+                .await
+        }
     });
 
     let signal = shutdown::wait_for_signal().await;
