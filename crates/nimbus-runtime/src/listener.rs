@@ -25,7 +25,9 @@
 //! * heads are capped in bytes and header count (431 / 400 from hyper);
 //! * a body must arrive at [`Limits::body_min_rate`] (judged over
 //!   [`Limits::body_rate_window`]) and whole within [`Limits::body_timeout`], or
-//!   reading it fails with [`BodyTimeout`] (callers answer 408);
+//!   reading it fails with [`BodyTimeout`]; the answer then has status 408
+//!   whatever error document the handler wrote, and hyper closes the
+//!   connection, whose body was not read to its end;
 //! * connections are capped in total and per client address; an excess
 //!   connection is closed at once, before anything is read from it, and
 //!   counted in [`ListenerStats`];
@@ -141,7 +143,7 @@ impl BodyTimeout {
 /// requests without one) pay nothing.
 pub struct GuardedBody {
     inner: Incoming,
-    polled: Arc<AtomicBool>,
+    seen: Arc<BodySeen>,
     stats: Arc<ListenerStats>,
     timers: Option<Box<Timers>>,
     body_timeout: Duration,
@@ -157,13 +159,22 @@ struct Timers {
     window_bytes: u64,
 }
 
+/// What the connection learns about a request's body once it was handled.
+#[derive(Default)]
+struct BodySeen {
+    /// Someone started reading it.
+    polled: AtomicBool,
+    /// It was cut for arriving too slowly or too late.
+    timed_out: AtomicBool,
+}
+
 impl GuardedBody {
-    fn new(inner: Incoming, limits: &Limits, stats: Arc<ListenerStats>) -> (Self, Arc<AtomicBool>) {
-        let polled = Arc::new(AtomicBool::new(false));
+    fn new(inner: Incoming, limits: &Limits, stats: Arc<ListenerStats>) -> (Self, Arc<BodySeen>) {
+        let seen = Arc::new(BodySeen::default());
         let window = limits.body_rate_window.max(Duration::from_millis(1));
         let body = Self {
             inner,
-            polled: polled.clone(),
+            seen: seen.clone(),
             stats,
             timers: None,
             body_timeout: limits.body_timeout,
@@ -172,12 +183,13 @@ impl GuardedBody {
             window,
             failed: false,
         };
-        (body, polled)
+        (body, seen)
     }
 
     fn fail(&mut self, e: BodyTimeout) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.failed = true;
         self.timers = None;
+        self.seen.timed_out.store(true, Ordering::Relaxed);
         self.stats.bodies_timed_out.fetch_add(1, Ordering::Relaxed);
         Poll::Ready(Some(Err(Box::new(e))))
     }
@@ -195,7 +207,7 @@ impl Body for GuardedBody {
         if this.failed {
             return Poll::Ready(None);
         }
-        this.polled.store(true, Ordering::Relaxed);
+        this.seen.polled.store(true, Ordering::Relaxed);
         if this.timers.is_none() {
             let now = Instant::now();
             this.timers = Some(Box::new(Timers {
@@ -375,12 +387,17 @@ where
                 service_fn(move |req: Request<Incoming>| {
                     let (parts, body) = req.into_parts();
                     let declared_body = !body.is_end_stream();
-                    let (body, polled) = GuardedBody::new(body, &limits, stats.clone());
+                    let (body, seen) = GuardedBody::new(body, &limits, stats.clone());
                     let fut = handle(Request::from_parts(parts, body), peer);
                     async move {
                         let mut resp = fut.await;
+                        // Whatever the handler made of a body cut for time
+                        // (its own error document), the status says so.
+                        if seen.timed_out.load(Ordering::Relaxed) {
+                            *resp.status_mut() = hyper::StatusCode::REQUEST_TIMEOUT;
+                        }
                         // Refused from its headers: do not read the body, close.
-                        if declared_body && !polled.load(Ordering::Relaxed) {
+                        if declared_body && !seen.polled.load(Ordering::Relaxed) {
                             resp.headers_mut()
                                 .insert(CONNECTION, HeaderValue::from_static("close"));
                         }
