@@ -229,14 +229,15 @@ fn connection_caps_refuse_excess_connections_per_address_and_in_total() {
     );
     println!("connection 21 closed after {:?}", refused_at.elapsed());
     // Another address (127.0.0.2 reaches the loopback listener too) still gets in.
-    let other = reqwest::blocking::Client::builder()
-        .local_address(Some("127.0.0.2".parse().unwrap()))
-        .timeout(Duration::from_secs(5))
-        .build()
+    let mut other = connect_from("127.0.0.2", api);
+    other
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let r = other.get(format!("{}/v1/health", s.url)).send().unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let answer = answer_then_close(&mut other, Instant::now() + Duration::from_secs(5))
+        .expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(other);
+    std::thread::sleep(Duration::from_millis(200));
 
     // Ten more from another address fill the listener (30 in total).
     let more: Vec<TcpStream> = (0..10).map(|_| connect_from("127.0.0.3", api)).collect();
@@ -250,8 +251,16 @@ fn connection_caps_refuse_excess_connections_per_address_and_in_total() {
     held.truncate(10);
     drop(more);
     std::thread::sleep(Duration::from_millis(200));
-    let r = s.http.get(format!("{}/v1/health", s.url)).send().unwrap();
+    let r = s.http.get(format!("{}/metrics", s.url)).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    let metrics = r.text().unwrap();
+    for line in [
+        r#"nimbus_listener_connections_refused_total{listener="api",cap="per_ip"} 1"#,
+        r#"nimbus_listener_connections_refused_total{listener="api",cap="total"} 1"#,
+        r#"nimbus_listener_connections_refused_total{listener="gateway",cap="total"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
 }
 
 /// A TCP connection to `to` from the loopback address `from`.
