@@ -806,7 +806,8 @@ fn payload_hash(
 /// the signature can be verified from the headers alone, before the body is
 /// read, and the body compared once read. Lambda, SQS, SNS and Step Functions
 /// clients sign their bodies, so `UNSIGNED-PAYLOAD` and `STREAMING-*` there
-/// could only leave a body unauthenticated: refused (L3 of the review).
+/// could only leave a body unauthenticated: refused (L3 of the review). For
+/// `s3`, where they are legal, the answer is `None` (s3s checks those bodies).
 pub fn declared_payload_hash(
     parsed: &ParsedAuth,
     headers: &HeaderMap,
@@ -2153,5 +2154,82 @@ mod tests {
         assert_eq!(parse_amz_date("20250115T120000Z"), Some(t0()));
         assert_eq!(parse_amz_date("2025115T120000Z"), None);
         assert_eq!(parse_amz_date("20250115T120000"), None);
+    }
+
+    #[test]
+    fn a_declared_hash_lets_the_signature_be_checked_before_the_body() {
+        let body = br#"{"hello":"world"}"#;
+        let hash = sha256_hex(body);
+        let mut headers = header_map(&[
+            ("host", "localhost:8470"),
+            ("x-amz-date", "20250115T120000Z"),
+            ("x-amz-content-sha256", &hash),
+        ]);
+        let path = "/2015-03-31/functions/f/invocations";
+        sign_in_place(Service::Lambda, "POST", path, None, &mut headers, None);
+        let parsed = parse_authorization(&headers).unwrap();
+        assert_eq!(
+            declared_payload_hash(&parsed, &headers).unwrap(),
+            Some(hash.clone())
+        );
+        // No body hash from the caller: verified from the headers alone.
+        let req = request("POST", path, None, &headers, None);
+        assert!(verify(&req, &parsed, SECRET, t0(), DEFAULT_MAX_SKEW).is_ok());
+        assert!(matches!(
+            verify(&req, &parsed, "another secret", t0(), DEFAULT_MAX_SKEW),
+            Err(AuthError::InvalidSignature { .. })
+        ));
+        // Without the header the caller must hash the body first.
+        headers.remove("x-amz-content-sha256");
+        assert_eq!(declared_payload_hash(&parsed, &headers).unwrap(), None);
+    }
+
+    #[test]
+    fn unsigned_and_streaming_payloads_are_refused_outside_s3() {
+        for (service, value) in [
+            ("lambda", UNSIGNED_PAYLOAD),
+            ("sqs", STREAMING_SIGNED_PAYLOAD),
+            ("sns", STREAMING_UNSIGNED_PAYLOAD_TRAILER),
+            ("states", STREAMING_SIGNED_PAYLOAD_TRAILER),
+        ] {
+            let headers = header_map(&[
+                ("host", "localhost:8470"),
+                ("x-amz-date", "20250115T120000Z"),
+                ("x-amz-content-sha256", value),
+                (
+                    "authorization",
+                    &format!(
+                        "AWS4-HMAC-SHA256 Credential={AKID}/20250115/us-east-1/{service}/aws4_request, \
+                         SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+                        "0".repeat(64)
+                    ),
+                ),
+            ]);
+            let parsed = parse_authorization(&headers).unwrap();
+            let err = declared_payload_hash(&parsed, &headers).unwrap_err();
+            assert_eq!(err, AuthError::UnsignedPayloadRefused(service.into()));
+            assert_eq!(err.http_status(), 400);
+        }
+        let s3 = header_map(&[
+            ("host", "localhost:8470"),
+            ("x-amz-date", "20250115T120000Z"),
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            (
+                "authorization",
+                &format!(
+                    "AWS4-HMAC-SHA256 Credential={AKID}/20250115/us-east-1/s3/aws4_request, \
+                     SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+                    "0".repeat(64)
+                ),
+            ),
+        ]);
+        let parsed = parse_authorization(&s3).unwrap();
+        assert_eq!(declared_payload_hash(&parsed, &s3).unwrap(), None);
+        let mut bad = s3.clone();
+        bad.insert("x-amz-content-sha256", HeaderValue::from_static("xyz"));
+        assert_eq!(
+            declared_payload_hash(&parsed, &bad).unwrap_err(),
+            AuthError::InvalidContentSha256
+        );
     }
 }

@@ -550,3 +550,26 @@ fn first_admin_key_goes_to_a_private_file_not_stdout() {
     assert!(!stdout.contains(secret), "secret on stdout: {stdout}");
     assert!(stdout.contains("admin-key.env"), "{stdout}");
 }
+
+/// The gateway decides a route's key from the headers: a 200 MB body sent
+/// with a wrong API key is refused before any of it is read.
+#[test]
+fn gateway_api_key_is_checked_before_the_body() {
+    let s = Server::start();
+    deploy_py(&s, "echo", ECHO, json!({}));
+    let (st, v) = s.send_json(
+        "POST",
+        "/v1/routes",
+        &json!({"route": "POST /ak", "function": "echo", "auth": "api_key"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let head = "POST /ak HTTP/1.1\r\nHost: x\r\nx-api-key: wrong\r\nContent-Length: 209715200\r\nExpect: 100-continue\r\n\r\n";
+    let (answer, took) = timed(|| answer_to_head(addr_of(&s.gateway), head));
+    println!("{} in {took:?}", answer.lines().next().unwrap_or(""));
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}
