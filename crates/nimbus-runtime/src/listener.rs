@@ -138,14 +138,18 @@ impl BodyTimeout {
     }
 }
 
-/// A request body that must arrive in time (see [`Limits`]). Its timers are
-/// created on the first poll that finds no data, so bodies read at once (and
-/// requests without one) pay nothing.
+/// A request body that must arrive in time (see [`Limits`]), counted from its
+/// first poll. Its timers are created on the first poll that finds no data,
+/// so bodies that are there at once (most of them) and requests without one
+/// pay no timer.
 pub struct GuardedBody {
     inner: Incoming,
     seen: Arc<BodySeen>,
     stats: Arc<ListenerStats>,
     timers: Option<Box<Timers>>,
+    /// First poll, and bytes received before the timers existed.
+    started: Option<Instant>,
+    early_bytes: u64,
     body_timeout: Duration,
     min_bytes_per_window: u64,
     min_rate: u64,
@@ -177,6 +181,8 @@ impl GuardedBody {
             seen: seen.clone(),
             stats,
             timers: None,
+            started: None,
+            early_bytes: 0,
             body_timeout: limits.body_timeout,
             min_bytes_per_window: (limits.body_min_rate as f64 * window.as_secs_f64()) as u64,
             min_rate: limits.body_min_rate,
@@ -207,19 +213,16 @@ impl Body for GuardedBody {
         if this.failed {
             return Poll::Ready(None);
         }
-        this.seen.polled.store(true, Ordering::Relaxed);
-        if this.timers.is_none() {
-            let now = Instant::now();
-            this.timers = Some(Box::new(Timers {
-                deadline: Box::pin(tokio::time::sleep_until(now + this.body_timeout)),
-                window_end: Box::pin(tokio::time::sleep_until(now + this.window)),
-                window_bytes: 0,
-            }));
+        if this.started.is_none() {
+            this.seen.polled.store(true, Ordering::Relaxed);
+            this.started = Some(Instant::now());
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(t)) = (frame.data_ref(), this.timers.as_mut()) {
-                    t.window_bytes += data.len() as u64;
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                match this.timers.as_mut() {
+                    Some(t) => t.window_bytes += n,
+                    None => this.early_bytes += n,
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
@@ -230,7 +233,15 @@ impl Body for GuardedBody {
             }
             Poll::Pending => {}
         }
-        let timers = this.timers.as_mut().expect("set above");
+        let started = this.started.expect("set above");
+        let (body_timeout, window, early) = (this.body_timeout, this.window, this.early_bytes);
+        let timers = this.timers.get_or_insert_with(|| {
+            Box::new(Timers {
+                deadline: Box::pin(tokio::time::sleep_until(started + body_timeout)),
+                window_end: Box::pin(tokio::time::sleep_until(started + window)),
+                window_bytes: early,
+            })
+        });
         if timers.deadline.as_mut().poll(cx).is_ready() {
             let d = this.body_timeout;
             return this.fail(BodyTimeout::Deadline(d));

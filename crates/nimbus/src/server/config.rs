@@ -63,7 +63,8 @@ pub struct ServerArgs {
     pub max_connections_per_ip: usize,
     /// Time an instance's runtime has, beyond its function's timeout, to send
     /// a request head to the Runtime API (the connection that brought an event
-    /// is idle while the handler runs).
+    /// is idle while the handler runs; a spare's is idle while it imports its
+    /// handler, so keep this above the 10 s init limit).
     #[arg(long, default_value = "30s")]
     pub runtime_api_header_timeout: humantime::Duration,
     /// Scratch directory for unpacked code and instance /tmp areas
