@@ -113,19 +113,30 @@ impl GatewayServer {
 
     /// Serves until `stop`: then stops accepting and lets in-flight requests
     /// finish (WebSockets are closed by [`GatewayServer::close_websockets`]).
+    /// Connections are served by [`nimbus_runtime::listener`] (header and
+    /// body timeouts, connection caps; the header timeout also covers a
+    /// WebSocket upgrade request).
     pub async fn serve(
         &self,
         listener: TcpListener,
+        limits: nimbus_runtime::listener::Limits,
+        stats: Arc<nimbus_runtime::listener::ListenerStats>,
         stop: CancellationToken,
     ) -> std::io::Result<()> {
+        use tower_service::Service;
         let app = Router::new()
             .fallback(handle)
             .with_state(self.shared.clone());
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.cancelled_owned())
+        nimbus_runtime::listener::serve(listener, limits, stats, stop, move |mut req, peer| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move {
+                match app.call(req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        })
         .await
     }
 

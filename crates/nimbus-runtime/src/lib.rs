@@ -14,6 +14,7 @@
 
 pub mod bootstraps;
 mod instance;
+pub mod listener;
 mod log_pipe;
 pub mod runtime_api;
 pub mod sandbox;

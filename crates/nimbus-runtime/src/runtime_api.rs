@@ -22,10 +22,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 
@@ -73,11 +72,33 @@ enum Phase {
     Failed,
 }
 
-/// Largest request head, or trailer block, a runtime may send.
-const MAX_HEADER_BYTES: usize = 2 * 1024 * 1024;
+/// Largest request head, or trailer block, a runtime may send: the official
+/// Python client sends an X-Ray error cause of up to 1 MiB in a header of its
+/// `/error` post (and hyper applies one limit to heads and trailers), plus
+/// room for the rest of the head.
+const MAX_HEADER_BYTES: usize = 1024 * 1024 + 64 * 1024;
+
+/// Time a runtime has, beyond its function's timeout, to send a request head
+/// (see [`HeadTimer`]); `nimbus up --runtime-api-header-timeout`.
+static HEADER_TIMEOUT_MARGIN_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(30_000);
+
+/// Sets the time a runtime has, beyond its function's timeout, to send a
+/// request head on a Runtime API connection (30 s unless set; once at startup).
+pub fn set_header_timeout_margin(margin: Duration) {
+    HEADER_TIMEOUT_MARGIN_MS.store(
+        u64::try_from(margin.as_millis()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
 
 /// Connections one instance may hold open to its Runtime API.
 const MAX_CONNECTIONS: usize = 8;
+
+/// Pause of an instance's accept loop after refusing a TCP connection that
+/// did not come from the instance: a flood of them costs the server at most
+/// this many peer lookups per second and per port.
+const REFUSAL_PAUSE: Duration = Duration::from_millis(20);
 
 struct Shared {
     phase: Mutex<Phase>,
@@ -206,6 +227,9 @@ impl RuntimeApiServer {
                             .unwrap_or(false);
                             if !allowed {
                                 tracing::warn!(%peer, "refused a Runtime API connection from a process that is not the instance's");
+                                // Each refusal cost a read of /proc/net/tcp (its size grows
+                                // with the host's sockets): at most 50 a second.
+                                tokio::time::sleep(REFUSAL_PAUSE).await;
                                 continue;
                             }
                         }
@@ -250,16 +274,56 @@ async fn serve<S>(shared: Arc<Shared>, stream: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let timer = HeadTimer(shared.clone());
     let svc = service_fn(move |req| handle(shared.clone(), req));
-    let _ = http1::Builder::new()
-        .keep_alive(true)
-        // Error documents travel in headers and trailers (the X-Ray cause, up
-        // to 1 MiB from the Python client; a streamed failure's base64 body):
-        // hyper's defaults (16 KB of trailers) would cut them off.
-        .max_buf_size(MAX_HEADER_BYTES + 64 * 1024)
-        .max_header_size(MAX_HEADER_BYTES)
+    // Error documents travel in headers and trailers (the X-Ray cause, up
+    // to 1 MiB from the Python client; a streamed failure's base64 body):
+    // hyper's defaults (16 KB of trailers) would cut them off.
+    let mut builder = crate::listener::http1_builder(
+        Duration::from_secs(1), // replaced by HeadTimer's own deadline
+        MAX_HEADER_BYTES,
+        100,
+    );
+    let _ = builder
+        .timer(timer)
         .serve_connection(TokioIo::new(stream), svc)
         .await;
+}
+
+/// hyper's header-read timer with the deadline a runtime needs: a runtime
+/// sends its result on the connection that brought the event, which stays
+/// idle while the handler runs, so the time to send a head is the
+/// function's timeout (as it is now: a spare learns its function's late) plus
+/// a margin. A runtime that trickles a head, or holds connections it does not
+/// use, loses them after that.
+struct HeadTimer(Arc<Shared>);
+
+impl HeadTimer {
+    fn deadline(&self) -> std::time::Instant {
+        let margin = Duration::from_millis(
+            HEADER_TIMEOUT_MARGIN_MS.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let timeout = *self.0.timeout.lock().unwrap();
+        hyper::rt::Timer::now(&TokioTimer::new()) + timeout + margin
+    }
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        TokioTimer::new().sleep(duration)
+    }
+
+    fn sleep_until(&self, _: std::time::Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        TokioTimer::new().sleep_until(self.deadline())
+    }
+
+    fn reset(&self, sleep: &mut std::pin::Pin<Box<dyn hyper::rt::Sleep>>, _: std::time::Instant) {
+        TokioTimer::new().reset(sleep, self.deadline());
+    }
+
+    fn now(&self) -> std::time::Instant {
+        TokioTimer::new().now()
+    }
 }
 
 /// Binds a Unix socket only `owner` may connect to: connecting needs write

@@ -332,6 +332,13 @@ pub enum AuthError {
     /// `X-Amz-Content-SHA256` disagrees with the body the caller hashed.
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     ContentSha256Mismatch { claimed: String, computed: String },
+    /// `UNSIGNED-PAYLOAD` or `STREAMING-*` on a service whose bodies must be
+    /// signed (everything but S3): see [`declared_payload_hash`].
+    #[error(
+        "x-amz-content-sha256 must be the hex SHA-256 of the body for service '{0}': \
+         unsigned and streaming payloads are accepted only by s3."
+    )]
+    UnsignedPayloadRefused(String),
 }
 
 impl AuthError {
@@ -343,7 +350,8 @@ impl AuthError {
             AuthError::IncompleteSignature(_)
             | AuthError::PresignedQueryMalformed(_)
             | AuthError::InvalidContentSha256
-            | AuthError::MissingContentSha256 => "IncompleteSignatureException",
+            | AuthError::MissingContentSha256
+            | AuthError::UnsignedPayloadRefused(_) => "IncompleteSignatureException",
             AuthError::CredentialScope(_)
             | AuthError::SignedHeaderMissing(_)
             | AuthError::SignatureExpired { .. }
@@ -368,7 +376,9 @@ impl AuthError {
             | AuthError::SignedHeaderMissing(_)
             | AuthError::InvalidSignature { .. } => "SignatureDoesNotMatch",
             AuthError::InvalidContentSha256 => "InvalidArgument",
-            AuthError::MissingContentSha256 => "InvalidRequest",
+            AuthError::MissingContentSha256 | AuthError::UnsignedPayloadRefused(_) => {
+                "InvalidRequest"
+            }
             AuthError::ContentSha256Mismatch { .. } => "XAmzContentSHA256Mismatch",
         }
     }
@@ -380,6 +390,7 @@ impl AuthError {
             | AuthError::PresignedQueryMalformed(_)
             | AuthError::InvalidContentSha256
             | AuthError::MissingContentSha256
+            | AuthError::UnsignedPayloadRefused(_)
             | AuthError::ContentSha256Mismatch { .. } => 400,
             _ => 403,
         }
@@ -787,6 +798,33 @@ fn payload_hash(
     req.body_sha256_hex
         .map(str::to_owned)
         .ok_or(AuthError::MissingContentSha256)
+}
+
+/// The body hash a request to a service other than S3 declares in
+/// `X-Amz-Content-SHA256`, lower-cased, or `None` when it sends none (the
+/// caller must then hash the body before [`verify`]). With a declared hash
+/// the signature can be verified from the headers alone, before the body is
+/// read, and the body compared once read. Lambda, SQS, SNS and Step Functions
+/// clients sign their bodies, so `UNSIGNED-PAYLOAD` and `STREAMING-*` there
+/// could only leave a body unauthenticated: refused (L3 of the review). For
+/// `s3`, where they are legal, the answer is `None` (s3s checks those bodies).
+pub fn declared_payload_hash(
+    parsed: &ParsedAuth,
+    headers: &HeaderMap,
+) -> Result<Option<String>, AuthError> {
+    let Some(value) = headers.get(X_AMZ_CONTENT_SHA256) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::InvalidContentSha256)?;
+    match PayloadKind::classify(value, &parsed.signature)? {
+        PayloadKind::Sha256(hex) => Ok(Some(hex)),
+        _ if is_s3(&parsed.credential.service) => Ok(None),
+        _ => Err(AuthError::UnsignedPayloadRefused(
+            parsed.credential.service.clone(),
+        )),
+    }
 }
 
 /// When the client claimed a hash and the caller hashed the body, they must agree.
@@ -2116,5 +2154,82 @@ mod tests {
         assert_eq!(parse_amz_date("20250115T120000Z"), Some(t0()));
         assert_eq!(parse_amz_date("2025115T120000Z"), None);
         assert_eq!(parse_amz_date("20250115T120000"), None);
+    }
+
+    #[test]
+    fn a_declared_hash_lets_the_signature_be_checked_before_the_body() {
+        let body = br#"{"hello":"world"}"#;
+        let hash = sha256_hex(body);
+        let mut headers = header_map(&[
+            ("host", "localhost:8470"),
+            ("x-amz-date", "20250115T120000Z"),
+            ("x-amz-content-sha256", &hash),
+        ]);
+        let path = "/2015-03-31/functions/f/invocations";
+        sign_in_place(Service::Lambda, "POST", path, None, &mut headers, None);
+        let parsed = parse_authorization(&headers).unwrap();
+        assert_eq!(
+            declared_payload_hash(&parsed, &headers).unwrap(),
+            Some(hash.clone())
+        );
+        // No body hash from the caller: verified from the headers alone.
+        let req = request("POST", path, None, &headers, None);
+        assert!(verify(&req, &parsed, SECRET, t0(), DEFAULT_MAX_SKEW).is_ok());
+        assert!(matches!(
+            verify(&req, &parsed, "another secret", t0(), DEFAULT_MAX_SKEW),
+            Err(AuthError::InvalidSignature { .. })
+        ));
+        // Without the header the caller must hash the body first.
+        headers.remove("x-amz-content-sha256");
+        assert_eq!(declared_payload_hash(&parsed, &headers).unwrap(), None);
+    }
+
+    #[test]
+    fn unsigned_and_streaming_payloads_are_refused_outside_s3() {
+        for (service, value) in [
+            ("lambda", UNSIGNED_PAYLOAD),
+            ("sqs", STREAMING_SIGNED_PAYLOAD),
+            ("sns", STREAMING_UNSIGNED_PAYLOAD_TRAILER),
+            ("states", STREAMING_SIGNED_PAYLOAD_TRAILER),
+        ] {
+            let headers = header_map(&[
+                ("host", "localhost:8470"),
+                ("x-amz-date", "20250115T120000Z"),
+                ("x-amz-content-sha256", value),
+                (
+                    "authorization",
+                    &format!(
+                        "AWS4-HMAC-SHA256 Credential={AKID}/20250115/us-east-1/{service}/aws4_request, \
+                         SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+                        "0".repeat(64)
+                    ),
+                ),
+            ]);
+            let parsed = parse_authorization(&headers).unwrap();
+            let err = declared_payload_hash(&parsed, &headers).unwrap_err();
+            assert_eq!(err, AuthError::UnsignedPayloadRefused(service.into()));
+            assert_eq!(err.http_status(), 400);
+        }
+        let s3 = header_map(&[
+            ("host", "localhost:8470"),
+            ("x-amz-date", "20250115T120000Z"),
+            ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            (
+                "authorization",
+                &format!(
+                    "AWS4-HMAC-SHA256 Credential={AKID}/20250115/us-east-1/s3/aws4_request, \
+                     SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+                    "0".repeat(64)
+                ),
+            ),
+        ]);
+        let parsed = parse_authorization(&s3).unwrap();
+        assert_eq!(declared_payload_hash(&parsed, &s3).unwrap(), None);
+        let mut bad = s3.clone();
+        bad.insert("x-amz-content-sha256", HeaderValue::from_static("xyz"));
+        assert_eq!(
+            declared_payload_hash(&parsed, &bad).unwrap_err(),
+            AuthError::InvalidContentSha256
+        );
     }
 }

@@ -43,6 +43,45 @@ pub struct ServerArgs {
     /// maximum connection duration).
     #[arg(long, default_value = "2h")]
     pub ws_max_lifetime: humantime::Duration,
+    /// Serve --listen and --gateway-listen in cleartext on an address other
+    /// than loopback: access keys and payloads then cross the network readable
+    /// by anyone on the path. Without it such an address is refused.
+    #[arg(long, env = "NIMBUS_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
+    /// Time a client has to send a request head on the API and gateway
+    /// listeners; also how long an idle keep-alive connection stays open.
+    #[arg(long, default_value = "30s")]
+    pub header_timeout: humantime::Duration,
+    /// Time a client has to send a whole request body.
+    #[arg(long, default_value = "10m")]
+    pub body_timeout: humantime::Duration,
+    /// Slowest a request body may arrive, in bytes per second, judged over
+    /// --body-rate-window; a slower body is cut (408).
+    #[arg(long, default_value_t = 1024)]
+    pub body_min_rate: u64,
+    /// The window --body-min-rate is judged over.
+    #[arg(long, default_value = "10s")]
+    pub body_rate_window: humantime::Duration,
+    /// Largest request head (request line and headers) on the API and gateway
+    /// listeners, in bytes (431 past it).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most header lines in a request head.
+    #[arg(long, default_value_t = 100)]
+    pub max_headers: usize,
+    /// Most open connections on each of the API and gateway listeners; more
+    /// are closed at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most open connections from one client address on each listener.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Time an instance's runtime has, beyond its function's timeout, to send
+    /// a request head to the Runtime API (the connection that brought an event
+    /// is idle while the handler runs; a spare's is idle while it imports its
+    /// handler, so keep this above the 10 s init limit).
+    #[arg(long, default_value = "30s")]
+    pub runtime_api_header_timeout: humantime::Duration,
     /// Scratch directory for unpacked code and instance /tmp areas
     /// (default: a private directory under /tmp).
     #[arg(long, env = "NIMBUS_RUN_DIR")]
@@ -565,5 +604,43 @@ impl HostConfig {
         for dir in self.runtime.cgroups.server_groups() {
             let _ = fs::remove_dir(dir);
         }
+    }
+}
+
+impl ServerArgs {
+    /// The bounds of the API and gateway listeners.
+    pub fn listener_limits(&self) -> nimbus_runtime::listener::Limits {
+        nimbus_runtime::listener::Limits {
+            header_read_timeout: self.header_timeout.into(),
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            body_timeout: self.body_timeout.into(),
+            body_min_rate: self.body_min_rate,
+            body_rate_window: self.body_rate_window.into(),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
+
+    /// Refuses to serve access keys in cleartext beyond this host unless the
+    /// operator said so: the native API's bearer token is the secret itself,
+    /// and SigV4 requests can be replayed for 15 minutes by whoever sees them.
+    pub fn check_plaintext(&self) -> anyhow::Result<()> {
+        if self.insecure_plaintext {
+            return Ok(());
+        }
+        for (flag, addr) in [
+            ("--listen", self.listen),
+            ("--gateway-listen", self.gateway_listen),
+        ] {
+            if !addr.ip().is_loopback() {
+                bail!(
+                    "refusing to serve {flag} {addr} in plaintext: it is not a loopback address, so \
+                     access keys and payloads would cross the network unencrypted. Put a TLS-terminating \
+                     proxy in front and listen on loopback, or pass --insecure-plaintext to accept the risk"
+                );
+            }
+        }
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@ mod stderr_log;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::response::IntoResponse;
 use nimbus_api::aws::AuthMode;
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
@@ -62,6 +63,8 @@ fn open_log_store(
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Flushes what is still buffered when the server returns.
     let _log_flush = init_tracing();
+    args.check_plaintext()?;
+    nimbus_runtime::runtime_api::set_header_timeout_margin(args.runtime_api_header_timeout.into());
     // Files the server creates are private unless it opens them up on purpose
     // (the database holds functions' environment variables).
     // SAFETY: umask has no preconditions.
@@ -297,23 +300,49 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     });
     host.announce(api_addr, gateway_addr, loaded);
-    keys::announce(admin_key.as_ref(), args.dev);
+    keys::announce(admin_key.as_ref(), &host.data_dir, args.dev)?;
     host.hint();
 
+    // Both listeners shed slow and greedy clients (nimbus_runtime::listener).
+    let limits = args.listener_limits();
+    let api_stats = Arc::new(nimbus_runtime::listener::ListenerStats::default());
+    let gateway_stats = Arc::new(nimbus_runtime::listener::ListenerStats::default());
     let stop = CancellationToken::new();
     let server = tokio::spawn({
         let stop = stop.clone();
+        let limits = limits.clone();
+        let listeners = [
+            ("api", api_stats.clone()),
+            ("gateway", gateway_stats.clone()),
+        ];
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            use tower_service::Service;
+            nimbus_runtime::listener::serve(listener, limits, api_stats, stop, move |req, _| {
+                let mut app = app.clone();
+                let metrics = (req.uri().path() == "/metrics").then(|| listeners.clone());
+                async move {
+                    let resp = match app.call(req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    };
+                    match metrics {
+                        Some(listeners) => with_listener_metrics(resp, &listeners).await,
+                        None => resp,
+                    }
+                }
+            })
+            .await
         }
     });
 
     let gateway_task = tokio::spawn({
         let stop = stop.clone();
         let server = gateway_server.clone();
-        async move { server.serve(gateway_listener, stop).await }
+        async move {
+            server
+                .serve(gateway_listener, limits, gateway_stats, stop)
+                .await
+        }
     });
 
     let signal = shutdown::wait_for_signal().await;
@@ -358,6 +387,70 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     host.cleanup();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Appends the listeners' counters to the Prometheus page of `/metrics`
+/// (the engine's metrics know nothing of listeners); any other answer on
+/// that path (an S3 bucket called `metrics`, an error) is left alone.
+async fn with_listener_metrics(
+    resp: axum::response::Response,
+    listeners: &[(&str, Arc<nimbus_runtime::listener::ListenerStats>)],
+) -> axum::response::Response {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let prometheus = resp.status() == axum::http::StatusCode::OK
+        && resp
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain; version=0.0.4"));
+    if !prometheus {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    let _ = writeln!(
+        text,
+        "# HELP nimbus_listener_connections_refused_total Connections closed at once because a listener was at a connection cap.\n\
+         # TYPE nimbus_listener_connections_refused_total counter"
+    );
+    for (name, s) in listeners {
+        let _ = writeln!(
+            text,
+            "nimbus_listener_connections_refused_total{{listener=\"{name}\",cap=\"total\"}} {}\n\
+             nimbus_listener_connections_refused_total{{listener=\"{name}\",cap=\"per_ip\"}} {}",
+            s.refused_total_cap.load(Relaxed),
+            s.refused_per_ip_cap.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP nimbus_listener_bodies_timed_out_total Request bodies cut for arriving too slowly or too late.\n\
+         # TYPE nimbus_listener_bodies_timed_out_total counter"
+    );
+    for (name, s) in listeners {
+        let _ = writeln!(
+            text,
+            "nimbus_listener_bodies_timed_out_total{{listener=\"{name}\"}} {}",
+            s.bodies_timed_out.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP nimbus_listener_open_connections Connections open on a listener.\n\
+         # TYPE nimbus_listener_open_connections gauge"
+    );
+    for (name, s) in listeners {
+        let _ = writeln!(
+            text,
+            "nimbus_listener_open_connections{{listener=\"{name}\"}} {}",
+            s.open.load(Relaxed)
+        );
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 /// The address functions and clients use to reach a listener: a wildcard
