@@ -54,6 +54,10 @@ pub struct QueuedEvent {
     /// re-checked before every attempt); none for operators and the platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<String>,
+    /// The X-Ray trace header of the call that queued it; its `Lineage`
+    /// counts the chain of events behind it (recursive loop detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 fn as_json<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -163,6 +167,13 @@ impl SqliteEventQueue {
         if !has_creator {
             conn.execute_batch("ALTER TABLE events ADD COLUMN creator TEXT")?;
         }
+        // Added later still: the trace header (recursive loop detection).
+        let has_trace = conn
+            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'trace'")?
+            .exists([])?;
+        if !has_trace {
+            conn.execute_batch("ALTER TABLE events ADD COLUMN trace TEXT")?;
+        }
         // Claims of a previous run died with it (the data dir lock guarantees no
         // other process uses this queue): their events are due again now.
         conn.execute(
@@ -199,10 +210,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
         error: r.get(7)?,
         failed_at_ms: r.get(8)?,
         creator: r.get(9)?,
+        trace: r.get(10)?,
     })
 }
 
-const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms, creator";
+const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms, creator, trace";
 
 /// Records that `source` fired at `fire_ms` if that is later than its last
 /// fire; returns the rows changed (0: already recorded).
@@ -282,10 +294,10 @@ impl EventQueue for SqliteEventQueue {
         let e = e.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator, trace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)",
             )?
-            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator])?;
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator, e.trace])?;
             Ok(())
         })
         .await
@@ -304,10 +316,10 @@ impl EventQueue for SqliteEventQueue {
                 return Ok(false);
             }
             c.prepare_cached(
-                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator, trace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)",
             )?
-            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator])?;
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator, e.trace])?;
             Ok(true)
         })
         .await
@@ -464,6 +476,7 @@ mod tests {
             error: None,
             failed_at_ms: None,
             creator: None,
+            trace: Some(format!("Root=1-0-{id};Lineage=0badcafe:3")),
         }
     }
 
@@ -484,6 +497,7 @@ mod tests {
         assert_eq!(q.next_due().await.unwrap(), Some(5000));
         let b = q.claim(5000, 10, lease(500)).await.unwrap();
         assert_eq!(b[0].attempts, 1);
+        assert_eq!(b[0].trace, event("b").trace, "the trace header is kept");
         q.dead("b", 6000, 3, "boom").await.unwrap();
         let dead = q.list_dead(Some("f")).await.unwrap();
         assert_eq!(dead.len(), 1);

@@ -515,17 +515,7 @@ impl Queues {
             ));
         }
         attributes::validate(&req.attributes)?;
-        let size = req.body.len()
-            + req
-                .attributes
-                .iter()
-                .map(|(k, a)| {
-                    k.len()
-                        + a.data_type.len()
-                        + a.string_value.as_ref().map_or(0, String::len)
-                        + a.binary_value.as_ref().map_or(0, Vec::len)
-                })
-                .sum::<usize>();
+        let size = req.body.len() + attributes::size(&req.attributes);
         if size > settings.max_size as usize {
             return Err(MessagingError::InvalidParameter(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
