@@ -268,7 +268,14 @@ impl Messaging {
             queues: queues.clone(),
             topics: Arc::downgrade(&topics),
         }));
-        let mappings = sqs::EventSources::new(store, queues.clone(), invoker, registry, config);
+        let mappings = sqs::EventSources::new(
+            store,
+            queues.clone(),
+            invoker,
+            registry,
+            config,
+            events.clone(),
+        );
         Self {
             queues,
             topics,

@@ -106,6 +106,8 @@ pub struct SendRequest {
     pub attributes: Attributes,
     pub delay_s: Option<u32>,
     pub sender_id: String,
+    /// The sender's trace header (recursive loop detection).
+    pub trace: Option<String>,
 }
 
 impl SendRequest {
@@ -546,6 +548,7 @@ impl Queues {
             first_receive_ms: None,
             receipt: None,
             dead_letter_source: None,
+            trace: req.trace,
         };
         Ok((message, sent))
     }

@@ -416,9 +416,13 @@ impl TopicService {
                         attributes: raw_attributes(&n.publish.attributes),
                         delay_s: None,
                         sender_id: "sns".into(),
+                        trace: n.publish.trace.clone(),
                     }
                 } else {
-                    SendRequest::body(n.envelope(&sub.arn, "URL").to_string(), "sns")
+                    SendRequest {
+                        trace: n.publish.trace.clone(),
+                        ..SendRequest::body(n.envelope(&sub.arn, "URL").to_string(), "sns")
+                    }
                 };
                 self.queues.send(queue, req).await.map(|_| ())
             }
