@@ -8,6 +8,11 @@
 //! if there is one, else to the dead-letter store (`nimbus dlq`). Throttling is
 //! not a failure: the event just waits in the queue for capacity.
 //!
+//! **Fair shares** (review M7): a function holds at most its reserved
+//! concurrency, or a quarter of the workers, of the workers at once, so one
+//! whose events run to a long timeout cannot make everyone else's async
+//! events, schedule fires and notifications wait for it.
+//!
 //! **Recursive loops** (`nimbus_core::lineage`): an event keeps the trace
 //! header of the call that queued it; running it counts one more invocation of
 //! its function in that chain, and the one past
@@ -25,7 +30,7 @@ use nimbus_core::limits::{MAX_ASYNC_REQUEST_BYTES, MAX_RECURSION_HOPS};
 use nimbus_core::lineage;
 use nimbus_core::{EventInvokeConfig, FunctionName, InvocationId, InvokeRequest};
 use nimbus_runtime::Outcome;
-use nimbus_store::{EventQueue, LeaseFn, QueuedEvent};
+use nimbus_store::{BudgetFn, EventQueue, LeaseFn, QueuedEvent};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -70,6 +75,8 @@ pub struct AsyncInvoker {
     /// Events not run because their creator's grant was revoked.
     revoked: std::sync::atomic::AtomicU64,
     running: RunningLineage,
+    /// Workers each function holds now (its fair share is checked at claim).
+    holding: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// One function's event-driven invocations running now: token → (count, trace).
@@ -157,7 +164,32 @@ impl AsyncInvoker {
             sink: OnceLock::new(),
             revoked: std::sync::atomic::AtomicU64::new(0),
             running: RunningLineage::default(),
+            holding: Arc::default(),
         }
+    }
+
+    /// How many more events of a function may run now: its reserved
+    /// concurrency, or a quarter of the workers, less what it holds.
+    fn budget(&self) -> BudgetFn {
+        let registry = self.registry.clone();
+        let holding = self.holding.clone();
+        let workers = self.settings.workers.max(1);
+        let share = (workers / 4).max(1);
+        Arc::new(move |function: &str| {
+            let cap = function
+                .parse::<FunctionName>()
+                .ok()
+                .and_then(|f| registry.get(&f))
+                .and_then(|d| d.record.reserved_concurrency)
+                .map_or(share, |r| (r as usize).clamp(1, workers));
+            let held = holding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(function)
+                .copied()
+                .unwrap_or(0);
+            cap.saturating_sub(held)
+        })
     }
 
     /// The event-driven invocations running now (recursive loop detection).
@@ -290,10 +322,15 @@ impl AsyncInvoker {
     /// Claims and runs due events until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let lease = self.lease();
+        let budget = self.budget();
         loop {
             let free = self.slots.available_permits();
             let claimed = if free > 0 {
-                match self.queue.claim(now_ms(), free, lease.clone()).await {
+                match self
+                    .queue
+                    .claim_within(now_ms(), free, lease.clone(), budget.clone())
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!("cannot read the event queue: {e}");
@@ -308,8 +345,24 @@ impl AsyncInvoker {
                     return;
                 };
                 let me = self.clone();
+                let function = event.function.clone();
+                *self
+                    .holding
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(function.clone())
+                    .or_default() += 1;
                 tokio::spawn(async move {
                     me.process(event).await;
+                    {
+                        let mut holding = me.holding.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(n) = holding.get_mut(&function) {
+                            *n -= 1;
+                            if *n == 0 {
+                                holding.remove(&function);
+                            }
+                        }
+                    }
                     drop(permit);
                     me.wake.notify_one();
                 });

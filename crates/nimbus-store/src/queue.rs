@@ -33,6 +33,9 @@ use crate::sqlite::{Db, with_db};
 
 /// How long a claim of an event of a given function lasts, in milliseconds.
 pub type LeaseFn = Arc<dyn Fn(&str) -> i64 + Send + Sync>;
+/// How many more events of a function may be claimed now (its share of the
+/// workers less those it holds), so one function cannot take every worker.
+pub type BudgetFn = Arc<dyn Fn(&str) -> usize + Send + Sync>;
 
 /// One queued asynchronous invocation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -93,6 +96,17 @@ pub trait EventQueue: Send + Sync + 'static {
         now_ms: i64,
         limit: usize,
         lease_ms: LeaseFn,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        self.claim_within(now_ms, limit, lease_ms, Arc::new(|_| usize::MAX))
+            .await
+    }
+    /// [`EventQueue::claim`], taking at most `budget(f)` events of function `f`.
+    async fn claim_within(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: LeaseFn,
+        budget: BudgetFn,
     ) -> Result<Vec<QueuedEvent>, StoreError>;
     /// The event ran to its end: remove it.
     async fn complete(&self, id: &str) -> Result<(), StoreError>;
@@ -234,6 +248,7 @@ fn claim_fair(
     now_ms: i64,
     limit: usize,
     lease_ms: &LeaseFn,
+    budget: &BudgetFn,
     cursor: &mut String,
 ) -> Result<Vec<QueuedEvent>, StoreError> {
     // The functions with ready events, by an index skip-scan (one seek each).
@@ -258,8 +273,12 @@ fn claim_fair(
              ORDER BY due_ms LIMIT ?3"
         ))?;
         for f in functions[start..].iter().chain(&functions[..start]) {
+            let take = limit.min(budget(f));
+            if take == 0 {
+                continue;
+            }
             let events: VecDeque<QueuedEvent> = stmt
-                .query_map(params![f, now_ms, limit as i64], row)?
+                .query_map(params![f, now_ms, take as i64], row)?
                 .collect::<Result<_, _>>()?;
             if !events.is_empty() {
                 due.push(events);
@@ -344,16 +363,17 @@ impl EventQueue for SqliteEventQueue {
         .await
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         now_ms: i64,
         limit: usize,
         lease_ms: LeaseFn,
+        budget: BudgetFn,
     ) -> Result<Vec<QueuedEvent>, StoreError> {
         let cursor = self.cursor.clone();
         self.write(move |c| {
             let mut cursor = cursor.lock().unwrap_or_else(|p| p.into_inner());
-            claim_fair(c, now_ms, limit, &lease_ms, &mut cursor)
+            claim_fair(c, now_ms, limit, &lease_ms, &budget, &mut cursor)
         })
         .await
     }
@@ -509,6 +529,32 @@ mod tests {
         assert!(q.replay("b", 7000).await.unwrap());
         let again = q.claim(7000, 10, lease(500)).await.unwrap();
         assert_eq!(again[0].attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn claims_keep_each_function_within_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteEventQueue::open(&dir.path().join("events.db")).unwrap();
+        for n in 0..20 {
+            q.enqueue(&event_of("slow", &format!("s{n}")))
+                .await
+                .unwrap();
+        }
+        q.enqueue(&event_of("other", "o1")).await.unwrap();
+        let budget: BudgetFn = Arc::new(|f| if f == "slow" { 2 } else { usize::MAX });
+        let got = q
+            .claim_within(1000, 10, lease(500), budget.clone())
+            .await
+            .unwrap();
+        let slow = got.iter().filter(|e| e.function == "slow").count();
+        assert_eq!((slow, got.len()), (2, 3), "{got:?}");
+        let none: BudgetFn = Arc::new(|_| 0);
+        assert!(
+            q.claim_within(1000, 10, lease(500), none)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ mod gateway;
 mod handler_styles;
 mod hostile;
 mod lifecycle;
+mod limits;
 mod logs;
 mod messages;
 mod nodejs;
