@@ -240,3 +240,17 @@ def test_a_function_publishing_to_its_own_topic_is_stopped_after_16_invocations(
     assert runs == list(range(1, 17)), runs
     stopped = [line for line in log_text(server, fn.name) if "RecursiveInvocationException" in line]
     assert len(stopped) == 1 and "the limit is 16" in stopped[0], stopped
+
+
+def test_message_size_counts_attributes_and_json_structure_needs_a_default(sns):
+    """Review item 43: SNS's 256 KB covers the message and its attributes."""
+    arn = sns.create_topic(Name=tname("size"))["TopicArn"]
+    sns.publish(TopicArn=arn, Message="x" * 262_144)
+    with pytest.raises(sns.exceptions.InvalidParameterException):
+        sns.publish(TopicArn=arn, Message="x" * 262_145)
+    attrs = {"note": {"DataType": "String", "StringValue": "y" * 200}}
+    with pytest.raises(sns.exceptions.InvalidParameterException):
+        sns.publish(TopicArn=arn, Message="x" * 262_100, MessageAttributes=attrs)
+    with pytest.raises(sns.exceptions.InvalidParameterException) as e:
+        sns.publish(TopicArn=arn, Message=json.dumps({"sqs": "only"}), MessageStructure="json")
+    assert "No default entry" in e.value.response["Error"]["Message"]

@@ -438,3 +438,29 @@ def test_a_function_sending_to_the_queue_it_consumes_is_stopped_after_16_invocat
     # The looping message was deleted, not left to come back.
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}, attrs
+
+
+def test_message_limits_are_refused_as_sqs_refuses_them(sqs):
+    """Review item 42: size, characters, attribute count, delay, visibility."""
+    url = make_queue(sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="x" * 262_144)
+    for bad in (
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="x" * 262_145),
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="a\u0000b"),
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="a\ufffeb"),
+        lambda: sqs.send_message(
+            QueueUrl=url,
+            MessageBody="x",
+            MessageAttributes={f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(11)},
+        ),
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=901),
+    ):
+        with pytest.raises(sqs.exceptions.ClientError) as e:
+            bad()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    [msg] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    with pytest.raises(sqs.exceptions.ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=43_201)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(sqs.exceptions.ClientError):
+        sqs.create_queue(QueueName=qname(), Attributes={"MaximumMessageSize": str(1_048_577)})
