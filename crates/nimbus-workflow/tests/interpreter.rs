@@ -697,3 +697,56 @@ fn a_result_path_loop_nesting_its_input_fails_before_serde_cannot_read_it() {
     assert!(cause.contains("nested deeper than 100"), "{cause}");
     assert!(events < 300, "{events} events");
 }
+
+#[test]
+fn work_left_by_a_yield_survives_a_task_outcome_arriving_first() {
+    let big_map = |pass: &str| {
+        json!({"Type": "Map", "ItemsPath": "$.items", "End": true, "ResultPath": "$.m",
+               "ItemProcessor": {"StartAt": pass, "States": {pass: {"Type": "Pass", "End": true}}}})
+    };
+    let machine = parse(&json!({"StartAt": "Par", "States": {"Par": {
+        "Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "T", "States": {
+                "T": {"Type": "Task", "Resource": lambda("T"), "ResultPath": "$.t", "Next": "M1"},
+                "M1": big_map("P1")}},
+            {"StartAt": "M2", "States": {"M2": big_map("P2")}}]}}}));
+    let items: Vec<Value> = (0..1500).map(Value::from).collect();
+    let now = Timestamp::from_unix_millis(T0);
+    let mut entropy = SeededEntropy::new(3);
+    let (mut exec, step) = Execution::start(
+        &machine,
+        info(json!({"items": items})),
+        Config::default(),
+        now,
+        &mut entropy,
+    );
+    let task = step
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RunTask(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the task was issued");
+    assert!(step.actions.contains(&Action::Continue), "the Map yielded");
+    // The task answers before the Continue is handled, and its own Map yields too.
+    let step = exec
+        .task_succeeded(&machine, task.ticket, json!("t"), now, &mut entropy)
+        .unwrap();
+    assert!(step.actions.contains(&Action::Continue));
+    for _ in 0..100 {
+        if !exec.is_running() {
+            break;
+        }
+        let next = exec.resume(&machine, now, &mut entropy);
+        if next.events.is_empty() && next.actions.is_empty() {
+            break; // nothing left: stuck if still running
+        }
+    }
+    let ExecutionStatus::Succeeded { output } = exec.status() else {
+        panic!("{:?}", exec.status())
+    };
+    assert_eq!(output[0]["t"], json!("t"));
+    assert_eq!(output[0]["m"].as_array().unwrap().len(), 1500);
+    assert_eq!(output[1]["m"].as_array().unwrap().len(), 1500);
+}

@@ -270,7 +270,9 @@ impl Execution {
             }
             if cx.transitions >= TRANSITIONS_PER_CALL || cx.payload_bytes >= PAYLOAD_BYTES_PER_CALL
             {
-                self.deferred = std::mem::take(&mut cx.queue);
+                // Appended: a task's outcome may arrive before the
+                // Continue of an earlier call, whose work is still here.
+                self.deferred.extend(cx.queue.drain(..));
                 cx.step.actions.push(Action::Continue);
                 return;
             }
