@@ -253,6 +253,16 @@ def test_delete_objects(s3, bucket):
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_delete_objects_takes_at_most_1000_keys(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"1")
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"k{i}"} for i in range(1001)] + [{"Key": "keep"}]})
+    assert e.value.response["Error"]["Code"] == "MalformedXML"
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1, "nothing was deleted"
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"k{i}"} for i in range(999)] + [{"Key": "keep"}]})
+    assert len(r["Deleted"]) == 1000
+
+
 # -- listings -------------------------------------------------------------------
 
 

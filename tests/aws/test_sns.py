@@ -4,6 +4,7 @@ policies, raw delivery, fan-out to two functions and a queue, errors, and
 least privilege for function credentials."""
 
 import json
+import time
 import uuid
 
 import pytest
@@ -193,3 +194,63 @@ def test_async_destinations_can_be_queues_and_topics(sns, sqs, server, lambda_cl
         lambda_client.put_function_event_invoke_config(
             FunctionName=fn.name, DestinationConfig={"OnFailure": {"Destination": "arn:aws:s3:::bucket"}}
         )
+
+
+# Publishes to the topic it is subscribed to: a loop, as Lambda's recursive
+# loop detection sees them.
+LOOPER_SOURCE = """\
+import json, os, sys
+sys.path.append(os.environ["TEST_SITE_PACKAGES"])
+import boto3
+
+def handler(event, context):
+    sns = event["Records"][0]["Sns"]
+    n = int(sns["Message"]) + 1
+    print("LOOP " + json.dumps({"n": n}))
+    boto3.client("sns").publish(TopicArn=sns["TopicArn"], Message=str(n))
+    return "ok"
+"""
+
+
+def log_text(server, name):
+    status, body = m.native(server, "GET", f"/v1/functions/{name}/logs?limit=5000")
+    assert status == 200, (status, body)
+    return [e["message"] for e in body["events"]]
+
+
+def test_a_function_publishing_to_its_own_topic_is_stopped_after_16_invocations(sns, server, create_function):
+    fn = create_function(
+        zip_bytes=h.make_zip({"app.py": LOOPER_SOURCE}),
+        Environment={"Variables": {"TEST_SITE_PACKAGES": m.SITE_PACKAGES}},
+        Timeout=30,
+    )
+    name = tname("loop")
+    arn = sns.create_topic(Name=name)["TopicArn"]
+    m.grant(server, fn.name, f"sns:{name}")
+    sns.subscribe(TopicArn=arn, Protocol="lambda", Endpoint=h.function_arn(fn.name))
+    sns.publish(TopicArn=arn, Message="0")
+    m.wait_for(
+        "the loop to be stopped",
+        lambda: [line for line in log_text(server, fn.name) if "RecursiveInvocationException" in line],
+        server,
+        timeout=60,
+    )
+    time.sleep(1)
+    runs = sorted(r["n"] for r in m.log_lines(server, fn.name, "LOOP "))
+    assert runs == list(range(1, 17)), runs
+    stopped = [line for line in log_text(server, fn.name) if "RecursiveInvocationException" in line]
+    assert len(stopped) == 1 and "the limit is 16" in stopped[0], stopped
+
+
+def test_message_size_counts_attributes_and_json_structure_needs_a_default(sns):
+    """Review item 43: SNS's 256 KB covers the message and its attributes."""
+    arn = sns.create_topic(Name=tname("size"))["TopicArn"]
+    sns.publish(TopicArn=arn, Message="x" * 262_144)
+    with pytest.raises(sns.exceptions.InvalidParameterException):
+        sns.publish(TopicArn=arn, Message="x" * 262_145)
+    attrs = {"note": {"DataType": "String", "StringValue": "y" * 200}}
+    with pytest.raises(sns.exceptions.InvalidParameterException):
+        sns.publish(TopicArn=arn, Message="x" * 262_100, MessageAttributes=attrs)
+    with pytest.raises(sns.exceptions.InvalidParameterException) as e:
+        sns.publish(TopicArn=arn, Message=json.dumps({"sqs": "only"}), MessageStructure="json")
+    assert "No default entry" in e.value.response["Error"]["Message"]

@@ -394,3 +394,73 @@ def test_function_reaches_only_granted_queues(sqs, server, lambda_client, create
     assert "ok" in call(), call()
     [msg] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
     assert msg["Body"] == "from inside"
+
+
+# Sends to the queue it consumes: a loop, as Lambda's recursive loop detection
+# sees them.
+QUEUE_LOOPER_SOURCE = """\
+import json, os, sys
+sys.path.append(os.environ["TEST_SITE_PACKAGES"])
+import boto3
+
+def handler(event, context):
+    for record in event["Records"]:
+        n = int(record["body"]) + 1
+        print("LOOP " + json.dumps({"n": n}))
+        sqs = boto3.client("sqs")
+        url = sqs.get_queue_url(QueueName=record["eventSourceARN"].split(":")[-1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=str(n))
+"""
+
+
+def test_a_function_sending_to_the_queue_it_consumes_is_stopped_after_16_invocations(sqs, server, lambda_client, create_function):
+    fn = create_function(
+        zip_bytes=h.make_zip({"app.py": QUEUE_LOOPER_SOURCE}),
+        Environment={"Variables": {"TEST_SITE_PACKAGES": m.SITE_PACKAGES}},
+        Timeout=30,
+    )
+    name = qname("loop")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    m.grant(server, fn.name, f"sqs:{name}")
+    lambda_client.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn.name, BatchSize=1)
+    sqs.send_message(QueueUrl=url, MessageBody="0")
+
+    def stopped():
+        status, body = m.native(server, "GET", f"/v1/functions/{fn.name}/logs?limit=5000")
+        return [e["message"] for e in body["events"] if "RecursiveInvocationException" in e["message"]]
+
+    [line] = m.wait_for("the loop to be stopped", stopped, server, timeout=60)
+    assert "the limit is 16" in line, line
+    time.sleep(1)
+    runs = sorted(r["n"] for r in m.log_lines(server, fn.name, "LOOP "))
+    assert runs == list(range(1, 17)), runs
+    # The looping message was deleted, not left to come back.
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    assert attrs == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}, attrs
+
+
+def test_message_limits_are_refused_as_sqs_refuses_them(sqs):
+    """Review item 42: size, characters, attribute count, delay, visibility."""
+    url = make_queue(sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="x" * 262_144)
+    for bad in (
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="x" * 262_145),
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="a\u0000b"),
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="a\ufffeb"),
+        lambda: sqs.send_message(
+            QueueUrl=url,
+            MessageBody="x",
+            MessageAttributes={f"a{i}": {"DataType": "String", "StringValue": "v"} for i in range(11)},
+        ),
+        lambda: sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=901),
+    ):
+        with pytest.raises(sqs.exceptions.ClientError) as e:
+            bad()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    [msg] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    with pytest.raises(sqs.exceptions.ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=43_201)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(sqs.exceptions.ClientError):
+        sqs.create_queue(QueueName=qname(), Attributes={"MaximumMessageSize": str(1_048_577)})

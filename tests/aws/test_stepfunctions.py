@@ -346,3 +346,64 @@ def test_signature_is_checked_for_the_states_service(server):
     with pytest.raises(ClientError) as e:
         unknown.list_state_machines()
     assert code(e) == "UnrecognizedClientException"
+
+
+def signed_post(url, service, path, body, headers):
+    """A SigV4-signed POST of raw bytes (boto3 would not send such a body)."""
+    import urllib.error
+    import urllib.request
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="POST", url=url + path, data=body, headers=headers)
+    botocore.auth.SigV4Auth(Credentials(ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY), service, REGION).add_auth(request)
+    req = urllib.request.Request(url + path, data=body, method="POST", headers=dict(request.headers))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_json_nested_10000_deep_is_a_client_error_on_every_json_endpoint(server, sfn):
+    """Review item 60: no stack overflow, no 500; serde_json's 128-level limit
+    answers each protocol's own 400."""
+    deep = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    amz = "application/x-amz-json-1.0"
+    cases = [
+        ("states", "/", {"Content-Type": amz, "X-Amz-Target": "AWSStepFunctions.CreateStateMachine"}),
+        ("states", "/", {"Content-Type": amz, "X-Amz-Target": "AWSStepFunctions.StartExecution"}),
+        ("sqs", "/", {"Content-Type": amz, "X-Amz-Target": "AmazonSQS.SendMessage"}),
+        ("lambda", "/2015-03-31/functions", {"Content-Type": "application/json"}),
+    ]
+    for service, path, headers in cases:
+        status, body = signed_post(server.url, service, path, deep, headers)
+        assert status == 400, (service, headers, status, body[:300])
+    # Nested inside a string field: the execution input and the definition.
+    sm = sfn.create_state_machine(name="deep-input", definition=json.dumps(PASS), roleArn=ROLE)["stateMachineArn"]
+    with pytest.raises(ClientError) as e:
+        sfn.start_execution(stateMachineArn=sm, input=deep.decode())
+    assert code(e) == "InvalidExecutionInput"
+    with pytest.raises(ClientError) as e:
+        sfn.create_state_machine(name="deep-def", definition=deep.decode(), roleArn=ROLE)
+    assert code(e) == "InvalidDefinition"
+    # The native API.
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        server.url + "/v1/workflows",
+        data=deep,
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_ACCESS_KEY_ID}:{ADMIN_SECRET_ACCESS_KEY}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status = r.status
+    except urllib.error.HTTPError as err:
+        status = err.code
+    assert status == 400
+    # The server is still up.
+    assert sfn.list_state_machines()["stateMachines"] is not None

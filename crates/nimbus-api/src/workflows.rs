@@ -28,6 +28,7 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::StateMachineDoesNotExist(_)
             | WorkflowError::ExecutionDoesNotExist(_) => ErrorCode::NotFound,
             WorkflowError::ShuttingDown => ErrorCode::ShuttingDown,
+            WorkflowError::ExecutionLimitExceeded(_) => ErrorCode::TooManyRequests,
             WorkflowError::Store(_) | WorkflowError::Corrupt(_) => {
                 tracing::error!("internal error: {e}");
                 return ApiError::new(ErrorCode::Internal, "internal error; see the server log");

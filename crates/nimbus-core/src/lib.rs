@@ -9,6 +9,7 @@ pub mod error;
 pub mod function;
 pub mod invocation;
 pub mod limits;
+pub mod lineage;
 pub mod package;
 pub mod permissions;
 pub mod policy;

@@ -33,3 +33,22 @@ pub const LOG_TAIL_BYTES: usize = 4 * 1024;
 pub const MAX_ASYNC_REQUEST_BYTES: usize = 1024 * 1024;
 /// Most log lines one `GET /v1/functions/{name}/logs` returns (its `limit`).
 pub const MAX_LOG_QUERY_LINES: usize = 10_000;
+
+// Schedules (EventBridge Scheduler's bounds, so an expression moves over unchanged).
+/// Longest schedule expression (EventBridge `ScheduleExpression`: 256 characters).
+pub const MAX_SCHEDULE_EXPRESSION_CHARS: usize = 256;
+/// Longest time zone name (EventBridge `ScheduleExpressionTimezone`: 50 characters).
+pub const MAX_TIME_ZONE_CHARS: usize = 50;
+/// Shortest `rate()` period (EventBridge: one minute).
+pub const MIN_RATE_PERIOD_S: i64 = 60;
+/// Longest `rate()` period: ten years of days. EventBridge documents no upper
+/// bound, but a period this long never fires in practice, and bounding it keeps
+/// every fire time inside chrono's range with room to spare.
+pub const MAX_RATE_PERIOD_S: i64 = 3650 * 86_400;
+/// First and last year a cron year field may name (EventBridge: 1970-2199).
+pub const MIN_CRON_YEAR: u32 = 1970;
+pub const MAX_CRON_YEAR: u32 = 2199;
+
+/// Event-driven invocations of one function in one chain of events before the
+/// next is dropped (Lambda's recursive loop detection stops at 16).
+pub const MAX_RECURSION_HOPS: u32 = 16;

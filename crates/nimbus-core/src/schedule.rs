@@ -6,6 +6,12 @@
 //! The next fire time is computed directly (day by day, then hour and minute
 //! within a matching day) rather than by stepping minute by minute, so a rule
 //! that fires once a year costs the same as one that fires every minute.
+//!
+//! Every expression is bounded at parse time (its length, the rate period, the
+//! cron years: see [`crate::limits`]) and every time computation is checked, so
+//! no stored expression can overflow into a period in the past: a schedule's
+//! runner relies on `next_after` being strictly later than its argument, or
+//! `None`, to never fire the same rule in a loop.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +19,10 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, W
 use chrono_tz::Tz;
 
 use crate::error::ValidationError;
+use crate::limits::{
+    MAX_CRON_YEAR, MAX_RATE_PERIOD_S, MAX_SCHEDULE_EXPRESSION_CHARS, MAX_TIME_ZONE_CHARS,
+    MIN_CRON_YEAR, MIN_RATE_PERIOD_S,
+};
 
 /// A parsed schedule expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +68,13 @@ fn err(expr: &str, why: impl std::fmt::Display) -> ValidationError {
 
 impl Schedule {
     pub fn parse(expr: &str) -> Result<Self, ValidationError> {
+        if expr.chars().count() > MAX_SCHEDULE_EXPRESSION_CHARS {
+            return Err(ValidationError::param(format!(
+                "a schedule expression is at most {MAX_SCHEDULE_EXPRESSION_CHARS} characters, \
+                 this one has {}",
+                expr.chars().count()
+            )));
+        }
         let expr = expr.trim();
         if let Some(inner) = expr.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
             return parse_rate(expr, inner);
@@ -71,8 +88,10 @@ impl Schedule {
         ))
     }
 
-    /// The first fire time strictly after `after`. `anchor` is when a rate
-    /// schedule started counting; `tz` is where a cron schedule's fields are read.
+    /// The first fire time strictly after `after`, or `None` when there is
+    /// none (a year list that has run out, or a time past chrono's range).
+    /// `anchor` is when a rate schedule started counting; `tz` is where a cron
+    /// schedule's fields are read.
     pub fn next_after(
         &self,
         after: DateTime<Utc>,
@@ -81,15 +100,27 @@ impl Schedule {
     ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Rate { period_s } => {
-                let elapsed = (after - anchor).num_seconds();
+                // A period outside the bounds can only come from a hand-built
+                // value; parse never makes one.
+                if !(MIN_RATE_PERIOD_S..=MAX_RATE_PERIOD_S).contains(period_s) {
+                    return None;
+                }
+                let elapsed = after.signed_duration_since(anchor).num_seconds();
                 let k = if elapsed < 0 {
                     1
                 } else {
                     elapsed / period_s + 1
                 };
-                Some(anchor + Duration::seconds(k * period_s))
+                let at =
+                    anchor.checked_add_signed(Duration::try_seconds(k.checked_mul(*period_s)?)?)?;
+                // Sub-second parts of `after` can put it past the computed fire.
+                if at > after {
+                    Some(at)
+                } else {
+                    at.checked_add_signed(Duration::try_seconds(*period_s)?)
+                }
             }
-            Schedule::Cron(c) => c.next_after(after, tz),
+            Schedule::Cron(c) => c.next_after(after, tz).filter(|t| *t > after),
         }
     }
 }
@@ -107,6 +138,7 @@ fn parse_rate(expr: &str, inner: &str) -> Result<Schedule, ValidationError> {
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| err(expr, "the rate value must be a positive integer"))?;
+
     let (seconds, singular) = match unit {
         "minute" | "minutes" => (60, "minute"),
         "hour" | "hours" => (3600, "hour"),
@@ -120,9 +152,22 @@ fn parse_rate(expr: &str, inner: &str) -> Result<Schedule, ValidationError> {
             format!("use \"{singular}\" for 1 and \"{singular}s\" otherwise"),
         ));
     }
-    Ok(Schedule::Rate {
-        period_s: value * seconds,
-    })
+    // Checked: a wrapped product once gave a period of -16 s, stored, whose
+    // next fire was always in the past.
+    let period_s = value
+        .checked_mul(seconds)
+        .filter(|p| (MIN_RATE_PERIOD_S..=MAX_RATE_PERIOD_S).contains(p))
+        .ok_or_else(|| {
+            err(
+                expr,
+                format!(
+                    "the period must be at most {} days (rate({} {singular}s))",
+                    MAX_RATE_PERIOD_S / 86_400,
+                    MAX_RATE_PERIOD_S / seconds
+                ),
+            )
+        })?;
+    Ok(Schedule::Rate { period_s })
 }
 
 const MONTHS: [&str; 12] = [
@@ -148,7 +193,7 @@ fn parse_cron(expr: &str, inner: &str) -> Result<Cron, ValidationError> {
         None
     } else {
         Some(
-            set(expr, "year", f[5], 1970, 2199, &[])?
+            set(expr, "year", f[5], MIN_CRON_YEAR, MAX_CRON_YEAR, &[])?
                 .into_iter()
                 .map(|y| y as i32)
                 .collect(),
@@ -344,9 +389,27 @@ const HORIZON_DAYS: i64 = 366 * 5;
 
 impl Cron {
     fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        // EventBridge's years end with 2199, `*` too; stopping there also
+        // keeps every local time far inside chrono's range.
+        if after.year() > MAX_CRON_YEAR as i32 {
+            return None;
+        }
         let local = after.with_timezone(&tz);
         let mut day = local.date_naive();
-        for _ in 0..HORIZON_DAYS {
+        let mut scanned = 0;
+        while scanned < HORIZON_DAYS {
+            // A year not in the list: jump to the next listed one (a rule for
+            // 2199 is found at once, not after scanning the years between).
+            if let Some(years) = &self.years
+                && !years.contains(&day.year())
+            {
+                let next = years.range(day.year() + 1..).next()?;
+                day = NaiveDate::from_ymd_opt(*next, 1, 1)?;
+            }
+            if day.year() > MAX_CRON_YEAR as i32 {
+                return None;
+            }
+            scanned += 1;
             if self.months.contains(&day.month())
                 && self.years.as_ref().is_none_or(|y| y.contains(&day.year()))
                 && self.days.matches(day)
@@ -378,6 +441,10 @@ impl Cron {
 pub fn time_zone(name: Option<&str>) -> Result<Tz, ValidationError> {
     match name {
         None | Some("") | Some("UTC") => Ok(Tz::UTC),
+        Some(n) if n.chars().count() > MAX_TIME_ZONE_CHARS => Err(ValidationError::param(format!(
+            "a time zone name is at most {MAX_TIME_ZONE_CHARS} characters, this one has {}",
+            n.chars().count()
+        ))),
         Some(n) => n.parse::<Tz>().map_err(|_| {
             ValidationError::param(format!(
                 "time zone {n:?} is not an IANA time zone name (e.g. Europe/Paris)"
@@ -531,6 +598,134 @@ mod tests {
         let t = utc("2025-03-29T02:00:00Z");
         assert_eq!(s.next_after(t, t, paris), Some(utc("2025-03-31T00:30:00Z")));
         assert!(time_zone(Some("Mars/Olympus")).is_err());
+    }
+
+    /// The review's pathological inputs: each is refused with a reason, or
+    /// (for a day that never comes) never fires, and none panics.
+    #[test]
+    fn pathological_expressions_are_refused_or_never_fire() {
+        let refused = [
+            ("rate(0 minutes)", "positive integer"),
+            ("rate(-1 minutes)", "positive integer"),
+            ("rate(4611686018427387904 minutes)", "at most 3650 days"),
+            ("rate(307445734561825860 minutes)", "at most 3650 days"),
+            ("rate(307445734561825861 minutes)", "at most 3650 days"),
+            ("rate(100000000 days)", "at most 3650 days"),
+            ("rate(3651 days)", "rate(3650 days)"),
+            ("rate(5256001 minutes)", "rate(5256000 minutes)"),
+            ("rate(9223372036854775807 days)", "at most 3650 days"),
+            ("rate(9223372036854775808 days)", "positive integer"),
+            ("cron(0 0 1 1 ? 2200)", "year field"),
+            ("cron(0 0 1 1 ? 1969)", "year field"),
+        ];
+        for (expr, why) in refused {
+            let e = Schedule::parse(expr).unwrap_err();
+            assert!(e.message.contains(why), "{expr}: {}", e.message);
+        }
+        let long = format!("rate({} minutes)", "1".repeat(300));
+        assert!(
+            Schedule::parse(&long)
+                .unwrap_err()
+                .message
+                .contains("at most 256 characters")
+        );
+        let e = time_zone(Some(&"A".repeat(10 * 1024))).unwrap_err();
+        assert!(e.message.contains("at most 50 characters"), "{}", e.message);
+        assert!(e.message.len() < 200, "the name is not echoed back");
+
+        // The bounds themselves are fine and fire a period later.
+        let t = utc("2025-01-01T00:00:00Z");
+        let s = Schedule::parse("rate(3650 days)").unwrap();
+        assert_eq!(s.next_after(t, t, Tz::UTC), Some(t + Duration::days(3650)));
+        assert_eq!(
+            Schedule::parse("rate(1 minute)")
+                .unwrap()
+                .next_after(t, t, Tz::UTC),
+            Some(t + Duration::minutes(1))
+        );
+        // 30 February never comes: no next fire, found quickly.
+        let started = std::time::Instant::now();
+        let s = Schedule::parse("cron(0 0 30 2 ? *)").unwrap();
+        assert_eq!(s.next_after(t, t, Tz::UTC), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The last allowed year fires, every minute, then never again.
+        let s = Schedule::parse("cron(* * * * ? 2199)").unwrap();
+        assert_eq!(
+            s.next_after(t, t, Tz::UTC),
+            Some(utc("2199-01-01T00:00:00Z"))
+        );
+        let end = utc("2199-12-31T23:59:00Z");
+        assert_eq!(s.next_after(end, t, Tz::UTC), None);
+        // Near the end of chrono's range: None, not a panic.
+        let far = DateTime::<Utc>::MAX_UTC - Duration::days(1);
+        assert_eq!(
+            Schedule::parse("rate(3650 days)")
+                .unwrap()
+                .next_after(far, t, Tz::UTC),
+            None
+        );
+        let every = Schedule::parse("cron(* * * * ? *)").unwrap();
+        let paris = time_zone(Some("Europe/Paris")).unwrap();
+        assert_eq!(every.next_after(far, t, Tz::UTC), None);
+        assert_eq!(every.next_after(DateTime::<Utc>::MAX_UTC, t, paris), None);
+        // Like EventBridge, nothing fires after 2199, `*` years included.
+        assert_eq!(every.next_after(end, t, paris), None);
+        // A hand-built period outside the bounds never fires.
+        assert_eq!(
+            Schedule::Rate { period_s: -16 }.next_after(t, t, Tz::UTC),
+            None
+        );
+        assert_eq!(
+            Schedule::Rate { period_s: 0 }.next_after(t, t, Tz::UTC),
+            None
+        );
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The runner's invariant: the next fire is strictly later than its
+        /// argument, or there is none; never a time in the past.
+        #[test]
+        fn next_after_is_strictly_increasing(
+            expr in prop_oneof![
+                (1i64..=6_000_000, 0usize..3).prop_map(|(v, u)| {
+                    let unit = ["minute", "hour", "day"][u];
+                    format!("rate({v} {unit}{})", if v == 1 { "" } else { "s" })
+                }),
+                proptest::sample::select(vec![
+                    "cron(0 0 30 2 ? *)", "cron(* * * * ? 2199)", "cron(0/7 * L * ? *)",
+                    "cron(30 2 * * ? *)", "cron(0 12 15W * ? *)", "cron(0 9 ? * 2#5 *)",
+                    "cron(59 23 ? * 6L 1970-2199)", "cron(0 0 29 FEB ? *)",
+                ]).prop_map(|s: &str| s.to_string()),
+            ],
+            after_s in -10_000_000_000i64..10_000_000_000,
+            anchor_s in -10_000_000_000i64..10_000_000_000,
+            nanos in 0u32..1_000_000_000,
+            tz in proptest::sample::select(vec!["UTC", "Europe/Paris", "America/St_Johns", "Australia/Lord_Howe"]),
+        ) {
+            let schedule = match Schedule::parse(&expr) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Only a period past the bound is refused.
+                    prop_assert!(e.message.contains("at most 3650 days"), "{}", e.message);
+                    return Ok(());
+                }
+            };
+            let tz = time_zone(Some(tz)).unwrap();
+            let after = Utc.timestamp_opt(after_s, nanos).unwrap();
+            let anchor = Utc.timestamp_opt(anchor_s, 0).unwrap();
+            let mut t = after;
+            for _ in 0..3 {
+                match schedule.next_after(t, anchor, tz) {
+                    Some(next) => {
+                        prop_assert!(next > t, "{expr}: {next} after {t}");
+                        t = next;
+                    }
+                    None => break,
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,15 +7,30 @@
 //! function's `MaximumRetryAttempts`), or give up: to the `OnFailure` destination
 //! if there is one, else to the dead-letter store (`nimbus dlq`). Throttling is
 //! not a failure: the event just waits in the queue for capacity.
+//!
+//! **Fair shares** (review M7): a function holds at most its reserved
+//! concurrency, or a quarter of the workers, of the workers at once, so one
+//! whose events run to a long timeout cannot make everyone else's async
+//! events, schedule fires and notifications wait for it.
+//!
+//! **Recursive loops** (`nimbus_core::lineage`): an event keeps the trace
+//! header of the call that queued it; running it counts one more invocation of
+//! its function in that chain, and the one past
+//! [`MAX_RECURSION_HOPS`](nimbus_core::limits::MAX_RECURSION_HOPS) is not run
+//! (a dead letter, a line in the function's log, a metric). While an event
+//! runs, its trace is the function's [`AsyncInvoker::running_lineage`], which
+//! the messaging APIs give to what the function sends.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nimbus_core::limits::MAX_ASYNC_REQUEST_BYTES;
+use nimbus_core::limits::{MAX_ASYNC_REQUEST_BYTES, MAX_RECURSION_HOPS};
+use nimbus_core::lineage;
 use nimbus_core::{EventInvokeConfig, FunctionName, InvocationId, InvokeRequest};
 use nimbus_runtime::Outcome;
-use nimbus_store::{EventQueue, LeaseFn, QueuedEvent};
+use nimbus_store::{BudgetFn, EventQueue, LeaseFn, QueuedEvent};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -59,6 +74,71 @@ pub struct AsyncInvoker {
     sink: OnceLock<Arc<dyn DestinationSink>>,
     /// Events not run because their creator's grant was revoked.
     revoked: std::sync::atomic::AtomicU64,
+    running: RunningLineage,
+    /// Workers each function holds now (its fair share is checked at claim).
+    holding: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One function's event-driven invocations running now: token → (count, trace).
+type Running = BTreeMap<u64, (u32, String)>;
+
+/// The trace headers of the event-driven invocations running now, by function.
+#[derive(Default)]
+pub struct RunningLineage {
+    next: std::sync::atomic::AtomicU64,
+    by_function: Mutex<HashMap<String, Running>>,
+}
+
+/// Removes its entry from [`RunningLineage`] when the invocation ends.
+pub struct LineageEntry<'a> {
+    owner: &'a RunningLineage,
+    function: String,
+    token: u64,
+}
+
+impl RunningLineage {
+    /// Records that `function` runs an invocation counted `hops` with `trace`.
+    pub fn enter(&self, function: &str, hops: u32, trace: String) -> LineageEntry<'_> {
+        let token = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.by_function
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(function.to_string())
+            .or_default()
+            .insert(token, (hops, trace));
+        LineageEntry {
+            owner: self,
+            function: function.to_string(),
+            token,
+        }
+    }
+
+    /// The deepest chain `function` is running now. Function credentials are
+    /// shared by its instances, so a call cannot be tied to one invocation:
+    /// the deepest one is assumed, which can only stop a loop early, never late.
+    pub fn of(&self, function: &str) -> Option<String> {
+        let all = self.by_function.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(function)?
+            .values()
+            .max_by_key(|(hops, _)| *hops)
+            .map(|(_, trace)| trace.clone())
+    }
+}
+
+impl Drop for LineageEntry<'_> {
+    fn drop(&mut self) {
+        let mut all = self
+            .owner
+            .by_function
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = all.get_mut(&self.function) {
+            m.remove(&self.token);
+            if m.is_empty() {
+                all.remove(&self.function);
+            }
+        }
+    }
 }
 
 fn now_ms() -> i64 {
@@ -83,7 +163,44 @@ impl AsyncInvoker {
             wake: Notify::new(),
             sink: OnceLock::new(),
             revoked: std::sync::atomic::AtomicU64::new(0),
+            running: RunningLineage::default(),
+            holding: Arc::default(),
         }
+    }
+
+    /// How many more events of a function may run now: its reserved
+    /// concurrency, or a quarter of the workers, less what it holds.
+    fn budget(&self) -> BudgetFn {
+        let registry = self.registry.clone();
+        let holding = self.holding.clone();
+        let workers = self.settings.workers.max(1);
+        let share = (workers / 4).max(1);
+        Arc::new(move |function: &str| {
+            let cap = function
+                .parse::<FunctionName>()
+                .ok()
+                .and_then(|f| registry.get(&f))
+                .and_then(|d| d.record.reserved_concurrency)
+                .map_or(share, |r| (r as usize).clamp(1, workers));
+            let held = holding
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(function)
+                .copied()
+                .unwrap_or(0);
+            cap.saturating_sub(held)
+        })
+    }
+
+    /// The event-driven invocations running now (recursive loop detection).
+    pub fn lineage(&self) -> &RunningLineage {
+        &self.running
+    }
+
+    /// The trace header to give what `function` sends now: that of the
+    /// deepest chain of events it is handling, if any.
+    pub fn running_lineage(&self, function: &str) -> Option<String> {
+        self.running.of(function)
     }
 
     /// Events not run because the function on whose authority they were
@@ -155,6 +272,7 @@ impl AsyncInvoker {
             error: None,
             failed_at_ms: None,
             creator: req.on_behalf_of.clone(),
+            trace: req.trace_id.clone(),
         };
         Ok((req.id, event))
     }
@@ -204,10 +322,15 @@ impl AsyncInvoker {
     /// Claims and runs due events until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let lease = self.lease();
+        let budget = self.budget();
         loop {
             let free = self.slots.available_permits();
             let claimed = if free > 0 {
-                match self.queue.claim(now_ms(), free, lease.clone()).await {
+                match self
+                    .queue
+                    .claim_within(now_ms(), free, lease.clone(), budget.clone())
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!("cannot read the event queue: {e}");
@@ -222,8 +345,24 @@ impl AsyncInvoker {
                     return;
                 };
                 let me = self.clone();
+                let function = event.function.clone();
+                *self
+                    .holding
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(function.clone())
+                    .or_default() += 1;
                 tokio::spawn(async move {
                     me.process(event).await;
+                    {
+                        let mut holding = me.holding.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(n) = holding.get_mut(&function) {
+                            *n -= 1;
+                            if *n == 0 {
+                                holding.remove(&function);
+                            }
+                        }
+                    }
                     drop(permit);
                     me.wake.notify_one();
                 });
@@ -306,10 +445,24 @@ impl AsyncInvoker {
                 return;
             }
         }
+        let hops = lineage::count(event.trace.as_deref(), function.as_str()) + 1;
+        if hops > MAX_RECURSION_HOPS {
+            self.stop_loop(&event, &function).await;
+            return;
+        }
+        let trace = lineage::with_count(
+            event.trace.as_deref(),
+            function.as_str(),
+            hops,
+            &crate::invoker::new_trace_id(),
+        );
         let mut req = InvokeRequest::new(function.clone(), Bytes::from(event.payload.clone()));
         req.id = InvocationId::from(event.request_id.clone());
         req.qualifier = event.qualifier.clone();
+        req.trace_id = Some(trace.clone());
+        let running = self.running.enter(function.as_str(), hops, trace);
         let result = self.invoker.invoke(req).await;
+        drop(running);
         if self.invoker.is_shutting_down() {
             // Cut short (or refused) by shutdown: not the function's failure. The
             // lease is released at the next start and the event runs again.
@@ -373,6 +526,24 @@ impl AsyncInvoker {
                     .await;
             }
         }
+    }
+
+    /// Drops an event that would invoke its function once too often in one
+    /// chain (Lambda: `RecursiveInvocationException`, the event not run).
+    async fn stop_loop(&self, event: &QueuedEvent, function: &FunctionName) {
+        let why = format!(
+            "RecursiveInvocationException: this event would invoke {function} for the {}th time in one chain of events (the limit is {MAX_RECURSION_HOPS}); it was not run and is kept as a dead letter",
+            MAX_RECURSION_HOPS + 1
+        );
+        tracing::warn!("event {}: {why}", event.id);
+        self.invoker.metrics.loop_stopped(function.as_str());
+        self.invoker
+            .platform_log(function.as_str(), &event.request_id, why.clone())
+            .await;
+        let _ = self
+            .queue
+            .dead(&event.id, now_ms(), event.attempts, &why)
+            .await;
     }
 
     async fn failed(

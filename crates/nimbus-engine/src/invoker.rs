@@ -146,6 +146,20 @@ impl Invoker {
         }))
     }
 
+    /// Writes a line of the platform's own to a function's log (as Lambda
+    /// reports a stopped recursive loop there).
+    pub async fn platform_log(&self, function: &str, request_id: &str, text: String) {
+        let line = LogLine {
+            function: function.into(),
+            instance: "platform".into(),
+            request_id: Some(request_id.into()),
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            text,
+            charge: None,
+        };
+        let _ = self.logs.send(line).await;
+    }
+
     /// Refuses new invocations and waits up to `grace` for running ones.
     /// Returns how many were still running when the grace period ended.
     /// Whether shutdown has begun (new invocations are refused).
@@ -196,6 +210,11 @@ pub(crate) fn check_payload(payload: &mut Bytes, limit: usize) -> Result<(), Eng
     serde_json::from_slice::<serde::de::IgnoredAny>(payload)
         .map_err(|e| EngineError::InvalidJson(e.to_string()))?;
     Ok(())
+}
+
+/// A fresh X-Ray style trace header (no lineage).
+pub(crate) fn new_trace_id() -> String {
+    trace_id()
 }
 
 fn trace_id() -> String {

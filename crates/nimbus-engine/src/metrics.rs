@@ -69,6 +69,8 @@ struct FunctionMetrics {
     errors: u64,
     throttles: u64,
     cold_starts: u64,
+    /// Events not run because they closed a recursive loop.
+    loops_stopped: u64,
     duration: Histogram,
     init: Histogram,
 }
@@ -102,6 +104,12 @@ impl Metrics {
     /// Reports the memory budget from now on.
     pub fn watch_memory(&self, budget: Arc<MemoryBudget>) {
         let _ = self.memory.set(budget);
+    }
+
+    /// An event for `function` was dropped by recursive loop detection.
+    pub fn loop_stopped(&self, function: &str) {
+        let mut all = self.functions.lock().unwrap();
+        all.entry(function.to_string()).or_default().loops_stopped += 1;
     }
 
     pub fn observe(&self, r: &UsageRecord) {
@@ -158,6 +166,12 @@ impl Metrics {
             "nimbus_cold_starts_total",
             "Invocations that started an instance.",
             &|m| m.cold_starts,
+        );
+        counter(
+            &mut out,
+            "nimbus_recursive_loops_stopped_total",
+            "Events not run because they would continue a recursive loop past 16 invocations.",
+            &|m| m.loops_stopped,
         );
         let _ = writeln!(
             out,

@@ -15,6 +15,12 @@
 //! fire after now; `catch-up-once` fires once, at once, for the most recent
 //! missed time.
 //!
+//! **Never a loop**: a next fire is always strictly later than the fire just
+//! taken (and than the last recorded one at startup); if an expression ever
+//! yielded otherwise, the schedule is disarmed and logged rather than fired
+//! again at once, since a stored rule that refires in a loop would resume on
+//! every restart.
+//!
 //! Time comes from a [`Clock`]; tests run the server with `--test-clock` and
 //! advance it through the API, so a `rate(1 minute)` rule can be checked in
 //! milliseconds.
@@ -123,6 +129,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// Longest the runner sleeps without looking again (a safety net; changes
 /// and clock advances wake it at once).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Pause before a fire the store refused is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 impl Schedules {
     pub fn new(
@@ -308,6 +316,12 @@ impl Schedules {
                 }
             };
         }
+        // Never again at or before a fire already taken (the clock went back).
+        if let Some(last) = last
+            && next.is_some_and(|t| t <= last)
+        {
+            next = schedule.next_after(last, anchor, tz);
+        }
         if !record.enabled {
             next = None;
         }
@@ -322,6 +336,7 @@ impl Schedules {
     /// Fires due schedules until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
+            let mut retry_soon = false;
             let now = self.clock.now();
             let due: Vec<(String, DateTime<Utc>)> = {
                 let armed = self.armed.lock().unwrap();
@@ -331,7 +346,7 @@ impl Schedules {
                     .collect()
             };
             for (name, at) in due {
-                self.fire(&name, at).await;
+                retry_soon |= !self.fire(&name, at).await;
             }
             let sleep = {
                 let armed = self.armed.lock().unwrap();
@@ -343,6 +358,13 @@ impl Schedules {
                     .unwrap_or(MAX_SLEEP)
                     .min(MAX_SLEEP)
             };
+            // A fire the queue could not take stays due: look again after a
+            // pause, not at once (a full disk must not become a busy loop).
+            let sleep = if retry_soon {
+                sleep.max(STORE_RETRY)
+            } else {
+                sleep
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.wake.notified() => {}
@@ -353,7 +375,8 @@ impl Schedules {
 
     /// Delivers one fire, then arms the next. A fire that cannot be delivered
     /// (its function was deleted) is logged and skipped, not retried forever.
-    async fn fire(&self, name: &str, at: DateTime<Utc>) {
+    /// False when the store refused it and it stays due.
+    async fn fire(&self, name: &str, at: DateTime<Utc>) -> bool {
         let Some(record) = self
             .armed
             .lock()
@@ -362,7 +385,7 @@ impl Schedules {
             .filter(|a| a.next == Some(at))
             .map(|a| a.record.clone())
         else {
-            return;
+            return true;
         };
         let source = record.fire_source();
         let fire_ms = at.timestamp_millis();
@@ -399,7 +422,7 @@ impl Schedules {
             tracing::warn!(schedule = %name, at = %rfc3339(at), "schedule fire not delivered: {e}");
             if matches!(e, EngineError::Store(_)) {
                 // The queue could not take it: try again on the next pass.
-                return;
+                return false;
             }
         }
         let now = self.clock.now();
@@ -421,7 +444,17 @@ impl Schedules {
                     }
                 };
             }
+            if let Some(next) = a.next
+                && next <= at
+            {
+                tracing::error!(
+                    schedule = %name, at = %rfc3339(at), next = %rfc3339(next),
+                    "schedule disarmed: its next fire is not after the one just taken"
+                );
+                a.next = None;
+            }
         }
+        true
     }
 
     /// The EventBridge "Scheduled Event" envelope. Its id is derived from the
@@ -467,8 +500,13 @@ fn latest_at_or_before(
     tz: Tz,
 ) -> DateTime<Utc> {
     if let Schedule::Rate { period_s } = schedule {
-        let k = (now - anchor).num_seconds() / period_s;
-        return anchor + chrono::Duration::seconds(k * period_s);
+        let k = now.signed_duration_since(anchor).num_seconds() / (*period_s).max(1);
+        return k
+            .checked_mul(*period_s)
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|d| anchor.checked_add_signed(d))
+            .filter(|t| *t >= first)
+            .unwrap_or(first);
     }
     let mut latest = first;
     // Bounded: a minutely cron over a week of downtime is ~10k steps.

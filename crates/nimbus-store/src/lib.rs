@@ -43,7 +43,7 @@ pub use objects::{
     BucketInfo, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
     ObjectMeta, ObjectStore, ObjectWriter, PartInfo, UploadInfo, multipart_etag,
 };
-pub use queue::{EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
+pub use queue::{BudgetFn, EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
 pub use schedules::{ScheduleStore, SqliteScheduleStore};
 pub use sqlite::open_database;
 pub use workflows::{

@@ -49,6 +49,9 @@ pub struct StoredMessage {
     pub receipt: Option<String>,
     /// The queue a redriven message came from.
     pub dead_letter_source: Option<String>,
+    /// The sender's trace header (SQS's `AWSTraceHeader`); a mapping that
+    /// invokes a function continues its lineage (recursive loop detection).
+    pub trace: Option<String>,
 }
 
 /// Where messages received too often go.

@@ -33,6 +33,9 @@ use crate::sqlite::{Db, with_db};
 
 /// How long a claim of an event of a given function lasts, in milliseconds.
 pub type LeaseFn = Arc<dyn Fn(&str) -> i64 + Send + Sync>;
+/// How many more events of a function may be claimed now (its share of the
+/// workers less those it holds), so one function cannot take every worker.
+pub type BudgetFn = Arc<dyn Fn(&str) -> usize + Send + Sync>;
 
 /// One queued asynchronous invocation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -54,6 +57,10 @@ pub struct QueuedEvent {
     /// re-checked before every attempt); none for operators and the platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<String>,
+    /// The X-Ray trace header of the call that queued it; its `Lineage`
+    /// counts the chain of events behind it (recursive loop detection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 fn as_json<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -89,6 +96,17 @@ pub trait EventQueue: Send + Sync + 'static {
         now_ms: i64,
         limit: usize,
         lease_ms: LeaseFn,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        self.claim_within(now_ms, limit, lease_ms, Arc::new(|_| usize::MAX))
+            .await
+    }
+    /// [`EventQueue::claim`], taking at most `budget(f)` events of function `f`.
+    async fn claim_within(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: LeaseFn,
+        budget: BudgetFn,
     ) -> Result<Vec<QueuedEvent>, StoreError>;
     /// The event ran to its end: remove it.
     async fn complete(&self, id: &str) -> Result<(), StoreError>;
@@ -163,6 +181,13 @@ impl SqliteEventQueue {
         if !has_creator {
             conn.execute_batch("ALTER TABLE events ADD COLUMN creator TEXT")?;
         }
+        // Added later still: the trace header (recursive loop detection).
+        let has_trace = conn
+            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'trace'")?
+            .exists([])?;
+        if !has_trace {
+            conn.execute_batch("ALTER TABLE events ADD COLUMN trace TEXT")?;
+        }
         // Claims of a previous run died with it (the data dir lock guarantees no
         // other process uses this queue): their events are due again now.
         conn.execute(
@@ -199,10 +224,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
         error: r.get(7)?,
         failed_at_ms: r.get(8)?,
         creator: r.get(9)?,
+        trace: r.get(10)?,
     })
 }
 
-const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms, creator";
+const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms, attempts, error, failed_at_ms, creator, trace";
 
 /// Records that `source` fired at `fire_ms` if that is later than its last
 /// fire; returns the rows changed (0: already recorded).
@@ -222,6 +248,7 @@ fn claim_fair(
     now_ms: i64,
     limit: usize,
     lease_ms: &LeaseFn,
+    budget: &BudgetFn,
     cursor: &mut String,
 ) -> Result<Vec<QueuedEvent>, StoreError> {
     // The functions with ready events, by an index skip-scan (one seek each).
@@ -246,8 +273,12 @@ fn claim_fair(
              ORDER BY due_ms LIMIT ?3"
         ))?;
         for f in functions[start..].iter().chain(&functions[..start]) {
+            let take = limit.min(budget(f));
+            if take == 0 {
+                continue;
+            }
             let events: VecDeque<QueuedEvent> = stmt
-                .query_map(params![f, now_ms, limit as i64], row)?
+                .query_map(params![f, now_ms, take as i64], row)?
                 .collect::<Result<_, _>>()?;
             if !events.is_empty() {
                 due.push(events);
@@ -282,10 +313,10 @@ impl EventQueue for SqliteEventQueue {
         let e = e.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator, trace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)",
             )?
-            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator])?;
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator, e.trace])?;
             Ok(())
         })
         .await
@@ -304,10 +335,10 @@ impl EventQueue for SqliteEventQueue {
                 return Ok(false);
             }
             c.prepare_cached(
-                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8)",
+                "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator, trace)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)",
             )?
-            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator])?;
+            .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator, e.trace])?;
             Ok(true)
         })
         .await
@@ -332,16 +363,17 @@ impl EventQueue for SqliteEventQueue {
         .await
     }
 
-    async fn claim(
+    async fn claim_within(
         &self,
         now_ms: i64,
         limit: usize,
         lease_ms: LeaseFn,
+        budget: BudgetFn,
     ) -> Result<Vec<QueuedEvent>, StoreError> {
         let cursor = self.cursor.clone();
         self.write(move |c| {
             let mut cursor = cursor.lock().unwrap_or_else(|p| p.into_inner());
-            claim_fair(c, now_ms, limit, &lease_ms, &mut cursor)
+            claim_fair(c, now_ms, limit, &lease_ms, &budget, &mut cursor)
         })
         .await
     }
@@ -464,6 +496,7 @@ mod tests {
             error: None,
             failed_at_ms: None,
             creator: None,
+            trace: Some(format!("Root=1-0-{id};Lineage=0badcafe:3")),
         }
     }
 
@@ -484,6 +517,7 @@ mod tests {
         assert_eq!(q.next_due().await.unwrap(), Some(5000));
         let b = q.claim(5000, 10, lease(500)).await.unwrap();
         assert_eq!(b[0].attempts, 1);
+        assert_eq!(b[0].trace, event("b").trace, "the trace header is kept");
         q.dead("b", 6000, 3, "boom").await.unwrap();
         let dead = q.list_dead(Some("f")).await.unwrap();
         assert_eq!(dead.len(), 1);
@@ -495,6 +529,32 @@ mod tests {
         assert!(q.replay("b", 7000).await.unwrap());
         let again = q.claim(7000, 10, lease(500)).await.unwrap();
         assert_eq!(again[0].attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn claims_keep_each_function_within_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteEventQueue::open(&dir.path().join("events.db")).unwrap();
+        for n in 0..20 {
+            q.enqueue(&event_of("slow", &format!("s{n}")))
+                .await
+                .unwrap();
+        }
+        q.enqueue(&event_of("other", "o1")).await.unwrap();
+        let budget: BudgetFn = Arc::new(|f| if f == "slow" { 2 } else { usize::MAX });
+        let got = q
+            .claim_within(1000, 10, lease(500), budget.clone())
+            .await
+            .unwrap();
+        let slow = got.iter().filter(|e| e.function == "slow").count();
+        assert_eq!((slow, got.len()), (2, 3), "{got:?}");
+        let none: BudgetFn = Arc::new(|_| 0);
+        assert!(
+            q.claim_within(1000, 10, lease(500), none)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

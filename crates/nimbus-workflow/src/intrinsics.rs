@@ -403,6 +403,14 @@ fn format(template: &str, values: &[Value]) -> Result<Value, String> {
                 })?;
                 used += 1;
                 render_format_value(value, &mut out);
+                // A template repeating a large value must not build a string
+                // far past what any state may hold.
+                if out.len() > crate::limits::MAX_PAYLOAD_BYTES {
+                    return Err(format!(
+                        "the result is longer than {} bytes, the largest state payload",
+                        crate::limits::MAX_PAYLOAD_BYTES
+                    ));
+                }
             }
             _ => out.push(c),
         }

@@ -36,6 +36,7 @@ pub mod errors;
 pub mod history;
 pub mod interpreter;
 pub mod intrinsics;
+pub mod limits;
 pub mod path;
 pub mod retry;
 pub mod template;

@@ -27,7 +27,12 @@ fn map_of_10000_items_with_max_concurrency_50() {
     let machine = parse(&definition);
     let items: Vec<Value> = (0..10_000).map(Value::from).collect();
     let started = Instant::now();
-    let mut h = Harness::start(&machine, Value::Array(items), Config::default());
+    // Six events per iteration: past Step Functions' 25,000, so allowed more.
+    let config = Config {
+        max_history_events: 100_000,
+        ..Config::default()
+    };
+    let mut h = Harness::start(&machine, Value::Array(items), config);
     let mut max_frames = 0;
     while h.execution.is_running() {
         max_frames = max_frames.max(h.execution.frame_count());
@@ -59,13 +64,19 @@ fn map_of_10000_items_with_max_concurrency_50() {
 }
 
 #[test]
-fn map_of_10000_pass_iterations_runs_in_one_call() {
+fn map_of_10000_pass_iterations_runs_in_bounded_calls() {
     let definition = json!({"StartAt": "M", "States": {"M": {
         "Type": "Map", "End": true, "ItemSelector": {"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"},
         "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "OutputPath": "$.v", "End": true}}}}}});
     let items: Vec<Value> = (0..10_000).map(Value::from).collect();
     let started = Instant::now();
-    let outcome = run(&definition, Value::Array(items.clone()));
+    let config = Config {
+        max_history_events: 100_000,
+        ..Config::default()
+    };
+    let machine = parse(&definition);
+    let outcome = Harness::start(&machine, Value::Array(items.clone()), config)
+        .run_to_end(&mut |t| Ok(t.input.clone()));
     assert_eq!(outcome.output(), &Value::Array(items));
     assert!(
         started.elapsed().as_secs_f64() < 2.0,
@@ -95,6 +106,7 @@ fn map_concurrency_one_is_sequential_and_zero_uses_the_configured_cap() {
     let input = json!({"c": 0, "items": [1, 2, 3, 4, 5]});
     let config = Config {
         unlimited_map_concurrency: 3,
+        ..Config::default()
     };
     let outcome = Harness::start(&machine, input, config).run_to_end(&mut |t| Ok(t.input.clone()));
     assert_eq!(outcome.max_in_flight, 3);
@@ -558,4 +570,183 @@ fn full_jitter_uses_the_injected_entropy() {
     assert_eq!(delay(3), delay(3));
     assert!((0..=10_000).contains(&delay(3)));
     assert_ne!(delay(3), delay(4));
+}
+
+// ---- limits (security review H7): loops end, each call is bounded ----
+
+fn failure(status: &ExecutionStatus) -> (String, String) {
+    match status {
+        ExecutionStatus::Failed { error, cause } => {
+            (error.clone(), cause.clone().unwrap_or_default())
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+/// Drives an execution the way the executor does: every call's step is
+/// "persisted" (a snapshot round trip) before the next one. Returns the
+/// calls made, the events in all, and the most events one call produced.
+fn drive_slices(machine: &StateMachine, input: Value) -> (Execution, usize, usize, usize) {
+    let now = Timestamp::from_unix_millis(T0);
+    let mut entropy = SeededEntropy::new(7);
+    let (mut exec, mut step) =
+        Execution::start(machine, info(input), Config::default(), now, &mut entropy);
+    let (mut calls, mut events, mut largest) = (1, step.events.len(), step.events.len());
+    while step.actions.contains(&Action::Continue) {
+        exec = serde_json::from_str(&serde_json::to_string(&exec).unwrap()).unwrap();
+        assert!(
+            exec.outstanding().contains(&Action::Continue),
+            "resumable after a restart"
+        );
+        step = exec.resume(machine, now, &mut entropy);
+        calls += 1;
+        events += step.events.len();
+        largest = largest.max(step.events.len());
+        assert!(calls < 1000, "the loop never ends");
+    }
+    (exec, calls, events, largest)
+}
+
+#[test]
+fn a_self_looping_pass_yields_each_slice_and_fails_at_25000_events() {
+    let machine = parse(&json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "A"}}}));
+    let started = Instant::now();
+    let (exec, calls, events, largest) = drive_slices(&machine, json!({"n": 1}));
+    let (error, cause) = failure(exec.status());
+    assert_eq!(error, "States.Runtime");
+    assert!(
+        cause.contains("maximum number of history events (25000)"),
+        "{cause}"
+    );
+    assert!((24_900..=25_000).contains(&events), "{events} events");
+    assert!(
+        largest <= 2 * nimbus_workflow::limits::TRANSITIONS_PER_CALL + 8,
+        "one call emitted {largest} events"
+    );
+    assert!(calls >= 12, "{calls} calls: the work was sliced");
+    assert!(
+        started.elapsed().as_secs_f64() < 5.0,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_choice_loop_fails_at_the_history_quota() {
+    let machine = parse(&json!({"StartAt": "C", "States": {
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": 1, "Next": "C"}],
+              "Default": "D"},
+        "D": {"Type": "Succeed"}}}));
+    let (exec, _, events, _) = drive_slices(&machine, json!({"x": 1}));
+    assert_eq!(failure(exec.status()).0, "States.Runtime");
+    assert!(events <= 25_000);
+}
+
+#[test]
+fn a_doubling_format_loop_fails_at_the_payload_quota() {
+    let machine = parse(&json!({"StartAt": "A", "States": {"A": {
+        "Type": "Pass", "Parameters": {"s.$": "States.Format('{}{}', $.s, $.s)"}, "Next": "A"}}}));
+    let (exec, _, events, _) = drive_slices(&machine, json!({"s": "x"}));
+    let (error, cause) = failure(exec.status());
+    assert_eq!(error, "States.DataLimitExceeded");
+    assert!(cause.contains("'A'") && cause.contains("262144"), "{cause}");
+    // 2^18 characters is the first output past 256 KiB: 18 passes.
+    assert!(events < 60, "{events} events");
+}
+
+#[test]
+fn an_oversized_task_result_fails_even_under_a_catch_all() {
+    let definition = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": lambda("Big"), "End": true,
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]},
+        "Caught": {"Type": "Succeed"}}});
+    let outcome = run_with(&definition, json!({}), &mut |_| {
+        Ok(json!("y".repeat(300 * 1024)))
+    });
+    assert_eq!(failure(&outcome.status).0, "States.DataLimitExceeded");
+    // Inside a Map, the iteration's failure fails the execution too.
+    let definition = json!({"StartAt": "M", "States": {"M": {
+        "Type": "Map", "End": true, "ItemsPath": "$.items",
+        "ItemProcessor": {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": lambda("Big"), "End": true}}}}}});
+    let outcome = run_with(&definition, json!({"items": [1, 2]}), &mut |_| {
+        Ok(json!("y".repeat(300 * 1024)))
+    });
+    assert_eq!(failure(&outcome.status).0, "States.DataLimitExceeded");
+}
+
+#[test]
+fn format_stops_building_past_the_payload_quota() {
+    let placeholders = "{}".repeat(100);
+    let args = vec!["$.s"; 100].join(", ");
+    let definition = json!({"StartAt": "A", "States": {"A": {
+        "Type": "Pass", "Parameters": {"s.$": format!("States.Format('{placeholders}', {args})")},
+        "End": true}}});
+    let outcome = run(&definition, json!({"s": "z".repeat(100 * 1024)}));
+    let (error, cause) = failure(&outcome.status);
+    assert_eq!(error, "States.IntrinsicFailure");
+    assert!(cause.contains("262144"), "{cause}");
+}
+
+#[test]
+fn a_result_path_loop_nesting_its_input_fails_before_serde_cannot_read_it() {
+    let machine = parse(&json!({"StartAt": "A", "States": {"A": {
+        "Type": "Pass", "ResultPath": "$.x", "Next": "A"}}}));
+    let (exec, _, events, _) = drive_slices(&machine, json!({}));
+    let (error, cause) = failure(exec.status());
+    assert_eq!(error, "States.Runtime");
+    assert!(cause.contains("nested deeper than 100"), "{cause}");
+    assert!(events < 300, "{events} events");
+}
+
+#[test]
+fn work_left_by_a_yield_survives_a_task_outcome_arriving_first() {
+    let big_map = |pass: &str| {
+        json!({"Type": "Map", "ItemsPath": "$.items", "End": true, "ResultPath": "$.m",
+               "ItemProcessor": {"StartAt": pass, "States": {pass: {"Type": "Pass", "End": true}}}})
+    };
+    let machine = parse(&json!({"StartAt": "Par", "States": {"Par": {
+        "Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "T", "States": {
+                "T": {"Type": "Task", "Resource": lambda("T"), "ResultPath": "$.t", "Next": "M1"},
+                "M1": big_map("P1")}},
+            {"StartAt": "M2", "States": {"M2": big_map("P2")}}]}}}));
+    let items: Vec<Value> = (0..1500).map(Value::from).collect();
+    let now = Timestamp::from_unix_millis(T0);
+    let mut entropy = SeededEntropy::new(3);
+    let (mut exec, step) = Execution::start(
+        &machine,
+        info(json!({"items": items})),
+        Config::default(),
+        now,
+        &mut entropy,
+    );
+    let task = step
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RunTask(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the task was issued");
+    assert!(step.actions.contains(&Action::Continue), "the Map yielded");
+    // The task answers before the Continue is handled, and its own Map yields too.
+    let step = exec
+        .task_succeeded(&machine, task.ticket, json!("t"), now, &mut entropy)
+        .unwrap();
+    assert!(step.actions.contains(&Action::Continue));
+    for _ in 0..100 {
+        if !exec.is_running() {
+            break;
+        }
+        let next = exec.resume(&machine, now, &mut entropy);
+        if next.events.is_empty() && next.actions.is_empty() {
+            break; // nothing left: stuck if still running
+        }
+    }
+    let ExecutionStatus::Succeeded { output } = exec.status() else {
+        panic!("{:?}", exec.status())
+    };
+    assert_eq!(output[0]["t"], json!("t"));
+    assert_eq!(output[0]["m"].as_array().unwrap().len(), 1500);
+    assert_eq!(output[1]["m"].as_array().unwrap().len(), 1500);
 }

@@ -27,6 +27,20 @@ pub type Attributes = BTreeMap<String, MessageAttribute>;
 /// Most attributes on one message.
 const MAX_ATTRIBUTES: usize = 10;
 
+/// Bytes the attributes count towards a message's size (SQS and SNS count
+/// names, types and values).
+pub fn size(attributes: &Attributes) -> usize {
+    attributes
+        .iter()
+        .map(|(k, a)| {
+            k.len()
+                + a.data_type.len()
+                + a.string_value.as_ref().map_or(0, String::len)
+                + a.binary_value.as_ref().map_or(0, Vec::len)
+        })
+        .sum()
+}
+
 pub fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
 }

@@ -230,6 +230,8 @@ pub struct Messaging {
     pub mappings: Arc<sqs::EventSources>,
     /// Grants of the functions that set deliveries up, re-checked at delivery.
     pub grants: Arc<DeliveryGrants>,
+    /// The asynchronous path, whose running lineage a function's sends carry.
+    pub events: Arc<crate::AsyncInvoker>,
 }
 
 impl Messaging {
@@ -266,13 +268,27 @@ impl Messaging {
             queues: queues.clone(),
             topics: Arc::downgrade(&topics),
         }));
-        let mappings = sqs::EventSources::new(store, queues.clone(), invoker, registry, config);
+        let mappings = sqs::EventSources::new(
+            store,
+            queues.clone(),
+            invoker,
+            registry,
+            config,
+            events.clone(),
+        );
         Self {
             queues,
             topics,
             mappings,
             grants,
+            events,
         }
+    }
+
+    /// The trace header for what `function` (a caller's principal) sends
+    /// now: the chain of events it is handling (recursive loop detection).
+    pub fn trace_of(&self, function: Option<&str>) -> Option<String> {
+        function.and_then(|f| self.events.running_lineage(f))
     }
 
     /// Pollers take no new batches and long polls end now.

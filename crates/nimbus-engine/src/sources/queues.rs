@@ -106,6 +106,8 @@ pub struct SendRequest {
     pub attributes: Attributes,
     pub delay_s: Option<u32>,
     pub sender_id: String,
+    /// The sender's trace header (recursive loop detection).
+    pub trace: Option<String>,
 }
 
 impl SendRequest {
@@ -515,17 +517,7 @@ impl Queues {
             ));
         }
         attributes::validate(&req.attributes)?;
-        let size = req.body.len()
-            + req
-                .attributes
-                .iter()
-                .map(|(k, a)| {
-                    k.len()
-                        + a.data_type.len()
-                        + a.string_value.as_ref().map_or(0, String::len)
-                        + a.binary_value.as_ref().map_or(0, Vec::len)
-                })
-                .sum::<usize>();
+        let size = req.body.len() + attributes::size(&req.attributes);
         if size > settings.max_size as usize {
             return Err(MessagingError::InvalidParameter(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
@@ -556,6 +548,7 @@ impl Queues {
             first_receive_ms: None,
             receipt: None,
             dead_letter_source: None,
+            trace: req.trace,
         };
         Ok((message, sent))
     }

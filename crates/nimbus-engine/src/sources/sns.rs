@@ -28,6 +28,9 @@ pub struct Publish {
     pub attributes: Attributes,
     /// `json`: `message` is an object of per-protocol messages with a `default`.
     pub message_structure: Option<String>,
+    /// The publisher's trace header; deliveries to functions continue its
+    /// lineage (recursive loop detection).
+    pub trace: Option<String>,
 }
 
 impl Publish {
@@ -55,7 +58,7 @@ const TOPIC_ATTRIBUTES: &[&str] = &[
     "TracingConfig",
     "SignatureVersion",
 ];
-/// Largest message (SNS: 256 KB).
+/// Largest message, attributes included (SNS: 256 KB).
 const MAX_MESSAGE_BYTES: usize = 262_144;
 
 pub struct TopicService {
@@ -299,7 +302,7 @@ impl TopicService {
                 "Invalid parameter: Empty message".into(),
             ));
         }
-        if p.message.len() > MAX_MESSAGE_BYTES {
+        if p.message.len() + attributes::size(&p.attributes) > MAX_MESSAGE_BYTES {
             return Err(MessagingError::InvalidParameter(
                 "Invalid parameter: Message too long".into(),
             ));
@@ -394,6 +397,7 @@ impl TopicService {
                 let mut req = InvokeRequest::new(name, Bytes::from(event.to_string()));
                 req.qualifier = parts.next().map(str::to_string);
                 req.on_behalf_of = creator.map(str::to_string);
+                req.trace_id = n.publish.trace.clone();
                 self.events
                     .submit(req)
                     .await
@@ -412,9 +416,13 @@ impl TopicService {
                         attributes: raw_attributes(&n.publish.attributes),
                         delay_s: None,
                         sender_id: "sns".into(),
+                        trace: n.publish.trace.clone(),
                     }
                 } else {
-                    SendRequest::body(n.envelope(&sub.arn, "URL").to_string(), "sns")
+                    SendRequest {
+                        trace: n.publish.trace.clone(),
+                        ..SendRequest::body(n.envelope(&sub.arn, "URL").to_string(), "sns")
+                    }
                 };
                 self.queues.send(queue, req).await.map(|_| ())
             }

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use nimbus_core::{FunctionName, InvokeRequest};
+use nimbus_core::limits::MAX_RECURSION_HOPS;
+use nimbus_core::{FunctionName, InvokeRequest, lineage};
 use nimbus_runtime::Outcome;
 use nimbus_store::{SourceMappings, StoredMapping};
 use serde::{Deserialize, Serialize};
@@ -139,6 +140,8 @@ pub struct EventSources {
     registry: Arc<Registry>,
     config: EngineConfig,
     running: Mutex<HashMap<String, Running>>,
+    /// Event-driven invocations in flight (recursive loop detection).
+    events: Arc<crate::AsyncInvoker>,
     /// For mappings that start workflows (set once at startup).
     workflows: std::sync::OnceLock<Arc<crate::workflows::Workflows>>,
     /// Stops every poller (shutdown).
@@ -157,6 +160,7 @@ impl EventSources {
         invoker: Arc<Invoker>,
         registry: Arc<Registry>,
         config: EngineConfig,
+        events: Arc<crate::AsyncInvoker>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -165,6 +169,7 @@ impl EventSources {
             registry,
             config,
             running: Mutex::new(HashMap::new()),
+            events,
             workflows: std::sync::OnceLock::new(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -509,9 +514,32 @@ impl EventSources {
         let Ok(function) = m.function.parse::<FunctionName>() else {
             return;
         };
-        let mut req = InvokeRequest::new(function, Bytes::from(self.event(m, &batch).to_string()));
+        // Recursive loop detection: the batch continues its deepest chain.
+        let deepest = batch
+            .iter()
+            .filter_map(|r| r.message.trace.as_deref())
+            .max_by_key(|t| lineage::count(Some(t), function.as_str()));
+        let hops = lineage::count(deepest, function.as_str()) + 1;
+        if hops > MAX_RECURSION_HOPS {
+            self.stop_loop(m, &function, &batch).await;
+            return;
+        }
+        let trace = lineage::with_count(
+            deepest,
+            function.as_str(),
+            hops,
+            &crate::invoker::new_trace_id(),
+        );
+        let mut req = InvokeRequest::new(
+            function.clone(),
+            Bytes::from(self.event(m, &batch).to_string()),
+        );
         req.qualifier = m.qualifier.clone();
-        let done: Vec<&Received> = match self.invoker.invoke(req).await {
+        req.trace_id = Some(trace.clone());
+        let lineage = self.events.lineage().enter(function.as_str(), hops, trace);
+        let result = self.invoker.invoke(req).await;
+        drop(lineage);
+        let done: Vec<&Received> = match result {
             Ok(r) => match &r.outcome {
                 Outcome::Success { body, .. } if m.report_batch_item_failures => {
                     match failures(body, &batch) {
@@ -557,6 +585,32 @@ impl EventSources {
 }
 
 impl EventSources {
+    /// Drops a batch whose invocation would continue a recursive loop past
+    /// the limit (Lambda drops such messages too): deleted, not retried.
+    async fn stop_loop(&self, m: &Mapping, function: &FunctionName, batch: &[Received]) {
+        let why = format!(
+            "RecursiveInvocationException: the batch from queue {} would invoke {function} for the {}th time in one chain of events (the limit is {MAX_RECURSION_HOPS}); its {} message(s) were deleted without running it",
+            m.queue(),
+            MAX_RECURSION_HOPS + 1,
+            batch.len()
+        );
+        tracing::warn!("mapping {}: {why}", m.uuid);
+        self.invoker.metrics.loop_stopped(function.as_str());
+        let request_id = nimbus_core::InvocationId::new();
+        self.invoker
+            .platform_log(function.as_str(), request_id.as_str(), why)
+            .await;
+        for r in batch {
+            if let Err(e) = self
+                .queues
+                .delete_message(m.queue(), &r.receipt_handle)
+                .await
+            {
+                tracing::warn!("mapping {}: cannot delete {}: {e}", m.uuid, r.message.id);
+            }
+        }
+    }
+
     /// Starts an execution of `machine` with the batch's SQS event; whether
     /// the batch may be deleted. EXPRESS machines run to their end (the batch
     /// is kept for a retry if they fail); a STANDARD execution is durable once

@@ -26,6 +26,10 @@ pub enum WorkflowError {
     ExecutionDoesNotExist(String),
     #[error("{0}")]
     StateMachineTypeNotSupported(String),
+    /// Too many executions running (Step Functions throttles StartExecution
+    /// the same way past its open-executions quota).
+    #[error("{0}")]
+    ExecutionLimitExceeded(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("storage: {0}")]
@@ -49,6 +53,7 @@ impl WorkflowError {
             WorkflowError::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
             WorkflowError::ExecutionDoesNotExist(_) => "ExecutionDoesNotExist",
             WorkflowError::StateMachineTypeNotSupported(_) => "StateMachineTypeNotSupported",
+            WorkflowError::ExecutionLimitExceeded(_) => "ExecutionLimitExceeded",
             WorkflowError::ShuttingDown => "ServiceUnavailable",
             WorkflowError::Store(_) | WorkflowError::Corrupt(_) => "InternalError",
         }

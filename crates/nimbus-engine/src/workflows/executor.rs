@@ -11,6 +11,12 @@
 //! re-issuing [`Execution::outstanding`] resumes it (a task that was in flight
 //! runs again: at least once).
 //!
+//! An interpreter call is bounded (`nimbus_workflow::limits`): a definition
+//! that loops yields after its budget with [`Action::Continue`], which comes
+//! back here as a message after the step is on disk. So a loop costs a write
+//! per slice, other messages (StopExecution) get in between, and the history
+//! quota ends it, rather than one call holding a runtime thread and memory.
+//!
 //! Executions started with StartSyncExecution are not durable (EXPRESS
 //! semantics, at most once): they run in memory and are written once, at the
 //! end, with their whole history.
@@ -34,6 +40,8 @@ use super::{Shared, WorkflowError, tasks};
 pub(super) enum Msg {
     Task(Ticket, Result<Value, StateError>),
     Timer(Ticket),
+    /// Go on with the work left when the last call yielded.
+    Continue,
     Deadline,
     Stop {
         error: Option<String>,
@@ -236,6 +244,7 @@ impl Actor {
                 self.inflight.remove(&ticket);
                 self.exec.timer_fired(&machine, ticket, now, &mut OsEntropy)
             }
+            Msg::Continue => Ok(self.exec.resume(&machine, now, &mut OsEntropy)),
             Msg::Deadline => {
                 if self.exec.is_running() {
                     Ok(self.exec.timed_out(now))
@@ -336,6 +345,10 @@ impl Actor {
                     if let Some(h) = self.inflight.remove(&ticket) {
                         h.abort();
                     }
+                }
+                Action::Continue => {
+                    // Queued behind what is waiting, so a StopExecution gets in.
+                    let _ = self.tx.send(Msg::Continue);
                 }
                 Action::Succeeded { .. } | Action::Failed { .. } => {}
             }

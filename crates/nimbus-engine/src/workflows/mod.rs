@@ -36,8 +36,8 @@ pub use names::{ArnScope, check_name, machine_name};
 use crate::Invoker;
 use executor::{Actor, Handle, Msg};
 
-/// Largest execution input (Step Functions: 256 KiB).
-pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+/// Largest execution input (Step Functions: 256 KiB, as every state's).
+pub const MAX_INPUT_BYTES: usize = nimbus_workflow::limits::MAX_PAYLOAD_BYTES;
 /// Largest definition (Step Functions: 1 MB).
 pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
 
@@ -47,6 +47,7 @@ pub(crate) struct Shared {
     invoker: Arc<Invoker>,
     running: Mutex<HashMap<String, Handle>>,
     draining: AtomicBool,
+    limits: WorkflowLimits,
     /// Tells actors to exit (after the write in progress).
     stop: CancellationToken,
 }
@@ -69,6 +70,26 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .get(arn)
             .cloned()
+    }
+}
+
+/// Server-wide bounds on workflows (server flags).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkflowLimits {
+    /// Most executions running at once (`--max-running-executions`): each is
+    /// an actor in memory, and all are loaded again at startup.
+    pub max_running: usize,
+    /// History events per execution (`--max-history-events`; Step Functions:
+    /// 25,000).
+    pub max_history_events: u64,
+}
+
+impl Default for WorkflowLimits {
+    fn default() -> Self {
+        Self {
+            max_running: 100_000,
+            max_history_events: nimbus_workflow::limits::MAX_HISTORY_EVENTS,
+        }
     }
 }
 
@@ -166,13 +187,19 @@ fn page_size(max: Option<usize>, default: usize) -> Result<usize, WorkflowError>
 }
 
 impl Workflows {
-    pub fn new(store: Arc<dyn WorkflowStore>, invoker: Arc<Invoker>, scope: ArnScope) -> Self {
+    pub fn new(
+        store: Arc<dyn WorkflowStore>,
+        invoker: Arc<Invoker>,
+        scope: ArnScope,
+        limits: WorkflowLimits,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
                 invoker,
                 running: Mutex::new(HashMap::new()),
                 draining: AtomicBool::new(false),
+                limits,
                 stop: CancellationToken::new(),
             }),
             scope,
@@ -450,6 +477,19 @@ impl Workflows {
         if self.shared.is_draining() {
             return Err(WorkflowError::ShuttingDown);
         }
+        // Checked, not reserved: concurrent starts may pass it by a few.
+        let running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        if running >= self.shared.limits.max_running {
+            return Err(WorkflowError::ExecutionLimitExceeded(format!(
+                "Execution Limit Exceeded: {running} executions are running, the most this server runs at once (--max-running-executions {})",
+                self.shared.limits.max_running
+            )));
+        }
         let name = match req.name {
             Some(n) => {
                 check_name(&n)?;
@@ -470,8 +510,11 @@ impl Workflows {
             input: input.clone(),
             start_time: start,
         };
-        let (exec, step) =
-            Execution::start(&machine, info, Config::default(), start, &mut OsEntropy);
+        let config = Config {
+            max_history_events: self.shared.limits.max_history_events,
+            ..Config::default()
+        };
+        let (exec, step) = Execution::start(&machine, info, config, start, &mut OsEntropy);
         let u = executor::update_of(&exec, None);
         let record = ExecutionRecord {
             arn: arn.clone(),

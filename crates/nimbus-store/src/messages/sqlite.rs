@@ -80,6 +80,13 @@ impl SqliteMessages {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Added after the first release: the sender's trace header.
+        let has_trace = conn
+            .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'trace'")?
+            .exists([])?;
+        if !has_trace {
+            conn.execute_batch("ALTER TABLE messages ADD COLUMN trace TEXT")?;
+        }
         let reader = Connection::open(path)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
@@ -108,7 +115,7 @@ fn queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRecord> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "id, body, attributes, md5_body, md5_attributes, sent_ms, sender_id, visible_ms, receive_count, first_receive_ms, receipt, dead_letter_source";
+const MESSAGE_COLUMNS: &str = "id, body, attributes, md5_body, md5_attributes, sent_ms, sender_id, visible_ms, receive_count, first_receive_ms, receipt, dead_letter_source, trace";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
@@ -124,6 +131,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         first_receive_ms: r.get(9)?,
         receipt: r.get(10)?,
         dead_letter_source: r.get(11)?,
+        trace: r.get(12)?,
     })
 }
 
@@ -329,8 +337,8 @@ impl MessageQueues for SqliteMessages {
                     return Err(StoreError::NotFound(format!("queue {queue}")));
                 }
                 let mut insert = c.prepare_cached(
-                    "INSERT INTO messages(id, queue, body, attributes, md5_body, md5_attributes, sent_ms, sender_id, visible_ms, dead_letter_source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO messages(id, queue, body, attributes, md5_body, md5_attributes, sent_ms, sender_id, visible_ms, dead_letter_source, trace)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?;
                 for m in messages {
                     insert.execute(params![
@@ -343,7 +351,8 @@ impl MessageQueues for SqliteMessages {
                         m.sent_ms,
                         m.sender_id,
                         m.visible_ms,
-                        m.dead_letter_source
+                        m.dead_letter_source,
+                        m.trace
                     ])?;
                 }
                 Ok(())
@@ -692,6 +701,7 @@ mod tests {
             first_receive_ms: None,
             receipt: None,
             dead_letter_source: None,
+            trace: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::context::ContextObject;
@@ -20,6 +21,10 @@ use crate::definition::{
 use crate::entropy::Entropy;
 use crate::errors::{self, StateError};
 use crate::history::{EventDetails, EventType};
+use crate::limits::{
+    MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, PAYLOAD_BYTES_PER_CALL, TRANSITIONS_PER_CALL,
+    json_depth_within, json_size_within,
+};
 use crate::path::{Path, Scope};
 use crate::timestamp::Timestamp;
 
@@ -30,9 +35,14 @@ pub(super) struct Cx<'a> {
     pub entropy: &'a mut dyn Entropy,
     pub step: Step,
     queue: VecDeque<Work>,
+    /// Transitions run and payload bytes handled by this call (the budget).
+    transitions: usize,
+    payload_bytes: usize,
 }
 
-enum Work {
+/// One unit of work; kept in the snapshot when a call yields with some left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) enum Work {
     Enter {
         frame: FrameId,
         state: String,
@@ -54,7 +64,14 @@ impl<'a> Cx<'a> {
             entropy,
             step: Step::default(),
             queue: VecDeque::new(),
+            transitions: 0,
+            payload_bytes: 0,
         }
+    }
+
+    /// Work left by a call that yielded.
+    pub fn requeue(&mut self, work: VecDeque<Work>) {
+        self.queue = work;
     }
 
     pub fn enter(&mut self, frame: FrameId, state: String, input: Value) {
@@ -140,6 +157,41 @@ fn positive_seconds(value: Value, field: &str, min: u64) -> Result<u64, StateErr
     })
 }
 
+/// Checks a state's input or output against Step Functions' payload quota,
+/// and counts it against the call's budget.
+fn payload_within(
+    cx: &mut Cx<'_>,
+    value: &Value,
+    what: &str,
+    state: &str,
+) -> Result<(), StateError> {
+    if !json_depth_within(value, MAX_PAYLOAD_DEPTH) {
+        return Err(StateError::runtime(format!(
+            "The {what} of the state '{state}' is nested deeper than {MAX_PAYLOAD_DEPTH} levels."
+        )));
+    }
+    match json_size_within(value, MAX_PAYLOAD_BYTES) {
+        Some(n) => {
+            cx.payload_bytes += n;
+            Ok(())
+        }
+        None => {
+            // AWS's wording for outputs; the same shape for inputs.
+            let did = if what == "input" {
+                "received an input"
+            } else {
+                "returned a result"
+            };
+            Err(StateError::new(
+                errors::DATA_LIMIT_EXCEEDED,
+                format!(
+                    "The state/task '{state}' {did} with a size exceeding the maximum number of bytes service limit ({MAX_PAYLOAD_BYTES} bytes)."
+                ),
+            ))
+        }
+    }
+}
+
 fn shaping(state: &State) -> Option<&ResultShaping> {
     match &state.kind {
         StateKind::Task(t) => Some(&t.shaping),
@@ -192,12 +244,42 @@ impl Execution {
         }
     }
 
-    /// Drains the work queue.
+    /// Drains the work queue, within the budget: past it, the rest is kept
+    /// in the execution and the call yields with [`Action::Continue`].
     pub(super) fn run(&mut self, cx: &mut Cx<'_>) {
-        while let Some(work) = cx.queue.pop_front() {
+        loop {
             if self.status != ExecutionStatus::Running {
+                cx.queue.clear();
                 return;
             }
+            if cx.queue.is_empty() {
+                return;
+            }
+            // Checked between transitions, leaving room for the failure's
+            // own events (a transition emits a handful at most).
+            let max_events = self.config.max_history_events;
+            if self.next_event + 8 > max_events {
+                cx.queue.clear();
+                self.fail_execution(
+                    cx,
+                    StateError::runtime(format!(
+                        "The execution reached the maximum number of history events ({max_events})."
+                    )),
+                );
+                return;
+            }
+            if cx.transitions >= TRANSITIONS_PER_CALL || cx.payload_bytes >= PAYLOAD_BYTES_PER_CALL
+            {
+                // Appended: a task's outcome may arrive before the
+                // Continue of an earlier call, whose work is still here.
+                self.deferred.extend(cx.queue.drain(..));
+                cx.step.actions.push(Action::Continue);
+                return;
+            }
+            let Some(work) = cx.queue.pop_front() else {
+                return;
+            };
+            cx.transitions += 1;
             match work {
                 Work::Enter {
                     frame,
@@ -225,6 +307,10 @@ impl Execution {
             self.finish_frame(cx, frame, Err(err));
             return;
         };
+        if let Err(e) = payload_within(cx, &input, "input", &state_name) {
+            self.finish_frame(cx, frame, Err(e));
+            return;
+        }
         let entered = self.emit(
             cx,
             frame,
@@ -630,6 +716,14 @@ impl Execution {
 
     /// Emits `…StateExited` and moves on (`next: None` ends the frame).
     fn exit(&mut self, cx: &mut Cx<'_>, frame: FrameId, output: Value, next: Option<String>) {
+        let Some(name) = self.active(frame).map(|a| a.state.clone()) else {
+            return;
+        };
+        if let Err(e) = payload_within(cx, &output, "output", &name) {
+            // Never caught: ends the frame, and so the execution.
+            self.handle_error(cx, frame, e);
+            return;
+        }
         let Some(active) = self.frames.get_mut(&frame).and_then(|f| f.active.take()) else {
             return;
         };
@@ -952,6 +1046,14 @@ impl Execution {
     }
 
     /// Starts Map iterations while under the concurrency limit.
+    /// Ends the whole execution with `error`, whatever frame is running:
+    /// every branch is aborted, nothing is caught.
+    fn fail_execution(&mut self, cx: &mut Cx<'_>, error: StateError) {
+        let now = cx.now;
+        self.abort_frame_tree(&mut cx.step, FrameId(0), now);
+        self.finish_frame(cx, FrameId(0), Err(error));
+    }
+
     fn fill_map(&mut self, cx: &mut Cx<'_>, frame: FrameId) {
         loop {
             let Some(active) = self.active(frame) else {

@@ -24,7 +24,7 @@
 mod context;
 mod engine;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,12 +52,22 @@ pub struct Config {
     /// Concurrency of a Map whose `MaxConcurrency` is 0 (unlimited). AWS caps
     /// inline Maps at 40; 0 here means truly unlimited.
     pub unlimited_map_concurrency: usize,
+    /// History events after which the execution fails with `States.Runtime`
+    /// (Step Functions: [`crate::limits::MAX_HISTORY_EVENTS`]; a server may
+    /// allow more, e.g. for large inline Maps).
+    #[serde(default = "default_max_history_events")]
+    pub max_history_events: u64,
+}
+
+fn default_max_history_events() -> u64 {
+    crate::limits::MAX_HISTORY_EVENTS
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             unlimited_map_concurrency: 40,
+            max_history_events: crate::limits::MAX_HISTORY_EVENTS,
         }
     }
 }
@@ -246,6 +256,9 @@ pub enum Action {
         /// Cause.
         cause: Option<String>,
     },
+    /// The call used its budget ([`crate::limits`]) with work left: persist
+    /// this step, then call [`Execution::resume`].
+    Continue,
 }
 
 /// What one interpreter call produced.
@@ -285,6 +298,9 @@ pub struct Execution {
     next_frame: u64,
     next_ticket: u64,
     next_event: u64,
+    /// Work left when the last call yielded (see [`Action::Continue`]).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    deferred: VecDeque<engine::Work>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +383,7 @@ impl Execution {
             next_frame: 1,
             next_ticket: 1,
             next_event: 1,
+            deferred: VecDeque::new(),
         };
         execution.frames.insert(
             FrameId(0),
@@ -389,6 +406,22 @@ impl Execution {
         cx.enter(FrameId(0), machine.start_at().to_string(), input);
         execution.run(&mut cx);
         (execution, cx.step)
+    }
+
+    /// Goes on with the work left by a call that yielded
+    /// ([`Action::Continue`]); an empty step when there is none.
+    pub fn resume(
+        &mut self,
+        machine: &StateMachine,
+        now: Timestamp,
+        entropy: &mut dyn Entropy,
+    ) -> Step {
+        let mut cx = engine::Cx::new(machine, now, entropy);
+        if self.status == ExecutionStatus::Running {
+            cx.requeue(std::mem::take(&mut self.deferred));
+            self.run(&mut cx);
+        }
+        cx.step
     }
 
     /// Records that a task has actually started (emits `…Started`). Optional:
@@ -545,7 +578,8 @@ impl Execution {
     /// loading a snapshot (a task that may already have run is re-run: tasks
     /// are at-least-once, as on AWS).
     pub fn outstanding(&self) -> Vec<Action> {
-        self.tickets
+        let mut actions: Vec<Action> = self
+            .tickets
             .iter()
             .filter_map(
                 |(ticket, frame)| match self.active(*frame).map(|a| &a.pending) {
@@ -559,7 +593,11 @@ impl Execution {
                     _ => None,
                 },
             )
-            .collect()
+            .collect();
+        if self.status == ExecutionStatus::Running && !self.deferred.is_empty() {
+            actions.push(Action::Continue);
+        }
+        actions
     }
 
     /// How many frames exist (1 for the top level plus live branches and
@@ -625,6 +663,7 @@ impl Execution {
             return step;
         }
         self.abort_frame_tree(&mut step, FrameId(0), now);
+        self.deferred.clear();
         let (error, cause) = match &status {
             ExecutionStatus::TimedOut { error, cause } => (Some(error.clone()), cause.clone()),
             ExecutionStatus::Aborted { error, cause } => (error.clone(), cause.clone()),

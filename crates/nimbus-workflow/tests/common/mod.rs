@@ -112,6 +112,7 @@ impl<'m> Harness<'m> {
             assert_eq!(e.id, expected, "event ids must be dense");
             self.events.push(e.clone());
         }
+        let mut continued = false;
         for action in step.actions {
             match action {
                 Action::RunTask(request) => self.tasks.push_back(request),
@@ -123,9 +124,16 @@ impl<'m> Harness<'m> {
                     self.tasks.retain(|t| t.ticket != ticket);
                 }
                 Action::Succeeded { .. } | Action::Failed { .. } => {}
+                Action::Continue => continued = true,
             }
         }
         self.max_in_flight = self.max_in_flight.max(self.tasks.len());
+        if continued {
+            let step = self
+                .execution
+                .resume(self.machine, self.now, &mut self.entropy);
+            self.apply(step);
+        }
     }
 
     /// Runs one pending task, if any.

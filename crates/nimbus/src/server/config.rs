@@ -197,6 +197,15 @@ pub struct ServerArgs {
     /// Asynchronous invocations run at the same time.
     #[arg(long, default_value_t = 32)]
     pub async_workers: usize,
+    /// Most workflow executions running at once; past it StartExecution is
+    /// refused with ExecutionLimitExceeded (Step Functions: 1,000,000 open
+    /// executions per account). Each is held in memory and resumed at startup.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_running_executions: usize,
+    /// History events after which a workflow execution fails with
+    /// States.Runtime (Step Functions: 25,000).
+    #[arg(long, default_value_t = 25_000)]
+    pub max_history_events: u64,
     /// A clock for schedules that `POST /v1/debug/clock` can move forward (tests
     /// and demos of schedules; never in production).
     #[arg(long, hide = true)]

@@ -192,6 +192,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             region: args.region.clone(),
             account_id: args.account_id.clone(),
         },
+        nimbus_engine::workflows::WorkflowLimits {
+            max_running: args.max_running_executions,
+            max_history_events: args.max_history_events,
+        },
     ));
     let resumed = workflows.resume().await?;
     if resumed > 0 {

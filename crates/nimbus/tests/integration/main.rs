@@ -12,6 +12,7 @@ mod gateway_hostile;
 mod handler_styles;
 mod hostile;
 mod lifecycle;
+mod limits;
 mod listeners;
 mod logs;
 mod memory;

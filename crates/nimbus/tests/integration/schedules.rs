@@ -207,6 +207,52 @@ fn cron_schedules_validate_and_report_their_next_fire() {
     assert_eq!(status, 404);
 }
 
+/// The review's overflowing rates (one wrapped to a period of -16 s and was
+/// refired in a loop, others panicked the handler) are refused with a 400 that
+/// names the bound, and nothing is stored.
+#[test]
+fn huge_or_zero_rates_and_oversized_names_are_refused_at_creation() {
+    let s = Server::start_with(&["--test-clock"]);
+    deploy_py(&s, "target", RECORDER, json!({}));
+    for (expr, why) in [
+        ("rate(307445734561825860 minutes)", "at most 3650 days"),
+        ("rate(4611686018427387904 minutes)", "at most 3650 days"),
+        ("rate(100000000 days)", "at most 3650 days"),
+        ("rate(0 minutes)", "positive integer"),
+        ("rate(-1 minutes)", "positive integer"),
+        ("cron(0 0 1 1 ? 2200)", "year field"),
+    ] {
+        let (status, v) = s.send_json(
+            "PUT",
+            "/v1/schedules/huge",
+            &json!({"expression": expr, "function": "target"}),
+        );
+        assert_eq!(status, 400, "{expr}: {v}");
+        assert!(v.to_string().contains(why), "{expr}: {v}");
+    }
+    let (status, v) = s.send_json(
+        "PUT",
+        "/v1/schedules/huge",
+        &json!({"expression": "cron(0 9 * * ? *)", "timezone": "A".repeat(10 * 1024), "function": "target"}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("at most 50 characters"), "{v}");
+    let (status, _) = s.get("/v1/schedules/huge");
+    assert_eq!(status, 404, "nothing was stored");
+    // The largest period is accepted and fires ten years later.
+    let v = add_schedule(
+        &s,
+        "decade",
+        json!({"expression": "rate(3650 days)", "function": "target"}),
+    );
+    let next = v["next_fire"].as_str().unwrap();
+    let year: i32 = next[..4].parse().unwrap();
+    assert!(
+        year >= chrono::Datelike::year(&chrono::Utc::now()) + 9,
+        "{next}"
+    );
+}
+
 #[test]
 fn the_clock_only_moves_in_test_mode() {
     let s = Server::start();

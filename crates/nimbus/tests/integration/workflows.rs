@@ -1,6 +1,9 @@
 //! Workflows end to end: state machines running real Python functions,
 //! Retry/Catch on a custom error type, durable Wait and Map across SIGKILL,
-//! a 10,000-item Map with its history paged, stop, the CLI and nimbus.toml.
+//! a 10,000-item Map with its history paged, stop, the CLI and nimbus.toml;
+//! Step Functions' quotas: looping definitions end at 25,000 history events
+//! or 256 KiB payloads with the server's memory flat, and a cap on running
+//! executions.
 
 use std::time::{Duration, Instant};
 
@@ -258,7 +261,9 @@ fn workflow_map_resumes_after_sigkill_with_the_right_output() {
 
 #[test]
 fn workflow_map_of_10000_items_completes_with_paged_history() {
-    let s = Server::start();
+    // Six events per item: 60,000, past Step Functions' 25,000 (which a
+    // Distributed Map would avoid there), so this server allows more.
+    let s = Server::start_with(&["--max-history-events", "100000"]);
     create(
         &s,
         "bigmap",
@@ -414,4 +419,157 @@ fn workflow_cli_and_manifest() {
         "--definition",
         d.join("greet.asl.json").to_str().unwrap(),
     ]);
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The review's self-loop (H7): it used to hold a runtime thread and grow the
+/// server to 3 GB. Now it fails as Step Functions fails it, at 25,000 history
+/// events, within seconds, while the server stays small and answers.
+#[test]
+fn workflow_self_looping_pass_fails_at_the_history_quota_with_memory_flat() {
+    let s = Server::start();
+    create(
+        &s,
+        "loop",
+        json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "A"}}}),
+    );
+    create(
+        &s,
+        "choiceloop",
+        json!({"StartAt": "C", "States": {
+            "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": 1, "Next": "C"}],
+                  "Default": "D"},
+            "D": {"Type": "Succeed"}}}),
+    );
+    let before = rss_kb(s.pid());
+    let started = Instant::now();
+    // Before the budget this call never returned (one interpreter call ran
+    // the loop forever, growing to gigabytes).
+    let arn = start(&s, "loop", "l1", json!({"pad": "p".repeat(512)}));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "StartExecution returned after {:?}",
+        started.elapsed()
+    );
+    let choice = start(&s, "choiceloop", "c1", json!({"x": 1}));
+    let (mut peak, mut slowest) = (before, Duration::ZERO);
+    let d = loop {
+        let t = Instant::now();
+        let (status, _) = s.get("/v1/health");
+        assert_eq!(status, 200);
+        slowest = slowest.max(t.elapsed());
+        peak = peak.max(rss_kb(s.pid()));
+        let d = describe(&s, &arn);
+        if d["status"] != "RUNNING" {
+            break d;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running after {:?}: {}",
+            started.elapsed(),
+            d["status"]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "self-loop failed after {:?}; RSS {} -> peak {} kB; slowest health check {slowest:?}",
+        started.elapsed(),
+        before,
+        peak
+    );
+    assert_eq!(d["status"], "FAILED", "{d}");
+    assert_eq!(d["error"], "States.Runtime", "{d}");
+    assert!(
+        d["cause"]
+            .as_str()
+            .unwrap()
+            .contains("maximum number of history events (25000)"),
+        "{d}"
+    );
+    assert!(
+        peak < before + 120 * 1024,
+        "RSS grew from {before} kB to {peak} kB"
+    );
+    assert!(slowest < Duration::from_secs(1), "health took {slowest:?}");
+    let events = history(&s, &arn, 1000);
+    assert!(events.len() <= 25_000, "{} events", events.len());
+    assert_dense(&events);
+    assert_eq!(types(&events).last(), Some(&"ExecutionFailed"));
+    let c = wait_done(&s, &choice, Duration::from_secs(20));
+    assert_eq!(c["status"], "FAILED", "{c}");
+    assert_eq!(c["error"], "States.Runtime", "{c}");
+}
+
+/// A Pass state doubling a string with States.Format fails with
+/// States.DataLimitExceeded once its output passes 256 KiB.
+#[test]
+fn workflow_doubling_format_loop_fails_at_the_payload_quota() {
+    let s = Server::start();
+    create(
+        &s,
+        "doubler",
+        json!({"StartAt": "A", "States": {"A": {
+            "Type": "Pass", "Parameters": {"s.$": "States.Format('{}{}', $.s, $.s)"},
+            "Next": "A"}}}),
+    );
+    let arn = start(&s, "doubler", "d1", json!({"s": "x"}));
+    let d = wait_done(&s, &arn, Duration::from_secs(10));
+    assert_eq!(d["status"], "FAILED", "{d}");
+    assert_eq!(d["error"], "States.DataLimitExceeded", "{d}");
+    assert!(d["cause"].as_str().unwrap().contains("'A'"), "{d}");
+    // StartExecution's own input is held to the same quota.
+    let (status, body) = s.send_json(
+        "POST",
+        "/v1/workflows/doubler/executions",
+        &json!({"name": "big", "input": {"s": "x".repeat(256 * 1024)}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("262144"), "{body}");
+}
+
+/// `--max-running-executions`: past it StartExecution is throttled, and a
+/// place frees up when an execution ends.
+#[test]
+fn workflow_running_executions_are_capped() {
+    let s = Server::start_with(&["--max-running-executions", "2"]);
+    create(
+        &s,
+        "waiter",
+        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}),
+    );
+    let first = start(&s, "waiter", "w1", json!({}));
+    start(&s, "waiter", "w2", json!({}));
+    let (status, body) = s.send_json(
+        "POST",
+        "/v1/workflows/waiter/executions",
+        &json!({"name": "w3"}),
+    );
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.to_string().contains("--max-running-executions 2"),
+        "{body}"
+    );
+    let (status, body) = s.send_json("POST", &format!("/v1/executions/{first}/stop"), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = s.send_json(
+            "POST",
+            "/v1/workflows/waiter/executions",
+            &json!({"name": "w3"}),
+        );
+        if status == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -21,6 +21,8 @@ use nimbus_core::policy::ArnScope;
 
 /// S3's default and largest page.
 const MAX_KEYS: i32 = 1000;
+/// Most keys one DeleteObjects names (S3: 1,000, else `MalformedXML`).
+const MAX_DELETE_KEYS: usize = 1000;
 
 fn to_object(o: ObjectMeta) -> Object {
     Object {
@@ -302,6 +304,12 @@ impl NimbusS3 {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        if req.input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema (at most {MAX_DELETE_KEYS} keys per request)"
+            ));
+        }
         let region = req.region.as_ref().map(|r| r.to_string());
         let who = principal(&req);
         let bucket = self.require_bucket(&req.input.bucket).await?;
