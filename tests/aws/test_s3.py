@@ -634,3 +634,55 @@ def test_objects_survive_sigkill(tmp_path):
         assert [p["PartNumber"] for p in parts] == [1]
     finally:
         second.stop()
+
+
+LOOPER_SOURCE = '''\
+import json
+import urllib.parse
+
+import boto3
+
+s3 = boto3.client("s3")
+
+
+def handler(event, context):
+    record = event["Records"][0]["s3"]
+    n = int(urllib.parse.unquote_plus(record["object"]["key"]).split("/")[1]) + 1
+    print("LOOP " + json.dumps({"n": n}))
+    s3.put_object(Bucket=record["bucket"]["name"], Key=f"loop/{n}", Body=b"again")
+    return "ok"
+'''
+
+
+def test_a_function_writing_to_the_bucket_that_triggers_it_is_stopped_after_16_invocations(s3, lambda_client, server):
+    """Recursive loop detection through S3, as Lambda's: the object a function
+    writes while handling a notification carries that chain on."""
+    bucket, name = h.unique_name("loop"), h.unique_name("looper")
+    s3.create_bucket(Bucket=bucket)
+    lambda_client.create_function(
+        FunctionName=name, Runtime=h.RUNTIME, Role=h.ROLE_ARN, Handler="app.handler", Timeout=30,
+        Code={"ZipFile": h.make_zip({"app.py": LOOPER_SOURCE})},
+        Tags={"nimbus:permissions": f"s3:{bucket}"},
+    )
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [{"LambdaFunctionArn": h.function_arn(name), "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3.put_object(Bucket=bucket, Key="loop/0", Body=b"start")
+
+    def logs():
+        status, body = h.native(server, "GET", f"/v1/functions/{name}/logs?limit=5000")
+        assert status == 200, (status, body)
+        return [e["message"] for e in body["events"]]
+
+    deadline = time.monotonic() + 60
+    while not any("RecursiveInvocationException" in line for line in logs()):
+        assert time.monotonic() < deadline, f"the loop was not stopped: {logs()[-20:]}"
+        time.sleep(0.3)
+    time.sleep(1)
+    runs = sorted(json.loads(line.split("LOOP ", 1)[1])["n"] for line in logs() if "LOOP " in line)
+    assert runs == list(range(1, 17)), runs
+    # The 16th invocation's write exists; nothing ran for it.
+    assert s3.get_object(Bucket=bucket, Key="loop/16")["Body"].read() == b"again"

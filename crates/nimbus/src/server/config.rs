@@ -363,10 +363,12 @@ impl HostConfig {
         // from it (a keeper, a runtime between fork and exec) still shares the
         // descriptor. With flock such a child held the lock for a few
         // milliseconds after a SIGKILL, and an immediate restart was refused.
-        // SAFETY: an all-zero flock struct is valid; fcntl on an fd we own.
+        // SAFETY: an all-zero flock struct is valid (l_start = l_len = 0: the
+        // whole file).
         let mut whole_file: libc::flock = unsafe { std::mem::zeroed() };
         whole_file.l_type = libc::F_WRLCK as _;
         whole_file.l_whence = libc::SEEK_SET as _;
+        // SAFETY: fcntl(F_SETLK) on an fd we own, with a valid flock struct.
         if unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_SETLK, &whole_file) } != 0 {
             bail!(
                 "another nimbus is already running on {}",

@@ -86,6 +86,7 @@ impl NimbusS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let region = req.region.as_ref().map(|r| r.to_string());
+        let who = super::principal(&req);
         let input = req.input;
         let upload = self
             .upload_of(&input.upload_id, &input.bucket, &input.key)
@@ -118,6 +119,7 @@ impl NimbusS3 {
             .await
             .map_err(store_error)?;
         self.notify(
+            &who,
             &bucket,
             "ObjectCreated:CompleteMultipartUpload",
             &meta.key,

@@ -294,6 +294,7 @@ impl NimbusS3 {
     /// logged: the write itself has already succeeded.
     pub(super) async fn notify(
         &self,
+        writer: &crate::aws::Principal,
         bucket: &BucketInfo,
         event: &str,
         key: &str,
@@ -328,6 +329,10 @@ impl NimbusS3 {
             let mut req = InvokeRequest::new(function.clone(), payload.to_string().into());
             req.qualifier = qualifier;
             req.on_behalf_of = rule.creator.clone();
+            // A function writing while it handles an event passes that event's
+            // chain on, so a bucket feeding the function that writes to it is
+            // stopped as a recursive loop like a queue or a topic.
+            req.trace_id = self.state.messaging.trace_of(writer.function());
             if let Err(e) = self.state.events.submit(req).await {
                 tracing::warn!(
                     "S3 notification {event} for {}/{key} to {function} not delivered: {e}",

@@ -17,6 +17,7 @@ use super::convert::{
     timestamp,
 };
 use super::{NimbusS3, principal};
+use crate::aws::Principal;
 use nimbus_core::policy::ArnScope;
 
 /// S3's default and largest page.
@@ -120,6 +121,7 @@ impl NimbusS3 {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let region = req.region.as_ref().map(|r| r.to_string());
+        let who = principal(&req);
         let input = req.input;
         check_key(&input.key)?;
         let bucket = self.require_bucket(&input.bucket).await?;
@@ -152,6 +154,7 @@ impl NimbusS3 {
             .await
             .map_err(store_error)?;
         self.notify(
+            &who,
             &bucket,
             "ObjectCreated:Put",
             &meta.key,
@@ -275,14 +278,16 @@ impl NimbusS3 {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let region = req.region.as_ref().map(|r| r.to_string());
+        let who = principal(&req);
         let bucket = self.require_bucket(&req.input.bucket).await?;
-        self.delete_one(&bucket, &req.input.key, region.as_deref())
+        self.delete_one(&who, &bucket, &req.input.key, region.as_deref())
             .await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
     async fn delete_one(
         &self,
+        who: &Principal,
         bucket: &nimbus_store::BucketInfo,
         key: &str,
         region: Option<&str>,
@@ -294,7 +299,7 @@ impl NimbusS3 {
             .await
             .map_err(store_error)?;
         if removed.is_some() {
-            self.notify(bucket, "ObjectRemoved:Delete", key, None, region)
+            self.notify(who, bucket, "ObjectRemoved:Delete", key, None, region)
                 .await;
         }
         Ok(())
@@ -324,7 +329,10 @@ impl NimbusS3 {
                 &ArnScope::object(&bucket.name, &o.key),
             );
             let result = match allowed {
-                Ok(()) => self.delete_one(&bucket, &o.key, region.as_deref()).await,
+                Ok(()) => {
+                    self.delete_one(&who, &bucket, &o.key, region.as_deref())
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -428,6 +436,7 @@ impl NimbusS3 {
             .await
             .map_err(store_error)?;
         self.notify(
+            &who,
             &bucket,
             "ObjectCreated:Copy",
             &meta.key,
