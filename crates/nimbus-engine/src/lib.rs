@@ -33,7 +33,7 @@ pub use control::{ConfigPatch, ControlPlane, CreateFunction, FunctionAccess};
 pub use error::EngineError;
 pub use events::{AsyncInvoker, AsyncSettings, DestinationSink};
 pub use invoker::{InvocationResult, Invoker};
-pub use logs::{LogPipeline, LogRetention};
+pub use logs::{DiskFloor, LogPipeline, LogRetention};
 pub use metrics::{Gauges, Metrics};
 pub use nimbus_runtime::{Outcome, StreamPart};
 pub use registry::Registry;

@@ -32,14 +32,50 @@ const LINGER: Duration = Duration::from_millis(20);
 const RETENTION_PERIOD: Duration = Duration::from_secs(60);
 
 /// How long and how many bytes of logs are kept.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LogRetention {
     pub max_age: Duration,
     /// Most bytes of one function's lines.
     pub function_bytes: u64,
     /// Most bytes of all lines.
     pub total_bytes: u64,
+    /// Below this much free space, log lines are dropped rather than written.
+    pub disk_floor: Option<DiskFloor>,
 }
+
+/// A free-space watermark on the filesystem holding the logs. Logs are the
+/// one write a function controls the volume of; keeping them off the last
+/// bytes of the disk keeps deploys, keys and acknowledged messages (which
+/// share the filesystem) writable when a function floods faster than the
+/// quotas prune.
+#[derive(Debug, Clone)]
+pub struct DiskFloor {
+    pub dir: std::path::PathBuf,
+    pub min_free_bytes: u64,
+}
+
+impl DiskFloor {
+    /// Whether the filesystem is below the floor (an unreadable filesystem
+    /// counts as fine: the write will say what is wrong).
+    fn reached(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(self.dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: an all-zero statvfs is a valid out-parameter.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid out-pointer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return false;
+        }
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) < self.min_free_bytes
+    }
+}
+
+/// Log lines dropped because the disk was below its [`DiskFloor`] (for
+/// `/metrics`).
+pub static LINES_DROPPED_LOW_DISK: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 impl LogRetention {
     /// Bytes written between two quota passes: an eighth of the smaller quota,
@@ -79,7 +115,7 @@ impl LogPipeline {
         let writer = tokio::spawn(write_loop(
             store.clone(),
             rx,
-            retention,
+            retention.clone(),
             gate,
             cancel.clone(),
         ));
@@ -170,8 +206,18 @@ async fn write_loop(
         if prune {
             since_pass = 0;
         }
+        let floor = retention.disk_floor.clone();
+        let retention = retention.clone();
         async move {
-            if let Err(e) = store.append(records).await {
+            if floor.as_ref().is_some_and(DiskFloor::reached) {
+                use std::sync::atomic::Ordering;
+                let before = LINES_DROPPED_LOW_DISK.fetch_add(records.len() as u64, Ordering::Relaxed);
+                if before == 0 || before / 100_000 != (before + records.len() as u64) / 100_000 {
+                    tracing::warn!(
+                        "the disk holding the logs is below its free-space floor: function output is dropped (nimbus_log_lines_dropped_low_disk_total)"
+                    );
+                }
+            } else if let Err(e) = store.append(records).await {
                 tracing::error!("could not store log lines: {e}");
             }
             // Written (or failed): the lines' room goes back to the gate.

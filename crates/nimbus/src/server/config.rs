@@ -230,6 +230,11 @@ pub struct ServerArgs {
     /// lose their oldest lines first.
     #[arg(long, env = "NIMBUS_LOG_TOTAL_BYTES", default_value = "1g", value_parser = parse_size)]
     pub log_total_bytes: u64,
+    /// Free space kept on the data directory's filesystem: below it, function
+    /// output is dropped (counted in /metrics) instead of written, so logs
+    /// never take the last bytes deploys and acknowledged messages need.
+    #[arg(long, env = "NIMBUS_LOG_MIN_FREE_DISK", default_value = "256m", value_parser = parse_size)]
+    pub log_min_free_disk: u64,
     /// Most bytes of log lines waiting to be stored (64 bytes of overhead per
     /// line); one function may hold a quarter of it, past which its lines are
     /// dropped and counted in /metrics.

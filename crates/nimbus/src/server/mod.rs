@@ -17,8 +17,8 @@ use axum::response::IntoResponse;
 use nimbus_api::aws::AuthMode;
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
-    AsyncInvoker, AsyncSettings, ControlPlane, EngineConfig, Invoker, LogPipeline, LogRetention,
-    Registry,
+    AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, EngineConfig, Invoker, LogPipeline,
+    LogRetention, Registry,
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
@@ -103,6 +103,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             max_age: args.log_retention.into(),
             function_bytes: args.log_function_bytes,
             total_bytes: args.log_total_bytes,
+            disk_floor: (args.log_min_free_disk > 0).then(|| DiskFloor {
+                dir: host.data_dir.clone(),
+                min_free_bytes: args.log_min_free_disk,
+            }),
         },
         log_gate.clone(),
     );

@@ -451,3 +451,40 @@ fn a_flood_of_tiny_lines_keeps_start_and_end_in_order() {
         last_end = end_id;
     }
 }
+
+/// Below the free-space floor (here: one no disk can have), function output
+/// is dropped and counted instead of written, and the platform keeps working:
+/// calls answer and a deploy still succeeds.
+#[test]
+fn below_the_disk_floor_output_is_dropped_and_deploys_still_work() {
+    let s = Server::start_with(&["--log-min-free-disk", "1000000t"]);
+    deploy_py(
+        &s,
+        "talker",
+        "def handler(e, c):\n    print('x' * 1000)\n    return 'ok'\n",
+        json!({}),
+    );
+    for _ in 0..5 {
+        assert_eq!(s.invoke("talker", &json!({})).json(), json!("ok"));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dropped = loop {
+        let n = metric(
+            &metrics_text(&s),
+            "nimbus_log_lines_dropped_low_disk_total ",
+        )
+        .unwrap_or(0.0);
+        // At least the printed line, END and REPORT of each call.
+        if n >= 15.0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(dropped >= 15.0, "{dropped}");
+    let (st, body) = s.get("/v1/functions/talker/logs");
+    assert_eq!(st, 200, "{body}");
+    assert!(!body.to_string().contains("xxxxxxxx"), "{body}");
+    // Metadata writes are not logs: a second deploy works.
+    deploy_py(&s, "other", "def handler(e, c):\n    return 2\n", json!({}));
+    assert_eq!(s.invoke("other", &json!({})).json(), json!(2));
+}
