@@ -87,7 +87,10 @@ impl Schedule {
                 } else {
                     elapsed / period_s + 1
                 };
-                Some(anchor + Duration::seconds(k * period_s))
+                // Checked: a period near chrono's range has no next fire.
+                let at =
+                    anchor.checked_add_signed(Duration::try_seconds(k.checked_mul(*period_s)?)?)?;
+                (at > after).then_some(at)
             }
             Schedule::Cron(c) => c.next_after(after, tz),
         }
@@ -120,9 +123,10 @@ fn parse_rate(expr: &str, inner: &str) -> Result<Schedule, ValidationError> {
             format!("use \"{singular}\" for 1 and \"{singular}s\" otherwise"),
         ));
     }
-    Ok(Schedule::Rate {
-        period_s: value * seconds,
-    })
+    let period_s = value
+        .checked_mul(seconds)
+        .ok_or_else(|| err(expr, "the rate value is too large"))?;
+    Ok(Schedule::Rate { period_s })
 }
 
 const MONTHS: [&str; 12] = [

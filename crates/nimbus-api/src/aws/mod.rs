@@ -6,7 +6,7 @@
 
 mod auth;
 mod error;
-mod eventstream;
+pub(crate) mod eventstream;
 mod lambda;
 pub mod principal;
 pub mod s3;
