@@ -96,7 +96,49 @@ pub async fn read_body(
 }
 
 /// Parses a JSON body with a message that says what was wrong and where.
+///
+/// JSON has one number type, so `30.0` is the integer 30 to JSON Schema (and
+/// to the OpenAPI document): a body refused for it alone is read again with
+/// integral floats taken as integers.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).or_else(|e| {
+        let mut value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        if !integral_floats_to_integers(&mut value) {
+            return Err(ApiError::bad_request(format!("invalid JSON body: {e}")));
+        }
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    })
+}
+
+/// Rewrites every float with no fractional part (within i64) as an integer;
+/// whether any was.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let integral = f.fract() == 0.0 && f.abs() < 9.0e15;
+            if integral {
+                *value = Value::from(f as i64);
+            }
+            integral
+        }
+        Value::Array(items) => {
+            let mut any = false;
+            for v in items {
+                any |= integral_floats_to_integers(v);
+            }
+            any
+        }
+        Value::Object(map) => {
+            let mut any = false;
+            for v in map.values_mut() {
+                any |= integral_floats_to_integers(v);
+            }
+            any
+        }
+        _ => false,
+    }
 }

@@ -10,6 +10,8 @@ pub mod aws;
 mod dlq;
 mod error;
 mod functions;
+#[doc(hidden)]
+pub mod fuzzing;
 mod invoke;
 mod keys;
 mod routes;

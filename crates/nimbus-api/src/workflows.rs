@@ -114,8 +114,9 @@ pub struct PageParams {
 
 pub async fn list(
     State(s): State<ApiState>,
-    Query(p): Query<PageParams>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (machines, next) = s
         .workflows
         .list_machines(p.max_results, p.next_token.as_deref())
@@ -234,9 +235,10 @@ pub struct StartParams {
 pub async fn start(
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Query(p): Query<StartParams>,
+    params: Result<Query<StartParams>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bytes = read_body(body, BODY_LIMIT, "execution").await?;
     let b: StartBody = if bytes.iter().all(u8::is_ascii_whitespace) {
         StartBody::default()
@@ -263,8 +265,9 @@ pub async fn start(
 pub async fn list_executions(
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    Query(p): Query<PageParams>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (items, next) = s
         .workflows
         .list_executions(
@@ -290,8 +293,9 @@ pub async fn describe_execution(
 pub async fn history(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(p): Query<PageParams>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (events, next) = s
         .workflows
         .history(&id, p.max_results, p.next_token.as_deref(), p.reverse)

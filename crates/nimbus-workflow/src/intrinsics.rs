@@ -617,7 +617,14 @@ impl Parser<'_> {
         while let Some(c) = self.peek() {
             match (quote, c) {
                 (Some(q), c) if c == q => quote = None,
-                (Some(_), '\\') => self.pos += 1,
+                // Skip the escaped character whole: it may be the last one,
+                // or longer than a byte.
+                (Some(_), '\\') => {
+                    self.pos += self.text[self.pos + 1..]
+                        .chars()
+                        .next()
+                        .map_or(0, char::len_utf8);
+                }
                 (Some(_), _) => {}
                 (None, '\'' | '"') => quote = Some(c),
                 (None, '[') => brackets += 1,

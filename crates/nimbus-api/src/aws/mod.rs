@@ -7,7 +7,7 @@
 mod auth;
 pub mod connections;
 mod error;
-mod eventstream;
+pub(crate) mod eventstream;
 mod lambda;
 pub mod principal;
 pub mod s3;

@@ -14,7 +14,8 @@
 //! queue) before the caller is answered, so nothing published is lost to a crash.
 
 pub mod attributes;
-mod filter;
+#[doc(hidden)]
+pub mod filter;
 pub mod queues;
 pub mod sns;
 pub mod sqs;

@@ -46,7 +46,7 @@ mod buckets;
 mod convert;
 mod framing;
 mod multipart;
-mod notify;
+pub(crate) mod notify;
 mod objects;
 
 use axum::extract::{Request, State};

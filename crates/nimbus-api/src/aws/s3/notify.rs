@@ -70,7 +70,7 @@ impl Rule {
 
 const EVENTS: [&str; 2] = ["s3:ObjectCreated:", "s3:ObjectRemoved:"];
 
-fn parse_rules(config: &NotificationConfiguration) -> S3Result<Vec<Rule>> {
+pub(crate) fn parse_rules(config: &NotificationConfiguration) -> S3Result<Vec<Rule>> {
     let unsupported = config
         .queue_configurations
         .as_ref()
@@ -135,7 +135,7 @@ fn parse_rules(config: &NotificationConfiguration) -> S3Result<Vec<Rule>> {
     Ok(rules)
 }
 
-fn render(rules: Vec<Rule>) -> NotificationConfiguration {
+pub(crate) fn render(rules: Vec<Rule>) -> NotificationConfiguration {
     let configs = rules
         .into_iter()
         .map(|r| {
