@@ -26,6 +26,7 @@ mod client;
 mod fixtures;
 mod floor;
 mod gateway;
+mod hostile;
 mod measure;
 mod nimbus;
 mod report;
@@ -185,6 +186,7 @@ async fn main() -> Result<()> {
         gateway_warm,
         gateway_rps,
         asynchronous,
+        stalled,
         mut memory,
     } = measured?;
     stopped?;
@@ -218,6 +220,7 @@ async fn main() -> Result<()> {
         gateway_warm,
         gateway_rps,
         asynchronous,
+        stalled,
         memory,
         floor,
         sandbox,
@@ -264,6 +267,7 @@ struct Measured {
     gateway_warm: Vec<GatewayWarm>,
     gateway_rps: Vec<GatewayRps>,
     asynchronous: Option<Async>,
+    stalled: Option<hostile::Stalled>,
     memory: Memory,
 }
 
@@ -331,6 +335,17 @@ async fn measure_all(
     } else {
         None
     };
+    let stalled = Some(
+        hostile::latency(
+            nimbus,
+            http,
+            Lang::Python,
+            args.runs,
+            args.warmup,
+            args.requests,
+        )
+        .await?,
+    );
     Ok(Measured {
         warm,
         cold,
@@ -339,6 +354,7 @@ async fn measure_all(
         gateway_warm,
         gateway_rps,
         asynchronous,
+        stalled,
         memory,
     })
 }

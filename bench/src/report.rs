@@ -163,6 +163,8 @@ pub struct Report {
     pub gateway_warm: Vec<GatewayWarm>,
     pub gateway_rps: Vec<GatewayRps>,
     pub asynchronous: Option<Async>,
+    /// Warm latency with slowloris connections parked on the API listener.
+    pub stalled: Option<crate::hostile::Stalled>,
     pub memory: Memory,
     /// Round trips to another process over pipes, per run.
     pub floor: Vec<crate::floor::Floor>,
@@ -288,6 +290,7 @@ impl fmt::Display for Report {
             }
         }
         self.sandbox_rows(f)?;
+        self.stalled_rows(f)?;
         if !self.throughput.is_empty() {
             writeln!(
                 f,
@@ -683,6 +686,36 @@ impl Report {
             )?;
         }
         Ok(())
+    }
+
+    /// Warm p50/p99 of the sandboxed server quiet and with stalled clients
+    /// parked on its listener, in the same runs.
+    fn stalled_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(s) = &self.stalled else {
+            return Ok(());
+        };
+        writeln!(
+            f,
+            "{:<LABEL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+            "",
+            "quiet p50",
+            format!("{} stalled", crate::hostile::STALLED),
+            "added p50",
+            "quiet p99",
+            "stalled p99"
+        )?;
+        let p50 = |v: &[Percentiles]| median(v.iter().map(|p| p.p50));
+        let p99 = |v: &[Percentiles]| median(v.iter().map(|p| p.p99));
+        writeln!(
+            f,
+            "{:<LABEL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+            format!("slowloris {:<6} (c=1)", s.lang.label()),
+            latency(p50(&s.quiet)),
+            latency(p50(&s.stalled)),
+            signed_latency(paired_gap(&s.stalled, &s.quiet, |p| p.p50)),
+            latency(p99(&s.quiet)),
+            latency(p99(&s.stalled)),
+        )
     }
 
     fn sandbox_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
