@@ -133,6 +133,17 @@ def deploy(srv, sink_url):
                 "Type": "Task",
                 "Resource": rec_arn,
                 "Parameters": {"token.$": "$.token", "exec.$": "$$.Execution.Id"},
+                # As on AWS, a Task meets throttling when the function is at its
+                # concurrency limit (the load keeps `rec` there) and retries it.
+                "Retry": [
+                    {
+                        "ErrorEquals": ["Lambda.TooManyRequestsException", "States.TaskFailed"],
+                        "IntervalSeconds": 1,
+                        "MaxAttempts": 20,
+                        "BackoffRate": 1.5,
+                        "MaxDelaySeconds": 5,
+                    }
+                ],
                 "End": True,
             }
         },

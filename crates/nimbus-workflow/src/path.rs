@@ -741,7 +741,13 @@ impl<'a> Cursor<'a> {
 
     /// A single- or double-quoted string with backslash escapes.
     fn quoted(&mut self) -> Result<String, String> {
-        let quote = self.peek().ok_or("expected a quoted name")?;
+        // Only a quote opens a name: any other character (after a `,` in a
+        // bracket, say) is refused, not stepped over by one byte, which
+        // could land inside a multi-byte character (found by the fuzzer).
+        let quote = match self.peek() {
+            Some(q @ ('\'' | '"')) => q,
+            _ => return Err("expected a quoted name".into()),
+        };
         self.pos += 1;
         let mut out = String::new();
         loop {
@@ -875,6 +881,15 @@ mod tests {
                 {"title": "C", "price": 20, "isbn": "1"}
             ]
         })
+    }
+
+    #[test]
+    fn a_name_list_with_a_non_quote_is_refused_not_sliced() {
+        // Found by the jsonpath fuzz target: a multi-byte character where a
+        // quoted name must start panicked slicing the text.
+        for p in ["$.d['h',\u{65a}z]", "$['a',é]", "$[\u{1f600}]"] {
+            assert!(Path::parse(p).is_err(), "{p}");
+        }
     }
 
     #[test]
