@@ -41,6 +41,8 @@ pub struct LogRetention {
     pub total_bytes: u64,
     /// Below this much free space, log lines are dropped rather than written.
     pub disk_floor: Option<DiskFloor>,
+    /// Most metering records kept.
+    pub usage_records: u64,
 }
 
 /// A free-space watermark on the filesystem holding the logs. Logs are the
@@ -89,6 +91,7 @@ impl LogRetention {
             older_than_ms: chrono::Utc::now().timestamp_millis() - self.max_age.as_millis() as i64,
             function_bytes: self.function_bytes,
             total_bytes: self.total_bytes,
+            usage_records: self.usage_records,
         }
     }
 }

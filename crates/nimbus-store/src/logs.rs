@@ -114,6 +114,9 @@ pub struct RetentionPolicy {
     pub function_bytes: u64,
     /// Most bytes all lines may take.
     pub total_bytes: u64,
+    /// Most metering records kept (one per invocation; the oldest go first).
+    /// Age alone does not bound them: a busy server makes millions a day.
+    pub usage_records: u64,
 }
 
 /// What a retention pass removed.
@@ -488,6 +491,11 @@ fn prune(c: &mut Connection, p: RetentionPolicy) -> Result<PruneReport, StoreErr
             }
         }
         tx.execute("DELETE FROM usage WHERE ts_ms < ?1", [p.older_than_ms])?;
+        // Records are appended, so the rowids of the newest are the largest.
+        tx.execute(
+            "DELETE FROM usage WHERE rowid <= (SELECT MAX(rowid) FROM usage) - ?1",
+            [p.usage_records.min(i64::MAX as u64) as i64],
+        )?;
         tx.execute("DELETE FROM log_usage WHERE bytes <= 0", [])?;
     }
     let sizes = |tx: &rusqlite::Transaction| -> Result<Vec<(String, u64)>, StoreError> {
@@ -708,6 +716,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn metering_records_are_capped_oldest_first() {
+        let (_dir, store) = store();
+        let record = |i: i64| UsageRecord {
+            ts_ms: 1_000 + i,
+            function: "f".into(),
+            version: "$LATEST".into(),
+            request_id: format!("r{i}"),
+            duration_ms: 1.0,
+            billed_ms: 1,
+            memory_mb: 128,
+            cold: false,
+            init_ms: None,
+            outcome: "success".into(),
+        };
+        store
+            .append_usage((0..10).map(record).collect())
+            .await
+            .unwrap();
+        let mut p = policy(0, u64::MAX, u64::MAX);
+        p.usage_records = 3;
+        store.prune(p).await.unwrap();
+        let left: Vec<String> = store
+            .usage(None, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+        assert_eq!(left, ["r7", "r8", "r9"]);
+    }
+
+    #[tokio::test]
     async fn a_row_of_platform_lines_reads_back_as_lines_in_order() {
         let (_dir, store) = store();
         store
@@ -812,6 +852,7 @@ mod tests {
             older_than_ms,
             function_bytes,
             total_bytes,
+            usage_records: u64::MAX,
         }
     }
 

@@ -235,6 +235,10 @@ pub struct ServerArgs {
     /// never take the last bytes deploys and acknowledged messages need.
     #[arg(long, env = "NIMBUS_LOG_MIN_FREE_DISK", default_value = "256m", value_parser = parse_size)]
     pub log_min_free_disk: u64,
+    /// Most metering records (one per invocation, behind `nimbus usage` and
+    /// `nimbus cost`) kept; the oldest go first (about 150 bytes each on disk).
+    #[arg(long, env = "NIMBUS_USAGE_MAX_RECORDS", default_value_t = 2_000_000)]
+    pub usage_max_records: u64,
     /// Most bytes of log lines waiting to be stored (64 bytes of overhead per
     /// line); one function may hold a quarter of it, past which its lines are
     /// dropped and counted in /metrics.

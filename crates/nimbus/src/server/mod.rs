@@ -107,6 +107,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 dir: host.data_dir.clone(),
                 min_free_bytes: args.log_min_free_disk,
             }),
+            usage_records: args.usage_max_records,
         },
         log_gate.clone(),
     );
