@@ -109,6 +109,12 @@ impl StreamParts {
                 },
                 Err(e) => e.to_string(),
             };
+            // hyper drops the connection on a body error without flushing what
+            // it buffered, and it polls the body again before flushing: a
+            // failure right behind the last chunks would take the head and
+            // those chunks with it. One pending poll lets them reach the
+            // client first, on every listener that serves this body.
+            tokio::task::yield_now().await;
             Some((Err(std::io::Error::other(why)), None))
         })
     }

@@ -141,19 +141,9 @@ fn parse_prelude(json: &[u8]) -> Result<Response<Bytes>, String> {
 fn body(first: Bytes, stream: StreamParts, rid: String) -> Body {
     use futures::StreamExt as _;
     let first = (!first.is_empty()).then_some(Ok::<Bytes, std::io::Error>(first));
-    let rest = stream.into_body().then(move |item| {
-        let rid = rid.clone();
-        async move {
-            if let Err(why) = &item {
-                tracing::info!(request_id = %rid, "streamed response cut off: {why}");
-                // hyper drops the connection on a body error without flushing
-                // what it buffered, and it polls the body again before
-                // flushing: a failure right behind the last chunks would take
-                // the head and those chunks with it. One pending poll lets the
-                // head and every chunk already sent reach the client first.
-                tokio::task::yield_now().await;
-            }
-            item
+    let rest = stream.into_body().inspect(move |item| {
+        if let Err(why) = item {
+            tracing::info!(request_id = %rid, "streamed response cut off: {why}");
         }
     });
     Body::from_stream(futures::stream::iter(first).chain(rest))

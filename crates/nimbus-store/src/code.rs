@@ -238,8 +238,10 @@ fn safe_relative(name: &str) -> Result<PathBuf, ValidationError> {
     Ok(out)
 }
 
-/// Checks that a symlink at `link` (relative path) pointing to `target` stays inside the root.
-fn symlink_stays_inside(link: &Path, target: &str) -> bool {
+/// Checks, lexically, that a symlink at `link` (relative path) pointing to
+/// `target` stays inside the root (`nimbus deploy` uses it too, so it never
+/// packages a link the server would refuse).
+pub fn symlink_stays_inside(link: &Path, target: &str) -> bool {
     if target.starts_with('/') {
         return false;
     }

@@ -20,7 +20,7 @@ mod schedules;
 mod sqlite;
 mod workflows;
 
-pub use code::{CodeInfo, CodeStore};
+pub use code::{CodeInfo, CodeStore, symlink_stays_inside};
 pub use error::StoreError;
 pub use gateway::{
     FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, SqliteGatewayStore,

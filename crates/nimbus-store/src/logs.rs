@@ -201,19 +201,7 @@ pub fn open_log_database(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version as usize > SCHEMA.len() {
-        return Err(StoreError::Corrupt(format!(
-            "log database schema version {version} is newer than this nimbus understands ({}); upgrade nimbus",
-            SCHEMA.len()
-        )));
-    }
-    for (i, sql) in SCHEMA.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-    }
+    crate::sqlite::migrate(&mut conn, "log database", SCHEMA)?;
     Ok(conn)
 }
 

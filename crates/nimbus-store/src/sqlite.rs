@@ -119,20 +119,32 @@ pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    migrate(&mut conn, "database", MIGRATIONS)?;
+    Ok(conn)
+}
+
+/// Brings `conn` to the last of `migrations` (tracked in `user_version`), each
+/// step in its own transaction; a schema newer than this build is refused.
+/// `what` names the database in that error.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    what: &str,
+    migrations: &[&str],
+) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version as usize > MIGRATIONS.len() {
+    if version as usize > migrations.len() {
         return Err(StoreError::Corrupt(format!(
-            "database schema version {version} is newer than this nimbus understands ({}); upgrade nimbus",
-            MIGRATIONS.len()
+            "{what} schema version {version} is newer than this nimbus understands ({}); upgrade nimbus",
+            migrations.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, sql) in migrations.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
-    Ok(conn)
+    Ok(())
 }
 
 /// Runs a closure on the connection off the async executor.

@@ -13,7 +13,7 @@
 //! sha256 and is stored once.
 
 use std::io::{Cursor, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -111,7 +111,7 @@ fn collect(root: &Path) -> anyhow::Result<Vec<Entry>> {
         if kind.is_symlink() {
             let target = std::fs::read_link(path)
                 .with_context(|| format!("cannot read the link {}", path.display()))?;
-            if !stays_inside(Path::new(&rel), &target) {
+            if !nimbus_store::symlink_stays_inside(Path::new(&rel), &target.to_string_lossy()) {
                 bail!(
                     "{} is a symlink to {}, outside the project: nimbus does not package \
                      what a link points to outside the project (it could be a secret); copy it \
@@ -130,28 +130,6 @@ fn collect(root: &Path) -> anyhow::Result<Vec<Entry>> {
         // Sockets, FIFOs and devices are not code: left out.
     }
     Ok(out)
-}
-
-/// Whether `target`, read relative to the link at `link` (relative to the
-/// project root), names something inside the project, lexically (the server
-/// checks chains of links when it unpacks).
-fn stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth = link.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

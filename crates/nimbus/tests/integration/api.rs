@@ -296,13 +296,7 @@ fn prometheus_metrics() {
     );
     s.invoke("measured", &json!({}));
     s.invoke("measured", &json!({"fail": true}));
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = s.metrics_text();
     for line in [
         "nimbus_invocations_total{function=\"measured\"} 2",
         "nimbus_errors_total{function=\"measured\"} 1",

@@ -239,6 +239,17 @@ impl Server {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// The Prometheus text of `/metrics` (asserted to answer 200).
+    pub fn metrics_text(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "/metrics");
+        r.text().unwrap()
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         let r = self.http.get(format!("{}{path}", self.url)).send().unwrap();
         let status = r.status().as_u16();

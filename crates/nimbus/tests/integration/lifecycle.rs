@@ -301,13 +301,7 @@ fn hybrid_keep_alive_policy_keeps_instances_warm_while_learning() {
 
 /// Instances of `function` by state, from the Prometheus endpoint.
 fn instances(s: &Server, function: &str) -> u64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = s.metrics_text();
     text.lines()
         .filter(|l| l.starts_with(&format!("nimbus_instances{{function=\"{function}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

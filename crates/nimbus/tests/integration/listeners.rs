@@ -251,9 +251,7 @@ fn connection_caps_refuse_excess_connections_per_address_and_in_total() {
     held.truncate(10);
     drop(more);
     std::thread::sleep(Duration::from_millis(200));
-    let r = s.http.get(format!("{}/metrics", s.url)).send().unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let metrics = r.text().unwrap();
+    let metrics = s.metrics_text();
     for line in [
         r#"nimbus_listener_connections_refused_total{listener="api",cap="per_ip"} 1"#,
         r#"nimbus_listener_connections_refused_total{listener="api",cap="total"} 1"#,

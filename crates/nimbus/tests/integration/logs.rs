@@ -230,15 +230,6 @@ fn metric(text: &str, sample: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
 }
 
-fn metrics_text(s: &Server) -> String {
-    s.http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 /// Two functions printing 256 KB lines as fast as they can for a few seconds
 /// (test item 61, scaled down by small quotas): each keeps only its own quota
 /// of lines, its logs open with the notice saying how many were dropped, the
@@ -379,7 +370,7 @@ fn a_log_flood_costs_only_the_flooding_function() {
         );
     }
 
-    let text = metrics_text(&s);
+    let text = s.metrics_text();
     let dropped = metric(
         &text,
         "nimbus_log_lines_dropped_total{function=\"flood-a\"}",
@@ -470,7 +461,7 @@ fn below_the_disk_floor_output_is_dropped_and_deploys_still_work() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let dropped = loop {
         let n = metric(
-            &metrics_text(&s),
+            &s.metrics_text(),
             "nimbus_log_lines_dropped_low_disk_total ",
         )
         .unwrap_or(0.0);

@@ -13,13 +13,7 @@ const SLEEPER: &str =
 
 /// Committed memory, from /metrics.
 fn committed_mb(s: &Server) -> u64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = s.metrics_text();
     text.lines()
         .find_map(|l| l.strip_prefix("nimbus_memory_committed_bytes "))
         .and_then(|v| v.trim().parse::<u64>().ok())
