@@ -46,9 +46,9 @@ pub struct ApiState {
     /// State machines and their executions (`/v1/workflows`, Step Functions API).
     pub workflows: Arc<nimbus_engine::workflows::Workflows>,
     /// Queues, topics and event source mappings (SQS and SNS APIs).
-    pub messaging: Arc<nimbus_engine::sources::Messaging>,
+    pub messaging: Arc<nimbus_engine::messaging::Messaging>,
     /// Rate and cron rules that invoke functions or start workflows.
-    pub schedules: Arc<nimbus_engine::schedules::Schedules>,
+    pub schedules: Arc<nimbus_engine::sources::schedules::Schedules>,
     /// Whether AWS API requests must be signed.
     pub auth: aws::AuthMode,
     /// Buckets and objects of the S3-compatible API.

@@ -10,35 +10,26 @@
 //! [`Registry`] of deployed functions, which is loaded from the metadata store at
 //! startup and kept in memory, so the invocation path never touches the database.
 
-mod control;
+pub mod control;
 mod error;
-mod events;
-mod invoker;
-mod logs;
-mod metrics;
-mod registry;
-mod report;
+pub mod invoker;
+pub mod messaging;
+pub mod observe;
 pub mod scheduler;
-pub mod schedules;
 pub mod sources;
-mod streamed;
-mod versions;
 pub mod workflows;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-pub use control::{ConfigPatch, ControlPlane, CreateFunction, FunctionAccess};
+pub use control::registry::Registry;
+pub use control::{AliasUpdate, ConfigPatch, ControlPlane, CreateFunction, FunctionAccess};
 pub use error::EngineError;
-pub use events::{AsyncInvoker, AsyncSettings, DestinationSink};
-pub use invoker::{InvocationResult, Invoker};
-pub use logs::{DiskFloor, LogPipeline, LogRetention};
-pub use metrics::{Gauges, Metrics};
+pub use invoker::{
+    AsyncInvoker, AsyncSettings, DestinationSink, InvocationResult, Invoker, StreamParts, Streamed,
+};
 pub use nimbus_runtime::{Outcome, StreamPart};
-pub use registry::Registry;
-pub use streamed::{StreamParts, Streamed};
-pub use versions::AliasUpdate;
+pub use observe::{DiskFloor, Gauges, LogPipeline, LogRetention, Metrics};
 
 /// Settings of the engine that are the host's business, not a function's.
 #[derive(Debug, Clone)]
@@ -65,12 +56,4 @@ impl EngineConfig {
             self.region, self.account_id, name
         )
     }
-}
-
-/// Everything the engine needs from outside, bundled for `Engine::start`.
-pub struct Engine {
-    pub control: Arc<ControlPlane>,
-    pub invoker: Arc<Invoker>,
-    pub scheduler: Arc<scheduler::Scheduler>,
-    pub logs: LogPipeline,
 }

@@ -8,10 +8,10 @@
 //!
 //! Input for policies: `policy\nmessage attributes as a JSON object`.
 
-use nimbus_engine::sources::attributes::{
+use nimbus_engine::messaging::attributes::{
     from_sqs_json, md5_of_attributes, to_event_json, to_sns_json, to_sqs_json, validate_sns,
 };
-use nimbus_engine::sources::filter;
+use nimbus_engine::messaging::filter;
 use serde_json::Value;
 
 pub fn run(data: &[u8]) {

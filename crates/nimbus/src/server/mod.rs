@@ -207,7 +207,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("resumed {resumed} running workflow executions");
     }
     // Queues, topics and event source mappings: their own database; pollers restart now.
-    let messaging = Arc::new(nimbus_engine::sources::Messaging::new(
+    let messaging = Arc::new(nimbus_engine::messaging::Messaging::new(
         Arc::new(nimbus_store::SqliteMessages::open(
             &host.data_dir.join("messages.db"),
         )?),
@@ -219,7 +219,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     messaging.mappings.set_workflows(workflows.clone());
     messaging.mappings.start_all().await?;
     // Schedules: definitions in the metadata database, fires recorded in the event queue's.
-    let schedules = Arc::new(nimbus_engine::schedules::Schedules::new(
+    let schedules = Arc::new(nimbus_engine::sources::schedules::Schedules::new(
         Arc::new(nimbus_store::SqliteScheduleStore::new(open_database(
             &db_path,
         )?)),

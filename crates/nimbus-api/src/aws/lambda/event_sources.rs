@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nimbus_engine::sources::MessagingError;
-use nimbus_engine::sources::sqs::{Mapping, MappingPatch};
+use nimbus_engine::messaging::MessagingError;
+use nimbus_engine::sources::queue_mappings::{Mapping, MappingPatch};
 use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, query_param, str_field};

@@ -15,9 +15,9 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
-use nimbus_engine::sources::attributes::{Attributes, MessageAttribute};
-use nimbus_engine::sources::sns::Publish;
-use nimbus_engine::sources::{MessagingError, arn_resource};
+use nimbus_engine::messaging::attributes::{Attributes, MessageAttribute};
+use nimbus_engine::messaging::topics::Publish;
+use nimbus_engine::messaging::{MessagingError, arn_resource};
 use nimbus_store::SubscriptionRecord;
 
 use super::Principal;
@@ -305,7 +305,7 @@ async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
             // (Endpoints with no grant to check are refused by the topic
             // service: it accepts exactly the endpoints delivery understands.)
             if let Some((action, target)) =
-                nimbus_engine::sources::sns::endpoint_grant(&topics.arns, &protocol, &endpoint)
+                nimbus_engine::messaging::topics::endpoint_grant(&topics.arns, &protocol, &endpoint)
             {
                 c.allowed_arn(action, &target)?;
             }

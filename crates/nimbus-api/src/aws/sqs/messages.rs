@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use nimbus_engine::sources::attributes;
-use nimbus_engine::sources::queues::{ReceiveRequest, Received, SendRequest};
+use nimbus_engine::messaging::attributes;
+use nimbus_engine::messaging::queues::{ReceiveRequest, Received, SendRequest};
 use serde_json::{Value, json};
 
 use super::{Call, Result, SqsError, int_of, string_list};

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nimbus_engine::sources::MessagingError;
+use nimbus_engine::messaging::MessagingError;
 use serde_json::{Value, json};
 
 use super::Principal;
@@ -208,7 +208,7 @@ impl Call<'_> {
             // A malformed policy is refused by the queue rules; a target that
             // is not a plain queue ARN of this server is checked as written.
             if let Some(target) = target {
-                match nimbus_engine::sources::arn_resource(&target, "sqs")
+                match nimbus_engine::messaging::arn_resource(&target, "sqs")
                     .filter(|q| !q.contains(':'))
                 {
                     Some(dlq) => self.allowed("sqs:SendMessage", dlq)?,
@@ -389,7 +389,7 @@ async fn dispatch(c: &Call<'_>, op: &str) -> Result<Value> {
             let q = c.queue("sqs:ListDeadLetterSourceQueues")?;
             let mut urls = Vec::new();
             for other in queues.list("").await? {
-                let redrive = nimbus_engine::sources::queues::QueueSettings::of(&other).redrive;
+                let redrive = nimbus_engine::messaging::queues::QueueSettings::of(&other).redrive;
                 // Only source queues the caller may see (review finding L12).
                 if redrive.is_some_and(|r| r.dead_letter_queue == q) && c.visible(&other.name) {
                     urls.push(c.url(&other.name));

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::control::registry::Registry;
 use crate::{EngineConfig, EngineError, Invoker};
 
 /// Where destination records go when the destination is not a function

@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::control::registry::Registry;
 use crate::workflows::{StartExecution, Workflows};
 use crate::{AsyncInvoker, EngineConfig, EngineError};
 

@@ -5,6 +5,11 @@
 //! whichever door a change came in by. Writes are serialised by one lock: they are
 //! rare, and it makes "validate, store, swap the running version" atomic.
 
+pub mod registry;
+mod versions;
+
+pub use versions::AliasUpdate;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,9 +19,9 @@ use nimbus_runtime::InstanceSpec;
 use nimbus_store::{CodeInfo, CodeStore, MetadataStore, StoreError};
 use serde::Deserialize;
 
-use crate::registry::{Deployed, Registry};
 use crate::scheduler::Scheduler;
 use crate::{EngineConfig, EngineError};
+use registry::{Deployed, Registry};
 
 /// Create (or replace) a function from already-uploaded code.
 #[derive(Debug, Clone)]

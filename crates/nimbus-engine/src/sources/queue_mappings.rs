@@ -28,10 +28,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::attributes;
-use super::queues::{Queues, ReceiveRequest, Received};
-use super::{MessagingError, arn_resource};
-use crate::registry::Registry;
+use crate::control::registry::Registry;
+use crate::messaging::attributes;
+use crate::messaging::queues::{Queues, ReceiveRequest, Received};
+use crate::messaging::{MessagingError, arn_resource};
 use crate::{EngineConfig, EngineError, Invoker};
 
 /// Concurrent batches of one mapping when `MaximumConcurrency` is not set.
@@ -440,7 +440,7 @@ impl EventSources {
                 ReceiveRequest {
                     max: size,
                     visibility_s: None,
-                    wait: Some(super::queues::MAX_WAIT),
+                    wait: Some(crate::messaging::queues::MAX_WAIT),
                 },
                 Some(stop),
             )

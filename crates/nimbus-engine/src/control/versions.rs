@@ -76,7 +76,7 @@ impl ControlPlane {
         self.metadata.update_function(&latest).await?;
         if let Some(d) = self.registry.get(name) {
             self.registry
-                .put(std::sync::Arc::new(crate::registry::Deployed {
+                .put(std::sync::Arc::new(crate::control::registry::Deployed {
                     record: latest,
                     spec: d.spec.clone(),
                     arn: d.arn.clone(),

@@ -242,7 +242,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP nimbus_log_lines_dropped_low_disk_total Lines of function output dropped because the data directory's filesystem was below --log-min-free-disk.\n# TYPE nimbus_log_lines_dropped_low_disk_total counter\nnimbus_log_lines_dropped_low_disk_total {}",
-            crate::logs::LINES_DROPPED_LOW_DISK.load(std::sync::atomic::Ordering::Relaxed)
+            crate::observe::logs::LINES_DROPPED_LOW_DISK.load(std::sync::atomic::Ordering::Relaxed)
         );
         if let Some(gate) = self.log_gate.get() {
             let drops = gate.drops();

@@ -4,6 +4,13 @@
 //! tracked for graceful shutdown, so a caller that disconnects never cancels a
 //! handler midway (Lambda keeps running too) and shutdown can wait for it.
 
+mod async_queue;
+mod report;
+mod streamed;
+
+pub use async_queue::{AsyncInvoker, AsyncSettings, DestinationSink};
+pub use streamed::{StreamParts, Streamed};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +24,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{Deployed, Registry};
-use crate::report;
+use crate::control::registry::{Deployed, Registry};
 use crate::scheduler::Scheduler;
 use crate::{EngineConfig, EngineError};
 

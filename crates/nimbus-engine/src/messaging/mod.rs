@@ -1,0 +1,319 @@
+//! Messaging: the queue and topic service (the broker Nimbus's SQS and SNS
+//! APIs speak to), and the bundle that wires it to the queue mappings.
+//!
+//! - [`queues::Queues`] is the SQS model on top of the store: attribute rules,
+//!   MD5s, long polling (a `Notify` per queue wakes waiting receivers when a
+//!   message arrives), redrive settings.
+//! - [`queue_mappings::EventSources`] runs one poller per enabled mapping: it receives
+//!   batches, invokes the function synchronously with the SQS event and deletes
+//!   only what succeeded (`batchItemFailures`), under a concurrency cap.
+//! - [`topics::TopicService`] is publish/subscribe: fan-out to functions (through
+//!   the durable async queue) and to queues, with filter policies.
+//!
+//! Every delivery lands in durable storage (the event queue or a message
+//! queue) before the caller is answered, so nothing published is lost to a crash.
+
+pub mod attributes;
+#[doc(hidden)]
+pub mod filter;
+pub mod queues;
+pub mod topics;
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use nimbus_store::StoreError;
+use serde_json::Value;
+
+use crate::EngineError;
+use crate::invoker::DestinationSink;
+use crate::sources::queue_mappings;
+
+/// Errors of queues, topics and mappings; the API layers map each to the
+/// protocol's error code.
+#[derive(Debug, thiserror::Error)]
+pub enum MessagingError {
+    #[error("The specified queue does not exist.")]
+    QueueDoesNotExist(String),
+    #[error("A queue already exists with the same name and a different value for attribute {0}")]
+    QueueExists(String),
+    #[error("Unknown Attribute {0}.")]
+    InvalidAttributeName(String),
+    #[error("Invalid value for the parameter {0}: {1}")]
+    InvalidAttributeValue(String, String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("The input receipt handle \"{0}\" is not a valid receipt handle.")]
+    ReceiptHandleIsInvalid(String),
+    #[error("Message does not exist or is not available for visibility timeout change.")]
+    MessageNotInflight,
+    #[error("Topic does not exist")]
+    TopicNotFound(String),
+    #[error("Subscription does not exist")]
+    SubscriptionNotFound(String),
+    #[error("The resource you requested does not exist.")]
+    MappingNotFound(String),
+    #[error(
+        "An event source mapping with SQS arn (\" {0} \") and function (\" {1} \") already exists."
+    )]
+    MappingExists(String, String),
+    #[error("Function not found: {0}")]
+    FunctionNotFound(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl MessagingError {
+    pub fn is_client_error(&self) -> bool {
+        !matches!(
+            self,
+            MessagingError::Store(_) | MessagingError::ShuttingDown
+        )
+    }
+}
+
+/// Region and account of ARNs.
+#[derive(Debug, Clone)]
+pub struct ArnScope {
+    pub region: String,
+    pub account_id: String,
+}
+
+impl ArnScope {
+    pub fn queue_arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+    }
+
+    pub fn topic_arn(&self, name: &str) -> String {
+        format!("arn:aws:sns:{}:{}:{name}", self.region, self.account_id)
+    }
+}
+
+/// The resource name of an `arn:aws:<service>:<region>:<account>:<name>` ARN.
+pub fn arn_resource<'a>(arn: &'a str, service: &str) -> Option<&'a str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    (parts.len() == 6 && parts[0] == "arn" && parts[2] == service && !parts[5].is_empty())
+        // Lazily: `then_some(parts[5])` would index before the length check.
+        .then(|| parts[5])
+}
+
+/// The attribute under which a subscription or a queue's redrive records the
+/// function whose credentials set it up. Never shown to callers, never
+/// settable by them (it is not a known attribute name).
+pub const CREATOR_ATTRIBUTE: &str = "nimbus:Creator";
+
+/// Re-checks, at delivery, the grant of the function that set a delivery up
+/// (review finding L2): a subscription, a redrive or a bucket notification
+/// created with function credentials delivers only while that function may
+/// still perform the action on the target. Set up by an operator (no
+/// creator): always delivered. A skipped delivery is logged and counted.
+pub struct DeliveryGrants {
+    registry: Arc<crate::Registry>,
+    skipped: std::sync::atomic::AtomicU64,
+    /// When each repeating refusal (a redrive, checked on every receive) was
+    /// last logged, so a poller does not flood the log.
+    logged: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How often one repeating refusal is logged.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl DeliveryGrants {
+    pub fn new(registry: Arc<crate::Registry>) -> Self {
+        Self {
+            registry,
+            skipped: std::sync::atomic::AtomicU64::new(0),
+            logged: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Whether a delivery set up by `creator` may still happen; `what` names
+    /// it for the log when it may not. Each refusal is counted.
+    pub fn still_allowed(
+        &self,
+        creator: Option<&str>,
+        action: &str,
+        resource: &str,
+        what: &str,
+    ) -> bool {
+        let allowed = self.check(creator, action, resource, what);
+        if !allowed {
+            self.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        allowed
+    }
+
+    /// The same check for a setting consulted on every receive (a redrive):
+    /// not counted (most receives redrive nothing) and logged once a minute.
+    pub fn setting_allowed(
+        &self,
+        creator: Option<&str>,
+        action: &str,
+        resource: &str,
+        what: &str,
+    ) -> bool {
+        self.check(creator, action, resource, what)
+    }
+
+    fn check(&self, creator: Option<&str>, action: &str, resource: &str, what: &str) -> bool {
+        let Some(function) = creator else {
+            return true;
+        };
+        if self.registry.function_allows(function, action, resource) {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.len() > 10_000 {
+            logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
+        }
+        let due = logged
+            .get(what)
+            .is_none_or(|at| now.duration_since(*at) >= LOG_EVERY);
+        if due {
+            logged.insert(what.to_string(), now);
+            tracing::warn!(
+                "{what} skipped: it was set up by function {function}, which may no longer {action} on {resource}"
+            );
+        }
+        false
+    }
+
+    /// Deliveries skipped because their creator's grant was revoked.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Asynchronous-invocation destinations that are queues or topics: the record
+/// is the message body, as on Lambda.
+pub struct MessagingDestinations {
+    pub queues: Arc<queues::Queues>,
+    /// Weak: the topic service itself holds the async invoker.
+    pub topics: Weak<topics::TopicService>,
+}
+
+#[async_trait]
+impl DestinationSink for MessagingDestinations {
+    async fn deliver(&self, arn: &str, record: Value) -> Result<(), EngineError> {
+        let fail = |e: MessagingError| EngineError::Conflict(format!("{arn}: {e}"));
+        if let Some(queue) = arn_resource(arn, "sqs") {
+            self.queues
+                .send(
+                    queue,
+                    queues::SendRequest::body(record.to_string(), "AWS.Lambda"),
+                )
+                .await
+                .map_err(fail)?;
+            return Ok(());
+        }
+        if let Some(topic) = arn_resource(arn, "sns") {
+            let topics = self.topics.upgrade().ok_or(EngineError::ShuttingDown)?;
+            topics
+                .publish(topic, topics::Publish::message(record.to_string()))
+                .await
+                .map_err(fail)?;
+            return Ok(());
+        }
+        Err(EngineError::Conflict(format!(
+            "unsupported destination {arn}"
+        )))
+    }
+}
+
+/// Queues, topics and mappings together, as the API and the server hold them.
+pub struct Messaging {
+    pub queues: Arc<queues::Queues>,
+    pub topics: Arc<topics::TopicService>,
+    pub mappings: Arc<queue_mappings::EventSources>,
+    /// Grants of the functions that set deliveries up, re-checked at delivery.
+    pub grants: Arc<DeliveryGrants>,
+    /// The asynchronous path, whose running lineage a function's sends carry.
+    pub events: Arc<crate::AsyncInvoker>,
+}
+
+impl Messaging {
+    /// Builds the services on one store, and lets asynchronous invocations
+    /// use queues and topics as destinations.
+    pub fn new<S>(
+        store: Arc<S>,
+        invoker: Arc<crate::Invoker>,
+        events: Arc<crate::AsyncInvoker>,
+        registry: Arc<crate::Registry>,
+        config: crate::EngineConfig,
+    ) -> Self
+    where
+        S: nimbus_store::MessageQueues + nimbus_store::Topics + nimbus_store::SourceMappings,
+    {
+        let arns = ArnScope {
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+        };
+        let grants = Arc::new(DeliveryGrants::new(registry.clone()));
+        let queues = Arc::new(queues::Queues::new(
+            store.clone(),
+            arns.clone(),
+            grants.clone(),
+        ));
+        let topics = Arc::new(topics::TopicService::new(
+            store.clone(),
+            queues.clone(),
+            events.clone(),
+            arns,
+            grants.clone(),
+        ));
+        events.set_destination_sink(Arc::new(MessagingDestinations {
+            queues: queues.clone(),
+            topics: Arc::downgrade(&topics),
+        }));
+        let mappings = queue_mappings::EventSources::new(
+            store,
+            queues.clone(),
+            invoker,
+            registry,
+            config,
+            events.clone(),
+        );
+        Self {
+            queues,
+            topics,
+            mappings,
+            grants,
+            events,
+        }
+    }
+
+    /// The trace header for what `function` (a caller's principal) sends
+    /// now: the chain of events it is handling (recursive loop detection).
+    pub fn trace_of(&self, function: Option<&str>) -> Option<String> {
+        function.and_then(|f| self.events.running_lineage(f))
+    }
+
+    /// Pollers take no new batches and long polls end now.
+    pub fn begin_shutdown(&self) {
+        self.queues.shutdown();
+        self.mappings.begin_shutdown();
+    }
+
+    /// Waits for the batches in flight (call after the invoker's drain, which
+    /// bounds their invocations).
+    pub async fn shutdown(&self) {
+        self.begin_shutdown();
+        self.mappings.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arn_resource_refuses_what_is_not_an_arn() {
+        use super::arn_resource;
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:jobs", "sqs"), Some("jobs"));
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:jobs", "sns"), None);
+        assert_eq!(arn_resource("jobs", "sqs"), None, "no panic on a bare name");
+        assert_eq!(arn_resource("arn:aws:sqs:r:a:", "sqs"), None);
+    }
+}
