@@ -93,6 +93,7 @@ impl Interpreter {
     }
 
     fn ask(command: &str, args: &[&str]) -> std::io::Result<Self> {
+        #[allow(clippy::disallowed_methods, reason = "asks the interpreter for its path and version")]
         let out = std::process::Command::new(command)
             .args(args)
             .stdin(Stdio::null())
@@ -536,6 +537,7 @@ impl Launcher {
             }
         });
         let stderr = write_end.try_clone().map_err(StartError::Pipe)?;
+        #[allow(clippy::disallowed_methods, reason = "the process runtime starts instances")]
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()

@@ -622,7 +622,7 @@ impl AsyncInvoker {
     }
 
     /// The invocation record Lambda sends to destinations.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, reason = "the fields of the destination record Lambda defines")]
     fn record(
         &self,
         event: &QueuedEvent,

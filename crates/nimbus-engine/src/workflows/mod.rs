@@ -244,7 +244,7 @@ impl Workflows {
         Ok(n)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, reason = "the parts of the new actor, from resume and start_inner")]
     fn spawn(
         &self,
         arn: String,

@@ -2,6 +2,8 @@
 //! free port with a fresh data directory, deploys real functions and talks to it
 //! over HTTP, exactly as users and their tools do.
 
+#![allow(clippy::disallowed_methods, reason = "black-box tests start the nimbus binary and tools as processes")]
+
 mod harness;
 
 mod api;
