@@ -15,7 +15,10 @@
 //! Run it with `scripts/bench`, which builds Nimbus and installs uvicorn first;
 //! bench/README.md says how to read the table.
 
-#![allow(clippy::disallowed_methods, reason = "the bench starts servers and bare runtimes to compare")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the bench starts servers and bare runtimes to compare"
+)]
 
 /// Progress on stderr (the table goes to stdout); defined before the modules
 /// so that they can use it too.

@@ -15,7 +15,10 @@
 //! Run: `cargo build --release -p nimbus -p nimbus-bench && target/release/workflow-bench`
 //! (`--runs N`, `--nimbus PATH`, `--python PATH`).
 
-#![allow(clippy::disallowed_methods, reason = "the bench starts a nimbus server")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the bench starts a nimbus server"
+)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

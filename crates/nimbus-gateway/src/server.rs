@@ -337,7 +337,10 @@ struct Call<'a> {
 /// Checks the route's auth; `Ok(Some(principal))` for an accepted JWT.
 // The error is the response to send, returned at most once per request;
 // boxing it would only add an allocation.
-#[allow(clippy::result_large_err, reason = "the error is the response to send, at most once per request; boxing only allocates")]
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the response to send, at most once per request; boxing only allocates"
+)]
 pub(crate) fn authenticate(
     auth: &Auth,
     uri: &Uri,
@@ -370,7 +373,6 @@ fn too_large(request_id: &str) -> Response<Bytes> {
 
 /// The steps before the invocation: rate limit, auth, body, and the event in
 /// the target's format; `Err` is the answer when one of them refuses.
-#[allow(clippy::result_large_err, reason = "the error is the response to send, at most once per request; boxing only allocates")]
 async fn prepare(target: &Target, call: &Call<'_>, body: Body) -> Result<Vec<u8>, Response<Bytes>> {
     let rid = call.request_id;
     let parts = call.parts;
@@ -460,7 +462,6 @@ fn with_cors<B>(target: &Target, parts: &Parts, mut resp: Response<B>) -> Respon
 /// Invokes `target` with `event` under request id `rid`: the function's
 /// output, or the gateway's answer when there is none to map (502 for a
 /// function error, 504 for a timeout, 429 when throttled, …).
-#[allow(clippy::result_large_err, reason = "the error is the response to send, at most once per request; boxing only allocates")]
 pub(crate) async fn invoke(
     s: &Shared,
     target: &Target,
@@ -487,7 +488,10 @@ pub(crate) fn invoke_request(
 }
 
 /// The function's output, or the gateway's answer when there is none to map.
-#[allow(clippy::result_large_err, reason = "the error is the response to send, at most once per request; boxing only allocates")]
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the response to send, at most once per request; boxing only allocates"
+)]
 pub(crate) fn answer(
     result: Result<nimbus_engine::InvocationResult, EngineError>,
     target: &Target,

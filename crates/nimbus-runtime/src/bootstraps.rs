@@ -92,7 +92,10 @@ impl InstalledBootstraps {
         // sandboxed instances see (`/var/runtime/bootstrap.py`).
         let inside = Path::new(crate::sandbox::plan::RUNTIME_DIR).join("bootstrap.py");
         for as_path in [None, Some(inside.as_path())] {
-            #[allow(clippy::disallowed_methods, reason = "precompiling the Python bootstrap is part of preparing instances")]
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "precompiling the Python bootstrap is part of preparing instances"
+            )]
             let out = std::process::Command::new(python)
                 .arg("-s")
                 .arg(self.python_file())

@@ -93,7 +93,10 @@ impl Interpreter {
     }
 
     fn ask(command: &str, args: &[&str]) -> std::io::Result<Self> {
-        #[allow(clippy::disallowed_methods, reason = "asks the interpreter for its path and version")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "asks the interpreter for its path and version"
+        )]
         let out = std::process::Command::new(command)
             .args(args)
             .stdin(Stdio::null())
@@ -537,7 +540,10 @@ impl Launcher {
             }
         });
         let stderr = write_end.try_clone().map_err(StartError::Pipe)?;
-        #[allow(clippy::disallowed_methods, reason = "the process runtime starts instances")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the process runtime starts instances"
+        )]
         let mut cmd = Command::new(&program);
         cmd.args(&args)
             .env_clear()

@@ -622,7 +622,10 @@ impl AsyncInvoker {
     }
 
     /// The invocation record Lambda sends to destinations.
-    #[allow(clippy::too_many_arguments, reason = "the fields of the destination record Lambda defines")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of the destination record Lambda defines"
+    )]
     fn record(
         &self,
         event: &QueuedEvent,

@@ -125,7 +125,6 @@ pub(super) struct Actor {
 }
 
 impl Actor {
-    #[allow(clippy::too_many_arguments, reason = "the actor's parts, passed once by Workflows::spawn")]
     pub fn new(
         arn: String,
         machine: Arc<StateMachine>,

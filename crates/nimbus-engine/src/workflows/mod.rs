@@ -244,7 +244,10 @@ impl Workflows {
         Ok(n)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the parts of the new actor, from resume and start_inner")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of the new actor, from resume and start_inner"
+    )]
     fn spawn(
         &self,
         arn: String,

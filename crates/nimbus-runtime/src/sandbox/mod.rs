@@ -220,7 +220,10 @@ pub fn probe(sandbox: &Sandbox, dir: &Path) -> Result<(), String> {
         user: None,
         harden: Some(sandbox.filters.clone()),
     };
-    #[allow(clippy::disallowed_methods, reason = "the sandbox builds the command it confines")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the sandbox builds the command it confines"
+    )]
     let mut cmd = std::process::Command::new(program);
     cmd.env_clear()
         .current_dir("/")

@@ -2,7 +2,10 @@
 //! fast-forwards a fake clock to the next timer, and enforces the
 //! execution deadline — the same loop a durable executor runs, minus I/O.
 
-#![allow(dead_code, reason = "each test binary that includes this module uses part of it")]
+#![allow(
+    dead_code,
+    reason = "each test binary that includes this module uses part of it"
+)]
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -2,7 +2,10 @@
 //! free port with a fresh data directory, deploys real functions and talks to it
 //! over HTTP, exactly as users and their tools do.
 
-#![allow(clippy::disallowed_methods, reason = "black-box tests start the nimbus binary and tools as processes")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "black-box tests start the nimbus binary and tools as processes"
+)]
 
 mod harness;
 

@@ -38,7 +38,10 @@ struct Prepared {
     mode: Mode,
 }
 
-#[allow(clippy::too_many_arguments, reason = "the request's parts, shared by Invoke and InvokeWithResponseStream")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request's parts, shared by Invoke and InvokeWithResponseStream"
+)]
 async fn prepare(
     s: &ApiState,
     principal: &Principal,

@@ -1,0 +1,339 @@
+//! The engine, composed in-process on temporary SQLite stores and the fake
+//! runtime: what `nimbus up` wires in `crates/nimbus/src/server/mod.rs`, minus
+//! the listeners, the gateway and messaging.
+//!
+//! All construction is in [`TestEngine::start`], so a change to how the engine
+//! is put together (constructors, store traits, a clock) is adapted here once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nimbus_core::schedule::{MissedFires, ScheduleRecord};
+use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, InvokeRequest, Runtime};
+use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
+use nimbus_engine::sources::schedules::Schedules;
+use nimbus_engine::workflows::{ArnScope, WorkflowLimits, Workflows};
+use nimbus_engine::{
+    AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, EngineConfig, EngineError,
+    InvocationResult, Invoker, Registry,
+};
+use nimbus_store::{
+    CodeStore, EventQueue, SqliteEventQueue, SqliteMetadataStore, SqliteScheduleStore,
+    SqliteWorkflowStore, open_database,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::fake::FakeFactory;
+
+/// The knobs of [`TestEngine::start`]; the defaults are the server's where
+/// they matter little, and small where a test would otherwise wait.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub keep_alive: Duration,
+    pub max_instances_per_function: usize,
+    pub account_concurrency: usize,
+    pub queue_wait: Duration,
+    pub retry_delay: Duration,
+    pub async_workers: usize,
+    /// Start the reaper, the async workers and the schedule runner.
+    pub background: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(600),
+            max_instances_per_function: 10,
+            account_concurrency: 1000,
+            queue_wait: Duration::from_secs(1),
+            retry_delay: Duration::from_millis(20),
+            async_workers: 8,
+            background: true,
+        }
+    }
+}
+
+/// A running engine on a fresh data directory. Dropping it stops its
+/// background tasks and removes the directory.
+pub struct TestEngine {
+    pub factory: FakeFactory,
+    pub config: EngineConfig,
+    pub registry: Arc<Registry>,
+    pub scheduler: Arc<Scheduler>,
+    pub control: Arc<ControlPlane>,
+    pub invoker: Arc<Invoker>,
+    pub queue: Arc<dyn EventQueue>,
+    pub events: Arc<AsyncInvoker>,
+    pub workflows: Arc<Workflows>,
+    pub schedules: Arc<Schedules>,
+    background: CancellationToken,
+    /// Kept last: the stores above hold files in it.
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEngine {
+    /// Composes the engine (and, with `options.background`, starts its
+    /// background tasks on the current runtime).
+    pub async fn start(options: Options) -> TestEngine {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let factory = FakeFactory::new();
+        let config = EngineConfig {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            code_cache_dir: dir.path().join("run").join("code"),
+            keep_alive: options.keep_alive,
+            max_instances_per_function: options.max_instances_per_function,
+            account_concurrency: options.account_concurrency,
+            queue_wait: options.queue_wait,
+        };
+        // Logs and usage records are drained and dropped: the fake writes none,
+        // and the engine's own lines are not what these tests look at.
+        let (logs, mut log_rx) = tokio::sync::mpsc::channel(1024);
+        let (usage, mut usage_rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move { while log_rx.recv().await.is_some() {} });
+        tokio::spawn(async move { while usage_rx.recv().await.is_some() {} });
+
+        let scheduler = Arc::new(
+            Scheduler::new(
+                Arc::new(factory.clone()),
+                logs.clone(),
+                config.account_concurrency,
+                config.max_instances_per_function,
+                config.queue_wait,
+                Arc::new(FixedKeepAlive(config.keep_alive)),
+            )
+            // Lambda's rule: every concurrent call gets an instance of its own
+            // (the server's default queues behind busy ones on small machines).
+            .with_queue_after(Some(usize::MAX)),
+        );
+        let db = dir.path().join("nimbus.db");
+        let metadata = Arc::new(SqliteMetadataStore::new(
+            open_database(&db).expect("nimbus.db"),
+        ));
+        let code = Arc::new(CodeStore::open(dir.path().join("code")).expect("code store"));
+        let registry = Arc::new(Registry::default());
+        let control = Arc::new(ControlPlane::new(
+            config.clone(),
+            metadata,
+            code,
+            registry.clone(),
+            scheduler.clone(),
+        ));
+        let invoker = Arc::new(Invoker::new(
+            &config,
+            registry.clone(),
+            scheduler.clone(),
+            logs,
+            usage,
+        ));
+        let queue: Arc<dyn EventQueue> =
+            Arc::new(SqliteEventQueue::open(&dir.path().join("events.db")).expect("events.db"));
+        let events = Arc::new(AsyncInvoker::new(
+            queue.clone(),
+            invoker.clone(),
+            registry.clone(),
+            config.clone(),
+            AsyncSettings {
+                retry_delay: options.retry_delay,
+                workers: options.async_workers,
+            },
+        ));
+        let workflows = Arc::new(Workflows::new(
+            Arc::new(
+                SqliteWorkflowStore::open(&dir.path().join("workflows.db")).expect("workflows.db"),
+            ),
+            invoker.clone(),
+            ArnScope {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+            },
+            WorkflowLimits {
+                max_running: 100,
+                max_history_events: 25_000,
+            },
+        ));
+        let schedules = Arc::new(Schedules::new(
+            Arc::new(SqliteScheduleStore::new(
+                open_database(&db).expect("nimbus.db"),
+            )),
+            events.clone(),
+            workflows.clone(),
+            registry.clone(),
+            config.clone(),
+            // The test clock: time moves only when the test says so.
+            Some(Duration::ZERO),
+        ));
+        let engine = TestEngine {
+            factory,
+            config,
+            registry,
+            scheduler,
+            control,
+            invoker,
+            queue,
+            events,
+            workflows,
+            schedules,
+            background: CancellationToken::new(),
+            dir,
+        };
+        if options.background {
+            engine.start_background();
+        }
+        engine
+    }
+
+    fn start_background(&self) {
+        let stop = &self.background;
+        tokio::spawn(self.scheduler.clone().run_reaper(stop.clone()));
+        tokio::spawn(self.events.clone().run(stop.clone()));
+        tokio::spawn(self.schedules.clone().run(stop.clone()));
+    }
+
+    /// A second [`Schedules`] on the same stores whose clock starts `offset`
+    /// ahead of the real time: the schedule runner after a restart, with the
+    /// server down for that long. Loaded and running.
+    pub async fn restart_schedules(&self, offset: Duration) -> Arc<Schedules> {
+        let schedules = Arc::new(Schedules::new(
+            Arc::new(SqliteScheduleStore::new(
+                open_database(&self.dir.path().join("nimbus.db")).expect("nimbus.db"),
+            )),
+            self.events.clone(),
+            self.workflows.clone(),
+            self.registry.clone(),
+            self.config.clone(),
+            Some(offset),
+        ));
+        schedules.load().await.expect("schedules load");
+        tokio::spawn(schedules.clone().run(self.background.child_token()));
+        schedules
+    }
+
+    /// Deploys a function (a one-file Python package; the fake runtime never
+    /// runs it) whose instances follow the factory's script for `name`.
+    pub async fn deploy(&self, name: &str) -> FunctionRecord {
+        let code = self
+            .control
+            .upload_code(Bytes::from(handler_zip()))
+            .await
+            .expect("upload code");
+        self.control
+            .create(CreateFunction {
+                config: FunctionConfig {
+                    name: function_name(name),
+                    runtime: Runtime::Python3,
+                    handler: "app.handler".into(),
+                    memory_mb: 128,
+                    timeout_s: 30,
+                    environment: Default::default(),
+                    description: String::new(),
+                    permissions: Vec::new(),
+                    handler_style: None,
+                    ephemeral_storage_mb: 512,
+                    network: Default::default(),
+                },
+                code_sha256: code.sha256,
+                role: None,
+                tags: Default::default(),
+                runtime_id: None,
+            })
+            .await
+            .expect("create function")
+    }
+
+    /// A synchronous invocation of `function` (`name` or `name:qualifier`).
+    pub async fn invoke(&self, function: &str) -> Result<InvocationResult, EngineError> {
+        self.invoker.invoke(request(function, "{}")).await
+    }
+
+    /// An asynchronous invocation: queued, run by the async workers.
+    pub async fn submit(&self, function: &str, payload: &str) -> String {
+        self.events
+            .submit(request(function, payload))
+            .await
+            .expect("submit")
+            .to_string()
+    }
+
+    /// `(idle, live)` instances of `function`'s `$LATEST`.
+    pub fn instances(&self, function: &str) -> (usize, usize) {
+        let d = self
+            .registry
+            .get(&function_name(function))
+            .expect("deployed");
+        Scheduler::counts(&d.pool)
+    }
+
+    /// A `rate`/`cron` schedule invoking `function`.
+    pub fn schedule(
+        name: &str,
+        expression: &str,
+        function: &str,
+        missed: MissedFires,
+    ) -> ScheduleRecord {
+        ScheduleRecord {
+            name: name.into(),
+            expression: expression.into(),
+            timezone: None,
+            function: Some(function.into()),
+            qualifier: None,
+            workflow: None,
+            input: None,
+            missed,
+            enabled: true,
+            description: String::new(),
+            created_ms: 0,
+        }
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        self.background.cancel();
+    }
+}
+
+pub fn function_name(name: &str) -> FunctionName {
+    name.parse().expect("valid function name")
+}
+
+fn request(function: &str, payload: &str) -> InvokeRequest {
+    let (name, qualifier) = match function.split_once(':') {
+        Some((n, q)) => (n, Some(q.to_string())),
+        None => (function, None),
+    };
+    let mut req = InvokeRequest::new(function_name(name), Bytes::from(payload.to_string()));
+    req.qualifier = qualifier;
+    req
+}
+
+/// A zip holding `app.py`.
+fn handler_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut out);
+        zip.start_file("app.py", zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        zip.write_all(b"def handler(event, context):\n    return event\n")
+            .expect("zip write");
+        zip.finish().expect("zip finish");
+    }
+    out.into_inner()
+}
+
+/// Polls `cond` every 10 ms (of tokio's clock) until it holds or `limit`
+/// passes; returns whether it held.
+pub async fn wait_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
