@@ -39,3 +39,11 @@ pub fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
         bytes.windows(needle.len()).any(|w| w == needle)
     })
 }
+
+/// The at-rest probe of a fixture: whether these bytes occur anywhere in
+/// what the backend stores.
+pub type AtRest = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// Opens another store of trait `S` on the same data with the given master
+/// key (a restart, or another node of a cluster).
+pub type Reopen<S> = Box<dyn Fn(&[u8; 32]) -> std::sync::Arc<S> + Send + Sync>;

@@ -38,6 +38,8 @@ macro_rules! conformance {
 }
 
 // One line per contract suite, e.g. `mod metadata;`.
+mod gateway;
 mod helpers;
+mod keys;
 mod metadata;
 mod schedules;
