@@ -41,5 +41,6 @@ macro_rules! conformance {
 mod gateway;
 mod helpers;
 mod keys;
+mod logs;
 mod metadata;
 mod schedules;
