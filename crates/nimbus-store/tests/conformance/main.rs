@@ -44,3 +44,4 @@ mod keys;
 mod logs;
 mod metadata;
 mod schedules;
+mod workflows;
