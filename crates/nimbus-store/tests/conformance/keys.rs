@@ -44,6 +44,7 @@ conformance!([sqlite = open_sqlite()](
     import_again_replaces_secret_and_description,
     import_refuses_weak_keys,
     delete_revokes_at_once,
+    a_lookup_racing_a_delete_does_not_undo_it,
     secrets_are_sealed_at_rest,
     another_store_on_the_same_data_reads_the_secret,
     another_master_key_reveals_nothing,
@@ -161,6 +162,8 @@ async fn import_refuses_weak_keys(k: Keys) {
         ("AKID-WITH-DASHES-1234", "a-long-enough-secret"),
         (&*"A".repeat(129), "a-long-enough-secret"),
         ("AKIDEXAMPLE12345", "too-short"),
+        // Reserved for function credentials: such a key would never verify.
+        ("NIMF0123456789ABCDEF", "a-long-enough-secret"),
     ] {
         let refused = k.store.import(id, secret, "bad").await;
         assert!(
@@ -192,6 +195,35 @@ async fn delete_revokes_at_once(k: Keys) {
         "the other key still verifies"
     );
     assert!(!k.store.delete("NIMBNEVERCREATED000").await.unwrap());
+}
+
+/// A lookup that read the key just before the delete must not leave the
+/// secret behind (in a cache) once the delete has returned.
+async fn a_lookup_racing_a_delete_does_not_undo_it(k: Keys) {
+    for round in 0..1000 {
+        let id = format!("AKIDRACE{round:08}");
+        k.store
+            .import(&id, "a-secret-long-enough", "race")
+            .await
+            .unwrap();
+        // A store that has not looked the key up yet.
+        let cold = (k.reopen)(&MASTER);
+        let lookups: Vec<_> = (0..8)
+            .map(|_| {
+                let (cold, id) = (cold.clone(), id.clone());
+                tokio::spawn(async move { cold.secret(&id).await.unwrap() })
+            })
+            .collect();
+        assert!(cold.delete(&id).await.unwrap());
+        for l in lookups {
+            l.await.unwrap();
+        }
+        assert_eq!(
+            secret_of(&*cold, &id).await,
+            None,
+            "round {round}: a deleted key verified"
+        );
+    }
 }
 
 async fn secrets_are_sealed_at_rest(k: Keys) {

@@ -42,6 +42,8 @@ mod gateway;
 mod helpers;
 mod keys;
 mod logs;
+mod mappings;
 mod metadata;
 mod schedules;
+mod topics;
 mod workflows;
