@@ -77,7 +77,10 @@ struct FunctionKeys {
 pub struct SqliteKeyStore {
     db: Db,
     cipher: ChaCha20Poly1305,
-    cache: RwLock<HashMap<String, Arc<str>>>,
+    /// Decrypted secrets. Filled and emptied only while the database lock
+    /// is held, in the same critical section as the row's read or write, so
+    /// a lookup racing a delete cannot put the deleted secret back.
+    cache: Arc<RwLock<HashMap<String, Arc<str>>>>,
     /// HMAC key for function credentials, derived from the master key (so the
     /// master key itself is used for one purpose only per derivation).
     function_secret: [u8; 32],
@@ -233,7 +236,7 @@ impl SqliteKeyStore {
         Self {
             db: crate::sqlite::durable(conn),
             cipher: ChaCha20Poly1305::new(master_key.into()),
-            cache: RwLock::new(HashMap::new()),
+            cache: Arc::new(RwLock::new(HashMap::new())),
             function_secret,
             functions: RwLock::new(FunctionKeys::default()),
         }
@@ -255,12 +258,6 @@ impl SqliteKeyStore {
         seal(&self.cipher, access_key_id, secret.as_bytes())
     }
 
-    fn open(&self, access_key_id: &str, sealed: &[u8]) -> Result<String, StoreError> {
-        let plain = open(&self.cipher, access_key_id, sealed)?;
-        String::from_utf8(plain)
-            .map_err(|_| StoreError::Corrupt(format!("secret of {access_key_id} is not UTF-8")))
-    }
-
     async fn insert(
         &self,
         access_key_id: &str,
@@ -275,6 +272,7 @@ impl SqliteKeyStore {
             created_at: now(),
         };
         let k = key.clone();
+        let (cache, id, secret) = (self.cache.clone(), access_key_id.to_string(), secret.into());
         with_db(&self.db, move |c| {
             let sql = if replace {
                 "INSERT INTO access_keys(access_key_id, secret, description, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -283,13 +281,10 @@ impl SqliteKeyStore {
                 "INSERT INTO access_keys(access_key_id, secret, description, created_at) VALUES (?1, ?2, ?3, ?4)"
             };
             c.execute(sql, params![k.access_key_id, sealed, k.description, k.created_at])?;
+            cache.write().unwrap().insert(id, secret);
             Ok(())
         })
         .await?;
-        self.cache
-            .write()
-            .unwrap()
-            .insert(access_key_id.to_string(), secret.into());
         Ok(key)
     }
 }
@@ -320,6 +315,14 @@ impl KeyStore for SqliteKeyStore {
             )
             .into());
         }
+        if access_key_id.starts_with(FUNCTION_KEY_PREFIX) {
+            // Such an id is looked up among function credentials only: the
+            // key would be stored but never verify.
+            return Err(nimbus_core::ValidationError::param(format!(
+                "access key ids starting with {FUNCTION_KEY_PREFIX} are reserved for function credentials"
+            ))
+            .into());
+        }
         self.insert(access_key_id, secret, description, true)
             .await
             .map(|_| ())
@@ -335,12 +338,13 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn delete(&self, access_key_id: &str) -> Result<bool, StoreError> {
-        let id = access_key_id.to_string();
+        let (id, cache) = (access_key_id.to_string(), self.cache.clone());
         let n = with_db(&self.db, move |c| {
-            Ok(c.execute("DELETE FROM access_keys WHERE access_key_id = ?1", [id])?)
+            let n = c.execute("DELETE FROM access_keys WHERE access_key_id = ?1", [&id])?;
+            cache.write().unwrap().remove(&id);
+            Ok(n)
         })
         .await?;
-        self.cache.write().unwrap().remove(access_key_id);
         Ok(n > 0)
     }
 
@@ -401,25 +405,30 @@ impl KeyStore for SqliteKeyStore {
         if let Some(s) = self.cache.read().unwrap().get(access_key_id) {
             return Ok(Some(s.clone()));
         }
-        let id = access_key_id.to_string();
-        let sealed: Option<Vec<u8>> = with_db(&self.db, move |c| {
-            Ok(c.query_row(
-                "SELECT secret FROM access_keys WHERE access_key_id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?)
+        let (id, cache, cipher) = (
+            access_key_id.to_string(),
+            self.cache.clone(),
+            self.cipher.clone(),
+        );
+        with_db(&self.db, move |c| {
+            let sealed: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT secret FROM access_keys WHERE access_key_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(sealed) = sealed else {
+                return Ok(None);
+            };
+            let plain = open(&cipher, &id, &sealed)?;
+            let secret: Arc<str> = String::from_utf8(plain)
+                .map_err(|_| StoreError::Corrupt(format!("secret of {id} is not UTF-8")))?
+                .into();
+            cache.write().unwrap().insert(id, secret.clone());
+            Ok(Some(secret))
         })
-        .await?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        let secret: Arc<str> = self.open(access_key_id, &sealed)?.into();
-        self.cache
-            .write()
-            .unwrap()
-            .insert(access_key_id.to_string(), secret.clone());
-        Ok(Some(secret))
+        .await
     }
 }
 

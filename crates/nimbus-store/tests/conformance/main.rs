@@ -38,4 +38,12 @@ macro_rules! conformance {
 }
 
 // One line per contract suite, e.g. `mod metadata;`.
+mod gateway;
+mod helpers;
+mod keys;
+mod logs;
+mod mappings;
+mod metadata;
 mod schedules;
+mod topics;
+mod workflows;

@@ -1,0 +1,49 @@
+//! What several suites share: racing calls, and looking at what a backend
+//! keeps at rest.
+
+use std::future::Future;
+use std::path::Path;
+
+use nimbus_store::StoreError;
+
+/// Runs `call(0..n)` at once, each on its own task. Returns the indexes of
+/// the calls that succeeded, having checked that every other one failed with
+/// `Conflict` (a losing create is told so, never given a backend error).
+pub async fn race<F, Fut>(n: usize, call: F) -> Vec<usize>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(call(i))).collect();
+    let mut won = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.await.unwrap() {
+            Ok(()) => won.push(i),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a losing call fails with Conflict, not {e:?}"),
+        }
+    }
+    won
+}
+
+/// Whether `needle` occurs in any file under `dir` (the database, its WAL,
+/// anything else an embedded backend wrote): the at-rest probe of the
+/// SQLite openers.
+pub fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            return any_file_holds(&path, needle);
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+/// The at-rest probe of a fixture: whether these bytes occur anywhere in
+/// what the backend stores.
+pub type AtRest = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
+/// Opens another store of trait `S` on the same data with the given master
+/// key (a restart, or another node of a cluster).
+pub type Reopen<S> = Box<dyn Fn(&[u8; 32]) -> std::sync::Arc<S> + Send + Sync>;
