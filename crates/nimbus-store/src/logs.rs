@@ -76,7 +76,8 @@ pub struct LogQuery {
 #[async_trait]
 pub trait LogStore: Send + Sync + 'static {
     /// Stores the lines in their order; each gets an id greater than every
-    /// id given before (the cursor of [`LogQuery::after_id`]). Concurrent
+    /// id given before, pruned ones included (the cursor of
+    /// [`LogQuery::after_id`]). Concurrent
     /// appends may interleave, but each caller's lines keep its order.
     async fn append(&self, lines: Vec<LogRecord>) -> Result<(), StoreError>;
     /// Lines of `query.function`, oldest first. Without `after_id`, the

@@ -49,6 +49,7 @@ conformance!([sqlite = open_sqlite()](
     function_urls_are_listed_by_function,
     a_function_url_update_keeps_its_url,
     url_ids_are_unique,
+    concurrent_first_urls_of_one_function_leave_one_url,
     delete_function_url_reports_whether_it_found_it,
     gateway_keys_read_back_in_creation_order,
     gateway_keys_are_unique_by_id_and_by_hash,
@@ -302,6 +303,29 @@ async fn url_ids_are_unique(g: Gateway) {
         g.store.function_urls().await.unwrap(),
         vec![url("f", "abc", "{}")]
     );
+}
+
+/// Two deploys giving a function its URL at once: one URL, the first
+/// stored one's id, and no error (a put is a create or an update).
+async fn concurrent_first_urls_of_one_function_leave_one_url(g: Gateway) {
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = g.store.clone();
+            tokio::spawn(async move {
+                let config = format!(r#"{{"n":{i}}}"#);
+                store
+                    .put_function_url(url("f", &format!("id{i}"), &config))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let urls = g.store.function_urls().await.unwrap();
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    assert!(urls[0].url_id.starts_with("id"), "{urls:?}");
 }
 
 async fn delete_function_url_reports_whether_it_found_it(g: Gateway) {
