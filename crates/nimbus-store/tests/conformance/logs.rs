@@ -80,6 +80,17 @@ async fn all(store: &dyn LogStore, f: &str) -> Vec<StoredLog> {
         .unwrap()
 }
 
+/// The lines of `f` after a cursor (as many as a query gives by default).
+async fn after(store: &dyn LogStore, f: &str, cursor: i64) -> Vec<StoredLog> {
+    store
+        .query(LogQuery {
+            after_id: Some(cursor),
+            ..query(f)
+        })
+        .await
+        .unwrap()
+}
+
 async fn messages(store: &dyn LogStore, f: &str) -> Vec<String> {
     all(store, f).await.into_iter().map(|l| l.message).collect()
 }
@@ -230,23 +241,11 @@ async fn a_cursor_sees_lines_appended_later(store: Arc<dyn LogStore>) {
     store.append(numbered("f", 0, 3)).await.unwrap();
     let first = store.query(query("f")).await.unwrap();
     let cursor = first.last().unwrap().id;
-    let none = store
-        .query(LogQuery {
-            after_id: Some(cursor),
-            ..query("f")
-        })
-        .await
-        .unwrap();
+    let none = after(&*store, "f", cursor).await;
     assert!(none.is_empty());
     store.append(numbered("g", 0, 2)).await.unwrap();
     store.append(numbered("f", 3, 2)).await.unwrap();
-    let next = store
-        .query(LogQuery {
-            after_id: Some(cursor),
-            ..query("f")
-        })
-        .await
-        .unwrap();
+    let next = after(&*store, "f", cursor).await;
     assert_eq!(texts(&next), ["m3", "m4"]);
 }
 
@@ -261,13 +260,7 @@ async fn ids_never_go_back_after_pruning(store: Arc<dyn LogStore>) {
         .unwrap();
     assert!(store.query(query("f")).await.unwrap().is_empty());
     store.append(numbered("f", 5, 2)).await.unwrap();
-    let next = store
-        .query(LogQuery {
-            after_id: Some(cursor),
-            ..query("f")
-        })
-        .await
-        .unwrap();
+    let next = after(&*store, "f", cursor).await;
     assert_eq!(texts(&next), ["m5", "m6"]);
 }
 
