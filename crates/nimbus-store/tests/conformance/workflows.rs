@@ -371,6 +371,7 @@ async fn executions_are_listed_newest_first_with_cursors(store: Arc<dyn Workflow
     }
     let first = store.list_executions(q(None, 3)).await.unwrap();
     assert_eq!(names(&first), ["e24", "e23", "e22"]);
+    assert!(store.list_executions(q(None, 0)).await.unwrap().is_empty());
     assert!(first.windows(2).all(|w| w[0].0 > w[1].0), "cursors fall");
     // Paging with the last cursor of each page sees every execution once.
     let mut seen = Vec::new();
