@@ -60,20 +60,38 @@ pub struct GatewayKeyRow {
 
 #[async_trait]
 pub trait GatewayStore: Send + Sync + 'static {
+    /// Every route, whole (secrets in clear), by creation time and, among
+    /// routes created in the same instant, in insertion order. A secret that
+    /// cannot be unsealed (another master key) is an error.
     async fn routes(&self) -> Result<Vec<GatewayRouteRow>, StoreError>;
     /// Inserts `row`, deleting the route `replaces` in the same transaction.
+    /// `row.id` may be `replaces` itself (a redeploy keeps the id); a
+    /// `replaces` that names no route just inserts. Fails, changing nothing
+    /// (the deletion included), when another route has the id or the
+    /// `(api, route_key)`; the gateway checks for overlaps first, so the
+    /// error is a guard and need not be `Conflict`. The secret is sealed at rest.
     async fn put_route(
         &self,
         row: GatewayRouteRow,
         replaces: Option<String>,
     ) -> Result<(), StoreError>;
+    /// Returns whether the route existed.
     async fn delete_route(&self, id: &str) -> Result<bool, StoreError>;
+    /// Every function URL, whole, by function name in byte order.
     async fn function_urls(&self) -> Result<Vec<FunctionUrlRow>, StoreError>;
-    /// Creates or replaces the URL of `row.function`.
+    /// Creates the URL of `row.function`, or, when it has one, replaces only
+    /// its config: the `url_id` and `created_at` stay (a published URL never
+    /// changes). Fails, changing nothing, when another function has the `url_id`.
     async fn put_function_url(&self, row: FunctionUrlRow) -> Result<(), StoreError>;
+    /// Returns whether the function had a URL.
     async fn delete_function_url(&self, function: &str) -> Result<bool, StoreError>;
+    /// Every gateway key, whole, by creation time and, among keys created in
+    /// the same instant, in insertion order.
     async fn keys(&self) -> Result<Vec<GatewayKeyRow>, StoreError>;
+    /// Stores a key as given (only its hash: the value never reaches the
+    /// store). Fails, changing nothing, when the id or the hash is taken.
     async fn insert_key(&self, row: GatewayKeyRow) -> Result<(), StoreError>;
+    /// Returns whether the key existed.
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
 }
 

@@ -37,17 +37,32 @@ pub struct NewAccessKey {
 
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// A new key: a fresh random id (`NIMB` and 16 more letters or digits)
+    /// and secret (40 characters), returned this once. Secrets are sealed
+    /// at rest: what the backend stores never holds one in clear.
     async fn create(&self, description: &str) -> Result<NewAccessKey, StoreError>;
     /// Stores a key whose secret was chosen elsewhere (e.g. from the environment).
+    /// An id already stored gets the new secret and description and keeps
+    /// its creation time (the server imports its key at every start).
+    /// [`StoreError::Invalid`] unless the id is 16–128 letters or digits not
+    /// starting with `NIMF` (function credentials) and the secret is at
+    /// least 16 characters.
     async fn import(
         &self,
         access_key_id: &str,
         secret: &str,
         description: &str,
     ) -> Result<(), StoreError>;
+    /// Every key, by creation time then id, never with its secret.
     async fn list(&self) -> Result<Vec<AccessKey>, StoreError>;
+    /// Returns whether the key existed. Revocation is immediate: once this
+    /// returns, [`KeyStore::secret`] on this store answers `None`, also when
+    /// a lookup was racing the delete.
     async fn delete(&self, access_key_id: &str) -> Result<bool, StoreError>;
-    /// The secret of a key, for signature verification.
+    /// The secret of a key, for signature verification: an operator key or
+    /// registered function credentials; `None` for an unknown id. A secret
+    /// that cannot be unsealed (another master key) is an error, never a
+    /// wrong secret.
     async fn secret(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError>;
     /// The credentials of one function's instances, registered for
     /// verification. Derived (never stored) from the master key, the function's

@@ -75,13 +75,36 @@ pub struct LogQuery {
 
 #[async_trait]
 pub trait LogStore: Send + Sync + 'static {
+    /// Stores the lines in their order; each gets an id greater than every
+    /// id given before, pruned ones included (the cursor of
+    /// [`LogQuery::after_id`]). Concurrent
+    /// appends may interleave, but each caller's lines keep its order.
     async fn append(&self, lines: Vec<LogRecord>) -> Result<(), StoreError>;
+    /// Lines of `query.function`, oldest first. Without `after_id`, the
+    /// newest `limit` rows; with it, the oldest `limit` rows after it.
+    /// `limit` 0 means 1000, and it is capped at
+    /// [`nimbus_core::limits::MAX_LOG_QUERY_LINES`]. `since_ms` keeps lines
+    /// at or after it; `request_id` those of that request. `limit` counts
+    /// stored rows: a platform row (END and REPORT, with START first when the
+    /// invocation printed nothing, joined with newlines) reads back as its
+    /// lines, in order, all with the row's id; any other row is one line.
     async fn query(&self, query: LogQuery) -> Result<Vec<StoredLog>, StoreError>;
     /// Deletes lines older than the policy's cutoff, then enforces its byte quotas.
+    ///
+    /// Age: lines and metering records with `ts_ms < older_than_ms` go.
+    /// Quotas count [`charged_bytes`]: a function over `function_bytes`
+    /// loses its oldest lines down to 90 % of it, and one notice line takes
+    /// their place (instance `nimbus`, no request id, the time of the last
+    /// line dropped, the count of every line dropped so far, replacing an
+    /// earlier notice); then, over `total_bytes`, the largest functions are
+    /// cut the same way to a common share of 90 % of it, and the smaller keep
+    /// every line. Metering records beyond `usage_records` go oldest first.
+    /// Reports the lines and charged bytes removed (nothing to do: zero).
     async fn prune(&self, policy: RetentionPolicy) -> Result<PruneReport, StoreError>;
     /// Stores metering records (one per invocation or throttled call).
     async fn append_usage(&self, records: Vec<UsageRecord>) -> Result<(), StoreError>;
-    /// Metering records since `since_ms`, of one function or all.
+    /// Metering records at or after `since_ms`, of one function or all,
+    /// whole, by time.
     async fn usage(
         &self,
         function: Option<String>,

@@ -151,10 +151,16 @@ pub struct SubscriptionRecord {
 
 #[async_trait]
 pub trait Topics: Send + Sync + 'static {
-    /// Creates the topic; when it exists, returns the existing record.
+    /// Creates the topic; when it exists, returns the existing record
+    /// (unchanged: the attributes and time of the first create). Concurrent
+    /// creates of one name store one topic and all answer with it.
     async fn create_topic(&self, topic: &TopicRecord) -> Result<TopicRecord, StoreError>;
     async fn get_topic(&self, name: &str) -> Result<Option<TopicRecord>, StoreError>;
+    /// Every topic, by name in byte order.
     async fn list_topics(&self) -> Result<Vec<TopicRecord>, StoreError>;
+    /// Merges: the given attributes replace those of the same name, the
+    /// others stay, and an empty value is stored as one. Returns whether
+    /// the topic exists.
     async fn set_topic_attributes(
         &self,
         name: &str,
@@ -165,12 +171,17 @@ pub trait Topics: Send + Sync + 'static {
     /// Stores a subscription; the same topic, protocol and endpoint again
     /// returns the existing one. `NotFound` without the topic.
     async fn subscribe(&self, sub: &SubscriptionRecord) -> Result<SubscriptionRecord, StoreError>;
+    /// Returns whether the subscription existed.
     async fn unsubscribe(&self, arn: &str) -> Result<bool, StoreError>;
     async fn get_subscription(&self, arn: &str) -> Result<Option<SubscriptionRecord>, StoreError>;
+    /// All subscriptions, or one topic's, by creation time then ARN.
     async fn list_subscriptions(
         &self,
         topic: Option<&str>,
     ) -> Result<Vec<SubscriptionRecord>, StoreError>;
+    /// Merges: the given attributes replace those of the same name, the
+    /// others stay, and an empty value removes the attribute (clearing a
+    /// `FilterPolicy`). Returns whether the subscription exists.
     async fn set_subscription_attributes(
         &self,
         arn: &str,
@@ -189,9 +200,12 @@ pub struct StoredMapping {
 
 #[async_trait]
 pub trait SourceMappings: Send + Sync + 'static {
-    /// Inserts or replaces.
+    /// Inserts or replaces (every field) the mapping with `mapping.uuid`.
+    /// Which sources feed which functions is the engine's rule, not checked here.
     async fn put_mapping(&self, mapping: &StoredMapping) -> Result<(), StoreError>;
     async fn get_mapping(&self, uuid: &str) -> Result<Option<StoredMapping>, StoreError>;
+    /// Every mapping, by UUID in byte order.
     async fn list_mappings(&self) -> Result<Vec<StoredMapping>, StoreError>;
+    /// Returns whether the mapping existed.
     async fn delete_mapping(&self, uuid: &str) -> Result<bool, StoreError>;
 }

@@ -104,7 +104,9 @@ pub struct ExecutionQuery {
 pub trait WorkflowStore: Send + Sync + 'static {
     /// Stores a new state machine; `Conflict` if the ARN exists.
     async fn create_machine(&self, m: &StateMachineRecord) -> Result<(), StoreError>;
-    /// Replaces a state machine; `NotFound` if it does not exist.
+    /// Replaces a state machine's definition, role, update time and
+    /// revision; its name, type and creation time never change. `NotFound`
+    /// if it does not exist.
     async fn update_machine(&self, m: &StateMachineRecord) -> Result<(), StoreError>;
     /// Deletes a state machine (its executions are kept). Returns whether it existed.
     async fn delete_machine(&self, arn: &str) -> Result<bool, StoreError>;
@@ -113,14 +115,17 @@ pub trait WorkflowStore: Send + Sync + 'static {
     async fn list_machines(&self) -> Result<Vec<StateMachineRecord>, StoreError>;
 
     /// Stores a new execution with its first events, durably; `Conflict` if
-    /// the ARN exists.
+    /// the ARN exists, and then nothing of the call is stored. Of concurrent
+    /// creates of one ARN exactly one succeeds.
     async fn create_execution(
         &self,
         e: &ExecutionRecord,
         events: Vec<StoredEvent>,
     ) -> Result<(), StoreError>;
     /// Records one step: the new state and the events it produced, atomically
-    /// and durably.
+    /// and durably. Every field of `update` is written (`None` clears).
+    /// Event ids are unique per execution: an id stored again replaces the
+    /// event. `NotFound` without the execution, and then nothing is stored.
     async fn save_step(
         &self,
         arn: &str,
@@ -128,15 +133,20 @@ pub trait WorkflowStore: Send + Sync + 'static {
         events: Vec<StoredEvent>,
     ) -> Result<(), StoreError>;
     async fn get_execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError>;
-    /// Executions, newest first, with the cursor of each (for paging).
+    /// Executions, newest first (by creation, not `start_ms`), with the
+    /// cursor of each (for paging): `before_seq` keeps those older than a
+    /// cursor. At most `limit` (0: none). Listed records may leave out the
+    /// definition (empty) and the snapshot (`None`).
     async fn list_executions(
         &self,
         q: ExecutionQuery,
     ) -> Result<Vec<(i64, ExecutionRecord)>, StoreError>;
-    /// Every execution still `RUNNING` (to resume at startup).
+    /// Every execution still `RUNNING` (to resume at startup), whole
+    /// (definition and snapshot included), oldest first.
     async fn running_executions(&self) -> Result<Vec<ExecutionRecord>, StoreError>;
     /// History events with ids after `after` (or before it when `reverse`),
-    /// at most `limit`.
+    /// at most `limit`: ascending, or descending when `reverse`; without
+    /// `after`, from the first (or the last). `NotFound` without the execution.
     async fn history(
         &self,
         arn: &str,

@@ -49,6 +49,7 @@ conformance!([sqlite = open_sqlite()](
     function_urls_are_listed_by_function,
     a_function_url_update_keeps_its_url,
     url_ids_are_unique,
+    concurrent_first_urls_of_one_function_leave_one_url,
     delete_function_url_reports_whether_it_found_it,
     gateway_keys_read_back_in_creation_order,
     gateway_keys_are_unique_by_id_and_by_hash,
@@ -98,6 +99,11 @@ fn ids<T>(rows: &[T], id: impl Fn(&T) -> &str) -> Vec<String> {
     rows.iter().map(|r| id(r).to_owned()).collect()
 }
 
+/// Adds a route that replaces none.
+async fn add(store: &dyn GatewayStore, row: GatewayRouteRow) {
+    store.put_route(row, None).await.unwrap();
+}
+
 async fn route_ids(store: &dyn GatewayStore) -> Vec<String> {
     ids(&store.routes().await.unwrap(), |r| &r.id)
 }
@@ -106,8 +112,8 @@ async fn routes_read_back_whole(g: Gateway) {
     assert!(g.store.routes().await.unwrap().is_empty());
     let with_secret = route("r1", "http", "GET /users/{id}", Some("hs256 secret ✓"));
     let without = route("r2", "websocket", "$connect", None);
-    g.store.put_route(with_secret.clone(), None).await.unwrap();
-    g.store.put_route(without.clone(), None).await.unwrap();
+    add(&*g.store, with_secret.clone()).await;
+    add(&*g.store, without.clone()).await;
     assert_eq!(
         g.store.routes().await.unwrap(),
         vec![with_secret.clone(), without.clone()],
@@ -125,22 +131,19 @@ async fn routes_read_back_whole(g: Gateway) {
 async fn routes_are_listed_in_creation_order(g: Gateway) {
     for id in ["rz", "ra", "rm"] {
         let r = route(id, "http", &format!("GET /{id}"), None);
-        g.store.put_route(r, None).await.unwrap();
+        add(&*g.store, r).await;
     }
     let mut later = route("r0", "http", "GET /later", None);
     later.created_at = T1.into();
-    g.store.put_route(later, None).await.unwrap();
+    add(&*g.store, later).await;
     let mut earlier = route("r9", "http", "GET /earlier", None);
     earlier.created_at = "2025-12-31T23:59:59.999+0000".into();
-    g.store.put_route(earlier, None).await.unwrap();
+    add(&*g.store, earlier).await;
     assert_eq!(route_ids(&*g.store).await, ["r9", "rz", "ra", "rm", "r0"]);
 }
 
 async fn one_route_per_api_and_route_key(g: Gateway) {
-    g.store
-        .put_route(route("r1", "http", "GET /a", Some("s1")), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r1", "http", "GET /a", Some("s1"))).await;
     let taken = g
         .store
         .put_route(route("r2", "http", "GET /a", None), None)
@@ -158,26 +161,14 @@ async fn one_route_per_api_and_route_key(g: Gateway) {
         "the refused puts changed nothing"
     );
     // The same key on the other API, another key on the same API: fine.
-    g.store
-        .put_route(route("r3", "websocket", "GET /a", None), None)
-        .await
-        .unwrap();
-    g.store
-        .put_route(route("r4", "http", "GET /a/b", None), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r3", "websocket", "GET /a", None)).await;
+    add(&*g.store, route("r4", "http", "GET /a/b", None)).await;
     assert_eq!(route_ids(&*g.store).await, ["r1", "r3", "r4"]);
 }
 
 async fn a_route_replaces_another_atomically(g: Gateway) {
-    g.store
-        .put_route(route("r1", "http", "GET /a", Some("old")), None)
-        .await
-        .unwrap();
-    g.store
-        .put_route(route("r2", "http", "GET /b", None), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r1", "http", "GET /a", Some("old"))).await;
+    add(&*g.store, route("r2", "http", "GET /b", None)).await;
     let mut new = route("r3", "http", "GET /a", Some("new"));
     new.created_at = T1.into();
     g.store
@@ -197,10 +188,7 @@ async fn a_route_replaces_another_atomically(g: Gateway) {
 
 /// What redeploying a manifest does: the replacement keeps the old id.
 async fn a_route_may_replace_itself_under_the_same_id(g: Gateway) {
-    g.store
-        .put_route(route("r1", "http", "GET /a", Some("old")), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r1", "http", "GET /a", Some("old"))).await;
     let mut again = route("r1", "http", "GET /a", Some("new"));
     again.config = r#"{"function":"g"}"#.into();
     again.created_at = T1.into();
@@ -214,8 +202,8 @@ async fn a_route_may_replace_itself_under_the_same_id(g: Gateway) {
 async fn a_failed_replacement_keeps_the_old_route(g: Gateway) {
     let old = route("r1", "http", "GET /a", None);
     let other = route("r2", "http", "GET /b", None);
-    g.store.put_route(old.clone(), None).await.unwrap();
-    g.store.put_route(other.clone(), None).await.unwrap();
+    add(&*g.store, old.clone()).await;
+    add(&*g.store, other.clone()).await;
     // The new route collides with r2, so r1 must not be deleted either.
     let failed = g
         .store
@@ -227,39 +215,24 @@ async fn a_failed_replacement_keeps_the_old_route(g: Gateway) {
 
 async fn delete_route_reports_whether_it_found_it(g: Gateway) {
     assert!(!g.store.delete_route("r1").await.unwrap());
-    g.store
-        .put_route(route("r1", "http", "GET /a", Some("s")), None)
-        .await
-        .unwrap();
-    g.store
-        .put_route(route("r2", "http", "GET /b", None), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r1", "http", "GET /a", Some("s"))).await;
+    add(&*g.store, route("r2", "http", "GET /b", None)).await;
     assert!(g.store.delete_route("r1").await.unwrap());
     assert!(!g.store.delete_route("r1").await.unwrap());
     assert_eq!(route_ids(&*g.store).await, ["r2"]);
     // Its key is free again.
-    g.store
-        .put_route(route("r3", "http", "GET /a", None), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r3", "http", "GET /a", None)).await;
 }
 
 async fn jwt_secrets_are_sealed_at_rest(g: Gateway) {
     let secret = "a-jwt-shared-secret-of-some-length";
-    g.store
-        .put_route(route("r1", "http", "GET /private", Some(secret)), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r1", "http", "GET /private", Some(secret))).await;
     assert!((g.at_rest)(b"GET /private"), "the probe sees the route");
     assert!(!(g.at_rest)(secret.as_bytes()), "but not its secret");
 }
 
 async fn another_master_key_cannot_read_the_routes(g: Gateway) {
-    g.store
-        .put_route(route("r1", "http", "GET /a", Some("secret")), None)
-        .await
-        .unwrap();
+    add(&*g.store, route("r1", "http", "GET /a", Some("secret"))).await;
     // Never a route with a wrong secret: an error.
     assert!((g.reopen)(&[9; 32]).routes().await.is_err());
 }
@@ -330,6 +303,29 @@ async fn url_ids_are_unique(g: Gateway) {
         g.store.function_urls().await.unwrap(),
         vec![url("f", "abc", "{}")]
     );
+}
+
+/// Two deploys giving a function its URL at once: one URL, the first
+/// stored one's id, and no error (a put is a create or an update).
+async fn concurrent_first_urls_of_one_function_leave_one_url(g: Gateway) {
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = g.store.clone();
+            tokio::spawn(async move {
+                let config = format!(r#"{{"n":{i}}}"#);
+                store
+                    .put_function_url(url("f", &format!("id{i}"), &config))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let urls = g.store.function_urls().await.unwrap();
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    assert!(urls[0].url_id.starts_with("id"), "{urls:?}");
 }
 
 async fn delete_function_url_reports_whether_it_found_it(g: Gateway) {

@@ -23,6 +23,7 @@ conformance!([sqlite = open_sqlite()](
     without_a_cursor_the_newest_lines_come_oldest_first,
     a_cursor_pages_through_every_line_once,
     a_cursor_sees_lines_appended_later,
+    ids_never_go_back_after_pruning,
     a_zero_limit_means_a_thousand_and_limits_are_capped,
     since_keeps_lines_at_or_after_it,
     a_request_id_selects_its_lines,
@@ -73,6 +74,17 @@ async fn all(store: &dyn LogStore, f: &str) -> Vec<StoredLog> {
         .query(LogQuery {
             after_id: Some(0),
             limit: 10_000,
+            ..query(f)
+        })
+        .await
+        .unwrap()
+}
+
+/// The lines of `f` after a cursor (as many as a query gives by default).
+async fn after(store: &dyn LogStore, f: &str, cursor: i64) -> Vec<StoredLog> {
+    store
+        .query(LogQuery {
+            after_id: Some(cursor),
             ..query(f)
         })
         .await
@@ -229,24 +241,27 @@ async fn a_cursor_sees_lines_appended_later(store: Arc<dyn LogStore>) {
     store.append(numbered("f", 0, 3)).await.unwrap();
     let first = store.query(query("f")).await.unwrap();
     let cursor = first.last().unwrap().id;
-    let none = store
-        .query(LogQuery {
-            after_id: Some(cursor),
-            ..query("f")
-        })
-        .await
-        .unwrap();
+    let none = after(&*store, "f", cursor).await;
     assert!(none.is_empty());
     store.append(numbered("g", 0, 2)).await.unwrap();
     store.append(numbered("f", 3, 2)).await.unwrap();
-    let next = store
-        .query(LogQuery {
-            after_id: Some(cursor),
-            ..query("f")
-        })
+    let next = after(&*store, "f", cursor).await;
+    assert_eq!(texts(&next), ["m3", "m4"]);
+}
+
+/// A follower's cursor stays valid across retention: an id is never given
+/// twice, even when every line (the newest included) was pruned.
+async fn ids_never_go_back_after_pruning(store: Arc<dyn LogStore>) {
+    store.append(numbered("f", 0, 5)).await.unwrap();
+    let cursor = store.query(query("f")).await.unwrap().last().unwrap().id;
+    store
+        .prune(policy(i64::MAX, u64::MAX, u64::MAX))
         .await
         .unwrap();
-    assert_eq!(texts(&next), ["m3", "m4"]);
+    assert!(store.query(query("f")).await.unwrap().is_empty());
+    store.append(numbered("f", 5, 2)).await.unwrap();
+    let next = after(&*store, "f", cursor).await;
+    assert_eq!(texts(&next), ["m5", "m6"]);
 }
 
 async fn a_zero_limit_means_a_thousand_and_limits_are_capped(store: Arc<dyn LogStore>) {

@@ -103,6 +103,11 @@ fn finished(output: &str) -> ExecutionUpdate {
     }
 }
 
+/// The whole history of an execution, oldest first.
+async fn all_events(store: &dyn WorkflowStore, arn: &str) -> Vec<StoredEvent> {
+    store.history(arn, None, 1_000, false).await.unwrap()
+}
+
 fn event_ids(events: &[StoredEvent]) -> Vec<u64> {
     events.iter().map(|e| e.id).collect()
 }
@@ -197,10 +202,7 @@ async fn delete_machine_keeps_its_executions(store: Arc<dyn WorkflowStore>) {
     assert_eq!(store.list_machines().await.unwrap(), vec![machine("n")]);
     // Executions outlive their machine, as on Step Functions.
     assert_eq!(store.get_execution(&e.arn).await.unwrap(), Some(e.clone()));
-    assert_eq!(
-        event_ids(&store.history(&e.arn, None, 10, false).await.unwrap()),
-        [1, 2]
-    );
+    assert_eq!(event_ids(&all_events(&*store, &e.arn).await), [1, 2]);
     let listed = store
         .list_executions(ExecutionQuery {
             state_machine_arn: Some(machine("m").arn),
@@ -220,7 +222,7 @@ async fn an_execution_reads_back_whole_with_its_first_events(store: Arc<dyn Work
     store.create_execution(&e, events(1..=3)).await.unwrap();
     assert_eq!(store.get_execution(&e.arn).await.unwrap(), Some(e.clone()));
     assert_eq!(
-        store.history(&e.arn, None, 100, false).await.unwrap(),
+        all_events(&*store, &e.arn).await,
         events(1..=3),
         "events read back whole"
     );
@@ -242,13 +244,7 @@ async fn an_execution_reads_back_whole_with_its_first_events(store: Arc<dyn Work
     // Without events too.
     let bare = execution("m", "bare");
     store.create_execution(&bare, Vec::new()).await.unwrap();
-    assert!(
-        store
-            .history(&bare.arn, None, 10, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(all_events(&*store, &bare.arn).await.is_empty());
 }
 
 /// StartExecution with a name in use must not touch the first execution:
@@ -263,10 +259,7 @@ async fn create_execution_refuses_a_taken_arn(store: Arc<dyn WorkflowStore>) {
     let again = store.create_execution(&other, other_events).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(store.get_execution(&e.arn).await.unwrap(), Some(e.clone()));
-    assert_eq!(
-        store.history(&e.arn, None, 100, false).await.unwrap(),
-        events(1..=2)
-    );
+    assert_eq!(all_events(&*store, &e.arn).await, events(1..=2));
 }
 
 async fn a_step_updates_the_execution_and_appends_events(store: Arc<dyn WorkflowStore>) {
@@ -305,10 +298,7 @@ async fn a_step_updates_the_execution_and_appends_events(store: Arc<dyn Workflow
         Some(expected),
         "name, machine, input, start and definition never change"
     );
-    assert_eq!(
-        store.history(&e.arn, None, 100, false).await.unwrap(),
-        events(1..=6)
-    );
+    assert_eq!(all_events(&*store, &e.arn).await, events(1..=6));
     // A step without events only updates.
     let failed = ExecutionUpdate {
         status: "FAILED".into(),
@@ -330,10 +320,7 @@ async fn a_step_updates_the_execution_and_appends_events(store: Arc<dyn Workflow
         ("FAILED", None, Some("E"), Some("C")),
         "every field of the update is written, None included"
     );
-    assert_eq!(
-        store.history(&e.arn, None, 100, false).await.unwrap().len(),
-        6
-    );
+    assert_eq!(all_events(&*store, &e.arn).await.len(), 6);
 }
 
 async fn a_step_needs_an_existing_execution(store: Arc<dyn WorkflowStore>) {
@@ -349,13 +336,7 @@ async fn a_step_needs_an_existing_execution(store: Arc<dyn WorkflowStore>) {
         .create_execution(&execution("m", "ghost"), Vec::new())
         .await
         .unwrap();
-    assert!(
-        store
-            .history(&arn, None, 10, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(all_events(&*store, &arn).await.is_empty());
 }
 
 /// Event ids are unique per execution: an id saved again replaces the
@@ -370,7 +351,7 @@ async fn saving_an_event_id_again_replaces_it(store: Arc<dyn WorkflowStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.history(&e.arn, None, 100, false).await.unwrap(),
+        all_events(&*store, &e.arn).await,
         vec![event(1), again, event(3)]
     );
 }
@@ -390,6 +371,7 @@ async fn executions_are_listed_newest_first_with_cursors(store: Arc<dyn Workflow
     }
     let first = store.list_executions(q(None, 3)).await.unwrap();
     assert_eq!(names(&first), ["e24", "e23", "e22"]);
+    assert!(store.list_executions(q(None, 0)).await.unwrap().is_empty());
     assert!(first.windows(2).all(|w| w[0].0 > w[1].0), "cursors fall");
     // Paging with the last cursor of each page sees every execution once.
     let mut seen = Vec::new();
@@ -566,14 +548,8 @@ async fn histories_belong_to_their_execution(store: Arc<dyn WorkflowStore>) {
         .save_step(&b.arn, finished("1"), events(2..=2))
         .await
         .unwrap();
-    assert_eq!(
-        event_ids(&store.history(&a.arn, None, 100, false).await.unwrap()),
-        [1, 2, 3]
-    );
-    assert_eq!(
-        event_ids(&store.history(&b.arn, None, 100, false).await.unwrap()),
-        [1, 2]
-    );
+    assert_eq!(event_ids(&all_events(&*store, &a.arn).await), [1, 2, 3]);
+    assert_eq!(event_ids(&all_events(&*store, &b.arn).await), [1, 2]);
 }
 
 async fn concurrent_creates_of_one_execution_one_wins(store: Arc<dyn WorkflowStore>) {
@@ -593,7 +569,7 @@ async fn concurrent_creates_of_one_execution_one_wins(store: Arc<dyn WorkflowSto
     let stored = store.get_execution(&arn).await.unwrap().unwrap();
     let winner = format!(r#"{{"attempt":{}}}"#, won[0]);
     assert_eq!(stored.input, winner);
-    let history = store.history(&arn, None, 10, false).await.unwrap();
+    let history = all_events(&*store, &arn).await;
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].details, winner, "the history is the winner's");
 }
@@ -641,7 +617,7 @@ async fn concurrent_steps_of_many_executions_all_land(store: Arc<dyn WorkflowSto
         let got = store.get_execution(&arn).await.unwrap().unwrap();
         assert_eq!(got.snapshot.as_deref(), Some("10"), "the last step wins");
         assert_eq!(
-            event_ids(&store.history(&arn, None, 100, false).await.unwrap()),
+            event_ids(&all_events(&*store, &arn).await),
             (1..=10).collect::<Vec<_>>()
         );
     }
