@@ -1,5 +1,8 @@
 use nimbus_core::ValidationError;
 
+/// The error of every storage contract. It names no backend's types: a
+/// backend maps its own errors to [`StoreError::Backend`] (the SQLite one in
+/// `sqlite/mod.rs`), keeping the typed variants for what callers act upon.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} already exists")]
@@ -8,8 +11,10 @@ pub enum StoreError {
     NotFound(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The backend failed (a database, a network, a driver); callers only
+    /// report it.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
@@ -27,5 +32,10 @@ impl StoreError {
             path: path.as_ref().display().to_string(),
             source,
         }
+    }
+
+    /// Wraps an error of a backend.
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend(Box::new(e))
     }
 }

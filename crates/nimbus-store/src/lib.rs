@@ -1,16 +1,29 @@
 //! Storage behind narrow interfaces.
 //!
-//! The rest of Nimbus sees five things: a [`MetadataStore`] (functions and, later,
-//! versions and aliases), a [`KeyStore`] (access keys), a [`GatewayStore`] (routes, function URLs, gateway keys), a [`LogStore`] (invocation logs with retention) and a
-//! [`CodeStore`] (content-addressed code packages). The embedded backends here are
-//! SQLite in WAL mode and plain files in the data directory; cluster backends
-//! (PostgreSQL, object storage) implement the same traits.
+//! The rest of Nimbus sees storage only through contracts (traits), one per
+//! concern: a [`MetadataStore`] (functions, versions, aliases), a [`KeyStore`]
+//! (access keys), a [`GatewayStore`] (routes, function URLs, gateway keys), a
+//! [`LogStore`] (invocation logs with retention), a [`ScheduleStore`], a
+//! [`WorkflowStore`], the asynchronous invocations ([`InvocationQueue`],
+//! [`DeadLetters`], [`FireLedger`]), the messaging stores ([`QueueCatalog`],
+//! [`QueueData`], [`Topics`], [`SourceMappings`]), the cluster contracts
+//! ([`ChangeFeed`], [`Leases`]), a [`CodeStore`] (content-addressed code
+//! packages) and an [`ObjectStore`]. Their errors are [`StoreError`], which
+//! names no backend's types.
+//!
+//! Layout: a contract lives in `<area>.rs`; its embedded backend (SQLite in
+//! WAL mode) in `sqlite/<area>.rs`, and a cluster backend (PostgreSQL) will be
+//! a sibling directory implementing the same traits. [`Backends`] opens every
+//! store of one [`StorageConfig`]; each contract has a conformance suite in
+//! `tests/conformance/` that every backend must pass.
 
+mod backends;
+mod change_feed;
 mod code;
 mod error;
 mod gateway;
-mod group_commit;
 mod keys;
+mod leases;
 mod logs;
 mod messages;
 mod metadata;
@@ -20,33 +33,38 @@ mod schedules;
 mod sqlite;
 mod workflows;
 
+pub use backends::{Backends, StorageConfig};
+pub use change_feed::{Change, ChangeFeed, ChangeKind, ChangeStream, LocalChangeFeed};
 pub use code::{CodeInfo, CodeStore, symlink_stays_inside};
 pub use error::StoreError;
-pub use gateway::{
-    FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, SqliteGatewayStore,
-};
-pub use keys::{
-    AccessKey, FunctionCredentials, KeyStore, NewAccessKey, SqliteKeyStore,
-    load_or_create_master_key,
-};
+pub use gateway::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore};
+pub use keys::{AccessKey, FunctionCredentials, KeyStore, NewAccessKey, load_or_create_master_key};
+pub use leases::{Lease, Leases, LocalLeases};
 pub use logs::{
-    LogQuery, LogRecord, LogStore, PruneReport, RetentionPolicy, SqliteLogStore, StoredLog,
-    UsageRecord, charged_bytes, move_logs_from, open_log_database,
+    LogQuery, LogRecord, LogStore, PruneReport, RetentionPolicy, StoredLog, UsageRecord,
+    charged_bytes,
 };
 pub use messages::{
-    MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, Redrive, SourceMappings,
-    SqliteMessages, StoredMapping, StoredMessage, SubscriptionRecord, TopicRecord, Topics,
-    VisibilityChange,
+    QueueCatalog, QueueCounts, QueueData, QueueRecord, ReceiveOptions, Redrive, SourceMappings,
+    StoredMapping, StoredMessage, SubscriptionRecord, TopicRecord, Topics, VisibilityChange,
 };
-pub use metadata::{MetadataStore, SqliteMetadataStore};
+pub use metadata::MetadataStore;
 pub use objects::{
     BucketInfo, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
     ObjectMeta, ObjectStore, ObjectWriter, PartInfo, UploadInfo, multipart_etag,
 };
-pub use queue::{BudgetFn, EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
-pub use schedules::{ScheduleStore, SqliteScheduleStore};
+pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
+pub use schedules::ScheduleStore;
+pub use sqlite::gateway::SqliteGatewayStore;
+pub use sqlite::keys::SqliteKeyStore;
+pub use sqlite::logs::{SqliteLogStore, move_logs_from, open_log_database};
+pub use sqlite::messages::SqliteMessages;
+pub use sqlite::metadata::SqliteMetadataStore;
 pub use sqlite::open_database;
+pub use sqlite::queue::SqliteEventQueue;
+pub use sqlite::schedules::SqliteScheduleStore;
+pub use sqlite::workflows::SqliteWorkflowStore;
 pub use workflows::{
-    ExecutionQuery, ExecutionRecord, ExecutionUpdate, SqliteWorkflowStore, StateMachineRecord,
-    StoredEvent, WorkflowStore,
+    ExecutionQuery, ExecutionRecord, ExecutionUpdate, StateMachineRecord, StoredEvent,
+    WorkflowStore,
 };

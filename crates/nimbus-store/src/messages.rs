@@ -6,11 +6,15 @@
 //! receivers (a message is handed to one receiver per visibility period; a
 //! redrive moves it exactly once) live here, inside one transaction each. The
 //! protocol and policy (attribute validation, MD5s, long polling, fan-out)
-//! live in the engine. The traits are the seams a cluster backend (PostgreSQL,
-//! NATS JetStream) implements; the embedded one is [`SqliteMessages`], its own
-//! SQLite file with group commit.
-
-mod sqlite;
+//! live in the engine.
+//!
+//! The contracts: [`QueueCatalog`] (queue definitions) and [`QueueData`]
+//! (their messages: send, receive, visibility), [`Topics`] and
+//! [`SourceMappings`]. They are the seams a cluster backend (PostgreSQL)
+//! implements; a backend pairs a catalog with its data plane (deleting a queue
+//! deletes its messages; sending needs the queue; a redrive needs its
+//! dead-letter queue to exist). The embedded one is `SqliteMessages`, one
+//! SQLite file with group commit implementing all four.
 
 use std::collections::BTreeMap;
 
@@ -18,8 +22,6 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-
-pub use sqlite::SqliteMessages;
 
 /// A queue and its attributes (SQS names: `VisibilityTimeout`, `RedrivePolicy`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +90,9 @@ pub struct QueueCounts {
     pub delayed: u64,
 }
 
+/// Queue definitions: names and attributes.
 #[async_trait]
-pub trait MessageQueues: Send + Sync + 'static {
+pub trait QueueCatalog: Send + Sync + 'static {
     /// Creates the queue; when it exists, returns the existing record unchanged.
     async fn create_queue(&self, queue: &QueueRecord) -> Result<QueueRecord, StoreError>;
     async fn get_queue(&self, name: &str) -> Result<Option<QueueRecord>, StoreError>;
@@ -103,6 +106,17 @@ pub trait MessageQueues: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Deletes the queue and its messages. Returns whether it existed.
     async fn delete_queue(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// The messages of the queues of a [`QueueCatalog`].
+///
+/// A message is *visible* from its `visible_ms` on (its delay); a receive
+/// hides it until `now_ms + visibility_ms` under a new receipt and counts the
+/// receive, so one message goes to one receiver per visibility period, and a
+/// receiver that never deletes it sees it again (at least once). Receives
+/// take visible messages oldest-visible first.
+#[async_trait]
+pub trait QueueData: Send + Sync + 'static {
     /// Durably stores messages (all or none); `NotFound` without the queue.
     async fn send(&self, queue: &str, messages: Vec<StoredMessage>) -> Result<(), StoreError>;
     /// Takes up to `max` visible messages and hides them for the visibility

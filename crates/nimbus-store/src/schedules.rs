@@ -2,16 +2,14 @@
 //!
 //! Definitions are small, read whole and change rarely: one JSON document per
 //! row, as for functions. When each schedule last fired is *not* kept here but
-//! in the event queue's database, written in the same transaction as the event
-//! it enqueues ([`crate::EventQueue::enqueue_once`]), so that a crash can
+//! in the [`crate::FireLedger`] of the event queue, written atomically with the
+//! event it enqueues ([`crate::FireLedger::enqueue_once`]), so that a crash can
 //! neither lose a fire nor repeat one.
 
 use async_trait::async_trait;
 use nimbus_core::schedule::ScheduleRecord;
-use rusqlite::{OptionalExtension, params};
 
 use crate::StoreError;
-use crate::sqlite::{Db, with_db};
 
 #[async_trait]
 pub trait ScheduleStore: Send + Sync + 'static {
@@ -21,86 +19,4 @@ pub trait ScheduleStore: Send + Sync + 'static {
     async fn get(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError>;
     async fn list(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
     async fn delete(&self, name: &str) -> Result<bool, StoreError>;
-}
-
-pub struct SqliteScheduleStore {
-    db: Db,
-}
-
-impl SqliteScheduleStore {
-    pub fn new(conn: rusqlite::Connection) -> Self {
-        Self {
-            db: crate::sqlite::durable(conn),
-        }
-    }
-}
-
-fn decode(text: String) -> Result<ScheduleRecord, StoreError> {
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("schedule record: {e}")))
-}
-
-#[async_trait]
-impl ScheduleStore for SqliteScheduleStore {
-    async fn put(&self, record: &ScheduleRecord, create: bool) -> Result<(), StoreError> {
-        let name = record.name.clone();
-        let text = serde_json::to_string(record)
-            .map_err(|e| StoreError::Corrupt(format!("schedule record: {e}")))?;
-        with_db(&self.db, move |c| {
-            if create {
-                let n = c.execute(
-                    "INSERT OR IGNORE INTO schedules(name, record) VALUES (?1, ?2)",
-                    params![name, text],
-                )?;
-                if n == 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "schedule {name} already exists"
-                    )));
-                }
-            } else {
-                let n = c.execute(
-                    "UPDATE schedules SET record = ?2 WHERE name = ?1",
-                    params![name, text],
-                )?;
-                if n == 0 {
-                    return Err(StoreError::NotFound(format!("schedule {name}")));
-                }
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn get(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-        let name = name.to_string();
-        with_db(&self.db, move |c| {
-            c.query_row(
-                "SELECT record FROM schedules WHERE name = ?1",
-                [name],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
-            .map(decode)
-            .transpose()
-        })
-        .await
-    }
-
-    async fn list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
-        with_db(&self.db, |c| {
-            let mut stmt = c.prepare("SELECT record FROM schedules ORDER BY name")?;
-            let texts = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            texts.into_iter().map(decode).collect()
-        })
-        .await
-    }
-
-    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        let name = name.to_string();
-        with_db(&self.db, move |c| {
-            Ok(c.execute("DELETE FROM schedules WHERE name = ?1", [name])? > 0)
-        })
-        .await
-    }
 }

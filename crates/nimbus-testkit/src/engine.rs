@@ -18,10 +18,7 @@ use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, EngineConfig, EngineError,
     InvocationResult, Invoker, Registry,
 };
-use nimbus_store::{
-    CodeStore, EventQueue, SqliteEventQueue, SqliteMetadataStore, SqliteScheduleStore,
-    SqliteWorkflowStore, open_database,
-};
+use nimbus_store::{Backends, CodeStore, InvocationQueue, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::fake::FakeFactory;
@@ -63,7 +60,8 @@ pub struct TestEngine {
     pub scheduler: Arc<Scheduler>,
     pub control: Arc<ControlPlane>,
     pub invoker: Arc<Invoker>,
-    pub queue: Arc<dyn EventQueue>,
+    pub queue: Arc<dyn InvocationQueue>,
+    pub stores: Backends,
     pub events: Arc<AsyncInvoker>,
     pub workflows: Arc<Workflows>,
     pub schedules: Arc<Schedules>,
@@ -107,10 +105,14 @@ impl TestEngine {
             // (the server's default queues behind busy ones on small machines).
             .with_queue_after(Some(usize::MAX)),
         );
-        let db = dir.path().join("nimbus.db");
-        let metadata = Arc::new(SqliteMetadataStore::new(
-            open_database(&db).expect("nimbus.db"),
-        ));
+        let stores = Backends::open(
+            &StorageConfig::Sqlite {
+                data_dir: dir.path().to_path_buf(),
+            },
+            &[7; 32],
+        )
+        .expect("the SQLite stores open in a fresh directory");
+        let metadata = stores.metadata.clone();
         let code = Arc::new(CodeStore::open(dir.path().join("code")).expect("code store"));
         let registry = Arc::new(Registry::default());
         let control = Arc::new(ControlPlane::new(
@@ -127,10 +129,9 @@ impl TestEngine {
             logs,
             usage,
         ));
-        let queue: Arc<dyn EventQueue> =
-            Arc::new(SqliteEventQueue::open(&dir.path().join("events.db")).expect("events.db"));
+        let queue = stores.invocations.clone();
         let events = Arc::new(AsyncInvoker::new(
-            queue.clone(),
+            &stores,
             invoker.clone(),
             registry.clone(),
             config.clone(),
@@ -140,9 +141,7 @@ impl TestEngine {
             },
         ));
         let workflows = Arc::new(Workflows::new(
-            Arc::new(
-                SqliteWorkflowStore::open(&dir.path().join("workflows.db")).expect("workflows.db"),
-            ),
+            stores.workflows.clone(),
             invoker.clone(),
             ArnScope {
                 region: config.region.clone(),
@@ -154,9 +153,7 @@ impl TestEngine {
             },
         ));
         let schedules = Arc::new(Schedules::new(
-            Arc::new(SqliteScheduleStore::new(
-                open_database(&db).expect("nimbus.db"),
-            )),
+            stores.schedules.clone(),
             events.clone(),
             workflows.clone(),
             registry.clone(),
@@ -172,6 +169,7 @@ impl TestEngine {
             control,
             invoker,
             queue,
+            stores,
             events,
             workflows,
             schedules,
@@ -196,9 +194,7 @@ impl TestEngine {
     /// server down for that long. Loaded and running.
     pub async fn restart_schedules(&self, offset: Duration) -> Arc<Schedules> {
         let schedules = Arc::new(Schedules::new(
-            Arc::new(SqliteScheduleStore::new(
-                open_database(&self.dir.path().join("nimbus.db")).expect("nimbus.db"),
-            )),
+            self.stores.schedules.clone(),
             self.events.clone(),
             self.workflows.clone(),
             self.registry.clone(),

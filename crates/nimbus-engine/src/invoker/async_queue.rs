@@ -1,6 +1,6 @@
 //! Asynchronous invocations: accept durably, run later, retry, route results.
 //!
-//! `submit` checks the request and writes it to the [`EventQueue`] (fsynced)
+//! `submit` checks the request and writes it to the [`InvocationQueue`] (fsynced)
 //! before the caller hears "accepted". Workers claim due events, run them through
 //! the same [`Invoker`] as synchronous calls (same request id on every attempt),
 //! and then complete them, schedule a retry (`delay`, `2·delay`, …, up to the
@@ -30,7 +30,9 @@ use nimbus_core::limits::{MAX_ASYNC_REQUEST_BYTES, MAX_RECURSION_HOPS};
 use nimbus_core::lineage;
 use nimbus_core::{EventInvokeConfig, FunctionName, InvocationId, InvokeRequest};
 use nimbus_runtime::Outcome;
-use nimbus_store::{BudgetFn, EventQueue, LeaseFn, QueuedEvent};
+use nimbus_store::{
+    Backends, BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent,
+};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -64,7 +66,10 @@ const LEASE_UNKNOWN: Duration = Duration::from_secs(60);
 const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 
 pub struct AsyncInvoker {
-    queue: Arc<dyn EventQueue>,
+    queue: Arc<dyn InvocationQueue>,
+    dead_letters: Arc<dyn DeadLetters>,
+    /// The schedules' fires, enqueued into `queue`.
+    fires: Arc<dyn FireLedger>,
     invoker: Arc<Invoker>,
     registry: Arc<Registry>,
     config: EngineConfig,
@@ -146,15 +151,18 @@ fn now_ms() -> i64 {
 }
 
 impl AsyncInvoker {
+    /// Runs on the invocation queue, dead letters and fire ledger of `stores`.
     pub fn new(
-        queue: Arc<dyn EventQueue>,
+        stores: &Backends,
         invoker: Arc<Invoker>,
         registry: Arc<Registry>,
         config: EngineConfig,
         settings: AsyncSettings,
     ) -> Self {
         Self {
-            queue,
+            queue: stores.invocations.clone(),
+            dead_letters: stores.dead_letters.clone(),
+            fires: stores.fires.clone(),
             invoker,
             registry,
             config,
@@ -227,7 +235,7 @@ impl AsyncInvoker {
     }
 
     /// Durably accepts the event of `source` (a schedule) firing at `fire_ms`,
-    /// unless that fire was already accepted: see [`EventQueue::enqueue_once`].
+    /// unless that fire was already accepted: see [`FireLedger::enqueue_once`].
     /// Returns whether it was accepted now.
     pub async fn submit_once(
         &self,
@@ -236,7 +244,7 @@ impl AsyncInvoker {
         fire_ms: i64,
     ) -> Result<bool, EngineError> {
         let (_, event) = self.queued(req)?;
-        let accepted = self.queue.enqueue_once(&event, source, fire_ms).await?;
+        let accepted = self.fires.enqueue_once(&event, source, fire_ms).await?;
         self.wake.notify_one();
         Ok(accepted)
     }
@@ -244,12 +252,12 @@ impl AsyncInvoker {
     /// Records that `source` fired at `fire_ms` without enqueueing anything (its
     /// target was not a function). Returns false if it was already recorded.
     pub async fn mark_fired(&self, source: &str, fire_ms: i64) -> Result<bool, EngineError> {
-        Ok(self.queue.mark_fired(source, fire_ms).await?)
+        Ok(self.fires.mark_fired(source, fire_ms).await?)
     }
 
     /// When `source` last fired.
     pub async fn last_fired(&self, source: &str) -> Result<Option<i64>, EngineError> {
-        Ok(self.queue.last_fired(source).await?)
+        Ok(self.fires.last_fired(source).await?)
     }
 
     /// Checks a request and makes the queue entry for it.
@@ -285,7 +293,7 @@ impl AsyncInvoker {
         &self,
         function: Option<&str>,
     ) -> Result<Vec<QueuedEvent>, EngineError> {
-        Ok(self.queue.list_dead(function).await?)
+        Ok(self.dead_letters.list(function).await?)
     }
 
     /// (depth, age in seconds of the oldest event) of the queue.
@@ -303,7 +311,7 @@ impl AsyncInvoker {
 
     /// Puts a dead letter back in the queue. Returns whether it existed.
     pub async fn replay(&self, id: &str) -> Result<bool, EngineError> {
-        let found = self.queue.replay(id, now_ms()).await?;
+        let found = self.dead_letters.replay(id, now_ms()).await?;
         self.wake.notify_one();
         Ok(found)
     }

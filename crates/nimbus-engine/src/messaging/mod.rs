@@ -236,30 +236,28 @@ pub struct Messaging {
 }
 
 impl Messaging {
-    /// Builds the services on one store, and lets asynchronous invocations
-    /// use queues and topics as destinations.
-    pub fn new<S>(
-        store: Arc<S>,
+    /// Builds the services on the messaging stores of `stores`, and lets
+    /// asynchronous invocations use queues and topics as destinations.
+    pub fn new(
+        stores: &nimbus_store::Backends,
         invoker: Arc<crate::Invoker>,
         events: Arc<crate::AsyncInvoker>,
         registry: Arc<crate::Registry>,
         config: crate::EngineConfig,
-    ) -> Self
-    where
-        S: nimbus_store::MessageQueues + nimbus_store::Topics + nimbus_store::SourceMappings,
-    {
+    ) -> Self {
         let arns = ArnScope {
             region: config.region.clone(),
             account_id: config.account_id.clone(),
         };
         let grants = Arc::new(DeliveryGrants::new(registry.clone()));
         let queues = Arc::new(queues::Queues::new(
-            store.clone(),
+            stores.queue_catalog.clone(),
+            stores.queue_data.clone(),
             arns.clone(),
             grants.clone(),
         ));
         let topics = Arc::new(topics::TopicService::new(
-            store.clone(),
+            stores.topics.clone(),
             queues.clone(),
             events.clone(),
             arns,
@@ -270,7 +268,7 @@ impl Messaging {
             topics: Arc::downgrade(&topics),
         }));
         let mappings = queue_mappings::EventSources::new(
-            store,
+            stores.mappings.clone(),
             queues.clone(),
             invoker,
             registry,

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nimbus_store::{
-    MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, Redrive, StoreError, StoredMessage,
-    VisibilityChange,
+    QueueCatalog, QueueCounts, QueueData, QueueRecord, ReceiveOptions, Redrive, StoreError,
+    StoredMessage, VisibilityChange,
 };
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -156,7 +156,9 @@ fn stored_attributes(json: &str) -> Attributes {
 }
 
 pub struct Queues {
-    store: Arc<dyn MessageQueues>,
+    catalog: Arc<dyn QueueCatalog>,
+    /// The messages of `catalog`'s queues.
+    data: Arc<dyn QueueData>,
     pub arns: ArnScope,
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     stop: CancellationToken,
@@ -239,12 +241,14 @@ pub fn valid_queue_name(name: &str) -> bool {
 
 impl Queues {
     pub fn new(
-        store: Arc<dyn MessageQueues>,
+        catalog: Arc<dyn QueueCatalog>,
+        data: Arc<dyn QueueData>,
         arns: ArnScope,
         grants: Arc<super::DeliveryGrants>,
     ) -> Self {
         Self {
-            store,
+            catalog,
+            data,
             arns,
             arrivals: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
@@ -294,7 +298,7 @@ impl Queues {
             } else if k == "RedrivePolicy" {
                 if !v.is_empty() {
                     let r = parse_redrive(v)?;
-                    let Some(dlq) = self.store.get_queue(&r.dead_letter_queue).await? else {
+                    let Some(dlq) = self.catalog.get_queue(&r.dead_letter_queue).await? else {
                         return Err(MessagingError::InvalidAttributeValue(
                             k.clone(),
                             "Dead letter target does not exist.".into(),
@@ -363,7 +367,7 @@ impl Queues {
             modified_ms: now,
             attributes: attributes.clone(),
         };
-        let stored = self.store.create_queue(&record).await?;
+        let stored = self.catalog.create_queue(&record).await?;
         if stored.created_ms != now || stored.attributes != attributes {
             let current = self.attributes_of(&stored, &[]).await?;
             for (k, v) in &attributes {
@@ -376,7 +380,7 @@ impl Queues {
     }
 
     pub async fn get(&self, name: &str) -> Result<QueueRecord, MessagingError> {
-        self.store
+        self.catalog
             .get_queue(name)
             .await?
             .ok_or_else(|| MessagingError::QueueDoesNotExist(name.to_string()))
@@ -384,7 +388,7 @@ impl Queues {
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<QueueRecord>, MessagingError> {
         Ok(self
-            .store
+            .catalog
             .list_queues()
             .await?
             .into_iter()
@@ -393,7 +397,7 @@ impl Queues {
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), MessagingError> {
-        if !self.store.delete_queue(name).await? {
+        if !self.catalog.delete_queue(name).await? {
             return Err(MessagingError::QueueDoesNotExist(name.to_string()));
         }
         self.arrived(name);
@@ -402,7 +406,7 @@ impl Queues {
 
     pub async fn purge(&self, name: &str) -> Result<(), MessagingError> {
         self.get(name).await?;
-        self.store.purge(name).await?;
+        self.data.purge(name).await?;
         Ok(())
     }
 
@@ -414,7 +418,7 @@ impl Queues {
     ) -> Result<(), MessagingError> {
         let attrs = self.check_attributes(name, attrs, creator).await?;
         if !self
-            .store
+            .catalog
             .set_queue_attributes(name, attrs, now_ms())
             .await?
         {
@@ -443,7 +447,7 @@ impl Queues {
             visible,
             in_flight,
             delayed,
-        } = self.store.counts(&q.name, now_ms()).await?;
+        } = self.data.counts(&q.name, now_ms()).await?;
         let mut all: BTreeMap<String, String> = q.attributes.clone();
         all.remove(super::CREATOR_ATTRIBUTE);
         for (k, v) in [
@@ -577,13 +581,10 @@ impl Queues {
             }));
         }
         if !messages.is_empty() {
-            self.store
-                .send(queue, messages)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound(_) => MessagingError::QueueDoesNotExist(queue.into()),
-                    e => e.into(),
-                })?;
+            self.data.send(queue, messages).await.map_err(|e| match e {
+                StoreError::NotFound(_) => MessagingError::QueueDoesNotExist(queue.into()),
+                e => e.into(),
+            })?;
             self.arrived(queue);
         }
         Ok(results)
@@ -614,7 +615,7 @@ impl Queues {
             notified.as_mut().enable();
             let now = now_ms();
             let got = self
-                .store
+                .data
                 .receive(
                     queue,
                     ReceiveOptions {
@@ -640,7 +641,7 @@ impl Queues {
             if left.is_zero() || self.stop.is_cancelled() || cancel.is_cancelled() {
                 return Ok(Vec::new());
             }
-            let until_visible = match self.store.next_visible(queue, now).await? {
+            let until_visible = match self.data.next_visible(queue, now).await? {
                 Some(t) => Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64),
                 None => left,
             };
@@ -665,7 +666,7 @@ impl Queues {
         let Some(r) = redrive else {
             return Ok(None);
         };
-        let Some(dlq) = self.store.get_queue(&r.dead_letter_queue).await? else {
+        let Some(dlq) = self.catalog.get_queue(&r.dead_letter_queue).await? else {
             return Ok(Some(r));
         };
         let dlq_arn = self.arns.queue_arn(&dlq.name);
@@ -698,7 +699,7 @@ impl Queues {
 
     pub async fn delete_message(&self, queue: &str, handle: &str) -> Result<(), MessagingError> {
         let (id, _) = Self::parse_handle(handle)?;
-        if !self.store.delete_message(queue, id).await? {
+        if !self.data.delete_message(queue, id).await? {
             // Already deleted is a success on SQS; a missing queue is not.
             self.get(queue).await?;
         }
@@ -718,7 +719,7 @@ impl Queues {
         }
         let (id, receipt) = Self::parse_handle(handle)?;
         let at = now_ms() + i64::from(timeout_s) * 1000;
-        match self.store.change_visibility(queue, id, receipt, at).await? {
+        match self.data.change_visibility(queue, id, receipt, at).await? {
             VisibilityChange::Changed => {
                 if timeout_s == 0 {
                     self.arrived(queue);

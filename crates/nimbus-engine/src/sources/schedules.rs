@@ -4,7 +4,7 @@
 //! A fire goes through the asynchronous path, so retries, destinations and dead
 //! letters apply exactly as for any `Event` invocation. **Exactly once across
 //! restarts**: the event of a fire and the record that it fired are written in
-//! one transaction of the event queue ([`nimbus_store::EventQueue::enqueue_once`]);
+//! one transaction of the event queue ([`nimbus_store::FireLedger::enqueue_once`]);
 //! after a crash the runner recomputes the next fire from that record, and a
 //! fire already accepted is refused by the queue itself. Workflow targets get
 //! the same guarantee from the execution name, which is derived from the fire

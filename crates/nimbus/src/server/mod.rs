@@ -22,43 +22,13 @@ use nimbus_engine::{
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
-use nimbus_store::{
-    CodeStore, KeyStore, LogStore, MetadataStore, SqliteEventQueue, SqliteGatewayStore,
-    SqliteKeyStore, SqliteLogStore, SqliteMetadataStore, load_or_create_master_key, open_database,
-    open_log_database,
-};
+use nimbus_store::{Backends, CodeStore, StorageConfig, load_or_create_master_key};
 use tokio_util::sync::CancellationToken;
 
 pub use config::ServerArgs;
 
 /// One function may hold this fraction of the log queue (`--log-queue-bytes`).
 const LOG_QUEUE_SHARES: usize = 4;
-
-/// Opens `logs.db`, first moving in the lines earlier versions kept in `nimbus.db`.
-fn open_log_store(
-    data_dir: &std::path::Path,
-    db_path: &std::path::Path,
-) -> anyhow::Result<SqliteLogStore> {
-    let path = data_dir.join("logs.db");
-    let open =
-        || open_log_database(&path).with_context(|| format!("cannot open {}", path.display()));
-    let mut writer = open()?;
-    let moved = nimbus_store::move_logs_from(&mut writer, db_path).with_context(|| {
-        format!(
-            "cannot move the logs of {} to {}",
-            db_path.display(),
-            path.display()
-        )
-    })?;
-    if moved > 0 {
-        tracing::info!(
-            "moved {moved} log lines from {} to {}",
-            db_path.display(),
-            path.display()
-        );
-    }
-    Ok(SqliteLogStore::new(open()?, writer))
-}
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Flushes what is still buffered when the server returns.
@@ -73,16 +43,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     protect_from_oom_killer();
     let host = config::HostConfig::prepare(&args)?;
 
-    // Storage.
-    let db_path = host.data_dir.join("nimbus.db");
-    let metadata: Arc<dyn MetadataStore> = Arc::new(SqliteMetadataStore::new(
-        open_database(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
-    ));
-    let log_store: Arc<dyn LogStore> = Arc::new(open_log_store(&host.data_dir, &db_path)?);
-    let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
+    // Storage: every store of the configured backend.
     let master_key = load_or_create_master_key(&host.data_dir.join("master.key"))?;
-    let keys: Arc<dyn KeyStore> =
-        Arc::new(SqliteKeyStore::new(open_database(&db_path)?, &master_key));
+    let stores = Backends::open(
+        &StorageConfig::Sqlite {
+            data_dir: host.data_dir.clone(),
+        },
+        &master_key,
+    )
+    .with_context(|| format!("cannot open the storage in {}", host.data_dir.display()))?;
+    let log_store = stores.logs.clone();
+    let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
+    let keys = stores.keys.clone();
     let admin_key = keys::ensure_admin_key(&*keys).await?;
 
     // Runtimes and engine.
@@ -141,7 +113,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::default());
     let control = Arc::new(ControlPlane::new(
         engine_config.clone(),
-        metadata,
+        stores.metadata.clone(),
         code,
         registry.clone(),
         scheduler.clone(),
@@ -174,9 +146,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let background = CancellationToken::new();
     let reaper = tokio::spawn(scheduler.clone().run_reaper(background.clone()));
-    let queue = Arc::new(SqliteEventQueue::open(&host.data_dir.join("events.db"))?);
     let events = Arc::new(AsyncInvoker::new(
-        queue,
+        &stores,
         invoker.clone(),
         registry.clone(),
         engine_config.clone(),
@@ -187,11 +158,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     let events_stop = CancellationToken::new();
     let event_workers = tokio::spawn(events.clone().run(events_stop.clone()));
-    // Workflows: their own database; executions that were running resume now.
+    // Workflows: executions that were running resume now.
     let workflows = Arc::new(nimbus_engine::workflows::Workflows::new(
-        Arc::new(nimbus_store::SqliteWorkflowStore::open(
-            &host.data_dir.join("workflows.db"),
-        )?),
+        stores.workflows.clone(),
         invoker.clone(),
         nimbus_engine::workflows::ArnScope {
             region: args.region.clone(),
@@ -206,11 +175,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!("resumed {resumed} running workflow executions");
     }
-    // Queues, topics and event source mappings: their own database; pollers restart now.
+    // Queues, topics and event source mappings: pollers restart now.
     let messaging = Arc::new(nimbus_engine::messaging::Messaging::new(
-        Arc::new(nimbus_store::SqliteMessages::open(
-            &host.data_dir.join("messages.db"),
-        )?),
+        &stores,
         invoker.clone(),
         events.clone(),
         registry.clone(),
@@ -218,11 +185,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     messaging.mappings.set_workflows(workflows.clone());
     messaging.mappings.start_all().await?;
-    // Schedules: definitions in the metadata database, fires recorded in the event queue's.
+    // Schedules: definitions in their store, fires recorded in the fire ledger.
     let schedules = Arc::new(nimbus_engine::sources::schedules::Schedules::new(
-        Arc::new(nimbus_store::SqliteScheduleStore::new(open_database(
-            &db_path,
-        )?)),
+        stores.schedules.clone(),
         events.clone(),
         workflows.clone(),
         registry.clone(),
@@ -250,10 +215,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let gateway_domain = public_addr(gateway_addr);
     let gateway = Arc::new(
         Gateway::load(
-            Arc::new(SqliteGatewayStore::new(
-                open_database(&db_path)?,
-                &master_key,
-            )),
+            stores.gateway.clone(),
             control.clone(),
             GatewaySettings {
                 public_url: format!("http://{gateway_domain}"),

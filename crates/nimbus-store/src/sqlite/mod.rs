@@ -8,7 +8,22 @@
 //! connection to `FULL` with [`durable`]: a key secret is shown once and a
 //! deploy is answered once, so their commits fsync the WAL before returning;
 //! they change rarely, so the fsync costs nothing that matters.
-//! Schema versions are tracked with `user_version` so upgrades are explicit.
+//! Schema versions are tracked with `user_version` so upgrades are explicit,
+//! in every database file ([`migrate`]).
+//!
+//! This module is the embedded backend of every storage contract, one file
+//! per area (`metadata.rs`, `queue.rs`, …); `rusqlite` appears nowhere
+//! else: its errors become [`StoreError::Backend`] here.
+
+pub(crate) mod gateway;
+pub(crate) mod group_commit;
+pub(crate) mod keys;
+pub(crate) mod logs;
+pub(crate) mod messages;
+pub(crate) mod metadata;
+pub(crate) mod queue;
+pub(crate) mod schedules;
+pub(crate) mod workflows;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,6 +31,14 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use crate::StoreError;
+
+/// SQLite's errors reach callers only as [`StoreError::Backend`]: `?` on a
+/// `rusqlite` result converts, inside this backend.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::backend(e)
+    }
+}
 
 const MIGRATIONS: &[&str] = &[
     // v1: functions and logs.
@@ -143,6 +166,54 @@ pub(crate) fn migrate(
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Opens a store that has a file of its own and acknowledges writes only
+/// once they survive a power cut (`events.db`, `workflows.db`,
+/// `messages.db`): WAL, `synchronous=FULL`, migrated. `adopt` first brings a
+/// file written before it was versioned (`user_version` 0) to the schema of
+/// step 1, for the columns step 1's `CREATE TABLE IF NOT EXISTS` cannot add.
+/// Returns the connection for the writer and one for reads beside it.
+pub(crate) fn open_durable(
+    path: &Path,
+    what: &str,
+    adopt: fn(&Connection) -> Result<(), StoreError>,
+    migrations: &[&str],
+) -> Result<(Connection, Db), StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        adopt(&conn)?;
+    }
+    migrate(&mut conn, what, migrations)?;
+    let reader = Connection::open(path)?;
+    reader.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok((conn, Arc::new(Mutex::new(reader))))
+}
+
+/// Adds to `table`, if it exists, the columns it lacks of `columns` (name,
+/// type): the upgrades of the files that predate versioned migrations.
+pub(crate) fn add_missing_columns(
+    c: &Connection,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    let mut present = c.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    let present: Vec<String> = present
+        .query_map([table], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if present.is_empty() {
+        return Ok(());
+    }
+    for (name, ty) in columns {
+        if !present.iter().any(|p| p == name) {
+            c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {ty}"))?;
+        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The embedded backend: `messages.db`, WAL with `synchronous=FULL` (a 200 to
 //! SendMessage or Publish means the message survives a power cut), every write
-//! through the group-commit writer ([`crate::group_commit`]), reads on a connection of their own.
+//! through the group-commit writer ([`super::group_commit`]), reads on a connection of their own.
 //!
 //! Visibility is one column: `visible_ms` is when a message can next be
 //! received (its delay, or the end of its visibility timeout), so a receive is
@@ -9,25 +9,27 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    MessageQueues, QueueCounts, QueueRecord, ReceiveOptions, SourceMappings, StoredMapping,
-    StoredMessage, SubscriptionRecord, TopicRecord, Topics, VisibilityChange,
-};
+use super::group_commit::GroupCommit;
+use super::{Db, with_db};
 use crate::StoreError;
-use crate::group_commit::GroupCommit;
-use crate::sqlite::{Db, with_db};
+use crate::messages::{
+    QueueCatalog, QueueCounts, QueueData, QueueRecord, ReceiveOptions, SourceMappings,
+    StoredMapping, StoredMessage, SubscriptionRecord, TopicRecord, Topics, VisibilityChange,
+};
 
 pub struct SqliteMessages {
     writer: GroupCommit,
     reader: Db,
 }
 
-const SCHEMA: &str = "
+/// The schema of `messages.db`, one step per version (see [`super::migrate`]).
+/// Step 1 is the schema before versioning, so a data dir of that time is
+/// adopted in place (see [`adopt_unversioned`]).
+const MIGRATIONS: &[&str] = &["
 CREATE TABLE IF NOT EXISTS queues (
     name TEXT PRIMARY KEY,
     created_ms INTEGER NOT NULL,
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS messages (
     receive_count INTEGER NOT NULL DEFAULT 0,
     first_receive_ms INTEGER,
     receipt TEXT,
-    dead_letter_source TEXT
+    dead_letter_source TEXT,
+    trace TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_visible ON messages(queue, visible_ms);
 CREATE TABLE IF NOT EXISTS topics (
@@ -71,27 +74,20 @@ CREATE TABLE IF NOT EXISTS mappings (
     source_arn TEXT NOT NULL,
     config TEXT NOT NULL
 );
-";
+"];
+
+/// Brings a `messages.db` written before versioning to step 1: releases
+/// before it added the sender's trace header.
+fn adopt_unversioned(c: &Connection) -> Result<(), StoreError> {
+    super::add_missing_columns(c, "messages", &[("trace", "TEXT")])
+}
 
 impl SqliteMessages {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        // Added after the first release: the sender's trace header.
-        let has_trace = conn
-            .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'trace'")?
-            .exists([])?;
-        if !has_trace {
-            conn.execute_batch("ALTER TABLE messages ADD COLUMN trace TEXT")?;
-        }
-        let reader = Connection::open(path)?;
-        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (conn, reader) = super::open_durable(path, "messages", adopt_unversioned, MIGRATIONS)?;
         Ok(Self {
             writer: GroupCommit::start(conn, "messages")?,
-            reader: Arc::new(Mutex::new(reader)),
+            reader,
         })
     }
 }
@@ -240,7 +236,7 @@ fn uuid_like() -> String {
 }
 
 #[async_trait]
-impl MessageQueues for SqliteMessages {
+impl QueueCatalog for SqliteMessages {
     async fn create_queue(&self, q: &QueueRecord) -> Result<QueueRecord, StoreError> {
         let q = q.clone();
         self.writer
@@ -328,7 +324,10 @@ impl MessageQueues for SqliteMessages {
             })
             .await
     }
+}
 
+#[async_trait]
+impl QueueData for SqliteMessages {
     async fn send(&self, queue: &str, messages: Vec<StoredMessage>) -> Result<(), StoreError> {
         let queue = queue.to_string();
         self.writer
@@ -684,8 +683,8 @@ impl SourceMappings for SqliteMessages {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Redrive;
     use super::*;
+    use crate::messages::Redrive;
 
     fn message(id: &str, sent_ms: i64) -> StoredMessage {
         StoredMessage {

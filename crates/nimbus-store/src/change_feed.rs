@@ -1,0 +1,159 @@
+//! The change feed: how the nodes of a cluster learn that stored
+//! configuration changed, so each can refresh what it keeps in memory (the
+//! function registry, the gateway's compiled snapshot, the armed schedules,
+//! the mapping pollers).
+//!
+//! A change is a *notification*, not the data: `(kind, key)` names a record
+//! that was created, updated or deleted, and a subscriber re-reads that record
+//! from its store (finding it gone means it was deleted). So applying a change
+//! is idempotent, a change may be delivered more than once, and a late
+//! re-read sees the latest state whatever happened in between. This is what
+//! PostgreSQL `LISTEN`/`NOTIFY` gives (a short text payload, delivered to the
+//! connections listening when it commits, lost across a reconnection), and
+//! the contract is no stronger than that.
+//!
+//! Single node: [`LocalChangeFeed`], an in-process broadcast. The writer of a
+//! change already updates its own node's memory; subscribers on that node
+//! receive the change too and re-read, which changes nothing.
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::StoreError;
+
+/// The kinds of record whose changes are published. A key is the record's
+/// name within its kind (a function name, `function:alias`, a route id, …),
+/// at most [`MAX_KEY_BYTES`] bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A function, its versions or its aliases; the key is the function name.
+    Function,
+    /// A gateway route, function URL or gateway key; the key is its id.
+    Gateway,
+    /// A schedule; the key is its name.
+    Schedule,
+    /// An event source mapping; the key is its uuid.
+    Mapping,
+    /// An access key (function credentials included); the key is its id.
+    AccessKey,
+    /// A queue definition; the key is the queue name.
+    Queue,
+    /// A topic or one of its subscriptions; the key is the topic name.
+    Topic,
+    /// A state machine; the key is its ARN.
+    StateMachine,
+}
+
+/// Longest key a change may carry (PostgreSQL's `NOTIFY` payload is at most
+/// 8000 bytes; names here are far shorter).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// One published change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub key: String,
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// This record changed: re-read it.
+    Changed(Change),
+    /// Changes may have been missed (the subscriber fell behind, or the
+    /// backend lost its connection and got it back): re-read everything the
+    /// subscriber keeps.
+    Resync,
+}
+
+/// A subscription to a [`ChangeFeed`]: the notices published after it was
+/// made, in publication order for each publishing node.
+pub struct ChangeStream {
+    rx: broadcast::Receiver<Notice>,
+}
+
+impl ChangeStream {
+    /// A stream of what is sent on `tx` from now on. A backend feeds one
+    /// broadcast per node from its source (a `LISTEN` connection) and sends
+    /// [`Notice::Resync`] itself when that source was interrupted.
+    pub fn new(tx: &broadcast::Sender<Notice>) -> Self {
+        Self { rx: tx.subscribe() }
+    }
+
+    /// The next notice; `None` once the feed is gone. A subscriber that
+    /// fell behind by more than the feed buffers gets [`Notice::Resync`].
+    pub async fn next(&mut self) -> Option<Notice> {
+        match self.rx.recv().await {
+            Ok(notice) => Some(notice),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(Notice::Resync),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+}
+
+/// Publishes and delivers changes of stored configuration to every node.
+///
+/// - [`ChangeFeed::publish`] is called after the change is durably stored
+///   (committed), never before: a subscriber that re-reads on the notice
+///   must find it.
+/// - Every subscription made before a publish receives it, on every node,
+///   the publisher's included; a subscription receives nothing published
+///   before it was made (a new subscriber loads everything first, then
+///   applies notices).
+/// - Changes from one node arrive in the order it published them; there is
+///   no order across nodes (each notice is re-read, so none is needed).
+/// - Delivery is at most once per subscription, except that anything missed
+///   is announced by a [`Notice::Resync`]; a subscriber that handles
+///   `Resync` by reloading misses no change.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// Announces that the record `key` of `kind` changed. `key` is at most
+    /// [`MAX_KEY_BYTES`] bytes (longer: [`StoreError::Invalid`]).
+    async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError>;
+    /// Subscribes from now on.
+    fn subscribe(&self) -> ChangeStream;
+}
+
+/// Checks a key against [`MAX_KEY_BYTES`]; for backends.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::Invalid(nimbus_core::ValidationError::param(
+            format!("change key longer than {MAX_KEY_BYTES} bytes"),
+        )));
+    }
+    Ok(())
+}
+
+/// The single-node feed: an in-process broadcast.
+pub struct LocalChangeFeed {
+    tx: broadcast::Sender<Notice>,
+}
+
+/// Notices a slow local subscriber may fall behind by before it gets a
+/// [`Notice::Resync`].
+const LOCAL_BUFFER: usize = 1024;
+
+impl Default for LocalChangeFeed {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(LOCAL_BUFFER).0,
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for LocalChangeFeed {
+    async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        // No subscriber is not an error: nobody needed to know.
+        let _ = self.tx.send(Notice::Changed(Change {
+            kind,
+            key: key.to_string(),
+        }));
+        Ok(())
+    }
+
+    fn subscribe(&self) -> ChangeStream {
+        ChangeStream::new(&self.tx)
+    }
+}
