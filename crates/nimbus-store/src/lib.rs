@@ -2,10 +2,12 @@
 //!
 //! The rest of Nimbus sees five things: a [`MetadataStore`] (functions and, later,
 //! versions and aliases), a [`KeyStore`] (access keys), a [`GatewayStore`] (routes, function URLs, gateway keys), a [`LogStore`] (invocation logs with retention) and a
-//! [`CodeStore`] (content-addressed code packages). The embedded backends here are
+//! [`CodeBlobs`] (content-addressed code packages, unpacked per node by a
+//! [`CodeCache`]). The embedded backends here are
 //! SQLite in WAL mode and plain files in the data directory; cluster backends
 //! (PostgreSQL, object storage) implement the same traits.
 
+pub mod body;
 mod code;
 mod error;
 mod gateway;
@@ -20,7 +22,8 @@ mod schedules;
 mod sqlite;
 mod workflows;
 
-pub use code::{CodeInfo, CodeStore, symlink_stays_inside};
+pub use body::ByteStream;
+pub use code::{CodeBlobs, CodeCache, CodeInfo, FsCodeBlobs, Package, symlink_stays_inside};
 pub use error::StoreError;
 pub use gateway::{
     FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, SqliteGatewayStore,
@@ -40,8 +43,8 @@ pub use messages::{
 };
 pub use metadata::{MetadataStore, SqliteMetadataStore};
 pub use objects::{
-    BucketInfo, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
-    ObjectMeta, ObjectStore, ObjectWriter, PartInfo, UploadInfo, multipart_etag,
+    BucketInfo, ByteRange, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
+    ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
 };
 pub use queue::{BudgetFn, EventQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
 pub use schedules::{ScheduleStore, SqliteScheduleStore};

@@ -23,9 +23,9 @@ use nimbus_engine::{
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
 use nimbus_store::{
-    CodeStore, KeyStore, LogStore, MetadataStore, SqliteEventQueue, SqliteGatewayStore,
-    SqliteKeyStore, SqliteLogStore, SqliteMetadataStore, load_or_create_master_key, open_database,
-    open_log_database,
+    CodeBlobs, FsCodeBlobs, KeyStore, LogStore, MetadataStore, SqliteEventQueue,
+    SqliteGatewayStore, SqliteKeyStore, SqliteLogStore, SqliteMetadataStore,
+    load_or_create_master_key, open_database, open_log_database,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -79,7 +79,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         open_database(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
     ));
     let log_store: Arc<dyn LogStore> = Arc::new(open_log_store(&host.data_dir, &db_path)?);
-    let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
+    let code: Arc<dyn CodeBlobs> = Arc::new(FsCodeBlobs::open(host.data_dir.join("code"))?);
     let master_key = load_or_create_master_key(&host.data_dir.join("master.key"))?;
     let keys: Arc<dyn KeyStore> =
         Arc::new(SqliteKeyStore::new(open_database(&db_path)?, &master_key));
