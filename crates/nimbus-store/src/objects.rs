@@ -9,16 +9,22 @@
 //! [`FsObjectStore`], keeps metadata in its own SQLite file (`objects.db`, WAL,
 //! `synchronous=FULL`) and object data as files under `<data dir>/objects/`.
 //!
-//! # Never half-written
+//! # Bodies are streams
 //!
 //! Bodies cross the trait as streams ([`PutBody`] in, [`ObjectRead`] out), never
-//! as local files, so a backend keeping data elsewhere streams it both ways.
-//! The backend computes the MD5 (the ETag) and the size while the body streams
-//! in, and checks the length and `Content-MD5` the sender declared on the way.
+//! as local files or paths, so a backend keeping data elsewhere streams it
+//! both ways and a 5 GiB object is never held in memory. The backend computes
+//! the MD5 (the ETag) and the size while the body streams in, and checks the
+//! length and `Content-MD5` the sender declared on the way (one hash, not one
+//! in the protocol layer and another in the store). A read takes its byte
+//! range, so a backend fetches only those bytes, and the range is resolved
+//! against the very version whose description it returns.
+//!
+//! # Never half-written
 //!
 //! [`FsObjectStore`] stages a body first: it streams into a temp file while
-//! its MD5 and size are computed. Committing fsyncs the file,
-//! renames it to its final name (a fresh random blob id, never an existing
+//! its MD5 and size are computed. Committing fsyncs the file, renames it to
+//! its final name (a fresh random blob id, never an existing
 //! file), fsyncs the directory, and only then points the key at the blob in one
 //! SQLite transaction. A crash before the transaction leaves an unreferenced
 //! blob, which [`FsObjectStore::open`] removes; a reader therefore sees either

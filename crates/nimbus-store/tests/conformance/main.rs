@@ -38,4 +38,6 @@ macro_rules! conformance {
 }
 
 // One line per contract suite, e.g. `mod metadata;`.
+mod code_blobs;
+mod object_store;
 mod schedules;
