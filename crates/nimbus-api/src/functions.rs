@@ -232,12 +232,20 @@ pub async fn download_code(
     State(s): State<ApiState>,
     Path(sha): Path<String>,
 ) -> Result<Response, ApiError> {
-    let zip = s.control.code_zip(&sha).await.map_err(|e| match e {
+    let (info, zip) = s.control.code_zip(&sha).await.map_err(|e| match e {
         nimbus_engine::EngineError::CodeNotFound(what) => ApiError::new(
             nimbus_core::ErrorCode::NotFound,
             format!("{what} not found"),
         ),
         other => other.into(),
     })?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/zip")], zip).into_response())
+    // Streamed from the store, never held whole; the length is known.
+    let headers = [
+        (
+            axum::http::header::CONTENT_TYPE,
+            "application/zip".to_string(),
+        ),
+        (axum::http::header::CONTENT_LENGTH, info.size.to_string()),
+    ];
+    Ok((headers, Body::from_stream(zip)).into_response())
 }

@@ -1,17 +1,17 @@
-//! Code packages: a zip is checked and stored (`CodeStore::put_zip`), then
-//! unpacked (`extract`). Whatever the archive, nothing may be written outside
+//! Code packages: a zip is checked (`Package::check`), then unpacked
+//! (`Package::unpack`, what the per-node `CodeCache` runs). Whatever the archive, nothing may be written outside
 //! the unpack directory, every symlink in it must resolve inside it, and the
 //! unpacked size and entry count stay within the platform limits.
 //!
 //! Input: the zip's bytes. Works on tmpfs (`/dev/shm` when present), where
-//! the store's fsyncs cost nothing.
+//! the unpacker's fsyncs cost nothing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use nimbus_core::limits::{MAX_UNZIPPED_BYTES, MAX_ZIP_ENTRIES};
-use nimbus_store::CodeStore;
+use nimbus_store::Package;
 
 fn base() -> &'static Path {
     static BASE: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -39,21 +39,18 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 
 pub fn run(data: &[u8]) {
     let outer = tempfile::tempdir_in(base()).expect("temp dir");
-    let (blobs, root) = (outer.path().join("blobs"), outer.path().join("code"));
-    let store = CodeStore::open(&blobs).expect("open store");
-    let Ok((info, listing)) = store.put_zip(data) else {
+    let root = outer.path().join("code");
+    let Ok(package) = Package::check(bytes::Bytes::copy_from_slice(data)) else {
         return;
     };
-    let extracted = store.extract(&info.sha256, &root);
+    let (info, listing) = (package.info(), package.listing());
+    let extracted = package.unpack(&root);
 
     let mut paths = Vec::new();
     walk(outer.path(), &mut paths);
     let dest = root.join(&info.sha256);
     for path in &paths {
-        let allowed = path == &blobs
-            || path.parent() == Some(blobs.as_path())
-            || path == &root
-            || path.starts_with(&dest);
+        let allowed = path == &root || path.starts_with(&dest);
         assert!(
             allowed,
             "{} written outside the unpack directory",

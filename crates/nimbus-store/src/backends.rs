@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use crate::sqlite;
 use crate::{
-    ChangeFeed, DeadLetters, FireLedger, GatewayStore, InvocationQueue, KeyStore, Leases,
-    LocalChangeFeed, LocalLeases, LogStore, MetadataStore, QueueCatalog, QueueData, ScheduleStore,
-    SourceMappings, StoreError, Topics, WorkflowStore,
+    ChangeFeed, CodeBlobs, DeadLetters, FireLedger, FsCodeBlobs, FsObjectStore, GatewayStore,
+    InvocationQueue, KeyStore, Leases, LocalChangeFeed, LocalLeases, LogStore, MetadataStore,
+    ObjectStore, QueueCatalog, QueueData, ScheduleStore, SourceMappings, StoreError, Topics,
+    WorkflowStore,
 };
 
 /// Where a server keeps its state.
 #[derive(Debug, Clone)]
 pub enum StorageConfig {
     /// One node: SQLite files in the data directory (`nimbus.db`, `logs.db`,
-    /// `events.db`, `workflows.db`, `messages.db`); in-process change feed
+    /// `events.db`, `workflows.db`, `messages.db`, `objects.db`; code packages
+    /// and object bodies as files beside them); in-process change feed
     /// and leases. A cluster backend (`Postgres { url }`) will sit beside it.
     Sqlite { data_dir: PathBuf },
 }
@@ -42,6 +44,10 @@ pub struct Backends {
     pub queue_data: Arc<dyn QueueData>,
     pub topics: Arc<dyn Topics>,
     pub mappings: Arc<dyn SourceMappings>,
+    /// Code packages by sha256 (unpacked per node by a `CodeCache`).
+    pub code: Arc<dyn CodeBlobs>,
+    /// Buckets and objects (the S3 API's store).
+    pub objects: Arc<dyn ObjectStore>,
     pub changes: Arc<dyn ChangeFeed>,
     pub leases: Arc<dyn Leases>,
 }
@@ -76,6 +82,11 @@ fn open_sqlite(data_dir: &std::path::Path, master_key: &[u8; 32]) -> Result<Back
     let messages = Arc::new(sqlite::messages::SqliteMessages::open(
         &data_dir.join("messages.db"),
     )?);
+    let code = Arc::new(FsCodeBlobs::open(data_dir.join("code"))?);
+    let objects = Arc::new(
+        FsObjectStore::open(&data_dir.join("objects.db"), &data_dir.join("objects"))
+            .map_err(StoreError::backend)?,
+    );
     Ok(Backends {
         metadata,
         keys,
@@ -90,6 +101,8 @@ fn open_sqlite(data_dir: &std::path::Path, master_key: &[u8; 32]) -> Result<Back
         queue_data: messages.clone(),
         topics: messages.clone(),
         mappings: messages,
+        code,
+        objects,
         changes: Arc::new(LocalChangeFeed::default()),
         leases: Arc::new(LocalLeases::default()),
     })

@@ -7,8 +7,9 @@
 //! [`WorkflowStore`], the asynchronous invocations ([`InvocationQueue`],
 //! [`DeadLetters`], [`FireLedger`]), the messaging stores ([`QueueCatalog`],
 //! [`QueueData`], [`Topics`], [`SourceMappings`]), the cluster contracts
-//! ([`ChangeFeed`], [`Leases`]), a [`CodeStore`] (content-addressed code
-//! packages) and an [`ObjectStore`]. Their errors are [`StoreError`], which
+//! ([`ChangeFeed`], [`Leases`]), [`CodeBlobs`] (content-addressed code
+//! packages, unpacked per node by a [`CodeCache`]) and an [`ObjectStore`]
+//! (buckets and objects; bodies cross the contract as [`ByteStream`]s). Their errors are [`StoreError`], which
 //! names no backend's types.
 //!
 //! Layout: a contract lives in `<area>.rs`; its embedded backend (SQLite in
@@ -18,6 +19,7 @@
 //! `tests/conformance/` that every backend must pass.
 
 mod backends;
+pub mod body;
 mod change_feed;
 mod code;
 mod error;
@@ -34,8 +36,9 @@ mod sqlite;
 mod workflows;
 
 pub use backends::{Backends, StorageConfig};
+pub use body::ByteStream;
 pub use change_feed::{Change, ChangeFeed, ChangeKind, ChangeStream, LocalChangeFeed};
-pub use code::{CodeInfo, CodeStore, symlink_stays_inside};
+pub use code::{CodeBlobs, CodeCache, CodeInfo, FsCodeBlobs, Package, symlink_stays_inside};
 pub use error::StoreError;
 pub use gateway::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore};
 pub use keys::{AccessKey, FunctionCredentials, KeyStore, NewAccessKey, load_or_create_master_key};
@@ -50,8 +53,8 @@ pub use messages::{
 };
 pub use metadata::MetadataStore;
 pub use objects::{
-    BucketInfo, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
-    ObjectMeta, ObjectStore, ObjectWriter, PartInfo, UploadInfo, multipart_etag,
+    BucketInfo, ByteRange, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
+    ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
 };
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
 pub use schedules::ScheduleStore;

@@ -9,11 +9,22 @@
 //! [`FsObjectStore`], keeps metadata in its own SQLite file (`objects.db`, WAL,
 //! `synchronous=FULL`) and object data as files under `<data dir>/objects/`.
 //!
+//! # Bodies are streams
+//!
+//! Bodies cross the trait as streams ([`PutBody`] in, [`ObjectRead`] out), never
+//! as local files or paths, so a backend keeping data elsewhere streams it
+//! both ways and a 5 GiB object is never held in memory. The backend computes
+//! the MD5 (the ETag) and the size while the body streams in, and checks the
+//! length and `Content-MD5` the sender declared on the way (one hash, not one
+//! in the protocol layer and another in the store). A read takes its byte
+//! range, so a backend fetches only those bytes, and the range is resolved
+//! against the very version whose description it returns.
+//!
 //! # Never half-written
 //!
-//! Data is staged first: an [`ObjectWriter`] streams the body into a temp file
-//! while computing its MD5 (the ETag) and size. Committing fsyncs the file,
-//! renames it to its final name (a fresh random blob id, never an existing
+//! [`FsObjectStore`] stages a body first: it streams into a temp file while
+//! its MD5 and size are computed. Committing fsyncs the file, renames it to
+//! its final name (a fresh random blob id, never an existing
 //! file), fsyncs the directory, and only then points the key at the blob in one
 //! SQLite transaction. A crash before the transaction leaves an unreferenced
 //! blob, which [`FsObjectStore::open`] removes; a reader therefore sees either
@@ -34,12 +45,14 @@ mod fs;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::body::{ByteStream, once};
+
 pub use fs::FsObjectStore;
-pub use writer::ObjectWriter;
 
 /// S3's smallest part size (all parts of a multipart upload but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -138,6 +151,92 @@ pub struct PartInfo {
     pub modified_ms: i64,
 }
 
+/// One byte range of an object (HTTP `Range: bytes=…`; S3 serves one range
+/// per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-` (to the end) or `bytes=first-last` (inclusive).
+    Int { first: u64, last: Option<u64> },
+    /// `bytes=-length`: the last `length` bytes.
+    Suffix { length: u64 },
+}
+
+impl ByteRange {
+    /// The bytes the range selects from an object of `size` bytes, or `None`
+    /// when it cannot be satisfied (RFC 9110 §14.1.2: a first byte past the
+    /// end, an empty suffix).
+    pub fn resolve(self, size: u64) -> Option<Range<u64>> {
+        match self {
+            ByteRange::Int { first, .. } if first >= size => None,
+            ByteRange::Int { first, last: None } => Some(first..size),
+            ByteRange::Int {
+                first,
+                last: Some(last),
+            } => {
+                let last = last.min(size - 1);
+                (first <= last).then(|| first..last + 1)
+            }
+            ByteRange::Suffix { length: 0 } => None,
+            ByteRange::Suffix { length } => Some(size - length.min(size)..size),
+        }
+    }
+}
+
+/// An opened object: its description and the bytes asked for, read from the
+/// one version described (a later overwrite does not change them).
+pub struct ObjectRead {
+    pub meta: ObjectMeta,
+    /// The bytes `body` holds: the whole object when no range was asked for,
+    /// `None` when the range asked for cannot be satisfied (the body is then
+    /// empty; the caller checks its preconditions before answering 416, as S3
+    /// does).
+    pub range: Option<Range<u64>>,
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for ObjectRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectRead")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A body to store, and what its sender declared about it. The store counts
+/// and hashes it while it streams in; a body that fails a declared check is
+/// refused and nothing of it is stored.
+pub struct PutBody {
+    pub stream: ByteStream,
+    /// The length the sender declared ([`ObjectError::IncompleteBody`] when
+    /// the body ends at another one).
+    pub len: Option<u64>,
+    /// The MD5 the sender declared (`Content-MD5`; [`ObjectError::BadDigest`]
+    /// when the body hashes otherwise).
+    pub md5: Option<[u8; 16]>,
+}
+
+impl PutBody {
+    /// A body of unknown length, with no declared digest.
+    pub fn new(stream: ByteStream) -> Self {
+        Self {
+            stream,
+            len: None,
+            md5: None,
+        }
+    }
+
+    /// A body already in memory, its length declared.
+    pub fn bytes(data: impl Into<bytes::Bytes>) -> Self {
+        let data: bytes::Bytes = data.into();
+        Self {
+            len: Some(data.len() as u64),
+            stream: once(data),
+            md5: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     #[error("The specified bucket does not exist: {0}")]
@@ -158,13 +257,23 @@ pub enum ObjectError {
     EntityTooSmall(u32),
     #[error("invalid part number {0} (1 to 10000)")]
     InvalidPartNumber(u32),
+    /// The body stream failed (the client went away, a chunk signature did
+    /// not verify, …); nothing was stored. The stream's own error is inside,
+    /// untouched.
+    #[error("the body could not be read: {0}")]
+    Body(std::io::Error),
+    #[error("The body was {received} bytes; {expected} were declared")]
+    IncompleteBody { expected: u64, received: u64 },
+    #[error("The Content-MD5 you specified did not match what we received.")]
+    BadDigest,
     #[error("I/O error on {path}: {source}")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("object database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The backend failed (its database, its network, …).
+    #[error("object store backend error: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored object record is corrupt: {0}")]
     Corrupt(String),
     #[error("object storage task failed: {0}")]
@@ -172,6 +281,11 @@ pub enum ObjectError {
 }
 
 impl ObjectError {
+    /// Wraps a backend's own error.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ObjectError::Backend(e.into())
+    }
+
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         ObjectError::Io {
             path: path.as_ref().display().to_string(),
@@ -197,24 +311,25 @@ pub trait ObjectStore: Send + Sync {
         config: Option<String>,
     ) -> Result<(), ObjectError>;
 
-    /// A writer staging new data (for [`ObjectStore::put`] and
-    /// [`ObjectStore::put_part`]).
-    async fn writer(&self) -> Result<ObjectWriter, ObjectError>;
-    /// Commits staged data as `bucket/key`, replacing any object there.
+    /// Streams `body` in and stores it as `bucket/key`, replacing any object
+    /// there once it is whole (readers see the old object or the new one,
+    /// never a mix).
     async fn put(
         &self,
         bucket: &str,
         key: &str,
-        data: ObjectWriter,
+        body: PutBody,
         attrs: ObjectAttrs,
     ) -> Result<ObjectMeta, ObjectError>;
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError>;
-    /// The object and its bytes, opened: later overwrites don't affect the file.
+    /// The object and its bytes (all of them, or `range`), as one version:
+    /// later overwrites don't change what the stream yields.
     async fn open(
         &self,
         bucket: &str,
         key: &str,
-    ) -> Result<(ObjectMeta, std::fs::File), ObjectError>;
+        range: Option<ByteRange>,
+    ) -> Result<ObjectRead, ObjectError>;
     /// The removed object, if there was one.
     async fn delete(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, ObjectError>;
     /// Copies bytes and, unless `attrs` replaces them, attributes.
@@ -233,13 +348,9 @@ pub trait ObjectStore: Send + Sync {
         attrs: ObjectAttrs,
     ) -> Result<UploadInfo, ObjectError>;
     async fn upload(&self, id: &str) -> Result<UploadInfo, ObjectError>;
-    /// Stores (or replaces) part `number` of an upload.
-    async fn put_part(
-        &self,
-        id: &str,
-        number: u32,
-        data: ObjectWriter,
-    ) -> Result<PartInfo, ObjectError>;
+    /// Streams `body` in as (or in place of) part `number` of an upload.
+    async fn put_part(&self, id: &str, number: u32, body: PutBody)
+    -> Result<PartInfo, ObjectError>;
     async fn list_parts(&self, id: &str) -> Result<Vec<PartInfo>, ObjectError>;
     /// Assembles the listed `(part number, etag)`s, ascending, into the object.
     async fn complete_upload(
@@ -283,6 +394,21 @@ mod tests {
         let mut bin = hex::decode(a).unwrap();
         bin.extend(hex::decode(b).unwrap());
         assert_eq!(etag, format!("{}-2", hex::encode(Md5::digest(&bin))));
+    }
+
+    #[test]
+    fn ranges_resolve_as_rfc_9110_says() {
+        let int = |first, last| ByteRange::Int { first, last };
+        let suffix = |length| ByteRange::Suffix { length };
+        assert_eq!(int(0, None).resolve(10), Some(0..10));
+        assert_eq!(int(3, Some(5)).resolve(10), Some(3..6));
+        assert_eq!(int(3, Some(50)).resolve(10), Some(3..10), "clamped");
+        assert_eq!(int(10, None).resolve(10), None, "starts past the end");
+        assert_eq!(int(0, Some(0)).resolve(0), None, "nothing to select");
+        assert_eq!(suffix(4).resolve(10), Some(6..10));
+        assert_eq!(suffix(40).resolve(10), Some(0..10));
+        assert_eq!(suffix(0).resolve(10), None);
+        assert_eq!(suffix(5).resolve(0), Some(0..0), "as s3s's Range::check");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use md5::{Digest, Md5};
-use nimbus_store::{FsObjectStore, ListEntry, ListQuery, ObjectAttrs, ObjectError, ObjectStore};
+use nimbus_store::{
+    FsObjectStore, ListEntry, ListQuery, ObjectAttrs, ObjectError, ObjectStore, PutBody,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -97,17 +99,15 @@ fn code(e: &ObjectError) -> &'static str {
 }
 
 async fn read_all(store: &FsObjectStore, b: &str, k: &str) -> Result<Vec<u8>, ObjectError> {
-    use std::io::Read;
-    let (_, mut f) = store.open(b, k).await?;
-    let mut v = Vec::new();
-    f.read_to_end(&mut v).unwrap();
-    Ok(v)
+    let read = store.open(b, k, None).await?;
+    Ok(nimbus_store::body::collect(read.body, u64::MAX)
+        .await
+        .unwrap())
 }
 
 async fn put(store: &FsObjectStore, b: &str, k: &str, d: &[u8]) -> Result<String, ObjectError> {
-    let mut w = store.writer().await?;
-    w.write(d).await?;
-    Ok(store.put(b, k, w, ObjectAttrs::default()).await?.etag)
+    let body = PutBody::bytes(d.to_vec());
+    Ok(store.put(b, k, body, ObjectAttrs::default()).await?.etag)
 }
 
 async fn run(ops: Vec<Op>) {
@@ -226,9 +226,11 @@ async fn run(ops: Vec<Op>) {
                 };
                 let mut listed = Vec::new();
                 for (i, p) in parts.iter().enumerate() {
-                    let mut w = store.writer().await.unwrap();
-                    w.write(p).await.unwrap();
-                    let info = store.put_part(&upload.id, i as u32 + 1, w).await.unwrap();
+                    let body = PutBody::bytes(p.clone());
+                    let info = store
+                        .put_part(&upload.id, i as u32 + 1, body)
+                        .await
+                        .unwrap();
                     listed.push((info.number, format!("\"{}\"", info.etag)));
                 }
                 let got = store.complete_upload(&upload.id, &listed).await;

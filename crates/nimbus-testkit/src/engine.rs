@@ -18,7 +18,7 @@ use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, EngineConfig, EngineError,
     InvocationResult, Invoker, Registry,
 };
-use nimbus_store::{Backends, CodeStore, InvocationQueue, StorageConfig};
+use nimbus_store::{Backends, InvocationQueue, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::fake::FakeFactory;
@@ -113,7 +113,7 @@ impl TestEngine {
         )
         .expect("the SQLite stores open in a fresh directory");
         let metadata = stores.metadata.clone();
-        let code = Arc::new(CodeStore::open(dir.path().join("code")).expect("code store"));
+        let code = stores.code.clone();
         let registry = Arc::new(Registry::default());
         let control = Arc::new(ControlPlane::new(
             config.clone(),

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, Runtime, ValidationError};
 use nimbus_runtime::InstanceSpec;
-use nimbus_store::{CodeInfo, CodeStore, MetadataStore, StoreError};
+use nimbus_store::{
+    ByteStream, CodeBlobs, CodeCache, CodeInfo, MetadataStore, Package, StoreError,
+};
 use serde::Deserialize;
 
 use crate::scheduler::Scheduler;
@@ -61,7 +63,8 @@ pub struct ConfigPatch {
 pub struct ControlPlane {
     pub(crate) config: EngineConfig,
     pub(crate) metadata: Arc<dyn MetadataStore>,
-    pub(crate) code: Arc<CodeStore>,
+    /// The packages (wherever they are kept) and this node's unpacked trees.
+    pub(crate) code: CodeCache,
     pub(crate) registry: Arc<Registry>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) writes: tokio::sync::Mutex<()>,
@@ -91,10 +94,11 @@ impl ControlPlane {
     pub fn new(
         config: EngineConfig,
         metadata: Arc<dyn MetadataStore>,
-        code: Arc<CodeStore>,
+        code: Arc<dyn CodeBlobs>,
         registry: Arc<Registry>,
         scheduler: Arc<Scheduler>,
     ) -> Self {
+        let code = CodeCache::new(code, config.code_cache_dir.clone());
         Self {
             config,
             metadata,
@@ -123,16 +127,14 @@ impl ControlPlane {
 
     /// Validates and stores a zip; returns its content address.
     pub async fn upload_code(&self, zip: Bytes) -> Result<CodeInfo, EngineError> {
-        let code = self.code.clone();
-        let (info, _) = blocking(move || code.put_zip(&zip)).await?;
-        Ok(info)
+        let package = blocking(move || Package::check(zip)).await?;
+        self.code.blobs().put(&package).await.map_err(code_error)?;
+        Ok(package.info().clone())
     }
 
-    /// The bytes of a stored code package.
-    pub async fn code_zip(&self, sha256: &str) -> Result<Vec<u8>, EngineError> {
-        let code = self.code.clone();
-        let sha = sha256.to_string();
-        blocking(move || code.read(&sha)).await
+    /// A stored code package's zip, as a stream.
+    pub async fn code_zip(&self, sha256: &str) -> Result<(CodeInfo, ByteStream), EngineError> {
+        self.code.blobs().open(sha256).await.map_err(code_error)
     }
 
     /// Loads every stored function into the registry (server start).
@@ -168,7 +170,7 @@ impl ControlPlane {
         let record = FunctionRecord {
             version: "$LATEST".into(),
             resolved_style,
-            code_size: self.code_size(&req.code_sha256)?,
+            code_size: self.code_size(&req.code_sha256).await?,
             code_sha256: req.code_sha256,
             revision_id: revision(),
             created_at: ts.clone(),
@@ -396,7 +398,7 @@ impl ControlPlane {
         }
         change(&mut record);
         record.resolved_style = self.check(&record.config, &record.code_sha256).await?;
-        record.code_size = self.code_size(&record.code_sha256)?;
+        record.code_size = self.code_size(&record.code_sha256).await?;
         record.revision_id = revision();
         record.last_modified = now();
         self.metadata.update_function(&record).await?;
@@ -414,11 +416,12 @@ impl ControlPlane {
         Ok(record)
     }
 
-    fn code_size(&self, sha: &str) -> Result<u64, EngineError> {
+    async fn code_size(&self, sha: &str) -> Result<u64, EngineError> {
         // The blob exists (checked in `check`); its size is the zip's size.
-        self.code
-            .size_of(sha)
-            .map_err(|_| EngineError::CodeNotFound(format!("code package {sha}")))
+        match self.code.blobs().info(sha).await {
+            Ok(Some(info)) => Ok(info.size),
+            _ => Err(EngineError::CodeNotFound(format!("code package {sha}"))),
+        }
     }
 
     /// Validates configuration against the code it will run; returns the handler
@@ -429,20 +432,16 @@ impl ControlPlane {
         sha: &str,
     ) -> Result<nimbus_core::HandlerStyle, EngineError> {
         config.validate()?;
-        if !self.code.contains(sha) {
+        if self.code.blobs().info(sha).await?.is_none() {
             return Err(EngineError::CodeNotFound(format!("code package {sha}")));
         }
-        let code = self.code.clone();
-        let sha = sha.to_string();
-        let root = self.config.code_cache_dir.clone();
+        // Unpack now, before anything is recorded: a package that cannot be
+        // unpacked (disk full, …) fails the deploy instead of leaving a stored
+        // function that cannot run.
+        let (dir, listing) = self.code.unpack(sha).await.map_err(code_error)?;
         let (runtime, handler, requested) =
             (config.runtime, config.handler.clone(), config.handler_style);
         let style = blocking(move || {
-            let listing = code.listing(&sha)?;
-            // Unpack now, before anything is recorded: a package that cannot be
-            // unpacked (disk full, …) fails the deploy instead of leaving a stored
-            // function that cannot run.
-            let dir = code.extract(&sha, &root)?;
             // Detection reads a few manifests (package.json, requirements.txt, …).
             let read = |p: &str| -> Option<String> {
                 let f = listing.files.get(p)?;
@@ -470,10 +469,11 @@ impl ControlPlane {
 
     /// Prepares a record to run (code unpacked, pool created) without registering it.
     pub(crate) async fn build(&self, record: FunctionRecord) -> Result<Arc<Deployed>, EngineError> {
-        let code = self.code.clone();
-        let sha = record.code_sha256.clone();
-        let root = self.config.code_cache_dir.clone();
-        let code_dir = blocking(move || code.extract(&sha, &root)).await?;
+        let code_dir = self
+            .code
+            .unpacked(&record.code_sha256)
+            .await
+            .map_err(code_error)?;
         let c = &record.config;
         let spec = Arc::new(InstanceSpec {
             function: c.name.to_string(),
@@ -525,8 +525,13 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| EngineError::Store(StoreError::Task(e.to_string())))?
-        .map_err(|e| match e {
-            StoreError::NotFound(what) => EngineError::CodeNotFound(what),
-            other => other.into(),
-        })
+        .map_err(code_error)
+}
+
+/// A code store's error: a missing package is the caller's `CodeNotFound`.
+fn code_error(e: StoreError) -> EngineError {
+    match e {
+        StoreError::NotFound(what) => EngineError::CodeNotFound(what),
+        other => other.into(),
+    }
 }

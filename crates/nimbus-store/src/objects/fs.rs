@@ -7,6 +7,11 @@
 //! the key at it. Blobs no row points to (a crash between rename and commit,
 //! or before an old blob was unlinked) and leftover temp files are removed
 //! when the store opens.
+//!
+//! Reads hand out the opened blob file as a stream (ranged by a seek and a
+//! `take`), so a GET is the same `ReaderStream` over a file it always was.
+//! SQLite's errors stay inside this file: they leave it as
+//! [`ObjectError::Backend`].
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -16,14 +21,21 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use md5::{Digest, Md5};
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::writer::{Staged, stage};
 use super::{
-    BucketInfo, ListEntry, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectAttrs,
-    ObjectError, ObjectMeta, ObjectStore, ObjectWriter, PartInfo, UploadInfo, group_key,
-    multipart_etag,
+    BucketInfo, ByteRange, ListEntry, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE,
+    ObjectAttrs, ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo,
+    group_key, multipart_etag,
 };
 
-const SCHEMA: &str = "
+/// `objects.db`'s schema, one step per version (`user_version`). Step 1 is
+/// the schema from before versioning, still `IF NOT EXISTS`, so a data dir
+/// from then (version 0, tables present) opens unchanged.
+const MIGRATIONS: &[&str] = &[
+    // v1: buckets, objects, multipart uploads and their parts.
+    "
 CREATE TABLE IF NOT EXISTS buckets (
     name TEXT PRIMARY KEY,
     created_ms INTEGER NOT NULL,
@@ -55,7 +67,39 @@ CREATE TABLE IF NOT EXISTS parts (
     modified_ms INTEGER NOT NULL,
     PRIMARY KEY (upload, number)
 ) WITHOUT ROWID;
-";
+",
+];
+
+/// How this backend fails inside: an object-store answer, or SQLite's own
+/// error, which becomes [`ObjectError::Backend`] where it leaves the file.
+#[derive(Debug)]
+enum FsError {
+    Object(ObjectError),
+    Db(rusqlite::Error),
+}
+
+impl From<ObjectError> for FsError {
+    fn from(e: ObjectError) -> Self {
+        FsError::Object(e)
+    }
+}
+
+impl From<rusqlite::Error> for FsError {
+    fn from(e: rusqlite::Error) -> Self {
+        FsError::Db(e)
+    }
+}
+
+impl From<FsError> for ObjectError {
+    fn from(e: FsError) -> Self {
+        match e {
+            FsError::Object(e) => e,
+            FsError::Db(e) => ObjectError::backend(e),
+        }
+    }
+}
+
+type DbResult<T> = Result<T, FsError>;
 
 /// Rows fetched per step of a listing scan.
 const LIST_BATCH: usize = 256;
@@ -90,15 +134,22 @@ fn sync_dir(dir: &Path) -> Result<(), ObjectError> {
         .map_err(|e| ObjectError::io(dir, e))
 }
 
+/// Opens `objects.db`, bringing its schema up to date.
+fn open_db(path: &Path) -> DbResult<Connection> {
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    crate::sqlite::migrate(&mut conn, "object database", MIGRATIONS)
+        .map_err(ObjectError::backend)?;
+    Ok(conn)
+}
+
 impl FsObjectStore {
     /// Opens (creating) `objects.db` at `db_path` and the data under `root`,
     /// removing blobs no row refers to.
     pub fn open(db_path: &Path, root: &Path) -> Result<Self, ObjectError> {
-        let conn = Connection::open(db_path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = open_db(db_path).map_err(ObjectError::from)?;
         for dir in [root.to_path_buf(), root.join("tmp"), root.join("blobs")] {
             std::fs::create_dir_all(&dir).map_err(|e| ObjectError::io(&dir, e))?;
         }
@@ -121,7 +172,7 @@ impl FsObjectStore {
         self.root.join("blobs").join(&blob[..2]).join(blob)
     }
 
-    fn collect_garbage(&self) -> Result<(), ObjectError> {
+    fn collect_garbage(&self) -> DbResult<()> {
         let tmp = self.root.join("tmp");
         for entry in std::fs::read_dir(&tmp).map_err(|e| ObjectError::io(&tmp, e))? {
             let entry = entry.map_err(|e| ObjectError::io(&tmp, e))?;
@@ -158,17 +209,46 @@ impl FsObjectStore {
 
     async fn with_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, ObjectError> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> DbResult<T> + Send + 'static,
     ) -> Result<T, ObjectError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = db
                 .lock()
                 .map_err(|_| ObjectError::Task("object database lock poisoned".into()))?;
-            f(&mut conn)
+            f(&mut conn).map_err(ObjectError::from)
         })
         .await
         .map_err(|e| ObjectError::Task(e.to_string()))?
+    }
+
+    /// Streams a body into a new temp file.
+    async fn stage(&self, body: PutBody) -> Result<Staged, ObjectError> {
+        stage(self.root.join("tmp").join(random_id()), body).await
+    }
+
+    /// The object's description and its blob, opened: later overwrites don't
+    /// affect the file.
+    async fn open_blob(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectMeta, std::fs::File), ObjectError> {
+        // A concurrent overwrite may unlink the blob between the lookup and
+        // the open: look again (the new blob is there by then).
+        let mut attempts = 0;
+        loop {
+            let (b, k) = (bucket.to_string(), key.to_string());
+            let (meta, blob) = self.with_db(move |conn| find_object(conn, &b, &k)).await?;
+            let path = self.blob_path(&blob);
+            match std::fs::File::open(&path) {
+                Ok(f) => return Ok((meta, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(ObjectError::io(&path, e)),
+            }
+        }
     }
 
     /// Moves a finished temp file to a new blob name, durably. Returns the blob id.
@@ -301,7 +381,7 @@ impl Drop for TempGuard {
     }
 }
 
-fn bucket_must_exist(conn: &Connection, bucket: &str) -> Result<(), ObjectError> {
+fn bucket_must_exist(conn: &Connection, bucket: &str) -> DbResult<()> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM buckets WHERE name = ?1)",
         [bucket],
@@ -310,19 +390,19 @@ fn bucket_must_exist(conn: &Connection, bucket: &str) -> Result<(), ObjectError>
     if exists {
         Ok(())
     } else {
-        Err(ObjectError::NoSuchBucket(bucket.to_string()))
+        Err(ObjectError::NoSuchBucket(bucket.to_string()).into())
     }
 }
 
 /// Deletes an upload and its parts; returns the part blobs to unlink.
-fn end_upload(conn: &Connection, id: &str) -> Result<Vec<String>, ObjectError> {
+fn end_upload(conn: &Connection, id: &str) -> DbResult<Vec<String>> {
     let blobs: Vec<String> = conn
         .prepare("SELECT blob FROM parts WHERE upload = ?1")?
         .query_map([id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     conn.execute("DELETE FROM parts WHERE upload = ?1", [id])?;
     if conn.execute("DELETE FROM uploads WHERE id = ?1", [id])? == 0 {
-        return Err(ObjectError::NoSuchUpload(id.to_string()));
+        return Err(ObjectError::NoSuchUpload(id.to_string()).into());
     }
     Ok(blobs)
 }
@@ -343,11 +423,7 @@ fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ObjectMeta, String, Stri
 
 const META_COLUMNS: &str = "key, size, etag, modified_ms, attrs, blob";
 
-fn find_object(
-    conn: &Connection,
-    bucket: &str,
-    key: &str,
-) -> Result<(ObjectMeta, String), ObjectError> {
+fn find_object(conn: &Connection, bucket: &str, key: &str) -> DbResult<(ObjectMeta, String)> {
     let row = conn
         .query_row(
             &format!("SELECT {META_COLUMNS} FROM objects WHERE bucket = ?1 AND key = ?2"),
@@ -362,12 +438,12 @@ fn find_object(
         }
         None => {
             bucket_must_exist(conn, bucket)?;
-            Err(ObjectError::NoSuchKey(key.to_string()))
+            Err(ObjectError::NoSuchKey(key.to_string()).into())
         }
     }
 }
 
-fn find_upload(conn: &Connection, id: &str) -> Result<UploadInfo, ObjectError> {
+fn find_upload(conn: &Connection, id: &str) -> DbResult<UploadInfo> {
     let row = conn
         .query_row(
             "SELECT bucket, key, attrs, created_ms FROM uploads WHERE id = ?1",
@@ -392,7 +468,7 @@ fn find_upload(conn: &Connection, id: &str) -> Result<UploadInfo, ObjectError> {
     })
 }
 
-fn list_parts(conn: &Connection, id: &str) -> Result<Vec<(PartInfo, String)>, ObjectError> {
+fn list_parts(conn: &Connection, id: &str) -> DbResult<Vec<(PartInfo, String)>> {
     let mut stmt = conn.prepare(
         "SELECT number, size, etag, modified_ms, blob FROM parts WHERE upload = ?1 ORDER BY number",
     )?;
@@ -412,7 +488,7 @@ fn list_parts(conn: &Connection, id: &str) -> Result<Vec<(PartInfo, String)>, Ob
     Ok(rows)
 }
 
-fn scan(conn: &Connection, bucket: &str, q: &ListQuery) -> Result<ListPage, ObjectError> {
+fn scan(conn: &Connection, bucket: &str, q: &ListQuery) -> DbResult<ListPage> {
     bucket_must_exist(conn, bucket)?;
     let mut page = ListPage::default();
     if q.max_keys == 0 {
@@ -491,7 +567,7 @@ impl ObjectStore for FsObjectStore {
                 params![i.name, i.created_ms],
             )?;
             if n == 0 {
-                return Err(ObjectError::BucketExists(i.name));
+                return Err(ObjectError::BucketExists(i.name).into());
             }
             Ok(())
         })
@@ -511,7 +587,7 @@ impl ObjectStore for FsObjectStore {
                     |r| r.get(0),
                 )?;
                 if has_objects {
-                    return Err(ObjectError::BucketNotEmpty(name));
+                    return Err(ObjectError::BucketNotEmpty(name).into());
                 }
                 let uploads: Vec<String> = tx
                     .prepare("SELECT id FROM uploads WHERE bucket = ?1")?
@@ -580,27 +656,24 @@ impl ObjectStore for FsObjectStore {
                 params![bucket, config],
             )?;
             if n == 0 {
-                return Err(ObjectError::NoSuchBucket(bucket));
+                return Err(ObjectError::NoSuchBucket(bucket).into());
             }
             Ok(())
         })
         .await
     }
 
-    async fn writer(&self) -> Result<ObjectWriter, ObjectError> {
-        ObjectWriter::create(self.root.join("tmp").join(random_id())).await
-    }
-
     async fn put(
         &self,
         bucket: &str,
         key: &str,
-        mut data: ObjectWriter,
+        body: PutBody,
         attrs: ObjectAttrs,
     ) -> Result<ObjectMeta, ObjectError> {
-        let (etag, size) = data.finish().await?;
-        let blob = self.place_blob(data.path().to_path_buf()).await?;
-        data.release();
+        let staged = self.stage(body).await?;
+        let (etag, size) = (staged.etag.clone(), staged.size);
+        let blob = self.place_blob(staged.path().to_path_buf()).await?;
+        staged.release();
         let meta = ObjectMeta {
             key: key.to_string(),
             size,
@@ -621,22 +694,27 @@ impl ObjectStore for FsObjectStore {
         &self,
         bucket: &str,
         key: &str,
-    ) -> Result<(ObjectMeta, std::fs::File), ObjectError> {
-        // A concurrent overwrite may unlink the blob between the lookup and
-        // the open: look again (the new blob is there by then).
-        let mut attempts = 0;
-        loop {
-            let (b, k) = (bucket.to_string(), key.to_string());
-            let (meta, blob) = self.with_db(move |conn| find_object(conn, &b, &k)).await?;
-            let path = self.blob_path(&blob);
-            match std::fs::File::open(&path) {
-                Ok(f) => return Ok((meta, f)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => {
-                    attempts += 1;
-                }
-                Err(e) => return Err(ObjectError::io(&path, e)),
-            }
+        range: Option<ByteRange>,
+    ) -> Result<ObjectRead, ObjectError> {
+        let (meta, file) = self.open_blob(bucket, key).await?;
+        let range = match range {
+            None => Some(0..meta.size),
+            Some(r) => r.resolve(meta.size),
+        };
+        let (start, len) = range
+            .as_ref()
+            .map_or((0, 0), |r| (r.start, r.end - r.start));
+        let mut file = tokio::fs::File::from_std(file);
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| ObjectError::io(self.root.join("blobs"), e))?;
         }
+        Ok(ObjectRead {
+            meta,
+            range,
+            body: Box::pin(tokio_util::io::ReaderStream::new(file.take(len))),
+        })
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, ObjectError> {
@@ -646,7 +724,7 @@ impl ObjectStore for FsObjectStore {
                 let tx = conn.transaction()?;
                 let found = match find_object(&tx, &b, &k) {
                     Ok(found) => Some(found),
-                    Err(ObjectError::NoSuchKey(_)) => None,
+                    Err(FsError::Object(ObjectError::NoSuchKey(_))) => None,
                     Err(e) => return Err(e),
                 };
                 if found.is_some() {
@@ -672,7 +750,7 @@ impl ObjectStore for FsObjectStore {
         attrs: Option<ObjectAttrs>,
     ) -> Result<ObjectMeta, ObjectError> {
         // The open handle keeps the source's bytes even if it is replaced meanwhile.
-        let (src_meta, src) = self.open(from.0, from.1).await?;
+        let (src_meta, src) = self.open_blob(from.0, from.1).await?;
         let (tmp, etag, size) = self.concat(vec![src]).await?;
         let blob = self.place_blob(tmp).await?;
         let meta = ObjectMeta {
@@ -725,14 +803,15 @@ impl ObjectStore for FsObjectStore {
         &self,
         id: &str,
         number: u32,
-        mut data: ObjectWriter,
+        body: PutBody,
     ) -> Result<PartInfo, ObjectError> {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(ObjectError::InvalidPartNumber(number));
         }
-        let (etag, size) = data.finish().await?;
-        let blob = self.place_blob(data.path().to_path_buf()).await?;
-        data.release();
+        let staged = self.stage(body).await?;
+        let (etag, size) = (staged.etag.clone(), staged.size);
+        let blob = self.place_blob(staged.path().to_path_buf()).await?;
+        staged.release();
         let part = PartInfo {
             number,
             size,
@@ -851,5 +930,58 @@ impl ObjectStore for FsObjectStore {
             .await?;
         self.unlink_blobs(stale);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema as `objects.db` had it before versioning (no
+    /// `user_version`): a data dir from then opens unchanged.
+    #[tokio::test]
+    async fn opens_a_data_dir_from_before_migrations() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, root) = (dir.path().join("objects.db"), dir.path().join("objects"));
+        let blob = "ab".repeat(16);
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute("INSERT INTO buckets (name, created_ms) VALUES ('b', 1)", [])
+                .unwrap();
+            conn.execute(
+                "INSERT INTO objects (bucket, key, blob, size, etag, modified_ms, attrs)
+                 VALUES ('b', 'k', ?1, 5, 'e', 2, '{}')",
+                [&blob],
+            )
+            .unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 0);
+        }
+        let fan = root.join("blobs").join(&blob[..2]);
+        std::fs::create_dir_all(&fan).unwrap();
+        std::fs::write(fan.join(&blob), b"hello").unwrap();
+
+        let store = FsObjectStore::open(&db, &root).unwrap();
+        let read = store.open("b", "k", None).await.unwrap();
+        assert_eq!(read.meta.etag, "e");
+        let body = crate::body::collect(read.body, 100).await.unwrap();
+        assert_eq!(body, b"hello", "the blob was kept, not collected");
+        drop(store);
+        let conn = Connection::open(&db).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+
+        // A schema newer than this build is refused, not guessed at.
+        conn.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+            .unwrap();
+        drop(conn);
+        let newer = FsObjectStore::open(&db, &root).err().expect("refused");
+        assert!(matches!(newer, ObjectError::Backend(_)), "{newer}");
+        assert!(newer.to_string().contains("newer"), "{newer}");
     }
 }

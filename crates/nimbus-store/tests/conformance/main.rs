@@ -38,12 +38,14 @@ macro_rules! conformance {
 }
 
 // One line per contract suite, e.g. `mod metadata;`.
+mod code_blobs;
 mod gateway;
 mod helpers;
 mod keys;
 mod logs;
 mod mappings;
 mod metadata;
+mod object_store;
 mod schedules;
 mod topics;
 mod workflows;

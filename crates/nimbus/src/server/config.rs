@@ -405,7 +405,7 @@ impl HostConfig {
         }
         // Code trees an interrupted unpack left behind (whole trees are fsynced
         // before they get their name, so named ones are trusted).
-        nimbus_store::CodeStore::sweep_unpacked(&run_dir.join("code"));
+        nimbus_store::CodeCache::sweep_unpacked(&run_dir.join("code"));
         let bootstraps = nimbus_runtime::bootstraps::install(&run_dir.join("runtime"))
             .context("cannot install the runtime bootstraps")?;
 

@@ -22,7 +22,7 @@ use nimbus_engine::{
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
-use nimbus_store::{Backends, CodeStore, StorageConfig, load_or_create_master_key};
+use nimbus_store::{Backends, StorageConfig, load_or_create_master_key};
 use tokio_util::sync::CancellationToken;
 
 pub use config::ServerArgs;
@@ -53,7 +53,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot open the storage in {}", host.data_dir.display()))?;
     let log_store = stores.logs.clone();
-    let code = Arc::new(CodeStore::open(host.data_dir.join("code"))?);
+    let code = stores.code.clone();
     let keys = stores.keys.clone();
     let admin_key = keys::ensure_admin_key(&*keys).await?;
 
@@ -260,10 +260,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         workflows: workflows.clone(),
         messaging: messaging.clone(),
         schedules: schedules.clone(),
-        objects: Arc::new(nimbus_store::FsObjectStore::open(
-            &host.data_dir.join("objects.db"),
-            &host.data_dir.join("objects"),
-        )?),
+        objects: stores.objects.clone(),
         auth: if args.dev {
             AuthMode::Dev
         } else {

@@ -1,10 +1,10 @@
 //! Between the store's types and s3s's DTOs: errors with S3's codes, stored
-//! attributes, timestamps, ETags, and request bodies streamed into a writer.
+//! attributes, timestamps, ETags, byte ranges, and request bodies as the
+//! store's streams.
 
 use futures::StreamExt;
-use md5::{Digest, Md5};
-use nimbus_store::{ObjectAttrs, ObjectError, ObjectWriter};
-use s3s::dto::{ETag, StreamingBlob, Timestamp};
+use nimbus_store::{ByteRange, ObjectAttrs, ObjectError, PutBody};
+use s3s::dto::{ETag, Range, StreamingBlob, Timestamp};
 use s3s::{S3Error, S3ErrorCode, s3_error};
 
 /// The largest single PUT or part: S3's own limit (data streams to disk).
@@ -15,6 +15,20 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub fn store_error(e: ObjectError) -> S3Error {
     let msg = e.to_string();
     let code = match e {
+        // The request body's own error (its stream ended badly, a chunk
+        // signature failed, the size limit of `put_body`), as it was raised.
+        ObjectError::Body(io) => {
+            return match io.get_ref() {
+                Some(inner) => body_error(inner),
+                None => body_error(&io),
+            };
+        }
+        ObjectError::IncompleteBody { .. } => {
+            let mut err = S3Error::with_message(S3ErrorCode::IncompleteBody, msg);
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            return err;
+        }
+        ObjectError::BadDigest => S3ErrorCode::BadDigest,
         ObjectError::NoSuchBucket(_) => S3ErrorCode::NoSuchBucket,
         ObjectError::BucketExists(_) => S3ErrorCode::BucketAlreadyOwnedByYou,
         ObjectError::BucketNotEmpty(_) => S3ErrorCode::BucketNotEmpty,
@@ -25,7 +39,7 @@ pub fn store_error(e: ObjectError) -> S3Error {
         ObjectError::EntityTooSmall(_) => S3ErrorCode::EntityTooSmall,
         ObjectError::InvalidPartNumber(_) => S3ErrorCode::InvalidArgument,
         ObjectError::Io { .. }
-        | ObjectError::Database(_)
+        | ObjectError::Backend(_)
         | ObjectError::Corrupt(_)
         | ObjectError::Task(_) => {
             tracing::error!("object store: {msg}");
@@ -130,47 +144,54 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> S3Error {
     err
 }
 
-/// Streams a request body into `writer`, checking the size limit and a
-/// `Content-MD5` when one was sent.
-pub async fn receive(
+/// A request body as the store takes it: chunks counted against the size
+/// limit as they stream (`EntityTooLarge` past it), the declared length, and
+/// the `Content-MD5` when one was sent (checked by the store, which hashes the
+/// body anyway for the ETag).
+pub fn put_body(
     body: Option<StreamingBlob>,
-    writer: &mut ObjectWriter,
     content_md5: Option<&str>,
-) -> Result<(), S3Error> {
-    let expected_md5 = match content_md5 {
+    content_length: Option<i64>,
+) -> Result<PutBody, S3Error> {
+    let md5 = match content_md5 {
         Some(b64) => Some(
             base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim())
                 .ok()
-                .filter(|d| d.len() == 16)
+                .and_then(|d| <[u8; 16]>::try_from(d).ok())
                 .ok_or_else(|| {
                     s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
                 })?,
         ),
         None => None,
     };
-    let mut md5 = expected_md5.as_ref().map(|_| Md5::new());
-    if let Some(mut body) = body {
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| body_error(&*e))?;
-            if writer.size() + chunk.len() as u64 > MAX_OBJECT_BYTES {
-                return Err(s3_error!(
-                    EntityTooLarge,
-                    "Your proposed upload exceeds the maximum allowed object size (5 GiB)."
-                ));
-            }
-            if let Some(h) = md5.as_mut() {
-                h.update(&chunk);
-            }
-            writer.write(&chunk).await.map_err(store_error)?;
+    let stream: nimbus_store::ByteStream = match body {
+        None => nimbus_store::body::once(bytes::Bytes::new()),
+        Some(body) => {
+            let mut received = 0u64;
+            Box::pin(body.map(move |chunk| {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                received += chunk.len() as u64;
+                if received > MAX_OBJECT_BYTES {
+                    return Err(std::io::Error::other(s3_error!(
+                        EntityTooLarge,
+                        "Your proposed upload exceeds the maximum allowed object size (5 GiB)."
+                    )));
+                }
+                Ok(chunk)
+            }))
         }
+    };
+    Ok(PutBody {
+        stream,
+        len: content_length.and_then(|n| u64::try_from(n).ok()),
+        md5,
+    })
+}
+
+/// The store's form of a `Range` header.
+pub fn byte_range(range: Range) -> ByteRange {
+    match range {
+        Range::Int { first, last } => ByteRange::Int { first, last },
+        Range::Suffix { length } => ByteRange::Suffix { length },
     }
-    if let (Some(expected), Some(h)) = (expected_md5, md5)
-        && h.finalize().as_slice() != expected.as_slice()
-    {
-        return Err(s3_error!(
-            BadDigest,
-            "The Content-MD5 you specified did not match what we received."
-        ));
-    }
-    Ok(())
 }

@@ -37,7 +37,7 @@
 //!
 //! # Limits
 //!
-//! Bodies stream to a temp file while hashed, never into memory, so a single
+//! Bodies stream into the store while hashed, never into memory, so a single
 //! PUT may be as large as S3 allows (5 GiB, `EntityTooLarge` beyond), and a
 //! multipart upload up to 10,000 parts. XML bodies are capped by s3s (20 MB).
 

@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::NimbusS3;
-use super::convert::{Headers, attrs, check_key, etag, receive, store_error, timestamp};
+use super::convert::{Headers, attrs, check_key, etag, put_body, store_error, timestamp};
 
 impl NimbusS3 {
     /// The upload, if it belongs to `bucket/key` (NoSuchUpload otherwise).
@@ -67,12 +67,15 @@ impl NimbusS3 {
             })?;
         self.upload_of(&input.upload_id, &input.bucket, &input.key)
             .await?;
-        let mut writer = self.state.objects.writer().await.map_err(store_error)?;
-        receive(input.body, &mut writer, input.content_md5.as_deref()).await?;
+        let body = put_body(
+            input.body,
+            input.content_md5.as_deref(),
+            input.content_length,
+        )?;
         let part = self
             .state
             .objects
-            .put_part(&input.upload_id, number, writer)
+            .put_part(&input.upload_id, number, body)
             .await
             .map_err(store_error)?;
         Ok(S3Response::new(UploadPartOutput {

@@ -1,4 +1,4 @@
-//! Object operations: put (streamed to a staged file, then committed), get
+//! Object operations: put (streamed into the store, then committed), get
 //! with single ranges and conditionals, head, delete, copy, and listings (v1
 //! and v2; continuation tokens are the last returned name, base64). After a
 //! create or remove is committed, matching bucket notifications are enqueued
@@ -9,12 +9,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nimbus_store::{ListEntry, ListQuery, ObjectMeta};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::auth::check;
 use super::convert::{
-    Headers, attrs, check_key, content_type, etag, header, metadata, receive, store_error,
-    timestamp,
+    Headers, attrs, byte_range, check_key, content_type, etag, header, metadata, put_body,
+    store_error, timestamp,
 };
 use super::{NimbusS3, principal};
 use crate::aws::Principal;
@@ -137,8 +136,11 @@ impl NimbusS3 {
                 Err(e) => return Err(store_error(e)),
             }
         }
-        let mut writer = self.state.objects.writer().await.map_err(store_error)?;
-        receive(input.body, &mut writer, input.content_md5.as_deref()).await?;
+        let body = put_body(
+            input.body,
+            input.content_md5.as_deref(),
+            input.content_length,
+        )?;
         let stored = attrs(Headers {
             content_type: input.content_type.map(|c| c.to_string()),
             cache_control: input.cache_control,
@@ -150,7 +152,7 @@ impl NimbusS3 {
         let meta = self
             .state
             .objects
-            .put(&input.bucket, &input.key, writer, stored)
+            .put(&input.bucket, &input.key, body, stored)
             .await
             .map_err(store_error)?;
         self.notify(
@@ -173,12 +175,13 @@ impl NimbusS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let (meta, file) = self
+        let read = self
             .state
             .objects
-            .open(&input.bucket, &input.key)
+            .open(&input.bucket, &input.key, input.range.map(byte_range))
             .await
             .map_err(store_error)?;
+        let meta = read.meta;
         preconditions(
             &meta,
             input.if_match.as_ref(),
@@ -186,25 +189,20 @@ impl NimbusS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (range, content_range) = match &input.range {
-            None => (0..meta.size, None),
-            Some(r) => {
-                let range = r.check(meta.size).map_err(|_| {
-                    s3_error!(InvalidRange, "The requested range is not satisfiable")
-                })?;
-                let cr = format!("bytes {}-{}/{}", range.start, range.end - 1, meta.size);
-                (range, Some(cr))
-            }
-        };
+        let range = read
+            .range
+            .ok_or_else(|| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+        let content_range = input
+            .range
+            .is_some()
+            .then(|| format!("bytes {}-{}/{}", range.start, range.end - 1, meta.size));
         let len = range.end - range.start;
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(std::io::SeekFrom::Start(range.start))
-            .await
-            .map_err(|e| s3_error!(InternalError, "seek: {e}"))?;
-        let stream = tokio_util::io::ReaderStream::new(file.take(len));
         let a = &meta.attrs;
         let output = GetObjectOutput {
-            body: Some(StreamingBlob::wrap(stream)),
+            // s3s wants a `Sync` stream; the store's are only `Send`.
+            body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(
+                read.body,
+            ))),
             content_length: Some(len as i64),
             content_range,
             accept_ranges: Some("bytes".into()),

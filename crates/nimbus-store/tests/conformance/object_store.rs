@@ -1,0 +1,424 @@
+//! `ObjectStore`: buckets, objects streamed in and out (ranges, declared
+//! lengths and digests, failed bodies), copies, listings and multipart
+//! uploads. The random-sequence model test is `tests/objects.rs`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use nimbus_store::body::collect;
+use nimbus_store::{
+    ByteRange, FsObjectStore, ListEntry, ListQuery, ObjectAttrs, ObjectError, ObjectStore, PutBody,
+};
+
+/// Parts but the last must be at least this long (S3's 5 MiB, lowered so the
+/// suite stays fast; every backend's opener sets the same).
+const MIN_PART: u64 = 4;
+
+async fn open_fs() -> (Arc<dyn ObjectStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsObjectStore::open(&dir.path().join("objects.db"), &dir.path().join("objects"))
+        .unwrap()
+        .with_min_part_size(MIN_PART);
+    (Arc::new(store), dir)
+}
+
+conformance!([fs = open_fs()](
+    buckets_are_created_once_and_deleted_empty,
+    put_then_read_back_with_attributes,
+    ranges_select_bytes,
+    a_failed_body_stores_nothing,
+    declared_length_and_digest_are_checked,
+    a_reader_keeps_the_version_it_opened,
+    copy_keeps_or_replaces_attributes,
+    listing_groups_and_pages,
+    multipart_assembles_parts_in_order,
+));
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+async fn put(store: &dyn ObjectStore, bucket: &str, key: &str, data: &[u8]) {
+    store
+        .put(
+            bucket,
+            key,
+            PutBody::bytes(data.to_vec()),
+            ObjectAttrs::default(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn read(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Vec<u8>, ObjectError> {
+    let read = store.open(bucket, key, None).await?;
+    Ok(collect(read.body, u64::MAX).await.unwrap())
+}
+
+/// A body that yields `chunks`, then fails.
+fn failing(chunks: Vec<&'static [u8]>) -> PutBody {
+    let items = chunks
+        .into_iter()
+        .map(|c| Ok(Bytes::from_static(c)))
+        .chain([Err(std::io::Error::other("client went away"))]);
+    PutBody::new(Box::pin(futures::stream::iter(items)))
+}
+
+async fn buckets_are_created_once_and_deleted_empty(store: Arc<dyn ObjectStore>) {
+    assert!(store.list_buckets().await.unwrap().is_empty());
+    store.create_bucket("b").await.unwrap();
+    store.create_bucket("a").await.unwrap();
+    let again = store.create_bucket("a").await;
+    assert!(
+        matches!(again, Err(ObjectError::BucketExists(_))),
+        "{again:?}"
+    );
+    let names: Vec<String> = store
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    store
+        .set_notifications("a", Some("{}".into()))
+        .await
+        .unwrap();
+    let a = store.bucket("a").await.unwrap().unwrap();
+    assert_eq!(a.notifications.as_deref(), Some("{}"));
+    put(&*store, "a", "k", b"x").await;
+    let busy = store.delete_bucket("a").await;
+    assert!(
+        matches!(busy, Err(ObjectError::BucketNotEmpty(_))),
+        "{busy:?}"
+    );
+    let removed = store.delete("a", "k").await.unwrap().unwrap();
+    assert_eq!(removed.size, 1);
+    assert!(store.delete("a", "k").await.unwrap().is_none());
+    store.delete_bucket("a").await.unwrap();
+    assert!(store.bucket("a").await.unwrap().is_none());
+    let gone = store.delete_bucket("a").await;
+    assert!(
+        matches!(gone, Err(ObjectError::NoSuchBucket(_))),
+        "{gone:?}"
+    );
+    let nowhere = store
+        .put("a", "k", PutBody::bytes(&b"x"[..]), ObjectAttrs::default())
+        .await;
+    assert!(
+        matches!(nowhere, Err(ObjectError::NoSuchBucket(_))),
+        "{nowhere:?}"
+    );
+}
+
+async fn put_then_read_back_with_attributes(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let attrs = ObjectAttrs {
+        content_type: Some("text/plain".into()),
+        headers: [("cache-control".to_string(), "no-cache".to_string())].into(),
+        user: [("colour".to_string(), "blue".to_string())].into(),
+    };
+    // Several chunks, no declared length.
+    let chunks: Vec<std::io::Result<Bytes>> = vec![Ok("hello, ".into()), Ok("world".into())];
+    let body = PutBody::new(Box::pin(futures::stream::iter(chunks)));
+    let meta = store.put("b", "dir/k", body, attrs.clone()).await.unwrap();
+    assert_eq!(meta.size, 12);
+    assert_eq!(meta.etag, md5_hex(b"hello, world"));
+    assert_eq!(store.head("b", "dir/k").await.unwrap(), meta);
+    let opened = store.open("b", "dir/k", None).await.unwrap();
+    assert_eq!(opened.meta, meta);
+    assert_eq!(opened.meta.attrs, attrs);
+    assert_eq!(opened.range, Some(0..12));
+    assert_eq!(collect(opened.body, 100).await.unwrap(), b"hello, world");
+    // Empty objects are objects.
+    put(&*store, "b", "empty", b"").await;
+    assert_eq!(read(&*store, "b", "empty").await.unwrap(), b"");
+    let missing = store.head("b", "nope").await;
+    assert!(
+        matches!(missing, Err(ObjectError::NoSuchKey(_))),
+        "{missing:?}"
+    );
+    let missing = store.open("b", "nope", None).await.map(|r| r.meta);
+    assert!(
+        matches!(missing, Err(ObjectError::NoSuchKey(_))),
+        "{missing:?}"
+    );
+    let no_bucket = store.open("nope", "k", None).await.map(|r| r.meta);
+    assert!(
+        matches!(no_bucket, Err(ObjectError::NoSuchBucket(_))),
+        "{no_bucket:?}"
+    );
+}
+
+async fn ranges_select_bytes(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    put(&*store, "b", "k", b"0123456789").await;
+    let cases = [
+        (
+            ByteRange::Int {
+                first: 2,
+                last: Some(4),
+            },
+            Some(2..5),
+            &b"234"[..],
+        ),
+        (
+            ByteRange::Int {
+                first: 7,
+                last: None,
+            },
+            Some(7..10),
+            b"789",
+        ),
+        (
+            ByteRange::Int {
+                first: 8,
+                last: Some(99),
+            },
+            Some(8..10),
+            b"89",
+        ),
+        (ByteRange::Suffix { length: 3 }, Some(7..10), b"789"),
+        (
+            ByteRange::Int {
+                first: 10,
+                last: None,
+            },
+            None,
+            b"",
+        ),
+        (ByteRange::Suffix { length: 0 }, None, b""),
+    ];
+    for (range, want, bytes) in cases {
+        let opened = store.open("b", "k", Some(range)).await.unwrap();
+        assert_eq!(opened.meta.size, 10, "the meta is the whole object's");
+        assert_eq!(opened.range, want, "{range:?}");
+        assert_eq!(collect(opened.body, 100).await.unwrap(), bytes, "{range:?}");
+    }
+}
+
+async fn a_failed_body_stores_nothing(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    put(&*store, "b", "k", b"old").await;
+    let got = store
+        .put(
+            "b",
+            "k",
+            failing(vec![b"new ", b"bytes"]),
+            ObjectAttrs::default(),
+        )
+        .await;
+    let Err(ObjectError::Body(e)) = got else {
+        panic!("expected a body error, got {got:?}");
+    };
+    assert_eq!(e.to_string(), "client went away", "the stream's own error");
+    assert_eq!(read(&*store, "b", "k").await.unwrap(), b"old");
+    let fresh = store
+        .put("b", "new", failing(vec![b"x"]), ObjectAttrs::default())
+        .await;
+    assert!(matches!(fresh, Err(ObjectError::Body(_))), "{fresh:?}");
+    let missing = store.head("b", "new").await;
+    assert!(
+        matches!(missing, Err(ObjectError::NoSuchKey(_))),
+        "{missing:?}"
+    );
+}
+
+async fn declared_length_and_digest_are_checked(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    for (declared, data) in [(5u64, &b"abc"[..]), (2, b"abc")] {
+        let mut body = PutBody::bytes(data);
+        body.len = Some(declared);
+        let got = store.put("b", "k", body, ObjectAttrs::default()).await;
+        assert!(
+            matches!(
+                got,
+                Err(ObjectError::IncompleteBody { expected, .. }) if expected == declared
+            ),
+            "{got:?}"
+        );
+    }
+    let mut body = PutBody::bytes(&b"abc"[..]);
+    body.md5 = Some(Md5::digest(b"abd").into());
+    let got = store.put("b", "k", body, ObjectAttrs::default()).await;
+    assert!(matches!(got, Err(ObjectError::BadDigest)), "{got:?}");
+    let missing = store.head("b", "k").await;
+    assert!(
+        matches!(missing, Err(ObjectError::NoSuchKey(_))),
+        "{missing:?}"
+    );
+    let mut body = PutBody::bytes(&b"abc"[..]);
+    body.md5 = Some(Md5::digest(b"abc").into());
+    let meta = store
+        .put("b", "k", body, ObjectAttrs::default())
+        .await
+        .unwrap();
+    assert_eq!(meta.etag, md5_hex(b"abc"));
+}
+
+async fn a_reader_keeps_the_version_it_opened(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    put(&*store, "b", "k", b"first version").await;
+    let opened = store.open("b", "k", None).await.unwrap();
+    put(&*store, "b", "k", b"second").await;
+    store.delete("b", "k").await.unwrap();
+    assert_eq!(opened.meta.etag, md5_hex(b"first version"));
+    assert_eq!(collect(opened.body, 100).await.unwrap(), b"first version");
+}
+
+async fn copy_keeps_or_replaces_attributes(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("a").await.unwrap();
+    store.create_bucket("b").await.unwrap();
+    let attrs = ObjectAttrs {
+        content_type: Some("image/png".into()),
+        ..ObjectAttrs::default()
+    };
+    store
+        .put("a", "src", PutBody::bytes(&b"png"[..]), attrs.clone())
+        .await
+        .unwrap();
+    let kept = store.copy(("a", "src"), ("b", "dst"), None).await.unwrap();
+    assert_eq!(kept.key, "dst");
+    assert_eq!(kept.etag, md5_hex(b"png"));
+    assert_eq!(kept.attrs, attrs);
+    assert_eq!(read(&*store, "b", "dst").await.unwrap(), b"png");
+    let replaced = store
+        .copy(("a", "src"), ("a", "src"), Some(ObjectAttrs::default()))
+        .await
+        .unwrap();
+    assert_eq!(replaced.attrs, ObjectAttrs::default());
+    assert_eq!(read(&*store, "a", "src").await.unwrap(), b"png");
+    let missing = store.copy(("a", "nope"), ("b", "x"), None).await;
+    assert!(
+        matches!(missing, Err(ObjectError::NoSuchKey(_))),
+        "{missing:?}"
+    );
+}
+
+async fn listing_groups_and_pages(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    for k in ["a/1", "a/2", "b", "c/x/y", "d"] {
+        put(&*store, "b", k, b"x").await;
+    }
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let query = ListQuery {
+            prefix: String::new(),
+            delimiter: Some("/".into()),
+            after: after.clone(),
+            max_keys: 2,
+        };
+        let page = store.list("b", &query).await.unwrap();
+        seen.extend(page.entries.iter().map(|e| match e {
+            ListEntry::Object(o) => format!("K:{}", o.key),
+            ListEntry::CommonPrefix(p) => format!("P:{p}"),
+        }));
+        if !page.truncated {
+            break;
+        }
+        after = page.entries.last().map(|e| e.name().to_string());
+    }
+    assert_eq!(seen, ["P:a/", "K:b", "P:c/", "K:d"]);
+    let query = ListQuery {
+        prefix: "a/".into(),
+        max_keys: 10,
+        ..ListQuery::default()
+    };
+    let page = store.list("b", &query).await.unwrap();
+    let keys: Vec<&str> = page.entries.iter().map(ListEntry::name).collect();
+    assert_eq!(keys, ["a/1", "a/2"]);
+    assert!(!page.truncated);
+}
+
+async fn multipart_assembles_parts_in_order(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let attrs = ObjectAttrs {
+        content_type: Some("text/plain".into()),
+        ..ObjectAttrs::default()
+    };
+    let upload = store.create_upload("b", "k", attrs.clone()).await.unwrap();
+    assert_eq!(store.upload(&upload.id).await.unwrap(), upload);
+    let parts: [&[u8]; 3] = [b"first-", b"second-", b"last"];
+    let mut listed = Vec::new();
+    // Out of order, and part 2 replaced once.
+    for (number, data) in [
+        (2u32, &b"wrong"[..]),
+        (1, parts[0]),
+        (3, parts[2]),
+        (2, parts[1]),
+    ] {
+        let part = store
+            .put_part(&upload.id, number, PutBody::bytes(data))
+            .await
+            .unwrap();
+        assert_eq!(part.etag, md5_hex(data));
+        if data != b"wrong" {
+            listed.push((number, part.etag));
+        }
+    }
+    listed.sort();
+    let stored: Vec<(u32, u64)> = store
+        .list_parts(&upload.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.number, p.size))
+        .collect();
+    assert_eq!(stored, [(1, 6), (2, 7), (3, 4)]);
+    let bad = store
+        .put_part(&upload.id, 10_001, PutBody::bytes(&b"x"[..]))
+        .await;
+    assert!(
+        matches!(bad, Err(ObjectError::InvalidPartNumber(_))),
+        "{bad:?}"
+    );
+    let reversed: Vec<(u32, String)> = listed.iter().rev().cloned().collect();
+    let unordered = store.complete_upload(&upload.id, &reversed).await;
+    assert!(
+        matches!(unordered, Err(ObjectError::InvalidPartOrder)),
+        "{unordered:?}"
+    );
+    let meta = store.complete_upload(&upload.id, &listed).await.unwrap();
+    let etags: Vec<&str> = listed.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(meta.etag, nimbus_store::multipart_etag(&etags));
+    assert_eq!(meta.attrs, attrs);
+    assert_eq!(read(&*store, "b", "k").await.unwrap(), b"first-second-last");
+    let ended = store.list_parts(&upload.id).await;
+    assert!(
+        matches!(ended, Err(ObjectError::NoSuchUpload(_))),
+        "{ended:?}"
+    );
+
+    // A part below the minimum (not the last) refuses the completion; abort
+    // ends the upload.
+    let small = store
+        .create_upload("b", "s", ObjectAttrs::default())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for (number, data) in [(1u32, &b"abc"[..]), (2, b"defg")] {
+        let part = store
+            .put_part(&small.id, number, PutBody::bytes(data))
+            .await
+            .unwrap();
+        listed.push((number, format!("\"{}\"", part.etag)));
+    }
+    let too_small = store.complete_upload(&small.id, &listed).await;
+    assert!(
+        matches!(too_small, Err(ObjectError::EntityTooSmall(1))),
+        "{too_small:?}"
+    );
+    store.abort_upload(&small.id).await.unwrap();
+    let gone = store.upload(&small.id).await;
+    assert!(
+        matches!(gone, Err(ObjectError::NoSuchUpload(_))),
+        "{gone:?}"
+    );
+    assert!(matches!(
+        store.head("b", "s").await,
+        Err(ObjectError::NoSuchKey(_))
+    ));
+}
