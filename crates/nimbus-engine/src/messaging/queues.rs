@@ -161,6 +161,8 @@ pub struct Queues {
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     stop: CancellationToken,
     grants: Arc<super::DeliveryGrants>,
+    /// Wall time.
+    clock: nimbus_core::Clock,
 }
 
 /// Which source queues may use a queue as their dead-letter queue
@@ -226,10 +228,6 @@ impl RedriveAllow {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 pub fn valid_queue_name(name: &str) -> bool {
     (1..=80).contains(&name.len())
         && name
@@ -249,6 +247,7 @@ impl Queues {
             arrivals: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             grants,
+            clock: nimbus_core::Clock::system(),
         }
     }
 
@@ -356,7 +355,7 @@ impl Queues {
         {
             attributes.remove(super::CREATOR_ATTRIBUTE);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let record = QueueRecord {
             name: name.to_string(),
             created_ms: now,
@@ -415,7 +414,7 @@ impl Queues {
         let attrs = self.check_attributes(name, attrs, creator).await?;
         if !self
             .store
-            .set_queue_attributes(name, attrs, now_ms())
+            .set_queue_attributes(name, attrs, self.clock.now_ms())
             .await?
         {
             return Err(MessagingError::QueueDoesNotExist(name.to_string()));
@@ -443,7 +442,7 @@ impl Queues {
             visible,
             in_flight,
             delayed,
-        } = self.store.counts(&q.name, now_ms()).await?;
+        } = self.store.counts(&q.name, self.clock.now_ms()).await?;
         let mut all: BTreeMap<String, String> = q.attributes.clone();
         all.remove(super::CREATOR_ATTRIBUTE);
         for (k, v) in [
@@ -567,7 +566,7 @@ impl Queues {
         reqs: Vec<SendRequest>,
     ) -> Result<Vec<Result<Sent, MessagingError>>, MessagingError> {
         let settings = QueueSettings::of(&self.get(queue).await?);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(reqs.len());
         let mut messages = Vec::new();
         for req in reqs {
@@ -612,7 +611,7 @@ impl Queues {
             let notified = arrivals.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let got = self
                 .store
                 .receive(
@@ -641,7 +640,7 @@ impl Queues {
                 return Ok(Vec::new());
             }
             let until_visible = match self.store.next_visible(queue, now).await? {
-                Some(t) => Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64),
+                Some(t) => Duration::from_millis((t - self.clock.now_ms()).clamp(1, 60_000) as u64),
                 None => left,
             };
             tokio::select! {
@@ -717,7 +716,7 @@ impl Queues {
             )));
         }
         let (id, receipt) = Self::parse_handle(handle)?;
-        let at = now_ms() + i64::from(timeout_s) * 1000;
+        let at = self.clock.now_ms() + i64::from(timeout_s) * 1000;
         match self.store.change_visibility(queue, id, receipt, at).await? {
             VisibilityChange::Changed => {
                 if timeout_s == 0 {
