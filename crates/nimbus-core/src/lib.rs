@@ -5,6 +5,7 @@
 //! public error codes, so that the control plane, the scheduler, the runtimes and
 //! every API speak the same vocabulary and report the same errors.
 
+pub mod clock;
 pub mod error;
 pub mod function;
 pub mod invocation;
@@ -16,6 +17,7 @@ pub mod policy;
 pub mod schedule;
 pub mod style;
 
+pub use clock::Clock;
 pub use error::{ErrorCode, ValidationError};
 pub use function::{
     AliasRecord, AliasRouting, EventInvokeConfig, FunctionConfig, FunctionName, FunctionRecord,

@@ -13,6 +13,7 @@
 pub mod control;
 mod error;
 pub mod invoker;
+pub mod lifecycle;
 pub mod messaging;
 pub mod observe;
 pub mod scheduler;

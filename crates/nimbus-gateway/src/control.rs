@@ -63,12 +63,8 @@ pub struct Gateway {
     writes: tokio::sync::Mutex<()>,
     /// State machines routes may start (set once at startup).
     workflows: std::sync::OnceLock<Arc<nimbus_engine::workflows::Workflows>>,
-}
-
-fn now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3f%z")
-        .to_string()
+    /// Stamps creation times.
+    clock: nimbus_core::Clock,
 }
 
 fn random_id(prefix: &str) -> Result<String, GatewayError> {
@@ -100,6 +96,13 @@ fn route_from_row(row: GatewayRouteRow) -> Result<Route, GatewayError> {
 }
 
 impl Gateway {
+    fn now(&self) -> String {
+        self.clock
+            .now()
+            .format("%Y-%m-%dT%H:%M:%S%.3f%z")
+            .to_string()
+    }
+
     /// Loads the declarations and compiles the first snapshot.
     pub async fn load(
         store: Arc<dyn GatewayStore>,
@@ -113,6 +116,7 @@ impl Gateway {
             settings,
             writes: tokio::sync::Mutex::new(()),
             workflows: std::sync::OnceLock::new(),
+            clock: nimbus_core::Clock::system(),
         };
         g.reload().await?;
         Ok(g)
@@ -266,7 +270,7 @@ impl Gateway {
             route_key: spec.route.clone(),
             config,
             secret,
-            created_at: now(),
+            created_at: self.now(),
         };
         let created_at = row.created_at.clone();
         self.store.put_route(row, replaces).await?;
@@ -363,7 +367,9 @@ impl Gateway {
                 })?,
             },
             config: serde_json::to_string(&spec).expect("a URL spec serialises"),
-            created_at: existing.as_ref().map_or_else(now, |u| u.created_at.clone()),
+            created_at: existing
+                .as_ref()
+                .map_or_else(|| self.now(), |u| u.created_at.clone()),
         };
         self.store.put_function_url(row.clone()).await?;
         self.reload().await?;
@@ -423,7 +429,7 @@ impl Gateway {
             kind: spec.kind,
             function: spec.function,
             description: spec.description,
-            created_at: now(),
+            created_at: self.now(),
         };
         let _w = self.writes.lock().await;
         self.store

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -63,6 +63,14 @@ pub(crate) struct Shared {
     /// The region in ARNs (the connections endpoint's resource).
     pub region: String,
     pub ws: Connections,
+    pub clock: nimbus_core::Clock,
+}
+
+impl Shared {
+    /// Now, in milliseconds since the Unix epoch.
+    pub fn epoch_ms(&self) -> u64 {
+        self.clock.now_ms().max(0) as u64
+    }
 }
 
 /// How the listener is bounded and who may use the connections endpoint.
@@ -107,12 +115,13 @@ impl GatewayServer {
                 api: ApiInfo::new(&settings.account_id, "nimbus", domain, DEFAULT_ROUTE_KEY),
                 region: settings.region.clone(),
                 ws: Connections::new(options.websocket, options.connections_auth),
+                clock: nimbus_core::Clock::system(),
             }),
         }
     }
 
     /// Serves until `stop`: then stops accepting and lets in-flight requests
-    /// finish (WebSockets are closed by [`GatewayServer::close_websockets`]).
+    /// finish (WebSockets are closed by the [`nimbus_engine::lifecycle::Service`]).
     /// Connections are served by [`nimbus_runtime::listener`] (header and
     /// body timeouts, connection caps; the header timeout also covers a
     /// WebSocket upgrade request).
@@ -139,11 +148,27 @@ impl GatewayServer {
         })
         .await
     }
+}
 
-    /// Closes every WebSocket with 1001 (going away) and waits up to `wait`
-    /// for their `$disconnect` invocations.
-    pub async fn close_websockets(&self, wait: Duration) -> usize {
-        self.shared.ws.close_all(wait).await
+/// The gateway's WebSockets: stopping closes each with 1001 (going away);
+/// draining waits for their `$disconnect` invocations. The listener itself is
+/// served by [`GatewayServer::serve`].
+#[async_trait::async_trait]
+impl nimbus_engine::lifecycle::Service for GatewayServer {
+    fn name(&self) -> &'static str {
+        "gateway WebSockets"
+    }
+
+    fn stop_accepting(&self) {
+        self.shared.ws.close_all();
+    }
+
+    async fn drain(&self, _deadline: tokio::time::Instant) {
+        self.shared.ws.closed().await;
+    }
+
+    fn status(&self) -> String {
+        format!("{} WebSockets open", self.shared.ws.open())
     }
 }
 
@@ -153,12 +178,6 @@ pub const BAD_REQUEST_BODY: &str = r#"{"message":"Bad Request"}"#;
 fn bad_request() -> axum::response::Response {
     let rid = nimbus_core::InvocationId::new().to_string();
     gateway_error(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY, &rid).map(Body::from)
-}
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn handle(
@@ -273,6 +292,7 @@ async fn serve_http(
             api,
             source_ip,
             request_id,
+            clock: &s.clock,
         };
         let resp = if target.streaming {
             match prepare(&target, &call, body).await {
@@ -312,6 +332,7 @@ async fn serve_http(
                 api: &s.api,
                 source_ip,
                 request_id,
+                clock: &s.clock,
             };
             let resp = run(s, found.target, call, body).await;
             (resp.map(Body::from), Some(found.target.clone()))
@@ -332,6 +353,7 @@ struct Call<'a> {
     api: &'a ApiInfo,
     source_ip: &'a str,
     request_id: &'a str,
+    clock: &'a nimbus_core::Clock,
 }
 
 /// Checks the route's auth; `Ok(Some(principal))` for an accepted JWT.
@@ -413,7 +435,7 @@ async fn prepare(target: &Target, call: &Call<'_>, body: Body) -> Result<Vec<u8>
         resource: call.resource,
         path_params: call.params,
         request_id: rid,
-        time_epoch_ms: epoch_ms(),
+        time_epoch_ms: call.clock.now_ms().max(0) as u64,
         api: call.api,
         jwt: jwt.as_ref(),
     };

@@ -260,22 +260,21 @@ impl Connections {
             .cloned()
     }
 
-    /// Closes every connection with 1001 and waits up to `wait` for their
-    /// sessions (and `$disconnect` invocations) to end. Returns how many
-    /// connections were open.
-    pub async fn close_all(&self, wait: Duration) -> usize {
-        let open = self.map.read().unwrap_or_else(|e| e.into_inner()).len();
+    /// Closes every connection with 1001 and accepts no new ones.
+    pub(crate) fn close_all(&self) {
         self.stop.cancel();
         self.tasks.close();
-        let _ = tokio::time::timeout(wait, self.tasks.wait()).await;
-        open
     }
-}
 
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    /// Waits for the sessions (and `$disconnect` invocations) to end.
+    pub(crate) async fn closed(&self) {
+        self.tasks.wait().await;
+    }
+
+    /// How many connections are open.
+    pub(crate) fn open(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 fn random_id() -> String {
@@ -447,7 +446,7 @@ pub(crate) async fn upgrade(s: Arc<Shared>, peer: SocketAddr, req: Request) -> R
     let (mut parts, _body) = req.into_parts();
     let conn = Connection {
         connection_id: random_id(),
-        connected_at_ms: epoch_ms(),
+        connected_at_ms: s.epoch_ms(),
         source_ip: peer.ip().to_string(),
         user_agent: parts
             .headers
@@ -466,7 +465,7 @@ pub(crate) async fn upgrade(s: Arc<Shared>, peer: SocketAddr, req: Request) -> R
         }
         let meta = EventMeta {
             request_id: &request_id,
-            time_epoch_ms: epoch_ms(),
+            time_epoch_ms: s.epoch_ms(),
         };
         let event = connect_event(&s.api, &conn, meta, &parts.headers, parts.uri.query());
         match invoke(&s, target, event, &request_id).await {
@@ -524,7 +523,7 @@ async fn session(s: Arc<Shared>, conn: Connection, slot: Slot, mut socket: WebSo
     let handle = Arc::new(Conn {
         info: conn,
         tx,
-        last_active_ms: AtomicU64::new(epoch_ms()),
+        last_active_ms: AtomicU64::new(s.epoch_ms()),
         closed: CancellationToken::new(),
     });
     s.ws.map
@@ -572,7 +571,7 @@ async fn session(s: Arc<Shared>, conn: Connection, slot: Slot, mut socket: WebSo
             },
             msg = socket.recv(), if place.is_some() => {
                 last_frame = Instant::now();
-                handle.last_active_ms.store(epoch_ms(), Ordering::Relaxed);
+                handle.last_active_ms.store(s.epoch_ms(), Ordering::Relaxed);
                 let (data, text) = match msg {
                     Some(Ok(Message::Text(t))) => (Bytes::from(t), true),
                     Some(Ok(Message::Binary(b))) => (b, false),
@@ -606,7 +605,7 @@ async fn session(s: Arc<Shared>, conn: Connection, slot: Slot, mut socket: WebSo
         let rid = nimbus_core::InvocationId::new().to_string();
         let meta = EventMeta {
             request_id: &rid,
-            time_epoch_ms: epoch_ms(),
+            time_epoch_ms: s.epoch_ms(),
         };
         let event = disconnect_event(&s.api, &handle.info, meta, code, &reason);
         let _ = invoke(&s, target, event, &rid).await;
@@ -650,7 +649,7 @@ async fn handle_message(s: &Arc<Shared>, conn: &Arc<Conn>, data: Bytes, text: bo
     }
     let meta = EventMeta {
         request_id: &rid,
-        time_epoch_ms: epoch_ms(),
+        time_epoch_ms: s.epoch_ms(),
     };
     let frame = match std::str::from_utf8(&data) {
         Ok(t) if text => Frame::Text(t),

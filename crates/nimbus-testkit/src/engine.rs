@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use nimbus_core::schedule::{MissedFires, ScheduleRecord};
 use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, InvokeRequest, Runtime};
+use nimbus_engine::lifecycle::{Context, Service};
 use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
 use nimbus_engine::sources::schedules::Schedules;
 use nimbus_engine::workflows::{ArnScope, WorkflowLimits, Workflows};
@@ -183,10 +184,13 @@ impl TestEngine {
     }
 
     fn start_background(&self) {
-        let stop = &self.background;
-        tokio::spawn(self.scheduler.clone().run_reaper(stop.clone()));
-        tokio::spawn(self.events.clone().run(stop.clone()));
-        tokio::spawn(self.schedules.clone().run(stop.clone()));
+        let ctx = || Context {
+            cancel: self.background.clone(),
+        };
+        // The services' run loops, as `nimbus up`'s coordinator starts them.
+        tokio::spawn(Service::run(self.scheduler.clone(), ctx()));
+        tokio::spawn(Service::run(self.events.clone(), ctx()));
+        tokio::spawn(Service::run(self.schedules.clone(), ctx()));
     }
 
     /// A second [`Schedules`] on the same stores whose clock starts `offset`
@@ -202,7 +206,12 @@ impl TestEngine {
             Some(offset),
         ));
         schedules.load().await.expect("schedules load");
-        tokio::spawn(schedules.clone().run(self.background.child_token()));
+        tokio::spawn(Service::run(
+            schedules.clone(),
+            Context {
+                cancel: self.background.child_token(),
+            },
+        ));
         schedules
     }
 

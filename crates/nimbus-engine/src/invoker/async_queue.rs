@@ -82,6 +82,8 @@ pub struct AsyncInvoker {
     running: RunningLineage,
     /// Workers each function holds now (its fair share is checked at claim).
     holding: Arc<Mutex<HashMap<String, usize>>>,
+    /// Wall time.
+    clock: nimbus_core::Clock,
 }
 
 /// One function's event-driven invocations running now: token → (count, trace).
@@ -146,10 +148,6 @@ impl Drop for LineageEntry<'_> {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl AsyncInvoker {
     /// Runs on the invocation queue, dead letters and fire ledger of `stores`.
     pub fn new(
@@ -173,7 +171,14 @@ impl AsyncInvoker {
             revoked: std::sync::atomic::AtomicU64::new(0),
             running: RunningLineage::default(),
             holding: Arc::default(),
+            clock: nimbus_core::Clock::system(),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: nimbus_core::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// How many more events of a function may run now: its reserved
@@ -279,7 +284,7 @@ impl AsyncInvoker {
             function: req.function.to_string(),
             qualifier: req.qualifier.clone(),
             payload: req.payload.to_vec(),
-            enqueued_ms: now_ms(),
+            enqueued_ms: self.clock.now_ms(),
             attempts: 0,
             error: None,
             failed_at_ms: None,
@@ -302,7 +307,7 @@ impl AsyncInvoker {
             Ok((depth, oldest)) => (
                 depth,
                 oldest
-                    .map(|t| (now_ms() - t).max(0) as f64 / 1000.0)
+                    .map(|t| (self.clock.now_ms() - t).max(0) as f64 / 1000.0)
                     .unwrap_or(0.0),
             ),
             Err(_) => (0, 0.0),
@@ -311,7 +316,7 @@ impl AsyncInvoker {
 
     /// Puts a dead letter back in the queue. Returns whether it existed.
     pub async fn replay(&self, id: &str) -> Result<bool, EngineError> {
-        let found = self.dead_letters.replay(id, now_ms()).await?;
+        let found = self.dead_letters.replay(id, self.clock.now_ms()).await?;
         self.wake.notify_one();
         Ok(found)
     }
@@ -332,7 +337,7 @@ impl AsyncInvoker {
     }
 
     /// Claims and runs due events until cancelled.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    async fn claim_loop(self: Arc<Self>, cancel: CancellationToken) {
         let lease = self.lease();
         let budget = self.budget();
         loop {
@@ -340,7 +345,7 @@ impl AsyncInvoker {
             let claimed = if free > 0 {
                 match self
                     .queue
-                    .claim_within(now_ms(), free, lease.clone(), budget.clone())
+                    .claim_within(self.clock.now_ms(), free, lease.clone(), budget.clone())
                     .await
                 {
                     Ok(c) => c,
@@ -385,7 +390,9 @@ impl AsyncInvoker {
                 Duration::from_secs(1)
             } else {
                 match self.queue.next_due().await {
-                    Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(5, 1_000) as u64),
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - self.clock.now_ms()).clamp(5, 1_000) as u64)
+                    }
                     _ => Duration::from_secs(1),
                 }
             };
@@ -408,13 +415,18 @@ impl AsyncInvoker {
         let Ok(function) = event.function.parse::<FunctionName>() else {
             let _ = self
                 .queue
-                .dead(&event.id, now_ms(), event.attempts, "invalid function name")
+                .dead(
+                    &event.id,
+                    self.clock.now_ms(),
+                    event.attempts,
+                    "invalid function name",
+                )
                 .await;
             return;
         };
         let cfg = self.settings_of(&function);
         let attempt = event.attempts + 1;
-        let age_ms = now_ms() - event.enqueued_ms;
+        let age_ms = self.clock.now_ms() - event.enqueued_ms;
         if age_ms > cfg.max_event_age_s as i64 * 1000 {
             self.give_up(
                 &event,
@@ -449,7 +461,7 @@ impl AsyncInvoker {
                     .queue
                     .dead(
                         &event.id,
-                        now_ms(),
+                        self.clock.now_ms(),
                         event.attempts,
                         &format!("grant revoked: function {creator} may no longer invoke {target}"),
                     )
@@ -484,7 +496,7 @@ impl AsyncInvoker {
             Ok(r) => r,
             Err(EngineError::TooManyRequests(_)) => {
                 // Not a failure: wait for capacity without using up an attempt.
-                let at = now_ms() + THROTTLE_BACKOFF.as_millis() as i64;
+                let at = self.clock.now_ms() + THROTTLE_BACKOFF.as_millis() as i64;
                 let _ = self
                     .queue
                     .retry(&event.id, at, event.attempts, "throttled")
@@ -497,7 +509,7 @@ impl AsyncInvoker {
                     .queue
                     .dead(
                         &event.id,
-                        now_ms(),
+                        self.clock.now_ms(),
                         attempt,
                         &format!("function {what} not found"),
                     )
@@ -554,7 +566,7 @@ impl AsyncInvoker {
             .await;
         let _ = self
             .queue
-            .dead(&event.id, now_ms(), event.attempts, &why)
+            .dead(&event.id, self.clock.now_ms(), event.attempts, &why)
             .await;
     }
 
@@ -569,7 +581,7 @@ impl AsyncInvoker {
     ) {
         if attempt <= cfg.max_retry_attempts {
             let delay = self.settings.retry_delay * 2u32.saturating_pow(attempt - 1);
-            let at = now_ms() + delay.as_millis() as i64;
+            let at = self.clock.now_ms() + delay.as_millis() as i64;
             if let Err(e) = self.queue.retry(&event.id, at, attempt, error).await {
                 tracing::error!("cannot schedule a retry of {}: {e}", event.request_id);
             }
@@ -612,7 +624,7 @@ impl AsyncInvoker {
                         let why = format!("{error}; and delivery to {dest} failed: {e}");
                         let _ = self
                             .queue
-                            .dead(&event.id, now_ms(), event.attempts, &why)
+                            .dead(&event.id, self.clock.now_ms(), event.attempts, &why)
                             .await;
                     }
                 }
@@ -620,7 +632,7 @@ impl AsyncInvoker {
             None => {
                 if let Err(e) = self
                     .queue
-                    .dead(&event.id, now_ms(), event.attempts, error)
+                    .dead(&event.id, self.clock.now_ms(), event.attempts, error)
                     .await
                 {
                     tracing::error!("cannot move {} to the dead letters: {e}", event.request_id);
@@ -654,7 +666,7 @@ impl AsyncInvoker {
         }
         json!({
             "version": "1.0",
-            "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "timestamp": self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             "requestContext": {
                 "requestId": event.request_id,
                 "functionArn": format!("{}:{}", self.config.function_arn(function.as_str()), event.qualifier.as_deref().unwrap_or("$LATEST")),
@@ -683,5 +695,27 @@ impl AsyncInvoker {
         let mut req = InvokeRequest::new(name, Bytes::from(record.to_string()));
         req.qualifier = parts.get(7).map(|q| q.to_string());
         self.submit(req).await.map(|_| ())
+    }
+}
+
+/// The workers: stopping them claims no new events (those queued wait for the
+/// next start); the events running are invocations, which the invoker drains.
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for AsyncInvoker {
+    fn name(&self) -> &'static str {
+        "async workers"
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        ctx: crate::lifecycle::Context,
+    ) -> Result<(), crate::lifecycle::ServiceError> {
+        self.claim_loop(ctx.cancel).await;
+        Ok(())
+    }
+
+    fn status(&self) -> String {
+        let busy = self.settings.workers.max(1) - self.slots.available_permits();
+        format!("{busy} of {} workers busy", self.settings.workers.max(1))
     }
 }

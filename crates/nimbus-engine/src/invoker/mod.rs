@@ -53,6 +53,7 @@ pub struct Invoker {
     tracker: TaskTracker,
     /// Stops invocations still running after the shutdown grace period.
     cancel: CancellationToken,
+    clock: nimbus_core::Clock,
 }
 
 impl Invoker {
@@ -71,6 +72,7 @@ impl Invoker {
             metrics: Arc::new(crate::Metrics::default()),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            clock: nimbus_core::Clock::system(),
         }
     }
 
@@ -109,14 +111,15 @@ impl Invoker {
         let cancel = self.cancel.clone();
         let usage = self.usage.clone();
         let metrics = self.metrics.clone();
+        let clock = self.clock.clone();
         Ok(self.tracker.spawn(async move {
             let function = deployed.spec.function.clone();
             let (version, memory_mb) = (deployed.spec.version.clone(), deployed.spec.memory_mb);
             let request_id = req.id.to_string();
-            let result = run(deployed, req, stream, &scheduler, &logs, cancel).await;
+            let result = run(deployed, req, stream, &scheduler, &logs, &clock, cancel).await;
             let record = match &result {
                 Ok(r) => Some(UsageRecord {
-                    ts_ms: chrono::Utc::now().timestamp_millis(),
+                    ts_ms: clock.now_ms(),
                     function,
                     version: r.executed_version.clone(),
                     request_id,
@@ -131,7 +134,7 @@ impl Invoker {
                     },
                 }),
                 Err(EngineError::TooManyRequests(_)) => Some(UsageRecord {
-                    ts_ms: chrono::Utc::now().timestamp_millis(),
+                    ts_ms: clock.now_ms(),
                     function,
                     version,
                     request_id,
@@ -159,7 +162,7 @@ impl Invoker {
             function: function.into(),
             instance: "platform".into(),
             request_id: Some(request_id.into()),
-            ts_ms: chrono::Utc::now().timestamp_millis(),
+            ts_ms: self.clock.now_ms(),
             text,
             charge: None,
         };
@@ -172,20 +175,37 @@ impl Invoker {
     pub fn is_shutting_down(&self) -> bool {
         self.tracker.is_closed()
     }
+}
 
-    /// Refuses new invocations and waits up to `grace` for running ones; those
-    /// still running then are stopped and answered with an error (with END and
-    /// REPORT logged), so no caller is left without a result.
-    /// Returns how many had to be stopped.
-    pub async fn drain(&self, grace: Duration) -> usize {
+/// Shutdown refuses new invocations and waits for running ones (the grace
+/// period); those still running then are cut off: stopped and answered with
+/// an error (with END and REPORT logged), so no caller is left without a result.
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for Invoker {
+    fn name(&self) -> &'static str {
+        "invoker"
+    }
+
+    fn stop_accepting(&self) {
         self.tracker.close();
-        let _ = tokio::time::timeout(grace, self.tracker.wait()).await;
+    }
+
+    async fn drain(&self, _deadline: tokio::time::Instant) {
+        self.tracker.wait().await;
+    }
+
+    fn cut_off(&self) {
         let stopped = self.tracker.len();
         if stopped > 0 {
+            tracing::warn!(
+                "{stopped} invocations were still running after the grace period; they were stopped and their callers told so"
+            );
             self.cancel.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
         }
-        stopped
+    }
+
+    fn status(&self) -> String {
+        format!("{} invocations running", self.tracker.len())
     }
 }
 
@@ -239,6 +259,7 @@ async fn run(
     stream: Option<mpsc::Sender<StreamPart>>,
     scheduler: &Scheduler,
     logs: &mpsc::Sender<LogLine>,
+    clock: &nimbus_core::Clock,
     cancel: CancellationToken,
 ) -> Result<InvocationResult, EngineError> {
     let mut lease = scheduler.acquire(&deployed.pool).await?;
@@ -248,7 +269,7 @@ async fn run(
     let rid_arc: Arc<str> = rid.as_str().into();
     let function: Arc<str> = spec.function.as_str().into();
     let instance: Arc<str> = lease.instance().id().into();
-    let now_ms = || chrono::Utc::now().timestamp_millis();
+    let now_ms = || clock.now_ms();
     let emit = |text: String, ts_ms: i64| {
         let line = LogLine {
             function: function.clone(),

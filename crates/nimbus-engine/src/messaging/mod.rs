@@ -289,17 +289,23 @@ impl Messaging {
     pub fn trace_of(&self, function: Option<&str>) -> Option<String> {
         function.and_then(|f| self.events.running_lineage(f))
     }
+}
 
-    /// Pollers take no new batches and long polls end now.
-    pub fn begin_shutdown(&self) {
+/// Stopping: pollers take no new batches and long polls end now. Draining
+/// waits for the batches in flight (after the invoker's drain, which bounds
+/// their invocations).
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for Messaging {
+    fn name(&self) -> &'static str {
+        "messaging"
+    }
+
+    fn stop_accepting(&self) {
         self.queues.shutdown();
         self.mappings.begin_shutdown();
     }
 
-    /// Waits for the batches in flight (call after the invoker's drain, which
-    /// bounds their invocations).
-    pub async fn shutdown(&self) {
-        self.begin_shutdown();
+    async fn drain(&self, _deadline: tokio::time::Instant) {
         self.mappings.shutdown().await;
     }
 }

@@ -163,6 +163,8 @@ pub struct Queues {
     arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     stop: CancellationToken,
     grants: Arc<super::DeliveryGrants>,
+    /// Wall time.
+    clock: nimbus_core::Clock,
 }
 
 /// Which source queues may use a queue as their dead-letter queue
@@ -228,10 +230,6 @@ impl RedriveAllow {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 pub fn valid_queue_name(name: &str) -> bool {
     (1..=80).contains(&name.len())
         && name
@@ -253,6 +251,7 @@ impl Queues {
             arrivals: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             grants,
+            clock: nimbus_core::Clock::system(),
         }
     }
 
@@ -360,7 +359,7 @@ impl Queues {
         {
             attributes.remove(super::CREATOR_ATTRIBUTE);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let record = QueueRecord {
             name: name.to_string(),
             created_ms: now,
@@ -419,7 +418,7 @@ impl Queues {
         let attrs = self.check_attributes(name, attrs, creator).await?;
         if !self
             .catalog
-            .set_queue_attributes(name, attrs, now_ms())
+            .set_queue_attributes(name, attrs, self.clock.now_ms())
             .await?
         {
             return Err(MessagingError::QueueDoesNotExist(name.to_string()));
@@ -447,7 +446,7 @@ impl Queues {
             visible,
             in_flight,
             delayed,
-        } = self.data.counts(&q.name, now_ms()).await?;
+        } = self.data.counts(&q.name, self.clock.now_ms()).await?;
         let mut all: BTreeMap<String, String> = q.attributes.clone();
         all.remove(super::CREATOR_ATTRIBUTE);
         for (k, v) in [
@@ -571,7 +570,7 @@ impl Queues {
         reqs: Vec<SendRequest>,
     ) -> Result<Vec<Result<Sent, MessagingError>>, MessagingError> {
         let settings = QueueSettings::of(&self.get(queue).await?);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut results = Vec::with_capacity(reqs.len());
         let mut messages = Vec::new();
         for req in reqs {
@@ -613,7 +612,7 @@ impl Queues {
             let notified = arrivals.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let got = self
                 .data
                 .receive(
@@ -642,7 +641,7 @@ impl Queues {
                 return Ok(Vec::new());
             }
             let until_visible = match self.data.next_visible(queue, now).await? {
-                Some(t) => Duration::from_millis((t - now_ms()).clamp(1, 60_000) as u64),
+                Some(t) => Duration::from_millis((t - self.clock.now_ms()).clamp(1, 60_000) as u64),
                 None => left,
             };
             tokio::select! {
@@ -718,7 +717,7 @@ impl Queues {
             )));
         }
         let (id, receipt) = Self::parse_handle(handle)?;
-        let at = now_ms() + i64::from(timeout_s) * 1000;
+        let at = self.clock.now_ms() + i64::from(timeout_s) * 1000;
         match self.data.change_visibility(queue, id, receipt, at).await? {
             VisibilityChange::Changed => {
                 if timeout_s == 0 {

@@ -67,6 +67,8 @@ pub struct TopicService {
     events: Arc<AsyncInvoker>,
     pub arns: ArnScope,
     grants: Arc<super::DeliveryGrants>,
+    /// Wall time.
+    clock: nimbus_core::Clock,
 }
 
 /// What delivering to a subscription endpoint does, as an IAM action and the
@@ -104,10 +106,6 @@ pub fn endpoint_grant(
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 pub fn valid_topic_name(name: &str) -> bool {
     (1..=256).contains(&name.len())
         && name
@@ -129,6 +127,7 @@ impl TopicService {
             events,
             arns,
             grants,
+            clock: nimbus_core::Clock::system(),
         }
     }
 
@@ -147,7 +146,7 @@ impl TopicService {
             .store
             .create_topic(&TopicRecord {
                 name: name.into(),
-                created_ms: now_ms(),
+                created_ms: self.clock.now_ms(),
                 attributes: attrs,
             })
             .await?)
@@ -234,7 +233,7 @@ impl TopicService {
             protocol: protocol.into(),
             endpoint: endpoint.into(),
             attributes: attrs,
-            created_ms: now_ms(),
+            created_ms: self.clock.now_ms(),
         };
         self.store.subscribe(&sub).await.map_err(|e| match e {
             StoreError::NotFound(_) => MessagingError::TopicNotFound(topic.into()),
@@ -332,7 +331,9 @@ impl TopicService {
         };
         self.topic(topic).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        let timestamp = chrono::Utc::now()
+        let timestamp = self
+            .clock
+            .now()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
         for sub in self.store.list_subscriptions(Some(topic)).await? {

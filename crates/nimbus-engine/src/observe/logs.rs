@@ -96,13 +96,15 @@ impl LogRetention {
     }
 }
 
+/// A task with the name a crash report gives it.
+type Named<T> = (&'static str, T);
+
 pub struct LogPipeline {
     pub sender: mpsc::Sender<LogLine>,
     /// Metering records, written the same way (batched, low priority).
     pub usage: mpsc::Sender<UsageRecord>,
-    writer: JoinHandle<()>,
-    usage_writer: JoinHandle<()>,
-    retention: JoinHandle<()>,
+    /// The log writer, the usage writer and the retention pass (taken by the run loop).
+    tasks: std::sync::Mutex<Option<[Named<JoinHandle<()>>; 3]>>,
     cancel: CancellationToken,
 }
 
@@ -128,20 +130,48 @@ impl LogPipeline {
         Self {
             sender,
             usage,
-            usage_writer,
-            writer,
-            retention,
+            tasks: std::sync::Mutex::new(Some([
+                ("log writer", writer),
+                ("usage writer", usage_writer),
+                ("log retention", retention),
+            ])),
             cancel,
         }
     }
+}
 
-    /// Writes everything already queued, then stops. Call after all instances are gone.
-    pub async fn shutdown(self) {
+/// The run loop watches the writers (one that ends early is a crash); stopping
+/// writes everything already queued, then stops: stop it after all instances
+/// are gone.
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for LogPipeline {
+    fn name(&self) -> &'static str {
+        "log pipeline"
+    }
+
+    async fn run(
+        self: std::sync::Arc<Self>,
+        ctx: crate::lifecycle::Context,
+    ) -> Result<(), crate::lifecycle::ServiceError> {
+        let Some(mut tasks) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        let ended = futures::future::select_all(tasks.iter_mut().map(|(_, t)| t));
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => {}
+            (result, i, _) = ended => {
+                let how = match result {
+                    Ok(()) => "returned".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                return Err(format!("the {} stopped: {how}", tasks[i].0).into());
+            }
+        }
         self.cancel.cancel();
-        drop(self.sender);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.writer).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.usage_writer).await;
-        let _ = self.retention.await;
+        for (_, task) in tasks {
+            let _ = task.await;
+        }
+        Ok(())
     }
 }
 

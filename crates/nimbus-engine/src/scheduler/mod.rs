@@ -226,7 +226,7 @@ impl Scheduler {
     /// Applies the keep-alive policy until cancelled: stops idle instances whose
     /// keep-alive has passed, pre-warms where the policy asks for it, and keeps
     /// provisioned instances topped up.
-    pub async fn run_reaper(self: Arc<Self>, cancel: CancellationToken) {
+    async fn run_reaper(self: Arc<Self>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(REAPER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -259,7 +259,7 @@ impl Scheduler {
     }
 
     /// Stops every idle instance and refuses new ones (server shutdown).
-    pub async fn shutdown(&self) {
+    async fn shutdown(&self) {
         self.account.close();
         let mut stops = Vec::new();
         for pool in self.live_pools() {
@@ -287,5 +287,26 @@ impl Scheduler {
     /// (idle, live) instance counts for a pool, for status output and tests.
     pub fn counts(pool: &Pool) -> (usize, usize) {
         pool.counts()
+    }
+}
+
+/// Its run loop is the reaper; draining stops every instance (after the
+/// invocations are drained) and refuses new ones.
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for Scheduler {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        ctx: crate::lifecycle::Context,
+    ) -> Result<(), crate::lifecycle::ServiceError> {
+        self.run_reaper(ctx.cancel).await;
+        Ok(())
+    }
+
+    async fn drain(&self, _deadline: tokio::time::Instant) {
+        self.shutdown().await;
     }
 }

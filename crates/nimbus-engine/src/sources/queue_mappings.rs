@@ -147,10 +147,8 @@ pub struct EventSources {
     /// Stops every poller (shutdown).
     stop: CancellationToken,
     tracker: TaskTracker,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// Wall time.
+    clock: nimbus_core::Clock,
 }
 
 impl EventSources {
@@ -173,6 +171,7 @@ impl EventSources {
             workflows: std::sync::OnceLock::new(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            clock: nimbus_core::Clock::system(),
         })
     }
 
@@ -289,7 +288,7 @@ impl EventSources {
             enabled: true,
             report_batch_item_failures: false,
             maximum_concurrency: None,
-            last_modified_ms: now_ms(),
+            last_modified_ms: self.clock.now_ms(),
         };
         m.apply(&patch)?;
         self.save(&m).await?;
@@ -346,7 +345,7 @@ impl EventSources {
             self.check_workflow(w).await?;
         }
         m.apply(&patch)?;
-        m.last_modified_ms = now_ms();
+        m.last_modified_ms = self.clock.now_ms();
         self.save(&m).await?;
         // Restart the poller with the new settings.
         self.halt(uuid);

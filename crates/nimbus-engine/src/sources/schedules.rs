@@ -26,7 +26,6 @@
 //! milliseconds.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use nimbus_core::schedule::{MissedFires, Schedule, ScheduleRecord};
-use nimbus_core::{FunctionName, InvokeRequest};
+use nimbus_core::{Clock, FunctionName, InvokeRequest};
 use nimbus_store::ScheduleStore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -44,47 +43,6 @@ use tokio_util::sync::CancellationToken;
 use crate::control::registry::Registry;
 use crate::workflows::{StartExecution, Workflows};
 use crate::{AsyncInvoker, EngineConfig, EngineError};
-
-/// Where schedules read the time.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The real time.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// The real time plus an offset that only grows (`--test-clock`).
-#[derive(Default)]
-pub struct TestClock {
-    offset_ms: AtomicI64,
-}
-
-impl TestClock {
-    /// Starts `offset` ahead of the real time (a restart in a test continues
-    /// from where the clock was, or later: time the server was "down").
-    pub fn starting_at(offset: Duration) -> Self {
-        Self {
-            offset_ms: AtomicI64::new(offset.as_millis() as i64),
-        }
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
-    }
-}
 
 /// A schedule with its parsed expression and its next fire.
 struct Armed {
@@ -110,8 +68,10 @@ pub struct Schedules {
     workflows: Arc<Workflows>,
     registry: Arc<Registry>,
     config: EngineConfig,
-    clock: Arc<dyn Clock>,
-    test_clock: Option<Arc<TestClock>>,
+    /// The system clock, set ahead with `--test-clock`.
+    clock: Clock,
+    /// Whether the clock may be advanced (`--test-clock`).
+    test_clock: bool,
     armed: Mutex<BTreeMap<String, Armed>>,
     wake: Notify,
     /// Serialises changes (create/replace/delete) with each other.
@@ -141,11 +101,10 @@ impl Schedules {
         config: EngineConfig,
         test_clock: Option<Duration>,
     ) -> Self {
-        let test_clock = test_clock.map(|offset| Arc::new(TestClock::starting_at(offset)));
-        let clock: Arc<dyn Clock> = match &test_clock {
-            Some(c) => c.clone(),
-            None => Arc::new(SystemClock),
-        };
+        // A restart in a test continues from where the clock was, or later
+        // (time the server was "down").
+        let clock = Clock::system().ahead_by(test_clock.unwrap_or_default());
+        let test_clock = test_clock.is_some();
         Self {
             store,
             events,
@@ -178,14 +137,14 @@ impl Schedules {
 
     /// Moves the test clock forward (only with `--test-clock`).
     pub fn advance_clock(&self, by: Duration) -> Result<DateTime<Utc>, EngineError> {
-        let clock = self.test_clock.as_ref().ok_or_else(|| {
-            EngineError::Invalid(nimbus_core::ValidationError::param(
+        if !self.test_clock {
+            return Err(EngineError::Invalid(nimbus_core::ValidationError::param(
                 "the clock can only be advanced with --test-clock",
-            ))
-        })?;
-        clock.advance(by);
+            )));
+        }
+        self.clock.advance(by);
         self.wake.notify_one();
-        Ok(clock.now())
+        Ok(self.clock.now())
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -334,7 +293,7 @@ impl Schedules {
     }
 
     /// Fires due schedules until cancelled.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    async fn fire_loop(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             let mut retry_soon = false;
             let now = self.clock.now();
@@ -517,4 +476,24 @@ fn latest_at_or_before(
         }
     }
     latest
+}
+
+/// Stopping the runner takes no new fires (a fire is accepted whole or not at all).
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for Schedules {
+    fn name(&self) -> &'static str {
+        "schedules"
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        ctx: crate::lifecycle::Context,
+    ) -> Result<(), crate::lifecycle::ServiceError> {
+        self.fire_loop(ctx.cancel).await;
+        Ok(())
+    }
+
+    fn status(&self) -> String {
+        format!("{} schedules armed", self.armed.lock().unwrap().len())
+    }
 }

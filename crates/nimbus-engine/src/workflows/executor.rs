@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nimbus_core::Clock;
 use nimbus_store::{ExecutionRecord, ExecutionUpdate, StoredEvent};
 use nimbus_workflow::{
     Action, Execution, ExecutionStatus, HistoryEvent, OsEntropy, StateError, StateMachine, Step,
@@ -60,8 +61,8 @@ pub(super) struct Handle {
 /// Most messages folded into one write.
 const MAX_BATCH: usize = 1024;
 
-pub(super) fn now() -> Timestamp {
-    Timestamp::from_unix_millis(chrono::Utc::now().timestamp_millis())
+pub(super) fn now(clock: &Clock) -> Timestamp {
+    Timestamp::from_unix_millis(clock.now_ms())
 }
 
 pub(super) fn stored_events(events: &[HistoryEvent]) -> Vec<StoredEvent> {
@@ -78,7 +79,7 @@ pub(super) fn stored_events(events: &[HistoryEvent]) -> Vec<StoredEvent> {
 }
 
 /// The stored form of where an execution stands (the snapshot only while it runs).
-pub(super) fn update_of(exec: &Execution, stop_ms: Option<i64>) -> ExecutionUpdate {
+pub(super) fn update_of(clock: &Clock, exec: &Execution, stop_ms: Option<i64>) -> ExecutionUpdate {
     let text = |v: &Value| v.to_string();
     let (status, output, error, cause) = match exec.status() {
         ExecutionStatus::Running => ("RUNNING", None, None, None),
@@ -102,7 +103,7 @@ pub(super) fn update_of(exec: &Execution, stop_ms: Option<i64>) -> ExecutionUpda
         stop_ms: if running {
             None
         } else {
-            stop_ms.or(Some(now().unix_millis()))
+            stop_ms.or(Some(now(clock).unix_millis()))
         },
         snapshot: running.then(|| serde_json::to_string(exec).unwrap_or_default()),
     }
@@ -162,9 +163,9 @@ impl Actor {
     /// actions of the (already persisted) last step.
     pub async fn run(mut self, initial: Vec<Action>) {
         let deadline = self.exec.deadline().map(|until| {
-            let tx = self.tx.clone();
+            let (tx, clock) = (self.tx.clone(), self.shared.clock.clone());
             tokio::spawn(async move {
-                sleep_until(until).await;
+                sleep_until(&clock, until).await;
                 let _ = tx.send(Msg::Deadline);
             })
             .abort_handle()
@@ -192,7 +193,7 @@ impl Actor {
             for m in batch {
                 self.apply(m, &mut step, &mut replies);
             }
-            let stop_ms = now().unix_millis();
+            let stop_ms = now(&self.shared.clock).unix_millis();
             if !step.events.is_empty()
                 && let Err(e) = self.persist(&step.events, stop_ms).await
             {
@@ -225,7 +226,7 @@ impl Actor {
         step: &mut Step,
         replies: &mut Vec<oneshot::Sender<Result<i64, WorkflowError>>>,
     ) {
-        let now = now();
+        let now = now(&self.shared.clock);
         let machine = self.machine.clone();
         let result = match m {
             Msg::Task(ticket, outcome) => {
@@ -282,7 +283,7 @@ impl Actor {
     ) -> Result<(), WorkflowError> {
         let stored = stored_events(events);
         if self.durable {
-            let update = update_of(&self.exec, Some(stop_ms));
+            let update = update_of(&self.shared.clock, &self.exec, Some(stop_ms));
             self.shared
                 .store
                 .save_step(&self.arn, update, stored)
@@ -301,7 +302,7 @@ impl Actor {
         let Some(mut record) = self.record.take() else {
             return;
         };
-        let u = update_of(&self.exec, None);
+        let u = update_of(&self.shared.clock, &self.exec, None);
         record.status = u.status;
         record.output = u.output;
         record.error = u.error;
@@ -333,9 +334,9 @@ impl Actor {
                     self.inflight.insert(ticket, h.abort_handle());
                 }
                 Action::StartTimer { ticket, until, .. } => {
-                    let tx = self.tx.clone();
+                    let (tx, clock) = (self.tx.clone(), self.shared.clock.clone());
                     let h = tokio::spawn(async move {
-                        sleep_until(until).await;
+                        sleep_until(&clock, until).await;
                         let _ = tx.send(Msg::Timer(ticket));
                     });
                     self.inflight.insert(ticket, h.abort_handle());
@@ -356,8 +357,8 @@ impl Actor {
 }
 
 /// Sleeps until a wall-clock instant (timers survive restarts as instants).
-async fn sleep_until(until: Timestamp) {
-    let ms = until.unix_millis() - chrono::Utc::now().timestamp_millis();
+async fn sleep_until(clock: &Clock, until: Timestamp) {
+    let ms = until.unix_millis() - clock.now_ms();
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms as u64)).await;
     }

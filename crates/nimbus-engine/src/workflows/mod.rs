@@ -50,6 +50,7 @@ pub(crate) struct Shared {
     limits: WorkflowLimits,
     /// Tells actors to exit (after the write in progress).
     stop: CancellationToken,
+    clock: nimbus_core::Clock,
 }
 
 impl Shared {
@@ -131,10 +132,6 @@ pub struct Workflows {
     tracker: TaskTracker,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn parse_definition(text: &str) -> Result<StateMachine, WorkflowError> {
     if text.len() > MAX_DEFINITION_BYTES {
         return Err(WorkflowError::InvalidDefinition(format!(
@@ -201,6 +198,7 @@ impl Workflows {
                 draining: AtomicBool::new(false),
                 limits,
                 stop: CancellationToken::new(),
+                clock: nimbus_core::Clock::system(),
             }),
             scope,
             tracker: TaskTracker::new(),
@@ -293,7 +291,7 @@ impl Workflows {
             }
         };
         let role_arn = self.role(req.role_arn)?;
-        let now = now_ms();
+        let now = self.shared.clock.now_ms();
         let record = StateMachineRecord {
             arn: self.scope.machine_arn(&req.name),
             name: req.name,
@@ -378,7 +376,7 @@ impl Workflows {
         if let Some(role) = role_arn {
             m.role_arn = self.role(Some(role))?;
         }
-        m.updated_ms = now_ms();
+        m.updated_ms = self.shared.clock.now_ms();
         m.revision = uuid::Uuid::new_v4().to_string();
         match self.shared.store.update_machine(&m).await {
             Ok(()) => Ok(m),
@@ -503,7 +501,7 @@ impl Workflows {
         let input = parse_input(req.input.as_deref())?;
         let machine = Arc::new(parse_definition(&sm.definition)?);
         let arn = self.scope.execution_arn(&sm.name, &name);
-        let start = executor::now();
+        let start = executor::now(&self.shared.clock);
         let info = ExecutionInfo {
             id: arn.clone(),
             name: name.clone(),
@@ -518,7 +516,7 @@ impl Workflows {
             ..Config::default()
         };
         let (exec, step) = Execution::start(&machine, info, config, start, &mut OsEntropy);
-        let u = executor::update_of(&exec, None);
+        let u = executor::update_of(&self.shared.clock, &exec, None);
         let record = ExecutionRecord {
             arn: arn.clone(),
             name,
@@ -672,19 +670,31 @@ impl Workflows {
             None => Err(WorkflowError::ShuttingDown),
         }
     }
+}
 
-    /// Stops taking new executions and starting tasks; running steps still persist.
-    pub fn begin_shutdown(&self) {
+/// Stopping takes no new executions and starts no tasks (running steps still
+/// persist); draining stops every actor after its write in progress:
+/// everything acknowledged is on disk, pending tasks and timers resume at the
+/// next start.
+#[async_trait::async_trait]
+impl crate::lifecycle::Service for Workflows {
+    fn name(&self) -> &'static str {
+        "workflows"
+    }
+
+    fn stop_accepting(&self) {
         self.shared.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Stops every actor after its write in progress; everything acknowledged
-    /// is on disk, pending tasks and timers resume at the next start.
-    pub async fn shutdown(&self) {
-        self.begin_shutdown();
+    async fn drain(&self, _deadline: tokio::time::Instant) {
+        self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.stop.cancel();
         self.tracker.close();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+        self.tracker.wait().await;
+    }
+
+    fn status(&self) -> String {
+        format!("{} executions running", self.tracker.len())
     }
 }
 

@@ -108,10 +108,8 @@ pub struct FsObjectStore {
     db: Arc<Mutex<Connection>>,
     root: PathBuf,
     min_part_size: u64,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    /// Stamps creation and modification times.
+    clock: nimbus_core::Clock,
 }
 
 fn random_id() -> String {
@@ -157,9 +155,16 @@ impl FsObjectStore {
             db: Arc::new(Mutex::new(conn)),
             root: root.to_path_buf(),
             min_part_size: MIN_PART_SIZE,
+            clock: nimbus_core::Clock::system(),
         };
         store.collect_garbage()?;
         Ok(store)
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: nimbus_core::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Lowers S3's 5 MiB minimum part size (tests).
@@ -557,7 +562,7 @@ impl ObjectStore for FsObjectStore {
     async fn create_bucket(&self, name: &str) -> Result<BucketInfo, ObjectError> {
         let info = BucketInfo {
             name: name.to_string(),
-            created_ms: now_ms(),
+            created_ms: self.clock.now_ms(),
             notifications: None,
         };
         let i = info.clone();
@@ -678,7 +683,7 @@ impl ObjectStore for FsObjectStore {
             key: key.to_string(),
             size,
             etag,
-            modified_ms: now_ms(),
+            modified_ms: self.clock.now_ms(),
             attrs,
         };
         self.commit(bucket, key, blob, meta, None).await
@@ -757,7 +762,7 @@ impl ObjectStore for FsObjectStore {
             key: to.1.to_string(),
             size,
             etag,
-            modified_ms: now_ms(),
+            modified_ms: self.clock.now_ms(),
             attrs: attrs.unwrap_or(src_meta.attrs),
         };
         self.commit(to.0, to.1, blob, meta, None).await
@@ -779,7 +784,7 @@ impl ObjectStore for FsObjectStore {
             bucket: bucket.to_string(),
             key: key.to_string(),
             attrs,
-            created_ms: now_ms(),
+            created_ms: self.clock.now_ms(),
         };
         let i = info.clone();
         self.with_db(move |conn| {
@@ -816,7 +821,7 @@ impl ObjectStore for FsObjectStore {
             number,
             size,
             etag,
-            modified_ms: now_ms(),
+            modified_ms: self.clock.now_ms(),
         };
         let (upload, p, new_blob) = (id.to_string(), part.clone(), blob.clone());
         let result = self
@@ -911,7 +916,7 @@ impl ObjectStore for FsObjectStore {
             key: upload.key.clone(),
             size,
             etag,
-            modified_ms: now_ms(),
+            modified_ms: self.clock.now_ms(),
             attrs: upload.attrs,
         };
         self.commit(&upload.bucket, &upload.key, blob, meta, Some(upload.id))

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::response::IntoResponse;
 use nimbus_api::aws::AuthMode;
+use nimbus_engine::lifecycle::{Shutdown, Stop, Task};
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, EngineConfig, Invoker, LogPipeline,
@@ -23,7 +24,6 @@ use nimbus_engine::{
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
 use nimbus_store::{Backends, StorageConfig, load_or_create_master_key};
-use tokio_util::sync::CancellationToken;
 
 pub use config::ServerArgs;
 
@@ -69,7 +69,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.log_queue_bytes as usize / LOG_QUEUE_SHARES,
     );
     nimbus_runtime::install_log_gate(log_gate.clone());
-    let logs = LogPipeline::start(
+    let logs = Arc::new(LogPipeline::start(
         log_store.clone(),
         LogRetention {
             max_age: args.log_retention.into(),
@@ -82,7 +82,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             usage_records: args.usage_max_records,
         },
         log_gate.clone(),
-    );
+    ));
     let engine_config = EngineConfig {
         region: args.region.clone(),
         account_id: args.account_id.clone(),
@@ -144,8 +144,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let loaded = control.load_all().await?;
 
-    let background = CancellationToken::new();
-    let reaper = tokio::spawn(scheduler.clone().run_reaper(background.clone()));
+    // Services start in dependency order and stop along `shutdown::plan`.
+    let mut services = Shutdown::new();
+    let logs_service = services.start(logs.clone());
+    let scheduler_service = services.start(scheduler.clone());
+    let invoker_service = services.start(invoker.clone());
     let events = Arc::new(AsyncInvoker::new(
         &stores,
         invoker.clone(),
@@ -156,8 +159,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             workers: args.async_workers,
         },
     ));
-    let events_stop = CancellationToken::new();
-    let event_workers = tokio::spawn(events.clone().run(events_stop.clone()));
+    let events_service = services.start(events.clone());
     // Workflows: executions that were running resume now.
     let workflows = Arc::new(nimbus_engine::workflows::Workflows::new(
         stores.workflows.clone(),
@@ -175,6 +177,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!("resumed {resumed} running workflow executions");
     }
+    let workflows_service = services.start(workflows.clone());
     // Queues, topics and event source mappings: pollers restart now.
     let messaging = Arc::new(nimbus_engine::messaging::Messaging::new(
         &stores,
@@ -185,6 +188,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     ));
     messaging.mappings.set_workflows(workflows.clone());
     messaging.mappings.start_all().await?;
+    let messaging_service = services.start(messaging.clone());
     // Schedules: definitions in their store, fires recorded in the fire ledger.
     let schedules = Arc::new(nimbus_engine::sources::schedules::Schedules::new(
         stores.schedules.clone(),
@@ -199,8 +203,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     ));
     schedules.load().await?;
-    let schedules_stop = CancellationToken::new();
-    let schedule_runner = tokio::spawn(schedules.clone().run(schedules_stop.clone()));
+    let schedules_service = services.start(schedules.clone());
 
     // Gateway: its configuration is compiled in memory; requests never read the database.
     let gateway_listener = tokio::net::TcpListener::bind(args.gateway_listen)
@@ -249,6 +252,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     );
 
+    let websockets_service = services.start(Arc::new(gateway_server.clone()));
+
     let app = nimbus_api::router(nimbus_api::ApiState {
         control,
         invoker: invoker.clone(),
@@ -275,15 +280,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let limits = args.listener_limits();
     let api_stats = Arc::new(nimbus_runtime::listener::ListenerStats::default());
     let gateway_stats = Arc::new(nimbus_runtime::listener::ListenerStats::default());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let stop = stop.clone();
+    let api_service = services.start(Task::new("API listener", {
         let limits = limits.clone();
         let listeners = [
             ("api", api_stats.clone()),
             ("gateway", gateway_stats.clone()),
         ];
-        async move {
+        move |stop| {
             use tower_service::Service;
             nimbus_runtime::listener::serve(listener, limits, api_stats, stop, move |req, _| {
                 let mut app = app.clone();
@@ -299,62 +302,55 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     }
                 }
             })
+        }
+    }));
+    let gateway_service = services.start(Task::new("gateway listener", move |stop| async move {
+        gateway_server
+            .serve(gateway_listener, limits, gateway_stats, stop)
             .await
-        }
-    });
+    }));
 
-    let gateway_task = tokio::spawn({
-        let stop = stop.clone();
-        let server = gateway_server.clone();
-        async move {
-            server
-                .serve(gateway_listener, limits, gateway_stats, stop)
-                .await
+    // Runs until a signal, or until a service dies: a listener or worker that
+    // ends on its own is logged with its name and the server shuts down.
+    let stopped = services.wait(shutdown::wait_for_signal()).await;
+    match &stopped {
+        Stop::Signal(signal) => {
+            tracing::info!("received {signal}; shutting down (send it again to exit at once)")
         }
-    });
-
-    let signal = shutdown::wait_for_signal().await;
-    tracing::info!("received {signal}; shutting down (send it again to exit at once)");
+        Stop::Died { service, error } => {
+            tracing::error!("the {service} stopped unexpectedly ({error}); shutting down")
+        }
+    }
     tokio::spawn(async {
         let second = shutdown::wait_for_signal().await;
         eprintln!("nimbus: received {second} again; exiting now");
         std::process::exit(130);
     });
 
-    // Stop accepting, let running invocations finish, then stop everything else.
-    stop.cancel();
-    // WebSockets are told 1001 (going away); their $disconnect runs before the drain.
-    let grace: std::time::Duration = args.shutdown_grace.into();
-    gateway_server
-        .close_websockets(grace.min(std::time::Duration::from_secs(10)))
+    let started = shutdown::Started {
+        logs: logs_service,
+        scheduler: scheduler_service,
+        invoker: invoker_service,
+        events: events_service,
+        workflows: workflows_service,
+        messaging: messaging_service,
+        schedules: schedules_service,
+        websockets: websockets_service,
+        api: api_service,
+        gateway: gateway_service,
+    };
+    let deadlines = shutdown::Deadlines::from_grace(args.shutdown_grace.into());
+    services
+        .shutdown(&shutdown::plan(&started, deadlines))
         .await;
-    // No new fires (a fire is accepted whole or not at all), and no new async
-    // events are claimed from here on; queued ones wait for the next start.
-    schedules_stop.cancel();
-    let _ = schedule_runner.await;
-    events_stop.cancel();
-    // No new executions or tasks; steps in progress still persist.
-    workflows.begin_shutdown();
-    // Pollers take no new batches; long polls end.
-    messaging.begin_shutdown();
-    let stopped = invoker.drain(args.shutdown_grace.into()).await;
-    workflows.shutdown().await;
-    messaging.shutdown().await;
-    if stopped > 0 {
-        tracing::warn!(
-            "{stopped} invocations were still running after the grace period; they were stopped and their callers told so"
-        );
-    }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), gateway_task).await;
-    background.cancel();
-    let _ = reaper.await;
-    let _ = event_workers.await;
-    scheduler.shutdown().await;
-    logs.shutdown().await;
     host.cleanup();
     tracing::info!("stopped");
-    Ok(())
+    match stopped {
+        Stop::Signal(_) => Ok(()),
+        Stop::Died { service, error } => {
+            anyhow::bail!("the {service} stopped unexpectedly: {error}")
+        }
+    }
 }
 
 /// Appends the listeners' counters to the Prometheus page of `/metrics`
