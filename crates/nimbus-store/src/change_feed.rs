@@ -23,7 +23,7 @@ use crate::StoreError;
 
 /// The kinds of record whose changes are published. A key is the record's
 /// name within its kind (a function name, `function:alias`, a route id, …),
-/// at most [`MAX_KEY_BYTES`] bytes.
+/// at most [`MAX_CHANGE_KEY_BYTES`] bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeKind {
     /// A function, its versions or its aliases; the key is the function name.
@@ -46,7 +46,7 @@ pub enum ChangeKind {
 
 /// Longest key a change may carry (PostgreSQL's `NOTIFY` payload is at most
 /// 8000 bytes; names here are far shorter).
-pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_CHANGE_KEY_BYTES: usize = 1024;
 
 /// One published change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,17 +108,17 @@ impl ChangeStream {
 #[async_trait]
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Announces that the record `key` of `kind` changed. `key` is at most
-    /// [`MAX_KEY_BYTES`] bytes (longer: [`StoreError::Invalid`]).
+    /// [`MAX_CHANGE_KEY_BYTES`] bytes (longer: [`StoreError::Invalid`]).
     async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError>;
     /// Subscribes from now on.
     fn subscribe(&self) -> ChangeStream;
 }
 
-/// Checks a key against [`MAX_KEY_BYTES`]; for backends.
-pub fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.len() > MAX_KEY_BYTES {
+/// Checks a key against [`MAX_CHANGE_KEY_BYTES`]; for backends.
+pub fn check_change_key(key: &str) -> Result<(), StoreError> {
+    if key.len() > MAX_CHANGE_KEY_BYTES {
         return Err(StoreError::Invalid(nimbus_core::ValidationError::param(
-            format!("change key longer than {MAX_KEY_BYTES} bytes"),
+            format!("change key longer than {MAX_CHANGE_KEY_BYTES} bytes"),
         )));
     }
     Ok(())
@@ -144,7 +144,7 @@ impl Default for LocalChangeFeed {
 #[async_trait]
 impl ChangeFeed for LocalChangeFeed {
     async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
+        check_change_key(key)?;
         // No subscriber is not an error: nobody needed to know.
         let _ = self.tx.send(Notice::Changed(Change {
             kind,

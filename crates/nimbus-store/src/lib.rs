@@ -34,7 +34,10 @@ mod sqlite;
 mod workflows;
 
 pub use backends::{Backends, StorageConfig};
-pub use change_feed::{Change, ChangeFeed, ChangeKind, ChangeStream, LocalChangeFeed};
+pub use change_feed::{
+    Change, ChangeFeed, ChangeKind, ChangeStream, LocalChangeFeed, MAX_CHANGE_KEY_BYTES, Notice,
+    check_change_key,
+};
 pub use code::{CodeInfo, CodeStore, symlink_stays_inside};
 pub use error::StoreError;
 pub use gateway::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore};

@@ -38,4 +38,11 @@ macro_rules! conformance {
 }
 
 // One line per contract suite, e.g. `mod metadata;`.
+mod change_feed;
+mod dead_letters;
+mod fire_ledger;
+mod invocation_queue;
+mod leases;
+mod queue_catalog;
+mod queue_data;
 mod schedules;
