@@ -57,7 +57,7 @@ pub struct Change {
 
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub enum ChangeNotice {
     /// This record changed: re-read it.
     Changed(Change),
     /// Changes may have been missed (the subscriber fell behind, or the
@@ -69,23 +69,23 @@ pub enum Notice {
 /// A subscription to a [`ChangeFeed`]: the notices published after it was
 /// made, in publication order for each publishing node.
 pub struct ChangeStream {
-    rx: broadcast::Receiver<Notice>,
+    rx: broadcast::Receiver<ChangeNotice>,
 }
 
 impl ChangeStream {
     /// A stream of what is sent on `tx` from now on. A backend feeds one
     /// broadcast per node from its source (a `LISTEN` connection) and sends
-    /// [`Notice::Resync`] itself when that source was interrupted.
-    pub fn new(tx: &broadcast::Sender<Notice>) -> Self {
+    /// [`ChangeNotice::Resync`] itself when that source was interrupted.
+    pub fn new(tx: &broadcast::Sender<ChangeNotice>) -> Self {
         Self { rx: tx.subscribe() }
     }
 
     /// The next notice; `None` once the feed is gone. A subscriber that
-    /// fell behind by more than the feed buffers gets [`Notice::Resync`].
-    pub async fn next(&mut self) -> Option<Notice> {
+    /// fell behind by more than the feed buffers gets [`ChangeNotice::Resync`].
+    pub async fn next(&mut self) -> Option<ChangeNotice> {
         match self.rx.recv().await {
             Ok(notice) => Some(notice),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Notice::Resync),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(ChangeNotice::Resync),
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
@@ -103,7 +103,7 @@ impl ChangeStream {
 /// - Changes from one node arrive in the order it published them; there is
 ///   no order across nodes (each notice is re-read, so none is needed).
 /// - Delivery is at most once per subscription, except that anything missed
-///   is announced by a [`Notice::Resync`]; a subscriber that handles
+///   is announced by a [`ChangeNotice::Resync`]; a subscriber that handles
 ///   `Resync` by reloading misses no change.
 #[async_trait]
 pub trait ChangeFeed: Send + Sync + 'static {
@@ -126,11 +126,11 @@ pub fn check_change_key(key: &str) -> Result<(), StoreError> {
 
 /// The single-node feed: an in-process broadcast.
 pub struct LocalChangeFeed {
-    tx: broadcast::Sender<Notice>,
+    tx: broadcast::Sender<ChangeNotice>,
 }
 
 /// Notices a slow local subscriber may fall behind by before it gets a
-/// [`Notice::Resync`].
+/// [`ChangeNotice::Resync`].
 const LOCAL_BUFFER: usize = 1024;
 
 impl Default for LocalChangeFeed {
@@ -146,7 +146,7 @@ impl ChangeFeed for LocalChangeFeed {
     async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError> {
         check_change_key(key)?;
         // No subscriber is not an error: nobody needed to know.
-        let _ = self.tx.send(Notice::Changed(Change {
+        let _ = self.tx.send(ChangeNotice::Changed(Change {
             kind,
             key: key.to_string(),
         }));

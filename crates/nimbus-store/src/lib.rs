@@ -35,8 +35,8 @@ mod workflows;
 
 pub use backends::{Backends, StorageConfig};
 pub use change_feed::{
-    Change, ChangeFeed, ChangeKind, ChangeStream, LocalChangeFeed, MAX_CHANGE_KEY_BYTES, Notice,
-    check_change_key,
+    Change, ChangeFeed, ChangeKind, ChangeNotice, ChangeStream, LocalChangeFeed,
+    MAX_CHANGE_KEY_BYTES, check_change_key,
 };
 pub use code::{CodeInfo, CodeStore, symlink_stays_inside};
 pub use error::StoreError;

@@ -802,13 +802,7 @@ mod tests {
             drop(old);
             for _ in 0..2 {
                 let s = SqliteMessages::open(&path).unwrap();
-                let version: i64 = s
-                    .reader
-                    .lock()
-                    .unwrap()
-                    .query_row("PRAGMA user_version", [], |r| r.get(0))
-                    .unwrap();
-                assert_eq!(version as usize, MIGRATIONS.len());
+                assert_eq!(super::super::user_version(&s.reader), MIGRATIONS.len());
                 assert_eq!(s.list_queues().await.unwrap().len(), 1);
                 assert_eq!(s.list_topics().await.unwrap().len(), 1);
                 assert_eq!(s.list_mappings().await.unwrap().len(), 1);

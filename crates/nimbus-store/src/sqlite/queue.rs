@@ -465,13 +465,7 @@ mod tests {
             drop(old);
             for _ in 0..2 {
                 let q = SqliteEventQueue::open(&path).unwrap();
-                let version: i64 = q
-                    .reader
-                    .lock()
-                    .unwrap()
-                    .query_row("PRAGMA user_version", [], |r| r.get(0))
-                    .unwrap();
-                assert_eq!(version as usize, MIGRATIONS.len());
+                assert_eq!(super::super::user_version(&q.reader), MIGRATIONS.len());
                 assert_eq!(q.list(None).await.unwrap()[0].id, "gone");
                 assert_eq!(q.last_fired("schedule/s/1").await.unwrap(), Some(60_000));
                 assert_eq!(q.next_due().await.unwrap(), Some(1000));

@@ -449,13 +449,7 @@ mod tests {
         drop(old);
         for _ in 0..2 {
             let store = SqliteWorkflowStore::open(&path).unwrap();
-            let version: i64 = store
-                .reader
-                .lock()
-                .unwrap()
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(version as usize, MIGRATIONS.len());
+            assert_eq!(super::super::user_version(&store.reader), MIGRATIONS.len());
             let running = store.running_executions().await.unwrap();
             assert_eq!(running.len(), 1);
             assert_eq!(store.history("a", None, 10, false).await.unwrap().len(), 1);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_store::{Change, ChangeFeed, ChangeKind, LocalChangeFeed, Notice, StoreError};
+use nimbus_store::{Change, ChangeFeed, ChangeKind, ChangeNotice, LocalChangeFeed, StoreError};
 
 async fn open_local() -> (Arc<dyn ChangeFeed>, ()) {
     (Arc::new(LocalChangeFeed::default()), ())
@@ -16,8 +16,8 @@ conformance!([local = open_local()](
     keys_have_a_bound,
 ));
 
-fn changed(kind: ChangeKind, key: &str) -> Notice {
-    Notice::Changed(Change {
+fn changed(kind: ChangeKind, key: &str) -> ChangeNotice {
+    ChangeNotice::Changed(Change {
         kind,
         key: key.into(),
     })
@@ -77,8 +77,8 @@ async fn a_slow_subscriber_is_told_to_resync(feed: Arc<dyn ChangeFeed>) {
             break;
         };
         match notice {
-            Notice::Resync => resync = true,
-            Notice::Changed(c) => {
+            ChangeNotice::Resync => resync = true,
+            ChangeNotice::Changed(c) => {
                 let n: usize = c.key[1..].parse().unwrap();
                 assert!(last.is_none_or(|l| n > l), "in order");
                 last = Some(n);
