@@ -23,7 +23,7 @@ use crate::StoreError;
 
 /// The kinds of record whose changes are published. A key is the record's
 /// name within its kind (a function name, `function:alias`, a route id, …),
-/// at most [`MAX_KEY_BYTES`] bytes.
+/// at most [`MAX_CHANGE_KEY_BYTES`] bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeKind {
     /// A function, its versions or its aliases; the key is the function name.
@@ -46,7 +46,7 @@ pub enum ChangeKind {
 
 /// Longest key a change may carry (PostgreSQL's `NOTIFY` payload is at most
 /// 8000 bytes; names here are far shorter).
-pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_CHANGE_KEY_BYTES: usize = 1024;
 
 /// One published change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub struct Change {
 
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub enum ChangeNotice {
     /// This record changed: re-read it.
     Changed(Change),
     /// Changes may have been missed (the subscriber fell behind, or the
@@ -69,23 +69,23 @@ pub enum Notice {
 /// A subscription to a [`ChangeFeed`]: the notices published after it was
 /// made, in publication order for each publishing node.
 pub struct ChangeStream {
-    rx: broadcast::Receiver<Notice>,
+    rx: broadcast::Receiver<ChangeNotice>,
 }
 
 impl ChangeStream {
     /// A stream of what is sent on `tx` from now on. A backend feeds one
     /// broadcast per node from its source (a `LISTEN` connection) and sends
-    /// [`Notice::Resync`] itself when that source was interrupted.
-    pub fn new(tx: &broadcast::Sender<Notice>) -> Self {
+    /// [`ChangeNotice::Resync`] itself when that source was interrupted.
+    pub fn new(tx: &broadcast::Sender<ChangeNotice>) -> Self {
         Self { rx: tx.subscribe() }
     }
 
     /// The next notice; `None` once the feed is gone. A subscriber that
-    /// fell behind by more than the feed buffers gets [`Notice::Resync`].
-    pub async fn next(&mut self) -> Option<Notice> {
+    /// fell behind by more than the feed buffers gets [`ChangeNotice::Resync`].
+    pub async fn next(&mut self) -> Option<ChangeNotice> {
         match self.rx.recv().await {
             Ok(notice) => Some(notice),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Notice::Resync),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some(ChangeNotice::Resync),
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
@@ -103,22 +103,22 @@ impl ChangeStream {
 /// - Changes from one node arrive in the order it published them; there is
 ///   no order across nodes (each notice is re-read, so none is needed).
 /// - Delivery is at most once per subscription, except that anything missed
-///   is announced by a [`Notice::Resync`]; a subscriber that handles
+///   is announced by a [`ChangeNotice::Resync`]; a subscriber that handles
 ///   `Resync` by reloading misses no change.
 #[async_trait]
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Announces that the record `key` of `kind` changed. `key` is at most
-    /// [`MAX_KEY_BYTES`] bytes (longer: [`StoreError::Invalid`]).
+    /// [`MAX_CHANGE_KEY_BYTES`] bytes (longer: [`StoreError::Invalid`]).
     async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError>;
     /// Subscribes from now on.
     fn subscribe(&self) -> ChangeStream;
 }
 
-/// Checks a key against [`MAX_KEY_BYTES`]; for backends.
-pub fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.len() > MAX_KEY_BYTES {
+/// Checks a key against [`MAX_CHANGE_KEY_BYTES`]; for backends.
+pub fn check_change_key(key: &str) -> Result<(), StoreError> {
+    if key.len() > MAX_CHANGE_KEY_BYTES {
         return Err(StoreError::Invalid(nimbus_core::ValidationError::param(
-            format!("change key longer than {MAX_KEY_BYTES} bytes"),
+            format!("change key longer than {MAX_CHANGE_KEY_BYTES} bytes"),
         )));
     }
     Ok(())
@@ -126,11 +126,11 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 
 /// The single-node feed: an in-process broadcast.
 pub struct LocalChangeFeed {
-    tx: broadcast::Sender<Notice>,
+    tx: broadcast::Sender<ChangeNotice>,
 }
 
 /// Notices a slow local subscriber may fall behind by before it gets a
-/// [`Notice::Resync`].
+/// [`ChangeNotice::Resync`].
 const LOCAL_BUFFER: usize = 1024;
 
 impl Default for LocalChangeFeed {
@@ -144,9 +144,9 @@ impl Default for LocalChangeFeed {
 #[async_trait]
 impl ChangeFeed for LocalChangeFeed {
     async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
+        check_change_key(key)?;
         // No subscriber is not an error: nobody needed to know.
-        let _ = self.tx.send(Notice::Changed(Change {
+        let _ = self.tx.send(ChangeNotice::Changed(Change {
             kind,
             key: key.to_string(),
         }));

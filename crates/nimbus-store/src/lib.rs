@@ -37,7 +37,10 @@ mod workflows;
 
 pub use backends::{Backends, StorageConfig};
 pub use body::ByteStream;
-pub use change_feed::{Change, ChangeFeed, ChangeKind, ChangeStream, LocalChangeFeed};
+pub use change_feed::{
+    Change, ChangeFeed, ChangeKind, ChangeNotice, ChangeStream, LocalChangeFeed,
+    MAX_CHANGE_KEY_BYTES, check_change_key,
+};
 pub use code::{CodeBlobs, CodeCache, CodeInfo, FsCodeBlobs, Package, symlink_stays_inside};
 pub use error::StoreError;
 pub use gateway::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore};

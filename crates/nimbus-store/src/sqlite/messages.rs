@@ -684,7 +684,6 @@ impl SourceMappings for SqliteMessages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::messages::Redrive;
 
     fn message(id: &str, sent_ms: i64) -> StoredMessage {
         StoredMessage {
@@ -713,7 +712,7 @@ mod tests {
         }
     }
 
-    fn opts(now_ms: i64, redrive: Option<Redrive>) -> ReceiveOptions {
+    fn opts(now_ms: i64, redrive: Option<crate::Redrive>) -> ReceiveOptions {
         ReceiveOptions {
             now_ms,
             max: 10,
@@ -724,52 +723,103 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn visibility_redrive_and_durability() {
+    async fn queues_and_messages_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages.db");
         let s = SqliteMessages::open(&path).unwrap();
         s.create_queue(&queue("q")).await.unwrap();
-        s.create_queue(&queue("dlq")).await.unwrap();
-        assert!(matches!(
-            s.send("nope", vec![message("x", 0)]).await,
-            Err(StoreError::NotFound(_))
-        ));
         s.send("q", vec![message("a", 0), message("b", 0)])
             .await
             .unwrap();
-        let redrive = Some(Redrive {
-            max_receive_count: 2,
-            dead_letter_queue: "dlq".into(),
-        });
-        let got = s.receive("q", opts(10, redrive.clone())).await.unwrap();
+        let got = s.receive("q", opts(10, None)).await.unwrap();
         assert_eq!(got.len(), 2);
-        // Hidden for the visibility timeout.
-        assert!(s.receive("q", opts(500, None)).await.unwrap().is_empty());
-        assert_eq!(s.counts("q", 500).await.unwrap().in_flight, 2);
-        s.delete_message("q", "a").await.unwrap();
-        let again = s.receive("q", opts(1100, redrive.clone())).await.unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].receive_count, 2);
-        // A stale receipt cannot move it.
-        assert_eq!(
-            s.change_visibility("q", "b", got[1].receipt.as_deref().unwrap(), 0)
-                .await
-                .unwrap(),
-            VisibilityChange::NotInflight
-        );
-        // The third receive redrives it instead.
-        assert!(
-            s.receive("q", opts(2200, redrive))
-                .await
-                .unwrap()
-                .is_empty()
-        );
         drop(s);
         let s = SqliteMessages::open(&path).unwrap();
-        let dead = s.receive("dlq", opts(2300, None)).await.unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].id, "b");
-        assert_eq!(dead[0].dead_letter_source.as_deref(), Some("q"));
+        assert_eq!(s.counts("q", 500).await.unwrap().in_flight, 2);
+        let again = s.receive("q", opts(1010, None)).await.unwrap();
+        assert_eq!(again[0].receive_count, 2);
+    }
+
+    /// `messages.db` as the first release wrote it: no versions, no `trace`.
+    const FIRST_RELEASE: &str = "
+        CREATE TABLE IF NOT EXISTS queues (
+            name TEXT PRIMARY KEY,
+            created_ms INTEGER NOT NULL,
+            modified_ms INTEGER NOT NULL,
+            attributes TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            queue TEXT NOT NULL,
+            body TEXT NOT NULL,
+            attributes TEXT NOT NULL,
+            md5_body TEXT NOT NULL,
+            md5_attributes TEXT,
+            sent_ms INTEGER NOT NULL,
+            sender_id TEXT NOT NULL,
+            visible_ms INTEGER NOT NULL,
+            receive_count INTEGER NOT NULL DEFAULT 0,
+            first_receive_ms INTEGER,
+            receipt TEXT,
+            dead_letter_source TEXT
+        );
+        CREATE INDEX IF NOT EXISTS messages_visible ON messages(queue, visible_ms);
+        CREATE TABLE IF NOT EXISTS topics (
+            name TEXT PRIMARY KEY,
+            created_ms INTEGER NOT NULL,
+            attributes TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS subscriptions (
+            arn TEXT PRIMARY KEY,
+            topic TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            attributes TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS subscriptions_topic ON subscriptions(topic);
+        CREATE TABLE IF NOT EXISTS mappings (
+            uuid TEXT PRIMARY KEY,
+            function TEXT NOT NULL,
+            source_arn TEXT NOT NULL,
+            config TEXT NOT NULL
+        );
+        INSERT INTO queues VALUES ('q', 0, 0, '{}');
+        INSERT INTO messages(id, queue, body, attributes, md5_body, sent_ms, sender_id, visible_ms)
+            VALUES ('old', 'q', 'hello', '{}', 'md5', 0, 's', 0);
+        INSERT INTO topics VALUES ('t', 0, '{}');
+        INSERT INTO mappings VALUES ('m-1', 'f', 'arn:aws:sqs:r:a:q', '{}');";
+
+    #[tokio::test]
+    async fn a_data_dir_from_before_versioning_opens_in_place() {
+        for extra in ["", "ALTER TABLE messages ADD COLUMN trace TEXT;"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("messages.db");
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(FIRST_RELEASE).unwrap();
+            old.execute_batch(extra).unwrap();
+            drop(old);
+            for _ in 0..2 {
+                let s = SqliteMessages::open(&path).unwrap();
+                assert_eq!(super::super::user_version(&s.reader), MIGRATIONS.len());
+                assert_eq!(s.list_queues().await.unwrap().len(), 1);
+                assert_eq!(s.list_topics().await.unwrap().len(), 1);
+                assert_eq!(s.list_mappings().await.unwrap().len(), 1);
+                assert_eq!(s.counts("q", 0).await.unwrap().visible, 1);
+            }
+            let s = SqliteMessages::open(&path).unwrap();
+            let got = s.receive("q", opts(10, None)).await.unwrap();
+            assert_eq!(
+                (got[0].body.as_str(), got[0].trace.as_deref()),
+                ("hello", None)
+            );
+            let mut new = message("new", 0);
+            new.trace = Some("Root=1-0-new".into());
+            s.send("q", vec![new]).await.unwrap();
+            let got = s.receive("q", opts(20, None)).await.unwrap();
+            assert_eq!(got[0].trace.as_deref(), Some("Root=1-0-new"));
+        }
     }
 
     #[tokio::test]

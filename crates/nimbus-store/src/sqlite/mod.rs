@@ -218,6 +218,16 @@ pub(crate) fn add_missing_columns(
     Ok(())
 }
 
+/// The schema version of a database (for tests of its migrations).
+#[cfg(test)]
+pub(crate) fn user_version(db: &Db) -> usize {
+    let conn = db.lock().unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    version as usize
+}
+
 /// Runs a closure on the connection off the async executor.
 pub(crate) async fn with_db<T: Send + 'static>(
     db: &Db,

@@ -365,3 +365,121 @@ impl FireLedger for SqliteEventQueue {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> QueuedEvent {
+        QueuedEvent {
+            id: id.into(),
+            request_id: format!("r-{id}"),
+            function: "f".into(),
+            qualifier: None,
+            payload: b"{}".to_vec(),
+            enqueued_ms: 1000,
+            attempts: 0,
+            error: None,
+            failed_at_ms: None,
+            creator: None,
+            trace: Some("Root=1-0-x".into()),
+        }
+    }
+
+    fn lease(ms: i64) -> LeaseFn {
+        Arc::new(move |_| ms)
+    }
+
+    #[tokio::test]
+    async fn events_dead_letters_and_fires_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let q = SqliteEventQueue::open(&path).unwrap();
+        q.enqueue(&event("a")).await.unwrap();
+        q.enqueue(&event("b")).await.unwrap();
+        q.claim(1000, 1, lease(500)).await.unwrap();
+        q.dead("a", 1200, 3, "boom").await.unwrap();
+        q.mark_fired("s", 60_000).await.unwrap();
+        drop(q);
+        let q = SqliteEventQueue::open(&path).unwrap();
+        assert_eq!(q.list(None).await.unwrap().len(), 1);
+        assert_eq!(q.last_fired("s").await.unwrap(), Some(60_000));
+        assert_eq!(q.stats().await.unwrap().0, 1);
+    }
+
+    #[tokio::test]
+    async fn leases_of_a_previous_run_are_released_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let q = SqliteEventQueue::open(&path).unwrap();
+        q.enqueue(&event("a")).await.unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert_eq!(q.claim(now, 10, lease(3_600_000)).await.unwrap().len(), 1);
+        drop(q);
+        // The worker died with the process: its event is due again at once,
+        // not an hour later.
+        let q = SqliteEventQueue::open(&path).unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert_eq!(q.claim(now, 10, lease(500)).await.unwrap().len(), 1);
+    }
+
+    /// `events.db` as the first release wrote it: no versions, no `creator`
+    /// or `trace` columns, the old index.
+    const FIRST_RELEASE: &str = "
+        CREATE TABLE IF NOT EXISTS events (
+            id TEXT PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            function TEXT NOT NULL,
+            qualifier TEXT,
+            payload BLOB NOT NULL,
+            enqueued_ms INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            due_ms INTEGER NOT NULL,
+            leased_until_ms INTEGER,
+            state TEXT NOT NULL DEFAULT 'ready',
+            error TEXT,
+            failed_at_ms INTEGER
+        );
+        CREATE TABLE IF NOT EXISTS fired (
+            source TEXT PRIMARY KEY,
+            last_ms INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_due ON events(state, due_ms);
+        INSERT INTO events(id, request_id, function, payload, enqueued_ms, due_ms)
+            VALUES ('old', 'r-old', 'f', X'7B7D', 1000, 1000);
+        INSERT INTO events(id, request_id, function, payload, enqueued_ms, due_ms, state, error, failed_at_ms)
+            VALUES ('gone', 'r-gone', 'f', X'7B7D', 1000, 1000, 'dead', 'boom', 2000);
+        INSERT INTO fired VALUES ('schedule/s/1', 60000);";
+
+    #[tokio::test]
+    async fn a_data_dir_from_before_versioning_opens_in_place() {
+        for extra in [
+            "",
+            "ALTER TABLE events ADD COLUMN creator TEXT; ALTER TABLE events ADD COLUMN trace TEXT;",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("events.db");
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(FIRST_RELEASE).unwrap();
+            old.execute_batch(extra).unwrap();
+            drop(old);
+            for _ in 0..2 {
+                let q = SqliteEventQueue::open(&path).unwrap();
+                assert_eq!(super::super::user_version(&q.reader), MIGRATIONS.len());
+                assert_eq!(q.list(None).await.unwrap()[0].id, "gone");
+                assert_eq!(q.last_fired("schedule/s/1").await.unwrap(), Some(60_000));
+                assert_eq!(q.next_due().await.unwrap(), Some(1000));
+            }
+            let q = SqliteEventQueue::open(&path).unwrap();
+            let got = q.claim(1000, 10, lease(500)).await.unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(
+                (got[0].id.as_str(), got[0].creator.as_deref()),
+                ("old", None)
+            );
+            q.enqueue(&event("new")).await.unwrap();
+            q.complete("old").await.unwrap();
+            assert_eq!(q.claim(1000, 10, lease(500)).await.unwrap(), [event("new")]);
+        }
+    }
+}

@@ -432,4 +432,27 @@ mod tests {
             .unwrap();
         assert_eq!(listed.len(), 1);
     }
+
+    #[tokio::test]
+    async fn a_data_dir_from_before_versioning_opens_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("workflows.db");
+        // What every release before versioning ran at open, and one execution.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(MIGRATIONS[0]).unwrap();
+        old.execute_batch(
+            "INSERT INTO executions(arn, name, state_machine_arn, status, input, start_ms, definition, snapshot)
+             VALUES ('a', 'e', 'sm', 'RUNNING', '{}', 1, '{}', '{}');
+             INSERT INTO history VALUES (1, 1, 0, 1, 'ExecutionStarted', '{}');",
+        )
+        .unwrap();
+        drop(old);
+        for _ in 0..2 {
+            let store = SqliteWorkflowStore::open(&path).unwrap();
+            assert_eq!(super::super::user_version(&store.reader), MIGRATIONS.len());
+            let running = store.running_executions().await.unwrap();
+            assert_eq!(running.len(), 1);
+            assert_eq!(store.history("a", None, 10, false).await.unwrap().len(), 1);
+        }
+    }
 }

@@ -38,14 +38,21 @@ macro_rules! conformance {
 }
 
 // One line per contract suite, e.g. `mod metadata;`.
+mod change_feed;
 mod code_blobs;
+mod dead_letters;
+mod fire_ledger;
 mod gateway;
 mod helpers;
+mod invocation_queue;
 mod keys;
+mod leases;
 mod logs;
 mod mappings;
 mod metadata;
 mod object_store;
+mod queue_catalog;
+mod queue_data;
 mod schedules;
 mod topics;
 mod workflows;

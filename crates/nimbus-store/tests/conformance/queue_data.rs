@@ -1,0 +1,228 @@
+//! `QueueData`: messages of the catalog's queues: visibility, receipts,
+//! receive counts, redrive, retention, purge and counts.
+
+use std::sync::Arc;
+
+use nimbus_store::{
+    QueueCatalog, QueueCounts, QueueData, ReceiveOptions, Redrive, SqliteMessages, StoreError,
+    StoredMessage, VisibilityChange,
+};
+
+use crate::queue_catalog::queue;
+
+struct Pair {
+    catalog: Arc<dyn QueueCatalog>,
+    data: Arc<dyn QueueData>,
+}
+
+async fn open_sqlite() -> (Pair, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(SqliteMessages::open(&dir.path().join("messages.db")).unwrap());
+    s.create_queue(&queue("q")).await.unwrap();
+    s.create_queue(&queue("dlq")).await.unwrap();
+    (
+        Pair {
+            catalog: s.clone(),
+            data: s,
+        },
+        dir,
+    )
+}
+
+conformance!([sqlite = open_sqlite()](
+    send_needs_the_queue,
+    a_received_message_is_hidden_for_the_visibility_timeout,
+    a_stale_receipt_cannot_change_visibility,
+    messages_received_too_often_move_to_the_dead_letter_queue,
+    delays_retention_and_order,
+    delete_purge_and_counts,
+));
+
+pub(crate) fn message(id: &str, sent_ms: i64) -> StoredMessage {
+    StoredMessage {
+        id: id.into(),
+        body: format!("body {id}"),
+        attributes: "{}".into(),
+        md5_body: "md5".into(),
+        md5_attributes: None,
+        sent_ms,
+        sender_id: "s".into(),
+        visible_ms: sent_ms,
+        receive_count: 0,
+        first_receive_ms: None,
+        receipt: None,
+        dead_letter_source: None,
+        trace: Some(format!("Root=1-0-{id}")),
+    }
+}
+
+pub(crate) fn opts(now_ms: i64, redrive: Option<Redrive>) -> ReceiveOptions {
+    ReceiveOptions {
+        now_ms,
+        max: 10,
+        visibility_ms: 1000,
+        redrive,
+        retention_ms: i64::MAX / 2,
+    }
+}
+
+async fn send_needs_the_queue(s: Pair) {
+    let sent = s.data.send("nope", vec![message("x", 0)]).await;
+    assert!(matches!(sent, Err(StoreError::NotFound(_))), "{sent:?}");
+    assert!(s.catalog.get_queue("nope").await.unwrap().is_none());
+}
+
+async fn a_received_message_is_hidden_for_the_visibility_timeout(s: Pair) {
+    s.data
+        .send("q", vec![message("a", 0), message("b", 0)])
+        .await
+        .unwrap();
+    let got = s.data.receive("q", opts(10, None)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    for m in &got {
+        assert_eq!(m.receive_count, 1);
+        assert_eq!(m.first_receive_ms, Some(10));
+        assert_eq!(m.visible_ms, 1010);
+        assert!(m.receipt.is_some());
+        assert_eq!(m.trace, message(&m.id, 0).trace);
+    }
+    assert!(
+        s.data
+            .receive("q", opts(500, None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.data.next_visible("q", 500).await.unwrap(), Some(1010));
+    let again = s.data.receive("q", opts(1010, None)).await.unwrap();
+    assert_eq!(again.len(), 2, "not deleted: seen again");
+    assert_eq!(again[0].receive_count, 2);
+    assert_eq!(again[0].first_receive_ms, Some(10));
+    assert_ne!(
+        again[0].receipt, got[0].receipt,
+        "a new receipt per receive"
+    );
+}
+
+async fn a_stale_receipt_cannot_change_visibility(s: Pair) {
+    s.data.send("q", vec![message("a", 0)]).await.unwrap();
+    let first = s.data.receive("q", opts(10, None)).await.unwrap();
+    let old = first[0].receipt.clone().unwrap();
+    let second = s.data.receive("q", opts(1100, None)).await.unwrap();
+    let new = second[0].receipt.clone().unwrap();
+    assert_eq!(
+        s.data.change_visibility("q", "a", &old, 0).await.unwrap(),
+        VisibilityChange::NotInflight
+    );
+    assert_eq!(
+        s.data
+            .change_visibility("q", "missing", &new, 0)
+            .await
+            .unwrap(),
+        VisibilityChange::NotFound
+    );
+    assert_eq!(
+        s.data
+            .change_visibility("q", "a", &new, 1200)
+            .await
+            .unwrap(),
+        VisibilityChange::Changed
+    );
+    assert_eq!(
+        s.data.receive("q", opts(1200, None)).await.unwrap().len(),
+        1
+    );
+}
+
+async fn messages_received_too_often_move_to_the_dead_letter_queue(s: Pair) {
+    s.data.send("q", vec![message("b", 0)]).await.unwrap();
+    let redrive = Some(Redrive {
+        max_receive_count: 2,
+        dead_letter_queue: "dlq".into(),
+    });
+    assert_eq!(
+        s.data
+            .receive("q", opts(10, redrive.clone()))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let again = s
+        .data
+        .receive("q", opts(1100, redrive.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again[0].receive_count, 2);
+    // The third receive redrives it instead.
+    assert!(
+        s.data
+            .receive("q", opts(2200, redrive))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = s.data.receive("dlq", opts(2300, None)).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, "b");
+    assert_eq!(dead[0].receive_count, 1, "the count starts over in the dlq");
+    assert_eq!(dead[0].dead_letter_source.as_deref(), Some("q"));
+    assert_eq!(
+        s.data.counts("q", 2300).await.unwrap(),
+        QueueCounts::default()
+    );
+}
+
+async fn delays_retention_and_order(s: Pair) {
+    let mut delayed = message("late", 0);
+    delayed.visible_ms = 5000;
+    s.data
+        .send(
+            "q",
+            vec![message("first", 0), delayed, message("second", 0)],
+        )
+        .await
+        .unwrap();
+    let counts = s.data.counts("q", 100).await.unwrap();
+    assert_eq!((counts.visible, counts.delayed), (2, 1));
+    let mut o = opts(100, None);
+    o.max = 1;
+    let one = s.data.receive("q", o.clone()).await.unwrap();
+    assert_eq!(one[0].id, "first", "oldest visible first");
+    assert_eq!(s.data.receive("q", o).await.unwrap()[0].id, "second");
+    // Past the retention period a message is dropped, not received.
+    let mut expired = opts(10_000, None);
+    expired.retention_ms = 1000;
+    assert!(s.data.receive("q", expired).await.unwrap().is_empty());
+    assert_eq!(s.data.counts("q", 10_000).await.unwrap().visible, 0);
+}
+
+async fn delete_purge_and_counts(s: Pair) {
+    s.data
+        .send("q", vec![message("a", 0), message("b", 0), message("c", 0)])
+        .await
+        .unwrap();
+    let mut o = opts(10, None);
+    o.max = 1;
+    s.data.receive("q", o).await.unwrap();
+    assert_eq!(
+        s.data.counts("q", 20).await.unwrap(),
+        QueueCounts {
+            visible: 2,
+            in_flight: 1,
+            delayed: 0
+        }
+    );
+    assert!(s.data.delete_message("q", "a").await.unwrap());
+    assert!(!s.data.delete_message("q", "a").await.unwrap());
+    assert!(
+        !s.data.delete_message("dlq", "b").await.unwrap(),
+        "wrong queue"
+    );
+    assert_eq!(s.data.purge("q").await.unwrap(), 2);
+    assert_eq!(
+        s.data.counts("q", 20).await.unwrap(),
+        QueueCounts::default()
+    );
+    assert_eq!(s.data.next_visible("q", 20).await.unwrap(), None);
+}
