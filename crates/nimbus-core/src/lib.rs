@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod policy;
 pub mod schedule;
 pub mod style;
+pub mod target;
 
 pub use error::{ErrorCode, ValidationError};
 pub use function::{
@@ -23,3 +24,4 @@ pub use function::{
 };
 pub use invocation::{InvocationId, InvokeRequest};
 pub use style::HandlerStyle;
+pub use target::Target;

@@ -11,6 +11,7 @@
 //! startup and kept in memory, so the invocation path never touches the database.
 
 pub mod control;
+pub mod dispatch;
 mod error;
 pub mod invoker;
 pub mod messaging;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use control::registry::Registry;
 pub use control::{AliasUpdate, ConfigPatch, ControlPlane, CreateFunction, FunctionAccess};
+pub use dispatch::{Accepted, Call, DispatchError, Dispatcher, Reply};
 pub use error::EngineError;
 pub use invoker::{
     AsyncInvoker, AsyncSettings, DestinationSink, InvocationResult, Invoker, StreamParts, Streamed,

@@ -8,7 +8,7 @@ mod async_queue;
 mod report;
 mod streamed;
 
-pub use async_queue::{AsyncInvoker, AsyncSettings, DestinationSink};
+pub use async_queue::{AsyncInvoker, AsyncSettings, DestinationSink, RunningLineage};
 pub use streamed::{StreamParts, Streamed};
 
 use std::sync::Arc;

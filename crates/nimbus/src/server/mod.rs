@@ -17,8 +17,8 @@ use axum::response::IntoResponse;
 use nimbus_api::aws::AuthMode;
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
-    AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, EngineConfig, Invoker, LogPipeline,
-    LogRetention, Registry,
+    AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, Dispatcher, EngineConfig, Invoker,
+    LogPipeline, LogRetention, Registry,
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
@@ -139,13 +139,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_memory_budget(memory_budget_mb(args.memory_budget)?),
     );
     let registry = Arc::new(Registry::default());
-    let control = Arc::new(ControlPlane::new(
-        engine_config.clone(),
-        metadata,
-        code,
-        registry.clone(),
-        scheduler.clone(),
-    ));
     let invoker = Arc::new(Invoker::new(
         &engine_config,
         registry.clone(),
@@ -166,27 +159,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             )
         })?;
     let api_addr = listener.local_addr()?;
-    control.set_function_access(nimbus_engine::FunctionAccess {
-        keys: keys.clone(),
-        endpoint_url: format!("http://{}", public_addr(api_addr)),
-    });
+    let control = Arc::new(ControlPlane::new(
+        engine_config.clone(),
+        metadata,
+        code,
+        registry.clone(),
+        scheduler.clone(),
+        nimbus_engine::FunctionAccess {
+            keys: keys.clone(),
+            endpoint_url: format!("http://{}", public_addr(api_addr)),
+        },
+    ));
     let loaded = control.load_all().await?;
 
     let background = CancellationToken::new();
     let reaper = tokio::spawn(scheduler.clone().run_reaper(background.clone()));
     let queue = Arc::new(SqliteEventQueue::open(&host.data_dir.join("events.db"))?);
-    let events = Arc::new(AsyncInvoker::new(
-        queue,
-        invoker.clone(),
-        registry.clone(),
-        engine_config.clone(),
-        AsyncSettings {
-            retry_delay: args.async_retry_delay.into(),
-            workers: args.async_workers,
-        },
-    ));
-    let events_stop = CancellationToken::new();
-    let event_workers = tokio::spawn(events.clone().run(events_stop.clone()));
     // Workflows: their own database; executions that were running resume now.
     let workflows = Arc::new(nimbus_engine::workflows::Workflows::new(
         Arc::new(nimbus_store::SqliteWorkflowStore::open(
@@ -206,26 +194,47 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if resumed > 0 {
         tracing::info!("resumed {resumed} running workflow executions");
     }
-    // Queues, topics and event source mappings: their own database; pollers restart now.
-    let messaging = Arc::new(nimbus_engine::messaging::Messaging::new(
+    // Queues, topics and event source mappings: their own database. The
+    // dispatcher, every event source's one door to functions and workflows,
+    // is built with them: its async invocations deliver to queues and topics
+    // (see nimbus_engine::messaging::wiring). Pollers restart now.
+    let messaging = Arc::new(nimbus_engine::messaging::wiring::Messaging::new(
         Arc::new(nimbus_store::SqliteMessages::open(
             &host.data_dir.join("messages.db"),
         )?),
-        invoker.clone(),
-        events.clone(),
         registry.clone(),
         engine_config.clone(),
+        |destinations| {
+            let events = Arc::new(AsyncInvoker::new(
+                queue,
+                invoker.clone(),
+                registry.clone(),
+                engine_config.clone(),
+                AsyncSettings {
+                    retry_delay: args.async_retry_delay.into(),
+                    workers: args.async_workers,
+                },
+                destinations,
+            ));
+            Arc::new(Dispatcher::new(
+                invoker.clone(),
+                events,
+                workflows.clone(),
+                registry.clone(),
+            ))
+        },
     ));
-    messaging.mappings.set_workflows(workflows.clone());
+    let dispatcher = messaging.dispatcher.clone();
+    let events = dispatcher.events().clone();
+    let events_stop = CancellationToken::new();
+    let event_workers = tokio::spawn(events.clone().run(events_stop.clone()));
     messaging.mappings.start_all().await?;
     // Schedules: definitions in the metadata database, fires recorded in the event queue's.
     let schedules = Arc::new(nimbus_engine::sources::schedules::Schedules::new(
         Arc::new(nimbus_store::SqliteScheduleStore::new(open_database(
             &db_path,
         )?)),
-        events.clone(),
-        workflows.clone(),
-        registry.clone(),
+        dispatcher.clone(),
         engine_config.clone(),
         match (args.test_clock, args.test_clock_offset) {
             (_, Some(offset)) => Some(offset.into()),
@@ -255,6 +264,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 &master_key,
             )),
             control.clone(),
+            dispatcher.clone(),
             GatewaySettings {
                 public_url: format!("http://{gateway_domain}"),
                 region: args.region.clone(),
@@ -263,10 +273,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
-    gateway.set_workflows(workflows.clone());
     let gateway_server = GatewayServer::new(
         &gateway,
-        invoker.clone(),
         &gateway_domain,
         nimbus_gateway::ServerOptions {
             websocket: nimbus_gateway::WsLimits {
@@ -296,6 +304,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         gateway,
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
+        object_events: Arc::new(nimbus_engine::sources::object_events::ObjectEvents::new(
+            dispatcher.clone(),
+            messaging.grants.clone(),
+            nimbus_core::policy::ArnScope {
+                region: args.region.clone(),
+                account_id: args.account_id.clone(),
+            },
+        )),
         messaging: messaging.clone(),
         schedules: schedules.clone(),
         objects: Arc::new(nimbus_store::FsObjectStore::open(
