@@ -317,3 +317,78 @@ impl Dispatcher {
         &self.events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(status: &str, output: Option<&str>) -> ExecutionRecord {
+        ExecutionRecord {
+            arn: "arn:aws:states:r:1:execution:m:e".into(),
+            name: "e".into(),
+            state_machine_arn: "arn:aws:states:r:1:stateMachine:m".into(),
+            status: status.into(),
+            input: "{}".into(),
+            output: output.map(str::to_string),
+            error: (status == "FAILED").then(|| "Boom".to_string()),
+            cause: None,
+            start_ms: 1_500,
+            stop_ms: None,
+            definition: String::new(),
+            snapshot: None,
+        }
+    }
+
+    #[test]
+    fn function_calls_carry_their_request_fields() {
+        let mut call = Call::new(Target::function("resize", Some("live".into())), "{}");
+        call.request_id = Some(InvocationId::from("rid-1".to_string()));
+        call.trace = Some("Root=1".into());
+        call.on_behalf_of = Some("other".into());
+        let req = call.request().unwrap().unwrap();
+        assert_eq!(req.function.as_str(), "resize");
+        assert_eq!(req.qualifier.as_deref(), Some("live"));
+        assert_eq!(req.id.as_str(), "rid-1");
+        assert_eq!(req.trace_id.as_deref(), Some("Root=1"));
+        assert_eq!(req.on_behalf_of.as_deref(), Some("other"));
+        let bad = Call::new(Target::function("no such name!", None), "{}");
+        assert!(matches!(bad.request(), Some(Err(EngineError::Invalid(_)))));
+        assert!(Call::new(Target::workflow("m"), "{}").request().is_none());
+    }
+
+    #[test]
+    fn executions_are_named_after_the_event_or_the_request() {
+        let mut call = Call::new(Target::workflow("orders"), r#"{"a":1}"#);
+        assert_eq!(call.execution("orders").name, None, "the service names it");
+        call.request_id = Some(InvocationId::from("0192:ab/cd".to_string()));
+        let start = call.execution("orders");
+        assert_eq!(start.name.as_deref(), Some("0192-ab-cd"));
+        assert_eq!(start.input.as_deref(), Some(r#"{"a":1}"#));
+        call.execution_name = Some("sqs-abc".into());
+        assert_eq!(call.execution("orders").name.as_deref(), Some("sqs-abc"));
+    }
+
+    #[test]
+    fn workflow_replies_read_like_function_outcomes() {
+        let done = Reply::Workflow(Run::Finished(execution("SUCCEEDED", Some(r#"{"ok":1}"#))));
+        assert!(done.succeeded());
+        assert!(matches!(
+            done.into_outcome(),
+            Outcome::Success { body, .. } if body == r#"{"ok":1}"#
+        ));
+        let failed = Reply::Workflow(Run::Finished(execution("FAILED", None)));
+        assert!(!failed.succeeded());
+        assert!(matches!(
+            failed.into_outcome(),
+            Outcome::Error { error_type, .. } if error_type == "States.FAILED"
+        ));
+        let started = Reply::Workflow(Run::Started(execution("RUNNING", None)));
+        assert!(started.succeeded());
+        let Outcome::Success { body, .. } = started.into_outcome() else {
+            panic!("a started execution is a success");
+        };
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["executionArn"], "arn:aws:states:r:1:execution:m:e");
+        assert_eq!(v["startDate"], 1.5);
+    }
+}

@@ -1,10 +1,28 @@
-//! The engine: from an accepted invocation to a result.
+//! The engine: from an event to a result.
 //!
 //! ```text
-//! event source ──► Invoker ──► Scheduler (pool per function) ──► Instance ──► InvocationResult
-//!                    │                                              │
-//!                    └── START/END/REPORT ──► LogPipeline ◄── function output
+//! sources/ (queue mappings, schedules, object events)   gateway, SNS (messaging/)
+//!        └──────────────────────────┬──────────────────────────┘
+//!                                   ▼
+//!                     Dispatcher (dispatch.rs): Target × Sync | Async | Stream
+//!                ┌──────────────────┼──────────────────────┐
+//!                ▼                  ▼                      ▼
+//!        AsyncInvoker ──────► Invoker ◄────────────── Workflows
+//!   (invoker/async_queue.rs)  (invoker/)              (workflows/)
+//!                                   │
+//!                                   ▼
+//!                Scheduler (pool per function) ──► Instance ──► InvocationResult
+//!                                   │                             │
+//!                                   └── START/END/REPORT ──► LogPipeline (observe/) ◄── function output
 //! ```
+//!
+//! Every event source goes through one door, the [`Dispatcher`]: it is given a
+//! [`nimbus_core::Target`] (a function or a workflow) and a payload, and
+//! picks the service that runs it, so no source knows whether a function
+//! runs synchronously, through the durable async queue, or as a workflow
+//! task. Services are wired by their constructors only; the one cycle
+//! (async destinations publish to topics, whose Lambda subscriptions enqueue
+//! async invocations) is closed in `messaging/wiring.rs`.
 //!
 //! [`ControlPlane`] changes what is deployed; [`Invoker`] runs it. Both share the
 //! [`Registry`] of deployed functions, which is loaded from the metadata store at

@@ -501,6 +501,42 @@ mod tests {
     }
 
     #[test]
+    fn route_documents_keep_their_target_fields() {
+        let route = |v: serde_json::Value| serde_json::from_value::<RouteSpec>(v);
+        let w = route(serde_json::json!({"route": "GET /w", "workflow": "orders"})).unwrap();
+        assert_eq!(w.target, Target::workflow("orders"));
+        let doc = serde_json::to_value(&w).unwrap();
+        assert_eq!(doc["workflow"], "orders");
+        assert!(doc.get("function").is_none() && doc.get("qualifier").is_none());
+        let mut f = spec("GET /f");
+        f.normalize().unwrap();
+        let doc = serde_json::to_value(&f).unwrap();
+        assert_eq!(
+            (&doc["function"], &doc["qualifier"]),
+            (&"f".into(), &"live".into())
+        );
+        assert_eq!(route(doc).unwrap(), f, "a stored route reads back");
+        for (bad, why) in [
+            (serde_json::json!({"route": "GET /x"}), "exactly one"),
+            (
+                serde_json::json!({"route": "GET /x", "function": "f", "workflow": "w"}),
+                "exactly one",
+            ),
+            (
+                serde_json::json!({"route": "GET /x", "workflow": "w", "qualifier": "1"}),
+                "qualifier applies to functions",
+            ),
+            (
+                serde_json::json!({"route": "GET /x", "function": "f", "colour": "red"}),
+                "unknown field `colour`",
+            ),
+        ] {
+            let e = route(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn cors_wildcard_with_credentials_is_refused() {
         let mut s = spec("GET /x");
         s.cors = Some(CorsSettings {
