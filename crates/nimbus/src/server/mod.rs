@@ -4,6 +4,15 @@
 //! engine, load deployed functions, serve the API, and on SIGINT/SIGTERM stop in
 //! reverse order: stop accepting, let in-flight invocations finish (bounded by
 //! `--shutdown-grace`), stop instances, flush logs. A second signal exits at once.
+//!
+//! Every service is given what it needs by its constructor (no setters wire
+//! anything afterwards), so the order below is the dependency order: the API
+//! listener is bound before the control plane, which tells instances its
+//! address; every event source (queue mappings, schedules, the gateway,
+//! bucket notifications, topics) is built on the one `Dispatcher`, which is
+//! built with the messaging services because its async invocations deliver
+//! to queues and topics (`nimbus_engine::messaging::wiring` says how that
+//! cycle is closed).
 
 mod config;
 mod keys;
