@@ -46,7 +46,9 @@ pub struct ApiState {
     /// State machines and their executions (`/v1/workflows`, Step Functions API).
     pub workflows: Arc<nimbus_engine::workflows::Workflows>,
     /// Queues, topics and event source mappings (SQS and SNS APIs).
-    pub messaging: Arc<nimbus_engine::messaging::Messaging>,
+    pub messaging: Arc<nimbus_engine::messaging::wiring::Messaging>,
+    /// Bucket notifications (the S3 API's event source).
+    pub object_events: Arc<nimbus_engine::sources::object_events::ObjectEvents>,
     /// Rate and cron rules that invoke functions or start workflows.
     pub schedules: Arc<nimbus_engine::sources::schedules::Schedules>,
     /// Whether AWS API requests must be signed.

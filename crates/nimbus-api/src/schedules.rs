@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use nimbus_core::Target;
 use nimbus_core::schedule::{MissedFires, ScheduleRecord};
 use serde::Deserialize;
 use serde_json::json;
@@ -63,13 +64,13 @@ impl ScheduleBody {
             },
             None => (None, self.qualifier),
         };
+        let target = Target::from_parts(function, qualifier, self.workflow, "a schedule")
+            .map_err(ApiError::from)?;
         Ok(ScheduleRecord {
             name,
             expression: self.expression,
             timezone: self.timezone,
-            function,
-            qualifier,
-            workflow: self.workflow,
+            target,
             input: self.input,
             missed: self.missed,
             enabled: self.enabled,

@@ -16,6 +16,7 @@ pub mod permissions;
 pub mod policy;
 pub mod schedule;
 pub mod style;
+pub mod target;
 
 pub use clock::Clock;
 pub use error::{ErrorCode, ValidationError};
@@ -25,3 +26,4 @@ pub use function::{
 };
 pub use invocation::{InvocationId, InvokeRequest};
 pub use style::HandlerStyle;
+pub use target::Target;

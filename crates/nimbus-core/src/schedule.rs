@@ -758,7 +758,8 @@ pub enum MissedFires {
     CatchUpOnce,
 }
 
-/// A stored schedule: a rule that invokes a function asynchronously.
+/// A stored schedule: a rule that invokes a function asynchronously or starts
+/// a workflow.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduleRecord {
     pub name: String,
@@ -767,15 +768,11 @@ pub struct ScheduleRecord {
     /// IANA time zone the cron fields are read in (UTC when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// The function it invokes asynchronously (exactly one of `function` and
-    /// `workflow` is set).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qualifier: Option<String>,
-    /// The state machine (name or ARN) it starts an execution of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<String>,
+    /// The function it invokes asynchronously, or the state machine (name or
+    /// ARN) it starts an execution of; stored as the `function`, `qualifier`
+    /// and `workflow` fields it always had.
+    #[serde(flatten)]
+    pub target: crate::Target,
     /// The event to send instead of the EventBridge "Scheduled Event" envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<serde_json::Value>,
@@ -808,11 +805,6 @@ impl ScheduleRecord {
                 self.name
             )));
         }
-        if self.function.is_some() == self.workflow.is_some() {
-            return Err(ValidationError::param(
-                "a schedule targets exactly one of a function and a workflow",
-            ));
-        }
         if self.timezone.is_some()
             && matches!(Schedule::parse(&self.expression)?, Schedule::Rate { .. })
         {
@@ -829,5 +821,25 @@ impl ScheduleRecord {
     /// Where its fires are recorded: a re-created schedule starts afresh.
     pub fn fire_source(&self) -> String {
         format!("schedule/{}/{}", self.name, self.created_ms)
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use crate::Target;
+
+    #[test]
+    fn records_stored_by_earlier_versions_load_and_round_trip() {
+        let stored = r#"{"name":"nightly","expression":"cron(0 3 * * ? *)","timezone":"Europe/Paris","function":"report","qualifier":"live","missed":"catch-up-once","enabled":true,"description":"","created_ms":1700000000000}"#;
+        let r: ScheduleRecord = serde_json::from_str(stored).unwrap();
+        assert_eq!(r.target, Target::function("report", Some("live".into())));
+        assert_eq!(r.missed, MissedFires::CatchUpOnce);
+        assert_eq!(serde_json::to_string(&r).unwrap(), stored);
+        let stored = r#"{"name":"w","expression":"rate(1 minute)","workflow":"orders","input":{"a":1},"missed":"skip","enabled":false,"description":"d","created_ms":5}"#;
+        let r: ScheduleRecord = serde_json::from_str(stored).unwrap();
+        assert_eq!(r.target, Target::workflow("orders"));
+        assert_eq!(r.input, Some(serde_json::json!({"a": 1})));
+        assert_eq!(serde_json::to_string(&r).unwrap(), stored);
     }
 }

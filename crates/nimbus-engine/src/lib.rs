@@ -1,16 +1,35 @@
-//! The engine: from an accepted invocation to a result.
+//! The engine: from an event to a result.
 //!
 //! ```text
-//! event source ──► Invoker ──► Scheduler (pool per function) ──► Instance ──► InvocationResult
-//!                    │                                              │
-//!                    └── START/END/REPORT ──► LogPipeline ◄── function output
+//! sources/ (queue mappings, schedules, object events)   gateway, SNS (messaging/)
+//!        └──────────────────────────┬──────────────────────────┘
+//!                                   ▼
+//!                     Dispatcher (dispatch.rs): Target × Sync | Async | Stream
+//!                ┌──────────────────┼──────────────────────┐
+//!                ▼                  ▼                      ▼
+//!        AsyncInvoker ──────► Invoker ◄────────────── Workflows
+//!   (invoker/async_queue.rs)  (invoker/)              (workflows/)
+//!                                   │
+//!                                   ▼
+//!                Scheduler (pool per function) ──► Instance ──► InvocationResult
+//!                                   │                             │
+//!                                   └── START/END/REPORT ──► LogPipeline (observe/) ◄── function output
 //! ```
+//!
+//! Every event source goes through one door, the [`Dispatcher`]: it is given a
+//! [`nimbus_core::Target`] (a function or a workflow) and a payload, and
+//! picks the service that runs it, so no source knows whether a function
+//! runs synchronously, through the durable async queue, or as a workflow
+//! task. Services are wired by their constructors only; the one cycle
+//! (async destinations publish to topics, whose Lambda subscriptions enqueue
+//! async invocations) is closed in `messaging/wiring.rs`.
 //!
 //! [`ControlPlane`] changes what is deployed; [`Invoker`] runs it. Both share the
 //! [`Registry`] of deployed functions, which is loaded from the metadata store at
 //! startup and kept in memory, so the invocation path never touches the database.
 
 pub mod control;
+pub mod dispatch;
 mod error;
 pub mod invoker;
 pub mod lifecycle;
@@ -25,6 +44,7 @@ use std::time::Duration;
 
 pub use control::registry::Registry;
 pub use control::{AliasUpdate, ConfigPatch, ControlPlane, CreateFunction, FunctionAccess};
+pub use dispatch::{Accepted, Call, DispatchError, Dispatcher, Reply};
 pub use error::EngineError;
 pub use invoker::{
     AsyncInvoker, AsyncSettings, DestinationSink, InvocationResult, Invoker, StreamParts, Streamed,

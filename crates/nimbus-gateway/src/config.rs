@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use nimbus_core::Target;
+use nimbus_core::target::TargetFields;
 use serde::{Deserialize, Serialize};
 
 use crate::routes::{DEFAULT_ROUTE_KEY, RouteMethod, RouteTable};
@@ -155,18 +157,14 @@ pub struct RouteSpec {
     pub route: String,
     #[serde(default)]
     pub api: ApiKind,
-    /// `name` or `name:qualifier` (version or alias); empty when the route
-    /// starts a workflow.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub function: String,
-    /// A state machine (name or ARN) the route starts instead of invoking a
-    /// function, as API Gateway's Step Functions integrations do: an EXPRESS
-    /// machine runs synchronously and its output is the answer (mapped like a
+    /// What the route runs, declared as `function` (`name` or
+    /// `name:qualifier`, a version or alias) with an optional `qualifier`, or
+    /// as `workflow`: a state machine (name or ARN) the route starts instead,
+    /// as API Gateway's Step Functions integrations do: an EXPRESS machine
+    /// runs synchronously and its output is the answer (mapped like a
     /// function's), a STANDARD one answers 200 with the execution's ARN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qualifier: Option<String>,
+    #[serde(flatten, deserialize_with = "route_target")]
+    pub target: Target,
     /// `1.0` (REST API) or `2.0` (HTTP API, default). HTTP routes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_format: Option<String>,
@@ -307,6 +305,18 @@ pub struct NewGatewayKey {
     pub value: String,
 }
 
+/// A route's target from its `function`, `qualifier` and `workflow` fields.
+fn route_target<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Target, D::Error> {
+    use serde::de::Error;
+    let f = TargetFields::deserialize(d)?;
+    if f.workflow.is_some() && f.qualifier.is_some() {
+        return Err(D::Error::custom(
+            "qualifier applies to functions, not workflows",
+        ));
+    }
+    Target::from_parts(f.function, f.qualifier, f.workflow, "a route").map_err(D::Error::custom)
+}
+
 /// `name` or `name:qualifier` → its parts.
 pub fn split_target(s: &str) -> (&str, Option<&str>) {
     match s.split_once(':') {
@@ -319,33 +329,33 @@ impl RouteSpec {
     /// Normalises `function = "name:qualifier"` and checks everything that
     /// needs no other route: key syntax, settings that fit the API kind.
     pub fn normalize(&mut self) -> Result<(), String> {
-        match (&self.workflow, self.function.is_empty()) {
-            (Some(_), false) | (None, true) => {
-                return Err("a route targets exactly one of function and workflow".into());
-            }
-            (Some(_), true) if self.api == ApiKind::Websocket => {
+        let (function, declared) = match &mut self.target {
+            Target::Workflow { .. } if self.api == ApiKind::Websocket => {
                 return Err("WebSocket routes invoke functions, not workflows".into());
             }
-            (Some(_), true) if self.qualifier.is_some() => {
-                return Err("qualifier applies to functions, not workflows".into());
-            }
-            _ => {}
-        }
-        let (name, qualifier) = split_target(&self.function);
+            Target::Workflow { .. } => return self.normalize_settings(),
+            Target::Function { name, qualifier } => (name, qualifier),
+        };
+        let (name, qualifier) = split_target(function);
         if let Some(q) = qualifier {
-            if self.qualifier.as_deref().is_some_and(|x| x != q) {
+            if declared.as_deref().is_some_and(|x| x != q) {
                 return Err(format!(
-                    "function `{}` names qualifier `{q}` but qualifier is `{}`",
-                    self.function,
-                    self.qualifier.as_deref().unwrap_or_default()
+                    "function `{function}` names qualifier `{q}` but qualifier is `{}`",
+                    declared.as_deref().unwrap_or_default()
                 ));
             }
-            self.qualifier = Some(q.to_owned());
-            self.function = name.to_owned();
+            let (name, q) = (name.to_owned(), q.to_owned());
+            *declared = Some(q);
+            *function = name;
         }
-        if self.qualifier.as_deref() == Some("") {
-            self.qualifier = None;
+        if declared.as_deref() == Some("") {
+            *declared = None;
         }
+        self.normalize_settings()
+    }
+
+    /// The part of [`RouteSpec::normalize`] that does not concern the target.
+    fn normalize_settings(&mut self) -> Result<(), String> {
         self.route = self.route.trim().to_owned();
         match self.api {
             ApiKind::Http => {
@@ -473,10 +483,7 @@ mod tests {
     fn normalize_splits_the_qualifier_and_checks_keys() {
         let mut s = spec("GET /users/{id}");
         s.normalize().unwrap();
-        assert_eq!(
-            (s.function.as_str(), s.qualifier.as_deref()),
-            ("f", Some("live"))
-        );
+        assert_eq!(s.target, Target::function("f", Some("live".into())));
         assert!(
             spec("GET users")
                 .normalize()
@@ -491,6 +498,42 @@ mod tests {
         let mut bad = spec("$conect");
         bad.api = ApiKind::Websocket;
         assert!(bad.normalize().is_err());
+    }
+
+    #[test]
+    fn route_documents_keep_their_target_fields() {
+        let route = |v: serde_json::Value| serde_json::from_value::<RouteSpec>(v);
+        let w = route(serde_json::json!({"route": "GET /w", "workflow": "orders"})).unwrap();
+        assert_eq!(w.target, Target::workflow("orders"));
+        let doc = serde_json::to_value(&w).unwrap();
+        assert_eq!(doc["workflow"], "orders");
+        assert!(doc.get("function").is_none() && doc.get("qualifier").is_none());
+        let mut f = spec("GET /f");
+        f.normalize().unwrap();
+        let doc = serde_json::to_value(&f).unwrap();
+        assert_eq!(
+            (&doc["function"], &doc["qualifier"]),
+            (&"f".into(), &"live".into())
+        );
+        assert_eq!(route(doc).unwrap(), f, "a stored route reads back");
+        for (bad, why) in [
+            (serde_json::json!({"route": "GET /x"}), "exactly one"),
+            (
+                serde_json::json!({"route": "GET /x", "function": "f", "workflow": "w"}),
+                "exactly one",
+            ),
+            (
+                serde_json::json!({"route": "GET /x", "workflow": "w", "qualifier": "1"}),
+                "qualifier applies to functions",
+            ),
+            (
+                serde_json::json!({"route": "GET /x", "function": "f", "colour": "red"}),
+                "unknown field `colour`",
+            ),
+        ] {
+            let e = route(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use nimbus_core::FunctionName;
-use nimbus_engine::ControlPlane;
+use nimbus_core::{FunctionName, Target};
+use nimbus_engine::{ControlPlane, Dispatcher};
 use nimbus_store::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, StoreError};
 
 use crate::auth::{KeyHash, generate_key};
@@ -61,8 +61,8 @@ pub struct Gateway {
     snapshot: Arc<ArcSwap<Snapshot>>,
     settings: GatewaySettings,
     writes: tokio::sync::Mutex<()>,
-    /// State machines routes may start (set once at startup).
-    workflows: std::sync::OnceLock<Arc<nimbus_engine::workflows::Workflows>>,
+    /// Runs routes' targets; checks that the state machines routes name exist.
+    dispatcher: Arc<Dispatcher>,
     /// Stamps creation times.
     clock: nimbus_core::Clock,
 }
@@ -77,6 +77,16 @@ fn random_id(prefix: &str) -> Result<String, GatewayError> {
         .map(|x| char::from(ALPHABET[usize::from(*x) % ALPHABET.len()]))
         .collect();
     Ok(format!("{prefix}{s}"))
+}
+
+/// Whether a redeployed route targets what the route it replaces did: the
+/// same function (whatever the qualifier) or the same workflow.
+fn same_target(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::Function { name: x, .. }, Target::Function { name: y, .. }) => x == y,
+        (Target::Workflow { machine: x }, Target::Workflow { machine: y }) => x == y,
+        _ => false,
+    }
 }
 
 fn route_from_row(row: GatewayRouteRow) -> Result<Route, GatewayError> {
@@ -107,6 +117,7 @@ impl Gateway {
     pub async fn load(
         store: Arc<dyn GatewayStore>,
         control: Arc<ControlPlane>,
+        dispatcher: Arc<Dispatcher>,
         settings: GatewaySettings,
     ) -> Result<Self, GatewayError> {
         let g = Self {
@@ -115,20 +126,16 @@ impl Gateway {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             settings,
             writes: tokio::sync::Mutex::new(()),
-            workflows: std::sync::OnceLock::new(),
+            dispatcher,
             clock: nimbus_core::Clock::system(),
         };
         g.reload().await?;
         Ok(g)
     }
 
-    /// Lets routes start workflows (and checks that the ones they name exist).
-    pub fn set_workflows(&self, workflows: Arc<nimbus_engine::workflows::Workflows>) {
-        let _ = self.workflows.set(workflows);
-    }
-
-    pub fn workflows(&self) -> Option<Arc<nimbus_engine::workflows::Workflows>> {
-        self.workflows.get().cloned()
+    /// What the listener runs routes' targets through.
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
     }
 
     /// The shared snapshot the listener reads.
@@ -179,15 +186,9 @@ impl Gateway {
     }
 
     async fn check_workflow(&self, name: &str) -> Result<(), GatewayError> {
-        let Some(workflows) = self.workflows.get() else {
-            return Err(GatewayError::Invalid(
-                "workflows are not available on this server".into(),
-            ));
-        };
-        workflows
-            .describe_machine(name)
+        self.dispatcher
+            .check(&Target::workflow(name))
             .await
-            .map(|_| ())
             .map_err(|e| GatewayError::Invalid(format!("workflow `{name}`: {e}")))
     }
 
@@ -212,9 +213,9 @@ impl Gateway {
         replace: bool,
     ) -> Result<Route, GatewayError> {
         spec.normalize().map_err(GatewayError::Invalid)?;
-        match &spec.workflow {
-            Some(w) => self.check_workflow(w).await?,
-            None => self.check_function(&spec.function).await?,
+        match &spec.target {
+            Target::Workflow { machine } => self.check_workflow(machine).await?,
+            Target::Function { name, .. } => self.check_function(name).await?,
         }
         let _w = self.writes.lock().await;
         let existing = self.routes().await?;
@@ -223,13 +224,15 @@ impl Gateway {
         let mut selection: Option<(&str, &str)> = None;
         for r in &existing {
             if r.spec.api == spec.api && r.spec.route == spec.route {
-                if replace && r.spec.function == spec.function && r.spec.workflow == spec.workflow {
+                if replace && same_target(&r.spec.target, &spec.target) {
                     replaces = Some(r.id.clone());
                     continue;
                 }
                 return Err(GatewayError::Conflict(format!(
                     "route `{}` already exists (id {}, function {}); remove it first",
-                    r.spec.route, r.id, r.spec.function
+                    r.spec.route,
+                    r.id,
+                    r.spec.target.function_name().unwrap_or_default()
                 )));
             }
             match r.spec.api {

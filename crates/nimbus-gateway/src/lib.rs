@@ -1,5 +1,6 @@
 //! Nimbus's HTTP gateway: API Gateway-style routes, function URLs and
-//! WebSocket APIs in front of the engine's `Invoker`.
+//! WebSocket APIs in front of the engine's `Dispatcher` (the one door of
+//! every event source: a route runs a function or starts a workflow).
 //!
 //! The gateway lets functions written for API Gateway (REST and HTTP APIs),
 //! Lambda function URLs and WebSocket APIs run unchanged behind Nimbus. What
@@ -21,7 +22,8 @@
 //!    [`auth::AuthError::response`];
 //! 5. build the event: [`apigw::v1::build_event`], [`apigw::v2::build_event`]
 //!    or [`apigw::function_url::build_event`] from an [`apigw::ProxyRequest`];
-//! 6. invoke the function with those bytes (outside this crate);
+//! 6. run the route's target with those bytes (the engine's `Dispatcher`:
+//!    a function, or a workflow);
 //! 7. map its output: `parse_response` of the same format (framing and
 //!    hop-by-hop headers removed, [`apigw::strip_framing_headers`]), and on
 //!    error or function failure the format's `malformed_response`;

@@ -1,5 +1,6 @@
 //! The gateway listener: HTTP requests in, invocations through the engine's
-//! [`Invoker`], API Gateway responses out.
+//! [`Dispatcher`] (a route's function, or its workflow), API Gateway
+//! responses out.
 //!
 //! One handler takes every request (no framework routing: the route table is
 //! ours and lives in the [`Snapshot`]), and runs the steps listed in the crate
@@ -27,8 +28,8 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use nimbus_core::{InvocationId, InvokeRequest};
-use nimbus_engine::{EngineError, Invoker, Outcome};
+use nimbus_core::InvocationId;
+use nimbus_engine::{DispatchError, Dispatcher, EngineError, Outcome};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,9 +56,8 @@ const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
 /// What the request handlers share.
 pub(crate) struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub invoker: Arc<Invoker>,
-    /// For routes that start workflows.
-    pub workflows: Option<Arc<nimbus_engine::workflows::Workflows>>,
+    /// Runs each route's target.
+    pub dispatcher: Arc<Dispatcher>,
     /// Identity of the HTTP and WebSocket APIs in events.
     pub api: ApiInfo,
     /// The region in ARNs (the connections endpoint's resource).
@@ -100,18 +100,12 @@ impl GatewayServer {
     /// A gateway serving `gateway`'s configuration; `domain` is the
     /// `host:port` functions see as `requestContext.domainName` (and use to
     /// reach the connections endpoint).
-    pub fn new(
-        gateway: &Gateway,
-        invoker: Arc<Invoker>,
-        domain: &str,
-        options: ServerOptions,
-    ) -> Self {
+    pub fn new(gateway: &Gateway, domain: &str, options: ServerOptions) -> Self {
         let settings = gateway.settings();
         Self {
             shared: Arc::new(Shared {
                 snapshot: gateway.snapshot(),
-                invoker,
-                workflows: gateway.workflows(),
+                dispatcher: gateway.dispatcher().clone(),
                 api: ApiInfo::new(&settings.account_id, "nimbus", domain, DEFAULT_ROUTE_KEY),
                 region: settings.region.clone(),
                 ws: Connections::new(options.websocket, options.connections_auth),
@@ -481,46 +475,55 @@ fn with_cors<B>(target: &Target, parts: &Parts, mut resp: Response<B>) -> Respon
     resp
 }
 
-/// Invokes `target` with `event` under request id `rid`: the function's
-/// output, or the gateway's answer when there is none to map (502 for a
-/// function error, 504 for a timeout, 429 when throttled, …).
+/// Runs `target` with `event` under request id `rid`: the function's (or
+/// the workflow's) output, or the gateway's answer when there is none to map
+/// (502 for a function error, 504 for a timeout, 429 when throttled, …). An
+/// EXPRESS workflow's output is mapped like a function's; a STANDARD one
+/// answers with the execution's ARN and start date (API Gateway's
+/// StartExecution integration).
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the response to send, at most once per request; boxing only allocates"
+)]
 pub(crate) async fn invoke(
     s: &Shared,
     target: &Target,
     event: Vec<u8>,
     rid: &str,
 ) -> Result<Bytes, Response<Bytes>> {
-    let Some(function) = &target.function else {
-        return start_workflow(s, target, event, rid).await;
-    };
-    let req = invoke_request(function, target, event, rid);
-    answer(s.invoker.invoke(req).await, target, rid)
+    match s.dispatcher.invoke(call(target, event, rid)).await {
+        Ok(reply) => answer(Ok(reply.into_outcome()), target, rid),
+        Err(DispatchError::Function(e)) => answer(Err(e), target, rid),
+        Err(DispatchError::Workflow(e)) => {
+            tracing::warn!(request_id = rid, target = %target.label, "workflow failed: {e}");
+            Err(gateway_error(
+                StatusCode::BAD_GATEWAY,
+                v1::MALFORMED_BODY,
+                rid,
+            ))
+        }
+    }
 }
 
-pub(crate) fn invoke_request(
-    function: &nimbus_core::FunctionName,
-    target: &Target,
-    event: Vec<u8>,
-    rid: &str,
-) -> InvokeRequest {
-    let mut req = InvokeRequest::new(function.clone(), Bytes::from(event));
-    req.id = InvocationId::from(rid.to_owned());
-    req.qualifier = target.qualifier.clone();
-    req
+/// The dispatcher's call for `target`, under the gateway's request id.
+pub(crate) fn call(target: &Target, event: Vec<u8>, rid: &str) -> nimbus_engine::Call {
+    let mut call = nimbus_engine::Call::new(target.runs.clone(), event);
+    call.request_id = Some(InvocationId::from(rid.to_owned()));
+    call
 }
 
-/// The function's output, or the gateway's answer when there is none to map.
+/// The target's output, or the gateway's answer when there is none to map.
 #[allow(
     clippy::result_large_err,
     reason = "the error is the response to send, at most once per request; boxing only allocates"
 )]
 pub(crate) fn answer(
-    result: Result<nimbus_engine::InvocationResult, EngineError>,
+    result: Result<Outcome, EngineError>,
     target: &Target,
     rid: &str,
 ) -> Result<Bytes, Response<Bytes>> {
     match result {
-        Ok(r) => match r.outcome {
+        Ok(outcome) => match outcome {
             Outcome::Success { body, .. } => Ok(body),
             Outcome::Error { error_type, .. } if error_type == TIMEOUT_ERROR_TYPE => Err(
                 gateway_error(StatusCode::GATEWAY_TIMEOUT, TIMEOUT_BODY, rid),
@@ -553,48 +556,5 @@ pub(crate) fn answer(
                 rid,
             ))
         }
-    }
-}
-
-/// A route that starts a workflow, with the request's event as the input:
-/// EXPRESS machines run to their end and their output is the answer (mapped
-/// like a function's); STANDARD ones are started and answered at once with
-/// the execution's ARN and start date (API Gateway's StartExecution).
-async fn start_workflow(
-    s: &Shared,
-    target: &Target,
-    event: Vec<u8>,
-    rid: &str,
-) -> Result<Bytes, Response<Bytes>> {
-    use nimbus_engine::workflows::{Run, StartExecution};
-    let (Some(workflows), Some(machine)) = (&s.workflows, &target.workflow) else {
-        return Err(gateway_error(
-            StatusCode::BAD_GATEWAY,
-            v1::MALFORMED_BODY,
-            rid,
-        ));
-    };
-    let input = String::from_utf8_lossy(&event).into_owned();
-    let start = StartExecution {
-        machine: machine.clone(),
-        name: Some(rid.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")),
-        input: Some(input),
-    };
-    let failed = |e: &dyn std::fmt::Display| {
-        tracing::warn!(request_id = rid, workflow = %machine, "workflow failed: {e}");
-        gateway_error(StatusCode::BAD_GATEWAY, v1::MALFORMED_BODY, rid)
-    };
-    match workflows.run(start).await.map_err(|e| failed(&e))? {
-        Run::Finished(done) => match (done.status.as_str(), done.output) {
-            ("SUCCEEDED", Some(output)) => Ok(Bytes::from(output)),
-            (status, _) => Err(failed(&format!("execution ended {status}"))),
-        },
-        Run::Started(started) => Ok(Bytes::from(
-            serde_json::json!({
-                "executionArn": started.arn,
-                "startDate": started.start_ms as f64 / 1000.0,
-            })
-            .to_string(),
-        )),
     }
 }

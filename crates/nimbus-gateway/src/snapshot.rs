@@ -52,10 +52,9 @@ pub enum Auth {
 pub struct Target {
     pub route_id: String,
     pub route_key: String,
-    /// What the route runs: a function, or (HTTP routes) a workflow.
-    pub function: Option<FunctionName>,
-    pub qualifier: Option<String>,
-    pub workflow: Option<String>,
+    /// What the route runs: a function (its name checked at compile
+    /// time), or (HTTP routes) a workflow.
+    pub runs: nimbus_core::Target,
     /// `name`, `name:qualifier` or `workflow:name`, for the access log.
     pub label: String,
     pub format: EventFormat,
@@ -138,13 +137,6 @@ pub fn resolve_auth(
     }
 }
 
-fn label(function: &str, qualifier: Option<&str>) -> String {
-    match qualifier {
-        Some(q) => format!("{function}:{q}"),
-        None => function.to_owned(),
-    }
-}
-
 impl Snapshot {
     /// Compiles declarations. Routes were validated when declared; one that no
     /// longer inserts (it cannot, short of a hand-edited database) is skipped
@@ -154,16 +146,13 @@ impl Snapshot {
         let mut selection: Option<&str> = None;
         for r in input.routes {
             let s = &r.spec;
-            let function = match &s.workflow {
-                Some(_) => None,
-                None => match FunctionName::try_from(s.function.clone()) {
-                    Ok(f) => Some(f),
-                    Err(_) => {
-                        tracing::warn!(route = %s.route, "gateway route skipped: invalid function name");
-                        continue;
-                    }
-                },
-            };
+            let function = s.target.function_name().unwrap_or_default();
+            if s.target.function_name().is_some()
+                && FunctionName::try_from(function.to_owned()).is_err()
+            {
+                tracing::warn!(route = %s.route, "gateway route skipped: invalid function name");
+                continue;
+            }
             let limiter = s.rate_limit.map(|l| {
                 let limit = RateLimit {
                     rate_per_sec: l.rate,
@@ -186,15 +175,10 @@ impl Snapshot {
             let target = Arc::new(Target {
                 route_id: r.id.clone(),
                 route_key: s.route.clone(),
-                label: match &s.workflow {
-                    Some(w) => format!("workflow:{w}"),
-                    None => label(&s.function, s.qualifier.as_deref()),
-                },
-                function,
-                qualifier: s.qualifier.clone(),
-                workflow: s.workflow.clone(),
+                label: s.target.to_string(),
+                runs: s.target.clone(),
                 format,
-                auth: resolve_auth(s.auth, s.jwt.as_ref(), input.keys, &s.function),
+                auth: resolve_auth(s.auth, s.jwt.as_ref(), input.keys, function),
                 cors: s.cors.as_ref().map(|c| c.to_config()),
                 limiter,
                 body_limit: s.body_limit.unwrap_or(DEFAULT_BODY_LIMIT),
@@ -225,17 +209,16 @@ impl Snapshot {
                 .ok();
         }
         for u in input.urls {
-            let Ok(function) = FunctionName::try_from(u.function.clone()) else {
+            if FunctionName::try_from(u.function.clone()).is_err() {
                 continue;
-            };
+            }
             let s = &u.spec;
+            let runs = nimbus_core::Target::function(u.function.clone(), s.qualifier.clone());
             let target = Arc::new(Target {
                 route_id: u.url_id.clone(),
                 route_key: DEFAULT_ROUTE_KEY.to_owned(),
-                label: label(&u.function, s.qualifier.as_deref()),
-                function: Some(function),
-                qualifier: s.qualifier.clone(),
-                workflow: None,
+                label: runs.to_string(),
+                runs,
                 format: EventFormat::FunctionUrl,
                 auth: resolve_auth(s.auth, None, input.keys, &u.function),
                 cors: s.cors.as_ref().map(|c| c.to_config()),

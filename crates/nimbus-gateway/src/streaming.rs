@@ -18,7 +18,7 @@ use http::{HeaderValue, Response, StatusCode};
 use nimbus_engine::{EngineError, InvocationResult, Outcome, StreamParts, Streamed};
 
 use crate::apigw::{gateway_error, v1, v2};
-use crate::server::{Shared, answer, invoke_request, map_response};
+use crate::server::{Shared, answer, call, map_response};
 use crate::snapshot::Target;
 
 /// The content type that announces a prelude.
@@ -29,15 +29,18 @@ const DELIMITER: [u8; 8] = [0; 8];
 const MAX_PRELUDE: usize = 64 * 1024;
 
 pub(crate) async fn run(s: &Shared, target: &Target, event: Vec<u8>, rid: &str) -> Response<Body> {
-    let Some(function) = &target.function else {
-        return buffered(gateway_error(
-            StatusCode::BAD_GATEWAY,
-            v1::MALFORMED_BODY,
-            rid,
-        ));
+    let streamed = match s.dispatcher.stream(call(target, event, rid)).await {
+        Ok(streamed) => streamed,
+        // Only function URLs stream, and they target functions.
+        Err(_) => {
+            return buffered(gateway_error(
+                StatusCode::BAD_GATEWAY,
+                v1::MALFORMED_BODY,
+                rid,
+            ));
+        }
     };
-    let req = invoke_request(function, target, event, rid);
-    let (content_type, mut stream) = match s.invoker.invoke_streamed(req).await {
+    let (content_type, mut stream) = match streamed {
         Streamed::Started {
             content_type,
             parts: stream,
@@ -93,7 +96,7 @@ fn finished(
     target: &Target,
     rid: &str,
 ) -> Response<Body> {
-    buffered(match answer(result, target, rid) {
+    buffered(match answer(result.map(|r| r.outcome), target, rid) {
         Ok(payload) => map_response(target, &payload, rid),
         Err(resp) => resp,
     })

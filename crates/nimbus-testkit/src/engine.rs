@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use nimbus_core::schedule::{MissedFires, ScheduleRecord};
-use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, InvokeRequest, Runtime};
+use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, InvokeRequest, Runtime, Target};
 use nimbus_engine::lifecycle::{Context, Service};
 use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
 use nimbus_engine::sources::schedules::Schedules;
 use nimbus_engine::workflows::{ArnScope, WorkflowLimits, Workflows};
 use nimbus_engine::{
-    AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, EngineConfig, EngineError,
-    InvocationResult, Invoker, Registry,
+    AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, DestinationSink, Dispatcher,
+    EngineConfig, EngineError, FunctionAccess, InvocationResult, Invoker, Registry,
 };
 use nimbus_store::{Backends, InvocationQueue, StorageConfig};
 use tokio_util::sync::CancellationToken;
@@ -64,6 +64,7 @@ pub struct TestEngine {
     pub queue: Arc<dyn InvocationQueue>,
     pub stores: Backends,
     pub events: Arc<AsyncInvoker>,
+    pub dispatcher: Arc<Dispatcher>,
     pub workflows: Arc<Workflows>,
     pub schedules: Arc<Schedules>,
     background: CancellationToken,
@@ -122,6 +123,11 @@ impl TestEngine {
             code,
             registry.clone(),
             scheduler.clone(),
+            FunctionAccess {
+                keys: stores.keys.clone(),
+                // No API listener in the kit: instances are fakes that never call it.
+                endpoint_url: "http://127.0.0.1:9".into(),
+            },
         ));
         let invoker = Arc::new(Invoker::new(
             &config,
@@ -140,6 +146,7 @@ impl TestEngine {
                 retry_delay: options.retry_delay,
                 workers: options.async_workers,
             },
+            Arc::new(NoDestinations),
         ));
         let workflows = Arc::new(Workflows::new(
             stores.workflows.clone(),
@@ -153,11 +160,15 @@ impl TestEngine {
                 max_history_events: 25_000,
             },
         ));
-        let schedules = Arc::new(Schedules::new(
-            stores.schedules.clone(),
+        let dispatcher = Arc::new(Dispatcher::new(
+            invoker.clone(),
             events.clone(),
             workflows.clone(),
             registry.clone(),
+        ));
+        let schedules = Arc::new(Schedules::new(
+            stores.schedules.clone(),
+            dispatcher.clone(),
             config.clone(),
             // The test clock: time moves only when the test says so.
             Some(Duration::ZERO),
@@ -172,6 +183,7 @@ impl TestEngine {
             queue,
             stores,
             events,
+            dispatcher,
             workflows,
             schedules,
             background: CancellationToken::new(),
@@ -199,9 +211,7 @@ impl TestEngine {
     pub async fn restart_schedules(&self, offset: Duration) -> Arc<Schedules> {
         let schedules = Arc::new(Schedules::new(
             self.stores.schedules.clone(),
-            self.events.clone(),
-            self.workflows.clone(),
-            self.registry.clone(),
+            self.dispatcher.clone(),
             self.config.clone(),
             Some(offset),
         ));
@@ -281,9 +291,7 @@ impl TestEngine {
             name: name.into(),
             expression: expression.into(),
             timezone: None,
-            function: Some(function.into()),
-            qualifier: None,
-            workflow: None,
+            target: Target::function(function, None),
             input: None,
             missed,
             enabled: true,
@@ -340,5 +348,18 @@ pub async fn wait_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) ->
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Asynchronous destinations in the kit: none (no queues or topics are
+/// composed); a test that configures one sees the delivery fail.
+struct NoDestinations;
+
+#[async_trait::async_trait]
+impl DestinationSink for NoDestinations {
+    async fn deliver(&self, arn: &str, _record: serde_json::Value) -> Result<(), EngineError> {
+        Err(EngineError::Conflict(format!(
+            "{arn}: the test kit composes no queues or topics"
+        )))
     }
 }

@@ -444,7 +444,7 @@ permissions = [
         assert!(load(&d).unwrap().is_empty(), "routes only: no function");
         let r = load_routes(&d).unwrap();
         assert_eq!(
-            (r[0].route.as_str(), r[0].function.as_str()),
+            (r[0].route.as_str(), r[0].target.to_string().as_str()),
             ("GET /a", "f:live")
         );
         let jwks = r[1].jwt.as_ref().unwrap().jwks_file.as_ref().unwrap();

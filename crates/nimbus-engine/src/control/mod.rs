@@ -68,9 +68,8 @@ pub struct ControlPlane {
     pub(crate) registry: Arc<Registry>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) writes: tokio::sync::Mutex<()>,
-    /// Issues each function's own credentials and says where the AWS APIs are
-    /// (set once at startup, before functions are loaded).
-    pub(crate) credentials: std::sync::OnceLock<FunctionAccess>,
+    /// Issues each function's own credentials and says where the AWS APIs are.
+    pub(crate) credentials: FunctionAccess,
 }
 
 /// How instances reach Nimbus's AWS-compatible APIs with their own credentials.
@@ -97,6 +96,7 @@ impl ControlPlane {
         code: Arc<dyn CodeBlobs>,
         registry: Arc<Registry>,
         scheduler: Arc<Scheduler>,
+        access: FunctionAccess,
     ) -> Self {
         let code = CodeCache::new(code, config.code_cache_dir.clone());
         Self {
@@ -106,14 +106,8 @@ impl ControlPlane {
             registry,
             scheduler,
             writes: tokio::sync::Mutex::new(()),
-            credentials: std::sync::OnceLock::new(),
+            credentials: access,
         }
-    }
-
-    /// Gives every instance started from now on credentials of its function and
-    /// the endpoint of the AWS APIs. Call before `load_all`.
-    pub fn set_function_access(&self, access: FunctionAccess) {
-        let _ = self.credentials.set(access);
     }
 
     /// The live view of what is deployed.
@@ -374,9 +368,7 @@ impl ControlPlane {
             old.pool.retire();
         }
         self.scheduler.forget_function(name.as_str());
-        if let Some(access) = self.credentials.get() {
-            access.keys.forget_function(name.as_str());
-        }
+        self.credentials.keys.forget_function(name.as_str());
         Ok(())
     }
 
@@ -506,15 +498,14 @@ impl ControlPlane {
     /// the AWS APIs, so that SDKs inside the function reach Nimbus unchanged.
     fn instance_environment(&self, record: &FunctionRecord) -> BTreeMap<String, String> {
         let mut env = record.config.environment.clone();
-        if let Some(access) = self.credentials.get() {
-            let creds = access
-                .keys
-                .function_credentials(record.config.name.as_str(), &record.created_at);
-            env.insert("AWS_ACCESS_KEY_ID".into(), creds.access_key_id);
-            env.insert("AWS_SECRET_ACCESS_KEY".into(), creds.secret_access_key);
-            env.entry("AWS_ENDPOINT_URL".into())
-                .or_insert_with(|| access.endpoint_url.clone());
-        }
+        let access = &self.credentials;
+        let creds = access
+            .keys
+            .function_credentials(record.config.name.as_str(), &record.created_at);
+        env.insert("AWS_ACCESS_KEY_ID".into(), creds.access_key_id);
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), creds.secret_access_key);
+        env.entry("AWS_ENDPOINT_URL".into())
+            .or_insert_with(|| access.endpoint_url.clone());
         env
     }
 }

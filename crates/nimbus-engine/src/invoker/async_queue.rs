@@ -22,7 +22,7 @@
 //! the messaging APIs give to what the function sends.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,7 +41,8 @@ use crate::control::registry::Registry;
 use crate::{EngineConfig, EngineError, Invoker};
 
 /// Where destination records go when the destination is not a function
-/// (queues and topics, `sources::MessagingDestinations`); set once at startup.
+/// (queues and topics: `messaging::wiring::MessagingDestinations`), given
+/// to [`AsyncInvoker::new`].
 #[async_trait::async_trait]
 pub trait DestinationSink: Send + Sync + 'static {
     async fn deliver(&self, arn: &str, record: Value) -> Result<(), EngineError>;
@@ -76,7 +77,8 @@ pub struct AsyncInvoker {
     settings: AsyncSettings,
     wake: Notify,
     slots: Arc<Semaphore>,
-    sink: OnceLock<Arc<dyn DestinationSink>>,
+    /// Queue and topic destinations.
+    sink: Arc<dyn DestinationSink>,
     /// Events not run because their creator's grant was revoked.
     revoked: std::sync::atomic::AtomicU64,
     running: RunningLineage,
@@ -156,6 +158,7 @@ impl AsyncInvoker {
         registry: Arc<Registry>,
         config: EngineConfig,
         settings: AsyncSettings,
+        sink: Arc<dyn DestinationSink>,
     ) -> Self {
         Self {
             queue: stores.invocations.clone(),
@@ -167,7 +170,7 @@ impl AsyncInvoker {
             slots: Arc::new(Semaphore::new(settings.workers.max(1))),
             settings,
             wake: Notify::new(),
-            sink: OnceLock::new(),
+            sink,
             revoked: std::sync::atomic::AtomicU64::new(0),
             running: RunningLineage::default(),
             holding: Arc::default(),
@@ -224,11 +227,6 @@ impl AsyncInvoker {
     /// queued lost its grant (they are dead letters now).
     pub fn revoked(&self) -> u64 {
         self.revoked.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Lets destinations be queues and topics (`arn:aws:sqs:…`, `arn:aws:sns:…`).
-    pub fn set_destination_sink(&self, sink: Arc<dyn DestinationSink>) {
-        let _ = self.sink.set(sink);
     }
 
     /// Durably accepts an event; returns its request id.
@@ -683,10 +681,7 @@ impl AsyncInvoker {
     async fn deliver(&self, destination_arn: &str, record: Value) -> Result<(), EngineError> {
         let parts: Vec<&str> = destination_arn.split(':').collect();
         if matches!(parts.get(2), Some(&"sqs") | Some(&"sns")) {
-            let sink = self.sink.get().ok_or_else(|| {
-                EngineError::Conflict(format!("no queues or topics for {destination_arn}"))
-            })?;
-            return sink.deliver(destination_arn, record).await;
+            return self.sink.deliver(destination_arn, record).await;
         }
         let name = parts
             .get(6)

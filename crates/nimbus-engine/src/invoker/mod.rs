@@ -1,6 +1,8 @@
 //! The invocation path: check the request, lease an instance, run, account, log.
 //!
-//! Every event source calls [`Invoker::invoke`]. The invocation runs in its own task
+//! Every event source reaches [`Invoker::invoke`] through the
+//! [`Dispatcher`](crate::dispatch::Dispatcher) (the native and Lambda invoke
+//! APIs call it directly). The invocation runs in its own task
 //! tracked for graceful shutdown, so a caller that disconnects never cancels a
 //! handler midway (Lambda keeps running too) and shutdown can wait for it.
 
@@ -8,7 +10,7 @@ mod async_queue;
 mod report;
 mod streamed;
 
-pub use async_queue::{AsyncInvoker, AsyncSettings, DestinationSink};
+pub use async_queue::{AsyncInvoker, AsyncSettings, DestinationSink, RunningLineage};
 pub use streamed::{StreamParts, Streamed};
 
 use std::sync::Arc;

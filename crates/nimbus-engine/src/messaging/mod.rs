@@ -1,14 +1,16 @@
 //! Messaging: the queue and topic service (the broker Nimbus's SQS and SNS
-//! APIs speak to), and the bundle that wires it to the queue mappings.
+//! APIs speak to).
 //!
 //! - [`queues::Queues`] is the SQS model on top of the store: attribute rules,
 //!   MD5s, long polling (a `Notify` per queue wakes waiting receivers when a
 //!   message arrives), redrive settings.
-//! - [`queue_mappings::EventSources`] runs one poller per enabled mapping: it receives
-//!   batches, invokes the function synchronously with the SQS event and deletes
-//!   only what succeeded (`batchItemFailures`), under a concurrency cap.
 //! - [`topics::TopicService`] is publish/subscribe: fan-out to functions (through
-//!   the durable async queue) and to queues, with filter policies.
+//!   the [`Dispatcher`](crate::dispatch::Dispatcher) into the durable async
+//!   queue) and to queues, with filter policies.
+//! - [`wiring`] builds the broker together with the queue mappings (the
+//!   pollers in `sources/`, which consume queues) and the dispatcher (whose
+//!   async invocations use queues and topics as destinations). It lives apart
+//!   so this module, the broker, depends on nothing above it.
 //!
 //! Every delivery lands in durable storage (the event queue or a message
 //! queue) before the caller is answered, so nothing published is lost to a crash.
@@ -18,16 +20,11 @@ pub mod attributes;
 pub mod filter;
 pub mod queues;
 pub mod topics;
+pub mod wiring;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use nimbus_store::StoreError;
-use serde_json::Value;
-
-use crate::EngineError;
-use crate::invoker::DestinationSink;
-use crate::sources::queue_mappings;
 
 /// Errors of queues, topics and mappings; the API layers map each to the
 /// protocol's error code.
@@ -185,128 +182,6 @@ impl DeliveryGrants {
     /// Deliveries skipped because their creator's grant was revoked.
     pub fn skipped(&self) -> u64 {
         self.skipped.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// Asynchronous-invocation destinations that are queues or topics: the record
-/// is the message body, as on Lambda.
-pub struct MessagingDestinations {
-    pub queues: Arc<queues::Queues>,
-    /// Weak: the topic service itself holds the async invoker.
-    pub topics: Weak<topics::TopicService>,
-}
-
-#[async_trait]
-impl DestinationSink for MessagingDestinations {
-    async fn deliver(&self, arn: &str, record: Value) -> Result<(), EngineError> {
-        let fail = |e: MessagingError| EngineError::Conflict(format!("{arn}: {e}"));
-        if let Some(queue) = arn_resource(arn, "sqs") {
-            self.queues
-                .send(
-                    queue,
-                    queues::SendRequest::body(record.to_string(), "AWS.Lambda"),
-                )
-                .await
-                .map_err(fail)?;
-            return Ok(());
-        }
-        if let Some(topic) = arn_resource(arn, "sns") {
-            let topics = self.topics.upgrade().ok_or(EngineError::ShuttingDown)?;
-            topics
-                .publish(topic, topics::Publish::message(record.to_string()))
-                .await
-                .map_err(fail)?;
-            return Ok(());
-        }
-        Err(EngineError::Conflict(format!(
-            "unsupported destination {arn}"
-        )))
-    }
-}
-
-/// Queues, topics and mappings together, as the API and the server hold them.
-pub struct Messaging {
-    pub queues: Arc<queues::Queues>,
-    pub topics: Arc<topics::TopicService>,
-    pub mappings: Arc<queue_mappings::EventSources>,
-    /// Grants of the functions that set deliveries up, re-checked at delivery.
-    pub grants: Arc<DeliveryGrants>,
-    /// The asynchronous path, whose running lineage a function's sends carry.
-    pub events: Arc<crate::AsyncInvoker>,
-}
-
-impl Messaging {
-    /// Builds the services on the messaging stores of `stores`, and lets
-    /// asynchronous invocations use queues and topics as destinations.
-    pub fn new(
-        stores: &nimbus_store::Backends,
-        invoker: Arc<crate::Invoker>,
-        events: Arc<crate::AsyncInvoker>,
-        registry: Arc<crate::Registry>,
-        config: crate::EngineConfig,
-    ) -> Self {
-        let arns = ArnScope {
-            region: config.region.clone(),
-            account_id: config.account_id.clone(),
-        };
-        let grants = Arc::new(DeliveryGrants::new(registry.clone()));
-        let queues = Arc::new(queues::Queues::new(
-            stores.queue_catalog.clone(),
-            stores.queue_data.clone(),
-            arns.clone(),
-            grants.clone(),
-        ));
-        let topics = Arc::new(topics::TopicService::new(
-            stores.topics.clone(),
-            queues.clone(),
-            events.clone(),
-            arns,
-            grants.clone(),
-        ));
-        events.set_destination_sink(Arc::new(MessagingDestinations {
-            queues: queues.clone(),
-            topics: Arc::downgrade(&topics),
-        }));
-        let mappings = queue_mappings::EventSources::new(
-            stores.mappings.clone(),
-            queues.clone(),
-            invoker,
-            registry,
-            config,
-            events.clone(),
-        );
-        Self {
-            queues,
-            topics,
-            mappings,
-            grants,
-            events,
-        }
-    }
-
-    /// The trace header for what `function` (a caller's principal) sends
-    /// now: the chain of events it is handling (recursive loop detection).
-    pub fn trace_of(&self, function: Option<&str>) -> Option<String> {
-        function.and_then(|f| self.events.running_lineage(f))
-    }
-}
-
-/// Stopping: pollers take no new batches and long polls end now. Draining
-/// waits for the batches in flight (after the invoker's drain, which bounds
-/// their invocations).
-#[async_trait::async_trait]
-impl crate::lifecycle::Service for Messaging {
-    fn name(&self) -> &'static str {
-        "messaging"
-    }
-
-    fn stop_accepting(&self) {
-        self.queues.shutdown();
-        self.mappings.begin_shutdown();
-    }
-
-    async fn drain(&self, _deadline: tokio::time::Instant) {
-        self.mappings.shutdown().await;
     }
 }
 

@@ -1,8 +1,8 @@
 //! Topics: publish/subscribe with fan-out to functions and queues.
 //!
 //! A publish is answered once every matching subscription holds its copy
-//! durably: functions get the SNS event through the async-invocation queue
-//! (so its retries and destinations apply), queues get the SNS envelope as a
+//! durably: functions get the SNS event through the dispatcher's async mode,
+//! i.e. the async-invocation queue (so its retries and destinations apply), queues get the SNS envelope as a
 //! message (or the bare message with `RawMessageDelivery`). Subscriptions
 //! live in the store, so they survive restarts; there is no confirmation step
 //! (Lambda and SQS subscriptions are confirmed at once on AWS too).
@@ -10,15 +10,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use nimbus_core::{FunctionName, InvokeRequest};
+use nimbus_core::{FunctionName, Target};
 use nimbus_store::{StoreError, SubscriptionRecord, TopicRecord, Topics};
 use serde_json::{Value, json};
 
 use super::attributes::{self, Attributes, MessageAttribute};
 use super::queues::{Queues, SendRequest};
 use super::{ArnScope, MessagingError, arn_resource, filter};
-use crate::AsyncInvoker;
+use crate::dispatch::{Call, Dispatcher};
 
 /// One message to publish.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +63,7 @@ const MAX_MESSAGE_BYTES: usize = 262_144;
 pub struct TopicService {
     store: Arc<dyn Topics>,
     queues: Arc<Queues>,
-    events: Arc<AsyncInvoker>,
+    dispatcher: Arc<Dispatcher>,
     pub arns: ArnScope,
     grants: Arc<super::DeliveryGrants>,
     /// Wall time.
@@ -117,18 +116,23 @@ impl TopicService {
     pub fn new(
         store: Arc<dyn Topics>,
         queues: Arc<Queues>,
-        events: Arc<AsyncInvoker>,
+        dispatcher: Arc<Dispatcher>,
         arns: ArnScope,
         grants: Arc<super::DeliveryGrants>,
     ) -> Self {
         Self {
             store,
             queues,
-            events,
+            dispatcher,
             arns,
             grants,
             clock: nimbus_core::Clock::system(),
         }
+    }
+
+    /// The dispatcher deliveries to functions go through.
+    pub(crate) fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.dispatcher
     }
 
     pub async fn create_topic(
@@ -395,12 +399,12 @@ impl TopicService {
                     "EventSubscriptionArn": sub.arn,
                     "Sns": n.envelope(&sub.arn, "Url"),
                 }]});
-                let mut req = InvokeRequest::new(name, Bytes::from(event.to_string()));
-                req.qualifier = parts.next().map(str::to_string);
-                req.on_behalf_of = creator.map(str::to_string);
-                req.trace_id = n.publish.trace.clone();
-                self.events
-                    .submit(req)
+                let target = Target::function(name.as_str(), parts.next().map(str::to_string));
+                let mut call = Call::new(target, event.to_string());
+                call.on_behalf_of = creator.map(str::to_string);
+                call.trace = n.publish.trace.clone();
+                self.dispatcher
+                    .enqueue(call)
                     .await
                     .map_err(|e| MessagingError::FunctionNotFound(e.to_string()))?;
                 Ok(())

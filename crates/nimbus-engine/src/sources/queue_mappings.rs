@@ -3,8 +3,8 @@
 //! One poller task per enabled mapping. It takes a concurrency permit
 //! (`ScalingConfig.MaximumConcurrency`, default 5), long-polls a batch of up
 //! to `BatchSize` (gathering for up to `MaximumBatchingWindowInSeconds`), and
-//! hands the batch to a task that invokes the function synchronously with the
-//! SQS event. Messages are deleted only after the function succeeded; with
+//! hands the batch to a task that runs the mapping's [`Target`] synchronously
+//! with the SQS event, through the [`Dispatcher`]. Messages are deleted only after the function succeeded; with
 //! `ReportBatchItemFailures` the ones it lists stay and come back after their
 //! visibility timeout (so `maxReceiveCount` redrives them), and a malformed
 //! report fails the whole batch, as on Lambda.
@@ -17,9 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use nimbus_core::limits::MAX_RECURSION_HOPS;
-use nimbus_core::{FunctionName, InvokeRequest, lineage};
+use nimbus_core::{FunctionName, Target, lineage};
 use nimbus_runtime::Outcome;
 use nimbus_store::{SourceMappings, StoredMapping};
 use serde::{Deserialize, Serialize};
@@ -28,11 +27,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::registry::Registry;
+use crate::dispatch::{Call, DispatchError, Dispatcher, Reply};
 use crate::messaging::attributes;
 use crate::messaging::queues::{Queues, ReceiveRequest, Received};
 use crate::messaging::{MessagingError, arn_resource};
-use crate::{EngineConfig, EngineError, Invoker};
+use crate::{EngineConfig, EngineError};
 
 /// Concurrent batches of one mapping when `MaximumConcurrency` is not set.
 const DEFAULT_CONCURRENCY: u32 = 5;
@@ -43,15 +42,12 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mapping {
     pub uuid: String,
-    /// The function each batch invokes (empty when the target is a workflow).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub function: String,
-    /// A state machine each batch starts an execution of instead (given as
-    /// its ARN in `FunctionName`, as EventBridge Pipes targets one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workflow: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qualifier: Option<String>,
+    /// The function each batch invokes, or a state machine each batch starts
+    /// an execution of instead (given as its ARN in `FunctionName`, as
+    /// EventBridge Pipes targets one). Stored as the `function`, `qualifier`
+    /// and `workflow` fields it always had.
+    #[serde(flatten)]
+    pub target: Target,
     pub source_arn: String,
     pub batch_size: u32,
     pub batching_window_s: u32,
@@ -65,9 +61,8 @@ pub struct Mapping {
 /// The settable part (create, or update with only some fields).
 #[derive(Debug, Clone, Default)]
 pub struct MappingPatch {
-    pub function: Option<(String, Option<String>)>,
-    /// A state machine name, instead of a function.
-    pub workflow: Option<String>,
+    /// A function (and qualifier) or a state machine name.
+    pub target: Option<Target>,
     pub batch_size: Option<u32>,
     pub batching_window_s: Option<u32>,
     pub enabled: Option<bool>,
@@ -78,15 +73,8 @@ pub struct MappingPatch {
 
 impl Mapping {
     fn apply(&mut self, p: &MappingPatch) -> Result<(), MessagingError> {
-        if let Some((f, q)) = &p.function {
-            self.function = f.clone();
-            self.qualifier = q.clone();
-            self.workflow = None;
-        }
-        if let Some(w) = &p.workflow {
-            self.workflow = Some(w.clone());
-            self.function.clear();
-            self.qualifier = None;
+        if let Some(t) = &p.target {
+            self.target = t.clone();
         }
         if let Some(b) = p.batch_size {
             self.batch_size = b;
@@ -136,14 +124,10 @@ struct Running {
 pub struct EventSources {
     store: Arc<dyn SourceMappings>,
     queues: Arc<Queues>,
-    invoker: Arc<Invoker>,
-    registry: Arc<Registry>,
+    /// Runs each batch's target.
+    dispatcher: Arc<Dispatcher>,
     config: EngineConfig,
     running: Mutex<HashMap<String, Running>>,
-    /// Event-driven invocations in flight (recursive loop detection).
-    events: Arc<crate::AsyncInvoker>,
-    /// For mappings that start workflows (set once at startup).
-    workflows: std::sync::OnceLock<Arc<crate::workflows::Workflows>>,
     /// Stops every poller (shutdown).
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -155,44 +139,27 @@ impl EventSources {
     pub fn new(
         store: Arc<dyn SourceMappings>,
         queues: Arc<Queues>,
-        invoker: Arc<Invoker>,
-        registry: Arc<Registry>,
+        dispatcher: Arc<Dispatcher>,
         config: EngineConfig,
-        events: Arc<crate::AsyncInvoker>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             queues,
-            invoker,
-            registry,
+            dispatcher,
             config,
             running: Mutex::new(HashMap::new()),
-            events,
-            workflows: std::sync::OnceLock::new(),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             clock: nimbus_core::Clock::system(),
         })
     }
 
-    /// Lets mappings start workflows. Call before `start_all`.
-    pub fn set_workflows(&self, workflows: Arc<crate::workflows::Workflows>) {
-        let _ = self.workflows.set(workflows);
-    }
-
     /// The target's ARN: the function's, or the state machine's.
     pub fn function_arn(&self, m: &Mapping) -> String {
-        if let Some(w) = &m.workflow {
-            return format!(
-                "arn:aws:states:{}:{}:stateMachine:{w}",
-                self.config.region, self.config.account_id
-            );
-        }
-        let arn = self.config.function_arn(&m.function);
-        match &m.qualifier {
-            Some(q) => format!("{arn}:{q}"),
-            None => arn,
-        }
+        m.target.arn(&nimbus_core::policy::ArnScope {
+            region: self.config.region.clone(),
+            account_id: self.config.account_id.clone(),
+        })
     }
 
     /// Starts the pollers of every stored, enabled mapping. Returns how many.
@@ -213,30 +180,19 @@ impl EventSources {
         Ok(n)
     }
 
-    async fn check_workflow(&self, name: &str) -> Result<(), MessagingError> {
-        let Some(workflows) = self.workflows.get() else {
-            return Err(MessagingError::InvalidParameter(
-                "workflows are not available on this server".into(),
-            ));
-        };
-        workflows
-            .describe_machine(name)
+    /// Checks that a target exists, in the Lambda API's terms.
+    async fn check_target(&self, target: &Target) -> Result<(), MessagingError> {
+        self.dispatcher
+            .check(target)
             .await
-            .map(|_| ())
-            .map_err(|e| MessagingError::InvalidParameter(format!("state machine {name}: {e}")))
-    }
-
-    fn check_function(&self, name: &str, qualifier: Option<&str>) -> Result<(), MessagingError> {
-        let found = name
-            .parse::<FunctionName>()
-            .ok()
-            .and_then(|f| self.registry.resolve(&f, qualifier, 0.0));
-        if found.is_none() {
-            return Err(MessagingError::FunctionNotFound(
-                self.config.function_arn(name),
-            ));
-        }
-        Ok(())
+            .map_err(|e| match (target, e) {
+                (Target::Workflow { machine }, e) => {
+                    MessagingError::InvalidParameter(format!("state machine {machine}: {e}"))
+                }
+                (Target::Function { name, .. }, _) => {
+                    MessagingError::FunctionNotFound(self.config.function_arn(name))
+                }
+            })
     }
 
     pub async fn create(
@@ -244,21 +200,12 @@ impl EventSources {
         source_arn: &str,
         patch: MappingPatch,
     ) -> Result<Mapping, MessagingError> {
-        let (function, qualifier) = match (&patch.function, &patch.workflow) {
-            (Some((f, q)), None) => {
-                self.check_function(f, q.as_deref())?;
-                (f.clone(), q.clone())
-            }
-            (None, Some(w)) => {
-                self.check_workflow(w).await?;
-                (String::new(), None)
-            }
-            _ => {
-                return Err(MessagingError::InvalidParameter(
-                    "FunctionName is required".into(),
-                ));
-            }
+        let Some(target) = patch.target.clone() else {
+            return Err(MessagingError::InvalidParameter(
+                "FunctionName is required".into(),
+            ));
         };
+        self.check_target(&target).await?;
         let queue = arn_resource(source_arn, "sqs").ok_or_else(|| {
             MessagingError::InvalidParameter(format!(
                 "EventSourceArn {source_arn} is not supported: Nimbus maps SQS queues (arn:aws:sqs:…)"
@@ -266,11 +213,7 @@ impl EventSources {
         })?;
         self.queues.get(queue).await?;
         for existing in self.list().await? {
-            if existing.source_arn == source_arn
-                && existing.function == function
-                && existing.qualifier == qualifier
-                && existing.workflow == patch.workflow
-            {
+            if existing.source_arn == source_arn && existing.target == target {
                 return Err(MessagingError::MappingExists(
                     source_arn.into(),
                     self.function_arn(&existing),
@@ -279,9 +222,7 @@ impl EventSources {
         }
         let mut m = Mapping {
             uuid: uuid::Uuid::new_v4().to_string(),
-            function,
-            workflow: patch.workflow.clone(),
-            qualifier,
+            target,
             source_arn: source_arn.into(),
             batch_size: 10,
             batching_window_s: 0,
@@ -304,7 +245,7 @@ impl EventSources {
         self.store
             .put_mapping(&StoredMapping {
                 uuid: m.uuid.clone(),
-                function: m.function.clone(),
+                function: m.target.function_name().unwrap_or_default().to_string(),
                 source_arn: m.source_arn.clone(),
                 config,
             })
@@ -338,11 +279,8 @@ impl EventSources {
         patch: MappingPatch,
     ) -> Result<Mapping, MessagingError> {
         let mut m = self.get(uuid).await?;
-        if let Some((f, q)) = &patch.function {
-            self.check_function(f, q.as_deref())?;
-        }
-        if let Some(w) = &patch.workflow {
-            self.check_workflow(w).await?;
+        if let Some(t) = &patch.target {
+            self.check_target(t).await?;
         }
         m.apply(&patch)?;
         m.last_modified_ms = self.clock.now_ms();
@@ -500,18 +438,25 @@ impl EventSources {
 
     async fn process(&self, m: &Mapping, batch: Vec<Received>) {
         let queue = m.queue();
-        if let Some(machine) = &m.workflow {
-            if self.start_workflow(m, machine, &batch).await {
-                for r in &batch {
-                    if let Err(e) = self.queues.delete_message(queue, &r.receipt_handle).await {
-                        tracing::warn!("mapping {}: cannot delete {}: {e}", m.uuid, r.message.id);
+        let function = match &m.target {
+            Target::Workflow { machine } => {
+                if self.start_workflow(m, machine, &batch).await {
+                    for r in &batch {
+                        if let Err(e) = self.queues.delete_message(queue, &r.receipt_handle).await {
+                            tracing::warn!(
+                                "mapping {}: cannot delete {}: {e}",
+                                m.uuid,
+                                r.message.id
+                            );
+                        }
                     }
                 }
+                return;
             }
-            return;
-        }
-        let Ok(function) = m.function.parse::<FunctionName>() else {
-            return;
+            Target::Function { name, .. } => match name.parse::<FunctionName>() {
+                Ok(f) => f,
+                Err(_) => return,
+            },
         };
         // Recursive loop detection: the batch continues its deepest chain.
         let deepest = batch
@@ -529,17 +474,16 @@ impl EventSources {
             hops,
             &crate::invoker::new_trace_id(),
         );
-        let mut req = InvokeRequest::new(
-            function.clone(),
-            Bytes::from(self.event(m, &batch).to_string()),
-        );
-        req.qualifier = m.qualifier.clone();
-        req.trace_id = Some(trace.clone());
-        let lineage = self.events.lineage().enter(function.as_str(), hops, trace);
-        let result = self.invoker.invoke(req).await;
+        let mut call = Call::new(m.target.clone(), self.event(m, &batch).to_string());
+        call.trace = Some(trace.clone());
+        let lineage = self
+            .dispatcher
+            .lineage()
+            .enter(function.as_str(), hops, trace);
+        let result = self.dispatcher.invoke(call).await;
         drop(lineage);
-        let done: Vec<&Received> = match result {
-            Ok(r) => match &r.outcome {
+        let done: Vec<&Received> = match result.map(Reply::into_outcome) {
+            Ok(outcome) => match &outcome {
                 Outcome::Success { body, .. } if m.report_batch_item_failures => {
                     match failures(body, &batch) {
                         Some(failed) => batch
@@ -550,7 +494,7 @@ impl EventSources {
                             tracing::warn!(
                                 "mapping {}: invalid batchItemFailures from {}; the whole batch is retried",
                                 m.uuid,
-                                m.function
+                                m.target
                             );
                             Vec::new()
                         }
@@ -560,7 +504,7 @@ impl EventSources {
                 // Function error: the batch comes back after its visibility timeout.
                 Outcome::Error { .. } => Vec::new(),
             },
-            Err(EngineError::ShuttingDown) => {
+            Err(DispatchError::Function(EngineError::ShuttingDown)) => {
                 // Not the function's failure: give the messages back now.
                 for r in &batch {
                     let _ = self
@@ -594,10 +538,9 @@ impl EventSources {
             batch.len()
         );
         tracing::warn!("mapping {}: {why}", m.uuid);
-        self.invoker.metrics.loop_stopped(function.as_str());
         let request_id = nimbus_core::InvocationId::new();
-        self.invoker
-            .platform_log(function.as_str(), request_id.as_str(), why)
+        self.dispatcher
+            .loop_stopped(function.as_str(), request_id.as_str(), why)
             .await;
         for r in batch {
             if let Err(e) = self
@@ -618,24 +561,14 @@ impl EventSources {
     /// start a second execution: Step Functions refuses the same name.
     async fn start_workflow(&self, m: &Mapping, machine: &str, batch: &[Received]) -> bool {
         use sha2::{Digest, Sha256};
-        let Some(workflows) = self.workflows.get() else {
-            return false;
-        };
         let mut digest = Sha256::new();
         for r in batch {
             digest.update(r.message.id.as_bytes());
         }
         let name = format!("sqs-{}", &hex::encode(digest.finalize())[..40]);
-        let start = crate::workflows::StartExecution {
-            machine: machine.to_string(),
-            name: Some(name),
-            input: Some(self.event(m, batch).to_string()),
-        };
-        let outcome = workflows.run(start).await.map(|run| match run {
-            crate::workflows::Run::Finished(done) => done.status == "SUCCEEDED",
-            crate::workflows::Run::Started(_) => true,
-        });
-        match outcome {
+        let mut call = Call::new(m.target.clone(), self.event(m, batch).to_string());
+        call.execution_name = Some(name);
+        match self.dispatcher.invoke(call).await.map(|r| r.succeeded()) {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::warn!("mapping {}: cannot start {machine}: {e}", m.uuid);

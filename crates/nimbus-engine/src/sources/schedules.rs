@@ -1,8 +1,8 @@
 //! Schedules: rules that invoke a function (or start a workflow) at times given
 //! by an EventBridge `rate(...)` or `cron(...)` expression.
 //!
-//! A fire goes through the asynchronous path, so retries, destinations and dead
-//! letters apply exactly as for any `Event` invocation. **Exactly once across
+//! A fire goes through the [`Dispatcher`]'s asynchronous mode, so retries,
+//! destinations and dead letters apply exactly as for any `Event` invocation. **Exactly once across
 //! restarts**: the event of a fire and the record that it fired are written in
 //! one transaction of the event queue ([`nimbus_store::FireLedger::enqueue_once`]);
 //! after a crash the runner recomputes the next fire from that record, and a
@@ -29,20 +29,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use nimbus_core::Clock;
+use nimbus_core::Target;
 use nimbus_core::schedule::{MissedFires, Schedule, ScheduleRecord};
-use nimbus_core::{Clock, FunctionName, InvokeRequest};
 use nimbus_store::ScheduleStore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::registry::Registry;
-use crate::workflows::{StartExecution, Workflows};
-use crate::{AsyncInvoker, EngineConfig, EngineError};
+use crate::dispatch::{Call, DispatchError, Dispatcher};
+use crate::{EngineConfig, EngineError};
 
 /// A schedule with its parsed expression and its next fire.
 struct Armed {
@@ -64,9 +63,8 @@ pub struct ScheduleView {
 
 pub struct Schedules {
     store: Arc<dyn ScheduleStore>,
-    events: Arc<AsyncInvoker>,
-    workflows: Arc<Workflows>,
-    registry: Arc<Registry>,
+    /// Where fires go, and where they are recorded.
+    dispatcher: Arc<Dispatcher>,
     config: EngineConfig,
     /// The system clock, set ahead with `--test-clock`.
     clock: Clock,
@@ -95,9 +93,7 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 impl Schedules {
     pub fn new(
         store: Arc<dyn ScheduleStore>,
-        events: Arc<AsyncInvoker>,
-        workflows: Arc<Workflows>,
-        registry: Arc<Registry>,
+        dispatcher: Arc<Dispatcher>,
         config: EngineConfig,
         test_clock: Option<Duration>,
     ) -> Self {
@@ -107,9 +103,7 @@ impl Schedules {
         let test_clock = test_clock.is_some();
         Self {
             store,
-            events,
-            workflows,
-            registry,
+            dispatcher,
             config,
             clock,
             test_clock,
@@ -219,7 +213,7 @@ impl Schedules {
             .unwrap()
             .get(name)
             .map(|a| a.record.fire_source())?;
-        self.events.last_fired(&source).await.ok().flatten()
+        self.dispatcher.last_fired(&source).await.ok().flatten()
     }
 
     fn view(&self, a: &Armed, last: Option<i64>) -> ScheduleView {
@@ -231,26 +225,19 @@ impl Schedules {
     }
 
     async fn check_target(&self, r: &ScheduleRecord) -> Result<(), EngineError> {
-        if let Some(f) = &r.function {
-            let name: FunctionName = f.parse().map_err(EngineError::Invalid)?;
-            if self
-                .registry
-                .resolve(&name, r.qualifier.as_deref(), 0.0)
-                .is_none()
-            {
-                return Err(EngineError::FunctionNotFound(match &r.qualifier {
-                    Some(q) => format!("{f}:{q}"),
-                    None => f.clone(),
-                }));
-            }
+        if let Target::Function { name, .. } = &r.target {
+            name.parse::<nimbus_core::FunctionName>()
+                .map_err(EngineError::Invalid)?;
         }
-        if let Some(w) = &r.workflow {
-            self.workflows
-                .describe_machine(w)
-                .await
-                .map_err(|_| EngineError::NotFound(format!("workflow {w}")))?;
-        }
-        Ok(())
+        self.dispatcher
+            .check(&r.target)
+            .await
+            .map_err(|e| match (&r.target, e) {
+                (_, DispatchError::Function(e)) => e,
+                (target, DispatchError::Workflow(_)) => {
+                    EngineError::NotFound(format!("workflow {}", target.machine().unwrap_or("")))
+                }
+            })
     }
 
     /// Parses a record and finds its next fire, applying the missed-fire
@@ -260,7 +247,7 @@ impl Schedules {
         let now = self.clock.now();
         let anchor = from_ms(record.created_ms);
         let last = self
-            .events
+            .dispatcher
             .last_fired(&record.fire_source())
             .await?
             .map(from_ms);
@@ -352,30 +339,17 @@ impl Schedules {
             Some(input) => input.clone(),
             None => self.envelope(&record, at),
         };
-        let delivered = if let Some(function) = &record.function {
-            match function.parse::<FunctionName>() {
-                Ok(f) => {
-                    let mut req = InvokeRequest::new(f, Bytes::from(payload.to_string()));
-                    req.qualifier = record.qualifier.clone();
-                    self.events
-                        .submit_once(req, &source, fire_ms)
-                        .await
-                        .map(|_| ())
-                }
-                Err(e) => Err(EngineError::Invalid(e)),
-            }
-        } else if let Some(machine) = &record.workflow {
-            let start = StartExecution {
-                machine: machine.clone(),
-                name: Some(execution_name(&record.name, at)),
-                input: Some(payload.to_string()),
-            };
-            match self.workflows.start(start).await {
-                Ok(_) => self.events.mark_fired(&source, fire_ms).await.map(|_| ()),
-                Err(e) => Err(EngineError::NotFound(format!("workflow {machine} ({e})"))),
-            }
-        } else {
-            Ok(())
+        let mut call = Call::new(record.target.clone(), payload.to_string());
+        if let Target::Workflow { .. } = &record.target {
+            call.execution_name = Some(execution_name(&record.name, at));
+        }
+        let delivered = match self.dispatcher.enqueue_once(call, &source, fire_ms).await {
+            Ok(_) => Ok(()),
+            Err(DispatchError::Function(e)) => Err(e),
+            Err(DispatchError::Workflow(e)) => Err(EngineError::NotFound(format!(
+                "workflow {} ({e})",
+                record.target.machine().unwrap_or("")
+            ))),
         };
         if let Err(e) = &delivered {
             tracing::warn!(schedule = %name, at = %rfc3339(at), "schedule fire not delivered: {e}");

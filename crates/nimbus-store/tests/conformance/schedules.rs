@@ -40,7 +40,7 @@ async fn create_get_list_delete(store: Arc<dyn ScheduleStore>) {
         .unwrap();
     let got = store.get("a").await.unwrap().expect("a was created");
     assert_eq!(got.expression, "rate(5 minutes)");
-    assert_eq!(got.function.as_deref(), Some("fn-a"));
+    assert_eq!(got.target.function_name(), Some("fn-a"));
     let mut names: Vec<String> = store
         .list()
         .await

@@ -235,7 +235,7 @@ async fn deploy_route(
         println!(
             "deployed route {} → {} ({})",
             route.route,
-            route.function,
+            route.target,
             v["id"].as_str().unwrap_or("")
         );
     }

@@ -4,6 +4,15 @@
 //! engine, load deployed functions, serve the API, and on SIGINT/SIGTERM stop in
 //! reverse order: stop accepting, let in-flight invocations finish (bounded by
 //! `--shutdown-grace`), stop instances, flush logs. A second signal exits at once.
+//!
+//! Every service is given what it needs by its constructor (no setters wire
+//! anything afterwards), so the order below is the dependency order: the API
+//! listener is bound before the control plane, which tells instances its
+//! address; every event source (queue mappings, schedules, the gateway,
+//! bucket notifications, topics) is built on the one `Dispatcher`, which is
+//! built with the messaging services because its async invocations deliver
+//! to queues and topics (`nimbus_engine::messaging::wiring` says how that
+//! cycle is closed).
 
 mod config;
 mod keys;
@@ -18,8 +27,8 @@ use nimbus_api::aws::AuthMode;
 use nimbus_engine::lifecycle::{Shutdown, Stop, Task};
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
-    AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, EngineConfig, Invoker, LogPipeline,
-    LogRetention, Registry,
+    AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, Dispatcher, EngineConfig, Invoker,
+    LogPipeline, LogRetention, Registry,
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
@@ -111,13 +120,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_memory_budget(memory_budget_mb(args.memory_budget)?),
     );
     let registry = Arc::new(Registry::default());
-    let control = Arc::new(ControlPlane::new(
-        engine_config.clone(),
-        stores.metadata.clone(),
-        code,
-        registry.clone(),
-        scheduler.clone(),
-    ));
     let invoker = Arc::new(Invoker::new(
         &engine_config,
         registry.clone(),
@@ -138,10 +140,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             )
         })?;
     let api_addr = listener.local_addr()?;
-    control.set_function_access(nimbus_engine::FunctionAccess {
-        keys: keys.clone(),
-        endpoint_url: format!("http://{}", public_addr(api_addr)),
-    });
+    let control = Arc::new(ControlPlane::new(
+        engine_config.clone(),
+        stores.metadata.clone(),
+        code,
+        registry.clone(),
+        scheduler.clone(),
+        nimbus_engine::FunctionAccess {
+            keys: keys.clone(),
+            endpoint_url: format!("http://{}", public_addr(api_addr)),
+        },
+    ));
     let loaded = control.load_all().await?;
 
     // Services start in dependency order and stop along `shutdown::plan`.
@@ -149,17 +158,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let logs_service = services.start(logs.clone());
     let scheduler_service = services.start(scheduler.clone());
     let invoker_service = services.start(invoker.clone());
-    let events = Arc::new(AsyncInvoker::new(
-        &stores,
-        invoker.clone(),
-        registry.clone(),
-        engine_config.clone(),
-        AsyncSettings {
-            retry_delay: args.async_retry_delay.into(),
-            workers: args.async_workers,
-        },
-    ));
-    let events_service = services.start(events.clone());
     // Workflows: executions that were running resume now.
     let workflows = Arc::new(nimbus_engine::workflows::Workflows::new(
         stores.workflows.clone(),
@@ -178,23 +176,43 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("resumed {resumed} running workflow executions");
     }
     let workflows_service = services.start(workflows.clone());
-    // Queues, topics and event source mappings: pollers restart now.
-    let messaging = Arc::new(nimbus_engine::messaging::Messaging::new(
+    // Queues, topics and event source mappings. The dispatcher, every event
+    // source's one door to functions and workflows, is built with them: its
+    // async invocations deliver to queues and topics (see
+    // nimbus_engine::messaging::wiring). Pollers restart now.
+    let messaging = Arc::new(nimbus_engine::messaging::wiring::Messaging::new(
         &stores,
-        invoker.clone(),
-        events.clone(),
         registry.clone(),
         engine_config.clone(),
+        |destinations| {
+            let events = Arc::new(AsyncInvoker::new(
+                &stores,
+                invoker.clone(),
+                registry.clone(),
+                engine_config.clone(),
+                AsyncSettings {
+                    retry_delay: args.async_retry_delay.into(),
+                    workers: args.async_workers,
+                },
+                destinations,
+            ));
+            Arc::new(Dispatcher::new(
+                invoker.clone(),
+                events,
+                workflows.clone(),
+                registry.clone(),
+            ))
+        },
     ));
-    messaging.mappings.set_workflows(workflows.clone());
+    let dispatcher = messaging.dispatcher.clone();
+    let events = dispatcher.events().clone();
+    let events_service = services.start(events.clone());
     messaging.mappings.start_all().await?;
     let messaging_service = services.start(messaging.clone());
     // Schedules: definitions in their store, fires recorded in the fire ledger.
     let schedules = Arc::new(nimbus_engine::sources::schedules::Schedules::new(
         stores.schedules.clone(),
-        events.clone(),
-        workflows.clone(),
-        registry.clone(),
+        dispatcher.clone(),
         engine_config.clone(),
         match (args.test_clock, args.test_clock_offset) {
             (_, Some(offset)) => Some(offset.into()),
@@ -220,6 +238,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Gateway::load(
             stores.gateway.clone(),
             control.clone(),
+            dispatcher.clone(),
             GatewaySettings {
                 public_url: format!("http://{gateway_domain}"),
                 region: args.region.clone(),
@@ -228,10 +247,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
-    gateway.set_workflows(workflows.clone());
     let gateway_server = GatewayServer::new(
         &gateway,
-        invoker.clone(),
         &gateway_domain,
         nimbus_gateway::ServerOptions {
             websocket: nimbus_gateway::WsLimits {
@@ -263,6 +280,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         gateway,
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
+        object_events: Arc::new(nimbus_engine::sources::object_events::ObjectEvents::new(
+            dispatcher.clone(),
+            messaging.grants.clone(),
+            nimbus_core::policy::ArnScope {
+                region: args.region.clone(),
+                account_id: args.account_id.clone(),
+            },
+        )),
         messaging: messaging.clone(),
         schedules: schedules.clone(),
         objects: stores.objects.clone(),

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use nimbus_core::Target;
 use nimbus_engine::messaging::MessagingError;
 use nimbus_engine::sources::queue_mappings::{Mapping, MappingPatch};
 use serde_json::{Map, Value, json};
@@ -81,20 +82,20 @@ fn u32_of(m: &Map<String, Value>, key: &str) -> Result<Option<u32>> {
 fn patch(m: &Map<String, Value>) -> Result<MappingPatch> {
     // A state machine ARN targets a workflow (Nimbus's extension, as an
     // EventBridge Pipe would): each batch starts an execution.
-    let (function, workflow) = match str_field(m, "FunctionName")? {
+    let target = match str_field(m, "FunctionName")? {
         Some(raw) if raw.starts_with("arn:aws:states:") => {
             let name = raw
                 .split(':')
                 .nth(6)
                 .filter(|_| raw.split(':').nth(5) == Some("stateMachine"))
                 .ok_or_else(|| AwsError::validation(format!("{raw} is not a state machine ARN")))?;
-            (None, Some(name.to_string()))
+            Some(Target::workflow(name))
         }
         Some(raw) => {
             let id = parse_function_id(&raw, None)?;
-            (Some((id.name.to_string(), id.qualifier)), None)
+            Some(Target::function(id.name.as_str(), id.qualifier))
         }
-        None => (None, None),
+        None => None,
     };
     let report = match m.get("FunctionResponseTypes") {
         None | Some(Value::Null) => None,
@@ -125,8 +126,7 @@ fn patch(m: &Map<String, Value>) -> Result<MappingPatch> {
         Some(_) => return Err(AwsError::validation("Enabled must be a boolean")),
     };
     Ok(MappingPatch {
-        function,
-        workflow,
+        target,
         batch_size: u32_of(m, "BatchSize")?,
         batching_window_s: u32_of(m, "MaximumBatchingWindowInSeconds")?,
         enabled,
@@ -140,7 +140,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
     let source = str_field(&m, "EventSourceArn")?
         .ok_or_else(|| AwsError::validation("EventSourceArn is required"))?;
     let p = patch(&m)?;
-    if p.function.is_none() && p.workflow.is_none() {
+    if p.target.is_none() {
         return Err(AwsError::validation("FunctionName is required"));
     }
     let mapping = s
@@ -172,8 +172,8 @@ pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Js
         .into_iter()
         .filter(|m| {
             function.as_ref().is_none_or(|f| {
-                m.function == f.name.as_str()
-                    && (f.qualifier.is_none() || f.qualifier == m.qualifier)
+                m.target.function_name() == Some(f.name.as_str())
+                    && (f.qualifier.is_none() || f.qualifier.as_deref() == m.target.qualifier())
             })
         })
         .filter(|m| source.as_ref().is_none_or(|a| &m.source_arn == a))
