@@ -271,6 +271,15 @@ impl TestEngine {
             .to_string()
     }
 
+    /// Waits up to `limit` (of tokio's clock) until `function` has run at
+    /// least `n` invocations; returns whether it has.
+    pub async fn wait_for_invocations(&self, function: &str, n: u64, limit: Duration) -> bool {
+        wait_until(limit, async || {
+            self.factory.counts(function).invocations >= n
+        })
+        .await
+    }
+
     /// `(idle, live)` instances of `function`'s `$LATEST`.
     pub fn instances(&self, function: &str) -> (usize, usize) {
         let d = self

@@ -47,19 +47,21 @@ async fn dead_letters(e: &TestEngine, function: &str) -> Vec<QueuedEvent> {
     e.events.dead_letters(Some(function)).await.unwrap()
 }
 
+/// Waits (up to 10 s) until `f` has exactly one dead letter.
+async fn wait_for_dead_letter(e: &TestEngine) {
+    let one = async || dead_letters(e, "f").await.len() == 1;
+    assert!(
+        wait_until(Duration::from_secs(10), one).await,
+        "no dead letter"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_event_is_retried_with_backoff_then_dead_lettered() {
     let e = always_failing(2).await;
 
     let request_id = e.submit("f", r#"{"n":1}"#).await;
-    assert!(
-        wait_until(Duration::from_secs(10), async || dead_letters(&e, "f")
-            .await
-            .len()
-            == 1)
-        .await,
-        "no dead letter"
-    );
+    wait_for_dead_letter(&e).await;
     let calls = e.factory.calls("f");
     assert_eq!(calls.len(), 3, "the first attempt and two retries");
     assert!(
@@ -117,13 +119,8 @@ async fn an_event_that_succeeds_on_a_retry_is_not_dead_lettered() {
 
     e.submit("f", "{}").await;
     assert!(
-        wait_until(Duration::from_secs(10), async || e
-            .factory
-            .counts("f")
-            .invocations
-            == 2)
-        .await,
-        "no retry"
+        e.wait_for_invocations("f", 2, Duration::from_secs(10))
+            .await
     );
     tokio::time::sleep(4 * RETRY_DELAY).await;
     assert_eq!(
@@ -140,13 +137,7 @@ async fn an_event_that_succeeds_on_a_retry_is_not_dead_lettered() {
 async fn without_retries_a_failure_is_dead_lettered_at_once() {
     let e = always_failing(0).await;
     e.submit("f", "{}").await;
-    assert!(
-        wait_until(Duration::from_secs(10), async || dead_letters(&e, "f")
-            .await
-            .len()
-            == 1)
-        .await
-    );
+    wait_for_dead_letter(&e).await;
     assert_eq!(e.factory.counts("f").invocations, 1);
     assert_eq!(dead_letters(&e, "f").await[0].attempts, 1);
 }
@@ -185,24 +176,13 @@ async fn an_event_older_than_the_maximum_age_is_given_up_unrun() {
     // And one queued now, which runs.
     e.submit("f", "{}").await;
 
-    assert!(
-        wait_until(Duration::from_secs(10), async || dead_letters(&e, "f")
-            .await
-            .len()
-            == 1)
-        .await,
-        "the old event was not given up"
-    );
+    wait_for_dead_letter(&e).await;
     let dead = dead_letters(&e, "f").await;
     assert_eq!(dead[0].request_id, "old-request");
     assert_eq!(dead[0].error.as_deref(), Some("event too old"));
     assert!(
-        wait_until(Duration::from_secs(10), async || e
-            .factory
-            .counts("f")
-            .invocations
-            == 1)
-        .await
+        e.wait_for_invocations("f", 1, Duration::from_secs(10))
+            .await
     );
     let calls = e.factory.calls("f");
     assert_ne!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nimbus_core::schedule::MissedFires;
-use nimbus_testkit::{Options, TestEngine, wait_until};
+use nimbus_testkit::{Options, TestEngine};
 
 /// Long enough for a fire that is due to reach the function; a fire that is
 /// not due must not happen in it either.
@@ -13,12 +13,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 async fn invocations_settle_at(e: &TestEngine, n: u64) {
     assert!(
-        wait_until(Duration::from_secs(5), async || e
-            .factory
-            .counts("f")
-            .invocations
-            >= n)
-        .await,
+        e.wait_for_invocations("f", n, Duration::from_secs(5)).await,
         "expected {n} fires, got {}",
         e.factory.counts("f").invocations
     );
