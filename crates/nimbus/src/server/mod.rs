@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::response::IntoResponse;
-use nimbus_api::aws::AuthMode;
+use nimbus_api::AuthMode;
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, DiskFloor, EngineConfig, Invoker, LogPipeline,
@@ -275,7 +275,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 idle_timeout: args.ws_idle_timeout.into(),
                 max_lifetime: args.ws_max_lifetime.into(),
             },
-            connections_auth: Arc::new(nimbus_api::aws::connections::ConnectionsAuthorizer::new(
+            connections_auth: Arc::new(nimbus_aws::connections::ConnectionsAuthorizer::new(
                 keys.clone(),
                 control.clone(),
                 if args.dev {
@@ -287,27 +287,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     );
 
-    let app = nimbus_api::router(nimbus_api::ApiState {
-        control,
+    let auth = if args.dev {
+        AuthMode::Dev
+    } else {
+        AuthMode::Verify
+    };
+    let native = nimbus_api::router(nimbus_api::ApiState {
+        control: control.clone(),
         invoker: invoker.clone(),
         logs: log_store,
-        keys,
-        events,
-        gateway,
+        keys: keys.clone(),
+        events: events.clone(),
+        gateway: gateway.clone(),
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
         messaging: messaging.clone(),
         schedules: schedules.clone(),
-        objects: Arc::new(nimbus_store::FsObjectStore::open(
-            &host.data_dir.join("objects.db"),
-            &host.data_dir.join("objects"),
-        )?),
-        auth: if args.dev {
-            AuthMode::Dev
-        } else {
-            AuthMode::Verify
-        },
+        auth,
     });
+    let app = nimbus_aws::app(
+        native,
+        nimbus_aws::AwsState {
+            control,
+            invoker: invoker.clone(),
+            keys,
+            events,
+            gateway,
+            workflows: workflows.clone(),
+            messaging: messaging.clone(),
+            objects: Arc::new(nimbus_store::FsObjectStore::open(
+                &host.data_dir.join("objects.db"),
+                &host.data_dir.join("objects"),
+            )?),
+            auth,
+        },
+    );
     host.announce(api_addr, gateway_addr, loaded);
     keys::announce(admin_key.as_ref(), &host.data_dir, args.dev)?;
     host.hint();

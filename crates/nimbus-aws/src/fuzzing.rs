@@ -7,7 +7,7 @@ use s3s::dto::NotificationConfiguration;
 
 /// One event-stream `event` message, as InvokeWithResponseStream frames it.
 pub fn eventstream_event(event_type: &str, content_type: &str, payload: &[u8]) -> Bytes {
-    crate::aws::eventstream::event(event_type, content_type, payload)
+    crate::eventstream::event(event_type, content_type, payload)
 }
 
 /// PutBucketNotificationConfiguration's reading of a configuration, rendered
@@ -16,7 +16,7 @@ pub fn eventstream_event(event_type: &str, content_type: &str, payload: &[u8]) -
 pub fn s3_notification(
     config: &NotificationConfiguration,
 ) -> Result<NotificationConfiguration, String> {
-    crate::aws::s3::notify::parse_rules(config)
-        .map(crate::aws::s3::notify::render)
+    crate::s3::notify::parse_rules(config)
+        .map(crate::s3::notify::render)
         .map_err(|e| e.code().as_str().to_owned())
 }

@@ -17,7 +17,7 @@ use super::convert::{
     timestamp,
 };
 use super::{NimbusS3, principal};
-use crate::aws::Principal;
+use crate::Principal;
 use nimbus_core::policy::ArnScope;
 
 /// S3's default and largest page.

@@ -10,12 +10,12 @@ use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, query_param};
 use super::shapes::{FunctionId, parse_function_id};
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
-fn target(s: &ApiState, raw: &str, q: &Option<String>) -> Result<FunctionId> {
+fn target(s: &AwsState, raw: &str, q: &Option<String>) -> Result<FunctionId> {
     let id = parse_function_id(raw, query_param(q, "Qualifier").as_deref())?;
     match id.qualifier.as_deref() {
         None | Some("$LATEST") => Ok(id),
@@ -28,7 +28,7 @@ fn target(s: &ApiState, raw: &str, q: &Option<String>) -> Result<FunctionId> {
     }
 }
 
-fn shape(s: &ApiState, id: &FunctionId, c: &EventInvokeConfig) -> Value {
+fn shape(s: &AwsState, id: &FunctionId, c: &EventInvokeConfig) -> Value {
     let dest = |d: &Option<String>| match d {
         Some(arn) => json!({ "Destination": arn }),
         None => json!({}),
@@ -79,7 +79,7 @@ fn merge(base: EventInvokeConfig, m: &Map<String, Value>) -> Result<EventInvokeC
     Ok(c)
 }
 
-async fn save(s: &ApiState, id: &FunctionId, c: EventInvokeConfig) -> Result<Json<Value>> {
+async fn save(s: &AwsState, id: &FunctionId, c: EventInvokeConfig) -> Result<Json<Value>> {
     let record = s
         .control
         .set_event_invoke_config(&id.name, Some(c))
@@ -91,7 +91,7 @@ async fn save(s: &ApiState, id: &FunctionId, c: EventInvokeConfig) -> Result<Jso
 
 /// PUT: replaces the configuration (absent fields take their defaults).
 pub async fn put(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     body: Body,
@@ -103,7 +103,7 @@ pub async fn put(
 
 /// POST: updates only the fields given.
 pub async fn update(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     body: Body,
@@ -124,7 +124,7 @@ pub async fn update(
 }
 
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>> {
@@ -144,7 +144,7 @@ pub async fn get(
 }
 
 pub async fn delete(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode> {

@@ -22,7 +22,7 @@ use nimbus_engine::messaging::MessagingError;
 use serde_json::{Value, json};
 
 use super::Principal;
-use crate::ApiState;
+use crate::AwsState;
 
 pub const TARGET_PREFIX: &str = "AmazonSQS.";
 /// A 10-message batch of 1 MiB messages, JSON-escaped, with room to spare.
@@ -143,7 +143,7 @@ type Result<T> = std::result::Result<T, SqsError>;
 
 /// The request context every operation needs.
 pub(super) struct Call<'a> {
-    pub s: &'a ApiState,
+    pub s: &'a AwsState,
     pub principal: &'a Principal,
     /// Base of queue URLs: `http://<host>/<account>`.
     pub url_base: String,
@@ -274,13 +274,13 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 
 /// Handles one `AmazonSQS.*` request (already authenticated).
 pub async fn handle(
-    s: ApiState,
+    s: AwsState,
     principal: Principal,
     headers: &HeaderMap,
     operation: &str,
     body: Body,
 ) -> Response {
-    let bytes = match crate::error::read_body(body, MAX_REQUEST_BYTES, "request").await {
+    let bytes = match nimbus_api::read_body(body, MAX_REQUEST_BYTES, "request").await {
         Ok(b) => b,
         Err(e) => return SqsError::invalid(e.message).into_response(),
     };

@@ -56,12 +56,12 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use super::Principal;
-use crate::ApiState;
+use crate::AwsState;
 
 /// The S3 operations Nimbus implements, over the API state.
 #[derive(Clone)]
 pub(crate) struct NimbusS3 {
-    pub state: ApiState,
+    pub state: AwsState,
 }
 
 /// Whether a request is signed for the `s3` service.
@@ -91,15 +91,15 @@ pub(crate) fn is_s3_request(req: &Request) -> bool {
 }
 
 /// Router layer: S3-signed requests go to the object API, others on.
-pub async fn dispatch(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn dispatch(State(state): State<AwsState>, req: Request, next: Next) -> Response {
     if !is_s3_request(&req) {
         return next.run(req).await;
     }
     serve(state, req).await
 }
 
-async fn serve(state: ApiState, req: Request) -> Response {
-    let dev = state.auth == super::AuthMode::Dev;
+async fn serve(state: AwsState, req: Request) -> Response {
+    let dev = state.auth == crate::AuthMode::Dev;
     let mut builder = s3s::service::S3ServiceBuilder::new(NimbusS3 {
         state: state.clone(),
     });

@@ -12,15 +12,15 @@ use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, str_field};
 use super::shapes::{FunctionId, configuration, unqualified};
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
 const UNQUALIFIED: &str = "Use an unqualified function name or ARN for this operation";
 
 pub async fn publish(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response> {
@@ -58,7 +58,7 @@ pub async fn publish(
 }
 
 pub async fn list_versions(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>> {
     let id = unqualified(&raw, UNQUALIFIED)?;
@@ -78,7 +78,7 @@ pub async fn list_versions(
     Ok(Json(json!({ "Versions": all })))
 }
 
-fn alias_shape(s: &ApiState, a: &AliasRecord) -> Value {
+fn alias_shape(s: &AwsState, a: &AliasRecord) -> Value {
     let mut v = json!({
         "AliasArn": format!("{}:{}", s.control.config().function_arn(a.function.as_str()), a.name),
         "Name": a.name,
@@ -120,7 +120,7 @@ fn routing(m: &Map<String, Value>) -> Result<Option<Option<AliasRouting>>> {
 }
 
 fn alias_error(
-    s: &ApiState,
+    s: &AwsState,
     id: &FunctionId,
     alias: &str,
     e: nimbus_engine::EngineError,
@@ -148,7 +148,7 @@ fn alias_error(
 }
 
 pub async fn create_alias(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response> {
@@ -177,7 +177,7 @@ pub async fn create_alias(
 }
 
 pub async fn list_aliases(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>> {
     let id = unqualified(&raw, UNQUALIFIED)?;
@@ -192,7 +192,7 @@ pub async fn list_aliases(
 }
 
 pub async fn get_alias(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path((raw, alias)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
     let id = unqualified(&raw, UNQUALIFIED)?;
@@ -205,7 +205,7 @@ pub async fn get_alias(
 }
 
 pub async fn update_alias(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path((raw, alias)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<Value>> {
@@ -226,7 +226,7 @@ pub async fn update_alias(
 }
 
 pub async fn delete_alias(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path((raw, alias)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let id = unqualified(&raw, UNQUALIFIED)?;

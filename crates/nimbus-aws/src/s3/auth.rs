@@ -16,8 +16,8 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
 
-use crate::ApiState;
-use crate::aws::Principal;
+use crate::AwsState;
+use crate::Principal;
 
 pub(crate) struct KeyAuth {
     pub keys: Arc<dyn KeyStore>,
@@ -38,12 +38,12 @@ impl S3Auth for KeyAuth {
 }
 
 pub(crate) struct Grants {
-    pub state: ApiState,
+    pub state: AwsState,
 }
 
 /// AccessDenied unless `principal` may perform `action` on `resource`.
 pub(crate) fn check(
-    state: &ApiState,
+    state: &AwsState,
     principal: &Principal,
     action: &str,
     resource: &str,

@@ -294,7 +294,7 @@ impl NimbusS3 {
     /// logged: the write itself has already succeeded.
     pub(super) async fn notify(
         &self,
-        writer: &crate::aws::Principal,
+        writer: &crate::Principal,
         bucket: &BucketInfo,
         event: &str,
         key: &str,

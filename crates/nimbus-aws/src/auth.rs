@@ -28,16 +28,8 @@ use sha2::{Digest, Sha256};
 
 use super::sigv4;
 use super::{AwsError, Principal};
-use crate::ApiState;
-
-/// Whether AWS requests must be signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Verify SigV4 signatures against the key store (the default).
-    Verify,
-    /// Accept any request (`nimbus up --dev`); never for shared machines.
-    Dev,
-}
+use crate::AwsState;
+use nimbus_api::AuthMode;
 
 /// The largest request CreateFunction and UpdateFunctionCode accept (a 50 MB
 /// zip, base64 in JSON).
@@ -48,7 +40,7 @@ const MAX_REQUEST_BYTES: usize = nimbus_core::limits::MAX_SYNC_REQUEST_BYTES + 6
 /// Clock skew tolerated between client and server.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
-pub async fn authenticate(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn authenticate(State(s): State<AwsState>, req: Request, next: Next) -> Response {
     if s.auth == AuthMode::Dev {
         return next.run(req).await;
     }
@@ -74,7 +66,7 @@ fn auth_error(e: sigv4::AuthError) -> AwsError {
     AwsError::new(e.http_status(), e.aws_code(), e.to_string())
 }
 
-async fn verify(s: &ApiState, req: Request) -> Result<Request, AwsError> {
+async fn verify(s: &AwsState, req: Request) -> Result<Request, AwsError> {
     let (parts, body) = req.into_parts();
     let parsed = sigv4::parse_authorization(&parts.headers).map_err(auth_error)?;
     sigv4::check_service(&parsed, super::expected_service(&parts)).map_err(auth_error)?;

@@ -4,8 +4,8 @@ use base64::Engine as _;
 use nimbus_core::{FunctionName, FunctionRecord};
 use serde_json::{Value, json};
 
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 /// A function named the ways Lambda allows: `name`, `name:qualifier`,
 /// `123456789012:function:name[:q]` or a full ARN.
@@ -93,11 +93,10 @@ impl FunctionId {
     /// cannot disagree about the target.
     pub fn authorize_invoke(
         &self,
-        s: &ApiState,
-        principal: &crate::aws::Principal,
+        s: &AwsState,
+        principal: &crate::Principal,
     ) -> Result<(), AwsError> {
-        let arn =
-            crate::aws::principal::arns(s).function(self.name.as_str(), self.qualifier.as_deref());
+        let arn = crate::principal::arns(s).function(self.name.as_str(), self.qualifier.as_deref());
         if principal.allows(s, "lambda:InvokeFunction", &arn) {
             Ok(())
         } else {
@@ -109,7 +108,7 @@ impl FunctionId {
         }
     }
 
-    pub fn arn(&self, s: &ApiState) -> String {
+    pub fn arn(&self, s: &AwsState) -> String {
         let base = s.control.config().function_arn(self.name.as_str());
         match &self.qualifier {
             Some(q) => format!("{base}:{q}"),
@@ -118,7 +117,7 @@ impl FunctionId {
     }
 
     /// Only `$LATEST` exists until versions arrive; anything else is not found.
-    pub fn require_latest(&self, s: &ApiState) -> Result<(), AwsError> {
+    pub fn require_latest(&self, s: &AwsState) -> Result<(), AwsError> {
         match self.qualifier.as_deref() {
             None | Some("$LATEST") => Ok(()),
             Some(_) => Err(AwsError::not_found(format!(
@@ -135,7 +134,7 @@ pub fn code_sha256_b64(hex_digest: &str) -> String {
 }
 
 /// The `FunctionConfiguration` shape.
-pub fn configuration(s: &ApiState, r: &FunctionRecord, qualified: bool) -> Value {
+pub fn configuration(s: &AwsState, r: &FunctionRecord, qualified: bool) -> Value {
     let c = &r.config;
     let base = s.control.config().function_arn(c.name.as_str());
     let arn = if qualified {

@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, query_param, str_field};
 use super::shapes::parse_function_id;
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
@@ -45,7 +45,7 @@ fn error(e: MessagingError) -> AwsError {
     }
 }
 
-fn shape(s: &ApiState, m: &Mapping, state: &str) -> Value {
+fn shape(s: &AwsState, m: &Mapping, state: &str) -> Value {
     let mut v = json!({
         "UUID": m.uuid,
         "EventSourceArn": m.source_arn,
@@ -135,7 +135,7 @@ fn patch(m: &Map<String, Value>) -> Result<MappingPatch> {
     })
 }
 
-pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
+pub async fn create(State(s): State<AwsState>, body: Body) -> Result<Response> {
     let m = json_body(body).await?;
     let source = str_field(&m, "EventSourceArn")?
         .ok_or_else(|| AwsError::validation("EventSourceArn is required"))?;
@@ -152,7 +152,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
     Ok((StatusCode::ACCEPTED, Json(shape(&s, &mapping, "Creating"))).into_response())
 }
 
-pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>> {
+pub async fn list(State(s): State<AwsState>, RawQuery(q): RawQuery) -> Result<Json<Value>> {
     let function = match query_param(&q, "FunctionName") {
         Some(raw) => Some(parse_function_id(&raw, None)?),
         None => None,
@@ -191,13 +191,13 @@ pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Js
     Ok(Json(out))
 }
 
-pub async fn get(State(s): State<ApiState>, Path(uuid): Path<String>) -> Result<Json<Value>> {
+pub async fn get(State(s): State<AwsState>, Path(uuid): Path<String>) -> Result<Json<Value>> {
     let m = s.messaging.mappings.get(&uuid).await.map_err(error)?;
     Ok(Json(shape(&s, &m, current_state(&m))))
 }
 
 pub async fn update(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(uuid): Path<String>,
     body: Body,
 ) -> Result<Response> {
@@ -206,7 +206,7 @@ pub async fn update(
     Ok((StatusCode::ACCEPTED, Json(shape(&s, &m, "Updating"))).into_response())
 }
 
-pub async fn delete(State(s): State<ApiState>, Path(uuid): Path<String>) -> Result<Response> {
+pub async fn delete(State(s): State<AwsState>, Path(uuid): Path<String>) -> Result<Response> {
     let m = s.messaging.mappings.delete(&uuid).await.map_err(error)?;
     Ok((StatusCode::ACCEPTED, Json(shape(&s, &m, "Deleting"))).into_response())
 }

@@ -21,7 +21,7 @@ use nimbus_engine::messaging::{MessagingError, arn_resource};
 use nimbus_store::SubscriptionRecord;
 
 use super::Principal;
-use crate::ApiState;
+use crate::AwsState;
 
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
@@ -99,7 +99,7 @@ impl From<MessagingError> for SnsError {
 type Result<T> = std::result::Result<T, SnsError>;
 
 struct Call<'a> {
-    s: &'a ApiState,
+    s: &'a AwsState,
     principal: &'a Principal,
     params: HashMap<String, String>,
 }
@@ -207,8 +207,8 @@ impl Call<'_> {
 }
 
 /// Handles one SNS Query request (already authenticated).
-pub async fn handle(s: ApiState, principal: Principal, body: Body) -> Response {
-    let bytes = match crate::error::read_body(body, MAX_REQUEST_BYTES, "request").await {
+pub async fn handle(s: AwsState, principal: Principal, body: Body) -> Response {
+    let bytes = match nimbus_api::read_body(body, MAX_REQUEST_BYTES, "request").await {
         Ok(b) => b,
         Err(e) => {
             return xml::error(

@@ -18,7 +18,7 @@ use nimbus_engine::workflows::{
 };
 use serde_json::{Value, json};
 
-use crate::ApiState;
+use crate::AwsState;
 
 /// The target prefix of this service.
 pub const TARGET_PREFIX: &str = "AWSStepFunctions.";
@@ -124,8 +124,8 @@ fn max_results(v: &Value) -> Result<Option<usize>, StatesError> {
 }
 
 /// Handles one `AWSStepFunctions.*` request (already authenticated).
-pub async fn handle(s: ApiState, operation: &str, body: Body) -> Response {
-    let bytes = match crate::error::read_body(body, MAX_REQUEST_BYTES, "request").await {
+pub async fn handle(s: AwsState, operation: &str, body: Body) -> Response {
+    let bytes = match nimbus_api::read_body(body, MAX_REQUEST_BYTES, "request").await {
         Ok(b) => b,
         Err(e) => return StatesError::new("ValidationException", e.message).into_response(),
     };
@@ -149,7 +149,7 @@ pub async fn handle(s: ApiState, operation: &str, body: Body) -> Response {
     }
 }
 
-async fn dispatch(s: &ApiState, op: &str, v: &Value) -> Result<Value, StatesError> {
+async fn dispatch(s: &AwsState, op: &str, v: &Value) -> Result<Value, StatesError> {
     let w = &s.workflows;
     Ok(match op {
         "CreateStateMachine" => {

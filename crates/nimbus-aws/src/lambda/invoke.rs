@@ -9,11 +9,11 @@ use nimbus_core::InvokeRequest;
 use nimbus_core::limits::MAX_SYNC_REQUEST_BYTES;
 use nimbus_engine::{InvocationResult, Outcome, StreamParts, Streamed};
 
-use crate::aws::eventstream;
+use crate::eventstream;
 
 use super::shapes::parse_function_id;
-use crate::ApiState;
-use crate::aws::{AwsError, Principal};
+use crate::AwsState;
+use crate::{AwsError, Principal};
 
 /// Lambda's limit on the base64 `X-Amz-Client-Context` header.
 const MAX_CLIENT_CONTEXT: usize = 3583;
@@ -40,7 +40,7 @@ struct Prepared {
 
 #[allow(clippy::too_many_arguments)]
 async fn prepare(
-    s: &ApiState,
+    s: &AwsState,
     principal: &Principal,
     raw: &str,
     q: &Option<String>,
@@ -104,7 +104,7 @@ async fn prepare(
             Some(text)
         }
     };
-    let payload = crate::error::read_body(body, MAX_SYNC_REQUEST_BYTES, "request payload").await.map_err(|_| {
+    let payload = nimbus_api::read_body(body, MAX_SYNC_REQUEST_BYTES, "request payload").await.map_err(|_| {
         AwsError::too_large(format!(
             "Request must be smaller than {MAX_SYNC_REQUEST_BYTES} bytes for the {operation} operation"
         ))
@@ -120,7 +120,7 @@ async fn prepare(
 }
 
 pub async fn invoke(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     principal: Principal,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
@@ -197,7 +197,7 @@ pub async fn invoke(
 /// same way with its whole response in one chunk. Errors before the function
 /// ran (not found, throttled) are ordinary error responses.
 pub async fn invoke_with_response_stream(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     principal: Principal,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::functions::{json_body, query_param};
 use super::shapes::{FunctionId, parse_function_id};
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
@@ -25,7 +25,7 @@ fn target(raw: &str, q: &Option<String>) -> Result<(FunctionId, String)> {
     Ok((id, qualifier))
 }
 
-fn error(s: &ApiState, id: &FunctionId, e: EngineError) -> AwsError {
+fn error(s: &AwsState, id: &FunctionId, e: EngineError) -> AwsError {
     match e {
         EngineError::ProvisionedNotFound(_) => AwsError::new(
             404,
@@ -39,7 +39,7 @@ fn error(s: &ApiState, id: &FunctionId, e: EngineError) -> AwsError {
     }
 }
 
-async fn status(s: &ApiState, id: &FunctionId, qualifier: &str) -> Result<Value> {
+async fn status(s: &AwsState, id: &FunctionId, qualifier: &str) -> Result<Value> {
     let (requested, available) = s
         .control
         .provisioned_status(&id.name, qualifier)
@@ -56,7 +56,7 @@ async fn status(s: &ApiState, id: &FunctionId, qualifier: &str) -> Result<Value>
 }
 
 pub async fn put(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     body: Body,
@@ -87,7 +87,7 @@ pub async fn put(
 }
 
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>> {
@@ -96,7 +96,7 @@ pub async fn get(
 }
 
 pub async fn delete(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode> {

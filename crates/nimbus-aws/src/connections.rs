@@ -21,8 +21,8 @@ use nimbus_gateway::{ConnectionsAuth, ManageDenied, ManageRequest};
 use nimbus_store::KeyStore;
 use sha2::{Digest, Sha256};
 
-use super::AuthMode;
 use super::sigv4;
+use nimbus_api::AuthMode;
 
 /// The IAM action the endpoint requires.
 pub const MANAGE_CONNECTIONS: &str = "execute-api:ManageConnections";

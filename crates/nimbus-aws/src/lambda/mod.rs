@@ -20,9 +20,9 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 
 use super::AwsError;
-use crate::ApiState;
+use crate::AwsState;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<AwsState> {
     Router::new()
         .route(
             "/2015-03-31/functions",

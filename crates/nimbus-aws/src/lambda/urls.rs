@@ -25,8 +25,8 @@ use serde_json::{Map, Value, json};
 
 use super::functions::{json_body, query_param, str_field};
 use super::shapes::{FunctionId, parse_function_id};
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
@@ -47,7 +47,7 @@ fn target(raw: &str, q: &Option<String>) -> Result<FunctionId> {
     Ok(id)
 }
 
-fn error(s: &ApiState, id: &FunctionId, e: GatewayError) -> AwsError {
+fn error(s: &AwsState, id: &FunctionId, e: GatewayError) -> AwsError {
     match e {
         GatewayError::FunctionNotFound(_) => {
             AwsError::not_found(format!("Function not found: {}", id.arn(s)))
@@ -67,7 +67,7 @@ fn error(s: &ApiState, id: &FunctionId, e: GatewayError) -> AwsError {
 }
 
 /// The function's URL when it serves `id`'s qualifier.
-async fn existing(s: &ApiState, id: &FunctionId) -> Result<FunctionUrl> {
+async fn existing(s: &AwsState, id: &FunctionId) -> Result<FunctionUrl> {
     s.control
         .get(&id.name)
         .await
@@ -170,7 +170,7 @@ fn parse_cors(m: &Map<String, Value>) -> Result<Option<CorsSettings>> {
 
 /// The `FunctionUrlConfig` shape; `LastModifiedTime` is left out of the
 /// create answer, as AWS does. Nimbus keeps no separate modification time.
-fn shape(s: &ApiState, name: &str, u: &FunctionUrl, modified: bool) -> Value {
+fn shape(s: &AwsState, name: &str, u: &FunctionUrl, modified: bool) -> Value {
     let base = s.control.config().function_arn(name);
     let arn = match &u.spec.qualifier {
         Some(q) => format!("{base}:{q}"),
@@ -205,7 +205,7 @@ fn shape(s: &ApiState, name: &str, u: &FunctionUrl, modified: bool) -> Value {
 }
 
 pub async fn create(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     body: Body,
@@ -251,7 +251,7 @@ pub async fn create(
 }
 
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>> {
@@ -261,7 +261,7 @@ pub async fn get(
 }
 
 pub async fn update(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     body: Body,
@@ -287,7 +287,7 @@ pub async fn update(
 }
 
 pub async fn delete(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode> {
@@ -302,7 +302,7 @@ pub async fn delete(
 
 /// ListFunctionUrlConfigs: at most one entry (one URL per function), so
 /// `Marker` and `MaxItems` never need a second page.
-pub async fn list(State(s): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>> {
+pub async fn list(State(s): State<AwsState>, Path(raw): Path<String>) -> Result<Json<Value>> {
     let id = target(&raw, &None)?;
     s.control
         .get(&id.name)

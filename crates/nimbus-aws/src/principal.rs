@@ -12,7 +12,7 @@
 
 use nimbus_core::policy::ArnScope;
 
-use crate::ApiState;
+use crate::AwsState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -38,7 +38,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
 }
 
 /// The ARNs of this server's resources, for authorisation.
-pub fn arns(state: &ApiState) -> ArnScope {
+pub fn arns(state: &AwsState) -> ArnScope {
     let c = state.control.config();
     ArnScope {
         region: c.region.clone(),
@@ -59,7 +59,7 @@ impl Principal {
     /// `sqs:SendMessage`, `lambda:InvokeFunction`, …) on the resource whose
     /// ARN is `resource`: always for operators; for a function, what its
     /// current permissions say ([`nimbus_core::policy`]).
-    pub fn allows(&self, state: &ApiState, action: &str, resource: &str) -> bool {
+    pub fn allows(&self, state: &AwsState, action: &str, resource: &str) -> bool {
         match self {
             Principal::Operator => true,
             Principal::Function(name) => state
@@ -111,7 +111,7 @@ impl Principal {
 /// `execution_ref`); the rest are the operator's. S3, SQS and SNS check each
 /// resource in their handlers.
 pub async fn limit_functions(
-    axum::extract::State(s): axum::extract::State<ApiState>,
+    axum::extract::State(s): axum::extract::State<AwsState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -2,12 +2,17 @@
 //! Signature Version 4 against Nimbus-managed access keys, and answered in the AWS
 //! wire formats, so boto3, the AWS CLI and the AWS SDKs work by changing only the
 //! endpoint. Each service lives in its own module and maps onto the same engine
-//! commands as the native API.
+//! commands as the native API (`nimbus-api`), whose body reader, key mode and
+//! error masking it shares; the binary mounts both on one listener ([`app`]).
+
+use std::sync::Arc;
 
 mod auth;
 pub mod connections;
 mod error;
 pub(crate) mod eventstream;
+#[doc(hidden)]
+pub mod fuzzing;
 mod lambda;
 pub mod principal;
 pub mod s3;
@@ -21,14 +26,43 @@ use axum::extract::{Request, State};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 
-pub use auth::AuthMode;
 pub use error::AwsError;
+pub use nimbus_api::AuthMode;
 pub use principal::Principal;
 
-use crate::ApiState;
+/// What the AWS handlers share: the engine services the protocols map onto,
+/// and the stores they read directly.
+#[derive(Clone)]
+pub struct AwsState {
+    pub control: Arc<nimbus_engine::ControlPlane>,
+    pub invoker: Arc<nimbus_engine::Invoker>,
+    pub keys: Arc<dyn nimbus_store::KeyStore>,
+    /// Asynchronous invocations (`InvocationType: Event`, event invoke configs).
+    pub events: Arc<nimbus_engine::AsyncInvoker>,
+    /// Function URLs.
+    pub gateway: Arc<nimbus_gateway::Gateway>,
+    /// State machines and their executions (Step Functions API).
+    pub workflows: Arc<nimbus_engine::workflows::Workflows>,
+    /// Queues, topics and event source mappings (SQS and SNS APIs).
+    pub messaging: Arc<nimbus_engine::messaging::Messaging>,
+    /// Whether AWS API requests must be signed.
+    pub auth: AuthMode,
+    /// Buckets and objects of the S3-compatible API.
+    pub objects: Arc<dyn nimbus_store::ObjectStore>,
+}
+
+/// The whole API listener: the native API (`/v1/...`) and the AWS APIs on
+/// one router. S3 (signed for `s3`) is recognised by its signature, before
+/// any route, so its layer wraps both.
+pub fn app(native: Router, state: AwsState) -> Router {
+    native
+        .merge(routes(state.clone()).with_state(state.clone()))
+        .layer(middleware::from_fn_with_state(state, s3::dispatch))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
 
 /// The AWS routes, behind SigV4 authentication.
-pub fn routes(state: ApiState) -> Router<ApiState> {
+pub fn routes(state: AwsState) -> Router<AwsState> {
     lambda::routes()
         .route("/", axum::routing::post(json_target))
         .layer(middleware::from_fn_with_state(
@@ -42,7 +76,7 @@ pub fn routes(state: ApiState) -> Router<ApiState> {
 /// `POST /` of the AWS JSON protocols: the service and operation are in
 /// `X-Amz-Target` (`AWSStepFunctions.StartExecution`), so dispatch on its prefix.
 /// Other JSON-protocol services (SQS: `AmazonSQS.*`) add their prefix here.
-async fn json_target(State(s): State<ApiState>, req: Request) -> Response {
+async fn json_target(State(s): State<AwsState>, req: Request) -> Response {
     let target = req
         .headers()
         .get("x-amz-target")

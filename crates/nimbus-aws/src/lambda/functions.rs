@@ -18,15 +18,15 @@ use serde_json::{Map, Value, json};
 use nimbus_core::permissions::Permission;
 
 use super::shapes::{FunctionId, configuration, parse_function_id, unqualified};
-use crate::ApiState;
-use crate::aws::AwsError;
+use crate::AwsError;
+use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
 const MAX_JSON: usize = 70_167_211;
 
 pub(super) async fn json_body(body: Body) -> Result<Map<String, Value>> {
-    let bytes = crate::error::read_body(body, MAX_JSON, "request")
+    let bytes = nimbus_api::read_body(body, MAX_JSON, "request")
         .await
         .map_err(|e| AwsError::too_large(e.message))?;
     if bytes.is_empty() {
@@ -49,8 +49,7 @@ pub(super) async fn json_body(body: Body) -> Result<Map<String, Value>> {
 
 /// Values of a query parameter, decoded (botocore sends `%20` for spaces; `+` is literal).
 fn query_params(raw: &Option<String>, key: &str) -> Vec<String> {
-    let decode =
-        |t: &str| String::from_utf8_lossy(&crate::aws::sigv4::percent_decode(t)).into_owned();
+    let decode = |t: &str| String::from_utf8_lossy(&crate::sigv4::percent_decode(t)).into_owned();
     raw.as_deref()
         .unwrap_or("")
         .split('&')
@@ -200,7 +199,7 @@ fn runtime_field(m: &Map<String, Value>) -> Result<Option<(Runtime, String)>> {
 }
 
 /// Decodes `ZipFile` and stores it; refuses the code locations Nimbus lacks.
-async fn store_zip(s: &ApiState, code: &Map<String, Value>) -> Result<String> {
+async fn store_zip(s: &AwsState, code: &Map<String, Value>) -> Result<String> {
     if code.get("S3Bucket").is_some_and(|v| !v.is_null()) {
         return Err(AwsError::unsupported("Code from S3Bucket/S3Key"));
     }
@@ -254,7 +253,7 @@ fn ephemeral_storage_field(m: &Map<String, Value>) -> Result<Option<u32>> {
     }
 }
 
-pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
+pub async fn create(State(s): State<AwsState>, body: Body) -> Result<Response> {
     let m = json_body(body).await?;
     refuse_unsupported(&m)?;
     let raw_name = str_field(&m, "FunctionName")?
@@ -307,7 +306,7 @@ pub async fn create(State(s): State<ApiState>, body: Body) -> Result<Response> {
 }
 
 async fn lookup(
-    s: &ApiState,
+    s: &AwsState,
     raw: &str,
     query: &Option<String>,
 ) -> Result<(FunctionId, nimbus_core::FunctionRecord)> {
@@ -327,7 +326,7 @@ async fn lookup(
 }
 
 pub async fn get(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -351,7 +350,7 @@ pub async fn get(
 }
 
 pub async fn get_configuration(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>> {
@@ -362,7 +361,7 @@ pub async fn get_configuration(
 /// Page size: Lambda returns at most 50 functions per call.
 const PAGE: usize = 50;
 
-pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>> {
+pub async fn list(State(s): State<AwsState>, RawQuery(q): RawQuery) -> Result<Json<Value>> {
     if let Some(v) = query_param(&q, "FunctionVersion").filter(|v| v != "ALL") {
         return Err(AwsError::validation(format!(
             "1 validation error detected: Value '{v}' at 'functionVersion' failed to satisfy constraint: Member must satisfy enum value set: [ALL]"
@@ -412,7 +411,7 @@ pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Js
 }
 
 pub async fn update_code(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
@@ -450,7 +449,7 @@ pub async fn update_code(
 }
 
 pub async fn update_configuration(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
@@ -486,7 +485,7 @@ pub async fn update_configuration(
 }
 
 pub async fn delete(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode> {
@@ -518,7 +517,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn account_settings(State(s): State<ApiState>) -> Result<Json<Value>> {
+pub async fn account_settings(State(s): State<AwsState>) -> Result<Json<Value>> {
     let all = s
         .control
         .list()
@@ -540,7 +539,7 @@ pub async fn account_settings(State(s): State<ApiState>) -> Result<Json<Value>> 
     })))
 }
 
-pub async fn list_tags(State(s): State<ApiState>, Path(arn): Path<String>) -> Result<Json<Value>> {
+pub async fn list_tags(State(s): State<AwsState>, Path(arn): Path<String>) -> Result<Json<Value>> {
     let id = unqualified(&arn, "Tags can only be set on unqualified function ARNs")?;
     let record = s
         .control
@@ -551,7 +550,7 @@ pub async fn list_tags(State(s): State<ApiState>, Path(arn): Path<String>) -> Re
 }
 
 pub async fn tag(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(arn): Path<String>,
     body: Body,
 ) -> Result<StatusCode> {
@@ -566,7 +565,7 @@ pub async fn tag(
 }
 
 pub async fn untag(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(arn): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<StatusCode> {
@@ -583,7 +582,7 @@ pub async fn untag(
 const FUNCTION_ONLY: &str = "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.";
 
 pub async fn put_concurrency(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
@@ -602,7 +601,7 @@ pub async fn put_concurrency(
 }
 
 pub async fn get_concurrency(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>> {
     let id = unqualified(&raw, FUNCTION_ONLY)?;
@@ -618,7 +617,7 @@ pub async fn get_concurrency(
 }
 
 pub async fn delete_concurrency(
-    State(s): State<ApiState>,
+    State(s): State<AwsState>,
     Path(raw): Path<String>,
 ) -> Result<StatusCode> {
     let id = unqualified(&raw, FUNCTION_ONLY)?;
@@ -634,7 +633,7 @@ fn publish_requested(m: &Map<String, Value>) -> bool {
 }
 
 /// `Publish: true` on create or code update: publish and answer with the version.
-async fn publish_now(s: &ApiState, id: &FunctionId) -> Result<Value> {
+async fn publish_now(s: &AwsState, id: &FunctionId) -> Result<Value> {
     let v = s
         .control
         .publish_version(&id.name, None, None, None)
