@@ -52,17 +52,15 @@ pub async fn authenticate(State(s): State<AwsState>, req: Request, next: Next) -
     match verify(&s, req).await {
         Ok(req) => next.run(req).await,
         Err(e) if query_protocol => super::sns::auth_error(e.status, e.code, &e.message),
-        Err(e) if json_protocol => super::stepfunctions::StatesError {
-            status: e.status,
-            code: e.code.to_string(),
-            message: e.message,
+        Err(e) if json_protocol => {
+            super::stepfunctions::StatesError::with_status(e.status, e.code, e.message)
+                .into_response()
         }
-        .into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-fn auth_error(e: sigv4::AuthError) -> AwsError {
+fn auth_error(e: sigv4::SigV4Error) -> AwsError {
     AwsError::new(e.http_status(), e.aws_code(), e.to_string())
 }
 
@@ -76,7 +74,7 @@ async fn verify(s: &AwsState, req: Request) -> Result<Request, AwsError> {
         .secret(&parsed.credential.access_key_id)
         .await
         .map_err(|e| AwsError::from_engine(nimbus_engine::EngineError::Store(e), ""))?
-        .ok_or_else(|| auth_error(sigv4::AuthError::UnrecognizedClient))?;
+        .ok_or_else(|| auth_error(sigv4::SigV4Error::UnrecognizedClient))?;
     let limit = request_limit(&parts);
     let signed = |body_sha256_hex| sigv4::SignedRequest {
         method: parts.method.as_str(),
@@ -98,7 +96,7 @@ async fn verify(s: &AwsState, req: Request) -> Result<Request, AwsError> {
             .map_err(auth_error)?;
             let (bytes, computed) = read_hashing(body, &parts.headers, limit).await?;
             if computed != claimed {
-                return Err(auth_error(sigv4::AuthError::ContentSha256Mismatch {
+                return Err(auth_error(sigv4::SigV4Error::ContentSha256Mismatch {
                     claimed,
                     computed,
                 }));

@@ -49,7 +49,7 @@ impl ConnectionsAuthorizer {
         if self.mode == AuthMode::Dev {
             return Ok(());
         }
-        let denied = |e: sigv4::AuthError| ManageDenied(e.to_string());
+        let denied = |e: sigv4::SigV4Error| ManageDenied(e.to_string());
         let parsed = sigv4::parse_authorization(req.headers).map_err(denied)?;
         sigv4::check_service(&parsed, sigv4::Service::Other("execute-api")).map_err(denied)?;
         let secret = self
@@ -60,7 +60,7 @@ impl ConnectionsAuthorizer {
                 tracing::warn!("key store: {e}");
                 ManageDenied("Forbidden".into())
             })?
-            .ok_or_else(|| denied(sigv4::AuthError::UnrecognizedClient))?;
+            .ok_or_else(|| denied(sigv4::SigV4Error::UnrecognizedClient))?;
         let body_hash = hex::encode(Sha256::digest(req.body));
         let signed = sigv4::SignedRequest {
             method: req.method.as_str(),

@@ -15,6 +15,8 @@ pub struct AwsError {
     pub message: String,
     /// Extra members of the error shape (e.g. `Reason` of TooManyRequestsException).
     pub extra: Vec<(&'static str, Value)>,
+    /// The detail of an internal error, logged, never sent.
+    internal: Option<String>,
 }
 
 impl AwsError {
@@ -24,80 +26,64 @@ impl AwsError {
             code,
             message: message.into(),
             extra: Vec::new(),
+            internal: None,
         }
     }
+
+    /// The Lambda API's answer for a row of the error table; an internal
+    /// error's message is masked (and logged by the listener's layer).
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        let ex = code.row().lambda;
+        if code.is_internal() {
+            return Self {
+                internal: Some(message.into()),
+                ..Self::new(ex.status, ex.name, nimbus_api::INTERNAL_MESSAGE)
+            };
+        }
+        Self::new(ex.status, ex.name, message)
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(400, "InvalidParameterValueException", message)
+        Self::from_code(ErrorCode::InvalidParameter, message)
     }
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(400, "ValidationException", message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, "ResourceNotFoundException", message)
+        Self::from_code(ErrorCode::NotFound, message)
     }
     pub fn unsupported(what: &str) -> Self {
         Self::invalid(format!("{what} is not supported by Nimbus yet"))
     }
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "RequestEntityTooLargeException", message)
+        Self::from_code(ErrorCode::PayloadTooLarge, message)
     }
 
     /// Maps an engine error; `arn` names the function in not-found messages.
+    /// The exception comes from the error table; only Lambda's wording is here.
     pub fn from_engine(e: EngineError, arn: &str) -> Self {
-        match e {
-            EngineError::FunctionNotFound(_) => {
-                Self::not_found(format!("Function not found: {arn}"))
-            }
-            EngineError::FunctionExists(name) => Self::new(
-                409,
-                "ResourceConflictException",
-                format!("Function already exist: {name}"),
-            ),
-            EngineError::AliasNotFound(_) => Self::not_found(format!("Alias not found: {arn}")),
-            EngineError::Conflict(message) => Self::new(409, "ResourceConflictException", message),
-            EngineError::PreconditionFailed(_) => Self::new(
-                412,
-                "PreconditionFailedException",
-                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
-            ),
-            EngineError::PayloadTooLarge { limit, .. } => Self::too_large(format!(
+        let code = e.code();
+        let message = match e {
+            EngineError::FunctionNotFound(_) => format!("Function not found: {arn}"),
+            EngineError::FunctionExists(name) => format!("Function already exist: {name}"),
+            EngineError::AliasNotFound(_) => format!("Alias not found: {arn}"),
+            EngineError::PreconditionFailed(_) => "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+            EngineError::PayloadTooLarge { limit, .. } => format!(
                 "Request must be smaller than {limit} bytes for the InvokeFunction operation"
-            )),
-            EngineError::InvalidJson(detail) => Self::new(
-                400,
-                "InvalidRequestContentException",
-                format!(
-                    "Could not parse request body into json: Could not parse payload into json: {detail}"
-                ),
             ),
-            EngineError::TooManyRequests(why) => {
-                let mut err = Self::new(429, "TooManyRequestsException", "Rate Exceeded.");
-                // The memory budget, like the account limit, is host-wide.
-                let reason = if why.contains("account") || why.contains("memory budget") {
-                    "ConcurrentInvocationLimitExceeded"
-                } else {
-                    "ReservedFunctionConcurrentInvocationLimitExceeded"
-                };
-                err.extra.push(("Reason", json!(reason)));
-                err
+            EngineError::InvalidJson(detail) => format!(
+                "Could not parse request body into json: Could not parse payload into json: {detail}"
+            ),
+            EngineError::TooManyRequests { reason, .. } => {
+                let mut err = Self::from_code(code, "Rate Exceeded.");
+                err.extra.push(("Reason", json!(reason.lambda_reason())));
+                return err;
             }
-            EngineError::CodeNotFound(_) => Self::invalid(e.to_string()),
-            EngineError::Invalid(v) if v.code == ErrorCode::PayloadTooLarge => {
-                Self::too_large(v.message)
-            }
-            EngineError::Invalid(v) => Self::invalid(v.message),
-            EngineError::ShuttingDown => {
-                Self::new(503, "ServiceException", "The service is shutting down")
-            }
-            other => {
-                tracing::error!("internal error: {other}");
-                Self::new(
-                    500,
-                    "ServiceException",
-                    "An internal error occurred; see the server log",
-                )
-            }
-        }
+            EngineError::Invalid(v) => v.message,
+            EngineError::ShuttingDown => "The service is shutting down".into(),
+            other => other.to_string(),
+        };
+        Self::from_code(code, message)
     }
 }
 
@@ -120,6 +106,9 @@ impl IntoResponse for AwsError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         resp.headers_mut()
             .insert("x-amzn-errortype", HeaderValue::from_static(self.code));
+        if let Some(detail) = self.internal {
+            nimbus_api::InternalDetail::attach(&mut resp, detail);
+        }
         resp
     }
 }

@@ -53,12 +53,14 @@ pub struct AwsState {
 
 /// The whole API listener: the native API (`/v1/...`) and the AWS APIs on
 /// one router. S3 (signed for `s3`) is recognised by its signature, before
-/// any route, so its layer wraps both.
+/// any route, so its layer wraps both; outermost, one layer logs the
+/// internal errors every handler masked.
 pub fn app(native: Router, state: AwsState) -> Router {
     native
         .merge(routes(state.clone()).with_state(state.clone()))
         .layer(middleware::from_fn_with_state(state, s3::dispatch))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(nimbus_api::log_internal_errors))
 }
 
 /// The AWS routes, behind SigV4 authentication.

@@ -145,11 +145,10 @@ pub async fn limit_functions(
             .as_deref()
             .is_some_and(|arn| principal.allows(&s, &action, arn));
         if !allowed {
-            return super::stepfunctions::StatesError {
-                status: axum::http::StatusCode::FORBIDDEN,
-                code: "AccessDeniedException".into(),
-                message: principal.denial(&action, resource.as_deref().unwrap_or("*")),
-            }
+            return super::stepfunctions::StatesError::from_code(
+                nimbus_core::ErrorCode::Forbidden,
+                principal.denial(&action, resource.as_deref().unwrap_or("*")),
+            )
             .into_response();
         }
         return next
@@ -210,9 +209,8 @@ fn states_resource(
 }
 
 fn denied(principal: &Principal, service: &str, what: &str) -> super::AwsError {
-    super::AwsError::new(
-        403,
-        "AccessDeniedException",
+    super::AwsError::from_code(
+        nimbus_core::ErrorCode::Forbidden,
         format!(
             "{} may not call {service} {what}: function credentials may only invoke functions and run state machines they were granted",
             principal.describe()

@@ -16,7 +16,7 @@ pub mod policy;
 pub mod schedule;
 pub mod style;
 
-pub use error::{ErrorCode, ValidationError};
+pub use error::{AwsException, ErrorCode, ErrorRow, Throttle, ValidationError, platform_error};
 pub use function::{
     AliasRecord, AliasRouting, EventInvokeConfig, FunctionConfig, FunctionName, FunctionRecord,
     Network, Runtime, validate_alias_name,

@@ -19,30 +19,18 @@ use crate::AwsState;
 
 type Result<T> = std::result::Result<T, AwsError>;
 
+/// The exception comes from the error table; only Lambda's wording is here.
 fn error(e: MessagingError) -> AwsError {
-    match e {
-        MessagingError::MappingNotFound(_) => {
-            AwsError::not_found("The resource you requested does not exist.")
-        }
-        MessagingError::FunctionNotFound(arn) => {
-            AwsError::not_found(format!("Function not found: {arn}"))
-        }
-        MessagingError::MappingExists(..) => {
-            AwsError::new(409, "ResourceConflictException", e.to_string())
-        }
-        MessagingError::QueueDoesNotExist(q) => AwsError::invalid(format!(
+    let code = e.code();
+    let message = match e {
+        MessagingError::MappingNotFound(_) => "The resource you requested does not exist.".into(),
+        MessagingError::FunctionNotFound(arn) => format!("Function not found: {arn}"),
+        MessagingError::QueueDoesNotExist(q) => format!(
             "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue {q} does not exist."
-        )),
-        MessagingError::Store(s) => {
-            tracing::error!("event source mappings: {s}");
-            AwsError::new(
-                500,
-                "ServiceException",
-                "An internal error occurred; see the server log",
-            )
-        }
-        other => AwsError::invalid(other.to_string()),
-    }
+        ),
+        other => other.to_string(),
+    };
+    AwsError::from_code(code, message)
 }
 
 fn shape(s: &AwsState, m: &Mapping, state: &str) -> Value {

@@ -48,21 +48,15 @@ fn target(raw: &str, q: &Option<String>) -> Result<FunctionId> {
 }
 
 fn error(s: &AwsState, id: &FunctionId, e: GatewayError) -> AwsError {
+    let code = e.code();
     match e {
         GatewayError::FunctionNotFound(_) => {
             AwsError::not_found(format!("Function not found: {}", id.arn(s)))
         }
         GatewayError::NotFound(_) => AwsError::not_found(NO_URL),
+        // The function URL operations model their invalid input this way.
         GatewayError::Invalid(m) => AwsError::validation(m),
-        GatewayError::Conflict(m) => AwsError::new(409, "ResourceConflictException", m),
-        GatewayError::Store(e) => {
-            tracing::error!("function URL storage: {e}");
-            AwsError::new(
-                500,
-                "ServiceException",
-                "internal error; see the server log",
-            )
-        }
+        other => AwsError::from_code(code, other.to_string()),
     }
 }
 

@@ -12,27 +12,17 @@ pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's key length limit, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// The S3 error for an object store error: its code from the error table's
+/// `s3` column; an internal error's message masked, its detail logged.
 pub fn store_error(e: ObjectError) -> S3Error {
-    let msg = e.to_string();
-    let code = match e {
-        ObjectError::NoSuchBucket(_) => S3ErrorCode::NoSuchBucket,
-        ObjectError::BucketExists(_) => S3ErrorCode::BucketAlreadyOwnedByYou,
-        ObjectError::BucketNotEmpty(_) => S3ErrorCode::BucketNotEmpty,
-        ObjectError::NoSuchKey(_) => S3ErrorCode::NoSuchKey,
-        ObjectError::NoSuchUpload(_) => S3ErrorCode::NoSuchUpload,
-        ObjectError::InvalidPart(_) => S3ErrorCode::InvalidPart,
-        ObjectError::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
-        ObjectError::EntityTooSmall(_) => S3ErrorCode::EntityTooSmall,
-        ObjectError::InvalidPartNumber(_) => S3ErrorCode::InvalidArgument,
-        ObjectError::Io { .. }
-        | ObjectError::Database(_)
-        | ObjectError::Corrupt(_)
-        | ObjectError::Task(_) => {
-            tracing::error!("object store: {msg}");
-            S3ErrorCode::InternalError
-        }
-    };
-    S3Error::with_message(code, msg)
+    let code = e.code();
+    let s3_code =
+        S3ErrorCode::from_bytes(code.row().s3.as_bytes()).unwrap_or(S3ErrorCode::InternalError);
+    if code.is_internal() {
+        nimbus_api::InternalDetail::log(format!("object store: {e}"));
+        return S3Error::with_message(s3_code, nimbus_api::INTERNAL_MESSAGE);
+    }
+    S3Error::with_message(s3_code, e.to_string())
 }
 
 pub fn timestamp(ms: i64) -> Timestamp {

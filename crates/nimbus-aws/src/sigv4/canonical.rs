@@ -9,7 +9,7 @@ pub fn canonical_request(
     service: &str,
     signed_headers: &str,
     payload_hash: &str,
-) -> Result<String, AuthError> {
+) -> Result<String, SigV4Error> {
     let headers = canonical_headers(req.headers, signed_headers)?;
     Ok(format!(
         "{}\n{}\n{}\n{headers}\n{signed_headers}\n{payload_hash}",
@@ -126,7 +126,7 @@ pub(super) fn has_presign_params(raw_query: &str) -> bool {
 pub(super) fn canonical_headers(
     headers: &HeaderMap,
     signed_headers: &str,
-) -> Result<String, AuthError> {
+) -> Result<String, SigV4Error> {
     let mut names: Vec<String> = signed_headers
         .split(';')
         .map(str::to_ascii_lowercase)
@@ -141,7 +141,7 @@ pub(super) fn canonical_headers(
             .map(|v| trim_all(&header_text(v)))
             .collect();
         if values.is_empty() {
-            return Err(AuthError::SignedHeaderMissing(name));
+            return Err(SigV4Error::SignedHeaderMissing(name));
         }
         out.push_str(&name);
         out.push(':');

@@ -17,13 +17,13 @@
 //! sigv4::check_service(&parsed, Service::Lambda)?;         // this endpoint's service
 //! let secret = keys
 //!     .secret_for(&parsed.credential.access_key_id)        // caller's key store
-//!     .ok_or(AuthError::UnrecognizedClient)?;
+//!     .ok_or(SigV4Error::UnrecognizedClient)?;
 //! let verified = sigv4::verify(&req, &parsed, &secret, Utc::now(), DEFAULT_MAX_SKEW)?;
 //! // `verified.payload` says what is still to be checked about the body.
 //! ```
 //!
-//! Errors carry the AWS error code ([`AuthError::aws_code`] for the JSON services,
-//! [`AuthError::s3_code`] for S3), the HTTP status and an AWS-like message.
+//! Errors carry the AWS error code ([`SigV4Error::aws_code`] for the JSON services,
+//! [`SigV4Error::s3_code`] for S3), the HTTP status and an AWS-like message.
 //!
 //! # What is verified
 //!
@@ -256,7 +256,7 @@ pub enum PayloadKind {
 }
 
 impl PayloadKind {
-    fn classify(value: &str, seed_signature: &str) -> Result<Self, AuthError> {
+    fn classify(value: &str, seed_signature: &str) -> Result<Self, SigV4Error> {
         let seed_signature = seed_signature.to_owned();
         Ok(match value {
             UNSIGNED_PAYLOAD => PayloadKind::Unsigned,
@@ -266,7 +266,7 @@ impl PayloadKind {
                 PayloadKind::StreamingSignedTrailer { seed_signature }
             }
             hex if is_sha256_hex(hex) => PayloadKind::Sha256(hex.to_ascii_lowercase()),
-            _ => return Err(AuthError::InvalidContentSha256),
+            _ => return Err(SigV4Error::InvalidContentSha256),
         })
     }
 
@@ -289,7 +289,7 @@ pub struct Verified {
 
 /// Why a request was not authenticated. `Display` gives the AWS-like message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub enum SigV4Error {
     /// Neither an `Authorization` header nor presigned query parameters.
     #[error("Missing Authentication Token")]
     MissingAuthenticationToken,
@@ -358,57 +358,57 @@ pub enum AuthError {
     UnsignedPayloadRefused(String),
 }
 
-impl AuthError {
+impl SigV4Error {
     /// The error code for AWS's JSON services (`x-amzn-ErrorType`).
     pub fn aws_code(&self) -> &'static str {
         match self {
-            AuthError::MissingAuthenticationToken => "MissingAuthenticationTokenException",
-            AuthError::UnrecognizedClient => "UnrecognizedClientException",
-            AuthError::IncompleteSignature(_)
-            | AuthError::PresignedQueryMalformed(_)
-            | AuthError::InvalidContentSha256
-            | AuthError::MissingContentSha256
-            | AuthError::UnsignedPayloadRefused(_) => "IncompleteSignatureException",
-            AuthError::CredentialScope(_)
-            | AuthError::SignedHeaderMissing(_)
-            | AuthError::SignatureExpired { .. }
-            | AuthError::SignatureNotYetCurrent { .. }
-            | AuthError::RequestExpired
-            | AuthError::InvalidSignature { .. }
-            | AuthError::ContentSha256Mismatch { .. } => "InvalidSignatureException",
+            SigV4Error::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            SigV4Error::UnrecognizedClient => "UnrecognizedClientException",
+            SigV4Error::IncompleteSignature(_)
+            | SigV4Error::PresignedQueryMalformed(_)
+            | SigV4Error::InvalidContentSha256
+            | SigV4Error::MissingContentSha256
+            | SigV4Error::UnsignedPayloadRefused(_) => "IncompleteSignatureException",
+            SigV4Error::CredentialScope(_)
+            | SigV4Error::SignedHeaderMissing(_)
+            | SigV4Error::SignatureExpired { .. }
+            | SigV4Error::SignatureNotYetCurrent { .. }
+            | SigV4Error::RequestExpired
+            | SigV4Error::InvalidSignature { .. }
+            | SigV4Error::ContentSha256Mismatch { .. } => "InvalidSignatureException",
         }
     }
 
     /// The error code for S3's XML errors (`<Code>`).
     pub fn s3_code(&self) -> &'static str {
         match self {
-            AuthError::MissingAuthenticationToken | AuthError::RequestExpired => "AccessDenied",
-            AuthError::IncompleteSignature(_) => "AuthorizationHeaderMalformed",
-            AuthError::PresignedQueryMalformed(_) => "AuthorizationQueryParametersError",
-            AuthError::UnrecognizedClient => "InvalidAccessKeyId",
-            AuthError::SignatureExpired { .. } | AuthError::SignatureNotYetCurrent { .. } => {
+            SigV4Error::MissingAuthenticationToken | SigV4Error::RequestExpired => "AccessDenied",
+            SigV4Error::IncompleteSignature(_) => "AuthorizationHeaderMalformed",
+            SigV4Error::PresignedQueryMalformed(_) => "AuthorizationQueryParametersError",
+            SigV4Error::UnrecognizedClient => "InvalidAccessKeyId",
+            SigV4Error::SignatureExpired { .. } | SigV4Error::SignatureNotYetCurrent { .. } => {
                 "RequestTimeTooSkewed"
             }
-            AuthError::CredentialScope(_)
-            | AuthError::SignedHeaderMissing(_)
-            | AuthError::InvalidSignature { .. } => "SignatureDoesNotMatch",
-            AuthError::InvalidContentSha256 => "InvalidArgument",
-            AuthError::MissingContentSha256 | AuthError::UnsignedPayloadRefused(_) => {
+            SigV4Error::CredentialScope(_)
+            | SigV4Error::SignedHeaderMissing(_)
+            | SigV4Error::InvalidSignature { .. } => "SignatureDoesNotMatch",
+            SigV4Error::InvalidContentSha256 => "InvalidArgument",
+            SigV4Error::MissingContentSha256 | SigV4Error::UnsignedPayloadRefused(_) => {
                 "InvalidRequest"
             }
-            AuthError::ContentSha256Mismatch { .. } => "XAmzContentSHA256Mismatch",
+            SigV4Error::ContentSha256Mismatch { .. } => "XAmzContentSHA256Mismatch",
         }
     }
 
     /// 400 for malformed signing data, 403 for everything else, as AWS does.
     pub fn http_status(&self) -> u16 {
         match self {
-            AuthError::IncompleteSignature(_)
-            | AuthError::PresignedQueryMalformed(_)
-            | AuthError::InvalidContentSha256
-            | AuthError::MissingContentSha256
-            | AuthError::UnsignedPayloadRefused(_)
-            | AuthError::ContentSha256Mismatch { .. } => 400,
+            SigV4Error::IncompleteSignature(_)
+            | SigV4Error::PresignedQueryMalformed(_)
+            | SigV4Error::InvalidContentSha256
+            | SigV4Error::MissingContentSha256
+            | SigV4Error::UnsignedPayloadRefused(_)
+            | SigV4Error::ContentSha256Mismatch { .. } => 400,
             _ => 403,
         }
     }
@@ -422,10 +422,10 @@ enum Form {
 }
 
 impl Form {
-    fn malformed(self, message: impl Into<String>) -> AuthError {
+    fn malformed(self, message: impl Into<String>) -> SigV4Error {
         match self {
-            Form::Header => AuthError::IncompleteSignature(message.into()),
-            Form::Query => AuthError::PresignedQueryMalformed(message.into()),
+            Form::Header => SigV4Error::IncompleteSignature(message.into()),
+            Form::Query => SigV4Error::PresignedQueryMalformed(message.into()),
         }
     }
 }

@@ -4,23 +4,23 @@ use super::*;
 
 /// Reads the signature from the `Authorization` header or, failing that, from
 /// presigned-URL query parameters.
-pub fn parse(req: &SignedRequest<'_>) -> Result<ParsedAuth, AuthError> {
+pub fn parse(req: &SignedRequest<'_>) -> Result<ParsedAuth, SigV4Error> {
     let presigned = req.raw_query.filter(|q| has_presign_params(q));
     match (req.headers.contains_key(AUTHORIZATION), presigned) {
-        (true, Some(_)) => Err(AuthError::IncompleteSignature(ONLY_ONE_MECHANISM.into())),
+        (true, Some(_)) => Err(SigV4Error::IncompleteSignature(ONLY_ONE_MECHANISM.into())),
         (true, None) => parse_authorization(req.headers),
         (false, Some(query)) => parse_presigned(query),
-        (false, None) => Err(AuthError::MissingAuthenticationToken),
+        (false, None) => Err(SigV4Error::MissingAuthenticationToken),
     }
 }
 
 /// Reads `Authorization: AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`
 /// and the request time (`X-Amz-Date`, else `Date`).
-pub fn parse_authorization(headers: &HeaderMap) -> Result<ParsedAuth, AuthError> {
+pub fn parse_authorization(headers: &HeaderMap) -> Result<ParsedAuth, SigV4Error> {
     let form = Form::Header;
     let value = headers
         .get(AUTHORIZATION)
-        .ok_or(AuthError::MissingAuthenticationToken)?
+        .ok_or(SigV4Error::MissingAuthenticationToken)?
         .to_str()
         .map_err(|_| form.malformed("The Authorization header contains invalid characters."))?
         .trim();
@@ -54,7 +54,7 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<ParsedAuth, AuthError>
 }
 
 /// Reads the `X-Amz-*` parameters of a presigned URL from the raw query.
-pub fn parse_presigned(raw_query: &str) -> Result<ParsedAuth, AuthError> {
+pub fn parse_presigned(raw_query: &str) -> Result<ParsedAuth, SigV4Error> {
     let form = Form::Query;
     let param = |name: &str| query_param(raw_query, name);
     let (
@@ -103,7 +103,7 @@ pub(super) struct AuthFields<'h> {
 }
 
 impl<'h> AuthFields<'h> {
-    fn parse(params: &'h str) -> Result<Self, AuthError> {
+    fn parse(params: &'h str) -> Result<Self, SigV4Error> {
         let (mut credential, mut signed_headers, mut signature) = (None, None, None);
         for part in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').ok_or_else(|| {
@@ -140,7 +140,7 @@ impl<'h> AuthFields<'h> {
     }
 }
 
-pub(super) fn parse_credential(form: Form, value: &str) -> Result<Credential, AuthError> {
+pub(super) fn parse_credential(form: Form, value: &str) -> Result<Credential, SigV4Error> {
     Credential::parse(value).ok_or_else(|| {
         form.malformed(format!(
             "Credential must have the form \
@@ -149,7 +149,7 @@ pub(super) fn parse_credential(form: Form, value: &str) -> Result<Credential, Au
     })
 }
 
-pub(super) fn parse_expires(value: &str) -> Result<u64, AuthError> {
+pub(super) fn parse_expires(value: &str) -> Result<u64, SigV4Error> {
     let secs: u64 = value
         .parse()
         .map_err(|_| Form::Query.malformed("X-Amz-Expires should be a number"))?;
@@ -163,7 +163,7 @@ pub(super) fn parse_expires(value: &str) -> Result<u64, AuthError> {
 }
 
 /// `host` must be signed (AWS insists, and it pins the request to this endpoint).
-pub(super) fn check_signed_headers(form: Form, signed_headers: &str) -> Result<(), AuthError> {
+pub(super) fn check_signed_headers(form: Form, signed_headers: &str) -> Result<(), SigV4Error> {
     let names: Vec<&str> = signed_headers.split(';').collect();
     if names.iter().any(|n| n.is_empty()) {
         return Err(form.malformed(format!("SignedHeaders is malformed: '{signed_headers}'.")));
@@ -179,7 +179,7 @@ pub(super) fn check_signed_headers(form: Form, signed_headers: &str) -> Result<(
 /// The request time from `X-Amz-Date`, else `Date` (RFC 1123), in both forms.
 pub(super) fn header_request_time(
     headers: &HeaderMap,
-) -> Result<(String, DateTime<Utc>), AuthError> {
+) -> Result<(String, DateTime<Utc>), SigV4Error> {
     let form = Form::Header;
     let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     if let Some(value) = headers.get(X_AMZ_DATE) {
@@ -218,12 +218,12 @@ pub(super) fn bad_amz_date_message(value: &str) -> String {
     format!("Date must be in ISO-8601 'basic format'. Got '{value}'.")
 }
 
-pub(super) fn check_scope_date(credential: &Credential, amz_date: &str) -> Result<(), AuthError> {
+pub(super) fn check_scope_date(credential: &Credential, amz_date: &str) -> Result<(), SigV4Error> {
     let day = amz_date.get(..8).unwrap_or(amz_date);
     if credential.date == day {
         return Ok(());
     }
-    Err(AuthError::CredentialScope(format!(
+    Err(SigV4Error::CredentialScope(format!(
         "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from \
          HTTP: '{}' != '{day}', from '{amz_date}'.",
         credential.date

@@ -47,7 +47,7 @@ pub fn sign(
     req: &SignedRequest<'_>,
     params: &SigningParams<'_>,
     signed_headers: &[&str],
-) -> Result<String, AuthError> {
+) -> Result<String, SigV4Error> {
     let mut names: Vec<String> = signed_headers
         .iter()
         .map(|n| n.to_ascii_lowercase())
@@ -74,7 +74,7 @@ pub fn presign(
     req: &SignedRequest<'_>,
     params: &SigningParams<'_>,
     expires_secs: u64,
-) -> Result<String, AuthError> {
+) -> Result<String, SigV4Error> {
     if expires_secs == 0 || expires_secs > MAX_PRESIGNED_EXPIRES_SECS {
         return Err(Form::Query.malformed(format!(
             "X-Amz-Expires must be between 1 and {MAX_PRESIGNED_EXPIRES_SECS} seconds"

@@ -76,7 +76,7 @@ fn parse_and_verify(
     req: &SignedRequest<'_>,
     secret: &str,
     now: DateTime<Utc>,
-) -> Result<Verified, AuthError> {
+) -> Result<Verified, SigV4Error> {
     let parsed = parse(req)?;
     verify(req, &parsed, secret, now, DEFAULT_MAX_SKEW)
 }
@@ -388,7 +388,7 @@ fn botocore_vectors_verify_and_reproduce() {
         assert!(
             matches!(
                 verify(&req, &parsed, "wrong", t0(), DEFAULT_MAX_SKEW),
-                Err(AuthError::InvalidSignature { .. })
+                Err(SigV4Error::InvalidSignature { .. })
             ),
             "{}",
             v.name
@@ -509,11 +509,14 @@ fn a_missing_signed_header_is_rejected() {
     assert!(parse_and_verify(&lambda_get(&headers), SECRET, t0()).is_ok());
     headers.remove("x-amz-log-type");
     let err = parse_and_verify(&lambda_get(&headers), SECRET, t0()).unwrap_err();
-    assert_eq!(err, AuthError::SignedHeaderMissing("x-amz-log-type".into()));
+    assert_eq!(
+        err,
+        SigV4Error::SignedHeaderMissing("x-amz-log-type".into())
+    );
     assert_eq!(err.aws_code(), "InvalidSignatureException");
     // A name that cannot even be a header is just as missing (and no panic).
     let err = canonical_headers(&headers, "host;bad name").unwrap_err();
-    assert_eq!(err, AuthError::SignedHeaderMissing("bad name".into()));
+    assert_eq!(err, SigV4Error::SignedHeaderMissing("bad name".into()));
 }
 
 #[test]
@@ -541,7 +544,7 @@ fn tampering_with_a_signed_part_is_rejected() {
     for req in tampered {
         let err = parse_and_verify(&req, SECRET, t0()).unwrap_err();
         assert!(
-            matches!(err, AuthError::InvalidSignature { .. }),
+            matches!(err, SigV4Error::InvalidSignature { .. }),
             "{req:?}: {err}"
         );
     }
@@ -585,7 +588,7 @@ fn clock_skew_is_enforced() {
         at("20250115T120600Z"),
         Duration::from_secs(5 * 60),
     );
-    assert!(matches!(err, Err(AuthError::SignatureExpired { .. })));
+    assert!(matches!(err, Err(SigV4Error::SignatureExpired { .. })));
     let err = verify(
         &req,
         &parsed,
@@ -604,7 +607,7 @@ fn clock_skew_is_enforced() {
 fn a_wrong_secret_is_an_invalid_signature() {
     let headers = signed_lambda_headers(&[]);
     let err = parse_and_verify(&lambda_get(&headers), "not-the-secret", t0()).unwrap_err();
-    let AuthError::InvalidSignature {
+    let SigV4Error::InvalidSignature {
         canonical_request,
         string_to_sign,
     } = &err
@@ -635,7 +638,7 @@ fn a_malformed_signature_value_is_an_invalid_signature() {
             DEFAULT_MAX_SKEW,
         );
         assert!(
-            matches!(err, Err(AuthError::InvalidSignature { .. })),
+            matches!(err, Err(SigV4Error::InvalidSignature { .. })),
             "{bad}"
         );
     }
@@ -648,7 +651,7 @@ fn no_authorization_is_a_missing_token() {
         ("x-amz-date", "20250115T120000Z"),
     ]);
     let err = parse(&lambda_get(&headers)).unwrap_err();
-    assert_eq!(err, AuthError::MissingAuthenticationToken);
+    assert_eq!(err, SigV4Error::MissingAuthenticationToken);
     assert_eq!(err.to_string(), "Missing Authentication Token");
     assert_eq!(
         (err.aws_code(), err.http_status()),
@@ -656,7 +659,7 @@ fn no_authorization_is_a_missing_token() {
     );
     assert_eq!(
         parse_authorization(&headers),
-        Err(AuthError::MissingAuthenticationToken)
+        Err(SigV4Error::MissingAuthenticationToken)
     );
 }
 
@@ -698,7 +701,7 @@ fn malformed_authorization_is_an_incomplete_signature() {
         let err = parse(&lambda_get(&headers)).unwrap_err();
         assert_eq!(
             err,
-            AuthError::IncompleteSignature(message.into()),
+            SigV4Error::IncompleteSignature(message.into()),
             "{auth}"
         );
         assert_eq!(
@@ -713,7 +716,7 @@ fn request_time_must_be_present_valid_and_match_the_scope() {
     let auth = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20250115/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=ab";
     let no_date = header_map(&[("host", "h"), ("authorization", auth)]);
     assert!(
-        matches!(parse(&lambda_get(&no_date)), Err(AuthError::IncompleteSignature(m)) if m.contains("'X-Amz-Date' or a 'Date'"))
+        matches!(parse(&lambda_get(&no_date)), Err(SigV4Error::IncompleteSignature(m)) if m.contains("'X-Amz-Date' or a 'Date'"))
     );
     let bad_date = header_map(&[
         ("host", "h"),
@@ -721,7 +724,7 @@ fn request_time_must_be_present_valid_and_match_the_scope() {
         ("authorization", auth),
     ]);
     assert!(
-        matches!(parse(&lambda_get(&bad_date)), Err(AuthError::IncompleteSignature(m)) if m.contains("ISO-8601"))
+        matches!(parse(&lambda_get(&bad_date)), Err(SigV4Error::IncompleteSignature(m)) if m.contains("ISO-8601"))
     );
     let other_day = header_map(&[
         ("host", "h"),
@@ -779,7 +782,7 @@ fn the_scope_must_name_this_service_and_optionally_region() {
     assert!(check_region(&parsed, "us-east-1").is_ok());
     assert!(matches!(
         check_region(&parsed, "eu-west-1"),
-        Err(AuthError::CredentialScope(_))
+        Err(SigV4Error::CredentialScope(_))
     ));
 }
 
@@ -788,7 +791,9 @@ fn a_session_token_must_be_signed() {
     let mut headers = signed_lambda_headers(&[]);
     headers.insert("x-amz-security-token", HeaderValue::from_static("tok"));
     let err = parse_and_verify(&lambda_get(&headers), SECRET, t0()).unwrap_err();
-    assert!(matches!(err, AuthError::IncompleteSignature(m) if m.contains("X-Amz-Security-Token")));
+    assert!(
+        matches!(err, SigV4Error::IncompleteSignature(m) if m.contains("X-Amz-Security-Token"))
+    );
 
     let headers = signed_lambda_headers(&[("x-amz-security-token", "tok")]);
     let parsed = parse(&lambda_get(&headers)).unwrap();
@@ -858,7 +863,7 @@ fn s3_body_hash_must_match_the_claimed_one() {
     let other = sha256_hex(b"bye");
     let bad = request("PUT", "/bkt/k", None, &headers, Some(&other));
     let err = parse_and_verify(&bad, SECRET, t0()).unwrap_err();
-    assert!(matches!(err, AuthError::ContentSha256Mismatch { .. }));
+    assert!(matches!(err, SigV4Error::ContentSha256Mismatch { .. }));
     assert_eq!(
         (err.s3_code(), err.http_status()),
         ("XAmzContentSHA256Mismatch", 400)
@@ -872,14 +877,14 @@ fn an_unknown_content_sha256_or_none_at_all_is_rejected() {
     let err = parse_and_verify(&req, SECRET, t0()).unwrap_err();
     assert_eq!(
         (err.clone(), err.s3_code()),
-        (AuthError::InvalidContentSha256, "InvalidArgument")
+        (SigV4Error::InvalidContentSha256, "InvalidArgument")
     );
 
     let headers = header_map(&[("host", "h"), ("x-amz-date", "20250115T120000Z")]);
     let req = request("PUT", "/bkt/k", None, &headers, None);
     assert_eq!(
         sign(&req, &params(Service::S3, t0()), &["host"]),
-        Err(AuthError::MissingContentSha256)
+        Err(SigV4Error::MissingContentSha256)
     );
 }
 
@@ -903,11 +908,11 @@ fn presigned_round_trip_and_expiry() {
     );
     assert_eq!(
         verify_at(at("20250115T120101Z")),
-        Err(AuthError::RequestExpired)
+        Err(SigV4Error::RequestExpired)
     );
     assert!(matches!(
         verify_at(at("20250115T113000Z")),
-        Err(AuthError::SignatureNotYetCurrent { .. })
+        Err(SigV4Error::SignatureNotYetCurrent { .. })
     ));
 
     let tampered_query = query.replace("versionId=3", "versionId=4");
@@ -917,7 +922,7 @@ fn presigned_round_trip_and_expiry() {
     };
     assert!(matches!(
         parse_and_verify(&tampered, SECRET, t0()),
-        Err(AuthError::InvalidSignature { .. })
+        Err(SigV4Error::InvalidSignature { .. })
     ));
 }
 
@@ -927,7 +932,7 @@ fn presigned_parameters_are_checked() {
         parse_presigned("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab").unwrap_err();
     assert_eq!(
         missing,
-        AuthError::PresignedQueryMalformed(MISSING_PRESIGN_PARAMS.into())
+        SigV4Error::PresignedQueryMalformed(MISSING_PRESIGN_PARAMS.into())
     );
     assert_eq!(
         (missing.s3_code(), missing.http_status()),
@@ -936,14 +941,14 @@ fn presigned_parameters_are_checked() {
 
     let too_long = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20250115%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20250115T120000Z&X-Amz-Expires=604801&X-Amz-SignedHeaders=host&X-Amz-Signature=ab";
     assert!(
-        matches!(parse_presigned(too_long), Err(AuthError::PresignedQueryMalformed(m)) if m.contains("604800"))
+        matches!(parse_presigned(too_long), Err(SigV4Error::PresignedQueryMalformed(m)) if m.contains("604800"))
     );
 
     let headers = header_map(&[("host", "h"), ("authorization", "AWS4-HMAC-SHA256 x")]);
     let both = request("GET", "/b", Some("X-Amz-Signature=ab"), &headers, None);
     assert_eq!(
         parse(&both),
-        Err(AuthError::IncompleteSignature(ONLY_ONE_MECHANISM.into()))
+        Err(SigV4Error::IncompleteSignature(ONLY_ONE_MECHANISM.into()))
     );
     assert!(presign(&both, &params(Service::S3, t0()), 0).is_err());
 }
@@ -951,19 +956,19 @@ fn presigned_parameters_are_checked() {
 #[test]
 fn error_codes_and_statuses() {
     assert_eq!(
-        AuthError::UnrecognizedClient.aws_code(),
+        SigV4Error::UnrecognizedClient.aws_code(),
         "UnrecognizedClientException"
     );
-    assert_eq!(AuthError::UnrecognizedClient.http_status(), 403);
+    assert_eq!(SigV4Error::UnrecognizedClient.http_status(), 403);
     assert_eq!(
-        AuthError::UnrecognizedClient.s3_code(),
+        SigV4Error::UnrecognizedClient.s3_code(),
         "InvalidAccessKeyId"
     );
     assert_eq!(
-        AuthError::UnrecognizedClient.to_string(),
+        SigV4Error::UnrecognizedClient.to_string(),
         "The security token included in the request is invalid."
     );
-    assert_eq!(AuthError::RequestExpired.s3_code(), "AccessDenied");
+    assert_eq!(SigV4Error::RequestExpired.s3_code(), "AccessDenied");
 }
 
 #[test]
@@ -1000,7 +1005,7 @@ fn a_declared_hash_lets_the_signature_be_checked_before_the_body() {
     assert!(verify(&req, &parsed, SECRET, t0(), DEFAULT_MAX_SKEW).is_ok());
     assert!(matches!(
         verify(&req, &parsed, "another secret", t0(), DEFAULT_MAX_SKEW),
-        Err(AuthError::InvalidSignature { .. })
+        Err(SigV4Error::InvalidSignature { .. })
     ));
     // Without the header the caller must hash the body first.
     headers.remove("x-amz-content-sha256");
@@ -1030,7 +1035,7 @@ fn unsigned_and_streaming_payloads_are_refused_outside_s3() {
         ]);
         let parsed = parse_authorization(&headers).unwrap();
         let err = declared_payload_hash(&parsed, &headers).unwrap_err();
-        assert_eq!(err, AuthError::UnsignedPayloadRefused(service.into()));
+        assert_eq!(err, SigV4Error::UnsignedPayloadRefused(service.into()));
         assert_eq!(err.http_status(), 400);
     }
     let s3 = header_map(&[
@@ -1052,6 +1057,6 @@ fn unsigned_and_streaming_payloads_are_refused_outside_s3() {
     bad.insert("x-amz-content-sha256", HeaderValue::from_static("xyz"));
     assert_eq!(
         declared_payload_hash(&parsed, &bad).unwrap_err(),
-        AuthError::InvalidContentSha256
+        SigV4Error::InvalidContentSha256
     );
 }

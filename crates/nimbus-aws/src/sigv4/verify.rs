@@ -11,7 +11,7 @@ pub fn verify(
     secret: &str,
     now: DateTime<Utc>,
     max_skew: Duration,
-) -> Result<Verified, AuthError> {
+) -> Result<Verified, SigV4Error> {
     let credential = &parsed.credential;
     check_clock(parsed, now, max_skew)?;
     check_session_token_signed(parsed)?;
@@ -31,7 +31,7 @@ pub fn verify(
         &credential.service,
     );
     if !signature_matches(&key, &string_to_sign, &parsed.signature) {
-        return Err(AuthError::InvalidSignature {
+        return Err(SigV4Error::InvalidSignature {
             canonical_request,
             string_to_sign,
         });
@@ -42,23 +42,23 @@ pub fn verify(
 
 /// Insists on the region of the credential scope (boto3 signs with the
 /// client's `region_name`); [`verify`] accepts any region.
-pub fn check_region(parsed: &ParsedAuth, expected: &str) -> Result<(), AuthError> {
+pub fn check_region(parsed: &ParsedAuth, expected: &str) -> Result<(), SigV4Error> {
     let region = &parsed.credential.region;
     if region == expected {
         return Ok(());
     }
-    Err(AuthError::CredentialScope(format!(
+    Err(SigV4Error::CredentialScope(format!(
         "Credential should be scoped to a valid region, not '{region}'. Expected '{expected}'."
     )))
 }
 
 /// Insists that the credential scope names this endpoint's service, as AWS
 /// does; [`verify`] canonicalises for whatever service the client signed for.
-pub fn check_service(parsed: &ParsedAuth, service: Service) -> Result<(), AuthError> {
+pub fn check_service(parsed: &ParsedAuth, service: Service) -> Result<(), SigV4Error> {
     if parsed.credential.service == service.name() {
         return Ok(());
     }
-    Err(AuthError::CredentialScope(format!(
+    Err(SigV4Error::CredentialScope(format!(
         "Credential should be scoped to correct service: '{}'.",
         service.name()
     )))
@@ -68,14 +68,14 @@ pub(super) fn check_clock(
     parsed: &ParsedAuth,
     now: DateTime<Utc>,
     max_skew: Duration,
-) -> Result<(), AuthError> {
+) -> Result<(), SigV4Error> {
     let max_skew = TimeDelta::from_std(max_skew).unwrap_or(TimeDelta::MAX);
     let time = parsed.request_time;
     let latest = now
         .checked_add_signed(max_skew)
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if time > latest {
-        return Err(AuthError::SignatureNotYetCurrent {
+        return Err(SigV4Error::SignatureNotYetCurrent {
             request_time: parsed.amz_date.clone(),
             latest: format_amz_date(latest),
             now: format_amz_date(now),
@@ -88,7 +88,7 @@ pub(super) fn check_clock(
                 .checked_sub_signed(max_skew)
                 .unwrap_or(DateTime::<Utc>::MIN_UTC);
             if time < earliest {
-                return Err(AuthError::SignatureExpired {
+                return Err(SigV4Error::SignatureExpired {
                     request_time: parsed.amz_date.clone(),
                     earliest: format_amz_date(earliest),
                     now: format_amz_date(now),
@@ -103,7 +103,7 @@ pub(super) fn check_clock(
                 .checked_add_signed(lifetime)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             if now > deadline {
-                return Err(AuthError::RequestExpired);
+                return Err(SigV4Error::RequestExpired);
             }
         }
     }
@@ -121,14 +121,14 @@ pub(super) fn format_skew(skew: TimeDelta) -> String {
 }
 
 /// A session token in a header must be signed, or it could be swapped.
-pub(super) fn check_session_token_signed(parsed: &ParsedAuth) -> Result<(), AuthError> {
+pub(super) fn check_session_token_signed(parsed: &ParsedAuth) -> Result<(), SigV4Error> {
     let needs_check = parsed.session_token.is_some() && parsed.location == AuthLocation::Header;
     let signed = parsed
         .signed_headers
         .split(';')
         .any(|n| n.eq_ignore_ascii_case(X_AMZ_SECURITY_TOKEN));
     if needs_check && !signed {
-        return Err(AuthError::IncompleteSignature(
+        return Err(SigV4Error::IncompleteSignature(
             "X-Amz-Security-Token must be a 'SignedHeader' in the AWS Authorization.".into(),
         ));
     }
@@ -141,19 +141,19 @@ pub(super) fn payload_hash(
     req: &SignedRequest<'_>,
     service: &str,
     location: AuthLocation,
-) -> Result<String, AuthError> {
+) -> Result<String, SigV4Error> {
     if let Some(value) = req.headers.get(X_AMZ_CONTENT_SHA256) {
         return value
             .to_str()
             .map(str::to_owned)
-            .map_err(|_| AuthError::InvalidContentSha256);
+            .map_err(|_| SigV4Error::InvalidContentSha256);
     }
     if matches!(location, AuthLocation::Query { .. }) && is_s3(service) {
         return Ok(UNSIGNED_PAYLOAD.to_owned());
     }
     req.body_sha256_hex
         .map(str::to_owned)
-        .ok_or(AuthError::MissingContentSha256)
+        .ok_or(SigV4Error::MissingContentSha256)
 }
 
 /// The body hash a request to a service other than S3 declares in
@@ -167,17 +167,17 @@ pub(super) fn payload_hash(
 pub fn declared_payload_hash(
     parsed: &ParsedAuth,
     headers: &HeaderMap,
-) -> Result<Option<String>, AuthError> {
+) -> Result<Option<String>, SigV4Error> {
     let Some(value) = headers.get(X_AMZ_CONTENT_SHA256) else {
         return Ok(None);
     };
     let value = value
         .to_str()
-        .map_err(|_| AuthError::InvalidContentSha256)?;
+        .map_err(|_| SigV4Error::InvalidContentSha256)?;
     match PayloadKind::classify(value, &parsed.signature)? {
         PayloadKind::Sha256(hex) => Ok(Some(hex)),
         _ if is_s3(&parsed.credential.service) => Ok(None),
-        _ => Err(AuthError::UnsignedPayloadRefused(
+        _ => Err(SigV4Error::UnsignedPayloadRefused(
             parsed.credential.service.clone(),
         )),
     }
@@ -187,14 +187,14 @@ pub fn declared_payload_hash(
 pub(super) fn check_body_hash(
     req: &SignedRequest<'_>,
     payload: &PayloadKind,
-) -> Result<(), AuthError> {
+) -> Result<(), SigV4Error> {
     let (PayloadKind::Sha256(claimed), Some(computed)) = (payload, req.body_sha256_hex) else {
         return Ok(());
     };
     if claimed.eq_ignore_ascii_case(computed) {
         return Ok(());
     }
-    Err(AuthError::ContentSha256Mismatch {
+    Err(SigV4Error::ContentSha256Mismatch {
         claimed: claimed.clone(),
         computed: computed.to_owned(),
     })

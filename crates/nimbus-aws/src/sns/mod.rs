@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use nimbus_core::ErrorCode;
 use nimbus_engine::messaging::attributes::{Attributes, MessageAttribute};
 use nimbus_engine::messaging::topics::Publish;
 use nimbus_engine::messaging::{MessagingError, arn_resource};
@@ -46,53 +47,61 @@ struct SnsError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The detail of an internal error, logged, never sent.
+    internal: Option<String>,
 }
 
 impl SnsError {
-    fn invalid(message: impl Into<String>) -> Self {
+    /// A client error SNS names more finely than the table.
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            code: "InvalidParameter",
+            code,
             message: message.into(),
+            internal: None,
         }
+    }
+
+    /// SNS's answer for a row of the error table; an internal error's
+    /// message is masked (and logged by the listener's layer).
+    fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        let ex = code.row().sns;
+        let message = message.into();
+        let (message, internal) = if code.is_internal() {
+            (nimbus_api::INTERNAL_MESSAGE.into(), Some(message))
+        } else {
+            (message, None)
+        };
+        Self {
+            status: StatusCode::from_u16(ex.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: ex.name,
+            message,
+            internal,
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::from_code(ErrorCode::InvalidParameter, message)
     }
 
     fn missing(param: &str) -> Self {
         Self::invalid(format!("Invalid parameter: {param}: must not be empty"))
     }
+}
 
-    fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "NotFound",
-            message: message.into(),
+impl IntoResponse for SnsError {
+    fn into_response(self) -> Response {
+        let mut resp = xml::error(self.status, self.code, &self.message);
+        if let Some(detail) = self.internal {
+            nimbus_api::InternalDetail::attach(&mut resp, detail);
         }
+        resp
     }
 }
 
 impl From<MessagingError> for SnsError {
     fn from(e: MessagingError) -> Self {
-        let message = e.to_string();
-        match e {
-            MessagingError::TopicNotFound(_) => Self::not_found("Topic does not exist"),
-            MessagingError::SubscriptionNotFound(_) => {
-                Self::not_found("Subscription does not exist")
-            }
-            MessagingError::ShuttingDown => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "ServiceUnavailable",
-                message,
-            },
-            MessagingError::Store(s) => {
-                tracing::error!("sns: {s}");
-                Self {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "InternalError",
-                    message: "An internal error occurred; see the server log".into(),
-                }
-            }
-            _ => Self::invalid(message),
-        }
+        Self::from_code(e.code(), e.to_string())
     }
 }
 
@@ -125,11 +134,10 @@ impl Call<'_> {
         if self.principal.allows(self.s, action, arn) {
             return Ok(());
         }
-        Err(SnsError {
-            status: StatusCode::FORBIDDEN,
-            code: "AuthorizationError",
-            message: self.principal.denial(action, arn),
-        })
+        Err(SnsError::from_code(
+            ErrorCode::Forbidden,
+            self.principal.denial(action, arn),
+        ))
     }
 
     /// The topic named by an ARN parameter, after checking `action` on it.
@@ -227,7 +235,7 @@ pub async fn handle(s: AwsState, principal: Principal, body: Body) -> Response {
     };
     match dispatch(&call, &action).await {
         Ok(result) => xml::ok(&action, result),
-        Err(e) => xml::error(e.status, e.code, &e.message),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -401,11 +409,10 @@ async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
                     break;
                 };
                 if n > 10 {
-                    return Err(SnsError {
-                        status: StatusCode::BAD_REQUEST,
-                        code: "TooManyEntriesInBatchRequest",
-                        message: "The batch request contains more entries than permissible.".into(),
-                    });
+                    return Err(SnsError::new(
+                        "TooManyEntriesInBatchRequest",
+                        "The batch request contains more entries than permissible.",
+                    ));
                 }
                 let publish = Publish {
                     message: c.get(&format!("{base}.Message")).unwrap_or_default(),
@@ -422,6 +429,9 @@ async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
                     )),
                     Err(e) => {
                         let e = SnsError::from(e);
+                        if let Some(detail) = &e.internal {
+                            nimbus_api::InternalDetail::log(detail);
+                        }
                         failed.push_str(&format!(
                             "<member>{}{}{}<SenderFault>{}</SenderFault></member>",
                             xml::element("Id", &id),
@@ -438,11 +448,10 @@ async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
         }
         "" => return Err(SnsError::invalid("Missing Action parameter")),
         other => {
-            return Err(SnsError {
-                status: StatusCode::BAD_REQUEST,
-                code: "InvalidAction",
-                message: format!("The SNS action {other} is not supported by Nimbus"),
-            });
+            return Err(SnsError::new(
+                "InvalidAction",
+                format!("The SNS action {other} is not supported by Nimbus"),
+            ));
         }
     })
 }

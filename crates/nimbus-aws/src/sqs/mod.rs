@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nimbus_core::ErrorCode;
 use nimbus_engine::messaging::MessagingError;
 use serde_json::{Value, json};
 
@@ -37,6 +38,8 @@ pub struct SqsError {
     /// The Query-protocol code (`x-amzn-query-error`).
     query_code: &'static str,
     message: String,
+    /// The detail of an internal error, logged, never sent.
+    internal: Option<String>,
 }
 
 impl SqsError {
@@ -46,15 +49,29 @@ impl SqsError {
             shape,
             query_code,
             message: message.into(),
+            internal: None,
         }
     }
 
+    /// SQS's answer for a row of the error table; an internal error's
+    /// message is masked (and logged by the listener's layer).
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        let ex = code.row().sqs;
+        let mut err = Self {
+            status: StatusCode::from_u16(ex.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ..Self::new(ex.name, ex.query_code, message)
+        };
+        if code.is_internal() {
+            err.internal = Some(std::mem::replace(
+                &mut err.message,
+                nimbus_api::INTERNAL_MESSAGE.into(),
+            ));
+        }
+        err
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(
-            "InvalidParameterValueException",
-            "InvalidParameterValue",
-            message,
-        )
+        Self::from_code(ErrorCode::InvalidParameter, message)
     }
 
     pub fn missing(param: &str) -> Self {
@@ -66,55 +83,13 @@ impl SqsError {
     }
 
     pub fn access_denied(message: String) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            ..Self::new("AccessDeniedException", "AccessDenied", message)
-        }
+        Self::from_code(ErrorCode::Forbidden, message)
     }
 }
 
 impl From<MessagingError> for SqsError {
     fn from(e: MessagingError) -> Self {
-        use MessagingError as M;
-        let message = e.to_string();
-        match e {
-            M::QueueDoesNotExist(_) => Self::new(
-                "QueueDoesNotExist",
-                "AWS.SimpleQueueService.NonExistentQueue",
-                message,
-            ),
-            M::QueueExists(_) => Self::new("QueueNameExists", "QueueAlreadyExists", message),
-            M::InvalidAttributeName(_) => {
-                Self::new("InvalidAttributeName", "InvalidAttributeName", message)
-            }
-            M::InvalidAttributeValue(..) => {
-                Self::new("InvalidAttributeValue", "InvalidAttributeValue", message)
-            }
-            M::ReceiptHandleIsInvalid(_) => {
-                Self::new("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", message)
-            }
-            M::MessageNotInflight => Self::new(
-                "MessageNotInflight",
-                "AWS.SimpleQueueService.MessageNotInflight",
-                message,
-            ),
-            M::ShuttingDown => Self {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                ..Self::new("ServiceUnavailable", "ServiceUnavailable", message)
-            },
-            M::Store(ref s) => {
-                tracing::error!("sqs: {s}");
-                Self {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    ..Self::new(
-                        "InternalError",
-                        "InternalError",
-                        "An internal error occurred; see the server log",
-                    )
-                }
-            }
-            _ => Self::invalid(message),
-        }
+        Self::from_code(e.code(), e.to_string())
     }
 }
 
@@ -134,6 +109,9 @@ impl IntoResponse for SqsError {
         };
         if let Ok(v) = HeaderValue::from_str(&format!("{};{sender}", self.query_code)) {
             h.insert("x-amzn-query-error", v);
+        }
+        if let Some(detail) = self.internal {
+            nimbus_api::InternalDetail::attach(&mut resp, detail);
         }
         resp
     }

@@ -13,6 +13,7 @@ mod history;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nimbus_core::ErrorCode;
 use nimbus_engine::workflows::{
     CreateMachine, ExecutionRecord, StartExecution, StateMachineRecord, WorkflowError,
 };
@@ -32,40 +33,42 @@ pub struct StatesError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// The detail of an internal error, logged, never sent.
+    internal: Option<String>,
 }
 
 impl StatesError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn with_status(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code: code.to_string(),
             message: message.into(),
+            internal: None,
         }
+    }
+
+    /// Step Functions' answer for a row of the error table; an internal
+    /// error's message is masked (and logged by the listener's layer).
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        let ex = code.row().states;
+        let status = StatusCode::from_u16(ex.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code.is_internal() {
+            return Self {
+                internal: Some(message.into()),
+                ..Self::with_status(status, ex.name, nimbus_api::INTERNAL_MESSAGE)
+            };
+        }
+        Self::with_status(status, ex.name, message)
     }
 }
 
 impl From<WorkflowError> for StatesError {
     fn from(e: WorkflowError) -> Self {
-        if !e.is_client_error() {
-            if !matches!(e, WorkflowError::ShuttingDown) {
-                tracing::error!("internal error: {e}");
-            }
-            let status = if matches!(e, WorkflowError::ShuttingDown) {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            return Self {
-                status,
-                code: e.aws_code().to_string(),
-                message: if status == StatusCode::SERVICE_UNAVAILABLE {
-                    e.to_string()
-                } else {
-                    "An internal error occurred; see the server log".into()
-                },
-            };
-        }
-        Self::new(e.aws_code(), e.to_string())
+        Self::from_code(e.code(), e.to_string())
     }
 }
 
@@ -77,6 +80,9 @@ impl IntoResponse for StatesError {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
         if let Ok(v) = HeaderValue::from_str(&self.code) {
             resp.headers_mut().insert("x-amzn-errortype", v);
+        }
+        if let Some(detail) = self.internal {
+            nimbus_api::InternalDetail::attach(&mut resp, detail);
         }
         resp
     }

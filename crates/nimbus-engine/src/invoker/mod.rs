@@ -130,7 +130,7 @@ impl Invoker {
                         Outcome::Error { .. } => "error".into(),
                     },
                 }),
-                Err(EngineError::TooManyRequests(_)) => Some(UsageRecord {
+                Err(EngineError::TooManyRequests { .. }) => Some(UsageRecord {
                     ts_ms: chrono::Utc::now().timestamp_millis(),
                     function,
                     version,
