@@ -34,6 +34,17 @@ impl InternalDetail {
     }
 }
 
+/// What a client may read for an error of `code`, and the detail to log:
+/// an internal error's message is replaced by [`INTERNAL_MESSAGE`] and kept
+/// as the detail. Every protocol's error type builds itself through this.
+pub fn mask(code: ErrorCode, message: String) -> (String, Option<String>) {
+    if code.is_internal() {
+        (INTERNAL_MESSAGE.to_owned(), Some(message))
+    } else {
+        (message, None)
+    }
+}
+
 /// The layer around every API on the listener that logs the detail of the
 /// internal errors its handlers masked.
 pub async fn log_internal_errors(req: Request, next: Next) -> Response {
@@ -71,13 +82,11 @@ impl ApiError {
     /// The error for a domain error's table row: its message, unless it is
     /// internal.
     pub fn from_code(code: ErrorCode, error: impl Display) -> Self {
-        if code.is_internal() {
-            return Self {
-                internal: Some(error.to_string()),
-                ..Self::new(code, INTERNAL_MESSAGE)
-            };
+        let (message, internal) = mask(code, error.to_string());
+        Self {
+            internal,
+            ..Self::new(code, message)
         }
-        Self::new(code, error.to_string())
     }
 }
 

@@ -28,7 +28,7 @@ use nimbus_engine::{ControlPlane, Invoker};
 use nimbus_store::{KeyStore, LogStore};
 
 pub use auth::AuthMode;
-pub use error::{ApiError, INTERNAL_MESSAGE, InternalDetail, log_internal_errors, read_body};
+pub use error::{ApiError, INTERNAL_MESSAGE, InternalDetail, log_internal_errors, mask, read_body};
 
 /// What the handlers share.
 #[derive(Clone)]

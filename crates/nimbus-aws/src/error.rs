@@ -34,13 +34,11 @@ impl AwsError {
     /// error's message is masked (and logged by the listener's layer).
     pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
         let ex = code.row().lambda;
-        if code.is_internal() {
-            return Self {
-                internal: Some(message.into()),
-                ..Self::new(ex.status, ex.name, nimbus_api::INTERNAL_MESSAGE)
-            };
+        let (message, internal) = nimbus_api::mask(code, message.into());
+        Self {
+            internal,
+            ..Self::new(ex.status, ex.name, message)
         }
-        Self::new(ex.status, ex.name, message)
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -18,11 +18,11 @@ pub fn store_error(e: ObjectError) -> S3Error {
     let code = e.code();
     let s3_code =
         S3ErrorCode::from_bytes(code.row().s3.as_bytes()).unwrap_or(S3ErrorCode::InternalError);
-    if code.is_internal() {
-        nimbus_api::InternalDetail::log(format!("object store: {e}"));
-        return S3Error::with_message(s3_code, nimbus_api::INTERNAL_MESSAGE);
+    let (message, internal) = nimbus_api::mask(code, e.to_string());
+    if let Some(detail) = internal {
+        nimbus_api::InternalDetail::log(format!("object store: {detail}"));
     }
-    S3Error::with_message(s3_code, e.to_string())
+    S3Error::with_message(s3_code, message)
 }
 
 pub fn timestamp(ms: i64) -> Timestamp {

@@ -66,12 +66,7 @@ impl SnsError {
     /// message is masked (and logged by the listener's layer).
     fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
         let ex = code.row().sns;
-        let message = message.into();
-        let (message, internal) = if code.is_internal() {
-            (nimbus_api::INTERNAL_MESSAGE.into(), Some(message))
-        } else {
-            (message, None)
-        };
+        let (message, internal) = nimbus_api::mask(code, message.into());
         Self {
             status: StatusCode::from_u16(ex.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code: ex.name,

@@ -57,17 +57,12 @@ impl SqsError {
     /// message is masked (and logged by the listener's layer).
     pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
         let ex = code.row().sqs;
-        let mut err = Self {
+        let (message, internal) = nimbus_api::mask(code, message.into());
+        Self {
             status: StatusCode::from_u16(ex.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            internal,
             ..Self::new(ex.name, ex.query_code, message)
-        };
-        if code.is_internal() {
-            err.internal = Some(std::mem::replace(
-                &mut err.message,
-                nimbus_api::INTERNAL_MESSAGE.into(),
-            ));
         }
-        err
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -56,13 +56,11 @@ impl StatesError {
     pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
         let ex = code.row().states;
         let status = StatusCode::from_u16(ex.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if code.is_internal() {
-            return Self {
-                internal: Some(message.into()),
-                ..Self::with_status(status, ex.name, nimbus_api::INTERNAL_MESSAGE)
-            };
+        let (message, internal) = nimbus_api::mask(code, message.into());
+        Self {
+            internal,
+            ..Self::with_status(status, ex.name, message)
         }
-        Self::with_status(status, ex.name, message)
     }
 }
 
