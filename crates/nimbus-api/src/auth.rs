@@ -10,8 +10,17 @@ use axum::response::{IntoResponse, Response};
 use nimbus_core::ErrorCode;
 
 use crate::ApiState;
-use crate::aws::AuthMode;
 use crate::error::ApiError;
+
+/// Whether requests must be authenticated (with a bearer key on the native
+/// API, a SigV4 signature on the AWS APIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Verify credentials against the key store (the default).
+    Verify,
+    /// Accept any request (`nimbus up --dev`); never for shared machines.
+    Dev,
+}
 
 pub async fn require_key(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     if s.auth == AuthMode::Dev || matches!(req.uri().path(), "/v1/health" | "/v1/openapi.json") {

@@ -1,14 +1,67 @@
+//! The native API's error shape, and what every API on the listener shares
+//! about errors: internal ones are masked with one message and logged once,
+//! by one layer ([`log_internal_errors`]).
+
+use std::fmt::Display;
+
 use axum::Json;
+use axum::extract::Request;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use nimbus_core::ErrorCode;
 use nimbus_engine::EngineError;
+
+/// What a client reads instead of an internal error's detail (paths, SQL).
+pub const INTERNAL_MESSAGE: &str = "An internal error occurred; see the server log";
+
+/// An internal error's detail, for the server log only. Error responses
+/// carry it as an extension; [`log_internal_errors`] logs it.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
+
+impl InternalDetail {
+    /// Attaches `detail` to an error response.
+    pub fn attach(resp: &mut Response, detail: impl Display) {
+        resp.extensions_mut()
+            .insert(InternalDetail(detail.to_string()));
+    }
+
+    /// Logs an internal error; the one place that does, for responses that
+    /// cannot carry the extension (S3's, rendered by `s3s`).
+    pub fn log(detail: impl Display) {
+        tracing::error!("internal error: {detail}");
+    }
+}
+
+/// What a client may read for an error of `code`, and the detail to log:
+/// an internal error's message is replaced by [`INTERNAL_MESSAGE`] and kept
+/// as the detail. Every protocol's error type builds itself through this.
+pub fn mask(code: ErrorCode, message: String) -> (String, Option<String>) {
+    if code.is_internal() {
+        (INTERNAL_MESSAGE.to_owned(), Some(message))
+    } else {
+        (message, None)
+    }
+}
+
+/// The layer around every API on the listener that logs the detail of the
+/// internal errors its handlers masked.
+pub async fn log_internal_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if let Some(InternalDetail(detail)) = resp.extensions().get::<InternalDetail>() {
+        InternalDetail::log(detail);
+    }
+    resp
+}
 
 /// Every error the native API returns: `{"error": {"code", "message"}}`.
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// The detail of an internal error, logged, never sent.
+    internal: Option<String>,
 }
 
 impl ApiError {
@@ -16,6 +69,7 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            internal: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -24,17 +78,21 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
     }
+
+    /// The error for a domain error's table row: its message, unless it is
+    /// internal.
+    pub fn from_code(code: ErrorCode, error: impl Display) -> Self {
+        let (message, internal) = mask(code, error.to_string());
+        Self {
+            internal,
+            ..Self::new(code, message)
+        }
+    }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let code = e.code();
-        if code == ErrorCode::Internal {
-            // Log the detail once; never send internals (paths, SQL) to clients.
-            tracing::error!("internal error: {e}");
-            return Self::new(code, "internal error; see the server log");
-        }
-        Self::new(code, e.to_string())
+        Self::from_code(e.code(), e)
     }
 }
 
@@ -50,7 +108,11 @@ impl IntoResponse for ApiError {
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body =
             serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(detail) = self.internal {
+            InternalDetail::attach(&mut resp, detail);
+        }
+        resp
     }
 }
 

@@ -6,12 +6,9 @@
 //! never the framework's default, so an oversized payload gets a precise 413.
 
 mod auth;
-pub mod aws;
 mod dlq;
 mod error;
 mod functions;
-#[doc(hidden)]
-pub mod fuzzing;
 mod invoke;
 mod keys;
 mod routes;
@@ -30,7 +27,8 @@ use axum::routing::{get, post, put};
 use nimbus_engine::{ControlPlane, Invoker};
 use nimbus_store::{KeyStore, LogStore};
 
-pub use error::ApiError;
+pub use auth::AuthMode;
+pub use error::{ApiError, INTERNAL_MESSAGE, InternalDetail, log_internal_errors, mask, read_body};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -45,16 +43,12 @@ pub struct ApiState {
     pub scheduler: Arc<nimbus_engine::scheduler::Scheduler>,
     /// State machines and their executions (`/v1/workflows`, Step Functions API).
     pub workflows: Arc<nimbus_engine::workflows::Workflows>,
-    /// Queues, topics and event source mappings (SQS and SNS APIs).
+    /// Queues, topics and event source mappings (for their usage counters).
     pub messaging: Arc<nimbus_engine::messaging::wiring::Messaging>,
-    /// Bucket notifications (the S3 API's event source).
-    pub object_events: Arc<nimbus_engine::sources::object_events::ObjectEvents>,
     /// Rate and cron rules that invoke functions or start workflows.
     pub schedules: Arc<nimbus_engine::sources::schedules::Schedules>,
-    /// Whether AWS API requests must be signed.
-    pub auth: aws::AuthMode,
-    /// Buckets and objects of the S3-compatible API.
-    pub objects: Arc<dyn nimbus_store::ObjectStore>,
+    /// Whether requests must carry an access key.
+    pub auth: AuthMode,
 }
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -152,13 +146,7 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_key,
         ))
-        .merge(aws::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
-        // S3 (signed for `s3`) is recognised by its signature, before any route.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            aws::s3::dispatch,
-        ))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

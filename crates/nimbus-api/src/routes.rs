@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nimbus_core::ErrorCode;
 use nimbus_gateway::{GatewayError, KeySpec, RouteSpec, UrlSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,17 +21,7 @@ const CONFIG_LIMIT: usize = 64 * 1024;
 
 impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
-        let code = match &e {
-            GatewayError::Invalid(_) => ErrorCode::InvalidParameter,
-            GatewayError::Conflict(_) => ErrorCode::Conflict,
-            GatewayError::NotFound(_) => ErrorCode::NotFound,
-            GatewayError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
-            GatewayError::Store(_) => {
-                tracing::error!("internal error: {e}");
-                return ApiError::new(ErrorCode::Internal, "internal error; see the server log");
-            }
-        };
-        ApiError::new(code, e.to_string())
+        Self::from_code(e.code(), e)
     }
 }
 

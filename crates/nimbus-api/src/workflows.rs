@@ -22,20 +22,7 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 impl From<WorkflowError> for ApiError {
     fn from(e: WorkflowError) -> Self {
-        let code = match &e {
-            WorkflowError::StateMachineAlreadyExists(_)
-            | WorkflowError::ExecutionAlreadyExists(_) => ErrorCode::Conflict,
-            WorkflowError::StateMachineDoesNotExist(_)
-            | WorkflowError::ExecutionDoesNotExist(_) => ErrorCode::NotFound,
-            WorkflowError::ShuttingDown => ErrorCode::ShuttingDown,
-            WorkflowError::ExecutionLimitExceeded(_) => ErrorCode::TooManyRequests,
-            WorkflowError::Store(_) | WorkflowError::Corrupt(_) => {
-                tracing::error!("internal error: {e}");
-                return ApiError::new(ErrorCode::Internal, "internal error; see the server log");
-            }
-            _ => ErrorCode::InvalidParameter,
-        };
-        ApiError::new(code, e.to_string())
+        Self::from_code(e.code(), e)
     }
 }
 

@@ -19,7 +19,7 @@ pub mod style;
 pub mod target;
 
 pub use clock::Clock;
-pub use error::{ErrorCode, ValidationError};
+pub use error::{AwsException, ErrorCode, ErrorRow, Throttle, ValidationError, platform_error};
 pub use function::{
     AliasRecord, AliasRouting, EventInvokeConfig, FunctionConfig, FunctionName, FunctionRecord,
     Network, Runtime, validate_alias_name,

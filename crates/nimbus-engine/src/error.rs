@@ -1,7 +1,7 @@
-use nimbus_core::{ErrorCode, ValidationError};
+use nimbus_core::{ErrorCode, Throttle, ValidationError};
 use nimbus_store::StoreError;
 
-/// Errors of the engine, each mapped to a public [`ErrorCode`].
+/// Errors of the engine, each mapped to a row of the [`ErrorCode`] table.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("function {0} not found")]
@@ -18,8 +18,8 @@ pub enum EngineError {
     PayloadTooLarge { size: usize, limit: usize },
     #[error("could not parse request body into json: {0}")]
     InvalidJson(String),
-    #[error("rate exceeded: {0}")]
-    TooManyRequests(String),
+    #[error("rate exceeded: {message}")]
+    TooManyRequests { reason: Throttle, message: String },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("could not start an instance: {0}")]
@@ -48,6 +48,14 @@ impl From<StoreError> for EngineError {
 }
 
 impl EngineError {
+    pub fn too_many_requests(reason: Throttle, message: impl Into<String>) -> Self {
+        EngineError::TooManyRequests {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// This error's row of the error table.
     pub fn code(&self) -> ErrorCode {
         match self {
             EngineError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
@@ -60,7 +68,7 @@ impl EngineError {
             EngineError::Invalid(v) => v.code,
             EngineError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             EngineError::InvalidJson(_) => ErrorCode::InvalidPayload,
-            EngineError::TooManyRequests(_) => ErrorCode::TooManyRequests,
+            EngineError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             EngineError::ShuttingDown => ErrorCode::ShuttingDown,
             EngineError::PreconditionFailed(_) => ErrorCode::PreconditionFailed,
             EngineError::InstanceStart(_) | EngineError::Store(_) => ErrorCode::Internal,

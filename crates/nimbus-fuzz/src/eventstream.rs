@@ -51,7 +51,7 @@ pub fn run(data: &[u8]) {
     ) else {
         return;
     };
-    let message = nimbus_api::fuzzing::eventstream_event(event_type, content_type, payload);
+    let message = nimbus_aws::fuzzing::eventstream_event(event_type, content_type, payload);
     let (headers, decoded) = decode(&message);
     let expected = [
         (":event-type", event_type),

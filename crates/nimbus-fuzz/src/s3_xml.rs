@@ -6,7 +6,7 @@
 //!
 //! Input: a selector byte, then the XML body.
 
-use nimbus_api::fuzzing::s3_notification;
+use nimbus_aws::fuzzing::s3_notification;
 use s3s::dto::{CompletedMultipartUpload, Delete, NotificationConfiguration};
 use s3s::xml::{Deserialize, Deserializer, Serialize, Serializer};
 

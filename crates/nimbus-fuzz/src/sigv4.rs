@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use nimbus_api::aws::sigv4::{
+use nimbus_aws::sigv4::{
     self, EMPTY_SHA256, MAX_PRESIGNED_EXPIRES_SECS, Service, SignedRequest, SigningParams,
 };
 use percent_encoding::percent_decode_str;

@@ -12,7 +12,7 @@
 //!   leeway. The accepted claims become [`JwtPrincipal`], which the 2.0 event
 //!   exposes as `requestContext.authorizer.jwt`.
 //!
-//! Every rejection has its own [`AuthError`] variant so logs say *why*, while
+//! Every rejection has its own [`GatewayAuthError`] variant so logs say *why*, while
 //! clients only ever see API Gateway's terse answers (401 `Unauthorized`,
 //! 403 `Forbidden` for API keys), which reveal nothing useful to a prober.
 
@@ -47,9 +47,9 @@ pub const UNAUTHORIZED_BODY: &str = r#"{"message":"Unauthorized"}"#;
 pub const FORBIDDEN_BODY: &str = r#"{"message":"Forbidden"}"#;
 
 /// Why a request was not authenticated. `Display` is for logs; clients get
-/// [`AuthError::response`].
+/// [`GatewayAuthError::response`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub enum GatewayAuthError {
     /// No function key (`x-functions-key` or `?code=`).
     #[error("missing function key")]
     MissingFunctionKey,
@@ -91,7 +91,7 @@ pub enum AuthError {
     UnknownKid,
 }
 
-impl AuthError {
+impl GatewayAuthError {
     /// The status API Gateway answers: 403 for API keys, 401 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -218,20 +218,20 @@ pub fn check_function_key(
     uri: &Uri,
     headers: &HeaderMap,
     stored: &[KeyHash],
-) -> Result<usize, AuthError> {
-    let key = function_key(uri, headers).ok_or(AuthError::MissingFunctionKey)?;
-    verify_key(&key, stored).ok_or(AuthError::InvalidKey)
+) -> Result<usize, GatewayAuthError> {
+    let key = function_key(uri, headers).ok_or(GatewayAuthError::MissingFunctionKey)?;
+    verify_key(&key, stored).ok_or(GatewayAuthError::InvalidKey)
 }
 
 /// Authenticates a request with an `x-api-key` against `stored`. API Gateway
 /// answers both a missing and a wrong key with 403.
-pub fn check_api_key(headers: &HeaderMap, stored: &[KeyHash]) -> Result<usize, AuthError> {
+pub fn check_api_key(headers: &HeaderMap, stored: &[KeyHash]) -> Result<usize, GatewayAuthError> {
     let key = headers
         .get(API_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
-        .ok_or(AuthError::MissingApiKey)?;
-    verify_key(key, stored).ok_or(AuthError::MissingApiKey)
+        .ok_or(GatewayAuthError::MissingApiKey)?;
+    verify_key(key, stored).ok_or(GatewayAuthError::MissingApiKey)
 }
 
 // ----------------------------------------------------------------- JWT ----
@@ -407,19 +407,20 @@ impl JwtVerifier {
     }
 
     /// Validates the `Authorization: Bearer <jwt>` header of a request.
-    pub fn verify_request(&self, headers: &HeaderMap) -> Result<JwtPrincipal, AuthError> {
-        let token = bearer_token(headers).ok_or(AuthError::MissingToken)?;
+    pub fn verify_request(&self, headers: &HeaderMap) -> Result<JwtPrincipal, GatewayAuthError> {
+        let token = bearer_token(headers).ok_or(GatewayAuthError::MissingToken)?;
         self.verify(token)
     }
 
     /// Validates one token.
-    pub fn verify(&self, token: &str) -> Result<JwtPrincipal, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::MalformedToken)?;
+    pub fn verify(&self, token: &str) -> Result<JwtPrincipal, GatewayAuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| GatewayAuthError::MalformedToken)?;
         let (key, alg) = match &self.keys {
             Keys::Shared(key) => (key, Algorithm::HS256),
             Keys::ByKid(keys) => {
-                let kid = header.kid.as_deref().ok_or(AuthError::UnknownKid)?;
-                let (key, alg) = keys.get(kid).ok_or(AuthError::UnknownKid)?;
+                let kid = header.kid.as_deref().ok_or(GatewayAuthError::UnknownKid)?;
+                let (key, alg) = keys.get(kid).ok_or(GatewayAuthError::UnknownKid)?;
                 (key, *alg)
             }
         };
@@ -453,16 +454,16 @@ impl JwtVerifier {
     }
 }
 
-fn map_jwt_error(kind: &ErrorKind) -> AuthError {
+fn map_jwt_error(kind: &ErrorKind) -> GatewayAuthError {
     match kind {
-        ErrorKind::InvalidSignature => AuthError::BadSignature,
-        ErrorKind::ExpiredSignature => AuthError::Expired,
-        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-        ErrorKind::InvalidAudience => AuthError::WrongAudience,
-        ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
-        ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
-        _ => AuthError::MalformedToken,
+        ErrorKind::InvalidSignature => GatewayAuthError::BadSignature,
+        ErrorKind::ExpiredSignature => GatewayAuthError::Expired,
+        ErrorKind::ImmatureSignature => GatewayAuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => GatewayAuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => GatewayAuthError::WrongAudience,
+        ErrorKind::InvalidAlgorithm => GatewayAuthError::WrongAlgorithm,
+        ErrorKind::MissingRequiredClaim(c) => GatewayAuthError::MissingClaim(c.clone()),
+        _ => GatewayAuthError::MalformedToken,
     }
 }
 
@@ -566,18 +567,18 @@ mod tests {
         assert_eq!(check_function_key(&wrong_q, &h, &stored), Ok(0));
         assert_eq!(
             check_function_key(&wrong_q, &HeaderMap::new(), &stored),
-            Err(AuthError::InvalidKey)
+            Err(GatewayAuthError::InvalidKey)
         );
         assert_eq!(
             check_function_key(&bare, &HeaderMap::new(), &stored),
-            Err(AuthError::MissingFunctionKey)
+            Err(GatewayAuthError::MissingFunctionKey)
         );
         let empty: Uri = "/api/f?code=".parse().unwrap();
         assert_eq!(
             check_function_key(&empty, &HeaderMap::new(), &stored),
-            Err(AuthError::MissingFunctionKey)
+            Err(GatewayAuthError::MissingFunctionKey)
         );
-        let r = AuthError::InvalidKey.response("r1");
+        let r = GatewayAuthError::InvalidKey.response("r1");
         assert_eq!(r.status(), 401);
         assert_eq!(r.body().as_ref(), UNAUTHORIZED_BODY.as_bytes());
     }
@@ -618,53 +619,59 @@ mod tests {
         let v = hs();
         assert_eq!(
             v.verify_request(&HeaderMap::new()),
-            Err(AuthError::MissingToken)
+            Err(GatewayAuthError::MissingToken)
         );
         assert_eq!(
             v.verify_request(&headers(&[("authorization", "Basic abc")])),
-            Err(AuthError::MissingToken)
+            Err(GatewayAuthError::MissingToken)
         );
-        assert_eq!(v.verify("not.a.jwt"), Err(AuthError::MalformedToken));
+        assert_eq!(v.verify("not.a.jwt"), Err(GatewayAuthError::MalformedToken));
         assert_eq!(
             v.verify(&hs_token(b"another-secret-another-secret-01", &claims(300))),
-            Err(AuthError::BadSignature)
+            Err(GatewayAuthError::BadSignature)
         );
         assert_eq!(
             v.verify(&hs_token(secret, &claims(-120))),
-            Err(AuthError::Expired)
+            Err(GatewayAuthError::Expired)
         );
         // Within the leeway: still accepted.
         assert!(v.verify(&hs_token(secret, &claims(-5))).is_ok());
         let mut c = claims(300);
         c["iss"] = json!("https://evil.example");
-        assert_eq!(v.verify(&hs_token(secret, &c)), Err(AuthError::WrongIssuer));
+        assert_eq!(
+            v.verify(&hs_token(secret, &c)),
+            Err(GatewayAuthError::WrongIssuer)
+        );
         let mut c = claims(300);
         c["aud"] = json!(["other"]);
         assert_eq!(
             v.verify(&hs_token(secret, &c)),
-            Err(AuthError::WrongAudience)
+            Err(GatewayAuthError::WrongAudience)
         );
         let mut c = claims(300);
         c["nbf"] = json!(get_current_timestamp() + 3600);
-        assert_eq!(v.verify(&hs_token(secret, &c)), Err(AuthError::NotYetValid));
+        assert_eq!(
+            v.verify(&hs_token(secret, &c)),
+            Err(GatewayAuthError::NotYetValid)
+        );
         let mut c = claims(300);
         c.as_object_mut().unwrap().remove("aud");
         assert_eq!(
             v.verify(&hs_token(secret, &c)),
-            Err(AuthError::MissingClaim("aud".into()))
+            Err(GatewayAuthError::MissingClaim("aud".into()))
         );
         let mut c = claims(300);
         c.as_object_mut().unwrap().remove("exp");
         assert_eq!(
             v.verify(&hs_token(secret, &c)),
-            Err(AuthError::MissingClaim("exp".into()))
+            Err(GatewayAuthError::MissingClaim("exp".into()))
         );
         // An RS256 token is refused by an HS256 verifier.
         assert_eq!(
             v.verify(&rs_token(Some("test-key-1"), &claims(300))),
-            Err(AuthError::WrongAlgorithm)
+            Err(GatewayAuthError::WrongAlgorithm)
         );
-        let r = AuthError::Expired.response("r3");
+        let r = GatewayAuthError::Expired.response("r3");
         assert_eq!(r.status(), 401);
         assert_eq!(r.body().as_ref(), br#"{"message":"Unauthorized"}"#);
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
@@ -680,27 +687,27 @@ mod tests {
 
         assert_eq!(
             v.verify(&rs_token(Some("nope"), &claims(300))),
-            Err(AuthError::UnknownKid)
+            Err(GatewayAuthError::UnknownKid)
         );
         assert_eq!(
             v.verify(&rs_token(None, &claims(300))),
-            Err(AuthError::UnknownKid)
+            Err(GatewayAuthError::UnknownKid)
         );
         assert_eq!(
             v.verify(&rs_token(Some("test-key-1"), &claims(-120))),
-            Err(AuthError::Expired)
+            Err(GatewayAuthError::Expired)
         );
         let mut c = claims(300);
         c["aud"] = json!("someone-else");
         assert_eq!(
             v.verify(&rs_token(Some("test-key-1"), &c)),
-            Err(AuthError::WrongAudience)
+            Err(GatewayAuthError::WrongAudience)
         );
         let mut c = claims(300);
         c["iss"] = json!("https://evil.example");
         assert_eq!(
             v.verify(&rs_token(Some("test-key-1"), &c)),
-            Err(AuthError::WrongIssuer)
+            Err(GatewayAuthError::WrongIssuer)
         );
 
         // Tampered payload: signature no longer matches.
@@ -708,13 +715,16 @@ mod tests {
         let mut forged = claims(300);
         forged["sub"] = json!("admin");
         parts[1] = URL_SAFE_NO_PAD.encode(forged.to_string());
-        assert_eq!(v.verify(&parts.join(".")), Err(AuthError::BadSignature));
+        assert_eq!(
+            v.verify(&parts.join(".")),
+            Err(GatewayAuthError::BadSignature)
+        );
 
         // HS256 token claiming a JWKS kid: algorithm confusion is refused.
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("test-key-1".into());
         let confused = encode(&header, &claims(300), &EncodingKey::from_secret(b"x")).unwrap();
-        assert_eq!(v.verify(&confused), Err(AuthError::WrongAlgorithm));
+        assert_eq!(v.verify(&confused), Err(GatewayAuthError::WrongAlgorithm));
     }
 
     #[test]

@@ -37,6 +37,20 @@ pub enum GatewayError {
     Store(#[from] StoreError),
 }
 
+impl GatewayError {
+    /// This error's row of the error table.
+    pub fn code(&self) -> nimbus_core::ErrorCode {
+        use nimbus_core::ErrorCode;
+        match self {
+            GatewayError::Invalid(_) => ErrorCode::InvalidParameter,
+            GatewayError::Conflict(_) => ErrorCode::Conflict,
+            GatewayError::NotFound(_) => ErrorCode::NotFound,
+            GatewayError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
+            GatewayError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 impl From<RouteError> for GatewayError {
     fn from(e: RouteError) -> Self {
         match e {

@@ -19,7 +19,7 @@
 //! 2. [`routes::RouteTable::lookup`] → 404 via [`apigw::not_found_response`];
 //! 3. [`ratelimit::RateLimiter::check`] → 429 via [`ratelimit::Throttled::response`];
 //! 4. [`auth`]: keys or [`auth::JwtVerifier::verify_request`] → 401/403 via
-//!    [`auth::AuthError::response`];
+//!    [`auth::GatewayAuthError::response`];
 //! 5. build the event: [`apigw::v1::build_event`], [`apigw::v2::build_event`]
 //!    or [`apigw::function_url::build_event`] from an [`apigw::ProxyRequest`];
 //! 6. run the route's target with those bytes (the engine's `Dispatcher`:
@@ -55,7 +55,7 @@ pub mod ws_server;
 
 pub use access_log::AccessLog;
 pub use apigw::{ApiInfo, PayloadFormat, ProxyRequest, ResponseError};
-pub use auth::{AuthError, JwtPrincipal, JwtVerifier, KeyHash};
+pub use auth::{GatewayAuthError, JwtPrincipal, JwtVerifier, KeyHash};
 pub use config::{
     ApiKind, AuthKind, FunctionUrl, GatewayKey, InvokeMode, KeyKind, KeySpec, NewGatewayKey, Route,
     RouteSpec, UrlSpec,

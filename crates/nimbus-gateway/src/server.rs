@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
 use crate::apigw::{self, ApiInfo, ProxyRequest, function_url, gateway_error, v1, v2};
-use crate::auth::{AuthError, check_api_key, check_function_key};
+use crate::auth::{GatewayAuthError, check_api_key, check_function_key};
 use crate::control::Gateway;
 use crate::cors;
 use crate::routes::{DEFAULT_ROUTE_KEY, Lookup, PathParams};
@@ -50,8 +50,6 @@ pub const TIMEOUT_BODY: &str = r#"{"message":"Endpoint request timed out"}"#;
 pub const UNAVAILABLE_BODY: &str = r#"{"message":"Service Unavailable"}"#;
 /// Body of a 500 answer for a misconfigured route.
 pub const INTERNAL_BODY: &str = r#"{"message":"Internal Server Error"}"#;
-/// The error type the runtime reports for a function that timed out.
-const TIMEOUT_ERROR_TYPE: &str = "Sandbox.Timedout";
 
 /// What the request handlers share.
 pub(crate) struct Shared {
@@ -377,7 +375,7 @@ pub(crate) fn authenticate(
             ));
         }
     };
-    res.map_err(|e: AuthError| {
+    res.map_err(|e: GatewayAuthError| {
         tracing::debug!(request_id, "refused: {e}");
         e.response(request_id)
     })
@@ -525,9 +523,15 @@ pub(crate) fn answer(
     match result {
         Ok(outcome) => match outcome {
             Outcome::Success { body, .. } => Ok(body),
-            Outcome::Error { error_type, .. } if error_type == TIMEOUT_ERROR_TYPE => Err(
-                gateway_error(StatusCode::GATEWAY_TIMEOUT, TIMEOUT_BODY, rid),
-            ),
+            Outcome::Error { error_type, .. }
+                if error_type == nimbus_core::platform_error::SANDBOX_TIMEDOUT =>
+            {
+                Err(gateway_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    TIMEOUT_BODY,
+                    rid,
+                ))
+            }
             Outcome::Error { error_type, .. } => {
                 tracing::info!(request_id = rid, function = %target.label, "function error {error_type}");
                 Err(gateway_error(
@@ -537,7 +541,7 @@ pub(crate) fn answer(
                 ))
             }
         },
-        Err(EngineError::TooManyRequests(_)) => Err(gateway_error(
+        Err(EngineError::TooManyRequests { .. }) => Err(gateway_error(
             StatusCode::TOO_MANY_REQUESTS,
             crate::ratelimit::TOO_MANY_REQUESTS_BODY,
             rid,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use nimbus_core::Runtime;
+use nimbus_core::{Runtime, platform_error};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
@@ -601,9 +601,9 @@ impl Launcher {
                 // failure to join the cgroup or drop privileges, is the platform's.
                 let kind = match e.raw_os_error() {
                     Some(libc::ENOENT | libc::EACCES | libc::ENOEXEC | libc::ENOTDIR) => {
-                        "Runtime.InvalidEntrypoint"
+                        platform_error::RUNTIME_INVALID_ENTRYPOINT
                     }
-                    _ => "Sandbox.Failure",
+                    _ => platform_error::SANDBOX_FAILURE,
                 };
                 tracing::warn!(instance = %id, "cannot start {}: {e}", program.display());
                 start_failure = Some((kind, e.to_string()));
@@ -1044,9 +1044,9 @@ impl Instance for ProcessInstance {
             }
             Ending::TooLarge => (
                 Outcome::Error {
-                    error_type: "Function.ResponseSizeTooLarge".into(),
+                    error_type: platform_error::FUNCTION_RESPONSE_SIZE_TOO_LARGE.into(),
                     body: error_doc(
-                        "Function.ResponseSizeTooLarge",
+                        platform_error::FUNCTION_RESPONSE_SIZE_TOO_LARGE,
                         "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
                     ),
                 },
@@ -1059,8 +1059,8 @@ impl Instance for ProcessInstance {
                 platform_lines.push(message.clone());
                 (
                     Outcome::Error {
-                        error_type: "Runtime.TruncatedResponse".into(),
-                        body: error_doc("Runtime.TruncatedResponse", &message),
+                        error_type: platform_error::RUNTIME_TRUNCATED_RESPONSE.into(),
+                        body: error_doc(platform_error::RUNTIME_TRUNCATED_RESPONSE, &message),
                     },
                     false,
                 )
@@ -1068,7 +1068,7 @@ impl Instance for ProcessInstance {
             Ending::InitError(body, header_type) => {
                 let error_type = error_type_of(&body)
                     .or(header_type)
-                    .unwrap_or_else(|| "Runtime.Unknown".into());
+                    .unwrap_or_else(|| platform_error::RUNTIME_UNKNOWN.into());
                 let body = if body.is_empty() {
                     error_doc(&error_type, "Init failed")
                 } else {
@@ -1080,7 +1080,7 @@ impl Instance for ProcessInstance {
             Ending::Exited(status, oom) => {
                 let (error_type, why) = if oom {
                     (
-                        "Runtime.OutOfMemory",
+                        platform_error::RUNTIME_OUT_OF_MEMORY,
                         format!(
                             "Runtime exited with error: signal: killed (memory limit of {} MB exceeded)",
                             self.spec.memory_mb
@@ -1089,7 +1089,7 @@ impl Instance for ProcessInstance {
                 } else if let Some((kind, detail)) = &self.start_failure {
                     (*kind, format!("Runtime could not be started: {detail}"))
                 } else {
-                    ("Runtime.ExitError", exit_description(status))
+                    (platform_error::RUNTIME_EXIT_ERROR, exit_description(status))
                 };
                 let message = format!("RequestId: {request_id} Error: {why}");
                 platform_lines.push(message.clone());
@@ -1115,8 +1115,8 @@ impl Instance for ProcessInstance {
                 );
                 (
                     Outcome::Error {
-                        error_type: "Sandbox.Timedout".into(),
-                        body: error_doc("Sandbox.Timedout", &message),
+                        error_type: platform_error::SANDBOX_TIMEDOUT.into(),
+                        body: error_doc(platform_error::SANDBOX_TIMEDOUT, &message),
                     },
                     false,
                 )
@@ -1128,8 +1128,8 @@ impl Instance for ProcessInstance {
                 platform_lines.push(message.clone());
                 (
                     Outcome::Error {
-                        error_type: "Sandbox.Failure".into(),
-                        body: error_doc("Sandbox.Failure", &message),
+                        error_type: platform_error::SANDBOX_FAILURE.into(),
+                        body: error_doc(platform_error::SANDBOX_FAILURE, &message),
                     },
                     false,
                 )
@@ -1140,8 +1140,8 @@ impl Instance for ProcessInstance {
                 );
                 (
                     Outcome::Error {
-                        error_type: "Runtime.ExitError".into(),
-                        body: error_doc("Runtime.ExitError", &message),
+                        error_type: platform_error::RUNTIME_EXIT_ERROR.into(),
+                        body: error_doc(platform_error::RUNTIME_EXIT_ERROR, &message),
                     },
                     false,
                 )

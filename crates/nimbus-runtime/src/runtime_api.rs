@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::spec::{Dispatch, StreamPart, StreamTarget, error_doc, error_type_of};
 use nimbus_core::limits::{MAX_RESPONSE_BYTES, MAX_STREAMED_RESPONSE_BYTES};
+use nimbus_core::platform_error;
 
 /// What the runtime did, as seen by the instance driver.
 #[derive(Debug)]
@@ -559,7 +560,7 @@ async fn post_result(shared: &Shared, req: Request<Incoming>, id: &str, success:
             let _ = shared.events.send(ApiEvent::Error {
                 request_id: current,
                 body: error_doc(
-                    "Runtime.InvalidResponseModeHeader",
+                    platform_error::RUNTIME_INVALID_RESPONSE_MODE_HEADER,
                     "Invalid Lambda-Runtime-Function-Response-Mode header: the only valid value is 'streaming'",
                 ),
             });
@@ -659,7 +660,7 @@ async fn post_stream(
     let mut oversized = false;
     let too_large = |limit: &str| {
         error_doc(
-            "Function.ResponseSizeTooLarge",
+            platform_error::FUNCTION_RESPONSE_SIZE_TOO_LARGE,
             &format!("Response payload size exceeded maximum allowed payload size ({limit})."),
         )
     };

@@ -39,3 +39,18 @@ impl StoreError {
         StoreError::Backend(Box::new(e))
     }
 }
+
+// Kept apart from the variants above so backends can change those freely:
+// everything a backend adds is an internal error unless it says otherwise.
+impl StoreError {
+    /// This error's row of the error table.
+    pub fn code(&self) -> nimbus_core::ErrorCode {
+        use nimbus_core::ErrorCode;
+        match self {
+            StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::Invalid(v) => v.code,
+            _ => ErrorCode::Internal,
+        }
+    }
+}

@@ -286,6 +286,26 @@ impl ObjectError {
         ObjectError::Backend(e.into())
     }
 
+    /// This error's row of the error table (S3 answers with its `s3` column).
+    pub fn code(&self) -> nimbus_core::ErrorCode {
+        use nimbus_core::ErrorCode;
+        match self {
+            ObjectError::NoSuchBucket(_) => ErrorCode::NoSuchBucket,
+            ObjectError::BucketExists(_) => ErrorCode::BucketAlreadyOwnedByYou,
+            ObjectError::BucketNotEmpty(_) => ErrorCode::BucketNotEmpty,
+            ObjectError::NoSuchKey(_) => ErrorCode::NoSuchKey,
+            ObjectError::NoSuchUpload(_) => ErrorCode::NoSuchUpload,
+            ObjectError::InvalidPart(_) => ErrorCode::InvalidPart,
+            ObjectError::InvalidPartOrder => ErrorCode::InvalidPartOrder,
+            ObjectError::EntityTooSmall(_) => ErrorCode::EntityTooSmall,
+            ObjectError::InvalidPartNumber(_) => ErrorCode::InvalidParameter,
+            ObjectError::BadDigest => ErrorCode::BadDigest,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+impl ObjectError {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         ObjectError::Io {
             path: path.as_ref().display().to_string(),

@@ -42,7 +42,7 @@ pub mod retry;
 pub mod template;
 pub mod timestamp;
 
-pub use definition::{DefinitionError, StateMachine, ValidationError};
+pub use definition::{DefinitionError, DefinitionProblem, StateMachine};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use errors::StateError;
 pub use history::{EventDetails, EventType, HistoryEvent};

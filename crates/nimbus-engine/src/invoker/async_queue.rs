@@ -492,7 +492,7 @@ impl AsyncInvoker {
         }
         let r = match result {
             Ok(r) => r,
-            Err(EngineError::TooManyRequests(_)) => {
+            Err(EngineError::TooManyRequests { .. }) => {
                 // Not a failure: wait for capacity without using up an attempt.
                 let at = self.clock.now_ms() + THROTTLE_BACKOFF.as_millis() as i64;
                 let _ = self

@@ -135,7 +135,7 @@ impl Invoker {
                         Outcome::Error { .. } => "error".into(),
                     },
                 }),
-                Err(EngineError::TooManyRequests(_)) => Some(UsageRecord {
+                Err(EngineError::TooManyRequests { .. }) => Some(UsageRecord {
                     ts_ms: clock.now_ms(),
                     function,
                     version,

@@ -63,11 +63,25 @@ pub enum MessagingError {
 }
 
 impl MessagingError {
-    pub fn is_client_error(&self) -> bool {
-        !matches!(
-            self,
-            MessagingError::Store(_) | MessagingError::ShuttingDown
-        )
+    /// This error's row of the error table.
+    pub fn code(&self) -> nimbus_core::ErrorCode {
+        use nimbus_core::ErrorCode;
+        match self {
+            MessagingError::QueueDoesNotExist(_) => ErrorCode::QueueDoesNotExist,
+            MessagingError::QueueExists(_) => ErrorCode::QueueNameExists,
+            MessagingError::InvalidAttributeName(_) => ErrorCode::InvalidAttributeName,
+            MessagingError::InvalidAttributeValue(..) => ErrorCode::InvalidAttributeValue,
+            MessagingError::InvalidParameter(_) => ErrorCode::InvalidParameter,
+            MessagingError::ReceiptHandleIsInvalid(_) => ErrorCode::ReceiptHandleIsInvalid,
+            MessagingError::MessageNotInflight => ErrorCode::MessageNotInflight,
+            MessagingError::TopicNotFound(_)
+            | MessagingError::SubscriptionNotFound(_)
+            | MessagingError::MappingNotFound(_) => ErrorCode::NotFound,
+            MessagingError::MappingExists(..) => ErrorCode::Conflict,
+            MessagingError::FunctionNotFound(_) => ErrorCode::FunctionNotFound,
+            MessagingError::ShuttingDown => ErrorCode::ShuttingDown,
+            MessagingError::Store(_) => ErrorCode::Internal,
+        }
     }
 }
 

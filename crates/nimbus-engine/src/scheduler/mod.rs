@@ -31,6 +31,7 @@ pub use memory::{MemoryBudget, RESERVE_MIN_BYTES, default_budget_bytes};
 pub use pool::{FunctionLimit, Lease, Pool};
 
 use crate::EngineError;
+use nimbus_core::Throttle;
 
 /// How often keep-alives are checked (pre-warms are timed to this precision).
 const REAPER_TICK: Duration = Duration::from_millis(100);
@@ -210,10 +211,13 @@ impl Scheduler {
         match tokio::time::timeout_at(deadline.into(), self.account.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(EngineError::ShuttingDown),
-            Err(_) => Err(EngineError::TooManyRequests(format!(
-                "the account concurrency limit of {} is reached",
-                self.account_limit
-            ))),
+            Err(_) => Err(EngineError::too_many_requests(
+                Throttle::AccountConcurrency,
+                format!(
+                    "the account concurrency limit of {} is reached",
+                    self.account_limit
+                ),
+            )),
         }
     }
 

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::memory::MemoryBudget;
 use crate::EngineError;
+use nimbus_core::Throttle;
 
 /// How long a provisioned instance may take to initialise.
 const PROVISION_INIT_LIMIT: Duration = Duration::from_secs(60);
@@ -135,9 +136,10 @@ impl FunctionLimit {
         let before = self.busy.fetch_add(1, Ordering::SeqCst);
         let slot = Slot(self.clone());
         if self.reserved.load(Ordering::Relaxed) && before >= limit {
-            return Err(EngineError::TooManyRequests(format!(
-                "function {function} is at its reserved concurrency of {limit}"
-            )));
+            return Err(EngineError::too_many_requests(
+                Throttle::ReservedConcurrency,
+                format!("function {function} is at its reserved concurrency of {limit}"),
+            ));
         }
         Ok(slot)
     }
@@ -332,12 +334,15 @@ impl Pool {
         let slot = self.shared.claim(&self.spec.function)?;
         if self.mb() > self.memory.capacity_mb() {
             // It could never start: no point waiting.
-            return Err(EngineError::TooManyRequests(format!(
-                "function {} needs {} MB, more than the server's whole memory budget of {} MB",
-                self.spec.function,
-                self.spec.memory_mb,
-                self.memory.capacity_mb()
-            )));
+            return Err(EngineError::too_many_requests(
+                Throttle::MemoryBudget,
+                format!(
+                    "function {} needs {} MB, more than the server's whole memory budget of {} MB",
+                    self.spec.function,
+                    self.spec.memory_mb,
+                    self.memory.capacity_mb()
+                ),
+            ));
         }
         // Set once a queued caller has waited as long as a cold start takes.
         let mut waited_enough = false;
@@ -385,10 +390,13 @@ impl Pool {
                     // At the reservation: throttle at once, unless instances are
                     // still starting (provisioned ones), which will be free soon.
                     if self.shared.reserved.load(Ordering::Relaxed) && s.starting == 0 {
-                        return Err(EngineError::TooManyRequests(format!(
-                            "function {} is at its reserved concurrency of {limit}",
-                            self.spec.function
-                        )));
+                        return Err(EngineError::too_many_requests(
+                            Throttle::ReservedConcurrency,
+                            format!(
+                                "function {} is at its reserved concurrency of {limit}",
+                                self.spec.function
+                            ),
+                        ));
                     }
                     Next::Limit
                 }
@@ -414,10 +422,13 @@ impl Pool {
                     // Scale-out rate reached: wait for a token or a free instance,
                     // whichever comes first, within the deadline.
                     if Instant::now() >= deadline {
-                        return Err(EngineError::TooManyRequests(format!(
-                            "function {} is scaling out faster than its rate of new instances allows",
-                            self.spec.function
-                        )));
+                        return Err(EngineError::too_many_requests(
+                            Throttle::ScaleOutRate,
+                            format!(
+                                "function {} is scaling out faster than its rate of new instances allows",
+                                self.spec.function
+                            ),
+                        ));
                     }
                     let until = (Instant::now() + wait).min(deadline);
                     let _ = tokio::time::timeout_at(until.into(), released).await;
@@ -435,12 +446,15 @@ impl Pool {
                         }
                     });
                     if woken.await.is_err() {
-                        return Err(EngineError::TooManyRequests(format!(
-                            "the server's memory budget of {} MB is committed to running instances; function {} needs {} MB",
-                            self.memory.capacity_mb(),
-                            self.spec.function,
-                            self.spec.memory_mb
-                        )));
+                        return Err(EngineError::too_many_requests(
+                            Throttle::MemoryBudget,
+                            format!(
+                                "the server's memory budget of {} MB is committed to running instances; function {} needs {} MB",
+                                self.memory.capacity_mb(),
+                                self.spec.function,
+                                self.spec.memory_mb
+                            ),
+                        ));
                     }
                 }
                 Next::Limit => {
@@ -448,11 +462,14 @@ impl Pool {
                         .await
                         .is_err()
                     {
-                        return Err(EngineError::TooManyRequests(format!(
-                            "function {} is at its limit of {} concurrent instances",
-                            self.spec.function,
-                            self.shared.limit.load(Ordering::Relaxed)
-                        )));
+                        return Err(EngineError::too_many_requests(
+                            Throttle::InstanceLimit,
+                            format!(
+                                "function {} is at its limit of {} concurrent instances",
+                                self.spec.function,
+                                self.shared.limit.load(Ordering::Relaxed)
+                            ),
+                        ));
                     }
                 }
             }

@@ -1,3 +1,4 @@
+use nimbus_core::ErrorCode;
 use nimbus_store::StoreError;
 
 /// Errors of the workflow service, named after the Step Functions exceptions
@@ -39,31 +40,25 @@ pub enum WorkflowError {
 }
 
 impl WorkflowError {
-    /// The Step Functions exception name.
-    pub fn aws_code(&self) -> &'static str {
+    /// This error's row of the error table.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            WorkflowError::InvalidDefinition(_) => "InvalidDefinition",
-            WorkflowError::InvalidName(_) => "InvalidName",
-            WorkflowError::InvalidArn(_) => "InvalidArn",
-            WorkflowError::InvalidExecutionInput(_) => "InvalidExecutionInput",
-            WorkflowError::InvalidToken(_) => "InvalidToken",
-            WorkflowError::Validation(_) => "ValidationException",
-            WorkflowError::StateMachineAlreadyExists(_) => "StateMachineAlreadyExists",
-            WorkflowError::StateMachineDoesNotExist(_) => "StateMachineDoesNotExist",
-            WorkflowError::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
-            WorkflowError::ExecutionDoesNotExist(_) => "ExecutionDoesNotExist",
-            WorkflowError::StateMachineTypeNotSupported(_) => "StateMachineTypeNotSupported",
-            WorkflowError::ExecutionLimitExceeded(_) => "ExecutionLimitExceeded",
-            WorkflowError::ShuttingDown => "ServiceUnavailable",
-            WorkflowError::Store(_) | WorkflowError::Corrupt(_) => "InternalError",
+            WorkflowError::InvalidDefinition(_) => ErrorCode::InvalidDefinition,
+            WorkflowError::InvalidName(_) => ErrorCode::InvalidName,
+            WorkflowError::InvalidArn(_) => ErrorCode::InvalidArn,
+            WorkflowError::InvalidExecutionInput(_) => ErrorCode::InvalidExecutionInput,
+            WorkflowError::InvalidToken(_) => ErrorCode::InvalidToken,
+            WorkflowError::Validation(_) => ErrorCode::InvalidParameter,
+            WorkflowError::StateMachineAlreadyExists(_) => ErrorCode::StateMachineAlreadyExists,
+            WorkflowError::StateMachineDoesNotExist(_) => ErrorCode::StateMachineDoesNotExist,
+            WorkflowError::ExecutionAlreadyExists(_) => ErrorCode::ExecutionAlreadyExists,
+            WorkflowError::ExecutionDoesNotExist(_) => ErrorCode::ExecutionDoesNotExist,
+            WorkflowError::StateMachineTypeNotSupported(_) => {
+                ErrorCode::StateMachineTypeNotSupported
+            }
+            WorkflowError::ExecutionLimitExceeded(_) => ErrorCode::ExecutionLimitExceeded,
+            WorkflowError::ShuttingDown => ErrorCode::ShuttingDown,
+            WorkflowError::Store(_) | WorkflowError::Corrupt(_) => ErrorCode::Internal,
         }
-    }
-
-    /// Whether the client is at fault (4xx) rather than the server (5xx).
-    pub fn is_client_error(&self) -> bool {
-        !matches!(
-            self,
-            WorkflowError::ShuttingDown | WorkflowError::Store(_) | WorkflowError::Corrupt(_)
-        )
     }
 }

@@ -195,7 +195,7 @@ fn engine_error(e: EngineError) -> StateError {
         EngineError::FunctionNotFound(_) | EngineError::AliasNotFound(_) => {
             "Lambda.ResourceNotFoundException"
         }
-        EngineError::TooManyRequests(_) => "Lambda.TooManyRequestsException",
+        EngineError::TooManyRequests { .. } => "Lambda.TooManyRequestsException",
         EngineError::PayloadTooLarge { .. } => "Lambda.RequestTooLargeException",
         EngineError::InvalidJson(_) => "Lambda.InvalidRequestContentException",
         _ => "Lambda.ServiceException",

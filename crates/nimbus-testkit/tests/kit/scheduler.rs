@@ -70,7 +70,10 @@ async fn a_function_at_its_instance_limit_throttles_the_next_caller() {
     let throttled: Vec<_> = results
         .iter()
         .filter_map(|r| match r {
-            Err(EngineError::TooManyRequests(why)) => Some(why.clone()),
+            Err(EngineError::TooManyRequests { reason, message }) => {
+                assert_eq!(*reason, nimbus_core::Throttle::InstanceLimit);
+                Some(message.clone())
+            }
             _ => None,
         })
         .collect();
@@ -125,8 +128,9 @@ async fn the_account_limit_throttles_across_functions() {
     );
     let third = e.invoke("f").await;
     match &third {
-        Err(EngineError::TooManyRequests(why)) => {
-            assert!(why.contains("account concurrency limit of 2"), "{why}")
+        Err(EngineError::TooManyRequests { reason, message }) => {
+            assert_eq!(*reason, nimbus_core::Throttle::AccountConcurrency);
+            assert!(message.contains("account concurrency limit of 2"), "{message}")
         }
         other => panic!("expected a throttle, got {other:?}"),
     }

@@ -27,7 +27,7 @@ use crate::timestamp::Timestamp;
 
 /// One problem in a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationError {
+pub struct DefinitionProblem {
     /// The state the problem is in, if any.
     pub state: Option<String>,
     /// The top-level field concerned (`StartAt`, `Retry`, `Next`, …).
@@ -36,7 +36,7 @@ pub struct ValidationError {
     pub message: String,
 }
 
-impl fmt::Display for ValidationError {
+impl fmt::Display for DefinitionProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
             Some(state) => write!(f, "state '{state}': {}", self.message),
@@ -49,7 +49,7 @@ impl fmt::Display for ValidationError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct DefinitionError {
     /// The problems, in document order.
-    pub errors: Vec<ValidationError>,
+    pub errors: Vec<DefinitionProblem>,
 }
 
 impl fmt::Display for DefinitionError {
@@ -272,7 +272,7 @@ impl StateMachine {
     /// Parses and validates a definition given as JSON text.
     pub fn from_json_str(text: &str) -> Result<StateMachine, DefinitionError> {
         let value: Value = serde_json::from_str(text).map_err(|e| DefinitionError {
-            errors: vec![ValidationError {
+            errors: vec![DefinitionProblem {
                 state: None,
                 field: String::new(),
                 message: format!("the definition is not valid JSON: {e}"),

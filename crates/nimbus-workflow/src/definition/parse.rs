@@ -5,9 +5,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde_json::{Map, Value};
 
 use super::{
-    ChoiceState, DefinitionError, FailState, FailValue, MapState, ParallelState, PassState,
-    ResultShaping, Scope, Seconds, State, StateKind, StateMachine, TaskState, ValidationError,
-    WaitState,
+    ChoiceState, DefinitionError, DefinitionProblem, FailState, FailValue, MapState, ParallelState,
+    PassState, ResultShaping, Scope, Seconds, State, StateKind, StateMachine, TaskState, WaitState,
 };
 use crate::choice::ChoiceRule;
 use crate::intrinsics::{self, Call};
@@ -111,7 +110,7 @@ fn rejection_hint(type_name: &str, field: &str) -> Option<String> {
 }
 
 struct Parser {
-    errors: Vec<ValidationError>,
+    errors: Vec<DefinitionProblem>,
     states: HashMap<String, State>,
     /// Which scope each state name was declared in (for "jumps out of scope").
     scope_of: HashMap<String, usize>,
@@ -127,7 +126,7 @@ pub(super) fn parse(definition: &Value) -> Result<StateMachine, DefinitionError>
     };
     let Some(top) = definition.as_object() else {
         return Err(DefinitionError {
-            errors: vec![ValidationError {
+            errors: vec![DefinitionProblem {
                 state: None,
                 field: String::new(),
                 message: "a state machine definition must be a JSON object".into(),
@@ -180,7 +179,7 @@ pub(super) fn parse(definition: &Value) -> Result<StateMachine, DefinitionError>
 
 impl Parser {
     fn top_error(&mut self, field: &str, message: String) {
-        self.errors.push(ValidationError {
+        self.errors.push(DefinitionProblem {
             state: None,
             field: field.to_string(),
             message,
@@ -188,7 +187,7 @@ impl Parser {
     }
 
     fn error(&mut self, state: &str, field: &str, message: String) {
-        self.errors.push(ValidationError {
+        self.errors.push(DefinitionProblem {
             state: Some(state.to_string()),
             field: field.to_string(),
             message,

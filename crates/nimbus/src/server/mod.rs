@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::response::IntoResponse;
-use nimbus_api::aws::AuthMode;
+use nimbus_api::AuthMode;
 use nimbus_engine::lifecycle::{Shutdown, Stop, Task};
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
@@ -257,7 +257,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 idle_timeout: args.ws_idle_timeout.into(),
                 max_lifetime: args.ws_max_lifetime.into(),
             },
-            connections_auth: Arc::new(nimbus_api::aws::connections::ConnectionsAuthorizer::new(
+            connections_auth: Arc::new(nimbus_aws::connections::ConnectionsAuthorizer::new(
                 keys.clone(),
                 control.clone(),
                 if args.dev {
@@ -271,32 +271,46 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let websockets_service = services.start(Arc::new(gateway_server.clone()));
 
-    let app = nimbus_api::router(nimbus_api::ApiState {
-        control,
+    let auth = if args.dev {
+        AuthMode::Dev
+    } else {
+        AuthMode::Verify
+    };
+    let native = nimbus_api::router(nimbus_api::ApiState {
+        control: control.clone(),
         invoker: invoker.clone(),
         logs: log_store,
-        keys,
-        events,
-        gateway,
+        keys: keys.clone(),
+        events: events.clone(),
+        gateway: gateway.clone(),
         scheduler: scheduler.clone(),
         workflows: workflows.clone(),
-        object_events: Arc::new(nimbus_engine::sources::object_events::ObjectEvents::new(
-            dispatcher.clone(),
-            messaging.grants.clone(),
-            nimbus_core::policy::ArnScope {
-                region: args.region.clone(),
-                account_id: args.account_id.clone(),
-            },
-        )),
         messaging: messaging.clone(),
         schedules: schedules.clone(),
-        objects: stores.objects.clone(),
-        auth: if args.dev {
-            AuthMode::Dev
-        } else {
-            AuthMode::Verify
-        },
+        auth,
     });
+    let app = nimbus_aws::app(
+        native,
+        nimbus_aws::AwsState {
+            control,
+            invoker: invoker.clone(),
+            keys,
+            events,
+            gateway,
+            workflows: workflows.clone(),
+            messaging: messaging.clone(),
+            objects: stores.objects.clone(),
+            object_events: Arc::new(nimbus_engine::sources::object_events::ObjectEvents::new(
+                dispatcher.clone(),
+                messaging.grants.clone(),
+                nimbus_core::policy::ArnScope {
+                    region: args.region.clone(),
+                    account_id: args.account_id.clone(),
+                },
+            )),
+            auth,
+        },
+    );
     host.announce(api_addr, gateway_addr, loaded);
     keys::announce(admin_key.as_ref(), &host.data_dir, args.dev)?;
     host.hint();

@@ -588,7 +588,7 @@ pub fn signed_manage(
     secret: &str,
 ) -> (u16, String, String) {
     use axum::http::{HeaderMap, HeaderValue};
-    use nimbus_api::aws::sigv4;
+    use nimbus_aws::sigv4;
     use sha2::Digest as _;
     let host = gateway_addr(s);
     let now = chrono::Utc::now();
