@@ -453,10 +453,13 @@ permissions = [
             "{jwks:?}"
         );
         std::fs::write(d.join("nimbus.toml"), "[[routes]]\nroute = \"GET /a\"\n").unwrap();
-        // A route names its target (function or workflow); the server refuses
-        // one with neither, as normalising it does.
-        let mut untargeted = load_routes(&d).unwrap().remove(0);
-        assert!(untargeted.normalize().unwrap_err().contains("function"));
+        // A route names its target (function or workflow): one with neither
+        // is refused as the manifest is read, before anything is deployed.
+        let untargeted = format!("{:#}", load_routes(&d).unwrap_err());
+        assert!(
+            untargeted.contains("exactly one of a function and a workflow"),
+            "{untargeted}"
+        );
         std::fs::write(d.join("nimbus.toml"), "runtim = \"python3\"\n").unwrap();
         assert!(format!("{:#}", load(&d).unwrap_err()).contains("unknown field"));
         std::fs::remove_dir_all(&d).unwrap();
