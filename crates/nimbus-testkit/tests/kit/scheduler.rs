@@ -130,7 +130,10 @@ async fn the_account_limit_throttles_across_functions() {
     match &third {
         Err(EngineError::TooManyRequests { reason, message }) => {
             assert_eq!(*reason, nimbus_core::Throttle::AccountConcurrency);
-            assert!(message.contains("account concurrency limit of 2"), "{message}")
+            assert!(
+                message.contains("account concurrency limit of 2"),
+                "{message}"
+            )
         }
         other => panic!("expected a throttle, got {other:?}"),
     }
