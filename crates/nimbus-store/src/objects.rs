@@ -303,9 +303,7 @@ impl ObjectError {
             _ => ErrorCode::Internal,
         }
     }
-}
 
-impl ObjectError {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         ObjectError::Io {
             path: path.as_ref().display().to_string(),

@@ -19,7 +19,7 @@ use nimbus_engine::{
     AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, DestinationSink, Dispatcher,
     EngineConfig, EngineError, FunctionAccess, InvocationResult, Invoker, Registry,
 };
-use nimbus_store::{Backends, InvocationQueue, StorageConfig};
+use nimbus_store::{Backends, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::fake::FakeFactory;
@@ -61,7 +61,6 @@ pub struct TestEngine {
     pub scheduler: Arc<Scheduler>,
     pub control: Arc<ControlPlane>,
     pub invoker: Arc<Invoker>,
-    pub queue: Arc<dyn InvocationQueue>,
     pub stores: Backends,
     pub events: Arc<AsyncInvoker>,
     pub dispatcher: Arc<Dispatcher>,
@@ -136,7 +135,6 @@ impl TestEngine {
             logs,
             usage,
         ));
-        let queue = stores.invocations.clone();
         let events = Arc::new(AsyncInvoker::new(
             &stores,
             invoker.clone(),
@@ -180,7 +178,6 @@ impl TestEngine {
             scheduler,
             control,
             invoker,
-            queue,
             stores,
             events,
             dispatcher,

@@ -157,7 +157,8 @@ async fn an_event_older_than_the_maximum_age_is_given_up_unrun() {
     .await;
     // Queued 61 s ago (as if it had waited behind a backlog since).
     let now = chrono::Utc::now().timestamp_millis();
-    e.queue
+    e.stores
+        .invocations
         .enqueue(&QueuedEvent {
             id: "old-event".into(),
             request_id: "old-request".into(),
