@@ -42,6 +42,57 @@ pub enum ChangeKind {
     Topic,
     /// A state machine; the key is its ARN.
     StateMachine,
+    /// Messages arrived in a queue (not a configuration change: a wake-up);
+    /// the key is the queue name. Long polls waiting on any node return.
+    Messages,
+}
+
+impl ChangeKind {
+    /// Every kind, for decoding.
+    pub const ALL: [ChangeKind; 9] = [
+        ChangeKind::Function,
+        ChangeKind::Gateway,
+        ChangeKind::Schedule,
+        ChangeKind::Mapping,
+        ChangeKind::AccessKey,
+        ChangeKind::Queue,
+        ChangeKind::Topic,
+        ChangeKind::StateMachine,
+        ChangeKind::Messages,
+    ];
+
+    /// The kind's name on the wire (a `NOTIFY` payload is `tag:key`).
+    pub fn tag(self) -> &'static str {
+        match self {
+            ChangeKind::Function => "function",
+            ChangeKind::Gateway => "gateway",
+            ChangeKind::Schedule => "schedule",
+            ChangeKind::Mapping => "mapping",
+            ChangeKind::AccessKey => "access-key",
+            ChangeKind::Queue => "queue",
+            ChangeKind::Topic => "topic",
+            ChangeKind::StateMachine => "state-machine",
+            ChangeKind::Messages => "messages",
+        }
+    }
+}
+
+impl Change {
+    /// `tag:key`, the payload a backend sends between nodes.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.kind.tag(), self.key)
+    }
+
+    /// The inverse of [`Change::encode`]; `None` for a payload this build
+    /// does not know (a newer node's kind: its subscribers resync instead).
+    pub fn decode(payload: &str) -> Option<Change> {
+        let (tag, key) = payload.split_once(':')?;
+        let kind = ChangeKind::ALL.into_iter().find(|k| k.tag() == tag)?;
+        Some(Change {
+            kind,
+            key: key.to_string(),
+        })
+    }
 }
 
 /// Longest key a change may carry (PostgreSQL's `NOTIFY` payload is at most
@@ -155,5 +206,23 @@ impl ChangeFeed for LocalChangeFeed {
 
     fn subscribe(&self) -> ChangeStream {
         ChangeStream::new(&self.tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_payload() {
+        for kind in ChangeKind::ALL {
+            let change = Change {
+                kind,
+                key: "fn:alias:with:colons".into(),
+            };
+            assert_eq!(Change::decode(&change.encode()), Some(change));
+        }
+        assert_eq!(Change::decode("no-such-kind:x"), None);
+        assert_eq!(Change::decode("nocolon"), None);
     }
 }

@@ -30,6 +30,7 @@ mod logs;
 mod messages;
 mod metadata;
 mod objects;
+pub mod postgres;
 mod queue;
 mod schedules;
 mod sqlite;

@@ -47,3 +47,21 @@ pub type AtRest = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
 /// Opens another store of trait `S` on the same data with the given master
 /// key (a restart, or another node of a cluster).
 pub type Reopen<S> = Box<dyn Fn(&[u8; 32]) -> std::sync::Arc<S> + Send + Sync>;
+
+#[allow(dead_code, reason = "the postgres openers land with their stores")]
+/// A fresh, empty PostgreSQL database (dropped with the guard) and a pool
+/// on it: what every `postgres = …` opener starts from. The server is
+/// `NIMBUS_TEST_POSTGRES` or the machine's default; without one the test
+/// fails (CI starts PostgreSQL first).
+pub async fn fresh_pg() -> (
+    nimbus_store::postgres::Pg,
+    nimbus_store::postgres::scratch::ScratchDatabase,
+) {
+    let db = nimbus_store::postgres::scratch::ScratchDatabase::create()
+        .await
+        .expect("a PostgreSQL server to create a scratch database on (NIMBUS_TEST_POSTGRES)");
+    let pg = nimbus_store::postgres::Pg::connect(&db.url)
+        .await
+        .expect("the scratch database accepts connections");
+    (pg, db)
+}
