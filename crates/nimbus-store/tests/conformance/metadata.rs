@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use nimbus_core::{AliasRecord, FunctionName, FunctionRecord};
-use nimbus_store::{MetadataStore, SqliteMetadataStore, StoreError};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{MetadataStore, PgMetadataStore, SqliteMetadataStore, StoreError};
 
-use crate::helpers::race;
+use crate::helpers::{fresh_pg, race};
 
 async fn open_sqlite() -> (Arc<dyn MetadataStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -15,7 +16,12 @@ async fn open_sqlite() -> (Arc<dyn MetadataStore>, tempfile::TempDir) {
     (Arc::new(SqliteMetadataStore::new(conn)), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn MetadataStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgMetadataStore::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_function_reads_back_whole,
     insert_refuses_a_taken_name,
     update_replaces_the_whole_record,

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use nimbus_core::schedule::ScheduleRecord;
 use nimbus_store::StoreError;
-use nimbus_store::{ScheduleStore, SqliteScheduleStore};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{PgScheduleStore, ScheduleStore, SqliteScheduleStore};
+
+use crate::helpers::fresh_pg;
 
 async fn open_sqlite() -> (Arc<dyn ScheduleStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -12,7 +15,12 @@ async fn open_sqlite() -> (Arc<dyn ScheduleStore>, tempfile::TempDir) {
     (Arc::new(SqliteScheduleStore::new(conn)), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn ScheduleStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgScheduleStore::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     create_get_list_delete,
     create_refuses_a_taken_name,
     replace_needs_an_existing_schedule,
