@@ -9,8 +9,10 @@
 //! (as access-key secrets are); gateway keys are stored as SHA-256 hashes only.
 
 use async_trait::async_trait;
+use chacha20poly1305::ChaCha20Poly1305;
 
 use crate::StoreError;
+use crate::keys::{open, seal};
 
 /// A declared route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,4 +88,33 @@ pub trait GatewayStore: Send + Sync + 'static {
     async fn insert_key(&self, row: GatewayKeyRow) -> Result<(), StoreError>;
     /// Returns whether the key existed.
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Associated data binding a sealed secret to its route, so a ciphertext
+/// copied to another route's row does not open.
+fn secret_aad(id: &str) -> String {
+    format!("gateway-route:{id}")
+}
+
+/// The JWT secret of `row` as a backend stores it: sealed, bound to the
+/// route's id.
+pub(crate) fn seal_route_secret(
+    cipher: &ChaCha20Poly1305,
+    row: &GatewayRouteRow,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    row.secret
+        .as_ref()
+        .map(|s| seal(cipher, &secret_aad(&row.id), s.as_bytes()))
+        .transpose()
+}
+
+/// The inverse of [`seal_route_secret`] for the route `id`.
+pub(crate) fn open_route_secret(
+    cipher: &ChaCha20Poly1305,
+    id: &str,
+    sealed: &[u8],
+) -> Result<String, StoreError> {
+    let plain = open(cipher, &secret_aad(id), sealed)?;
+    String::from_utf8(plain)
+        .map_err(|_| StoreError::Corrupt(format!("secret of route {id} is not UTF-8")))
 }

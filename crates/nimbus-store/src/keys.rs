@@ -6,8 +6,9 @@
 //! separate `0600` file in the data directory: a copy of the database alone reveals
 //! no secret. Decrypted secrets are cached in memory for the request path.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use chacha20poly1305::aead::Aead;
@@ -81,6 +82,132 @@ pub struct FunctionCredentials {
 
 /// Prefix of function credentials' key ids (operator keys start with NIMB).
 pub(crate) const FUNCTION_KEY_PREFIX: &str = "NIMF";
+
+/// The credentials of functions' instances that a node accepts: derived
+/// from the master key when a function is registered, kept in memory only
+/// (every node derives the same ones), whatever backend stores the keys.
+pub(crate) struct FunctionKeys {
+    /// HMAC key for function credentials, derived from the master key (so
+    /// the master key itself is used for one purpose only per derivation).
+    secret: [u8; 32],
+    registered: RwLock<RegisteredFunctions>,
+}
+
+/// Key id → (function, secret), and function → its key id.
+#[derive(Default)]
+struct RegisteredFunctions {
+    by_id: HashMap<String, (String, Arc<str>)>,
+    by_function: HashMap<String, String>,
+}
+
+impl FunctionKeys {
+    pub(crate) fn new(master_key: &[u8; MASTER_KEY_BYTES]) -> Self {
+        use sha2::{Digest, Sha256};
+        let secret: [u8; 32] = Sha256::new()
+            .chain_update(b"nimbus function credentials v1\0")
+            .chain_update(master_key)
+            .finalize()
+            .into();
+        Self {
+            secret,
+            registered: RwLock::default(),
+        }
+    }
+
+    /// HMAC-SHA256 under the function-credentials key.
+    fn derive(&self, parts: &[&str]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.secret)
+            .expect("HMAC takes keys of any length");
+        for p in parts {
+            mac.update(p.as_bytes());
+            mac.update(b"\0");
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// See [`KeyStore::function_credentials`].
+    pub(crate) fn register(&self, function: &str, generation: &str) -> FunctionCredentials {
+        use base64::Engine;
+        let id_bytes = self.derive(&["id", function, generation]);
+        let access_key_id = format!("{FUNCTION_KEY_PREFIX}{}", hex::encode_upper(&id_bytes[..8]));
+        let secret_access_key = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(self.derive(&["secret", function, generation]))
+            .chars()
+            .take(40)
+            .collect::<String>();
+        let mut keys = self
+            .registered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = keys
+            .by_function
+            .insert(function.to_string(), access_key_id.clone())
+            && old != access_key_id
+        {
+            keys.by_id.remove(&old);
+        }
+        keys.by_id.insert(
+            access_key_id.clone(),
+            (function.to_string(), secret_access_key.as_str().into()),
+        );
+        FunctionCredentials {
+            access_key_id,
+            secret_access_key,
+        }
+    }
+
+    /// See [`KeyStore::forget_function`].
+    pub(crate) fn forget(&self, function: &str) {
+        let mut keys = self
+            .registered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = keys.by_function.remove(function) {
+            keys.by_id.remove(&id);
+        }
+    }
+
+    /// See [`KeyStore::function_of`].
+    pub(crate) fn function_of(&self, access_key_id: &str) -> Option<String> {
+        self.lookup(access_key_id).map(|(f, _)| f)
+    }
+
+    /// The secret of registered credentials; `None` for any other id.
+    pub(crate) fn secret(&self, access_key_id: &str) -> Option<Arc<str>> {
+        self.lookup(access_key_id).map(|(_, s)| s)
+    }
+
+    fn lookup(&self, access_key_id: &str) -> Option<(String, Arc<str>)> {
+        self.registered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_id
+            .get(access_key_id)
+            .cloned()
+    }
+}
+
+/// What [`KeyStore::import`] accepts, whatever the backend.
+pub(crate) fn check_import(access_key_id: &str, secret: &str) -> Result<(), StoreError> {
+    let valid_id = (16..=128).contains(&access_key_id.len())
+        && access_key_id.chars().all(|c| c.is_ascii_alphanumeric());
+    if !valid_id || secret.len() < 16 {
+        return Err(nimbus_core::ValidationError::param(
+            "an access key id must be 16-128 letters or digits and its secret at least 16 characters",
+        )
+        .into());
+    }
+    if access_key_id.starts_with(FUNCTION_KEY_PREFIX) {
+        // Such an id is looked up among function credentials only: the
+        // key would be stored but never verify.
+        return Err(nimbus_core::ValidationError::param(format!(
+            "access key ids starting with {FUNCTION_KEY_PREFIX} are reserved for function credentials"
+        ))
+        .into());
+    }
+    Ok(())
+}
 
 pub(crate) const MASTER_KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;

@@ -10,8 +10,10 @@ use rusqlite::{Connection, params};
 
 use super::{Db, with_db};
 use crate::StoreError;
-use crate::gateway::{FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore};
-use crate::keys::{open, seal};
+use crate::gateway::{
+    FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, open_route_secret,
+    seal_route_secret,
+};
 
 pub struct SqliteGatewayStore {
     db: Db,
@@ -25,11 +27,6 @@ impl SqliteGatewayStore {
             cipher: Arc::new(ChaCha20Poly1305::new(master_key.into())),
         }
     }
-}
-
-/// Associated data binding a sealed secret to its route.
-fn secret_aad(id: &str) -> String {
-    format!("gateway-route:{id}")
 }
 
 #[async_trait]
@@ -58,10 +55,7 @@ impl GatewayStore for SqliteGatewayStore {
         rows.into_iter()
             .map(|(mut row, sealed)| {
                 if let Some(sealed) = sealed {
-                    let plain = open(&self.cipher, &secret_aad(&row.id), &sealed)?;
-                    row.secret = Some(String::from_utf8(plain).map_err(|_| {
-                        StoreError::Corrupt(format!("secret of route {} is not UTF-8", row.id))
-                    })?);
+                    row.secret = Some(open_route_secret(&self.cipher, &row.id, &sealed)?);
                 }
                 Ok(row)
             })
@@ -73,10 +67,7 @@ impl GatewayStore for SqliteGatewayStore {
         row: GatewayRouteRow,
         replaces: Option<String>,
     ) -> Result<(), StoreError> {
-        let sealed = match &row.secret {
-            Some(s) => Some(seal(&self.cipher, &secret_aad(&row.id), s.as_bytes())?),
-            None => None,
-        };
+        let sealed = seal_route_secret(&self.cipher, &row)?;
         with_db(&self.db, move |c| {
             let tx = c.transaction()?;
             if let Some(old) = replaces {

@@ -12,16 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Db, with_db};
 use crate::StoreError;
 use crate::keys::{
-    AccessKey, FUNCTION_KEY_PREFIX, FunctionCredentials, ID_ALPHABET, KeyStore, MASTER_KEY_BYTES,
-    NewAccessKey, SECRET_ALPHABET, now, open, random_string, seal,
+    AccessKey, FUNCTION_KEY_PREFIX, FunctionCredentials, FunctionKeys, ID_ALPHABET, KeyStore,
+    MASTER_KEY_BYTES, NewAccessKey, SECRET_ALPHABET, check_import, now, open, random_string, seal,
 };
-
-/// Function credentials registered for verification: key id → (function, secret).
-#[derive(Default)]
-struct FunctionKeys {
-    by_id: HashMap<String, (String, Arc<str>)>,
-    by_function: HashMap<String, String>,
-}
 
 pub struct SqliteKeyStore {
     db: Db,
@@ -30,39 +23,17 @@ pub struct SqliteKeyStore {
     /// is held, in the same critical section as the row's read or write, so
     /// a lookup racing a delete cannot put the deleted secret back.
     cache: Arc<RwLock<HashMap<String, Arc<str>>>>,
-    /// HMAC key for function credentials, derived from the master key (so the
-    /// master key itself is used for one purpose only per derivation).
-    function_secret: [u8; 32],
-    functions: RwLock<FunctionKeys>,
+    functions: FunctionKeys,
 }
 
 impl SqliteKeyStore {
     pub fn new(conn: Connection, master_key: &[u8; MASTER_KEY_BYTES]) -> Self {
-        use sha2::{Digest, Sha256};
-        let function_secret: [u8; 32] = Sha256::new()
-            .chain_update(b"nimbus function credentials v1\0")
-            .chain_update(master_key)
-            .finalize()
-            .into();
         Self {
             db: super::durable(conn),
             cipher: ChaCha20Poly1305::new(master_key.into()),
             cache: Arc::new(RwLock::new(HashMap::new())),
-            function_secret,
-            functions: RwLock::new(FunctionKeys::default()),
+            functions: FunctionKeys::new(master_key),
         }
-    }
-
-    /// HMAC-SHA256 under the function-credentials key.
-    fn derive(&self, parts: &[&str]) -> [u8; 32] {
-        use hmac::{KeyInit, Mac};
-        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.function_secret)
-            .expect("HMAC takes keys of any length");
-        for p in parts {
-            mac.update(p.as_bytes());
-            mac.update(b"\0");
-        }
-        mac.finalize().into_bytes().into()
     }
 
     fn seal(&self, access_key_id: &str, secret: &str) -> Result<Vec<u8>, StoreError> {
@@ -118,22 +89,7 @@ impl KeyStore for SqliteKeyStore {
         secret: &str,
         description: &str,
     ) -> Result<(), StoreError> {
-        let valid_id = (16..=128).contains(&access_key_id.len())
-            && access_key_id.chars().all(|c| c.is_ascii_alphanumeric());
-        if !valid_id || secret.len() < 16 {
-            return Err(nimbus_core::ValidationError::param(
-                "an access key id must be 16-128 letters or digits and its secret at least 16 characters",
-            )
-            .into());
-        }
-        if access_key_id.starts_with(FUNCTION_KEY_PREFIX) {
-            // Such an id is looked up among function credentials only: the
-            // key would be stored but never verify.
-            return Err(nimbus_core::ValidationError::param(format!(
-                "access key ids starting with {FUNCTION_KEY_PREFIX} are reserved for function credentials"
-            ))
-            .into());
-        }
+        check_import(access_key_id, secret)?;
         self.insert(access_key_id, secret, description, true)
             .await
             .map(|_| ())
@@ -160,58 +116,21 @@ impl KeyStore for SqliteKeyStore {
     }
 
     fn function_credentials(&self, function: &str, generation: &str) -> FunctionCredentials {
-        use base64::Engine;
-        let id_bytes = self.derive(&["id", function, generation]);
-        let access_key_id = format!("{FUNCTION_KEY_PREFIX}{}", hex::encode_upper(&id_bytes[..8]));
-        let secret_access_key = base64::engine::general_purpose::STANDARD_NO_PAD
-            .encode(self.derive(&["secret", function, generation]))
-            .chars()
-            .take(40)
-            .collect::<String>();
-        let mut keys = self.functions.write().unwrap();
-        if let Some(old) = keys
-            .by_function
-            .insert(function.to_string(), access_key_id.clone())
-            && old != access_key_id
-        {
-            keys.by_id.remove(&old);
-        }
-        keys.by_id.insert(
-            access_key_id.clone(),
-            (function.to_string(), secret_access_key.as_str().into()),
-        );
-        FunctionCredentials {
-            access_key_id,
-            secret_access_key,
-        }
+        self.functions.register(function, generation)
     }
 
     fn forget_function(&self, function: &str) {
-        let mut keys = self.functions.write().unwrap();
-        if let Some(id) = keys.by_function.remove(function) {
-            keys.by_id.remove(&id);
-        }
+        self.functions.forget(function);
     }
 
     fn function_of(&self, access_key_id: &str) -> Option<String> {
-        self.functions
-            .read()
-            .unwrap()
-            .by_id
-            .get(access_key_id)
-            .map(|(f, _)| f.clone())
+        self.functions.function_of(access_key_id)
     }
 
     async fn secret(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError> {
         if access_key_id.starts_with(FUNCTION_KEY_PREFIX) {
             // Function credentials live in memory only; an unknown one is no key.
-            return Ok(self
-                .functions
-                .read()
-                .unwrap()
-                .by_id
-                .get(access_key_id)
-                .map(|(_, s)| s.clone()));
+            return Ok(self.functions.secret(access_key_id));
         }
         if let Some(s) = self.cache.read().unwrap().get(access_key_id) {
             return Ok(Some(s.clone()));
