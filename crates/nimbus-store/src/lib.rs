@@ -60,6 +60,8 @@ pub use objects::{
     BucketInfo, ByteRange, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
     ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
 };
+pub use postgres::gateway::PgGatewayStore;
+pub use postgres::keys::PgKeyStore;
 pub use postgres::metadata::PgMetadataStore;
 pub use postgres::schedules::PgScheduleStore;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};

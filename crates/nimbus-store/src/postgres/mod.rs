@@ -21,6 +21,8 @@
     reason = "the stores of this backend land in the next commits"
 )]
 
+pub(crate) mod gateway;
+pub(crate) mod keys;
 pub(crate) mod metadata;
 pub(crate) mod schedules;
 pub mod scratch;

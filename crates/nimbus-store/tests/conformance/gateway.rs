@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, SqliteGatewayStore,
+    FunctionUrlRow, GatewayKeyRow, GatewayRouteRow, GatewayStore, PgGatewayStore,
+    SqliteGatewayStore,
 };
 
-use crate::helpers::{AtRest, Reopen, any_file_holds, race};
+use crate::helpers::{AtRest, Reopen, any_file_holds, any_row_holds, block_on, fresh_pg, race};
 
 const MASTER: [u8; 32] = [7; 32];
 
@@ -35,7 +37,22 @@ async fn open_sqlite() -> (Gateway, tempfile::TempDir) {
     (gateway, dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Gateway, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let store = PgGatewayStore::open(&pg, &MASTER).await.unwrap();
+    let open = move |master: &[u8; 32]| -> Arc<dyn GatewayStore> {
+        Arc::new(block_on(PgGatewayStore::open(&pg, master)).unwrap())
+    };
+    let url = db.url.clone();
+    let gateway = Gateway {
+        store: Arc::new(store),
+        reopen: Box::new(open),
+        at_rest: Box::new(move |needle| any_row_holds(&url, needle)),
+    };
+    (gateway, db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     routes_read_back_whole,
     routes_are_listed_in_creation_order,
     one_route_per_api_and_route_key,

@@ -65,3 +65,44 @@ pub async fn fresh_pg() -> (
         .expect("the scratch database accepts connections");
     (pg, db)
 }
+
+/// Runs `future` to its end from synchronous code in a case (a fixture's
+/// `reopen` or `at_rest`, where a PostgreSQL store must await). Needs the
+/// multi-threaded runtime the suites run on.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+/// Whether `needle` occurs in any row of any table of the database at
+/// `url`: the at-rest probe of the PostgreSQL openers. Rows are read as JSON
+/// text, in which `bytea` columns are hex, so the needle is looked for both
+/// as text and in hex (a secret stored in clear in a `bytea` is found too).
+pub fn any_row_holds(url: &str, needle: &[u8]) -> bool {
+    let (text, hex) = (String::from_utf8_lossy(needle), hex::encode(needle));
+    block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(conn);
+        let tables = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut found = false;
+        for table in tables {
+            let name: String = table.get(0);
+            let sql = format!("SELECT row_to_json(t)::text FROM \"{name}\" t");
+            for row in client.query(&sql, &[]).await.unwrap() {
+                let json: String = row.get(0);
+                found |= json.contains(&*text) || json.contains(&hex);
+            }
+        }
+        drop(client);
+        let _ = driver.await;
+        found
+    })
+}

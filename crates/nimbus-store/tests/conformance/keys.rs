@@ -2,10 +2,17 @@
 //! revoked by delete) and the derived credentials of functions' instances.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use nimbus_store::{KeyStore, SqliteKeyStore, StoreError};
+use async_trait::async_trait;
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{
+    ChangeFeed, ChangeKind, ChangeNotice, ChangeStream, KeyStore, LocalChangeFeed, PgKeyStore,
+    SqliteKeyStore, StoreError,
+};
+use tokio::sync::broadcast;
 
-use crate::helpers::{AtRest, Reopen, any_file_holds, race};
+use crate::helpers::{AtRest, Reopen, any_file_holds, any_row_holds, block_on, fresh_pg, race};
 
 /// The master key every opener uses; `other master key` cases use another.
 const MASTER: [u8; 32] = [7; 32];
@@ -36,7 +43,25 @@ async fn open_sqlite() -> (Keys, tempfile::TempDir) {
     (keys, dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Keys, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let changes: Arc<dyn ChangeFeed> = Arc::new(LocalChangeFeed::default());
+    let store = PgKeyStore::open(&pg, &MASTER, changes.clone())
+        .await
+        .unwrap();
+    let open = move |master: &[u8; 32]| -> Arc<dyn KeyStore> {
+        Arc::new(block_on(PgKeyStore::open(&pg, master, changes.clone())).unwrap())
+    };
+    let url = db.url.clone();
+    let keys = Keys {
+        store: Arc::new(store),
+        reopen: Box::new(open),
+        at_rest: Box::new(move |needle| any_row_holds(&url, needle)),
+    };
+    (keys, db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_created_key_verifies_with_its_secret,
     created_keys_are_distinct,
     keys_are_listed_in_creation_order_without_secrets,
@@ -385,4 +410,146 @@ async fn concurrent_imports_of_one_id_leave_one_key(k: Keys) {
         Some(stored.as_str()),
         "the store that imported verifies with the secret that was stored last"
     );
+}
+
+/// Two nodes of a cluster: key stores on one database, told of each
+/// other's writes by a change feed. A single-node backend has no other node
+/// (its writes update the only cache there is), so these cases run against
+/// the cluster backend only.
+struct Nodes {
+    a: Arc<dyn KeyStore>,
+    b: Arc<dyn KeyStore>,
+    feed: Arc<NoticeFeed>,
+}
+
+/// The feed between the nodes of these cases: an in-process broadcast, as
+/// [`LocalChangeFeed`] is, that can also announce a lost connection. A case
+/// publishes what the database's feed delivers when a write commits (that
+/// feed is tested on its own, in the `change_feed` suite).
+struct NoticeFeed {
+    tx: broadcast::Sender<ChangeNotice>,
+}
+
+impl NoticeFeed {
+    /// Announces that notices may have been missed.
+    fn resync(&self) {
+        let _ = self.tx.send(ChangeNotice::Resync);
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for NoticeFeed {
+    async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError> {
+        let change = nimbus_store::Change {
+            kind,
+            key: key.to_string(),
+        };
+        let _ = self.tx.send(ChangeNotice::Changed(change));
+        Ok(())
+    }
+
+    fn subscribe(&self) -> ChangeStream {
+        ChangeStream::new(&self.tx)
+    }
+}
+
+async fn open_pg_nodes() -> (Nodes, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let feed = Arc::new(NoticeFeed {
+        tx: broadcast::channel(64).0,
+    });
+    let node = || PgKeyStore::open(&pg, &MASTER, feed.clone());
+    let (a, b) = (node().await.unwrap(), node().await.unwrap());
+    let nodes = Nodes {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        feed: feed.clone(),
+    };
+    (nodes, db)
+}
+
+conformance!([postgres_nodes = open_pg_nodes()](
+    a_key_revoked_on_one_node_stops_verifying_on_the_other,
+    a_key_imported_again_verifies_with_its_new_secret_on_every_node,
+    a_resync_forgets_what_every_node_cached,
+    a_dropped_store_stops_following_the_feed,
+));
+
+/// How long a change may take to reach another node.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+/// Waits (at most [`PROPAGATION`]) until `id`'s secret on `store` is `want`.
+async fn until_secret_is(store: &dyn KeyStore, id: &str, want: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + PROPAGATION;
+    loop {
+        let got = secret_of(store, id).await;
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id}: still {got:?} after {PROPAGATION:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_key_revoked_on_one_node_stops_verifying_on_the_other(n: Nodes) {
+    let new = n.a.create("ci").await.unwrap();
+    let (id, secret) = (&new.key.access_key_id, &new.secret_access_key);
+    // Node b verified a request with it (and may have cached the secret).
+    assert_eq!(secret_of(&*n.b, id).await.as_deref(), Some(secret.as_str()));
+    assert!(n.a.delete(id).await.unwrap());
+    n.feed.publish(ChangeKind::AccessKey, id).await.unwrap();
+    until_secret_is(&*n.b, id, None).await;
+}
+
+async fn a_key_imported_again_verifies_with_its_new_secret_on_every_node(n: Nodes) {
+    let id = "AKIDEXAMPLE12345";
+    n.a.import(id, "first-secret-0123456789", "env")
+        .await
+        .unwrap();
+    until_secret_is(&*n.b, id, Some("first-secret-0123456789")).await;
+    n.a.import(id, "second-secret-0123456789", "env")
+        .await
+        .unwrap();
+    n.feed.publish(ChangeKind::AccessKey, id).await.unwrap();
+    until_secret_is(&*n.b, id, Some("second-secret-0123456789")).await;
+}
+
+/// Notices lost with the feed's connection: the resync that follows makes
+/// every node forget what it decrypted, so none verifies a revoked key.
+async fn a_resync_forgets_what_every_node_cached(n: Nodes) {
+    let (k1, k2) = (
+        n.a.create("one").await.unwrap(),
+        n.a.create("two").await.unwrap(),
+    );
+    let keep = n.a.create("kept").await.unwrap();
+    for k in [&k1, &k2, &keep] {
+        let id = &k.key.access_key_id;
+        assert!(secret_of(&*n.b, id).await.is_some());
+    }
+    assert!(n.a.delete(&k1.key.access_key_id).await.unwrap());
+    assert!(n.a.delete(&k2.key.access_key_id).await.unwrap());
+    n.feed.resync();
+    until_secret_is(&*n.b, &k1.key.access_key_id, None).await;
+    until_secret_is(&*n.b, &k2.key.access_key_id, None).await;
+    let kept = Some(keep.secret_access_key.as_str());
+    until_secret_is(&*n.b, &keep.key.access_key_id, kept).await;
+}
+
+/// A store follows the feed only while it exists: nothing is left running
+/// (nor subscribed) once it is dropped.
+async fn a_dropped_store_stops_following_the_feed(n: Nodes) {
+    assert_eq!(n.feed.tx.receiver_count(), 2, "each node follows the feed");
+    drop(n.b);
+    let deadline = tokio::time::Instant::now() + PROPAGATION;
+    while n.feed.tx.receiver_count() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped store still follows the feed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(n.feed.tx.receiver_count(), 1, "the other node still does");
 }
