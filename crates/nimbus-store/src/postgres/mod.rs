@@ -21,6 +21,8 @@
     reason = "the stores of this backend land in the next commits"
 )]
 
+#[cfg(test)]
+mod config_notices;
 pub(crate) mod gateway;
 pub(crate) mod keys;
 pub(crate) mod metadata;
