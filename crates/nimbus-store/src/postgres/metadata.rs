@@ -1,17 +1,18 @@
 //! Functions, versions and aliases on PostgreSQL, shared by every node.
 //!
-//! Records stay whole documents (as in the embedded backend) but as `JSONB`,
-//! so an operator can query them with SQL without this store parsing them.
-//! Names are `COLLATE "C"` so listings come out in byte order on any server
+//! Records stay whole JSON documents, as in the embedded backend, kept as
+//! `TEXT` rather than `JSONB`: `JSONB` refuses a string holding `\u0000`,
+//! which a function's description may (the embedded backend keeps it), and
+//! nothing here queries inside a record. Names are `COLLATE "C"` so listings come out in byte order on any server
 //! locale, as the contract (and SQLite) orders them. Every write announces
 //! the function it touched: each node keeps a registry of functions in
 //! memory and re-reads the one named.
 
 use async_trait::async_trait;
 use nimbus_core::{AliasRecord, FunctionName, FunctionRecord};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
-use tokio_postgres::types::Json;
 
 use super::{Pg, migrate, notify};
 use crate::metadata::MetadataStore;
@@ -23,18 +24,18 @@ const MIGRATIONS: &[&str] = &[
     // alias).
     r#"CREATE TABLE functions (
         name TEXT COLLATE "C" PRIMARY KEY,
-        record JSONB NOT NULL
+        record TEXT NOT NULL
      );
      CREATE TABLE function_versions (
         name TEXT COLLATE "C" NOT NULL,
         version BIGINT NOT NULL,
-        record JSONB NOT NULL,
+        record TEXT NOT NULL,
         PRIMARY KEY (name, version)
      );
      CREATE TABLE aliases (
         name TEXT COLLATE "C" NOT NULL,
         alias TEXT COLLATE "C" NOT NULL,
-        record JSONB NOT NULL,
+        record TEXT NOT NULL,
         PRIMARY KEY (name, alias)
      );"#,
 ];
@@ -93,9 +94,11 @@ impl PgMetadataStore {
 
 /// The document in the first column of `row`.
 fn decode<T: DeserializeOwned>(what: &str, row: &Row) -> Result<T, StoreError> {
-    row.try_get::<_, Json<T>>(0)
-        .map(|Json(record)| record)
-        .map_err(|e| StoreError::Corrupt(format!("{what} record: {e}")))
+    serde_json::from_str(row.get(0)).map_err(|e| StoreError::Corrupt(format!("{what} record: {e}")))
+}
+
+fn encode(record: &impl Serialize) -> String {
+    serde_json::to_string(record).expect("function and alias records always serialise")
 }
 
 /// A version's number, which the record carries as text.
@@ -115,7 +118,7 @@ impl MetadataStore for PgMetadataStore {
             .write(
                 &name,
                 "INSERT INTO functions (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                &[&name, &Json(record)],
+                &[&name, &encode(record)],
             )
             .await?;
         if n == 0 {
@@ -130,7 +133,7 @@ impl MetadataStore for PgMetadataStore {
             .write(
                 &name,
                 "UPDATE functions SET record = $2 WHERE name = $1",
-                &[&name, &Json(record)],
+                &[&name, &encode(record)],
             )
             .await?;
         if n == 0 {
@@ -183,7 +186,7 @@ impl MetadataStore for PgMetadataStore {
                 &name,
                 "INSERT INTO function_versions (name, version, record) VALUES ($1, $2, $3)
                  ON CONFLICT (name, version) DO NOTHING",
-                &[&name, &version, &Json(record)],
+                &[&name, &version, &encode(record)],
             )
             .await?;
         if n == 0 {
@@ -234,7 +237,7 @@ impl MetadataStore for PgMetadataStore {
             "UPDATE aliases SET record = $3 WHERE name = $1 AND alias = $2"
         };
         let n = self
-            .write(&name, sql, &[&name, &label, &Json(alias)])
+            .write(&name, sql, &[&name, &label, &encode(alias)])
             .await?;
         match (n, create) {
             (0, true) => Err(StoreError::Conflict(format!("alias {label} of {name}"))),

@@ -1,7 +1,8 @@
 //! Schedule definitions on PostgreSQL, shared by every node.
 //!
-//! One `JSONB` document per schedule, as the embedded backend keeps one JSON
-//! text. Every write announces the schedule's name: each node arms the
+//! One JSON document per schedule, as the embedded backend keeps, in a
+//! `TEXT` column: a schedule's input is any JSON the user gave, which may
+//! hold a `\u0000` that `JSONB` refuses. Every write announces the schedule's name: each node arms the
 //! schedules it knows in memory and re-reads the one named. When a schedule
 //! fires is not kept here (see [`crate::FireLedger`]), so a node that re-arms
 //! late neither repeats nor loses a fire.
@@ -9,7 +10,6 @@
 use async_trait::async_trait;
 use nimbus_core::schedule::ScheduleRecord;
 use tokio_postgres::Row;
-use tokio_postgres::types::Json;
 
 use super::{Pg, migrate, notify};
 use crate::schedules::ScheduleStore;
@@ -19,7 +19,7 @@ const MIGRATIONS: &[&str] = &[
     // v1: schedules by name (byte order, as SQLite lists them).
     r#"CREATE TABLE schedules (
         name TEXT COLLATE "C" PRIMARY KEY,
-        record JSONB NOT NULL
+        record TEXT NOT NULL
      );"#,
 ];
 
@@ -36,8 +36,7 @@ impl PgScheduleStore {
 }
 
 fn decode(row: &Row) -> Result<ScheduleRecord, StoreError> {
-    row.try_get::<_, Json<ScheduleRecord>>(0)
-        .map(|Json(record)| record)
+    serde_json::from_str(row.get(0))
         .map_err(|e| StoreError::Corrupt(format!("schedule record: {e}")))
 }
 
@@ -45,6 +44,8 @@ fn decode(row: &Row) -> Result<ScheduleRecord, StoreError> {
 impl ScheduleStore for PgScheduleStore {
     async fn put(&self, record: &ScheduleRecord, create: bool) -> Result<(), StoreError> {
         let name = record.name.as_str();
+        let text = serde_json::to_string(record)
+            .map_err(|e| StoreError::Corrupt(format!("schedule record: {e}")))?;
         let sql = if create {
             "INSERT INTO schedules (name, record) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
         } else {
@@ -52,7 +53,7 @@ impl ScheduleStore for PgScheduleStore {
         };
         let mut client = self.pg.client().await?;
         let tx = client.transaction().await?;
-        let n = tx.execute(sql, &[&name, &Json(record)]).await?;
+        let n = tx.execute(sql, &[&name, &text]).await?;
         match (n, create) {
             (0, true) => return Err(StoreError::Conflict(format!("schedule {name}"))),
             (0, false) => return Err(StoreError::NotFound(format!("schedule {name}"))),

@@ -23,6 +23,7 @@ async fn open_pg() -> (Arc<dyn MetadataStore>, ScratchDatabase) {
 
 conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_function_reads_back_whole,
+    any_character_of_a_description_reads_back,
     insert_refuses_a_taken_name,
     update_replaces_the_whole_record,
     update_needs_an_existing_function,
@@ -116,6 +117,19 @@ async fn a_function_reads_back_whole(store: Arc<dyn MetadataStore>) {
         store.get_function(&name("F")).await.unwrap().is_none(),
         "names are case-sensitive"
     );
+}
+
+/// A description is free text: control characters, NUL included, are
+/// stored and read back as given, in `$LATEST` and in versions.
+async fn any_character_of_a_description_reads_back(store: Arc<dyn MetadataStore>) {
+    let mut record = function("f");
+    record.config.description = "nul \u{0} bell \u{7} tab \t \\ \"q\" \u{10FFFF}".into();
+    store.insert_function(&record).await.unwrap();
+    let mut v1 = record.clone();
+    v1.version = "1".into();
+    store.insert_version(&v1).await.unwrap();
+    assert_eq!(store.get_function(&name("f")).await.unwrap(), Some(record));
+    assert_eq!(store.list_versions(&name("f")).await.unwrap(), vec![v1]);
 }
 
 async fn insert_refuses_a_taken_name(store: Arc<dyn MetadataStore>) {

@@ -24,6 +24,7 @@ conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     create_get_list_delete,
     create_refuses_a_taken_name,
     replace_needs_an_existing_schedule,
+    a_schedule_reads_back_whole,
 ));
 
 fn record(name: &str, expression: &str) -> ScheduleRecord {
@@ -98,4 +99,25 @@ async fn replace_needs_an_existing_schedule(store: Arc<dyn ScheduleStore>) {
         store.get("a").await.unwrap().unwrap().expression,
         "rate(9 minutes)"
     );
+}
+
+/// The input is any JSON the user gave (NUL characters, large and
+/// fractional numbers, nesting) and comes back as given, with every other
+/// field.
+async fn a_schedule_reads_back_whole(store: Arc<dyn ScheduleStore>) {
+    let record: ScheduleRecord = serde_json::from_value(serde_json::json!({
+        "name": "nightly",
+        "expression": "cron(0 3 * * ? *)",
+        "timezone": "Europe/Paris",
+        "function": "fn-a",
+        "qualifier": "live",
+        "input": {"text": "nul \u{0} ✓", "n": [1, -2.5, 9007199254740993u64], "deep": {"a": null}},
+        "enabled": false,
+        "description": "every night \u{0}",
+        "created_ms": 1_700_000_000_000i64,
+    }))
+    .unwrap();
+    store.put(&record, true).await.unwrap();
+    assert_eq!(store.get("nightly").await.unwrap(), Some(record.clone()));
+    assert_eq!(store.list().await.unwrap(), vec![record]);
 }
