@@ -3,10 +3,12 @@
 //! Records stay whole JSON documents, as in the embedded backend, kept as
 //! `TEXT` rather than `JSONB`: `JSONB` refuses a string holding `\u0000`,
 //! which a function's description may (the embedded backend keeps it), and
-//! nothing here queries inside a record. Names are `COLLATE "C"` so listings come out in byte order on any server
-//! locale, as the contract (and SQLite) orders them. Every write announces
-//! the function it touched: each node keeps a registry of functions in
-//! memory and re-reads the one named.
+//! nothing here queries inside a record. Names are `COLLATE "C"` so
+//! listings come out in byte order whatever the server's locale, as the
+//! contract (and SQLite) orders them.
+//!
+//! Every write announces the function it touched: each node keeps a
+//! registry of functions in memory and re-reads the one named.
 
 use async_trait::async_trait;
 use nimbus_core::{AliasRecord, FunctionName, FunctionRecord};
@@ -165,7 +167,9 @@ impl MetadataStore for PgMetadataStore {
 
     async fn delete_function(&self, name: &FunctionName) -> Result<bool, StoreError> {
         // One statement, so the versions and aliases go with the function
-        // atomically; it counts only the function itself.
+        // atomically; it counts only the function itself. Announced even
+        // when no function was there: versions or aliases of the name (the
+        // store does not require the function) may have gone.
         let sql = "WITH gone AS (DELETE FROM functions WHERE name = $1 RETURNING 1),
                         versions AS (DELETE FROM function_versions WHERE name = $1),
                         aliases AS (DELETE FROM aliases WHERE name = $1)

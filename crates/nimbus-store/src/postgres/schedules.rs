@@ -2,10 +2,12 @@
 //!
 //! One JSON document per schedule, as the embedded backend keeps, in a
 //! `TEXT` column: a schedule's input is any JSON the user gave, which may
-//! hold a `\u0000` that `JSONB` refuses. Every write announces the schedule's name: each node arms the
-//! schedules it knows in memory and re-reads the one named. When a schedule
-//! fires is not kept here (see [`crate::FireLedger`]), so a node that re-arms
-//! late neither repeats nor loses a fire.
+//! hold a `\u0000` that `JSONB` refuses.
+//!
+//! Every write announces the schedule's name: each node arms the schedules
+//! it knows in memory and re-reads the one named. When a schedule fires is
+//! not kept here (see [`crate::FireLedger`]), so a node that re-arms late
+//! neither repeats nor loses a fire.
 
 use async_trait::async_trait;
 use nimbus_core::schedule::ScheduleRecord;
