@@ -163,12 +163,11 @@ impl PgKeyStore {
     /// Reads and unseals a key's secret; `None` when there is no such key.
     async fn load(&self, access_key_id: &str) -> Result<Option<Arc<str>>, StoreError> {
         let client = self.pg.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT secret FROM access_keys WHERE access_key_id = $1",
-                &[&access_key_id],
-            )
+        // On the request path (a key not cached yet): one round trip.
+        let statement = client
+            .prepare_cached("SELECT secret FROM access_keys WHERE access_key_id = $1")
             .await?;
+        let row = client.query_opt(&statement, &[&access_key_id]).await?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -63,7 +63,8 @@ impl PgMetadataStore {
     ) -> Result<u64, StoreError> {
         let mut client = self.pg.client().await?;
         let tx = client.transaction().await?;
-        let n = tx.execute(sql, params).await?;
+        let statement = tx.prepare_cached(sql).await?;
+        let n = tx.execute(&statement, params).await?;
         if n > 0 {
             notify(&tx, ChangeKind::Function, function).await?;
         }
@@ -78,7 +79,8 @@ impl PgMetadataStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<T>, StoreError> {
         let client = self.pg.client().await?;
-        let row = client.query_opt(sql, params).await?;
+        let statement = client.prepare_cached(sql).await?;
+        let row = client.query_opt(&statement, params).await?;
         row.map(|r| decode(what, &r)).transpose()
     }
 
@@ -89,7 +91,8 @@ impl PgMetadataStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<T>, StoreError> {
         let client = self.pg.client().await?;
-        let rows = client.query(sql, params).await?;
+        let statement = client.prepare_cached(sql).await?;
+        let rows = client.query(&statement, params).await?;
         rows.iter().map(|r| decode(what, r)).collect()
     }
 }
