@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    LogQuery, LogRecord, LogStore, PruneReport, RetentionPolicy, SqliteLogStore, StoredLog,
-    UsageRecord, charged_bytes,
+    LogQuery, LogRecord, LogStore, PgLogStore, PruneReport, RetentionPolicy, SqliteLogStore,
+    StoredLog, UsageRecord, charged_bytes,
 };
+
+use crate::helpers::fresh_pg;
 
 async fn open_sqlite() -> (Arc<dyn LogStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +19,12 @@ async fn open_sqlite() -> (Arc<dyn LogStore>, tempfile::TempDir) {
     (Arc::new(SqliteLogStore::new(open(), open())), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn LogStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgLogStore::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     lines_read_back_whole_in_append_order,
     an_empty_append_stores_nothing,
     a_query_sees_one_function,
