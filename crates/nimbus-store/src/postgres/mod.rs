@@ -23,6 +23,7 @@
 
 pub(crate) mod logs;
 pub mod scratch;
+pub(crate) mod workflows;
 
 use std::str::FromStr;
 

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    ExecutionQuery, ExecutionRecord, ExecutionUpdate, SqliteWorkflowStore, StateMachineRecord,
-    StoreError, StoredEvent, WorkflowStore,
+    ExecutionQuery, ExecutionRecord, ExecutionUpdate, PgWorkflowStore, SqliteWorkflowStore,
+    StateMachineRecord, StoreError, StoredEvent, WorkflowStore,
 };
 
-use crate::helpers::race;
+use crate::helpers::{fresh_pg, race};
 
 async fn open_sqlite() -> (Arc<dyn WorkflowStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,7 +18,12 @@ async fn open_sqlite() -> (Arc<dyn WorkflowStore>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn WorkflowStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgWorkflowStore::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_machine_reads_back_whole,
     create_machine_refuses_a_taken_arn,
     update_machine_changes_the_definition_only,
