@@ -501,3 +501,84 @@ impl WorkflowStore for PgWorkflowStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use tokio_postgres::AsyncMessage;
+
+    use super::*;
+    use crate::Change;
+    use crate::postgres::CHANGE_CHANNEL;
+    use crate::postgres::scratch::ScratchDatabase;
+
+    /// What another node's change feed receives: the changes of the
+    /// channel, as they are delivered.
+    async fn listen(
+        pg: &Pg,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<Change>,
+    ) {
+        let (client, mut conn) = pg.dedicated().await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let AsyncMessage::Notification(n) = message {
+                    let _ = tx.send(Change::decode(n.payload()).unwrap());
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {CHANGE_CHANNEL}"))
+            .await
+            .unwrap();
+        (client, rx)
+    }
+
+    fn machine(name: &str) -> StateMachineRecord {
+        StateMachineRecord {
+            arn: format!("arn:aws:states:us-east-1:000000000000:stateMachine:{name}"),
+            name: name.into(),
+            definition: "{}".into(),
+            role_arn: "arn:aws:iam::000000000000:role/r".into(),
+            machine_type: "STANDARD".into(),
+            created_ms: 1,
+            updated_ms: 1,
+            revision: "1".into(),
+        }
+    }
+
+    /// Every change of a state machine reaches the other nodes, and a
+    /// refused one (a taken ARN, a missing machine) announces nothing.
+    #[tokio::test]
+    async fn machine_changes_are_announced_and_refused_ones_are_not() {
+        let db = ScratchDatabase::create().await.unwrap();
+        let pg = Pg::connect(&db.url).await.unwrap();
+        let store = PgWorkflowStore::open(&pg).await.unwrap();
+        let (_listener, mut changes) = listen(&pg).await;
+        let m = machine("m");
+        store.create_machine(&m).await.unwrap();
+        assert!(store.create_machine(&m).await.is_err());
+        store.update_machine(&m).await.unwrap();
+        assert!(store.update_machine(&machine("ghost")).await.is_err());
+        assert!(store.delete_machine(&m.arn).await.unwrap());
+        assert!(!store.delete_machine(&m.arn).await.unwrap());
+        // The last change: every earlier one was delivered before it.
+        store.create_machine(&machine("end")).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(change) = changes.recv().await {
+            assert_eq!(change.kind, ChangeKind::StateMachine);
+            let end = change.key == machine("end").arn;
+            got.push(change.key);
+            if end {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            [&m.arn, &m.arn, &m.arn, &machine("end").arn].map(String::clone)
+        );
+    }
+}
