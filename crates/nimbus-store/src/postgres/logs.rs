@@ -45,8 +45,8 @@ const MIGRATIONS: &[&str] = &[
         bytes BIGINT NOT NULL
      );
      CREATE INDEX logs_function_id ON logs (function, id) INCLUDE (bytes);
-     CREATE INDEX logs_function_ts ON logs (function, ts_ms);
      CREATE INDEX logs_function_request ON logs (function, request_id, id);
+     -- Also what a query `since` a time reads when few lines are that recent.
      CREATE INDEX logs_ts ON logs (ts_ms);
      CREATE TABLE log_sizes (
         function TEXT PRIMARY KEY,
@@ -91,6 +91,8 @@ fn stripes_of(lines: &[LogRecord]) -> Vec<i32> {
     stripes
 }
 
+/// One batch: its stripes locked, its lines numbered in the batch's order
+/// (ids are drawn as the sorted rows are inserted), the sizes updated.
 const APPEND: &str = "
 WITH locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock($1, stripe)) AS stripes

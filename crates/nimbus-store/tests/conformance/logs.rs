@@ -44,6 +44,7 @@ conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     usage_is_filtered_by_function_and_time,
     usage_records_are_capped_oldest_first,
     concurrent_appends_are_all_stored_in_order,
+    a_line_holding_a_nul_byte_is_kept,
 ));
 
 /// Two nodes on the same data: two stores on one log database.
@@ -749,4 +750,18 @@ async fn a_follower_misses_no_line_of_two_nodes_appending((a, b): TwoNodes) {
             .collect();
         assert_eq!(mine, (0..BATCHES * 5).collect::<Vec<_>>(), "node {node}");
     }
+}
+
+/// A function may print any text, a NUL byte included: it reads back as
+/// printed, and the lines of its batch are stored with it.
+async fn a_line_holding_a_nul_byte_is_kept(store: Arc<dyn LogStore>) {
+    store
+        .append(vec![
+            line("f", 1, "before"),
+            line("f", 2, "a\0b"),
+            line("f", 3, "after"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(messages(&*store, "f").await, ["before", "a\0b", "after"]);
 }
