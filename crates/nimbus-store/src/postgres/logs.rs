@@ -134,6 +134,63 @@ impl PgLogStore {
     }
 }
 
+/// A batch of lines as the columns of `UNNEST`.
+struct LineColumns<'a> {
+    functions: Vec<&'a str>,
+    times: Vec<i64>,
+    instances: Vec<&'a str>,
+    requests: Vec<Option<&'a str>>,
+    messages: Vec<&'a [u8]>,
+    bytes: Vec<i64>,
+}
+
+impl<'a> LineColumns<'a> {
+    fn of(lines: &'a [LogRecord]) -> Self {
+        LineColumns {
+            functions: lines.iter().map(|l| l.function.as_str()).collect(),
+            times: lines.iter().map(|l| l.ts_ms).collect(),
+            instances: lines.iter().map(|l| l.instance.as_str()).collect(),
+            requests: lines.iter().map(|l| l.request_id.as_deref()).collect(),
+            messages: lines.iter().map(|l| l.message.as_bytes()).collect(),
+            bytes: lines.iter().map(|l| charged_bytes(l) as i64).collect(),
+        }
+    }
+}
+
+/// A batch of metering records as the columns of `UNNEST`.
+struct UsageColumns<'a> {
+    times: Vec<i64>,
+    functions: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    requests: Vec<&'a str>,
+    durations: Vec<f64>,
+    billed: Vec<i64>,
+    memory: Vec<i64>,
+    cold: Vec<bool>,
+    init: Vec<Option<f64>>,
+    outcomes: Vec<&'a str>,
+}
+
+impl<'a> UsageColumns<'a> {
+    fn of(records: &'a [UsageRecord]) -> Self {
+        UsageColumns {
+            times: records.iter().map(|r| r.ts_ms).collect(),
+            functions: records.iter().map(|r| r.function.as_str()).collect(),
+            versions: records.iter().map(|r| r.version.as_str()).collect(),
+            requests: records.iter().map(|r| r.request_id.as_str()).collect(),
+            durations: records.iter().map(|r| r.duration_ms).collect(),
+            billed: records
+                .iter()
+                .map(|r| r.billed_ms.min(i64::MAX as u64) as i64)
+                .collect(),
+            memory: records.iter().map(|r| i64::from(r.memory_mb)).collect(),
+            cold: records.iter().map(|r| r.cold).collect(),
+            init: records.iter().map(|r| r.init_ms).collect(),
+            outcomes: records.iter().map(|r| r.outcome.as_str()).collect(),
+        }
+    }
+}
+
 /// A stored message as text (it was written from a `String`).
 fn text(bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(format!("a log line: {e}")))
@@ -176,12 +233,7 @@ impl LogStore for PgLogStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let functions: Vec<&str> = lines.iter().map(|l| l.function.as_str()).collect();
-        let times: Vec<i64> = lines.iter().map(|l| l.ts_ms).collect();
-        let instances: Vec<&str> = lines.iter().map(|l| l.instance.as_str()).collect();
-        let requests: Vec<Option<&str>> = lines.iter().map(|l| l.request_id.as_deref()).collect();
-        let messages: Vec<&[u8]> = lines.iter().map(|l| l.message.as_bytes()).collect();
-        let bytes: Vec<i64> = lines.iter().map(|l| charged_bytes(l) as i64).collect();
+        let c = LineColumns::of(&lines);
         let client = self.pg.client().await?;
         let append = client.prepare_cached(APPEND).await?;
         client
@@ -190,12 +242,12 @@ impl LogStore for PgLogStore {
                 &[
                     &LOG_LOCKS,
                     &stripes_of(&lines),
-                    &functions,
-                    &times,
-                    &instances,
-                    &requests,
-                    &messages,
-                    &bytes,
+                    &c.functions,
+                    &c.times,
+                    &c.instances,
+                    &c.requests,
+                    &c.messages,
+                    &c.bytes,
                 ],
             )
             .await?;
@@ -251,27 +303,23 @@ impl LogStore for PgLogStore {
         if records.is_empty() {
             return Ok(());
         }
-        let times: Vec<i64> = records.iter().map(|r| r.ts_ms).collect();
-        let functions: Vec<&str> = records.iter().map(|r| r.function.as_str()).collect();
-        let versions: Vec<&str> = records.iter().map(|r| r.version.as_str()).collect();
-        let requests: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
-        let durations: Vec<f64> = records.iter().map(|r| r.duration_ms).collect();
-        let billed: Vec<i64> = records
-            .iter()
-            .map(|r| r.billed_ms.min(i64::MAX as u64) as i64)
-            .collect();
-        let memory: Vec<i64> = records.iter().map(|r| i64::from(r.memory_mb)).collect();
-        let cold: Vec<bool> = records.iter().map(|r| r.cold).collect();
-        let init: Vec<Option<f64>> = records.iter().map(|r| r.init_ms).collect();
-        let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
+        let c = UsageColumns::of(&records);
         let client = self.pg.client().await?;
         let insert = client.prepare_cached(APPEND_USAGE).await?;
         client
             .execute(
                 &insert,
                 &[
-                    &times, &functions, &versions, &requests, &durations, &billed, &memory, &cold,
-                    &init, &outcomes,
+                    &c.times,
+                    &c.functions,
+                    &c.versions,
+                    &c.requests,
+                    &c.durations,
+                    &c.billed,
+                    &c.memory,
+                    &c.cold,
+                    &c.init,
+                    &c.outcomes,
                 ],
             )
             .await?;
