@@ -2,15 +2,15 @@
 //! execution started on one node can be described, listed and resumed on any.
 //!
 //! A commit is acted upon (see [`crate::WorkflowStore`]), so writes commit
-//! synchronously, as the server is configured; each write is one statement,
-//! hence one round trip and one transaction: an execution and its first
-//! events, or a step and its events, are one statement whose parts
-//! (data-modifying `WITH` clauses) commit or fail together. The events go in
-//! as arrays (`UNNEST`), not a row at a time.
+//! synchronously, as the server is configured. An execution's writes are on
+//! the hot path of every step, so each is one statement, hence one round trip
+//! and one transaction: an execution and its first events, or a step and its
+//! events, are parts (data-modifying `WITH` clauses) of one statement that
+//! commit or fail together, the events going in as arrays (`UNNEST`).
 //!
 //! Every node keeps the state machines it runs in memory: creating, updating
 //! or deleting one announces it on the change feed from inside its
-//! transaction.
+//! transaction, so the notice goes out if and only if the change commits.
 //!
 //! Documents (definitions, inputs, snapshots, event details) are `TEXT`, not
 //! `JSONB`: they are read back verbatim, as given. Names sort by code point
