@@ -62,8 +62,10 @@ pub use objects::{
 };
 pub use postgres::gateway::PgGatewayStore;
 pub use postgres::keys::PgKeyStore;
+pub use postgres::logs::PgLogStore;
 pub use postgres::metadata::PgMetadataStore;
 pub use postgres::schedules::PgScheduleStore;
+pub use postgres::workflows::PgWorkflowStore;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
 pub use schedules::ScheduleStore;
 pub use sqlite::gateway::SqliteGatewayStore;

@@ -128,3 +128,126 @@ pub struct PruneReport {
 pub fn charged_bytes(r: &LogRecord) -> u64 {
     (r.message.len() + r.instance.len() + r.request_id.as_ref().map_or(0, |s| s.len()) + 48) as u64
 }
+
+// What every backend shares below: the arithmetic of retention and the
+// reading of platform rows, so that the backends differ only in how they
+// store, never in what a query or a pass returns.
+
+/// Rows whose message starts with one of these and holds newlines are
+/// several platform lines stored as one (END and REPORT of an invocation,
+/// with START first when the invocation wrote nothing) and are read back as
+/// separate lines with the same id. A function's own output never holds a
+/// newline: the pipe splits it into lines.
+const MULTI_LINE_PREFIXES: [&str; 2] = ["START RequestId: ", "END RequestId: "];
+
+fn is_multi_line(message: &str) -> bool {
+    MULTI_LINE_PREFIXES.iter().any(|p| message.starts_with(p)) && message.contains('\n')
+}
+
+/// The rows a query read (newest first when `newest_first`, else oldest
+/// first) as the lines it returns: oldest first, platform rows split.
+pub(crate) fn rows_to_lines(rows: Vec<StoredLog>, newest_first: bool) -> Vec<StoredLog> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if !is_multi_line(&row.message) {
+            out.push(row);
+            continue;
+        }
+        let lines: Vec<&str> = if newest_first {
+            row.message.rsplit('\n').collect()
+        } else {
+            row.message.split('\n').collect()
+        };
+        for line in lines {
+            out.push(StoredLog {
+                message: line.to_string(),
+                instance: row.instance.clone(),
+                request_id: row.request_id.clone(),
+                ..row
+            });
+        }
+    }
+    if newest_first {
+        out.reverse();
+    }
+    out
+}
+
+/// The rows a query reads at most (see [`LogStore::query`]).
+pub(crate) fn row_limit(limit: usize) -> i64 {
+    if limit == 0 {
+        1000
+    } else {
+        limit.min(nimbus_core::limits::MAX_LOG_QUERY_LINES) as i64
+    }
+}
+
+/// The instance column of retention notices (instance ids never take this form).
+pub(crate) const NOTICE_INSTANCE: &str = "nimbus";
+
+/// A quota pass cuts a function down to this share of its quota, so that it is
+/// not cut again at every batch.
+pub(crate) const LOW_WATER_PERCENT: u64 = 90;
+
+/// The notice that stands where a function's dropped lines were.
+pub(crate) fn quota_notice(
+    function: &str,
+    ts_ms: i64,
+    dropped: i64,
+    quota_note: &str,
+) -> LogRecord {
+    LogRecord {
+        function: function.to_string(),
+        ts_ms,
+        instance: NOTICE_INSTANCE.into(),
+        request_id: None,
+        message: format!(
+            "nimbus: {dropped} older log lines of this function were dropped to stay within {quota_note}"
+        ),
+    }
+}
+
+/// How a notice names the per-function quota.
+pub(crate) fn function_quota_note(p: &RetentionPolicy) -> String {
+    format!("its {} log quota", size_text(p.function_bytes))
+}
+
+/// How a notice names the total quota and the function's share of it.
+pub(crate) fn total_quota_note(p: &RetentionPolicy, share: u64) -> String {
+    format!(
+        "the server's {} log quota (its share: {})",
+        size_text(p.total_bytes),
+        size_text(share)
+    )
+}
+
+/// Human-readable size for notices: "64 MB", "512 KB", "100 bytes".
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MB", bytes >> 20)
+    } else if bytes >= 1 << 20 {
+        format!("{:.1} MB", bytes as f64 / (1u64 << 20) as f64)
+    } else if bytes >= 1 << 10 {
+        format!("{} KB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The largest share `c` such that every function keeping `min(size, c)`
+/// fits in `budget`; functions under it keep everything.
+pub(crate) fn fair_share(sizes: &[u64], budget: u64) -> u64 {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    let mut left = budget;
+    let mut n = sorted.len() as u64;
+    for s in sorted {
+        if s * n <= left {
+            left -= s;
+            n -= 1;
+        } else {
+            return left / n;
+        }
+    }
+    u64::MAX
+}

@@ -25,9 +25,11 @@
 mod config_notices;
 pub(crate) mod gateway;
 pub(crate) mod keys;
+pub(crate) mod logs;
 pub(crate) mod metadata;
 pub(crate) mod schedules;
 pub mod scratch;
+pub(crate) mod workflows;
 
 use std::str::FromStr;
 

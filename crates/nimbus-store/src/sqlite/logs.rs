@@ -29,27 +29,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Db, with_db};
 use crate::StoreError;
 use crate::logs::{
-    LogQuery, LogRecord, LogStore, PruneReport, RetentionPolicy, StoredLog, UsageRecord,
-    charged_bytes,
+    LOW_WATER_PERCENT, LogQuery, LogRecord, LogStore, NOTICE_INSTANCE, PruneReport,
+    RetentionPolicy, StoredLog, UsageRecord, charged_bytes, fair_share, function_quota_note,
+    quota_notice, row_limit, rows_to_lines, total_quota_note,
 };
-
-/// Rows whose message starts with one of these and holds newlines are
-/// several platform lines stored as one (END and REPORT of an invocation,
-/// with START first when the invocation wrote nothing) and are read back as
-/// separate lines with the same id. A function's own output never holds a
-/// newline: the pipe splits it into lines.
-const MULTI_LINE_PREFIXES: [&str; 2] = ["START RequestId: ", "END RequestId: "];
-
-fn is_multi_line(message: &str) -> bool {
-    MULTI_LINE_PREFIXES.iter().any(|p| message.starts_with(p)) && message.contains('\n')
-}
-
-/// The instance column of retention notices (instance ids never take this form).
-const NOTICE_INSTANCE: &str = "nimbus";
-
-/// A quota pass cuts a function down to this share of its quota, so that it is
-/// not cut again at every batch.
-const LOW_WATER_PERCENT: u64 = 90;
 
 enum Batch {
     Logs(Vec<LogRecord>),
@@ -327,15 +310,7 @@ fn cut_function(
         params![function, lines as i64 - notices, freed as i64],
         |r| r.get(0),
     )?;
-    let notice = LogRecord {
-        function: function.to_string(),
-        ts_ms: cut_ts,
-        instance: NOTICE_INSTANCE.into(),
-        request_id: None,
-        message: format!(
-            "nimbus: {dropped} older log lines of this function were dropped to stay within {quota_note}"
-        ),
-    };
+    let notice = quota_notice(function, cut_ts, dropped, quota_note);
     let notice_bytes = charged_bytes(&notice);
     // Its id is the last deleted line's, so it reads first, where they were.
     c.execute(
@@ -347,37 +322,6 @@ fn cut_function(
         params![function, notice_bytes as i64],
     )?;
     Ok((lines, freed))
-}
-
-/// Human-readable size for notices: "64 MB", "512 KB", "100 bytes".
-fn size_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MB", bytes >> 20)
-    } else if bytes >= 1 << 20 {
-        format!("{:.1} MB", bytes as f64 / (1u64 << 20) as f64)
-    } else if bytes >= 1 << 10 {
-        format!("{} KB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
-/// The largest share `c` such that every function keeping `min(size, c)`
-/// fits in `budget`; functions under it keep everything.
-fn fair_share(sizes: &[u64], budget: u64) -> u64 {
-    let mut sorted = sizes.to_vec();
-    sorted.sort_unstable();
-    let mut left = budget;
-    let mut n = sorted.len() as u64;
-    for s in sorted {
-        if s * n <= left {
-            left -= s;
-            n -= 1;
-        } else {
-            return left / n;
-        }
-    }
-    u64::MAX
 }
 
 fn prune(c: &mut Connection, p: RetentionPolicy) -> Result<PruneReport, StoreError> {
@@ -423,7 +367,7 @@ fn prune(c: &mut Connection, p: RetentionPolicy) -> Result<PruneReport, StoreErr
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     };
     // Each function within its own quota.
-    let per_function_note = format!("its {} log quota", size_text(p.function_bytes));
+    let per_function_note = function_quota_note(&p);
     for (f, bytes) in sizes(&tx)? {
         if bytes > p.function_bytes {
             let keep = p.function_bytes / 100 * LOW_WATER_PERCENT;
@@ -438,11 +382,7 @@ fn prune(c: &mut Connection, p: RetentionPolicy) -> Result<PruneReport, StoreErr
     if total > p.total_bytes {
         let budget = p.total_bytes / 100 * LOW_WATER_PERCENT;
         let share = fair_share(&all.iter().map(|(_, b)| *b).collect::<Vec<_>>(), budget);
-        let note = format!(
-            "the server's {} log quota (its share: {})",
-            size_text(p.total_bytes),
-            size_text(share)
-        );
+        let note = total_quota_note(&p, share);
         for (f, bytes) in all {
             if bytes > share {
                 let (lines, freed) = cut_function(&tx, &f, bytes, share, &note)?;
@@ -539,11 +479,7 @@ impl LogStore for SqliteLogStore {
 
     async fn query(&self, q: LogQuery) -> Result<Vec<StoredLog>, StoreError> {
         with_db(&self.db, move |c| {
-            let limit = if q.limit == 0 {
-                1000
-            } else {
-                q.limit.min(nimbus_core::limits::MAX_LOG_QUERY_LINES)
-            } as i64;
+            let limit = row_limit(q.limit);
             let newest_first = q.after_id.is_none();
             let sql = format!(
                 "SELECT id, ts_ms, instance, request_id, message FROM logs
@@ -570,33 +506,8 @@ impl LogStore for SqliteLogStore {
                     })
                 },
             )?;
-            let mut out = Vec::new();
-            for row in rows {
-                let row = row?;
-                if is_multi_line(&row.message) {
-                    // A platform row holding several lines (END and REPORT,
-                    // with START first for a silent invocation).
-                    let lines: Vec<&str> = if newest_first {
-                        row.message.rsplit('\n').collect()
-                    } else {
-                        row.message.split('\n').collect()
-                    };
-                    for line in lines {
-                        out.push(StoredLog {
-                            message: line.to_string(),
-                            instance: row.instance.clone(),
-                            request_id: row.request_id.clone(),
-                            ..row
-                        });
-                    }
-                } else {
-                    out.push(row);
-                }
-            }
-            if newest_first {
-                out.reverse();
-            }
-            Ok(out)
+            let rows = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows_to_lines(rows, newest_first))
         })
         .await
     }

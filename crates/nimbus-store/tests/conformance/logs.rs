@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    LogQuery, LogRecord, LogStore, PruneReport, RetentionPolicy, SqliteLogStore, StoredLog,
-    UsageRecord, charged_bytes,
+    LogQuery, LogRecord, LogStore, PgLogStore, PruneReport, RetentionPolicy, SqliteLogStore,
+    StoredLog, UsageRecord, charged_bytes,
 };
+
+use crate::helpers::fresh_pg;
 
 async fn open_sqlite() -> (Arc<dyn LogStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +19,12 @@ async fn open_sqlite() -> (Arc<dyn LogStore>, tempfile::TempDir) {
     (Arc::new(SqliteLogStore::new(open(), open())), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn LogStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgLogStore::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     lines_read_back_whole_in_append_order,
     an_empty_append_stores_nothing,
     a_query_sees_one_function,
@@ -36,6 +44,36 @@ conformance!([sqlite = open_sqlite()](
     usage_is_filtered_by_function_and_time,
     usage_records_are_capped_oldest_first,
     concurrent_appends_are_all_stored_in_order,
+    a_line_holding_a_nul_byte_is_kept,
+));
+
+/// Two nodes on the same data: two stores on one log database.
+type TwoNodes = (Arc<dyn LogStore>, Arc<dyn LogStore>);
+
+async fn two_sqlite() -> (TwoNodes, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs.db");
+    let open = || -> Arc<dyn LogStore> {
+        let db = || nimbus_store::open_log_database(&path).unwrap();
+        Arc::new(SqliteLogStore::new(db(), db()))
+    };
+    ((open(), open()), dir)
+}
+
+async fn two_pg() -> (TwoNodes, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let a = PgLogStore::open(&pg).await.unwrap();
+    let other = nimbus_store::postgres::Pg::connect(&db.url).await.unwrap();
+    let b = PgLogStore::open(&other).await.unwrap();
+    ((Arc::new(a), Arc::new(b)), db)
+}
+
+conformance!([
+    sqlite_two_nodes = two_sqlite(),
+    postgres_two_nodes = two_pg()
+](
+    what_one_node_writes_another_reads,
+    a_follower_misses_no_line_of_two_nodes_appending,
 ));
 
 fn line(f: &str, ts: i64, msg: &str) -> LogRecord {
@@ -645,4 +683,85 @@ async fn concurrent_appends_are_all_stored_in_order(store: Arc<dyn LogStore>) {
             .collect();
         assert_eq!(mine, (0..100).collect::<Vec<_>>(), "writer {w}'s order");
     }
+}
+
+/// `nimbus logs` and `nimbus usage` on any node see what every node wrote,
+/// and a cursor taken on one node goes on on another.
+async fn what_one_node_writes_another_reads((a, b): TwoNodes) {
+    a.append(numbered("f", 0, 3)).await.unwrap();
+    b.append_usage(vec![usage("f", 1_000, "r1")]).await.unwrap();
+    assert_eq!(messages(&*b, "f").await, ["m0", "m1", "m2"]);
+    let cursor = b.query(query("f")).await.unwrap().last().unwrap().id;
+    b.append(numbered("f", 3, 2)).await.unwrap();
+    a.append(numbered("f", 5, 1)).await.unwrap();
+    assert_eq!(texts(&after(&*a, "f", cursor).await), ["m3", "m4", "m5"]);
+    let usage_on_a: Vec<String> = a
+        .usage(None, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.request_id)
+        .collect();
+    assert_eq!(usage_on_a, ["r1"]);
+}
+
+/// `nimbus logs --follow` polls with the last id it saw as its cursor: while
+/// two nodes append lines of one function at once, no line may become
+/// visible after a line with a greater id did, or the follower skips it.
+async fn a_follower_misses_no_line_of_two_nodes_appending((a, b): TwoNodes) {
+    const BATCHES: usize = 40;
+    let writer = |store: Arc<dyn LogStore>, node: &'static str| {
+        tokio::spawn(async move {
+            for batch in 0..BATCHES {
+                let lines = (0..5)
+                    .map(|i| LogRecord {
+                        instance: node.into(),
+                        ..line("f", 0, &format!("{}", batch * 5 + i))
+                    })
+                    .collect();
+                store.append(lines).await.unwrap();
+            }
+        })
+    };
+    let writers = [writer(a.clone(), "a"), writer(b.clone(), "b")];
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = after(&*b, "f", cursor).await;
+        if let Some(last) = page.last() {
+            cursor = last.id;
+        }
+        seen.extend(page);
+        if done {
+            break;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    seen.extend(after(&*b, "f", cursor).await);
+    assert_eq!(seen.len(), 2 * BATCHES * 5, "every line, once");
+    for node in ["a", "b"] {
+        let mine: Vec<usize> = seen
+            .iter()
+            .filter(|l| l.instance == node)
+            .map(|l| l.message.parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..BATCHES * 5).collect::<Vec<_>>(), "node {node}");
+    }
+}
+
+/// A function may print any text, a NUL byte included: it reads back as
+/// printed, and the lines of its batch are stored with it.
+async fn a_line_holding_a_nul_byte_is_kept(store: Arc<dyn LogStore>) {
+    store
+        .append(vec![
+            line("f", 1, "before"),
+            line("f", 2, "a\0b"),
+            line("f", 3, "after"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(messages(&*store, "f").await, ["before", "a\0b", "after"]);
 }

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    ExecutionQuery, ExecutionRecord, ExecutionUpdate, SqliteWorkflowStore, StateMachineRecord,
-    StoreError, StoredEvent, WorkflowStore,
+    ExecutionQuery, ExecutionRecord, ExecutionUpdate, PgWorkflowStore, SqliteWorkflowStore,
+    StateMachineRecord, StoreError, StoredEvent, WorkflowStore,
 };
 
-use crate::helpers::race;
+use crate::helpers::{fresh_pg, race};
 
 async fn open_sqlite() -> (Arc<dyn WorkflowStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -17,7 +18,12 @@ async fn open_sqlite() -> (Arc<dyn WorkflowStore>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn WorkflowStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgWorkflowStore::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_machine_reads_back_whole,
     create_machine_refuses_a_taken_arn,
     update_machine_changes_the_definition_only,
@@ -38,6 +44,32 @@ conformance!([sqlite = open_sqlite()](
     concurrent_creates_of_one_execution_one_wins,
     concurrent_creates_of_one_machine_one_wins,
     concurrent_steps_of_many_executions_all_land,
+));
+
+/// Two nodes on the same data: two stores on one workflow database.
+type TwoNodes = (Arc<dyn WorkflowStore>, Arc<dyn WorkflowStore>);
+
+async fn two_sqlite() -> (TwoNodes, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workflows.db");
+    let open = || -> Arc<dyn WorkflowStore> { Arc::new(SqliteWorkflowStore::open(&path).unwrap()) };
+    ((open(), open()), dir)
+}
+
+async fn two_pg() -> (TwoNodes, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let a = PgWorkflowStore::open(&pg).await.unwrap();
+    let other = nimbus_store::postgres::Pg::connect(&db.url).await.unwrap();
+    let b = PgWorkflowStore::open(&other).await.unwrap();
+    ((Arc::new(a), Arc::new(b)), db)
+}
+
+conformance!([
+    sqlite_two_nodes = two_sqlite(),
+    postgres_two_nodes = two_pg()
+](
+    an_execution_started_on_one_node_goes_on_on_another,
+    concurrent_creates_on_two_nodes_one_wins,
 ));
 
 const SM: &str = "arn:aws:states:us-east-1:000000000000:stateMachine:";
@@ -621,4 +653,49 @@ async fn concurrent_steps_of_many_executions_all_land(store: Arc<dyn WorkflowSto
             (1..=10).collect::<Vec<_>>()
         );
     }
+}
+
+/// What a node restarting (or taking over) relies on: the machines, the
+/// running executions and their histories another node wrote.
+async fn an_execution_started_on_one_node_goes_on_on_another((a, b): TwoNodes) {
+    a.create_machine(&machine("m")).await.unwrap();
+    assert_eq!(b.list_machines().await.unwrap(), vec![machine("m")]);
+    let e = execution("m", "e1");
+    a.create_execution(&e, events(1..=2)).await.unwrap();
+    assert_eq!(b.running_executions().await.unwrap(), vec![e.clone()]);
+    b.save_step(&e.arn, finished("1"), events(3..=4))
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&all_events(&*a, &e.arn).await), [1, 2, 3, 4]);
+    assert!(a.running_executions().await.unwrap().is_empty());
+    let listed = a
+        .list_executions(ExecutionQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&listed), ["e1"]);
+    assert!(b.delete_machine(&machine("m").arn).await.unwrap());
+    assert!(a.get_machine(&machine("m").arn).await.unwrap().is_none());
+}
+
+/// StartExecution of one name reaching two nodes at once starts it once.
+async fn concurrent_creates_on_two_nodes_one_wins((a, b): TwoNodes) {
+    let won = race(8, |i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move {
+            let mut e = execution("m", "e1");
+            e.input = format!(r#"{{"attempt":{i}}}"#);
+            store.create_execution(&e, events(1..=1)).await
+        }
+    })
+    .await;
+    assert_eq!(won.len(), 1, "exactly one create wins: {won:?}");
+    let stored = b
+        .get_execution(&execution("m", "e1").arn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.input, format!(r#"{{"attempt":{}}}"#, won[0]));
 }
