@@ -21,6 +21,8 @@
     reason = "the stores of this backend land in the next commits"
 )]
 
+pub(crate) mod code;
+pub(crate) mod objects;
 pub mod scratch;
 
 use std::str::FromStr;
