@@ -17,6 +17,8 @@
 //! never deadlock each other.
 
 mod blobs;
+mod list;
+mod uploads;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -30,9 +32,9 @@ use tokio_postgres::types::{Json, ToSql};
 use self::blobs::{Segment, Written};
 use crate::StoreError;
 use crate::objects::{
-    BucketInfo, ByteRange, ListEntry, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE,
-    ObjectAttrs, ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo,
-    group_key, multipart_etag,
+    BucketInfo, ByteRange, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectAttrs,
+    ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo,
+    multipart_etag,
 };
 use crate::postgres::{Pg, migrate};
 
@@ -89,9 +91,6 @@ CREATE TABLE object_parts (
 );
 "];
 
-/// Rows fetched per step of a listing scan.
-const LIST_BATCH: i64 = 256;
-
 /// A node sweeps expired bodies at most this often after its own writes.
 const SWEEP_EVERY_MS: i64 = 60 * 1000;
 
@@ -118,17 +117,6 @@ const UPDATE_OBJECT: &str =
 const INSERT_OBJECT: &str =
     "INSERT INTO objects (bucket, key, blobs, size, etag, modified_ms, attrs)
     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (bucket, key) DO NOTHING";
-
-/// Replaces a part, returning the blobs of the version replaced.
-const UPDATE_PART: &str =
-    "WITH old AS (SELECT blobs FROM object_parts WHERE upload = $1 AND number = $2 FOR UPDATE)
-    UPDATE object_parts p SET blobs = $3, size = $4, etag = $5, modified_ms = $6
-    FROM old WHERE p.upload = $1 AND p.number = $2
-    RETURNING old.blobs";
-
-const INSERT_PART: &str =
-    "INSERT INTO object_parts (upload, number, blobs, size, etag, modified_ms)
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (upload, number) DO NOTHING";
 
 impl From<tokio_postgres::Error> for ObjectError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -198,58 +186,6 @@ async fn upsert(
             return Ok(Vec::new());
         }
     }
-}
-
-/// Releases the blobs of the parts of `uploads` and deletes the uploads;
-/// the caller holds their rows locked.
-async fn end_uploads(
-    tx: &impl GenericClient,
-    uploads: &[String],
-    now_ms: i64,
-) -> Result<(), ObjectError> {
-    let stmt = tx
-        .prepare_cached(
-            "WITH parts AS (DELETE FROM object_parts WHERE upload = ANY($1) RETURNING blobs),
-                  uploads AS (DELETE FROM object_uploads WHERE id = ANY($1))
-             UPDATE object_blobs
-             SET refs = refs - 1, expires_ms = CASE WHEN refs = 1 THEN $2 ELSE expires_ms END
-             WHERE id IN (SELECT unnest(blobs) FROM parts)",
-        )
-        .await?;
-    tx.execute(&stmt, &[&uploads, &(now_ms + blobs::READ_GRACE_MS)])
-        .await?;
-    Ok(())
-}
-
-/// The parts a completion lists, checked against the stored ones as S3
-/// checks them: ascending, each stored with that ETag, all but the last at
-/// least `min_part_size`. Returns the chosen parts.
-fn choose_parts<'p>(
-    listed: &[(u32, String)],
-    stored: &'p [(PartInfo, Vec<i64>)],
-    min_part_size: u64,
-) -> Result<Vec<&'p (PartInfo, Vec<i64>)>, ObjectError> {
-    let mut previous = 0;
-    let mut chosen = Vec::with_capacity(listed.len());
-    for (i, (number, etag)) in listed.iter().enumerate() {
-        if *number <= previous {
-            return Err(ObjectError::InvalidPartOrder);
-        }
-        previous = *number;
-        let etag = etag.trim_matches('"');
-        let part = stored
-            .iter()
-            .find(|(p, _)| p.number == *number && p.etag == etag)
-            .ok_or(ObjectError::InvalidPart(*number))?;
-        if i + 1 < listed.len() && part.0.size < min_part_size {
-            return Err(ObjectError::EntityTooSmall(*number));
-        }
-        chosen.push(part);
-    }
-    if chosen.is_empty() {
-        return Err(ObjectError::InvalidPart(0));
-    }
-    Ok(chosen)
 }
 
 /// The MD5 of a body read back from the database (a copy of a multipart
@@ -388,9 +324,12 @@ impl PgObjectStore {
         ];
         let replaced = upsert(tx, UPDATE_OBJECT, INSERT_OBJECT, &params)
             .await
-            .map_err(|e| match is_orphan(&e) {
-                true => ObjectError::NoSuchBucket(bucket.to_string()),
-                false => e.into(),
+            .map_err(|e| {
+                if is_orphan(&e) {
+                    ObjectError::NoSuchBucket(bucket.to_string())
+                } else {
+                    e.into()
+                }
             })?;
         blobs::release(tx, &replaced, self.clock.now_ms()).await
     }
@@ -429,32 +368,6 @@ impl PgObjectStore {
             blobs::discard(&self.pg, blob).await;
         }
         committed
-    }
-
-    /// The stored parts of an upload with their blobs, by number.
-    async fn stored_parts(
-        tx: &impl GenericClient,
-        id: &str,
-    ) -> Result<Vec<(PartInfo, Vec<i64>)>, ObjectError> {
-        let stmt = tx
-            .prepare_cached(
-                "SELECT number, size, etag, modified_ms, blobs FROM object_parts
-                 WHERE upload = $1 ORDER BY number",
-            )
-            .await?;
-        tx.query(&stmt, &[&id])
-            .await?
-            .iter()
-            .map(|r| {
-                let part = PartInfo {
-                    number: r.try_get::<_, i32>(0)? as u32,
-                    size: r.try_get::<_, i64>(1)? as u64,
-                    etag: r.try_get(2)?,
-                    modified_ms: r.try_get(3)?,
-                };
-                Ok((part, r.try_get(4)?))
-            })
-            .collect()
     }
 }
 
@@ -513,7 +426,7 @@ impl ObjectStore for PgObjectStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        end_uploads(&tx, &uploads, self.clock.now_ms()).await?;
+        uploads::end_uploads(&tx, &uploads, self.clock.now_ms()).await?;
         tx.execute("DELETE FROM object_buckets WHERE name = $1", &[&name])
             .await?;
         tx.commit().await?;
@@ -671,65 +584,7 @@ impl ObjectStore for PgObjectStore {
         if self.bucket(bucket).await?.is_none() {
             return Err(ObjectError::NoSuchBucket(bucket.to_string()));
         }
-        let client = connect(&self.pg).await?;
-        // Keys are never empty, so "" as the exclusive bound excludes nothing.
-        let stmt = client
-            .prepare_cached(
-                "SELECT key, size, etag, modified_ms, attrs::text FROM objects
-                 WHERE bucket = $1 AND key >= $2 AND key > $3
-                 ORDER BY key LIMIT $4",
-            )
-            .await?;
-        let mut page = ListPage::default();
-        if query.max_keys == 0 {
-            return Ok(page);
-        }
-        let delimiter = query.delimiter.as_deref();
-        let mut cursor = query.after.clone().unwrap_or_default();
-        let mut last_prefix: Option<String> = None;
-        loop {
-            let rows = client
-                .query(&stmt, &[&bucket, &query.prefix, &cursor, &LIST_BATCH])
-                .await?;
-            let full_batch = rows.len() as i64 == LIST_BATCH;
-            let mut jump: Option<String> = None;
-            for row in &rows {
-                let key: String = row.try_get(0)?;
-                if !key.starts_with(&query.prefix) {
-                    return Ok(page);
-                }
-                cursor.clone_from(&key);
-                let entry = match group_key(&key, &query.prefix, delimiter) {
-                    Some(cp) => {
-                        let seen = last_prefix.as_deref() == Some(cp)
-                            || query.after.as_deref().is_some_and(|a| cp <= a);
-                        if seen {
-                            continue;
-                        }
-                        ListEntry::CommonPrefix(cp.to_string())
-                    }
-                    None => ListEntry::Object(object_meta(row, 0)?),
-                };
-                if page.entries.len() == query.max_keys {
-                    page.truncated = true;
-                    return Ok(page);
-                }
-                if let ListEntry::CommonPrefix(cp) = &entry {
-                    last_prefix = Some(cp.clone());
-                    // Skip the rest of this prefix in one step.
-                    jump = Some(format!("{cp}\u{10FFFF}"));
-                }
-                page.entries.push(entry);
-                if jump.is_some() {
-                    break;
-                }
-            }
-            if let Some(j) = jump {
-                cursor = j;
-            } else if !full_batch {
-                return Ok(page);
-            }
-        }
+        list::scan(&connect(&self.pg).await?, bucket, query).await
     }
 
     async fn create_upload(
@@ -799,23 +654,8 @@ impl ObjectStore for PgObjectStore {
         let committed = async {
             let mut client = connect(&self.pg).await?;
             let tx = client.transaction().await?;
-            // Shared: parts land one by one, not during a complete or abort.
-            tx.query_opt(
-                "SELECT 1 FROM object_uploads WHERE id = $1 FOR SHARE",
-                &[&id],
-            )
-            .await?
-            .ok_or_else(|| ObjectError::NoSuchUpload(id.to_string()))?;
             let blobs = blobs::claim(&tx, &written).await?;
-            let params: [&(dyn ToSql + Sync); 6] = [
-                &id,
-                &(number as i32),
-                &blobs,
-                &(part.size as i64),
-                &part.etag,
-                &part.modified_ms,
-            ];
-            let replaced = upsert(&tx, UPDATE_PART, INSERT_PART, &params).await?;
+            let replaced = uploads::replace_part(&tx, id, &part, &blobs).await?;
             blobs::release(&tx, &replaced, self.clock.now_ms()).await?;
             tx.commit().await?;
             Ok(())
@@ -859,28 +699,11 @@ impl ObjectStore for PgObjectStore {
         id: &str,
         parts: &[(u32, String)],
     ) -> Result<ObjectMeta, ObjectError> {
-        let no_such_upload = || ObjectError::NoSuchUpload(id.to_string());
         let mut client = connect(&self.pg).await?;
         let tx = client.transaction().await?;
-        // Bucket, then upload: the lock order of `delete_bucket`.
-        tx.query_opt(
-            "SELECT 1 FROM object_buckets
-             WHERE name = (SELECT bucket FROM object_uploads WHERE id = $1) FOR KEY SHARE",
-            &[&id],
-        )
-        .await?
-        .ok_or_else(no_such_upload)?;
-        let upload = tx
-            .query_opt(
-                "SELECT bucket, key, attrs::text, created_ms FROM object_uploads
-                 WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )
-            .await?
-            .ok_or_else(no_such_upload)?;
-        let upload = upload_info(id, &upload)?;
-        let stored = Self::stored_parts(&tx, id).await?;
-        let chosen = choose_parts(parts, &stored, self.min_part_size)?;
+        let upload = uploads::lock_for_completion(&tx, id).await?;
+        let stored = uploads::stored_parts(&tx, id).await?;
+        let chosen = uploads::choose_parts(parts, &stored, self.min_part_size)?;
         let etags: Vec<&str> = chosen.iter().map(|(p, _)| p.etag.as_str()).collect();
         let meta = ObjectMeta {
             key: upload.key.clone(),
@@ -897,7 +720,7 @@ impl ObjectStore for PgObjectStore {
             &[&id, &numbers],
         )
         .await?;
-        end_uploads(&tx, &[id.to_string()], self.clock.now_ms()).await?;
+        uploads::end_uploads(&tx, &[id.to_string()], self.clock.now_ms()).await?;
         let blobs: Vec<i64> = chosen.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         self.replace_object(&tx, &upload.bucket, &meta, &blobs)
             .await?;
@@ -915,7 +738,7 @@ impl ObjectStore for PgObjectStore {
         )
         .await?
         .ok_or_else(|| ObjectError::NoSuchUpload(id.to_string()))?;
-        end_uploads(&tx, &[id.to_string()], self.clock.now_ms()).await?;
+        uploads::end_uploads(&tx, &[id.to_string()], self.clock.now_ms()).await?;
         tx.commit().await?;
         self.sweep_soon();
         Ok(())
