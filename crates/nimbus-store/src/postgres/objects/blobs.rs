@@ -32,6 +32,7 @@ use bytes::{Bytes, BytesMut};
 use deadpool_postgres::GenericClient;
 use futures::StreamExt;
 use md5::{Digest, Md5};
+use nimbus_core::Clock;
 
 use super::connect;
 use crate::body::ByteStream;
@@ -181,7 +182,7 @@ impl Chunker {
 /// Streams `body` in: kept in memory if it fits one chunk, else staged
 /// chunk by chunk (the next chunk is received while the last is stored).
 /// Nothing of a refused or failed body is left behind.
-pub(super) async fn write(pg: &Pg, now_ms: i64, body: PutBody) -> Result<Written, ObjectError> {
+pub(super) async fn write(pg: &Pg, clock: &Clock, body: PutBody) -> Result<Written, ObjectError> {
     let mut chunker = Chunker::new(body);
     let Some(first) = chunker.next().await? else {
         return chunker.finish(Body::Inline(Bytes::new()));
@@ -189,8 +190,8 @@ pub(super) async fn write(pg: &Pg, now_ms: i64, body: PutBody) -> Result<Written
     let Some(second) = chunker.next().await? else {
         return chunker.finish(Body::Inline(first));
     };
-    let blob = stage_first(pg, now_ms, first).await?;
-    let written = stage_rest(pg, now_ms, blob, &mut chunker, second)
+    let blob = stage_first(pg, clock, first).await?;
+    let written = stage_rest(pg, clock, blob, &mut chunker, second)
         .await
         .and_then(|()| chunker.finish(Body::Staged(blob)));
     if written.is_err() {
@@ -200,7 +201,7 @@ pub(super) async fn write(pg: &Pg, now_ms: i64, body: PutBody) -> Result<Written
 }
 
 /// Creates a staged blob holding `chunk` as its first row.
-async fn stage_first(pg: &Pg, now_ms: i64, chunk: Bytes) -> Result<i64, ObjectError> {
+async fn stage_first(pg: &Pg, clock: &Clock, chunk: Bytes) -> Result<i64, ObjectError> {
     let client = connect(pg).await?;
     let stmt = client
         .prepare_cached(
@@ -209,7 +210,7 @@ async fn stage_first(pg: &Pg, now_ms: i64, chunk: Bytes) -> Result<i64, ObjectEr
              SELECT id FROM blob",
         )
         .await?;
-    let expires = now_ms + STAGING_ALLOWANCE_MS;
+    let expires = clock.now_ms() + STAGING_ALLOWANCE_MS;
     let row = client
         .query_one(&stmt, &[&expires, &chunk.as_ref()])
         .await?;
@@ -220,14 +221,14 @@ async fn stage_first(pg: &Pg, now_ms: i64, chunk: Bytes) -> Result<i64, ObjectEr
 /// before it is stored.
 async fn stage_rest(
     pg: &Pg,
-    now_ms: i64,
+    clock: &Clock,
     blob: i64,
     chunker: &mut Chunker,
     mut next: Bytes,
 ) -> Result<(), ObjectError> {
     let mut seq = 1;
     loop {
-        let (stored, received) = tokio::join!(append(pg, now_ms, blob, seq, next), chunker.next());
+        let (stored, received) = tokio::join!(append(pg, clock, blob, seq, next), chunker.next());
         // The body's own failure first: it is what the sender is told.
         let received = received?;
         stored?;
@@ -242,7 +243,7 @@ async fn stage_rest(
 /// Appends chunk `seq` to a staged blob and pushes its expiry back.
 async fn append(
     pg: &Pg,
-    now_ms: i64,
+    clock: &Clock,
     blob: i64,
     seq: i32,
     chunk: Bytes,
@@ -254,7 +255,7 @@ async fn append(
              INSERT INTO object_chunks (blob, seq, data) VALUES ($1, $2, $3)",
         )
         .await?;
-    let expires = now_ms + STAGING_ALLOWANCE_MS;
+    let expires = clock.now_ms() + STAGING_ALLOWANCE_MS;
     client
         .execute(&stmt, &[&blob, &seq, &chunk.as_ref(), &expires])
         .await?;

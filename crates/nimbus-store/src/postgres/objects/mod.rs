@@ -492,7 +492,7 @@ impl ObjectStore for PgObjectStore {
         body: PutBody,
         attrs: ObjectAttrs,
     ) -> Result<ObjectMeta, ObjectError> {
-        let written = blobs::write(&self.pg, self.clock.now_ms(), body).await?;
+        let written = blobs::write(&self.pg, &self.clock, body).await?;
         let meta = ObjectMeta {
             key: key.to_string(),
             size: written.size,
@@ -644,7 +644,7 @@ impl ObjectStore for PgObjectStore {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(ObjectError::InvalidPartNumber(number));
         }
-        let written = blobs::write(&self.pg, self.clock.now_ms(), body).await?;
+        let written = blobs::write(&self.pg, &self.clock, body).await?;
         let part = PartInfo {
             number,
             size: written.size,

@@ -143,6 +143,38 @@ async fn a_refused_staged_body_leaves_no_rows() {
 }
 
 #[tokio::test]
+async fn a_slow_upload_outlives_the_staging_allowance() {
+    let f = fixture().await;
+    let store = Arc::new(f.store);
+    let data = bytes(5 * MIB, 6);
+    let pieces: Vec<Bytes> = data.chunks(MIB).map(Bytes::copy_from_slice).collect();
+    // A third of the allowance passes before each piece arrives, and every
+    // node sweeps meanwhile: the body is older than the allowance by the end.
+    let (sweeper, clock) = (store.clone(), f.clock.clone());
+    let stream = futures::stream::unfold(pieces.into_iter(), move |mut rest| {
+        let (sweeper, clock) = (sweeper.clone(), clock.clone());
+        async move {
+            let piece = rest.next()?;
+            clock.advance(Duration::from_millis(
+                blobs::STAGING_ALLOWANCE_MS as u64 / 3,
+            ));
+            sweeper.sweep().await.unwrap();
+            Some((Ok(piece), rest))
+        }
+    });
+    store
+        .put(
+            "b",
+            "slow",
+            PutBody::new(Box::pin(stream)),
+            ObjectAttrs::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read(&store, "slow", None).await, data);
+}
+
+#[tokio::test]
 async fn copies_and_completions_move_no_bytes() {
     let f = fixture().await;
     let data = bytes(2 * MIB + 1, 3);
