@@ -134,6 +134,36 @@ fn is_orphan(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
 
+/// Attempts a write transaction gets when PostgreSQL breaks a deadlock by
+/// aborting it.
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+/// Runs a write transaction, again when PostgreSQL broke a deadlock by
+/// aborting it. Writers lock an object's row before its bodies, but two
+/// that share bodies can still meet in opposite orders (two copies swapping
+/// two objects); the retry finds the other one committed.
+async fn retry_deadlocks<T, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, ObjectError>
+where
+    Fut: std::future::Future<Output = Result<T, ObjectError>>,
+{
+    let mut attempts = 1;
+    loop {
+        match attempt().await {
+            Err(e) if attempts < DEADLOCK_ATTEMPTS && is_deadlock(&e) => attempts += 1,
+            done => return done,
+        }
+    }
+}
+
+fn is_deadlock(e: &ObjectError) -> bool {
+    let ObjectError::Backend(e) = e else {
+        return false;
+    };
+    e.downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+}
+
 fn random_id() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the OS random source is available");
@@ -342,14 +372,14 @@ impl PgObjectStore {
         meta: ObjectMeta,
         written: &Written,
     ) -> Result<ObjectMeta, ObjectError> {
-        let committed = async {
+        let committed = retry_deadlocks(|| async {
             let mut client = connect(&self.pg).await?;
             let tx = client.transaction().await?;
             let blobs = blobs::claim(&tx, written).await?;
             self.replace_object(&tx, bucket, &meta, &blobs).await?;
             tx.commit().await?;
             Ok(())
-        }
+        })
         .await;
         self.settle(written, committed).await?;
         self.sweep_soon();
@@ -368,6 +398,37 @@ impl PgObjectStore {
             blobs::discard(&self.pg, blob).await;
         }
         committed
+    }
+
+    /// One attempt at completing upload `id` with the listed parts.
+    async fn complete(&self, id: &str, parts: &[(u32, String)]) -> Result<ObjectMeta, ObjectError> {
+        let mut client = connect(&self.pg).await?;
+        let tx = client.transaction().await?;
+        let upload = uploads::lock_for_completion(&tx, id).await?;
+        let stored = uploads::stored_parts(&tx, id).await?;
+        let chosen = uploads::choose_parts(parts, &stored, self.min_part_size)?;
+        let etags: Vec<&str> = chosen.iter().map(|(p, _)| p.etag.as_str()).collect();
+        let meta = ObjectMeta {
+            key: upload.key.clone(),
+            size: chosen.iter().map(|(p, _)| p.size).sum(),
+            etag: multipart_etag(&etags),
+            modified_ms: self.clock.now_ms(),
+            attrs: upload.attrs,
+        };
+        // The object takes over the chosen parts' blobs (no bytes move);
+        // the parts not chosen are released with the upload.
+        let numbers: Vec<i32> = chosen.iter().map(|(p, _)| p.number as i32).collect();
+        tx.execute(
+            "DELETE FROM object_parts WHERE upload = $1 AND number = ANY($2)",
+            &[&id, &numbers],
+        )
+        .await?;
+        uploads::end_uploads(&tx, &[id.to_string()], self.clock.now_ms()).await?;
+        let blobs: Vec<i64> = chosen.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        self.replace_object(&tx, &upload.bucket, &meta, &blobs)
+            .await?;
+        tx.commit().await?;
+        Ok(meta)
     }
 }
 
@@ -571,11 +632,16 @@ impl ObjectStore for PgObjectStore {
             modified_ms: self.clock.now_ms(),
             attrs: attrs.unwrap_or(source.attrs),
         };
-        let mut client = connect(&self.pg).await?;
-        let tx = client.transaction().await?;
-        blobs::share(&tx, &blobs).await?;
-        self.replace_object(&tx, to.0, &meta, &blobs).await?;
-        tx.commit().await?;
+        retry_deadlocks(|| async {
+            let mut client = connect(&self.pg).await?;
+            let tx = client.transaction().await?;
+            // The target's row first, as every writer of an object locks it.
+            self.replace_object(&tx, to.0, &meta, &blobs).await?;
+            blobs::share(&tx, &blobs).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
         self.sweep_soon();
         Ok(meta)
     }
@@ -651,7 +717,7 @@ impl ObjectStore for PgObjectStore {
             etag: written.etag.clone(),
             modified_ms: self.clock.now_ms(),
         };
-        let committed = async {
+        let committed = retry_deadlocks(|| async {
             let mut client = connect(&self.pg).await?;
             let tx = client.transaction().await?;
             let blobs = blobs::claim(&tx, &written).await?;
@@ -659,7 +725,7 @@ impl ObjectStore for PgObjectStore {
             blobs::release(&tx, &replaced, self.clock.now_ms()).await?;
             tx.commit().await?;
             Ok(())
-        }
+        })
         .await;
         self.settle(&written, committed).await?;
         self.sweep_soon();
@@ -699,32 +765,7 @@ impl ObjectStore for PgObjectStore {
         id: &str,
         parts: &[(u32, String)],
     ) -> Result<ObjectMeta, ObjectError> {
-        let mut client = connect(&self.pg).await?;
-        let tx = client.transaction().await?;
-        let upload = uploads::lock_for_completion(&tx, id).await?;
-        let stored = uploads::stored_parts(&tx, id).await?;
-        let chosen = uploads::choose_parts(parts, &stored, self.min_part_size)?;
-        let etags: Vec<&str> = chosen.iter().map(|(p, _)| p.etag.as_str()).collect();
-        let meta = ObjectMeta {
-            key: upload.key.clone(),
-            size: chosen.iter().map(|(p, _)| p.size).sum(),
-            etag: multipart_etag(&etags),
-            modified_ms: self.clock.now_ms(),
-            attrs: upload.attrs,
-        };
-        // The object takes over the chosen parts' blobs (no bytes move);
-        // the parts not chosen are released with the upload.
-        let numbers: Vec<i32> = chosen.iter().map(|(p, _)| p.number as i32).collect();
-        tx.execute(
-            "DELETE FROM object_parts WHERE upload = $1 AND number = ANY($2)",
-            &[&id, &numbers],
-        )
-        .await?;
-        uploads::end_uploads(&tx, &[id.to_string()], self.clock.now_ms()).await?;
-        let blobs: Vec<i64> = chosen.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-        self.replace_object(&tx, &upload.bucket, &meta, &blobs)
-            .await?;
-        tx.commit().await?;
+        let meta = retry_deadlocks(|| self.complete(id, parts)).await?;
         self.sweep_soon();
         Ok(meta)
     }

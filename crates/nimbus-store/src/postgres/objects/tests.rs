@@ -311,6 +311,29 @@ async fn racing_writers_of_one_key_leave_one_reference() {
     assert_eq!(count(&f.pg, released).await, 7);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_swapping_two_objects_all_land() {
+    let f = fixture().await;
+    for (key, data) in [("x", &b"ex"[..]), ("y", b"why")] {
+        f.store
+            .put("b", key, PutBody::bytes(data), ObjectAttrs::default())
+            .await
+            .unwrap();
+    }
+    let store = Arc::new(f.store);
+    for _ in 0..4 {
+        let (a, b) = (store.clone(), store.clone());
+        let (there, back) = tokio::join!(
+            tokio::spawn(async move { a.copy(("b", "x"), ("b", "y"), None).await }),
+            tokio::spawn(async move { b.copy(("b", "y"), ("b", "x"), None).await }),
+        );
+        there.unwrap().unwrap();
+        back.unwrap().unwrap();
+    }
+    let referred = "SELECT count(*) FROM objects, unnest(blobs)";
+    assert_eq!(count(&f.pg, REFS).await, count(&f.pg, referred).await);
+}
+
 #[tokio::test]
 async fn deleting_a_bucket_releases_its_uploads_parts() {
     let f = fixture().await;
