@@ -67,6 +67,6 @@ pub(crate) fn is_sha256(s: &str) -> bool {
 }
 
 /// The error for a name that cannot be a package's.
-fn not_a_sha256(s: &str) -> StoreError {
+pub(crate) fn not_a_sha256(s: &str) -> StoreError {
     nimbus_core::ValidationError::param(format!("{s:?} is not a sha256 hex digest")).into()
 }

@@ -66,6 +66,8 @@ pub use postgres::logs::PgLogStore;
 pub use postgres::metadata::PgMetadataStore;
 pub use postgres::schedules::PgScheduleStore;
 pub use postgres::workflows::PgWorkflowStore;
+pub use postgres::code::PgCodeBlobs;
+pub use postgres::objects::PgObjectStore;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
 pub use schedules::ScheduleStore;
 pub use sqlite::gateway::SqliteGatewayStore;

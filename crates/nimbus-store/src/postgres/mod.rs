@@ -28,6 +28,8 @@ pub(crate) mod keys;
 pub(crate) mod logs;
 pub(crate) mod metadata;
 pub(crate) mod schedules;
+pub(crate) mod code;
+pub(crate) mod objects;
 pub mod scratch;
 pub(crate) mod workflows;
 

@@ -5,7 +5,8 @@ use std::io::{Cursor, Write};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use nimbus_store::{CodeBlobs, CodeCache, FsCodeBlobs, Package, StoreError};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{CodeBlobs, CodeCache, FsCodeBlobs, Package, PgCodeBlobs, StoreError};
 use zip::write::SimpleFileOptions;
 
 async fn open_fs() -> (Arc<dyn CodeBlobs>, tempfile::TempDir) {
@@ -14,11 +15,18 @@ async fn open_fs() -> (Arc<dyn CodeBlobs>, tempfile::TempDir) {
     (Arc::new(blobs), dir)
 }
 
-conformance!([fs = open_fs()](
+async fn open_pg() -> (Arc<dyn CodeBlobs>, ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    (Arc::new(PgCodeBlobs::open(&pg).await.unwrap()), db)
+}
+
+conformance!([fs = open_fs(), postgres = open_pg()](
     put_then_read_back,
     put_is_idempotent,
     absent_and_malformed_names,
     a_cache_unpacks_from_the_backend,
+    a_large_package_streams_in_pieces,
+    racing_puts_of_one_package_store_it_once,
 ));
 
 fn package(files: &[(&str, &[u8])]) -> Package {
@@ -79,4 +87,55 @@ async fn a_cache_unpacks_from_the_backend(blobs: Arc<dyn CodeBlobs>) {
     assert_eq!(listing.files, pkg.listing().files);
     assert_eq!(std::fs::read(tree.join("lib/a.py")).unwrap(), b"x = 1");
     assert_eq!(cache.unpacked(&pkg.info().sha256).await.unwrap(), tree);
+}
+
+/// A package of about 3 MiB (stored, not deflated: its bytes are noise).
+fn large_package() -> Package {
+    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("blob.bin", stored).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..(3 * 1024 * 1024 / 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        w.write_all(&x.to_le_bytes()).unwrap();
+    }
+    w.start_file("index.py", SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(b"def handler(e, c): return 1\n").unwrap();
+    Package::check(Bytes::from(w.finish().unwrap().into_inner())).unwrap()
+}
+
+async fn a_large_package_streams_in_pieces(blobs: Arc<dyn CodeBlobs>) {
+    let pkg = large_package();
+    blobs.put(&pkg).await.unwrap();
+    assert_eq!(&blobs.get(&pkg.info().sha256).await.unwrap(), pkg.zip());
+    let (info, mut stream) = blobs.open(&pkg.info().sha256).await.unwrap();
+    assert_eq!(&info, pkg.info());
+    let (mut pieces, mut streamed) = (0, Vec::new());
+    while let Some(piece) = futures::StreamExt::next(&mut stream).await {
+        pieces += 1;
+        streamed.extend_from_slice(&piece.unwrap());
+    }
+    assert!(pieces > 1, "read as a stream, in {pieces} pieces");
+    assert_eq!(streamed, pkg.zip().as_ref());
+}
+
+/// Nodes deploying one package at once: every put succeeds, one copy is kept.
+async fn racing_puts_of_one_package_store_it_once(blobs: Arc<dyn CodeBlobs>) {
+    let pkg = Arc::new(package(&[(
+        "index.js",
+        b"exports.handler = async () => 3;",
+    )]));
+    let puts: Vec<_> = (0..4)
+        .map(|_| {
+            let (blobs, pkg) = (blobs.clone(), pkg.clone());
+            tokio::spawn(async move { blobs.put(&pkg).await })
+        })
+        .collect();
+    for put in puts {
+        put.await.unwrap().unwrap();
+    }
+    assert_eq!(&blobs.get(&pkg.info().sha256).await.unwrap(), pkg.zip());
 }

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use nimbus_store::body::collect;
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    ByteRange, FsObjectStore, ListEntry, ListQuery, ObjectAttrs, ObjectError, ObjectStore, PutBody,
+    ByteRange, FsObjectStore, ListEntry, ListQuery, ObjectAttrs, ObjectError, ObjectStore,
+    PgObjectStore, PutBody,
 };
+
+use crate::helpers::fresh_pg;
 
 /// Parts but the last must be at least this long (S3's 5 MiB, lowered so the
 /// suite stays fast; every backend's opener sets the same).
@@ -23,7 +27,16 @@ async fn open_fs() -> (Arc<dyn ObjectStore>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
-conformance!([fs = open_fs()](
+async fn open_pg() -> (Arc<dyn ObjectStore>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let store = PgObjectStore::open(&pg)
+        .await
+        .unwrap()
+        .with_min_part_size(MIN_PART);
+    (Arc::new(store), db)
+}
+
+conformance!([fs = open_fs(), postgres = open_pg()](
     buckets_are_created_once_and_deleted_empty,
     put_then_read_back_with_attributes,
     ranges_select_bytes,
@@ -33,6 +46,8 @@ conformance!([fs = open_fs()](
     copy_keeps_or_replaces_attributes,
     listing_groups_and_pages,
     multipart_assembles_parts_in_order,
+    ranges_span_the_parts_of_a_multipart_object,
+    a_large_body_streams_through_in_pieces,
 ));
 
 fn md5_hex(data: &[u8]) -> String {
@@ -421,4 +436,167 @@ async fn multipart_assembles_parts_in_order(store: Arc<dyn ObjectStore>) {
         store.head("b", "s").await,
         Err(ObjectError::NoSuchKey(_))
     ));
+}
+
+async fn ranges_span_the_parts_of_a_multipart_object(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let upload = store
+        .create_upload("b", "k", ObjectAttrs::default())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for (number, data) in [(1u32, &b"abcd"[..]), (2, b"efgh"), (3, b"ij")] {
+        let part = store
+            .put_part(&upload.id, number, PutBody::bytes(data))
+            .await
+            .unwrap();
+        listed.push((number, part.etag));
+    }
+    store.complete_upload(&upload.id, &listed).await.unwrap();
+    let int = |first, last| ByteRange::Int { first, last };
+    let cases = [
+        (int(2, Some(5)), &b"cdef"[..]),
+        (int(4, Some(7)), b"efgh"),
+        (int(3, None), b"defghij"),
+        (ByteRange::Suffix { length: 3 }, b"hij"),
+        (int(9, Some(20)), b"j"),
+    ];
+    for (range, want) in cases {
+        let opened = store.open("b", "k", Some(range)).await.unwrap();
+        assert_eq!(collect(opened.body, 100).await.unwrap(), want, "{range:?}");
+    }
+}
+
+/// Size of the large body: more than any backend's unit of storage or
+/// transfer, not a multiple of any of them.
+const LARGE: u64 = 64 * 1024 * 1024 + 5;
+
+/// The bytes `start..start + len` of a generated body in which no two
+/// 8-byte words are alike (a misplaced piece changes its digest).
+fn pattern(start: u64, len: usize) -> Vec<u8> {
+    let skip = (start % 8) as usize;
+    let words = (skip + len).div_ceil(8) as u64;
+    let mut out = Vec::with_capacity(words as usize * 8);
+    for w in start / 8..start / 8 + words {
+        out.extend_from_slice(&w.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    }
+    out.drain(..skip);
+    out.truncate(len);
+    out
+}
+
+/// The generated body of `len` bytes, made as it is read, in 256 KiB
+/// pieces; memory is sampled as each is taken.
+fn generated(len: u64, memory: Memory) -> PutBody {
+    const PIECE: u64 = 256 * 1024;
+    let pieces = (0..len).step_by(PIECE as usize).map(move |start| {
+        memory.sample();
+        Ok(Bytes::from(pattern(start, PIECE.min(len - start) as usize)))
+    });
+    PutBody {
+        stream: Box::pin(futures::stream::iter(pieces)),
+        len: Some(len),
+        md5: None,
+    }
+}
+
+/// The process's resident memory, sampled while a body goes through: how
+/// far it rose above where it stood at the start (Linux; elsewhere nothing
+/// is measured).
+#[derive(Clone)]
+struct Memory {
+    start: Option<u64>,
+    highest: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Memory {
+    fn resident() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    fn watch() -> Self {
+        let start = Self::resident();
+        Self {
+            start,
+            highest: Arc::new(start.unwrap_or(0).into()),
+        }
+    }
+
+    fn sample(&self) {
+        if let Some(now) = Self::resident() {
+            self.highest
+                .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn risen(&self) -> Option<u64> {
+        let highest = self.highest.load(std::sync::atomic::Ordering::Relaxed);
+        Some(highest.saturating_sub(self.start?))
+    }
+}
+
+async fn a_large_body_streams_through_in_pieces(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let memory = Memory::watch();
+    let meta = store
+        .put(
+            "b",
+            "big",
+            generated(LARGE, memory.clone()),
+            ObjectAttrs::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.size, LARGE);
+    let mut body = store.open("b", "big", None).await.unwrap().body;
+    let (mut pieces, mut largest, mut size) = (0, 0, 0);
+    let mut md5 = Md5::new();
+    while let Some(piece) = futures::StreamExt::next(&mut body).await {
+        let piece = piece.unwrap();
+        if size / (1 << 20) != (size + piece.len() as u64) / (1 << 20) {
+            memory.sample();
+        }
+        pieces += 1;
+        largest = largest.max(piece.len());
+        size += piece.len() as u64;
+        md5.update(&piece);
+    }
+    assert_eq!(size, LARGE);
+    assert_eq!(
+        hex::encode(md5.finalize()),
+        meta.etag,
+        "the bytes came back"
+    );
+    assert!(pieces > 8, "read as a stream, in {pieces} pieces");
+    assert!(largest as u64 <= LARGE / 8, "a piece of {largest} bytes");
+    // Holding the body would take all of it; a backend's own buffers (a
+    // pool of connections, each with its chunk-sized buffers) stay well
+    // below that.
+    if let Some(risen) = memory.risen() {
+        assert!(
+            risen < LARGE * 3 / 4,
+            "memory rose by {risen} bytes while a {LARGE}-byte body went through"
+        );
+    }
+    // The last byte alone, and a range across a 1 MiB boundary.
+    let mib = 1024 * 1024;
+    for (range, start, len) in [
+        (ByteRange::Suffix { length: 1 }, LARGE - 1, 1),
+        (
+            ByteRange::Int {
+                first: mib - 3,
+                last: Some(mib + 2),
+            },
+            mib - 3,
+            6,
+        ),
+    ] {
+        let opened = store.open("b", "big", Some(range)).await.unwrap();
+        assert_eq!(opened.range, Some(start..start + len as u64));
+        let got = collect(opened.body, 100).await.unwrap();
+        assert_eq!(got, pattern(start, len), "{range:?}");
+    }
 }
