@@ -10,18 +10,18 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use deadpool_postgres::Client;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
 use super::{
-    PgMessages, attributes_at, change_payload, insert_announced, is_missing_parent, split_update,
-    write_announced,
+    PgMessages, attributes_at, insert_announced, is_missing_parent, split_update, write_announced,
 };
 use crate::messages::{
     QueueCatalog, QueueCounts, QueueData, QueueRecord, ReceiveOptions, StoredMessage,
     VisibilityChange,
 };
-use crate::postgres::{CHANGE_CHANNEL, is_unique_violation};
+use crate::postgres::{is_unique_violation, notify};
 use crate::{ChangeKind, StoreError};
 
 const QUEUE_COLUMNS: &str = "name, created_ms, modified_ms, attributes";
@@ -35,30 +35,27 @@ fn queue_row(r: &Row) -> Result<QueueRecord, StoreError> {
     })
 }
 
-/// Stores a batch of messages and wakes the queue's long polls on every
-/// node, in one statement: the arrays are the messages' fields, one element
-/// per message, inserted in their order (`seq` breaks ties in receive order).
+/// Stores a batch of messages in one statement: the arrays are the
+/// messages' fields, one element per message, inserted in their order
+/// (`seq` breaks ties in receive order).
 const SEND: &str = "
-WITH sent AS (
-    INSERT INTO messages (id, queue, body, attributes, md5_body, md5_attributes, sent_ms,
-                          sender_id, visible_ms, dead_letter_source, trace)
-    SELECT id, $1, body, attributes, md5_body, md5_attributes, sent_ms,
-           sender_id, visible_ms, dead_letter_source, trace
-    FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                $8::text[], $9::bigint[], $10::text[], $11::text[])
-         WITH ORDINALITY AS m(id, body, attributes, md5_body, md5_attributes, sent_ms,
-                              sender_id, visible_ms, dead_letter_source, trace, n)
-    ORDER BY n
-)
-SELECT pg_notify($12, $13)";
+INSERT INTO messages (id, queue, body, attributes, md5_body, md5_attributes, sent_ms,
+                      sender_id, visible_ms, dead_letter_source, trace)
+SELECT id, $1, body, attributes, md5_body, md5_attributes, sent_ms,
+       sender_id, visible_ms, dead_letter_source, trace
+FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+            $8::text[], $9::bigint[], $10::text[], $11::text[])
+     WITH ORDINALITY AS m(id, body, attributes, md5_body, md5_attributes, sent_ms,
+                          sender_id, visible_ms, dead_letter_source, trace, n)
+ORDER BY n";
 
 /// One receive round: locks up to `$3` visible messages oldest-visible
 /// first (skipping those another receiver holds), then gives each its fate
 /// in the same statement: expired ones are deleted, those received
-/// `$7` times or more move to the dead-letter queue `$6` (when it exists;
-/// its long polls are woken), the rest are hidden until `$2 + $4` under a
-/// new receipt. One row per locked message, in order; the message's columns
-/// are NULL for those not received.
+/// `$7` times or more move to the dead-letter queue `$6` (when it exists),
+/// the rest are hidden until `$2 + $4` under a new receipt. One row per
+/// locked message, in order: the message's columns (NULL for those not
+/// received), then its fate.
 const RECEIVE: &str = "
 WITH candidates AS (
     SELECT seq, visible_ms,
@@ -80,10 +77,6 @@ redriven AS (
     SET queue = $6, visible_ms = $2, receive_count = 0, first_receive_ms = NULL,
         receipt = NULL, dead_letter_source = $1
     FROM candidates c WHERE m.seq = c.seq AND c.fate = 'redrive'
-    RETURNING m.seq
-),
-woken AS (
-    SELECT pg_notify($8, $9) FROM (SELECT 1 FROM redriven LIMIT 1) AS any_redriven
 ),
 received AS (
     UPDATE messages m
@@ -97,12 +90,12 @@ received AS (
 )
 SELECT r.id, r.body, r.attributes, r.md5_body, r.md5_attributes, r.sent_ms, r.sender_id,
        r.visible_ms, r.receive_count, r.first_receive_ms, r.receipt, r.dead_letter_source,
-       r.trace, (SELECT count(*) FROM woken)
+       r.trace, c.fate
 FROM candidates c LEFT JOIN received r ON r.seq = c.seq
 ORDER BY c.visible_ms, c.seq";
 
-/// A row of [`RECEIVE`]: the message received, or `None` for one expired
-/// or redriven.
+/// The message of a row of [`RECEIVE`], or `None` for one expired or
+/// redriven.
 fn received_row(r: &Row) -> Result<Option<StoredMessage>, StoreError> {
     let Some(id) = r.try_get::<_, Option<String>>(0)? else {
         return Ok(None);
@@ -169,14 +162,13 @@ impl PgMessages {
         Ok(client.query_opt(&statement, &[&name]).await?.is_some())
     }
 
-    /// One statement of [`RECEIVE`] for up to `want` messages: the received
-    /// ones, and whether any locked message was expired or redriven instead.
+    /// One statement of [`RECEIVE`] for up to `want` messages.
     async fn receive_round(
-        &self,
+        client: &Client,
         queue: &str,
         o: &ReceiveOptions,
         want: usize,
-    ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+    ) -> Result<ReceiveRound, StoreError> {
         let (dead_letter_queue, max_receive_count) = match &o.redrive {
             Some(r) => (
                 Some(r.dead_letter_queue.as_str()),
@@ -184,10 +176,6 @@ impl PgMessages {
             ),
             None => (None, None),
         };
-        let woken = dead_letter_queue
-            .map(|dlq| change_payload(ChangeKind::Messages, dlq))
-            .transpose()?;
-        let client = self.pg.client().await?;
         let statement = client.prepare_cached(RECEIVE).await?;
         let rows = client
             .query(
@@ -200,18 +188,35 @@ impl PgMessages {
                     &o.retention_ms,
                     &dead_letter_queue,
                     &max_receive_count,
-                    &CHANGE_CHANNEL,
-                    &woken,
                 ],
             )
             .await?;
-        let mut received = Vec::with_capacity(rows.len());
+        let mut round = ReceiveRound::default();
         for row in &rows {
-            received.extend(received_row(row)?);
+            match received_row(row)? {
+                Some(message) => round.received.push(message),
+                None => round.skipped = true,
+            }
+            round.redriven |= row.try_get::<_, &str>(13)? == "redrive";
         }
-        let skipped = received.len() < rows.len();
-        Ok((received, skipped))
+        Ok(round)
     }
+}
+
+/// Wakes the long polls of `queue` on every node, after the commit that
+/// gave it messages (see the module docs for why after).
+async fn wake(client: &Client, queue: &str) -> Result<(), StoreError> {
+    notify(client, ChangeKind::Messages, queue).await
+}
+
+/// What one [`RECEIVE`] statement did.
+#[derive(Default)]
+struct ReceiveRound {
+    received: Vec<StoredMessage>,
+    /// Some locked messages were expired or redriven instead of received.
+    skipped: bool,
+    /// Some moved to the dead-letter queue.
+    redriven: bool,
 }
 
 #[async_trait]
@@ -306,12 +311,14 @@ impl QueueData for PgMessages {
                 false => Err(StoreError::NotFound(format!("queue {queue}"))),
             };
         }
-        let wake = change_payload(ChangeKind::Messages, queue)?;
+        // Checked before the write: a key the notice cannot carry must not
+        // leave the messages sent but unannounced.
+        crate::check_change_key(queue)?;
         let a = SendArrays::of(messages);
         let client = self.pg.client().await?;
         let statement = client.prepare_cached(SEND).await?;
         let sent = client
-            .query(
+            .execute(
                 &statement,
                 &[
                     &queue,
@@ -325,19 +332,22 @@ impl QueueData for PgMessages {
                     &a.visible_ms,
                     &a.dead_letter_source,
                     &a.trace,
-                    &CHANGE_CHANNEL,
-                    &wake,
                 ],
             )
             .await;
         match sent {
-            Ok(_) => Ok(()),
-            Err(e) if is_missing_parent(&e) => Err(StoreError::NotFound(format!("queue {queue}"))),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a message id sent to queue {queue}"
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_missing_parent(&e) => {
+                return Err(StoreError::NotFound(format!("queue {queue}")));
+            }
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a message id sent to queue {queue}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
+        wake(&client, queue).await
     }
 
     async fn receive(
@@ -346,14 +356,20 @@ impl QueueData for PgMessages {
         options: ReceiveOptions,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut out = Vec::with_capacity(options.max);
+        let mut redriven = false;
+        let client = self.pg.client().await?;
         while out.len() < options.max {
-            let (received, skipped) = self
-                .receive_round(queue, &options, options.max - out.len())
-                .await?;
-            out.extend(received);
-            if !skipped {
+            let round =
+                PgMessages::receive_round(&client, queue, &options, options.max - out.len())
+                    .await?;
+            out.extend(round.received);
+            redriven |= round.redriven;
+            if !round.skipped {
                 break;
             }
+        }
+        if let Some(redrive) = options.redrive.as_ref().filter(|_| redriven) {
+            wake(&client, &redrive.dead_letter_queue).await?;
         }
         Ok(out)
     }
