@@ -58,6 +58,7 @@ conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     delays_retention_and_order,
     delete_purge_and_counts,
     receivers_on_two_nodes_never_share_a_message,
+    a_failing_send_among_concurrent_ones_fails_alone,
 ));
 
 pub(crate) fn message(id: &str, sent_ms: i64) -> StoredMessage {
@@ -290,4 +291,28 @@ async fn receivers_on_two_nodes_never_share_a_message(s: Pair) {
     assert_eq!(distinct.len(), ids.len(), "every message handed out");
     let counts = s.other.counts("q", 20).await.unwrap();
     assert_eq!((counts.visible, counts.in_flight), (0, ids.len() as u64));
+}
+
+/// Sends at once, some to a queue that does not exist: those fail with
+/// `NotFound` and every other is stored (a backend that batches concurrent
+/// sends must not fail one for another's fault).
+async fn a_failing_send_among_concurrent_ones_fails_alone(s: Pair) {
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let data = s.data.clone();
+            tokio::spawn(async move {
+                let queue = if i % 4 == 0 { "nope" } else { "q" };
+                data.send(queue, vec![message(&format!("m{i}"), 0)]).await
+            })
+        })
+        .collect();
+    for (i, sent) in sends.into_iter().enumerate() {
+        let sent = sent.await.unwrap();
+        if i % 4 == 0 {
+            assert!(matches!(sent, Err(StoreError::NotFound(_))), "{sent:?}");
+        } else {
+            sent.unwrap();
+        }
+    }
+    assert_eq!(s.data.counts("q", 0).await.unwrap().visible, 30);
 }

@@ -14,14 +14,12 @@ use deadpool_postgres::Client;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
-use super::{
-    PgMessages, attributes_at, insert_announced, is_missing_parent, split_update, write_announced,
-};
+use super::sends::wake;
+use super::{PgMessages, attributes_at, insert_announced, split_update, write_announced};
 use crate::messages::{
     QueueCatalog, QueueCounts, QueueData, QueueRecord, ReceiveOptions, StoredMessage,
     VisibilityChange,
 };
-use crate::postgres::{is_unique_violation, notify};
 use crate::{ChangeKind, StoreError};
 
 const QUEUE_COLUMNS: &str = "name, created_ms, modified_ms, attributes";
@@ -34,20 +32,6 @@ fn queue_row(r: &Row) -> Result<QueueRecord, StoreError> {
         attributes: attributes_at(r, 3)?,
     })
 }
-
-/// Stores a batch of messages in one statement: the arrays are the
-/// messages' fields, one element per message, inserted in their order
-/// (`seq` breaks ties in receive order).
-const SEND: &str = "
-INSERT INTO messages (id, queue, body, attributes, md5_body, md5_attributes, sent_ms,
-                      sender_id, visible_ms, dead_letter_source, trace)
-SELECT id, $1, body, attributes, md5_body, md5_attributes, sent_ms,
-       sender_id, visible_ms, dead_letter_source, trace
-FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-            $8::text[], $9::bigint[], $10::text[], $11::text[])
-     WITH ORDINALITY AS m(id, body, attributes, md5_body, md5_attributes, sent_ms,
-                          sender_id, visible_ms, dead_letter_source, trace, n)
-ORDER BY n";
 
 /// One receive round: locks up to `$3` visible messages oldest-visible
 /// first (skipping those another receiver holds), then gives each its fate
@@ -119,40 +103,6 @@ fn received_row(r: &Row) -> Result<Option<StoredMessage>, StoreError> {
     }))
 }
 
-/// The columns of a batch, as the arrays [`SEND`] unnests.
-#[derive(Default)]
-struct SendArrays {
-    id: Vec<String>,
-    body: Vec<String>,
-    attributes: Vec<String>,
-    md5_body: Vec<String>,
-    md5_attributes: Vec<Option<String>>,
-    sent_ms: Vec<i64>,
-    sender_id: Vec<String>,
-    visible_ms: Vec<i64>,
-    dead_letter_source: Vec<Option<String>>,
-    trace: Vec<Option<String>>,
-}
-
-impl SendArrays {
-    fn of(messages: Vec<StoredMessage>) -> Self {
-        let mut a = SendArrays::default();
-        for m in messages {
-            a.id.push(m.id);
-            a.body.push(m.body);
-            a.attributes.push(m.attributes);
-            a.md5_body.push(m.md5_body);
-            a.md5_attributes.push(m.md5_attributes);
-            a.sent_ms.push(m.sent_ms);
-            a.sender_id.push(m.sender_id);
-            a.visible_ms.push(m.visible_ms);
-            a.dead_letter_source.push(m.dead_letter_source);
-            a.trace.push(m.trace);
-        }
-        a
-    }
-}
-
 impl PgMessages {
     async fn queue_exists(&self, name: &str) -> Result<bool, StoreError> {
         let client = self.pg.client().await?;
@@ -201,12 +151,6 @@ impl PgMessages {
         }
         Ok(round)
     }
-}
-
-/// Wakes the long polls of `queue` on every node, after the commit that
-/// gave it messages (see the module docs for why after).
-async fn wake(client: &Client, queue: &str) -> Result<(), StoreError> {
-    notify(client, ChangeKind::Messages, queue).await
 }
 
 /// What one [`RECEIVE`] statement did.
@@ -314,40 +258,7 @@ impl QueueData for PgMessages {
         // Checked before the write: a key the notice cannot carry must not
         // leave the messages sent but unannounced.
         crate::check_change_key(queue)?;
-        let a = SendArrays::of(messages);
-        let client = self.pg.client().await?;
-        let statement = client.prepare_cached(SEND).await?;
-        let sent = client
-            .execute(
-                &statement,
-                &[
-                    &queue,
-                    &a.id,
-                    &a.body,
-                    &a.attributes,
-                    &a.md5_body,
-                    &a.md5_attributes,
-                    &a.sent_ms,
-                    &a.sender_id,
-                    &a.visible_ms,
-                    &a.dead_letter_source,
-                    &a.trace,
-                ],
-            )
-            .await;
-        match sent {
-            Ok(_) => {}
-            Err(e) if is_missing_parent(&e) => {
-                return Err(StoreError::NotFound(format!("queue {queue}")));
-            }
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a message id sent to queue {queue}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        wake(&client, queue).await
+        self.sends.send(queue, messages).await
     }
 
     async fn receive(
@@ -369,7 +280,7 @@ impl QueueData for PgMessages {
             }
         }
         if let Some(redrive) = options.redrive.as_ref().filter(|_| redriven) {
-            wake(&client, &redrive.dead_letter_queue).await?;
+            wake(&client, &redrive.dead_letter_queue).await;
         }
         Ok(out)
     }

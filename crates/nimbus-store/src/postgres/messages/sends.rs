@@ -1,0 +1,250 @@
+//! Group commit for sends: the sends waiting on a node share one `INSERT`
+//! and one commit.
+//!
+//! Why: every commit waits for a WAL flush. Sends committing on their own
+//! each hold a pooled connection through their flush, so a node would take
+//! at most its pool size of sends per flush time, and starve its other
+//! stores of connections meanwhile. One writer that takes every send
+//! waiting and stores them all in one statement pays one flush per batch
+//! however many callers wait, as the embedded backend's group commit does
+//! with SQLite.
+//!
+//! A batch commits all or nothing: when it fails (a queue deleted under it,
+//! a duplicate message id) its sends are retried one by one, so each caller
+//! gets its own answer and no send fails for another's fault.
+//!
+//! Wake-ups follow the commit (see the parent module for why), one per
+//! queue of the batch. A failed wake-up does not fail the send: its
+//! messages are stored, and a caller told otherwise would send them again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use deadpool_postgres::Client;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::is_missing_parent;
+use crate::messages::StoredMessage;
+use crate::postgres::{Pg, is_unique_violation, notify};
+use crate::{ChangeKind, StoreError};
+
+/// Stores messages, one row per array element, in array order (`seq`
+/// breaks ties in receive order).
+const SEND: &str = "
+INSERT INTO messages (queue, id, body, attributes, md5_body, md5_attributes, sent_ms,
+                      sender_id, visible_ms, dead_letter_source, trace)
+SELECT queue, id, body, attributes, md5_body, md5_attributes, sent_ms,
+       sender_id, visible_ms, dead_letter_source, trace
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[])
+     WITH ORDINALITY AS m(queue, id, body, attributes, md5_body, md5_attributes, sent_ms,
+                          sender_id, visible_ms, dead_letter_source, trace, n)
+ORDER BY n";
+
+/// Most messages one statement carries (SQS batches are at most 10).
+const MAX_BATCH_MESSAGES: usize = 1_000;
+
+/// Writers per node: a batch waits for its flush, so a few let the next
+/// batches fill and flush meanwhile (PostgreSQL groups their flushes), and
+/// at low load a send finds a writer idle and goes at once.
+const WRITERS: usize = 4;
+
+/// The writers of a node's sends; they stop when this is dropped.
+pub(super) struct SendGroup {
+    pending: mpsc::UnboundedSender<Pending>,
+}
+
+/// A send waiting for a writer.
+struct Pending {
+    queue: String,
+    messages: Vec<StoredMessage>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl SendGroup {
+    /// Starts the writers (on the current Tokio runtime).
+    pub(super) fn start(pg: Pg) -> Self {
+        let (pending, waiting) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(waiting));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(pg.clone(), waiting.clone()));
+        }
+        SendGroup { pending }
+    }
+
+    /// Stores `messages` in `queue` (which must exist) with the sends
+    /// waiting alongside, and wakes the queue's long polls.
+    pub(super) async fn send(
+        &self,
+        queue: &str,
+        messages: Vec<StoredMessage>,
+    ) -> Result<(), StoreError> {
+        let (done, answer) = oneshot::channel();
+        let stopped = || StoreError::Task("the send writers stopped".into());
+        self.pending
+            .send(Pending {
+                queue: queue.to_string(),
+                messages,
+                done,
+            })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// A writer: takes the first send waiting and every other already there
+/// (up to [`MAX_BATCH_MESSAGES`]), stores them, answers, again.
+async fn write_batches(pg: Pg, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>) {
+    while let Some(batch) = next_batch(&waiting).await {
+        write_batch(&pg, batch).await;
+    }
+}
+
+/// The sends waiting, at least one; `None` once the group is dropped.
+async fn next_batch(waiting: &Mutex<mpsc::UnboundedReceiver<Pending>>) -> Option<Vec<Pending>> {
+    let mut waiting = waiting.lock().await;
+    let first = waiting.recv().await?;
+    let mut size = first.messages.len();
+    let mut batch = vec![first];
+    while size < MAX_BATCH_MESSAGES {
+        let Ok(next) = waiting.try_recv() else { break };
+        size += next.messages.len();
+        batch.push(next);
+    }
+    Some(batch)
+}
+
+/// Stores a batch and answers its senders, then wakes its queues.
+async fn write_batch(pg: &Pg, batch: Vec<Pending>) {
+    if batch.len() > 1 {
+        let rows = Rows::of(batch.iter().map(|p| (p.queue.as_str(), &p.messages[..])));
+        if let Ok(client) = insert(pg, &rows).await {
+            drop(rows);
+            let mut queues = BTreeSet::new();
+            for p in batch {
+                let _ = p.done.send(Ok(()));
+                queues.insert(p.queue);
+            }
+            for queue in &queues {
+                wake(&client, queue).await;
+            }
+            return;
+        }
+    }
+    for p in batch {
+        match send_alone(pg, &p.queue, &p.messages).await {
+            Ok(client) => {
+                let _ = p.done.send(Ok(()));
+                wake(&client, &p.queue).await;
+            }
+            Err(e) => {
+                let _ = p.done.send(Err(e));
+            }
+        }
+    }
+}
+
+/// One send in a statement of its own, its failure named for its caller;
+/// returns the connection, for the wake-up.
+async fn send_alone(
+    pg: &Pg,
+    queue: &str,
+    messages: &[StoredMessage],
+) -> Result<Client, StoreError> {
+    match insert(pg, &Rows::of([(queue, messages)])).await {
+        Ok(client) => Ok(client),
+        Err(Refused::Db(e)) if is_missing_parent(&e) => {
+            Err(StoreError::NotFound(format!("queue {queue}")))
+        }
+        Err(Refused::Db(e)) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "a message id sent to queue {queue}"
+        ))),
+        Err(Refused::Db(e)) => Err(e.into()),
+        Err(Refused::Pool(e)) => Err(e),
+    }
+}
+
+/// Why an insert failed: the statement, or no connection to run it on.
+enum Refused {
+    Db(tokio_postgres::Error),
+    Pool(StoreError),
+}
+
+/// Runs [`SEND`]; returns the connection, for the wake-ups.
+async fn insert(pg: &Pg, rows: &Rows<'_>) -> Result<Client, Refused> {
+    let client = pg.client().await.map_err(Refused::Pool)?;
+    let statement = client.prepare_cached(SEND).await.map_err(Refused::Db)?;
+    client
+        .execute(
+            &statement,
+            &[
+                &rows.queue,
+                &rows.id,
+                &rows.body,
+                &rows.attributes,
+                &rows.md5_body,
+                &rows.md5_attributes,
+                &rows.sent_ms,
+                &rows.sender_id,
+                &rows.visible_ms,
+                &rows.dead_letter_source,
+                &rows.trace,
+            ],
+        )
+        .await
+        .map_err(Refused::Db)?;
+    Ok(client)
+}
+
+/// Wakes the long polls of `queue` on every node, after the commit that
+/// gave it messages. A failure is logged, not returned: the messages are
+/// stored, and the polls find them at their next look.
+pub(super) async fn wake(client: &Client, queue: &str) {
+    if let Err(e) = notify(client, ChangeKind::Messages, queue).await {
+        tracing::warn!(queue, error = %e, "could not wake the queue's long polls");
+    }
+}
+
+/// The columns of a batch, as the arrays [`SEND`] unnests (borrowed: a
+/// batch that fails is sent again one by one).
+#[derive(Default)]
+struct Rows<'a> {
+    queue: Vec<&'a str>,
+    id: Vec<&'a str>,
+    body: Vec<&'a str>,
+    attributes: Vec<&'a str>,
+    md5_body: Vec<&'a str>,
+    md5_attributes: Vec<Option<&'a str>>,
+    sent_ms: Vec<i64>,
+    sender_id: Vec<&'a str>,
+    visible_ms: Vec<i64>,
+    dead_letter_source: Vec<Option<&'a str>>,
+    trace: Vec<Option<&'a str>>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(sends: impl IntoIterator<Item = (&'a str, &'a [StoredMessage])>) -> Self {
+        let mut rows = Rows::default();
+        for (queue, messages) in sends {
+            for m in messages {
+                rows.push(queue, m);
+            }
+        }
+        rows
+    }
+
+    fn push(&mut self, queue: &'a str, m: &'a StoredMessage) {
+        self.queue.push(queue);
+        self.id.push(&m.id);
+        self.body.push(&m.body);
+        self.attributes.push(&m.attributes);
+        self.md5_body.push(&m.md5_body);
+        self.md5_attributes.push(m.md5_attributes.as_deref());
+        self.sent_ms.push(m.sent_ms);
+        self.sender_id.push(&m.sender_id);
+        self.visible_ms.push(m.visible_ms);
+        self.dead_letter_source
+            .push(m.dead_letter_source.as_deref());
+        self.trace.push(m.trace.as_deref());
+    }
+}
