@@ -138,7 +138,7 @@ async fn write_announced(
 }
 
 /// Runs `insert` (`… ON CONFLICT DO NOTHING RETURNING …`) in a
-/// transaction that announces `change` when it stored a row; returns
+/// transaction that announces `kind:key` when it stored a row; returns
 /// whether it did. `refused` turns the errors the caller expects (a missing
 /// parent, a taken key) into theirs; others are backend errors.
 async fn insert_announced(

@@ -111,46 +111,46 @@ impl PgMessages {
             .await?;
         Ok(client.query_opt(&statement, &[&name]).await?.is_some())
     }
+}
 
-    /// One statement of [`RECEIVE`] for up to `want` messages.
-    async fn receive_round(
-        client: &Client,
-        queue: &str,
-        o: &ReceiveOptions,
-        want: usize,
-    ) -> Result<ReceiveRound, StoreError> {
-        let (dead_letter_queue, max_receive_count) = match &o.redrive {
-            Some(r) => (
-                Some(r.dead_letter_queue.as_str()),
-                Some(i32::try_from(r.max_receive_count).unwrap_or(i32::MAX)),
-            ),
-            None => (None, None),
-        };
-        let statement = client.prepare_cached(RECEIVE).await?;
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &queue,
-                    &o.now_ms,
-                    &(want as i64),
-                    &o.visibility_ms,
-                    &o.retention_ms,
-                    &dead_letter_queue,
-                    &max_receive_count,
-                ],
-            )
-            .await?;
-        let mut round = ReceiveRound::default();
-        for row in &rows {
-            match received_row(row)? {
-                Some(message) => round.received.push(message),
-                None => round.skipped = true,
-            }
-            round.redriven |= row.try_get::<_, &str>(13)? == "redrive";
+/// One statement of [`RECEIVE`] for up to `want` messages.
+async fn receive_round(
+    client: &Client,
+    queue: &str,
+    o: &ReceiveOptions,
+    want: usize,
+) -> Result<ReceiveRound, StoreError> {
+    let (dead_letter_queue, max_receive_count) = match &o.redrive {
+        Some(r) => (
+            Some(r.dead_letter_queue.as_str()),
+            Some(i32::try_from(r.max_receive_count).unwrap_or(i32::MAX)),
+        ),
+        None => (None, None),
+    };
+    let statement = client.prepare_cached(RECEIVE).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &queue,
+                &o.now_ms,
+                &(want as i64),
+                &o.visibility_ms,
+                &o.retention_ms,
+                &dead_letter_queue,
+                &max_receive_count,
+            ],
+        )
+        .await?;
+    let mut round = ReceiveRound::default();
+    for row in &rows {
+        match received_row(row)? {
+            Some(message) => round.received.push(message),
+            None => round.skipped = true,
         }
-        Ok(round)
+        round.redriven |= row.try_get::<_, &str>(13)? == "redrive";
     }
+    Ok(round)
 }
 
 /// What one [`RECEIVE`] statement did.
@@ -270,9 +270,7 @@ impl QueueData for PgMessages {
         let mut redriven = false;
         let client = self.pg.client().await?;
         while out.len() < options.max {
-            let round =
-                PgMessages::receive_round(&client, queue, &options, options.max - out.len())
-                    .await?;
+            let round = receive_round(&client, queue, &options, options.max - out.len()).await?;
             out.extend(round.received);
             redriven |= round.redriven;
             if !round.skipped {
