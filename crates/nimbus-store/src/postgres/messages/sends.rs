@@ -114,33 +114,29 @@ async fn next_batch(waiting: &Mutex<mpsc::UnboundedReceiver<Pending>>) -> Option
     Some(batch)
 }
 
-/// Stores a batch and answers its senders, then wakes its queues.
+/// Stores a batch, wakes its queues, then answers its senders (so a send
+/// that returned has woken the polls).
 async fn write_batch(pg: &Pg, batch: Vec<Pending>) {
     if batch.len() > 1 {
         let rows = Rows::of(batch.iter().map(|p| (p.queue.as_str(), &p.messages[..])));
         if let Ok(client) = insert(pg, &rows).await {
+            let queues: BTreeSet<&str> = rows.queue.iter().copied().collect();
+            for queue in queues {
+                wake(&client, queue).await;
+            }
             drop(rows);
-            let mut queues = BTreeSet::new();
             for p in batch {
                 let _ = p.done.send(Ok(()));
-                queues.insert(p.queue);
-            }
-            for queue in &queues {
-                wake(&client, queue).await;
             }
             return;
         }
     }
     for p in batch {
-        match send_alone(pg, &p.queue, &p.messages).await {
-            Ok(client) => {
-                let _ = p.done.send(Ok(()));
-                wake(&client, &p.queue).await;
-            }
-            Err(e) => {
-                let _ = p.done.send(Err(e));
-            }
+        let sent = send_alone(pg, &p.queue, &p.messages).await;
+        if let Ok(client) = &sent {
+            wake(client, &p.queue).await;
         }
+        let _ = p.done.send(sent.map(drop));
     }
 }
 
