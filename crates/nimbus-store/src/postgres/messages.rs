@@ -4,7 +4,8 @@
 //! send and a receive are bench rows, and on PostgreSQL each round trip and
 //! each commit costs. So each is one statement, its own transaction: a send
 //! is one multi-row `INSERT` from arrays, shared with the other sends
-//! waiting on the node (group commit, [`sends`]); a receive locks its batch
+//! waiting on the node (group commit, [`group`]), and so is a delete; a
+//! receive locks its batch
 //! with `FOR UPDATE SKIP LOCKED` (receivers on every node take disjoint
 //! messages, none waits on another) and, in the same statement, drops the
 //! expired ones, moves the over-received ones to the dead-letter queue and
@@ -36,6 +37,8 @@
 //! as (`TEXT`), since they are handed back byte for byte. Names sort in byte
 //! order (`COLLATE "C"`) whatever the database's locale.
 
+mod deletes;
+mod group;
 mod mappings;
 mod queues;
 mod sends;
@@ -46,6 +49,9 @@ use std::collections::BTreeMap;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 
+use self::deletes::DeleteJob;
+use self::group::Group;
+use self::sends::SendJob;
 use super::{Pg, migrate, notify};
 use crate::{ChangeKind, StoreError};
 
@@ -53,7 +59,8 @@ use crate::{ChangeKind, StoreError};
 /// [`crate::SourceMappings`] on PostgreSQL.
 pub struct PgMessages {
     pg: Pg,
-    sends: sends::SendGroup,
+    sends: Group<SendJob>,
+    deletes: Group<DeleteJob>,
 }
 
 /// The schema of the `messages` area, one step per version.
@@ -112,7 +119,8 @@ impl PgMessages {
         migrate(pg, "messages", MIGRATIONS).await?;
         Ok(Self {
             pg: pg.clone(),
-            sends: sends::SendGroup::start(pg.clone()),
+            sends: Group::start(pg, sends::write_batch),
+            deletes: Group::start(pg, deletes::write_batch),
         })
     }
 }

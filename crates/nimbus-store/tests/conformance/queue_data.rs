@@ -59,6 +59,7 @@ conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     delete_purge_and_counts,
     receivers_on_two_nodes_never_share_a_message,
     a_failing_send_among_concurrent_ones_fails_alone,
+    concurrent_deletes_of_one_message_find_it_once,
 ));
 
 pub(crate) fn message(id: &str, sent_ms: i64) -> StoredMessage {
@@ -315,4 +316,22 @@ async fn a_failing_send_among_concurrent_ones_fails_alone(s: Pair) {
         }
     }
     assert_eq!(s.data.counts("q", 0).await.unwrap().visible, 30);
+}
+
+/// Deletes of one message at once, on both nodes (a retried
+/// `DeleteMessage`, two consumers): exactly one finds it.
+async fn concurrent_deletes_of_one_message_find_it_once(s: Pair) {
+    s.data.send("q", vec![message("a", 0)]).await.unwrap();
+    let deletes: Vec<_> = (0..8)
+        .map(|i| {
+            let node = if i % 2 == 0 { &s.data } else { &s.other }.clone();
+            tokio::spawn(async move { node.delete_message("q", "a").await.unwrap() })
+        })
+        .collect();
+    let mut found = 0;
+    for d in deletes {
+        found += usize::from(d.await.unwrap());
+    }
+    assert_eq!(found, 1);
+    assert_eq!(s.data.counts("q", 0).await.unwrap(), QueueCounts::default());
 }

@@ -14,7 +14,8 @@ use deadpool_postgres::Client;
 use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
-use super::sends::wake;
+use super::deletes;
+use super::sends::{self, wake};
 use super::{PgMessages, attributes_at, insert_announced, split_update, write_announced};
 use crate::messages::{
     QueueCatalog, QueueCounts, QueueData, QueueRecord, ReceiveOptions, StoredMessage,
@@ -258,7 +259,7 @@ impl QueueData for PgMessages {
         // Checked before the write: a key the notice cannot carry must not
         // leave the messages sent but unannounced.
         crate::check_change_key(queue)?;
-        self.sends.send(queue, messages).await
+        sends::send(&self.sends, queue, messages).await
     }
 
     async fn receive(
@@ -284,11 +285,7 @@ impl QueueData for PgMessages {
     }
 
     async fn delete_message(&self, queue: &str, id: &str) -> Result<bool, StoreError> {
-        let client = self.pg.client().await?;
-        let statement = client
-            .prepare_cached("DELETE FROM messages WHERE queue = $1 AND id = $2")
-            .await?;
-        Ok(client.execute(&statement, &[&queue, &id]).await? > 0)
+        deletes::delete(&self.deletes, queue, id).await
     }
 
     async fn change_visibility(

@@ -1,28 +1,21 @@
-//! Group commit for sends: the sends waiting on a node share one `INSERT`
-//! and one commit.
-//!
-//! Why: every commit waits for a WAL flush. Sends committing on their own
-//! each hold a pooled connection through their flush, so a node would take
-//! at most its pool size of sends per flush time, and starve its other
-//! stores of connections meanwhile. One writer that takes every send
-//! waiting and stores them all in one statement pays one flush per batch
-//! however many callers wait, as the embedded backend's group commit does
-//! with SQLite.
+//! Sends, group-committed ([`super::group`]): the sends waiting on a node
+//! share one multi-row `INSERT`.
 //!
 //! A batch commits all or nothing: when it fails (a queue deleted under it,
 //! a duplicate message id) its sends are retried one by one, so each caller
 //! gets its own answer and no send fails for another's fault.
 //!
 //! Wake-ups follow the commit (see the parent module for why), one per
-//! queue of the batch. A failed wake-up does not fail the send: its
-//! messages are stored, and a caller told otherwise would send them again.
+//! queue of the batch, before the senders are answered. A failed wake-up
+//! does not fail the send: its messages are stored, and a caller told
+//! otherwise would send them again.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use deadpool_postgres::Client;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::group::{Group, Job, stopped};
 use super::is_missing_parent;
 use crate::messages::StoredMessage;
 use crate::postgres::{Pg, is_unique_violation, notify};
@@ -41,82 +34,39 @@ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
                           sender_id, visible_ms, dead_letter_source, trace, n)
 ORDER BY n";
 
-/// Most messages one statement carries (SQS batches are at most 10).
-const MAX_BATCH_MESSAGES: usize = 1_000;
-
-/// Writers per node: a batch waits for its flush, so a few let the next
-/// batches fill and flush meanwhile (PostgreSQL groups their flushes), and
-/// at low load a send finds a writer idle and goes at once.
-const WRITERS: usize = 4;
-
-/// The writers of a node's sends; they stop when this is dropped.
-pub(super) struct SendGroup {
-    pending: mpsc::UnboundedSender<Pending>,
-}
-
 /// A send waiting for a writer.
-struct Pending {
+pub(super) struct SendJob {
     queue: String,
     messages: Vec<StoredMessage>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-impl SendGroup {
-    /// Starts the writers (on the current Tokio runtime).
-    pub(super) fn start(pg: Pg) -> Self {
-        let (pending, waiting) = mpsc::unbounded_channel();
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..WRITERS {
-            tokio::spawn(write_batches(pg.clone(), waiting.clone()));
-        }
-        SendGroup { pending }
-    }
-
-    /// Stores `messages` in `queue` (which must exist) with the sends
-    /// waiting alongside, and wakes the queue's long polls.
-    pub(super) async fn send(
-        &self,
-        queue: &str,
-        messages: Vec<StoredMessage>,
-    ) -> Result<(), StoreError> {
-        let (done, answer) = oneshot::channel();
-        let stopped = || StoreError::Task("the send writers stopped".into());
-        self.pending
-            .send(Pending {
-                queue: queue.to_string(),
-                messages,
-                done,
-            })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+impl Job for SendJob {
+    fn rows(&self) -> usize {
+        self.messages.len()
     }
 }
 
-/// A writer: takes the first send waiting and every other already there
-/// (up to [`MAX_BATCH_MESSAGES`]), stores them, answers, again.
-async fn write_batches(pg: Pg, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>) {
-    while let Some(batch) = next_batch(&waiting).await {
-        write_batch(&pg, batch).await;
-    }
-}
-
-/// The sends waiting, at least one; `None` once the group is dropped.
-async fn next_batch(waiting: &Mutex<mpsc::UnboundedReceiver<Pending>>) -> Option<Vec<Pending>> {
-    let mut waiting = waiting.lock().await;
-    let first = waiting.recv().await?;
-    let mut size = first.messages.len();
-    let mut batch = vec![first];
-    while size < MAX_BATCH_MESSAGES {
-        let Ok(next) = waiting.try_recv() else { break };
-        size += next.messages.len();
-        batch.push(next);
-    }
-    Some(batch)
+/// Stores `messages` in `queue` (which must exist) with the sends waiting
+/// alongside, and wakes the queue's long polls.
+pub(super) async fn send(
+    sends: &Group<SendJob>,
+    queue: &str,
+    messages: Vec<StoredMessage>,
+) -> Result<(), StoreError> {
+    let (done, answer) = oneshot::channel();
+    sends.submit(SendJob {
+        queue: queue.to_string(),
+        messages,
+        done,
+    })?;
+    answer.await.map_err(|_| stopped())?
 }
 
 /// Stores a batch, wakes its queues, then answers its senders (so a send
 /// that returned has woken the polls).
-async fn write_batch(pg: &Pg, batch: Vec<Pending>) {
+pub(super) async fn write_batch(pg: Pg, batch: Vec<SendJob>) {
+    let pg = &pg;
     if batch.len() > 1 {
         let rows = Rows::of(batch.iter().map(|p| (p.queue.as_str(), &p.messages[..])));
         if let Ok(client) = insert(pg, &rows).await {
