@@ -66,27 +66,30 @@ pub(super) async fn send(
 /// Stores a batch, wakes its queues, then answers its senders (so a send
 /// that returned has woken the polls).
 pub(super) async fn write_batch(pg: Pg, batch: Vec<SendJob>) {
-    let pg = &pg;
     if batch.len() > 1 {
-        let rows = Rows::of(batch.iter().map(|p| (p.queue.as_str(), &p.messages[..])));
-        if let Ok(client) = insert(pg, &rows).await {
+        let rows = Rows::of(
+            batch
+                .iter()
+                .map(|job| (job.queue.as_str(), &job.messages[..])),
+        );
+        if let Ok(client) = insert(&pg, &rows).await {
             let queues: BTreeSet<&str> = rows.queue.iter().copied().collect();
             for queue in queues {
                 wake(&client, queue).await;
             }
             drop(rows);
-            for p in batch {
-                let _ = p.done.send(Ok(()));
+            for job in batch {
+                let _ = job.done.send(Ok(()));
             }
             return;
         }
     }
-    for p in batch {
-        let sent = send_alone(pg, &p.queue, &p.messages).await;
+    for job in batch {
+        let sent = send_alone(&pg, &job.queue, &job.messages).await;
         if let Ok(client) = &sent {
-            wake(client, &p.queue).await;
+            wake(client, &job.queue).await;
         }
-        let _ = p.done.send(sent.map(drop));
+        let _ = job.done.send(sent.map(drop));
     }
 }
 
