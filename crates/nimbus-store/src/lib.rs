@@ -68,6 +68,7 @@ pub use postgres::schedules::PgScheduleStore;
 pub use postgres::workflows::PgWorkflowStore;
 pub use postgres::code::PgCodeBlobs;
 pub use postgres::objects::PgObjectStore;
+pub use postgres::messages::PgMessages;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
 pub use schedules::ScheduleStore;
 pub use sqlite::gateway::SqliteGatewayStore;

@@ -30,6 +30,7 @@ pub(crate) mod metadata;
 pub(crate) mod schedules;
 pub(crate) mod code;
 pub(crate) mod objects;
+pub(crate) mod messages;
 pub mod scratch;
 pub(crate) mod workflows;
 

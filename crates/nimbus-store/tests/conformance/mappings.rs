@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use nimbus_store::{SourceMappings, SqliteMessages, StoredMapping};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{PgMessages, SourceMappings, SqliteMessages, StoredMapping};
+
+use crate::helpers::fresh_pg;
 
 async fn open_sqlite() -> (Arc<dyn SourceMappings>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -11,7 +14,12 @@ async fn open_sqlite() -> (Arc<dyn SourceMappings>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn SourceMappings>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgMessages::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_mapping_reads_back_whole,
     put_replaces_the_whole_mapping,
     mappings_are_listed_by_uuid,

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nimbus_store::{QueueCatalog, QueueData, QueueRecord, SqliteMessages};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{PgMessages, QueueCatalog, QueueData, QueueRecord, SqliteMessages};
 
+use crate::helpers::fresh_pg;
 use crate::queue_data::{message, opts};
 
 struct Pair {
@@ -25,7 +27,19 @@ async fn open_sqlite() -> (Pair, tempfile::TempDir) {
     )
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Pair, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let s = Arc::new(PgMessages::open(&pg).await.unwrap());
+    (
+        Pair {
+            catalog: s.clone(),
+            data: s,
+        },
+        db,
+    )
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     create_get_list_by_name,
     create_returns_the_existing_queue_unchanged,
     attributes_merge_and_an_empty_redrive_policy_removes_it,

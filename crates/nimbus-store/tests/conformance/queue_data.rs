@@ -3,39 +3,63 @@
 
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
+use nimbus_store::postgres::Pg;
+use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    QueueCatalog, QueueCounts, QueueData, ReceiveOptions, Redrive, SqliteMessages, StoreError,
-    StoredMessage, VisibilityChange,
+    PgMessages, QueueCatalog, QueueCounts, QueueData, ReceiveOptions, Redrive, SqliteMessages,
+    StoreError, StoredMessage, VisibilityChange,
 };
 
+use crate::helpers::fresh_pg;
 use crate::queue_catalog::queue;
 
 struct Pair {
     catalog: Arc<dyn QueueCatalog>,
     data: Arc<dyn QueueData>,
+    /// The same queues through another store on the same data: another
+    /// node of a cluster.
+    other: Arc<dyn QueueData>,
+}
+
+/// `node` with the queues `q` and `dlq`, and `other`, a second store on its data.
+async fn with_queues<S: QueueCatalog + QueueData>(node: Arc<S>, other: Arc<S>) -> Pair {
+    node.create_queue(&queue("q")).await.unwrap();
+    node.create_queue(&queue("dlq")).await.unwrap();
+    Pair {
+        catalog: node.clone(),
+        data: node,
+        other,
+    }
 }
 
 async fn open_sqlite() -> (Pair, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(SqliteMessages::open(&dir.path().join("messages.db")).unwrap());
-    s.create_queue(&queue("q")).await.unwrap();
-    s.create_queue(&queue("dlq")).await.unwrap();
-    (
-        Pair {
-            catalog: s.clone(),
-            data: s,
-        },
-        dir,
-    )
+    let path = dir.path().join("messages.db");
+    let node = Arc::new(SqliteMessages::open(&path).unwrap());
+    let other = Arc::new(SqliteMessages::open(&path).unwrap());
+    (with_queues(node, other).await, dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Pair, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    let node = Arc::new(PgMessages::open(&pg).await.unwrap());
+    let other_pool = Pg::connect(&db.url).await.unwrap();
+    let other = Arc::new(PgMessages::open(&other_pool).await.unwrap());
+    (with_queues(node, other).await, db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     send_needs_the_queue,
     a_received_message_is_hidden_for_the_visibility_timeout,
     a_stale_receipt_cannot_change_visibility,
     messages_received_too_often_move_to_the_dead_letter_queue,
     delays_retention_and_order,
     delete_purge_and_counts,
+    receivers_on_two_nodes_never_share_a_message,
+    a_failing_send_among_concurrent_ones_fails_alone,
+    concurrent_deletes_of_one_message_find_it_once,
 ));
 
 pub(crate) fn message(id: &str, sent_ms: i64) -> StoredMessage {
@@ -225,4 +249,89 @@ async fn delete_purge_and_counts(s: Pair) {
         QueueCounts::default()
     );
     assert_eq!(s.data.next_visible("q", 20).await.unwrap(), None);
+}
+
+/// Two nodes on one database, four receivers on each, all at once: every
+/// message (sent half through each node) is received, by exactly one
+/// receiver, while its visibility timeout runs.
+async fn receivers_on_two_nodes_never_share_a_message(s: Pair) {
+    let ids: Vec<String> = (0..300).map(|i| format!("m{i:03}")).collect();
+    for (n, chunk) in ids.chunks(10).enumerate() {
+        let node = if n % 2 == 0 { &s.data } else { &s.other };
+        let batch = chunk.iter().map(|id| message(id, 0)).collect();
+        node.send("q", batch).await.unwrap();
+    }
+    let receivers: Vec<_> = (0..8)
+        .map(|r| {
+            let node = if r % 2 == 0 { &s.data } else { &s.other }.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let mut o = opts(10, None);
+                    o.max = 7;
+                    o.visibility_ms = 60_000;
+                    let batch = node.receive("q", o).await.unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch.into_iter().map(|m| (m.id, m.receive_count)));
+                }
+            })
+        })
+        .collect();
+    let mut received = Vec::new();
+    for r in receivers {
+        received.extend(r.await.unwrap());
+    }
+    assert!(
+        received.iter().all(|(_, count)| *count == 1),
+        "each received once"
+    );
+    let distinct: BTreeSet<&str> = received.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(received.len(), ids.len(), "no message handed out twice");
+    assert_eq!(distinct.len(), ids.len(), "every message handed out");
+    let counts = s.other.counts("q", 20).await.unwrap();
+    assert_eq!((counts.visible, counts.in_flight), (0, ids.len() as u64));
+}
+
+/// Sends at once, some to a queue that does not exist: those fail with
+/// `NotFound` and every other is stored (a backend that batches concurrent
+/// sends must not fail one for another's fault).
+async fn a_failing_send_among_concurrent_ones_fails_alone(s: Pair) {
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let data = s.data.clone();
+            tokio::spawn(async move {
+                let queue = if i % 4 == 0 { "nope" } else { "q" };
+                data.send(queue, vec![message(&format!("m{i}"), 0)]).await
+            })
+        })
+        .collect();
+    for (i, sent) in sends.into_iter().enumerate() {
+        let sent = sent.await.unwrap();
+        if i % 4 == 0 {
+            assert!(matches!(sent, Err(StoreError::NotFound(_))), "{sent:?}");
+        } else {
+            sent.unwrap();
+        }
+    }
+    assert_eq!(s.data.counts("q", 0).await.unwrap().visible, 30);
+}
+
+/// Deletes of one message at once, on both nodes (a retried
+/// `DeleteMessage`, two consumers): exactly one finds it.
+async fn concurrent_deletes_of_one_message_find_it_once(s: Pair) {
+    s.data.send("q", vec![message("a", 0)]).await.unwrap();
+    let deletes: Vec<_> = (0..8)
+        .map(|i| {
+            let node = if i % 2 == 0 { &s.data } else { &s.other }.clone();
+            tokio::spawn(async move { node.delete_message("q", "a").await.unwrap() })
+        })
+        .collect();
+    let mut found = 0;
+    for d in deletes {
+        found += usize::from(d.await.unwrap());
+    }
+    assert_eq!(found, 1);
+    assert_eq!(s.data.counts("q", 0).await.unwrap(), QueueCounts::default());
 }

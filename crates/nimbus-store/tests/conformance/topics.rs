@@ -5,7 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nimbus_store::{SqliteMessages, StoreError, SubscriptionRecord, TopicRecord, Topics};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{
+    PgMessages, SqliteMessages, StoreError, SubscriptionRecord, TopicRecord, Topics,
+};
+
+use crate::helpers::fresh_pg;
 
 async fn open_sqlite() -> (Arc<dyn Topics>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -13,7 +18,12 @@ async fn open_sqlite() -> (Arc<dyn Topics>, tempfile::TempDir) {
     (Arc::new(store), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn Topics>, ScratchDatabase) {
+    let (pg, db) = fresh_pg().await;
+    (Arc::new(PgMessages::open(&pg).await.unwrap()), db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_topic_reads_back_whole,
     creating_a_topic_again_returns_the_existing_one,
     topics_are_listed_by_name,
