@@ -21,6 +21,7 @@
     reason = "the stores of this backend land in the next commits"
 )]
 
+pub(crate) mod leases;
 pub mod scratch;
 
 use std::str::FromStr;
