@@ -61,6 +61,7 @@ pub use objects::{
     ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
 };
 pub use postgres::leases::PgLeases;
+pub use postgres::queue::PgEventQueue;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
 pub use schedules::ScheduleStore;
 pub use sqlite::gateway::SqliteGatewayStore;

@@ -22,6 +22,7 @@
 )]
 
 pub(crate) mod leases;
+pub(crate) mod queue;
 pub mod scratch;
 
 use std::str::FromStr;
