@@ -60,6 +60,7 @@ pub use objects::{
     BucketInfo, ByteRange, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
     ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
 };
+pub use postgres::change_feed::PgChangeFeed;
 pub use postgres::leases::PgLeases;
 pub use postgres::queue::PgEventQueue;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};

@@ -21,6 +21,7 @@
     reason = "the stores of this backend land in the next commits"
 )]
 
+pub(crate) mod change_feed;
 pub(crate) mod leases;
 pub(crate) mod queue;
 pub mod scratch;
