@@ -578,3 +578,74 @@ impl FireLedger for PgEventQueue {
         Ok(self.execute(RECORD_FIRE, &[&source, &fire_ms]).await? > 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::postgres::scratch::ScratchDatabase;
+
+    /// Concurrent callers of the bench, and how long it runs.
+    const CALLERS: usize = 64;
+    const RUN: Duration = Duration::from_secs(5);
+
+    fn event(caller: usize, n: usize) -> QueuedEvent {
+        QueuedEvent {
+            id: format!("{caller}-{n}"),
+            request_id: format!("r-{caller}-{n}"),
+            function: format!("f{}", caller % 8),
+            qualifier: None,
+            payload: br#"{"order":{"id":"0f8fad5b-d9cb-469f-a165-70867728950e","items":[1,2,3]}}"#
+                .to_vec(),
+            enqueued_ms: 1000,
+            attempts: 0,
+            error: None,
+            failed_at_ms: None,
+            creator: None,
+            trace: Some("Root=1-5759e988-bd862e3fe1be46a994272793".into()),
+        }
+    }
+
+    /// Prints how many events a node accepts per second from many callers,
+    /// each enqueue durable (`synchronous_commit` on) before it returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a benchmark: cargo test -p nimbus-store --lib enqueue_throughput -- --ignored --nocapture"]
+    async fn enqueue_throughput() {
+        let db = ScratchDatabase::create().await.unwrap();
+        let pg = Pg::connect(&db.url).await.unwrap();
+        let synchronous_commit: String = pg
+            .client()
+            .await
+            .unwrap()
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let q = Arc::new(PgEventQueue::open(&pg).await.unwrap());
+        let started = Instant::now();
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|caller| {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while started.elapsed() < RUN {
+                        q.enqueue(&event(caller, n)).await.unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut accepted = 0;
+        for c in callers {
+            accepted += c.await.unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_eq!(q.stats().await.unwrap().0, accepted as u64);
+        println!(
+            "enqueue: {accepted} events in {elapsed:.1} s from {CALLERS} callers = {:.0} events/s (synchronous_commit = {synchronous_commit})",
+            accepted as f64 / elapsed
+        );
+    }
+}
