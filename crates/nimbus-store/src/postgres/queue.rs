@@ -10,6 +10,8 @@
 //! arrays instead (one round trip, one flush), a few batches in flight at
 //! once, so batches grow with the load. A taken id fails its own enqueue
 //! only (`ON CONFLICT DO NOTHING`, then `Conflict` for the ids not inserted).
+//! Completions, as frequent as enqueues, are batched the same way (one
+//! `DELETE … = ANY`).
 //!
 //! **Claims across nodes.** Workers on every node claim with
 //! `FOR UPDATE SKIP LOCKED`: two claims never wait on each other, and a row
@@ -25,6 +27,7 @@
 //! only when their leases expire.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -73,7 +76,7 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
-/// Most enqueues sent in one `INSERT`.
+/// Most writes sent in one statement.
 const MAX_BATCH: usize = 1024;
 
 /// Batches being committed at once (each holds a pooled connection).
@@ -85,17 +88,86 @@ const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms
 /// The event queue of a cluster (see the module docs).
 pub struct PgEventQueue {
     pg: Pg,
-    /// Enqueues waiting for the next group commit; dropping it stops the
-    /// batcher once it has committed what it was given.
-    enqueues: mpsc::UnboundedSender<PendingEnqueue>,
+    /// Enqueues waiting for the next group commit.
+    enqueues: GroupCommit<QueuedEvent>,
+    /// Completions (event ids) waiting for the next group commit.
+    completions: GroupCommit<String>,
     /// The function served first by this node's last claim (round-robin cursor).
     cursor: Mutex<String>,
 }
 
-/// An enqueue waiting for its batch's commit.
-struct PendingEnqueue {
-    event: QueuedEvent,
+/// Writes of one kind waiting to be committed together; dropping it stops
+/// its batcher once that has committed what it was given.
+struct GroupCommit<T> {
+    pending: mpsc::UnboundedSender<Pending<T>>,
+}
+
+/// A write waiting for its batch's commit, and who to tell how it went.
+struct Pending<T> {
+    write: T,
     reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl<T: Send + 'static> GroupCommit<T> {
+    /// Starts a batcher that hands the writes waiting at each moment to
+    /// `commit` (which answers each), up to [`BATCHES_IN_FLIGHT`] batches at
+    /// once.
+    fn start<C, F>(pg: &Pg, commit: C) -> Self
+    where
+        C: Fn(Pg, Vec<Pending<T>>) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (pending, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(commit_batches(pg.clone(), waiting, commit));
+        Self { pending }
+    }
+
+    /// Adds `write` to the next batch; answers once that batch committed.
+    async fn write(&self, write: T) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Task("the event queue batcher has stopped".into());
+        self.pending
+            .send(Pending { write, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// The batcher loop of a [`GroupCommit`]; ends when it is dropped.
+async fn commit_batches<T, C, F>(
+    pg: Pg,
+    mut waiting: mpsc::UnboundedReceiver<Pending<T>>,
+    commit: C,
+) where
+    C: Fn(Pg, Vec<Pending<T>>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        // Wait for a free slot first: meanwhile the next batch grows.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if waiting.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let committing = commit(pg.clone(), batch);
+        tokio::spawn(async move {
+            committing.await;
+            drop(slot);
+        });
+    }
+}
+
+/// Tells every caller of a batch that failed as a whole why.
+fn fail_all<T>(batch: Vec<Pending<T>>, e: &StoreError) {
+    let failure = e.to_string();
+    for p in batch {
+        let _ = p.reply.send(Err(StoreError::Task(format!(
+            "event queue commit failed: {failure}"
+        ))));
+    }
 }
 
 impl PgEventQueue {
@@ -103,11 +175,14 @@ impl PgEventQueue {
     /// this node's enqueue batcher.
     pub async fn open(pg: &Pg) -> Result<Self, StoreError> {
         migrate(pg, "event queue", MIGRATIONS).await?;
-        let (enqueues, pending) = mpsc::unbounded_channel();
-        tokio::spawn(commit_batches(pg.clone(), pending));
         Ok(Self {
             pg: pg.clone(),
-            enqueues,
+            enqueues: GroupCommit::start(pg, |pg, batch| async move {
+                commit_enqueues(&pg, batch).await
+            }),
+            completions: GroupCommit::start(pg, |pg, batch| async move {
+                commit_completions(&pg, batch).await
+            }),
             cursor: Mutex::new(String::new()),
         })
     }
@@ -140,59 +215,52 @@ impl PgEventQueue {
     }
 }
 
-/// Takes the enqueues waiting at each moment and commits them together,
-/// up to [`BATCHES_IN_FLIGHT`] batches at once; ends when the queue is
-/// dropped.
-async fn commit_batches(pg: Pg, mut pending: mpsc::UnboundedReceiver<PendingEnqueue>) {
-    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        // Wait for a free slot first: meanwhile the next batch grows.
-        let Ok(slot) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::new();
-        if pending.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
-        }
-        let pg = pg.clone();
-        tokio::spawn(async move {
-            commit_batch(&pg, batch).await;
-            drop(slot);
-        });
-    }
-}
-
 /// Inserts a batch of events in one statement and answers each caller: a
 /// taken id (in the table or earlier in the batch) is that caller's
 /// `Conflict`, the others are stored.
-async fn commit_batch(pg: &Pg, batch: Vec<PendingEnqueue>) {
+async fn commit_enqueues(pg: &Pg, batch: Vec<Pending<QueuedEvent>>) {
     let mut ids = HashSet::with_capacity(batch.len());
     let (unique, repeated): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .partition(|p| ids.insert(p.event.id.clone()));
+        .partition(|p| ids.insert(p.write.id.clone()));
     for p in repeated {
-        let _ = p.reply.send(Err(taken(&p.event.id)));
+        let _ = p.reply.send(Err(taken(&p.write.id)));
     }
-    let events: Vec<&QueuedEvent> = unique.iter().map(|p| &p.event).collect();
+    let events: Vec<&QueuedEvent> = unique.iter().map(|p| &p.write).collect();
     match insert_events(pg, &events).await {
         Ok(inserted) => {
             for p in unique {
-                let result = if inserted.contains(&p.event.id) {
+                let result = if inserted.contains(&p.write.id) {
                     Ok(())
                 } else {
-                    Err(taken(&p.event.id))
+                    Err(taken(&p.write.id))
                 };
                 let _ = p.reply.send(result);
             }
         }
-        Err(e) => {
-            let failure = e.to_string();
-            for p in unique {
-                let _ = p.reply.send(Err(StoreError::Task(format!(
-                    "event queue commit failed: {failure}"
-                ))));
+        Err(e) => fail_all(unique, &e),
+    }
+}
+
+/// Removes a batch of completed events in one statement.
+async fn commit_completions(pg: &Pg, batch: Vec<Pending<String>>) {
+    let ids: Vec<&str> = batch.iter().map(|p| p.write.as_str()).collect();
+    let deleted = async {
+        let client = pg.client().await?;
+        let statement = client
+            .prepare_cached("DELETE FROM queued_events WHERE id = ANY($1)")
+            .await?;
+        client.execute(&statement, &[&ids]).await?;
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    match deleted {
+        Ok(()) => {
+            for p in batch {
+                let _ = p.reply.send(Ok(()));
             }
         }
+        Err(e) => fail_all(batch, &e),
     }
 }
 
@@ -342,15 +410,7 @@ fn plan(
 #[async_trait]
 impl InvocationQueue for PgEventQueue {
     async fn enqueue(&self, event: &QueuedEvent) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Task("the event queue batcher has stopped".into());
-        self.enqueues
-            .send(PendingEnqueue {
-                event: event.clone(),
-                reply,
-            })
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.enqueues.write(event.clone()).await
     }
 
     async fn claim_within(
@@ -411,9 +471,7 @@ impl InvocationQueue for PgEventQueue {
     }
 
     async fn complete(&self, id: &str) -> Result<(), StoreError> {
-        self.execute("DELETE FROM queued_events WHERE id = $1", &[&id])
-            .await?;
-        Ok(())
+        self.completions.write(id.to_string()).await
     }
 
     async fn retry(
