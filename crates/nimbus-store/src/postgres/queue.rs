@@ -172,7 +172,7 @@ fn fail_all<T>(batch: Vec<Pending<T>>, e: &StoreError) {
 
 impl PgEventQueue {
     /// Opens the queue on `pg`, bringing its schema up to date, and starts
-    /// this node's enqueue batcher.
+    /// this node's batchers (see the module docs).
     pub async fn open(pg: &Pg) -> Result<Self, StoreError> {
         migrate(pg, "event queue", MIGRATIONS).await?;
         Ok(Self {
@@ -310,7 +310,10 @@ async fn insert_events(pg: &Pg, events: &[&QueuedEvent]) -> Result<HashSet<Strin
             ],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
 }
 
 /// Reads a row of [`COLUMNS`].
