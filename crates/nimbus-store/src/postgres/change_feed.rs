@@ -167,6 +167,29 @@ impl PgChangeFeed {
     }
 }
 
+impl PgChangeFeed {
+    /// Commits `payload` on the change channel and `token` on this node's
+    /// echo channel, in one transaction (so in that order).
+    async fn send(&self, payload: &str, token: u64) -> Result<(), StoreError> {
+        let client = self.pg.client().await?;
+        let statement = client
+            .prepare_cached("SELECT pg_notify($1, $2), pg_notify($3, $4)")
+            .await?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &CHANGE_CHANNEL,
+                    &payload,
+                    &self.echoes.channel,
+                    &token.to_string(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 impl Drop for PgChangeFeed {
     fn drop(&mut self) {
         self.listener.abort();
@@ -183,25 +206,7 @@ impl ChangeFeed for PgChangeFeed {
         }
         .encode();
         let (token, echo) = self.echoes.expect();
-        let sent = async {
-            let client = self.pg.client().await?;
-            let statement = client
-                .prepare_cached("SELECT pg_notify($1, $2), pg_notify($3, $4)")
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &CHANGE_CHANNEL,
-                        &payload,
-                        &self.echoes.channel,
-                        &token.to_string(),
-                    ],
-                )
-                .await?;
-            Ok::<_, StoreError>(())
-        }
-        .await;
+        let sent = self.send(&payload, token).await;
         if sent.is_ok() {
             let _ = tokio::time::timeout(ECHO_WAIT, echo).await;
         }
