@@ -59,13 +59,14 @@ const MIGRATIONS: &[&str] = &[
         creator TEXT,
         trace TEXT
      );
-     -- Claims: the functions with ready events, then each one's due events.
+     -- The one index of ready events: claims (the functions with ready
+     -- events, then each one's due events) and next_due (each function's
+     -- first). A global (due_ms) index would tempt the planner to scan a
+     -- flood of another function's due events to find a few of this one's,
+     -- and every index costs each enqueue and claim; stats counts every
+     -- ready row whatever the index.
      CREATE INDEX queued_events_function_due ON queued_events (function, due_ms)
         WHERE state = 'ready';
-     -- next_due.
-     CREATE INDEX queued_events_due ON queued_events (due_ms) WHERE state = 'ready';
-     -- stats: the oldest ready event.
-     CREATE INDEX queued_events_enqueued ON queued_events (enqueued_ms) WHERE state = 'ready';
      -- Dead letters, all or of one function, oldest failure first.
      CREATE INDEX queued_events_dead ON queued_events (failed_at_ms) WHERE state = 'dead';
      CREATE INDEX queued_events_dead_function ON queued_events (function, failed_at_ms)
@@ -336,16 +337,32 @@ fn event_of(r: &Row) -> Result<QueuedEvent, StoreError> {
 }
 
 /// The functions with ready events, in byte order, by an index skip-scan
-/// (one seek each).
-const READY_FUNCTIONS: &str = "
-    WITH RECURSIVE f(name) AS (
+/// (one seek each): a `WITH` list naming them `ready(name)`.
+const READY: &str = "
+    WITH RECURSIVE ready(name) AS (
         (SELECT function FROM queued_events WHERE state = 'ready' ORDER BY function LIMIT 1)
         UNION ALL
         SELECT (SELECT function FROM queued_events
-                WHERE state = 'ready' AND function > f.name ORDER BY function LIMIT 1)
-        FROM f WHERE f.name IS NOT NULL
+                WHERE state = 'ready' AND function > ready.name ORDER BY function LIMIT 1)
+        FROM ready WHERE ready.name IS NOT NULL
+    )";
+
+/// The functions with ready events, in byte order.
+fn ready_functions() -> String {
+    format!("{READY} SELECT name FROM ready WHERE name IS NOT NULL")
+}
+
+/// When the first ready event is due: the first of each function's (two
+/// seeks per function with ready events).
+fn first_due() -> String {
+    format!(
+        "{READY} SELECT MIN(first.due_ms) FROM ready CROSS JOIN LATERAL (
+            SELECT due_ms FROM queued_events
+            WHERE state = 'ready' AND function = ready.name
+            ORDER BY due_ms LIMIT 1
+         ) first"
     )
-    SELECT name FROM f WHERE name IS NOT NULL";
+}
 
 /// Leases up to `$5` events due at `$4` in one statement: for each function
 /// `$1[i]` (in serving order) its `$2[i]` first due events not locked by
@@ -427,7 +444,7 @@ impl InvocationQueue for PgEventQueue {
             return Ok(Vec::new());
         }
         let client = self.pg.client().await?;
-        let ready = client.prepare_cached(READY_FUNCTIONS).await?;
+        let ready = client.prepare_cached(&ready_functions()).await?;
         let functions: Vec<String> = client
             .query(&ready, &[])
             .await?
@@ -512,9 +529,7 @@ impl InvocationQueue for PgEventQueue {
 
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let client = self.pg.client().await?;
-        let statement = client
-            .prepare_cached("SELECT MIN(due_ms) FROM queued_events WHERE state = 'ready'")
-            .await?;
+        let statement = client.prepare_cached(&first_due()).await?;
         Ok(client.query_one(&statement, &[]).await?.try_get(0)?)
     }
 
