@@ -76,7 +76,7 @@ fn as_json<S: serde::Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Error
 /// ([`InvocationQueue::dead`]). A ready event is *due* at its due time: its
 /// enqueue time, then the end of each lease, then the time a retry asked for.
 /// Events of one function are claimed in due order; ids are unique (a second
-/// enqueue of an id fails and stores nothing).
+/// enqueue of an id fails with [`StoreError::Conflict`] and stores nothing).
 #[async_trait]
 pub trait InvocationQueue: Send + Sync + 'static {
     /// Durably stores an event, due at once (at its `enqueued_ms`); returns

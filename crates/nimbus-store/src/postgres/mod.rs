@@ -31,6 +31,9 @@ pub(crate) mod schedules;
 pub(crate) mod code;
 pub(crate) mod objects;
 pub(crate) mod messages;
+pub(crate) mod change_feed;
+pub(crate) mod leases;
+pub(crate) mod queue;
 pub mod scratch;
 pub(crate) mod workflows;
 

@@ -122,11 +122,14 @@ const COLUMNS: &str = "id, request_id, function, qualifier, payload, enqueued_ms
 
 /// Stores a new event, due at its enqueue time.
 fn insert_event(c: &Connection, e: &QueuedEvent) -> Result<(), StoreError> {
-    c.prepare_cached(
+    let inserted = c.prepare_cached(
         "INSERT INTO events(id, request_id, function, qualifier, payload, enqueued_ms, attempts, due_ms, creator, trace)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9) ON CONFLICT(id) DO NOTHING",
     )?
     .execute(params![e.id, e.request_id, e.function, e.qualifier, e.payload, e.enqueued_ms, e.attempts, e.creator, e.trace])?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!("event {}", e.id)));
+    }
     Ok(())
 }
 

@@ -4,17 +4,43 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_store::{Change, ChangeFeed, ChangeKind, ChangeNotice, LocalChangeFeed, StoreError};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{
+    Change, ChangeFeed, ChangeKind, ChangeNotice, LocalChangeFeed, PgChangeFeed, StoreError,
+};
 
 async fn open_local() -> (Arc<dyn ChangeFeed>, ()) {
     (Arc::new(LocalChangeFeed::default()), ())
 }
 
-conformance!([local = open_local()](
+async fn open_pg() -> (Arc<dyn ChangeFeed>, ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    (Arc::new(PgChangeFeed::open(&pg).await.unwrap()), db)
+}
+
+/// Two nodes' feeds on one database, each with a pool of its own.
+async fn open_two_pg() -> ([Arc<dyn ChangeFeed>; 2], ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    let other = nimbus_store::postgres::Pg::connect(&db.url).await.unwrap();
+    let a = PgChangeFeed::open(&pg).await.unwrap();
+    let b = PgChangeFeed::open(&other).await.unwrap();
+    ([Arc::new(a), Arc::new(b)], db)
+}
+
+conformance!([local = open_local(), postgres = open_pg()](
     every_subscriber_gets_what_is_published_after_it_subscribed,
     a_slow_subscriber_is_told_to_resync,
     keys_have_a_bound,
 ));
+
+/// A cluster: several nodes on one feed.
+mod cluster {
+    use super::*;
+
+    conformance!([postgres = open_two_pg()](
+        each_node_receives_what_the_other_publishes
+    ));
+}
 
 fn changed(kind: ChangeKind, key: &str) -> ChangeNotice {
     ChangeNotice::Changed(Change {
@@ -101,4 +127,34 @@ async fn keys_have_a_bound(feed: Arc<dyn ChangeFeed>) {
     );
     let longest = "k".repeat(nimbus_store::MAX_CHANGE_KEY_BYTES);
     feed.publish(ChangeKind::Queue, &longest).await.unwrap();
+}
+
+async fn each_node_receives_what_the_other_publishes(nodes: [Arc<dyn ChangeFeed>; 2]) {
+    let mut subs = [nodes[0].subscribe(), nodes[1].subscribe()];
+    nodes[0]
+        .publish(ChangeKind::Function, "from-a")
+        .await
+        .unwrap();
+    nodes[1]
+        .publish(ChangeKind::Gateway, "from-b")
+        .await
+        .unwrap();
+    for sub in &mut subs {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(
+                tokio::time::timeout(DELIVERY, sub.next())
+                    .await
+                    .expect("delivered")
+                    .expect("feed open"),
+            );
+        }
+        // No order across nodes: compare as a set.
+        for expected in [
+            changed(ChangeKind::Function, "from-a"),
+            changed(ChangeKind::Gateway, "from-b"),
+        ] {
+            assert!(got.contains(&expected), "{expected:?} not in {got:?}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use nimbus_store::{DeadLetters, InvocationQueue, SqliteEventQueue};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{DeadLetters, InvocationQueue, PgEventQueue, SqliteEventQueue};
 
 use crate::invocation_queue::{event, event_of, lease};
 
@@ -24,7 +25,19 @@ async fn open_sqlite() -> (Pair, tempfile::TempDir) {
     )
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Pair, ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    let q = Arc::new(PgEventQueue::open(&pg).await.unwrap());
+    (
+        Pair {
+            queue: q.clone(),
+            dead: q,
+        },
+        db,
+    )
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     given_up_events_are_listed_oldest_failure_first,
     replay_puts_an_event_back_with_attempts_reset,
     replay_finds_only_dead_events,

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use nimbus_store::{FireLedger, InvocationQueue, SqliteEventQueue};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{FireLedger, InvocationQueue, PgEventQueue, SqliteEventQueue};
 
 use crate::invocation_queue::{event, lease};
 
@@ -24,11 +25,24 @@ async fn open_sqlite() -> (Pair, tempfile::TempDir) {
     )
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Pair, ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    let q = Arc::new(PgEventQueue::open(&pg).await.unwrap());
+    (
+        Pair {
+            queue: q.clone(),
+            fires: q,
+        },
+        db,
+    )
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     a_fire_is_enqueued_once_and_never_for_an_earlier_time,
     marks_move_forward_only,
     marks_and_enqueues_share_one_record,
     a_refused_enqueue_records_no_fire,
+    racing_fires_of_one_time_enqueue_once,
 ));
 
 async fn a_fire_is_enqueued_once_and_never_for_an_earlier_time(s: Pair) {
@@ -107,4 +121,25 @@ async fn a_refused_enqueue_records_no_fire(s: Pair) {
             .is_err()
     );
     assert_eq!(s.fires.last_fired("src").await.unwrap(), None);
+}
+
+async fn racing_fires_of_one_time_enqueue_once(s: Pair) {
+    // Every node's armer fires the schedule at the same time.
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let fires = s.fires.clone();
+            tokio::spawn(async move {
+                fires
+                    .enqueue_once(&event(&format!("fire-{n}")), "schedule/s/1", 60_000)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut enqueued = 0;
+    for t in tasks {
+        enqueued += usize::from(t.await.unwrap());
+    }
+    assert_eq!(enqueued, 1, "one fire, one event");
+    assert_eq!(s.queue.stats().await.unwrap().0, 1);
 }

@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use nimbus_store::{BudgetFn, InvocationQueue, LeaseFn, QueuedEvent, SqliteEventQueue};
+use std::collections::HashSet;
+
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{
+    BudgetFn, InvocationQueue, LeaseFn, PgEventQueue, QueuedEvent, SqliteEventQueue, StoreError,
+};
 
 async fn open_sqlite() -> (Arc<dyn InvocationQueue>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -11,7 +16,20 @@ async fn open_sqlite() -> (Arc<dyn InvocationQueue>, tempfile::TempDir) {
     (Arc::new(q), dir)
 }
 
-conformance!([sqlite = open_sqlite()](
+async fn open_pg() -> (Arc<dyn InvocationQueue>, ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    (Arc::new(PgEventQueue::open(&pg).await.unwrap()), db)
+}
+
+/// Two nodes' queues on one database.
+async fn open_two_pg() -> ([Arc<dyn InvocationQueue>; 2], ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    let a = PgEventQueue::open(&pg).await.unwrap();
+    let b = PgEventQueue::open(&pg).await.unwrap();
+    ([Arc::new(a), Arc::new(b)], db)
+}
+
+conformance!([sqlite = open_sqlite(), postgres = open_pg()](
     claim_lease_complete_retry,
     an_expired_lease_is_claimed_again,
     claims_keep_each_function_within_its_budget,
@@ -19,7 +37,20 @@ conformance!([sqlite = open_sqlite()](
     a_duplicate_id_fails_alone,
     dead_events_leave_the_queue,
     stats_count_ready_events,
+    a_duplicate_id_is_a_conflict,
+    concurrent_claims_never_hand_out_an_event_twice,
 ));
+
+/// A cluster: several nodes on one queue.
+mod cluster {
+    use super::*;
+
+    conformance!([postgres = open_two_pg()](
+        nodes_claiming_together_never_share_an_event,
+        a_node_starting_leaves_the_leases_of_others,
+        an_event_leased_by_a_dead_node_is_claimed_by_another,
+    ));
+}
 
 pub(crate) fn lease(ms: i64) -> LeaseFn {
     Arc::new(move |_| ms)
@@ -188,4 +219,95 @@ async fn stats_count_ready_events(q: Arc<dyn InvocationQueue>) {
     // A claimed (running) event still counts.
     q.claim(5000, 1, lease(500)).await.unwrap();
     assert_eq!(q.stats().await.unwrap().0, 2);
+}
+
+async fn a_duplicate_id_is_a_conflict(q: Arc<dyn InvocationQueue>) {
+    q.enqueue(&event("a")).await.unwrap();
+    let again = q.enqueue(&event("a")).await;
+    assert!(
+        matches!(&again, Err(StoreError::Conflict(what)) if what == "event a"),
+        "{again:?}"
+    );
+}
+
+/// Runs `workers` claim loops at once, each on the queue `queues[n % len]`,
+/// until the queue has nothing due; returns every id each claim got.
+async fn claim_everything(queues: &[Arc<dyn InvocationQueue>], workers: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for n in 0..workers {
+        let q = queues[n % queues.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                // Leases far longer than the test: a claimed event stays claimed.
+                let claimed = q.claim(1000, 7, lease(3_600_000)).await.unwrap();
+                if claimed.is_empty() {
+                    return got;
+                }
+                got.extend(claimed.into_iter().map(|e| e.id));
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    ids
+}
+
+/// Enqueues `n` events over three functions; returns their ids.
+async fn enqueue_many(q: &Arc<dyn InvocationQueue>, n: usize) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for i in 0..n {
+        let id = format!("e{i}");
+        q.enqueue(&event_of(["f", "g", "h"][i % 3], &id))
+            .await
+            .unwrap();
+        ids.insert(id);
+    }
+    ids
+}
+
+/// Every claimed id exactly once, and all of `expected`.
+fn assert_each_once(claimed: Vec<String>, expected: &HashSet<String>) {
+    let mut seen = HashSet::new();
+    for id in &claimed {
+        assert!(seen.insert(id.clone()), "{id} was handed out twice");
+    }
+    assert_eq!(&seen, expected, "every event was claimed");
+}
+
+async fn concurrent_claims_never_hand_out_an_event_twice(q: Arc<dyn InvocationQueue>) {
+    let expected = enqueue_many(&q, 300).await;
+    let claimed = claim_everything(&[q], 8).await;
+    assert_each_once(claimed, &expected);
+}
+
+async fn nodes_claiming_together_never_share_an_event(nodes: [Arc<dyn InvocationQueue>; 2]) {
+    let expected = enqueue_many(&nodes[0], 300).await;
+    let claimed = claim_everything(&nodes, 8).await;
+    assert_each_once(claimed, &expected);
+}
+
+async fn a_node_starting_leaves_the_leases_of_others(nodes: [Arc<dyn InvocationQueue>; 2]) {
+    let [a, b] = nodes;
+    a.enqueue(&event("a")).await.unwrap();
+    assert_eq!(a.claim(1000, 10, lease(3_600_000)).await.unwrap().len(), 1);
+    // `b` opened beside `a`: the event `a` runs is not `b`'s to take.
+    assert!(b.claim(2000, 10, lease(500)).await.unwrap().is_empty());
+    assert_eq!(b.next_due().await.unwrap(), Some(3_601_000));
+}
+
+async fn an_event_leased_by_a_dead_node_is_claimed_by_another(
+    nodes: [Arc<dyn InvocationQueue>; 2],
+) {
+    let [a, b] = nodes;
+    a.enqueue(&event("a")).await.unwrap();
+    assert_eq!(a.claim(1000, 10, lease(500)).await.unwrap().len(), 1);
+    drop(a);
+    assert!(b.claim(1499, 10, lease(500)).await.unwrap().is_empty());
+    let again = b.claim(1500, 10, lease(500)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    b.complete("a").await.unwrap();
+    assert_eq!(b.next_due().await.unwrap(), None);
 }

@@ -3,19 +3,44 @@
 
 use std::sync::Arc;
 
-use nimbus_store::{Leases, LocalLeases};
+use nimbus_store::postgres::scratch::ScratchDatabase;
+use nimbus_store::{Leases, LocalLeases, PgLeases};
 
 async fn open_local() -> (Arc<dyn Leases>, ()) {
     (Arc::new(LocalLeases::default()), ())
 }
 
-conformance!([local = open_local()](
+async fn open_pg() -> (Arc<dyn Leases>, ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    (Arc::new(PgLeases::open(&pg).await.unwrap()), db)
+}
+
+/// Two nodes' leases on one database.
+async fn open_two_pg() -> ([Arc<dyn Leases>; 2], ScratchDatabase) {
+    let (pg, db) = crate::helpers::fresh_pg().await;
+    let a = PgLeases::open(&pg).await.unwrap();
+    let b = PgLeases::open(&pg).await.unwrap();
+    ([Arc::new(a), Arc::new(b)], db)
+}
+
+conformance!([local = open_local(), postgres = open_pg()](
     one_holder_at_a_time,
     an_expired_lease_passes_to_another_owner,
     only_the_holder_renews,
     release_frees_the_lease_for_its_holder_only,
     leases_are_independent_by_name,
+    racing_owners_get_one_holding,
 ));
+
+/// A cluster: several nodes on one table of leases.
+mod cluster {
+    use super::*;
+
+    conformance!([postgres = open_two_pg()](
+        nodes_see_each_others_holdings,
+        racing_nodes_get_one_holding,
+    ));
+}
 
 async fn one_holder_at_a_time(l: Arc<dyn Leases>) {
     assert_eq!(l.holder("job", 0).await.unwrap(), None);
@@ -93,4 +118,46 @@ async fn leases_are_independent_by_name(l: Arc<dyn Leases>) {
     assert!(l.acquire("two", "node-b", 1000, 0).await.unwrap().is_some());
     assert_eq!(l.holder("one", 10).await.unwrap().unwrap().owner, "node-a");
     assert_eq!(l.holder("two", 10).await.unwrap().unwrap().owner, "node-b");
+}
+
+/// Races `owners` acquiring "job" at once on `stores` (in turn); returns the
+/// leases granted.
+async fn race_for_job(stores: &[Arc<dyn Leases>], owners: usize) -> Vec<nimbus_store::Lease> {
+    let tasks: Vec<_> = (0..owners)
+        .map(|n| {
+            let l = stores[n % stores.len()].clone();
+            tokio::spawn(async move { l.acquire("job", &format!("node-{n}"), 1000, 0).await })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for t in tasks {
+        granted.extend(t.await.unwrap().unwrap());
+    }
+    granted
+}
+
+async fn racing_owners_get_one_holding(l: Arc<dyn Leases>) {
+    let granted = race_for_job(std::slice::from_ref(&l), 16).await;
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(l.holder("job", 10).await.unwrap().as_ref(), granted.first());
+}
+
+async fn nodes_see_each_others_holdings(nodes: [Arc<dyn Leases>; 2]) {
+    let [a, b] = nodes;
+    let held = a.acquire("job", "node-a", 1000, 0).await.unwrap().unwrap();
+    assert_eq!(b.holder("job", 500).await.unwrap(), Some(held.clone()));
+    assert_eq!(b.acquire("job", "node-b", 1000, 500).await.unwrap(), None);
+    // Node a stops renewing (it died): node b takes over at expiry.
+    let taken = b
+        .acquire("job", "node-b", 1000, 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(taken.epoch > held.epoch);
+    assert_eq!(a.renew("job", "node-a", 1000, 1000).await.unwrap(), None);
+}
+
+async fn racing_nodes_get_one_holding(nodes: [Arc<dyn Leases>; 2]) {
+    let granted = race_for_job(&nodes, 16).await;
+    assert_eq!(granted.len(), 1, "{granted:?}");
 }
