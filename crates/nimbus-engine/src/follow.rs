@@ -1,0 +1,184 @@
+//! Following the change feed: how a node's in-memory views (the function
+//! registry, the gateway's snapshot, the armed schedules, the mapping
+//! pollers, long polls) stay in force when another node changes what they
+//! were loaded from.
+//!
+//! Each view has a [`Follower`] next to it, which re-reads the one record a
+//! notice names (finding it gone means it was deleted) or, on
+//! [`ChangeNotice::Resync`], everything it keeps. [`FollowChanges`] runs them
+//! all as one [`Service`]. Its subscription is taken before the views load
+//! (the server subscribes first), so a change committed while they load is
+//! applied afterwards rather than missed.
+//!
+//! Each follower gets its own lane (a task fed by a short broadcast of its
+//! own): rebuilding a function whose code changed unpacks a package, and that
+//! must not hold back a route change behind it. A lane that falls behind gets
+//! a `Resync`, the same answer the feed gives a node that lost notices. A
+//! follower whose re-read fails (the database is away) resyncs once it can,
+//! so a failure delays a change, never loses it.
+//!
+//! On one node (SQLite, [`nimbus_store::LocalChangeFeed`]) the only notices
+//! are the node's own, whose re-read finds the view already up to date, so
+//! following changes nothing there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_store::{Change, ChangeKind, ChangeNotice, ChangeStream};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::lifecycle::{Context, Service, ServiceError};
+
+/// Why a follower could not bring its view up to date (a store error, most
+/// likely); its lane retries with a resync.
+pub type FollowError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Keeps one in-memory view in step with the stored records it was loaded
+/// from. Both methods are idempotent: a notice may arrive twice, late, or
+/// for a change this node made itself.
+#[async_trait::async_trait]
+pub trait Follower: Send + Sync + 'static {
+    /// The view's name, for the log.
+    fn name(&self) -> &'static str;
+    /// Whether the view keeps (or waits on) records of `kind`.
+    fn follows(&self, kind: ChangeKind) -> bool;
+    /// Re-reads the record `change` names and updates the view.
+    async fn changed(self: Arc<Self>, change: &Change) -> Result<(), FollowError>;
+    /// Re-reads everything the view keeps.
+    async fn resync(self: Arc<Self>) -> Result<(), FollowError>;
+}
+
+/// Notices a lane may fall behind by before it resyncs instead.
+const LANE_BUFFER: usize = 256;
+/// Pause before a follower whose re-read failed tries again.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// One follower and the notices for it.
+struct Lane {
+    follower: Arc<dyn Follower>,
+    tx: broadcast::Sender<ChangeNotice>,
+    /// Taken by the lane's task when the service starts.
+    rx: std::sync::Mutex<Option<ChangeStream>>,
+}
+
+/// The service that runs every follower of a node.
+pub struct FollowChanges {
+    feed: std::sync::Mutex<Option<ChangeStream>>,
+    lanes: Vec<Lane>,
+    tracker: TaskTracker,
+}
+
+impl FollowChanges {
+    /// Runs `followers` on the notices of `feed`, a subscription taken
+    /// before their views were loaded.
+    pub fn new(feed: ChangeStream, followers: Vec<Arc<dyn Follower>>) -> Self {
+        let lanes = followers
+            .into_iter()
+            .map(|follower| {
+                let tx = broadcast::channel(LANE_BUFFER).0;
+                let rx = std::sync::Mutex::new(Some(ChangeStream::new(&tx)));
+                Lane { follower, tx, rx }
+            })
+            .collect();
+        Self {
+            feed: std::sync::Mutex::new(Some(feed)),
+            lanes,
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Hands each notice to the lanes that follow its kind.
+    fn route(&self, notice: &ChangeNotice) {
+        for lane in &self.lanes {
+            let wanted = match notice {
+                ChangeNotice::Changed(c) => lane.follower.follows(c.kind),
+                ChangeNotice::Resync => true,
+            };
+            if wanted {
+                // A lane whose task is gone (shutdown) needs nothing.
+                let _ = lane.tx.send(notice.clone());
+            }
+        }
+    }
+}
+
+/// Applies one lane's notices until cancelled.
+async fn run_lane(
+    follower: Arc<dyn Follower>,
+    mut notices: ChangeStream,
+    cancel: CancellationToken,
+) {
+    let mut resync_due = false;
+    loop {
+        let notice = if resync_due {
+            ChangeNotice::Resync
+        } else {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                n = notices.next() => match n {
+                    Some(n) => n,
+                    None => return,
+                },
+            }
+        };
+        let applied = match &notice {
+            ChangeNotice::Changed(change) => follower.clone().changed(change).await,
+            ChangeNotice::Resync => follower.clone().resync().await,
+        };
+        resync_due = match applied {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!(
+                    view = follower.name(),
+                    "cannot follow {notice:?}: {e}; resyncing in {RETRY:?}"
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => true,
+                }
+            }
+        };
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for FollowChanges {
+    fn name(&self) -> &'static str {
+        "change followers"
+    }
+
+    async fn run(self: Arc<Self>, ctx: Context) -> Result<(), ServiceError> {
+        let mut feed = self
+            .feed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or("started twice")?;
+        for lane in &self.lanes {
+            let notices = lane.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(notices) = notices {
+                self.tracker
+                    .spawn(run_lane(lane.follower.clone(), notices, ctx.cancel.clone()));
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => break,
+                notice = feed.next() => match notice {
+                    Some(notice) => self.route(&notice),
+                    None => return Err("the change feed closed".into()),
+                },
+            }
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        Ok(())
+    }
+
+    fn status(&self) -> String {
+        let names: Vec<&str> = self.lanes.iter().map(|l| l.follower.name()).collect();
+        format!("following changes for {}", names.join(", "))
+    }
+}
