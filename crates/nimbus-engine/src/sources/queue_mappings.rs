@@ -309,6 +309,12 @@ impl EventSources {
         Ok(m)
     }
 
+    /// The mappings whose pollers run on this node, by uuid.
+    pub fn running(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.keys().cloned().collect()
+    }
+
     fn halt(&self, uuid: &str) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = running.remove(uuid) {
