@@ -273,6 +273,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     let websockets_service = services.start(Arc::new(gateway_server.clone()));
+    // Every view loaded above follows the changes other nodes make (on one
+    // node there are only its own, which change nothing).
     let followers_service = services.start(Arc::new(FollowChanges::new(
         changes,
         vec![
