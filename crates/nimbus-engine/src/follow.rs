@@ -182,3 +182,155 @@ impl Service for FollowChanges {
         format!("following changes for {}", names.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use nimbus_store::{ChangeFeed, LocalChangeFeed};
+
+    use super::*;
+
+    /// A view of one kind that records what it was asked to do, takes
+    /// `pace` over each re-read, and fails its first `failures` (a database
+    /// that is away).
+    struct Recorder {
+        kind: ChangeKind,
+        pace: Duration,
+        failures: AtomicUsize,
+        seen: Mutex<Vec<ChangeNotice>>,
+    }
+
+    impl Recorder {
+        fn new(kind: ChangeKind, failures: usize, pace: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                kind,
+                pace,
+                failures: AtomicUsize::new(failures),
+                seen: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn seen(&self) -> Vec<ChangeNotice> {
+            self.seen.lock().unwrap().clone()
+        }
+
+        async fn record(&self, notice: ChangeNotice) -> Result<(), FollowError> {
+            tokio::time::sleep(self.pace).await;
+            self.seen.lock().unwrap().push(notice);
+            let failing = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err("the database is away".into());
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Follower for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+
+        fn follows(&self, kind: ChangeKind) -> bool {
+            kind == self.kind
+        }
+
+        async fn changed(self: Arc<Self>, change: &Change) -> Result<(), FollowError> {
+            self.record(ChangeNotice::Changed(change.clone())).await
+        }
+
+        async fn resync(self: Arc<Self>) -> Result<(), FollowError> {
+            self.record(ChangeNotice::Resync).await
+        }
+    }
+
+    fn changed(kind: ChangeKind, key: &str) -> ChangeNotice {
+        ChangeNotice::Changed(Change {
+            kind,
+            key: key.into(),
+        })
+    }
+
+    fn start(feed: &LocalChangeFeed, followers: Vec<Arc<dyn Follower>>) -> CancellationToken {
+        let cancel = CancellationToken::new();
+        let service = Arc::new(FollowChanges::new(feed.subscribe(), followers));
+        tokio::spawn(service.run(Context {
+            cancel: cancel.clone(),
+        }));
+        cancel
+    }
+
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_view_gets_the_notices_of_its_kinds_only() {
+        let feed = LocalChangeFeed::default();
+        let functions = Recorder::new(ChangeKind::Function, 0, Duration::ZERO);
+        let schedules = Recorder::new(ChangeKind::Schedule, 0, Duration::ZERO);
+        let _stop = start(&feed, vec![functions.clone(), schedules.clone()]).drop_guard();
+        feed.publish(ChangeKind::Function, "f").await.unwrap();
+        feed.publish(ChangeKind::Schedule, "tick").await.unwrap();
+        feed.publish(ChangeKind::Function, "g").await.unwrap();
+        settle().await;
+        assert_eq!(
+            functions.seen(),
+            [
+                changed(ChangeKind::Function, "f"),
+                changed(ChangeKind::Function, "g")
+            ]
+        );
+        assert_eq!(schedules.seen(), [changed(ChangeKind::Schedule, "tick")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_re_read_is_made_good_by_a_resync() {
+        let feed = LocalChangeFeed::default();
+        let view = Recorder::new(ChangeKind::Gateway, 2, Duration::ZERO);
+        let _stop = start(&feed, vec![view.clone()]).drop_guard();
+        feed.publish(ChangeKind::Gateway, "r-1").await.unwrap();
+        settle().await;
+        assert_eq!(view.seen(), [changed(ChangeKind::Gateway, "r-1")]);
+        tokio::time::sleep(RETRY * 2 + Duration::from_millis(50)).await;
+        assert_eq!(
+            view.seen(),
+            [
+                changed(ChangeKind::Gateway, "r-1"),
+                ChangeNotice::Resync,
+                ChangeNotice::Resync
+            ],
+            "resynced until it succeeded"
+        );
+        tokio::time::sleep(RETRY * 4).await;
+        assert_eq!(view.seen().len(), 3, "and then no more");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_view_that_falls_behind_resyncs() {
+        let feed = LocalChangeFeed::default();
+        let view = Recorder::new(ChangeKind::Mapping, 0, Duration::from_millis(1));
+        let _stop = start(&feed, vec![view.clone()]).drop_guard();
+        for i in 0..LANE_BUFFER + 10 {
+            feed.publish(ChangeKind::Mapping, &i.to_string())
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let seen = view.seen();
+        assert!(
+            seen.contains(&ChangeNotice::Resync),
+            "{} notices",
+            seen.len()
+        );
+        assert!(
+            seen.len() < LANE_BUFFER + 10,
+            "the missed ones were skipped"
+        );
+    }
+}
