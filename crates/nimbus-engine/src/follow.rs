@@ -17,6 +17,12 @@
 //! follower whose re-read fails (the database is away) resyncs once it can,
 //! so a failure delays a change, never loses it.
 //!
+//! Topics and their subscriptions, state machines and bucket notification
+//! rules have no follower, and a queue's change only wakes its long polls:
+//! they are read from their stores at each use, so a change is in force on
+//! every node as soon as it is committed. Access keys' secrets are cached by the key store, which
+//! keeps that cache in step itself.
+//!
 //! On one node (SQLite, [`nimbus_store::LocalChangeFeed`]) the only notices
 //! are the node's own, whose re-read finds the view already up to date, so
 //! following changes nothing there.
