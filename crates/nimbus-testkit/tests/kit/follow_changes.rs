@@ -43,7 +43,7 @@ async fn stored(e: &TestEngine, name: &str) -> FunctionRecord {
 
 /// Another node's write of a function record: a new revision.
 async fn store_update(e: &TestEngine, mut record: FunctionRecord) -> FunctionRecord {
-    record.revision_id = uuid_like(&record.revision_id);
+    record.revision_id = next_revision(&record.revision_id);
     e.stores
         .metadata
         .update_function(&record)
@@ -52,7 +52,7 @@ async fn store_update(e: &TestEngine, mut record: FunctionRecord) -> FunctionRec
     record
 }
 
-fn uuid_like(previous: &str) -> String {
+fn next_revision(previous: &str) -> String {
     format!("{previous}-next")
 }
 
