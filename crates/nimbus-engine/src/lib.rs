@@ -31,6 +31,7 @@
 pub mod control;
 pub mod dispatch;
 mod error;
+pub mod follow;
 pub mod invoker;
 pub mod lifecycle;
 pub mod messaging;

@@ -487,3 +487,30 @@ fn key_from_row(row: GatewayKeyRow) -> GatewayKey {
         created_at: row.created_at,
     }
 }
+
+/// The snapshot follows other nodes' route, URL and key changes. It is
+/// compiled from every declaration at once, so any change recompiles it
+/// (token buckets survive the swap, and a node's own notices compile the
+/// same snapshot again); a revoked key stops matching at once.
+#[async_trait::async_trait]
+impl nimbus_engine::follow::Follower for Gateway {
+    fn name(&self) -> &'static str {
+        "gateway"
+    }
+
+    fn follows(&self, kind: nimbus_store::ChangeKind) -> bool {
+        kind == nimbus_store::ChangeKind::Gateway
+    }
+
+    async fn changed(
+        self: Arc<Self>,
+        _change: &nimbus_store::Change,
+    ) -> Result<(), nimbus_engine::follow::FollowError> {
+        self.resync().await
+    }
+
+    async fn resync(self: Arc<Self>) -> Result<(), nimbus_engine::follow::FollowError> {
+        let _w = self.writes.lock().await;
+        Ok(self.reload().await?)
+    }
+}

@@ -1,6 +1,8 @@
 //! The engine, composed in-process on temporary SQLite stores and the fake
 //! runtime: what `nimbus up` wires in `crates/nimbus/src/server/mod.rs`, minus
-//! the listeners, the gateway and messaging.
+//! the listeners and the gateway. Its change feed is the kit's
+//! ([`KitChangeFeed`]): a test plays another node by writing to the stores
+//! directly and publishing the change.
 //!
 //! All construction is in [`TestEngine::start`], so a change to how the engine
 //! is put together (constructors, store traits, a clock) is adapted here once.
@@ -11,18 +13,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use nimbus_core::schedule::{MissedFires, ScheduleRecord};
 use nimbus_core::{FunctionConfig, FunctionName, FunctionRecord, InvokeRequest, Runtime, Target};
+use nimbus_engine::follow::FollowChanges;
 use nimbus_engine::lifecycle::{Context, Service};
+use nimbus_engine::messaging::wiring::Messaging;
 use nimbus_engine::scheduler::{FixedKeepAlive, Scheduler};
 use nimbus_engine::sources::schedules::Schedules;
 use nimbus_engine::workflows::{ArnScope, WorkflowLimits, Workflows};
 use nimbus_engine::{
-    AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, DestinationSink, Dispatcher,
-    EngineConfig, EngineError, FunctionAccess, InvocationResult, Invoker, Registry,
+    AsyncInvoker, AsyncSettings, ControlPlane, CreateFunction, Dispatcher, EngineConfig,
+    EngineError, FunctionAccess, InvocationResult, Invoker, Registry,
 };
-use nimbus_store::{Backends, StorageConfig};
+use nimbus_store::{Backends, ChangeStream, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::fake::FakeFactory;
+use crate::feed::KitChangeFeed;
 
 /// The knobs of [`TestEngine::start`]; the defaults are the server's where
 /// they matter little, and small where a test would otherwise wait.
@@ -34,7 +39,8 @@ pub struct Options {
     pub queue_wait: Duration,
     pub retry_delay: Duration,
     pub async_workers: usize,
-    /// Start the reaper, the async workers and the schedule runner.
+    /// Start the reaper, the async workers, the schedule runner and the
+    /// change followers.
     pub background: bool,
 }
 
@@ -62,10 +68,16 @@ pub struct TestEngine {
     pub control: Arc<ControlPlane>,
     pub invoker: Arc<Invoker>,
     pub stores: Backends,
+    /// The feed in `stores.changes`, where a test publishes what "another
+    /// node" changed.
+    pub changes: Arc<KitChangeFeed>,
     pub events: Arc<AsyncInvoker>,
     pub dispatcher: Arc<Dispatcher>,
     pub workflows: Arc<Workflows>,
+    pub messaging: Arc<Messaging>,
     pub schedules: Arc<Schedules>,
+    /// Subscribed before anything was loaded; taken by the followers.
+    follow: std::sync::Mutex<Option<ChangeStream>>,
     background: CancellationToken,
     /// Kept last: the stores above hold files in it.
     pub dir: tempfile::TempDir,
@@ -106,13 +118,16 @@ impl TestEngine {
             // (the server's default queues behind busy ones on small machines).
             .with_queue_after(Some(usize::MAX)),
         );
-        let stores = Backends::open(
+        let mut stores = Backends::open(
             &StorageConfig::Sqlite {
                 data_dir: dir.path().to_path_buf(),
             },
             &[7; 32],
         )
         .expect("the SQLite stores open in a fresh directory");
+        let changes = Arc::new(KitChangeFeed::default());
+        stores.changes = changes.clone();
+        let follow = stores.changes.subscribe();
         let metadata = stores.metadata.clone();
         let code = stores.code.clone();
         let registry = Arc::new(Registry::default());
@@ -135,17 +150,6 @@ impl TestEngine {
             logs,
             usage,
         ));
-        let events = Arc::new(AsyncInvoker::new(
-            &stores,
-            invoker.clone(),
-            registry.clone(),
-            config.clone(),
-            AsyncSettings {
-                retry_delay: options.retry_delay,
-                workers: options.async_workers,
-            },
-            Arc::new(NoDestinations),
-        ));
         let workflows = Arc::new(Workflows::new(
             stores.workflows.clone(),
             invoker.clone(),
@@ -158,12 +162,32 @@ impl TestEngine {
                 max_history_events: 25_000,
             },
         ));
-        let dispatcher = Arc::new(Dispatcher::new(
-            invoker.clone(),
-            events.clone(),
-            workflows.clone(),
+        let messaging = Arc::new(Messaging::new(
+            &stores,
             registry.clone(),
+            config.clone(),
+            |destinations| {
+                let events = Arc::new(AsyncInvoker::new(
+                    &stores,
+                    invoker.clone(),
+                    registry.clone(),
+                    config.clone(),
+                    AsyncSettings {
+                        retry_delay: options.retry_delay,
+                        workers: options.async_workers,
+                    },
+                    destinations,
+                ));
+                Arc::new(Dispatcher::new(
+                    invoker.clone(),
+                    events,
+                    workflows.clone(),
+                    registry.clone(),
+                ))
+            },
         ));
+        let dispatcher = messaging.dispatcher.clone();
+        let events = dispatcher.events().clone();
         let schedules = Arc::new(Schedules::new(
             stores.schedules.clone(),
             dispatcher.clone(),
@@ -179,10 +203,13 @@ impl TestEngine {
             control,
             invoker,
             stores,
+            changes,
             events,
             dispatcher,
             workflows,
+            messaging,
             schedules,
+            follow: std::sync::Mutex::new(Some(follow)),
             background: CancellationToken::new(),
             dir,
         };
@@ -200,6 +227,18 @@ impl TestEngine {
         tokio::spawn(Service::run(self.scheduler.clone(), ctx()));
         tokio::spawn(Service::run(self.events.clone(), ctx()));
         tokio::spawn(Service::run(self.schedules.clone(), ctx()));
+        if let Some(changes) = self.follow.lock().expect("not poisoned").take() {
+            let followers = FollowChanges::new(
+                changes,
+                vec![
+                    self.control.clone(),
+                    self.schedules.clone(),
+                    self.messaging.mappings.clone(),
+                    self.messaging.queues.clone(),
+                ],
+            );
+            tokio::spawn(Service::run(Arc::new(followers), ctx()));
+        }
     }
 
     /// A second [`Schedules`] on the same stores whose clock starts `offset`
@@ -310,6 +349,8 @@ impl TestEngine {
 impl Drop for TestEngine {
     fn drop(&mut self) {
         self.background.cancel();
+        self.messaging.mappings.begin_shutdown();
+        self.messaging.queues.shutdown();
     }
 }
 
@@ -354,18 +395,5 @@ pub async fn wait_until(limit: Duration, mut cond: impl AsyncFnMut() -> bool) ->
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Asynchronous destinations in the kit: none (no queues or topics are
-/// composed); a test that configures one sees the delivery fail.
-struct NoDestinations;
-
-#[async_trait::async_trait]
-impl DestinationSink for NoDestinations {
-    async fn deliver(&self, arn: &str, _record: serde_json::Value) -> Result<(), EngineError> {
-        Err(EngineError::Conflict(format!(
-            "{arn}: the test kit composes no queues or topics"
-        )))
     }
 }

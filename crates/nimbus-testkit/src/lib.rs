@@ -7,6 +7,8 @@
 
 pub mod engine;
 pub mod fake;
+pub mod feed;
 
 pub use engine::{Options, TestEngine, function_name, wait_until};
 pub use fake::{Call, Counts, FakeFactory, Reply, Script};
+pub use feed::KitChangeFeed;

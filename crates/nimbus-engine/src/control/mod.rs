@@ -5,6 +5,7 @@
 //! whichever door a change came in by. Writes are serialised by one lock: they are
 //! rare, and it makes "validate, store, swap the running version" atomic.
 
+mod follow;
 pub mod registry;
 mod versions;
 
@@ -131,19 +132,10 @@ impl ControlPlane {
         self.code.blobs().open(sha256).await.map_err(code_error)
     }
 
-    /// Loads every stored function into the registry (server start).
+    /// Loads every stored function into the registry (server start); how
+    /// many are stored.
     pub async fn load_all(&self) -> Result<usize, EngineError> {
-        let records = self.metadata.list_functions().await?;
-        let n = records.len();
-        for record in records {
-            let name = record.config.name.clone();
-            if let Err(e) = self.activate(record).await {
-                tracing::error!(function = %name, "cannot load function: {e}");
-            } else if let Err(e) = self.load_versions(&name).await {
-                tracing::error!(function = %name, "cannot load versions and aliases: {e}");
-            }
-        }
-        Ok(n)
+        self.follow_all().await
     }
 
     pub async fn get(&self, name: &FunctionName) -> Result<FunctionRecord, EngineError> {
@@ -364,12 +356,18 @@ impl ControlPlane {
         if !self.metadata.delete_function(name).await? {
             return Err(EngineError::FunctionNotFound(name.to_string()));
         }
+        self.unload(name);
+        Ok(())
+    }
+
+    /// Takes a deleted function out of this node: its instances stop, its
+    /// limits and its credentials are forgotten.
+    fn unload(&self, name: &FunctionName) {
         for old in self.registry.remove(name) {
             old.pool.retire();
         }
         self.scheduler.forget_function(name.as_str());
         self.credentials.keys.forget_function(name.as_str());
-        Ok(())
     }
 
     /// Read-modify-write of a record under the write lock. `reactivate` replaces
@@ -396,16 +394,23 @@ impl ControlPlane {
         self.metadata.update_function(&record).await?;
         if reactivate {
             self.activate(record.clone()).await?;
-        } else if let Some(d) = self.registry.get(name) {
-            // Same code and configuration: keep the pool, refresh the record.
+        } else {
+            self.keep_running(record.clone());
+        }
+        Ok(record)
+    }
+
+    /// Same code and configuration: keeps the running pool (and its warm
+    /// instances) and refreshes the record it serves.
+    pub(crate) fn keep_running(&self, record: FunctionRecord) {
+        if let Some(d) = self.registry.get(&record.config.name) {
             self.registry.put(Arc::new(Deployed {
-                record: record.clone(),
+                record,
                 spec: d.spec.clone(),
                 arn: d.arn.clone(),
                 pool: d.pool.clone(),
             }));
         }
-        Ok(record)
     }
 
     async fn code_size(&self, sha: &str) -> Result<u64, EngineError> {

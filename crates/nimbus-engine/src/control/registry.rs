@@ -84,9 +84,39 @@ impl Registry {
             .cloned()
     }
 
-    pub(crate) fn put_version(&self, version: u32, deployed: Arc<Deployed>) {
+    /// Registers a published version; returns the one it replaces.
+    pub(crate) fn put_version(
+        &self,
+        version: u32,
+        deployed: Arc<Deployed>,
+    ) -> Option<Arc<Deployed>> {
         let key = (deployed.record.config.name.clone(), version);
-        self.versions.write().unwrap().insert(key, deployed);
+        self.versions.write().unwrap().insert(key, deployed)
+    }
+
+    /// The functions deployed on this node.
+    pub(crate) fn names(&self) -> Vec<FunctionName> {
+        self.functions.read().unwrap().keys().cloned().collect()
+    }
+
+    /// The published versions of `name` deployed on this node.
+    pub(crate) fn version_numbers(&self, name: &FunctionName) -> Vec<u32> {
+        let versions = self.versions.read().unwrap();
+        versions
+            .keys()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    /// The aliases of `name` this node knows.
+    pub(crate) fn alias_names(&self, name: &FunctionName) -> Vec<String> {
+        let aliases = self.aliases.read().unwrap();
+        aliases
+            .keys()
+            .filter(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .collect()
     }
 
     pub(crate) fn remove_version(

@@ -25,7 +25,7 @@ pub struct AliasUpdate {
 
 /// A version number in its canonical form only ("1", not "01"), so that string
 /// comparisons between aliases and versions stay exact.
-fn parse_version(v: &str) -> Option<u32> {
+pub(super) fn parse_version(v: &str) -> Option<u32> {
     v.parse()
         .ok()
         .filter(|n: &u32| *n > 0 && n.to_string() == v)
@@ -74,15 +74,7 @@ impl ControlPlane {
         self.metadata.insert_version(&snapshot).await?;
         latest.last_version = number;
         self.metadata.update_function(&latest).await?;
-        if let Some(d) = self.registry.get(name) {
-            self.registry
-                .put(std::sync::Arc::new(crate::control::registry::Deployed {
-                    record: latest,
-                    spec: d.spec.clone(),
-                    arn: d.arn.clone(),
-                    pool: d.pool.clone(),
-                }));
-        }
+        self.keep_running(latest);
         let deployed = self.build(snapshot.clone()).await?;
         self.registry.put_version(number, deployed);
         Ok(snapshot)
@@ -412,21 +404,5 @@ impl ControlPlane {
                     .set_warm_target(targets.get(&n).copied().unwrap_or(0));
             }
         }
-    }
-
-    /// Loads a function's versions and aliases into the registry (server start).
-    pub(crate) async fn load_versions(&self, name: &FunctionName) -> Result<(), EngineError> {
-        for v in self.metadata.list_versions(name).await? {
-            if let Some(n) = parse_version(&v.version) {
-                let d = self.build(v).await?;
-                self.registry.put_version(n, d);
-            }
-        }
-        for a in self.metadata.list_aliases(name).await? {
-            self.registry.put_alias(a);
-        }
-        let latest = self.get(name).await?;
-        self.apply_provisioned(name, &latest).await;
-        Ok(())
     }
 }

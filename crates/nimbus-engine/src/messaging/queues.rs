@@ -269,6 +269,23 @@ impl Queues {
         self.arrivals(queue).notify_waiters();
     }
 
+    /// Wakes the long polls waiting on `queue` on this node, if any, to look
+    /// again (messages were sent, or the queue changed, through another node).
+    fn wake(&self, queue: &str) {
+        let arrivals = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waiting) = arrivals.get(queue) {
+            waiting.notify_waiters();
+        }
+    }
+
+    /// Wakes every long poll on this node to look again.
+    fn wake_all(&self) {
+        let arrivals = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        for waiting in arrivals.values() {
+            waiting.notify_waiters();
+        }
+    }
+
     /// Checks attributes to set on the queue `source`; returns them
     /// normalised. A RedrivePolicy records `creator` (the function whose
     /// credentials set it; none for operators), so delivery can re-check it.
@@ -731,6 +748,37 @@ impl Queues {
                 Err(MessagingError::ReceiptHandleIsInvalid(handle.to_string()))
             }
         }
+    }
+}
+
+/// Long polls follow other nodes' sends: a send through any node wakes the
+/// polls waiting on that queue here at once, instead of at their next look.
+/// A deleted queue wakes them too, so they find it gone. Queue records are
+/// not kept in memory, so there is nothing else to follow.
+#[async_trait::async_trait]
+impl crate::follow::Follower for Queues {
+    fn name(&self) -> &'static str {
+        "queue long polls"
+    }
+
+    fn follows(&self, kind: nimbus_store::ChangeKind) -> bool {
+        matches!(
+            kind,
+            nimbus_store::ChangeKind::Messages | nimbus_store::ChangeKind::Queue
+        )
+    }
+
+    async fn changed(
+        self: Arc<Self>,
+        change: &nimbus_store::Change,
+    ) -> Result<(), crate::follow::FollowError> {
+        self.wake(&change.key);
+        Ok(())
+    }
+
+    async fn resync(self: Arc<Self>) -> Result<(), crate::follow::FollowError> {
+        self.wake_all();
+        Ok(())
     }
 }
 

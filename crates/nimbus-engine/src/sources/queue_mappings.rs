@@ -117,7 +117,9 @@ impl Mapping {
     }
 }
 
+/// A poller and the settings it runs with.
 struct Running {
+    mapping: Mapping,
     stop: CancellationToken,
 }
 
@@ -128,6 +130,9 @@ pub struct EventSources {
     dispatcher: Arc<Dispatcher>,
     config: EngineConfig,
     running: Mutex<HashMap<String, Running>>,
+    /// Serialises changes (create/update/delete, and following other nodes'),
+    /// so a poller is never started twice for one mapping.
+    writes: tokio::sync::Mutex<()>,
     /// Stops every poller (shutdown).
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -148,6 +153,7 @@ impl EventSources {
             dispatcher,
             config,
             running: Mutex::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             clock: nimbus_core::Clock::system(),
@@ -212,6 +218,7 @@ impl EventSources {
             ))
         })?;
         self.queues.get(queue).await?;
+        let _w = self.writes.lock().await;
         for existing in self.list().await? {
             if existing.source_arn == source_arn && existing.target == target {
                 return Err(MessagingError::MappingExists(
@@ -278,6 +285,7 @@ impl EventSources {
         uuid: &str,
         patch: MappingPatch,
     ) -> Result<Mapping, MessagingError> {
+        let _w = self.writes.lock().await;
         let mut m = self.get(uuid).await?;
         if let Some(t) = &patch.target {
             self.check_target(t).await?;
@@ -294,10 +302,17 @@ impl EventSources {
     }
 
     pub async fn delete(&self, uuid: &str) -> Result<Mapping, MessagingError> {
+        let _w = self.writes.lock().await;
         let m = self.get(uuid).await?;
         self.halt(uuid);
         self.store.delete_mapping(uuid).await?;
         Ok(m)
+    }
+
+    /// The mappings whose pollers run on this node, by uuid.
+    pub fn running(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.keys().cloned().collect()
     }
 
     fn halt(&self, uuid: &str) {
@@ -309,10 +324,14 @@ impl EventSources {
 
     fn start(self: &Arc<Self>, m: Mapping) {
         let stop = self.stop.child_token();
+        let running = Running {
+            mapping: m.clone(),
+            stop: stop.clone(),
+        };
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(m.uuid.clone(), Running { stop: stop.clone() });
+            .insert(m.uuid.clone(), running);
         let me = self.clone();
         self.tracker.spawn(async move { me.poll(m, stop).await });
     }
@@ -575,6 +594,91 @@ impl EventSources {
                 false
             }
         }
+    }
+}
+
+/// Following other nodes: a mapping created, changed, disabled or deleted
+/// elsewhere starts, restarts or stops its poller here. A poller already
+/// running the stored settings is left alone, so a node's own notices change
+/// nothing.
+impl EventSources {
+    async fn follow(self: &Arc<Self>, uuid: &str) -> Result<(), MessagingError> {
+        let _w = self.writes.lock().await;
+        let stored = self.store.get_mapping(uuid).await?;
+        self.follow_stored(uuid, stored.as_ref());
+        Ok(())
+    }
+
+    async fn follow_all(self: &Arc<Self>) -> Result<(), MessagingError> {
+        let _w = self.writes.lock().await;
+        let stored: HashMap<String, StoredMapping> = self
+            .store
+            .list_mappings()
+            .await?
+            .into_iter()
+            .map(|m| (m.uuid.clone(), m))
+            .collect();
+        let running: Vec<String> = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for uuid in running {
+            if !stored.contains_key(&uuid) {
+                self.halt(&uuid);
+            }
+        }
+        for (uuid, m) in &stored {
+            self.follow_stored(uuid, Some(m));
+        }
+        Ok(())
+    }
+
+    fn follow_stored(self: &Arc<Self>, uuid: &str, stored: Option<&StoredMapping>) {
+        let wanted = stored.and_then(|s| match serde_json::from_str::<Mapping>(&s.config) {
+            Ok(m) => m.enabled.then_some(m),
+            Err(e) => {
+                tracing::error!("event source mapping {uuid} is unreadable: {e}");
+                None
+            }
+        });
+        let current = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uuid)
+            .map(|r| r.mapping.clone());
+        if current == wanted {
+            return;
+        }
+        self.halt(uuid);
+        if let Some(m) = wanted {
+            self.start(m);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::follow::Follower for EventSources {
+    fn name(&self) -> &'static str {
+        "event source mappings"
+    }
+
+    fn follows(&self, kind: nimbus_store::ChangeKind) -> bool {
+        kind == nimbus_store::ChangeKind::Mapping
+    }
+
+    async fn changed(
+        self: Arc<Self>,
+        change: &nimbus_store::Change,
+    ) -> Result<(), crate::follow::FollowError> {
+        Ok(self.follow(&change.key).await?)
+    }
+
+    async fn resync(self: Arc<Self>) -> Result<(), crate::follow::FollowError> {
+        Ok(self.follow_all().await?)
     }
 }
 

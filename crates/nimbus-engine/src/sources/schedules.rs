@@ -452,6 +452,93 @@ fn latest_at_or_before(
     latest
 }
 
+/// Following other nodes: a schedule created, changed or deleted elsewhere
+/// is armed, re-armed or disarmed here. An armed record equal to the stored
+/// one is left alone (its next fire stays), so a node's own notices change
+/// nothing.
+impl Schedules {
+    async fn follow(&self, name: &str) -> Result<(), EngineError> {
+        let _w = self.writes.lock().await;
+        let stored = self.store.get(name).await?;
+        self.follow_stored(name, stored).await
+    }
+
+    async fn follow_all(&self) -> Result<(), EngineError> {
+        let _w = self.writes.lock().await;
+        let stored: BTreeMap<String, ScheduleRecord> = self
+            .store
+            .list()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        self.armed
+            .lock()
+            .unwrap()
+            .retain(|name, _| stored.contains_key(name));
+        for (name, record) in stored {
+            self.follow_stored(&name, Some(record)).await?;
+        }
+        Ok(())
+    }
+
+    async fn follow_stored(
+        &self,
+        name: &str,
+        stored: Option<ScheduleRecord>,
+    ) -> Result<(), EngineError> {
+        let Some(record) = stored else {
+            self.armed.lock().unwrap().remove(name);
+            return Ok(());
+        };
+        let current = self
+            .armed
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|a| a.record.clone());
+        if current.as_ref() == Some(&record) {
+            return Ok(());
+        }
+        match self.arm(record).await {
+            Ok(armed) => {
+                self.armed.lock().unwrap().insert(name.to_string(), armed);
+                self.wake.notify_one();
+            }
+            // The fire ledger could not be read: try again.
+            Err(e @ EngineError::Store(_)) => return Err(e),
+            Err(e) => {
+                // As at startup: a record this node cannot arm is not armed.
+                tracing::warn!(schedule = %name, "schedule not armed: {e}");
+                self.armed.lock().unwrap().remove(name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::follow::Follower for Schedules {
+    fn name(&self) -> &'static str {
+        "schedules"
+    }
+
+    fn follows(&self, kind: nimbus_store::ChangeKind) -> bool {
+        kind == nimbus_store::ChangeKind::Schedule
+    }
+
+    async fn changed(
+        self: Arc<Self>,
+        change: &nimbus_store::Change,
+    ) -> Result<(), crate::follow::FollowError> {
+        Ok(self.follow(&change.key).await?)
+    }
+
+    async fn resync(self: Arc<Self>) -> Result<(), crate::follow::FollowError> {
+        Ok(self.follow_all().await?)
+    }
+}
+
 /// Stopping the runner takes no new fires (a fire is accepted whole or not at all).
 #[async_trait::async_trait]
 impl crate::lifecycle::Service for Schedules {

@@ -7,6 +7,7 @@
 //! notes); they still finish in well under a second each.
 
 mod async_invocations;
+mod follow_changes;
 mod scheduler;
 mod schedules;
 mod workspace_rules;

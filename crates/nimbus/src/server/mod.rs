@@ -24,6 +24,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::response::IntoResponse;
 use nimbus_api::AuthMode;
+use nimbus_engine::follow::FollowChanges;
 use nimbus_engine::lifecycle::{Shutdown, Stop, Task};
 use nimbus_engine::scheduler::{FixedKeepAlive, HybridHistogram, KeepAlivePolicy, Scheduler};
 use nimbus_engine::{
@@ -61,6 +62,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &master_key,
     )
     .with_context(|| format!("cannot open the storage in {}", host.data_dir.display()))?;
+    // Changes other nodes make from here on reach the views loaded below.
+    let changes = stores.changes.subscribe();
     let log_store = stores.logs.clone();
     let code = stores.code.clone();
     let keys = stores.keys.clone();
@@ -270,6 +273,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     let websockets_service = services.start(Arc::new(gateway_server.clone()));
+    // Every view loaded above follows the changes other nodes make (on one
+    // node there are only its own, which change nothing).
+    let followers_service = services.start(Arc::new(FollowChanges::new(
+        changes,
+        vec![
+            control.clone(),
+            gateway.clone(),
+            schedules.clone(),
+            messaging.mappings.clone(),
+            messaging.queues.clone(),
+        ],
+    )));
 
     let auth = if args.dev {
         AuthMode::Dev
@@ -375,6 +390,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         messaging: messaging_service,
         schedules: schedules_service,
         websockets: websockets_service,
+        followers: followers_service,
         api: api_service,
         gateway: gateway_service,
     };

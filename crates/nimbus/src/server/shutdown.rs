@@ -59,6 +59,8 @@ pub struct Started {
     pub messaging: ServiceId,
     pub schedules: ServiceId,
     pub websockets: ServiceId,
+    /// Following other nodes' changes.
+    pub followers: ServiceId,
     pub api: ServiceId,
     pub gateway: ServiceId,
 }
@@ -66,7 +68,8 @@ pub struct Started {
 /// Stop accepting, let running invocations finish, then stop everything else.
 pub fn plan(s: &Started, d: Deadlines) -> Vec<Phase> {
     vec![
-        Phase::new("stop accepting").stop([s.api, s.gateway]),
+        // Other nodes' changes are no longer followed: no poller restarts.
+        Phase::new("stop accepting").stop([s.api, s.gateway, s.followers]),
         // WebSockets are told 1001 (going away); their $disconnect runs before the drain.
         Phase::new("close WebSockets")
             .stop([s.websockets])
