@@ -6,12 +6,23 @@ NIMBUS_ADMIN_ACCESS_KEY_ID / NIMBUS_ADMIN_SECRET_ACCESS_KEY; tests talk to it wi
 boto3 exactly as they would talk to AWS, only with `endpoint_url` set.
 
 Build the server first: `cargo build -p nimbus` (the tests use target/debug/nimbus).
+
+Cluster mode: with NIMBUS_TEST_CLUSTER=N (N >= 2) every "server" is N nodes
+on one PostgreSQL database (a database per data dir, on the server of
+NIMBUS_TEST_POSTGRES), behind `nimbus-cluster-proxy`, which sends every
+request to a node chosen at random. The tests run unchanged: `server.url`
+and `server.gateway_url` are the proxy's, `server.proc` stands for all the
+nodes, and the nodes append to one stderr log.
 """
 
+import base64
+import hashlib
 import os
 import queue
 import signal
+import shutil
 import site
+import socket
 import subprocess
 import threading
 import time
@@ -26,12 +37,24 @@ from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, NIMBUS_
 STARTUP_TIMEOUT_S = 30
 SHUTDOWN_TIMEOUT_S = 40
 
+CLUSTER_NODES = int(os.environ.get("NIMBUS_TEST_CLUSTER", "0") or 0)
+POSTGRES_ADMIN_URL = os.environ.get("NIMBUS_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+PROXY_BIN = NIMBUS_BIN.parent / "nimbus-cluster-proxy"
+# Databases of this run are named with this prefix (dropped at the end).
+CLUSTER_DB_PREFIX = f"nimbus_aws_{os.getpid()}_"
+
 
 class NimbusServer:
-    """A running `nimbus up` process."""
+    """A running `nimbus up` process (or, in cluster mode, a cluster of them)."""
 
-    def __init__(self, data_dir, log_dir, extra_args=()):
+    def __new__(cls, *args, **kwargs):
+        if CLUSTER_NODES >= 2 and cls is NimbusServer:
+            return NimbusCluster(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, data_dir, log_dir, extra_args=(), stderr_mode="wb"):
         self.data_dir = Path(data_dir)
+        self.stderr_mode = stderr_mode
         # Extra `nimbus up` flags (e.g. a short --async-retry-delay).
         self.extra_args = [str(a) for a in extra_args]
         self.stderr_path = Path(log_dir) / "server.stderr.log"
@@ -47,7 +70,7 @@ class NimbusServer:
         env = dict(os.environ)
         env["NIMBUS_ADMIN_ACCESS_KEY_ID"] = ADMIN_ACCESS_KEY_ID
         env["NIMBUS_ADMIN_SECRET_ACCESS_KEY"] = ADMIN_SECRET_ACCESS_KEY
-        with open(self.stderr_path, "wb") as stderr:
+        with open(self.stderr_path, self.stderr_mode) as stderr:
             self.proc = subprocess.Popen(
                 [
                     str(NIMBUS_BIN), "up", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
@@ -107,6 +130,142 @@ class NimbusServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def psql(sql):
+    subprocess.run(["psql", POSTGRES_ADMIN_URL, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                   check=True, capture_output=True, text=True)
+
+
+class Nodes:
+    """Stands for a cluster's node processes where tests use `server.proc`."""
+
+    def __init__(self, procs):
+        self.procs = procs
+        self.pid = procs[0].pid
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+
+    def send_signal(self, sig):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(sig)
+
+    def wait(self, timeout=None):
+        return [p.wait(timeout=timeout) for p in self.procs][0]
+
+    def poll(self):
+        codes = [p.poll() for p in self.procs]
+        return None if any(c is None for c in codes) else codes[0]
+
+
+class NimbusCluster:
+    """CLUSTER_NODES `nimbus up` nodes on one PostgreSQL database behind the
+    random-routing proxy, with the interface of a NimbusServer. The database
+    and the master key belong to the data dir, so a restart on the same data
+    dir (a test of durability) finds everything again."""
+
+    def __init__(self, data_dir, log_dir, extra_args=(), nodes=None):
+        self.node_count = nodes or CLUSTER_NODES
+        self.data_dir = Path(data_dir)
+        self.log_dir = Path(log_dir)
+        self.extra_args = [str(a) for a in extra_args]
+        self.stderr_path = self.log_dir / "server.stderr.log"
+        self.nodes = []
+        self.proxy = None
+        self.proc = None
+        self.url = None
+        self.gateway_url = None
+        self.stdout_lines = []
+
+    def database_url(self):
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+        name = CLUSTER_DB_PREFIX + digest
+        marker = self.data_dir / "cluster-database"
+        if not marker.exists():
+            psql(f"CREATE DATABASE {name}")
+            marker.write_text(name)
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    def master_key_file(self):
+        path = self.data_dir / "cluster-master.key"
+        if not path.exists():
+            path.write_text(base64.b64encode(os.urandom(32)).decode())
+        return path
+
+    def start(self):
+        if not PROXY_BIN.exists():
+            pytest.fail(f"{PROXY_BIN} not found: run `cargo build --workspace --all-targets` first")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        url = self.database_url()
+        api_port, gateway_port = free_port(), free_port()
+        cluster_args = [
+            "--postgres", url, "--master-key-file", str(self.master_key_file()),
+            "--public-url", f"http://127.0.0.1:{api_port}",
+            "--public-gateway-url", f"http://127.0.0.1:{gateway_port}",
+        ]
+        self.stderr_path.write_bytes(b"")
+        self.nodes = []
+        for i in range(self.node_count):
+            node = object.__new__(NimbusServer)
+            NimbusServer.__init__(node, self.data_dir / f"node{i}", self.log_dir,
+                                  [*cluster_args, *self.extra_args], stderr_mode="ab")
+            self.nodes.append(node.start())
+        self.proxy = subprocess.Popen(
+            [str(PROXY_BIN), "--api", ",".join(n.url for n in self.nodes),
+             "--gateway", ",".join(n.gateway_url for n in self.nodes),
+             "--api-listen", f"127.0.0.1:{api_port}", "--gateway-listen", f"127.0.0.1:{gateway_port}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+        )
+        for _ in range(2):
+            line = self.proxy.stdout.readline()
+            self.stdout_lines.append(line)
+            if line.startswith("  Gateway:"):
+                self.gateway_url = line.split(":", 1)[1].strip()
+            if line.startswith("  API:"):
+                self.url = line.split(":", 1)[1].strip()
+        if self.url is None or self.gateway_url is None:
+            self.stop()
+            pytest.fail(f"nimbus-cluster-proxy did not start: {self.stdout_lines}")
+        self.proc = Nodes([n.proc for n in self.nodes])
+        return self
+
+    def stderr(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.kill()
+            self.proxy.wait()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drops this run's cluster databases."""
+    if shutil.which("psql") is None:
+        return
+    out = subprocess.run(
+        ["psql", POSTGRES_ADMIN_URL, "-At", "-c",
+         f"SELECT datname FROM pg_database WHERE datname LIKE '{CLUSTER_DB_PREFIX}%'"],
+        capture_output=True, text=True,
+    )
+    for name in out.stdout.split():
+        subprocess.run(["psql", POSTGRES_ADMIN_URL, "-q", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                       capture_output=True)
 
 
 @pytest.fixture(scope="module")

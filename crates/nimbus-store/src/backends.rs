@@ -19,8 +19,13 @@ pub enum StorageConfig {
     /// One node: SQLite files in the data directory (`nimbus.db`, `logs.db`,
     /// `events.db`, `workflows.db`, `messages.db`, `objects.db`; code packages
     /// and object bodies as files beside them); in-process change feed
-    /// and leases. A cluster backend (`Postgres { url }`) will sit beside it.
+    /// and leases.
     Sqlite { data_dir: PathBuf },
+    /// A cluster: every store in the PostgreSQL database at `url`, the only
+    /// thing the nodes share; the change feed over `LISTEN`/`NOTIFY` and
+    /// the leases in a table. Code packages are unpacked per node under the
+    /// engine's cache directory, not here.
+    Postgres { url: String },
 }
 
 /// The stores, as the engine uses them: one trait object per contract.
@@ -54,12 +59,42 @@ pub struct Backends {
 
 impl Backends {
     /// Opens (creating and migrating as needed) every store of `config`.
-    /// `master_key` seals secrets at rest (access keys, JWT secrets).
-    pub fn open(config: &StorageConfig, master_key: &[u8; 32]) -> Result<Self, StoreError> {
+    /// `master_key` seals secrets at rest (access keys, JWT secrets); a
+    /// PostgreSQL database whose secrets another key sealed is refused.
+    pub async fn open(config: &StorageConfig, master_key: &[u8; 32]) -> Result<Self, StoreError> {
         match config {
             StorageConfig::Sqlite { data_dir } => open_sqlite(data_dir, master_key),
+            StorageConfig::Postgres { url } => open_postgres(url, master_key).await,
         }
     }
+}
+
+async fn open_postgres(url: &str, master_key: &[u8; 32]) -> Result<Backends, StoreError> {
+    use crate::postgres::{self, Pg};
+    let pg = Pg::connect(url).await?;
+    postgres::check_master_key(&pg, master_key).await?;
+    let changes: Arc<dyn ChangeFeed> = Arc::new(crate::PgChangeFeed::open(&pg).await?);
+    let events = Arc::new(crate::PgEventQueue::open(&pg).await?);
+    let messages = Arc::new(crate::PgMessages::open(&pg).await?);
+    Ok(Backends {
+        metadata: Arc::new(crate::PgMetadataStore::open(&pg).await?),
+        keys: Arc::new(crate::PgKeyStore::open(&pg, master_key, changes.clone()).await?),
+        gateway: Arc::new(crate::PgGatewayStore::open(&pg, master_key).await?),
+        logs: Arc::new(crate::PgLogStore::open(&pg).await?),
+        schedules: Arc::new(crate::PgScheduleStore::open(&pg).await?),
+        workflows: Arc::new(crate::PgWorkflowStore::open(&pg).await?),
+        invocations: events.clone(),
+        dead_letters: events.clone(),
+        fires: events,
+        queue_catalog: messages.clone(),
+        queue_data: messages.clone(),
+        topics: messages.clone(),
+        mappings: messages,
+        code: Arc::new(crate::PgCodeBlobs::open(&pg).await?),
+        objects: Arc::new(crate::PgObjectStore::open(&pg).await?),
+        changes,
+        leases: Arc::new(crate::PgLeases::open(&pg).await?),
+    })
 }
 
 fn open_sqlite(data_dir: &std::path::Path, master_key: &[u8; 32]) -> Result<Backends, StoreError> {

@@ -60,18 +60,18 @@ pub use objects::{
     BucketInfo, ByteRange, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
     ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
 };
+pub use postgres::change_feed::PgChangeFeed;
+pub use postgres::code::PgCodeBlobs;
 pub use postgres::gateway::PgGatewayStore;
 pub use postgres::keys::PgKeyStore;
+pub use postgres::leases::PgLeases;
 pub use postgres::logs::PgLogStore;
+pub use postgres::messages::PgMessages;
 pub use postgres::metadata::PgMetadataStore;
+pub use postgres::objects::PgObjectStore;
+pub use postgres::queue::PgEventQueue;
 pub use postgres::schedules::PgScheduleStore;
 pub use postgres::workflows::PgWorkflowStore;
-pub use postgres::code::PgCodeBlobs;
-pub use postgres::objects::PgObjectStore;
-pub use postgres::messages::PgMessages;
-pub use postgres::change_feed::PgChangeFeed;
-pub use postgres::leases::PgLeases;
-pub use postgres::queue::PgEventQueue;
 pub use queue::{BudgetFn, DeadLetters, FireLedger, InvocationQueue, LeaseFn, QueuedEvent};
 pub use schedules::ScheduleStore;
 pub use sqlite::gateway::SqliteGatewayStore;

@@ -124,6 +124,7 @@ impl TestEngine {
             },
             &[7; 32],
         )
+        .await
         .expect("the SQLite stores open in a fresh directory");
         let changes = Arc::new(KitChangeFeed::default());
         stores.changes = changes.clone();

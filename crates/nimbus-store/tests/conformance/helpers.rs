@@ -48,7 +48,6 @@ pub type AtRest = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
 /// key (a restart, or another node of a cluster).
 pub type Reopen<S> = Box<dyn Fn(&[u8; 32]) -> std::sync::Arc<S> + Send + Sync>;
 
-#[allow(dead_code, reason = "the postgres openers land with their stores")]
 /// A fresh, empty PostgreSQL database (dropped with the guard) and a pool
 /// on it: what every `postgres = …` opener starts from. The server is
 /// `NIMBUS_TEST_POSTGRES` or the machine's default; without one the test

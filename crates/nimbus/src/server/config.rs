@@ -22,6 +22,27 @@ pub struct ServerArgs {
     /// Where metadata, code and logs are kept.
     #[arg(long, env = "NIMBUS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep every store in this PostgreSQL database
+    /// (`postgres://user[:password]@host[:port]/dbname`): nodes given the
+    /// same URL and master key are one Nimbus. Without it, SQLite files in
+    /// the data directory.
+    #[arg(long, env = "NIMBUS_POSTGRES", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// File holding the master key that seals secrets at rest: 32 bytes,
+    /// raw or base64. Without it (and without NIMBUS_MASTER_KEY, the key in
+    /// base64), `master.key` in the data directory, created on first use;
+    /// with --postgres one of the two is required, the same on every node.
+    #[arg(long, env = "NIMBUS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// The URL clients and functions reach the API at, when it is not this
+    /// listener (a load balancer in front of a cluster's nodes); given to
+    /// functions as `AWS_ENDPOINT_URL`.
+    #[arg(long, env = "NIMBUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The URL clients reach the gateway at, when it is not this listener
+    /// (a load balancer); function URLs are built on it.
+    #[arg(long, env = "NIMBUS_PUBLIC_GATEWAY_URL")]
+    pub public_gateway_url: Option<String>,
     /// Address of the API listener. Loopback by default; binding elsewhere exposes the API.
     #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:8470")]
     pub listen: SocketAddr,

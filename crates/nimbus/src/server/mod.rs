@@ -16,6 +16,7 @@
 
 mod config;
 mod keys;
+mod master_key;
 mod shutdown;
 mod stderr_log;
 
@@ -33,7 +34,7 @@ use nimbus_engine::{
 };
 use nimbus_gateway::{Gateway, GatewayServer, GatewaySettings};
 use nimbus_runtime::{InstanceFactory, LogGate, ProcessFactory};
-use nimbus_store::{Backends, StorageConfig, load_or_create_master_key};
+use nimbus_store::{Backends, StorageConfig};
 
 pub use config::ServerArgs;
 
@@ -54,14 +55,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let host = config::HostConfig::prepare(&args)?;
 
     // Storage: every store of the configured backend.
-    let master_key = load_or_create_master_key(&host.data_dir.join("master.key"))?;
-    let stores = Backends::open(
-        &StorageConfig::Sqlite {
-            data_dir: host.data_dir.clone(),
-        },
-        &master_key,
-    )
-    .with_context(|| format!("cannot open the storage in {}", host.data_dir.display()))?;
+    let master_key = master_key::resolve(
+        args.master_key_file.as_deref(),
+        std::env::var(master_key::MASTER_KEY_ENV).ok(),
+        args.postgres.is_some(),
+        &host.data_dir,
+    )?;
+    let (storage, storage_name) = match &args.postgres {
+        Some(url) => (
+            StorageConfig::Postgres { url: url.clone() },
+            "the PostgreSQL database".to_string(),
+        ),
+        None => (
+            StorageConfig::Sqlite {
+                data_dir: host.data_dir.clone(),
+            },
+            format!("the storage in {}", host.data_dir.display()),
+        ),
+    };
+    let stores = Backends::open(&storage, &master_key)
+        .await
+        .with_context(|| format!("cannot open {storage_name}"))?;
     // Changes other nodes make from here on reach the views loaded below.
     let changes = stores.changes.subscribe();
     let log_store = stores.logs.clone();
@@ -151,7 +165,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         scheduler.clone(),
         nimbus_engine::FunctionAccess {
             keys: keys.clone(),
-            endpoint_url: format!("http://{}", public_addr(api_addr)),
+            endpoint_url: args
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| format!("http://{}", public_addr(api_addr))),
         },
     ));
     let loaded = control.load_all().await?;
@@ -243,7 +261,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             control.clone(),
             dispatcher.clone(),
             GatewaySettings {
-                public_url: format!("http://{gateway_domain}"),
+                public_url: args
+                    .public_gateway_url
+                    .as_deref()
+                    .map(|u| u.trim_end_matches('/').to_string())
+                    .unwrap_or_else(|| format!("http://{gateway_domain}")),
                 region: args.region.clone(),
                 account_id: args.account_id.clone(),
             },
