@@ -23,15 +23,20 @@
 //! every node as soon as it is committed. Access keys' secrets are cached by the key store, which
 //! keeps that cache in step itself.
 //!
+//! A [`ChangeKind::Barrier`] notice (a node that served a configuration
+//! write waits for every node to apply it before answering) is acknowledged
+//! once every lane has applied everything routed to it before the barrier.
+//!
 //! On one node (SQLite, [`nimbus_store::LocalChangeFeed`]) the only notices
 //! are the node's own, whose re-read finds the view already up to date, so
 //! following changes nothing there.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use nimbus_store::{Change, ChangeKind, ChangeNotice, ChangeStream};
-use tokio::sync::broadcast;
+use nimbus_store::{Change, ChangeFeed, ChangeKind, ChangeNotice, ChangeStream};
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -67,42 +72,110 @@ struct Lane {
     tx: broadcast::Sender<ChangeNotice>,
     /// Taken by the lane's task when the service starts.
     rx: std::sync::Mutex<Option<ChangeStream>>,
+    progress: Arc<Progress>,
+}
+
+/// How far a lane is: notices routed to it, and notices it has applied
+/// (a resync applies every notice routed before it began).
+#[derive(Default)]
+struct Progress {
+    routed: AtomicU64,
+    applied: AtomicU64,
+    advanced: Notify,
+}
+
+impl Progress {
+    /// Waits until the lane applied its first `routed` notices.
+    async fn reached(&self, routed: u64) {
+        loop {
+            let advanced = self.advanced.notified();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
+            if self.applied.load(Ordering::Acquire) >= routed {
+                return;
+            }
+            advanced.await;
+        }
+    }
+
+    fn applied_up_to(&self, routed: u64) {
+        self.applied.fetch_max(routed, Ordering::AcqRel);
+        self.advanced.notify_waiters();
+    }
 }
 
 /// The service that runs every follower of a node.
 pub struct FollowChanges {
     feed: std::sync::Mutex<Option<ChangeStream>>,
+    /// Where barriers are acknowledged.
+    changes: Arc<dyn ChangeFeed>,
     lanes: Vec<Lane>,
     tracker: TaskTracker,
 }
 
 impl FollowChanges {
-    /// Runs `followers` on the notices of `feed`, a subscription taken
-    /// before their views were loaded.
-    pub fn new(feed: ChangeStream, followers: Vec<Arc<dyn Follower>>) -> Self {
+    /// Runs `followers` on the notices of `feed`, a subscription to
+    /// `changes` taken before their views were loaded.
+    pub fn new(
+        feed: ChangeStream,
+        changes: Arc<dyn ChangeFeed>,
+        followers: Vec<Arc<dyn Follower>>,
+    ) -> Self {
         let lanes = followers
             .into_iter()
             .map(|follower| {
                 let tx = broadcast::channel(LANE_BUFFER).0;
                 let rx = std::sync::Mutex::new(Some(ChangeStream::new(&tx)));
-                Lane { follower, tx, rx }
+                Lane {
+                    follower,
+                    tx,
+                    rx,
+                    progress: Arc::default(),
+                }
             })
             .collect();
         Self {
             feed: std::sync::Mutex::new(Some(feed)),
+            changes,
             lanes,
             tracker: TaskTracker::new(),
         }
     }
 
-    /// Hands each notice to the lanes that follow its kind.
+    /// Hands each notice to the lanes that follow its kind; acknowledges a
+    /// barrier once every lane applied what it was handed before it.
     fn route(&self, notice: &ChangeNotice) {
+        if let ChangeNotice::Changed(c) = notice
+            && c.kind == ChangeKind::Barrier
+        {
+            let waits: Vec<_> = self
+                .lanes
+                .iter()
+                .map(|l| {
+                    (
+                        l.progress.clone(),
+                        l.progress.routed.load(Ordering::Acquire),
+                    )
+                })
+                .collect();
+            let (changes, token) = (self.changes.clone(), c.key.clone());
+            self.tracker.spawn(async move {
+                for (progress, routed) in waits {
+                    progress.reached(routed).await;
+                }
+                if let Err(e) = changes.acknowledge(&token).await {
+                    tracing::warn!("cannot acknowledge a change barrier: {e}");
+                }
+            });
+            return;
+        }
         for lane in &self.lanes {
             let wanted = match notice {
                 ChangeNotice::Changed(c) => lane.follower.follows(c.kind),
                 ChangeNotice::Resync => true,
             };
             if wanted {
+                lane.progress.routed.fetch_add(1, Ordering::AcqRel);
                 // A lane whose task is gone (shutdown) needs nothing.
                 let _ = lane.tx.send(notice.clone());
             }
@@ -114,9 +187,12 @@ impl FollowChanges {
 async fn run_lane(
     follower: Arc<dyn Follower>,
     mut notices: ChangeStream,
+    progress: Arc<Progress>,
     cancel: CancellationToken,
 ) {
     let mut resync_due = false;
+    // Notices taken from the lane's queue so far.
+    let mut taken = 0u64;
     loop {
         let notice = if resync_due {
             ChangeNotice::Resync
@@ -129,12 +205,27 @@ async fn run_lane(
                 },
             }
         };
+        // A resync (asked for, or because the lane fell behind) covers
+        // everything routed so far; a change covers itself.
+        let covers = match notice {
+            ChangeNotice::Resync => progress.routed.load(Ordering::Acquire),
+            ChangeNotice::Changed(_) => {
+                taken += 1;
+                taken
+            }
+        };
+        if matches!(notice, ChangeNotice::Resync) {
+            taken = covers;
+        }
         let applied = match &notice {
             ChangeNotice::Changed(change) => follower.clone().changed(change).await,
             ChangeNotice::Resync => follower.clone().resync().await,
         };
         resync_due = match applied {
-            Ok(()) => false,
+            Ok(()) => {
+                progress.applied_up_to(covers);
+                false
+            }
             Err(e) => {
                 tracing::warn!(
                     view = follower.name(),
@@ -165,8 +256,12 @@ impl Service for FollowChanges {
         for lane in &self.lanes {
             let notices = lane.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(notices) = notices {
-                self.tracker
-                    .spawn(run_lane(lane.follower.clone(), notices, ctx.cancel.clone()));
+                self.tracker.spawn(run_lane(
+                    lane.follower.clone(),
+                    notices,
+                    lane.progress.clone(),
+                    ctx.cancel.clone(),
+                ));
             }
         }
         loop {
@@ -262,9 +357,13 @@ mod tests {
         })
     }
 
-    fn start(feed: &LocalChangeFeed, followers: Vec<Arc<dyn Follower>>) -> CancellationToken {
+    fn start(feed: &Arc<LocalChangeFeed>, followers: Vec<Arc<dyn Follower>>) -> CancellationToken {
         let cancel = CancellationToken::new();
-        let service = Arc::new(FollowChanges::new(feed.subscribe(), followers));
+        let service = Arc::new(FollowChanges::new(
+            feed.subscribe(),
+            feed.clone(),
+            followers,
+        ));
         tokio::spawn(service.run(Context {
             cancel: cancel.clone(),
         }));
@@ -277,7 +376,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_view_gets_the_notices_of_its_kinds_only() {
-        let feed = LocalChangeFeed::default();
+        let feed = Arc::new(LocalChangeFeed::default());
         let functions = Recorder::new(ChangeKind::Function, 0, Duration::ZERO);
         let schedules = Recorder::new(ChangeKind::Schedule, 0, Duration::ZERO);
         let _stop = start(&feed, vec![functions.clone(), schedules.clone()]).drop_guard();
@@ -297,7 +396,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_re_read_is_made_good_by_a_resync() {
-        let feed = LocalChangeFeed::default();
+        let feed = Arc::new(LocalChangeFeed::default());
         let view = Recorder::new(ChangeKind::Gateway, 2, Duration::ZERO);
         let _stop = start(&feed, vec![view.clone()]).drop_guard();
         feed.publish(ChangeKind::Gateway, "r-1").await.unwrap();
@@ -319,7 +418,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_view_that_falls_behind_resyncs() {
-        let feed = LocalChangeFeed::default();
+        let feed = Arc::new(LocalChangeFeed::default());
         let view = Recorder::new(ChangeKind::Mapping, 0, Duration::from_millis(1));
         let _stop = start(&feed, vec![view.clone()]).drop_guard();
         for i in 0..LANE_BUFFER + 10 {

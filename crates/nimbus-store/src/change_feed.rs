@@ -45,11 +45,14 @@ pub enum ChangeKind {
     /// Messages arrived in a queue (not a configuration change: a wake-up);
     /// the key is the queue name. Long polls waiting on any node return.
     Messages,
+    /// A write barrier (see [`ChangeFeed::barrier`]); the key is its token.
+    /// A node acknowledges it once it applied every notice before it.
+    Barrier,
 }
 
 impl ChangeKind {
     /// Every kind, for decoding.
-    pub const ALL: [ChangeKind; 9] = [
+    pub const ALL: [ChangeKind; 10] = [
         ChangeKind::Function,
         ChangeKind::Gateway,
         ChangeKind::Schedule,
@@ -59,6 +62,7 @@ impl ChangeKind {
         ChangeKind::Topic,
         ChangeKind::StateMachine,
         ChangeKind::Messages,
+        ChangeKind::Barrier,
     ];
 
     /// The kind's name on the wire (a `NOTIFY` payload is `tag:key`).
@@ -73,6 +77,7 @@ impl ChangeKind {
             ChangeKind::Topic => "topic",
             ChangeKind::StateMachine => "state-machine",
             ChangeKind::Messages => "messages",
+            ChangeKind::Barrier => "barrier",
         }
     }
 }
@@ -163,6 +168,47 @@ pub trait ChangeFeed: Send + Sync + 'static {
     async fn publish(&self, kind: ChangeKind, key: &str) -> Result<(), StoreError>;
     /// Subscribes from now on.
     fn subscribe(&self) -> ChangeStream;
+
+    /// Read-your-writes across nodes: returns once every live node has
+    /// applied every change committed before the call (each acknowledged a
+    /// [`ChangeKind::Barrier`] notice published now), or after `limit`
+    /// (returning `false`: a node is slow or gone). A node that served a
+    /// configuration write calls this before answering, so the client's
+    /// next request finds the change in force whichever node it reaches.
+    /// One node has nobody to wait for.
+    async fn barrier(&self, limit: std::time::Duration) -> Result<bool, StoreError> {
+        let _ = limit;
+        Ok(true)
+    }
+
+    /// Called on each node once it applied every notice received before
+    /// the barrier `token`.
+    async fn acknowledge(&self, token: &str) -> Result<(), StoreError> {
+        let _ = token;
+        Ok(())
+    }
+}
+
+tokio::task_local! {
+    /// Set while a request runs under [`noting_changes`].
+    static CHANGES_NOTED: std::cell::Cell<bool>;
+}
+
+/// Runs `work` and says whether it committed a change that other nodes
+/// follow (a backend calls [`note_change`] when it announces one from the
+/// task running `work`).
+pub async fn noting_changes<F: std::future::Future>(work: F) -> (F::Output, bool) {
+    CHANGES_NOTED
+        .scope(std::cell::Cell::new(false), async move {
+            let out = work.await;
+            (out, CHANGES_NOTED.with(|c| c.get()))
+        })
+        .await
+}
+
+/// Records, for [`noting_changes`], that the current task announced a change.
+pub fn note_change() {
+    let _ = CHANGES_NOTED.try_with(|c| c.set(true));
 }
 
 /// Checks a key against [`MAX_CHANGE_KEY_BYTES`]; for backends.

@@ -40,7 +40,7 @@ pub use backends::{Backends, StorageConfig};
 pub use body::ByteStream;
 pub use change_feed::{
     Change, ChangeFeed, ChangeKind, ChangeNotice, ChangeStream, LocalChangeFeed,
-    MAX_CHANGE_KEY_BYTES, check_change_key,
+    MAX_CHANGE_KEY_BYTES, check_change_key, note_change, noting_changes,
 };
 pub use code::{CodeBlobs, CodeCache, CodeInfo, FsCodeBlobs, Package, symlink_stays_inside};
 pub use error::StoreError;

@@ -231,6 +231,7 @@ impl TestEngine {
         if let Some(changes) = self.follow.lock().expect("not poisoned").take() {
             let followers = FollowChanges::new(
                 changes,
+                self.stores.changes.clone(),
                 vec![
                     self.control.clone(),
                     self.schedules.clone(),

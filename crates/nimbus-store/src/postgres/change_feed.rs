@@ -58,6 +58,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// and the `Resync` that follows its return covers the notice.
 const ECHO_WAIT: Duration = Duration::from_secs(5);
 
+/// How often a node says it is alive (for barriers), and how long after its
+/// last word it stops being waited for.
+const NODE_HEARTBEAT: Duration = Duration::from_secs(1);
+const NODE_SILENCE_MS: i64 = 3_000;
+/// How often a barrier looks for its acknowledgements.
+const BARRIER_POLL: Duration = Duration::from_millis(3);
+
+/// The nodes a barrier waits for, and their acknowledgements.
+const MIGRATIONS: &[&str] = &["CREATE TABLE nimbus_nodes (
+        id TEXT PRIMARY KEY,
+        heartbeat_ms BIGINT NOT NULL
+     );
+     CREATE TABLE nimbus_barrier_acks (
+        token TEXT NOT NULL,
+        node TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (token, node)
+     );
+     CREATE INDEX nimbus_barrier_acks_at ON nimbus_barrier_acks (at_ms);"];
+
+/// The database's clock in milliseconds: every node's heartbeat and every
+/// silence is judged by the one clock.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 /// The change feed of one node of a cluster (see the module docs); its
 /// listening task stops when it is dropped.
 pub struct PgChangeFeed {
@@ -65,6 +89,9 @@ pub struct PgChangeFeed {
     tx: broadcast::Sender<ChangeNotice>,
     echoes: Arc<Echoes>,
     listener: JoinHandle<()>,
+    /// This node's id among the nodes barriers wait for.
+    node: String,
+    heartbeat: JoinHandle<()>,
 }
 
 /// The publishes of this node waiting for their echo.
@@ -156,14 +183,45 @@ impl PgChangeFeed {
             tx: broadcast::channel(BUFFER).0,
             echoes: Arc::new(Echoes::new()?),
         };
+        super::migrate(pg, "cluster", MIGRATIONS).await?;
         let session = listen(pg, &fanout).await?;
         let listener = tokio::spawn(keep_listening(pg.clone(), fanout.clone(), session));
+        let node = fanout.echoes.channel.clone();
+        let heartbeat = tokio::spawn(say_alive(pg.clone(), node.clone()));
         Ok(Self {
             pg: pg.clone(),
             tx: fanout.tx,
             echoes: fanout.echoes,
             listener,
+            node,
+            heartbeat,
         })
+    }
+}
+
+/// Keeps this node among those barriers wait for, and clears old
+/// acknowledgements.
+async fn say_alive(pg: Pg, node: String) {
+    let upsert = format!(
+        "INSERT INTO nimbus_nodes (id, heartbeat_ms) VALUES ($1, {DB_NOW_MS})
+         ON CONFLICT (id) DO UPDATE SET heartbeat_ms = EXCLUDED.heartbeat_ms"
+    );
+    let sweep = format!(
+        "DELETE FROM nimbus_barrier_acks WHERE at_ms < {DB_NOW_MS} - 60000;
+         DELETE FROM nimbus_nodes WHERE heartbeat_ms < {DB_NOW_MS} - 600000"
+    );
+    let mut beats = 0u64;
+    loop {
+        if let Ok(client) = pg.client().await {
+            if let Err(e) = client.execute(&upsert, &[&node]).await {
+                tracing::warn!("cannot record this node's heartbeat: {e}");
+            }
+            if beats % 60 == 0 {
+                let _ = client.batch_execute(&sweep).await;
+            }
+        }
+        beats += 1;
+        tokio::time::sleep(NODE_HEARTBEAT).await;
     }
 }
 
@@ -193,6 +251,18 @@ impl PgChangeFeed {
 impl Drop for PgChangeFeed {
     fn drop(&mut self) {
         self.listener.abort();
+        self.heartbeat.abort();
+        // Leaving: barriers stop waiting for this node at once.
+        let (pg, node) = (self.pg.clone(), self.node.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Ok(client) = pg.client().await {
+                    let _ = client
+                        .execute("DELETE FROM nimbus_nodes WHERE id = $1", &[&node])
+                        .await;
+                }
+            });
+        }
     }
 }
 
@@ -216,6 +286,49 @@ impl ChangeFeed for PgChangeFeed {
 
     fn subscribe(&self) -> ChangeStream {
         ChangeStream::new(&self.tx)
+    }
+
+    async fn barrier(&self, limit: Duration) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut token = [0u8; 12];
+        getrandom::fill(&mut token).map_err(|e| StoreError::Task(e.to_string()))?;
+        let token = hex::encode(token);
+        // Notices are delivered in commit order: a node that applied this
+        // one applied every change committed before it.
+        self.publish(ChangeKind::Barrier, &token).await?;
+        let client = self.pg.client().await?;
+        let missing = client
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM nimbus_nodes n
+                 WHERE n.heartbeat_ms > {DB_NOW_MS} - {NODE_SILENCE_MS}
+                   AND NOT EXISTS (SELECT 1 FROM nimbus_barrier_acks a
+                                   WHERE a.token = $1 AND a.node = n.id)"
+            ))
+            .await?;
+        loop {
+            let waiting: i64 = client.query_one(&missing, &[&token]).await?.get(0);
+            if waiting == 0 {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() + BARRIER_POLL > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(BARRIER_POLL).await;
+        }
+    }
+
+    async fn acknowledge(&self, token: &str) -> Result<(), StoreError> {
+        let client = self.pg.client().await?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO nimbus_barrier_acks (token, node, at_ms)
+                     VALUES ($1, $2, {DB_NOW_MS}) ON CONFLICT DO NOTHING"
+                ),
+                &[&token, &self.node],
+            )
+            .await?;
+        Ok(())
     }
 }
 

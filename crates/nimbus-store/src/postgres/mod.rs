@@ -62,6 +62,7 @@ pub(crate) async fn notify(
     .encode();
     tx.execute("SELECT pg_notify($1, $2)", &[&CHANGE_CHANNEL, &payload])
         .await?;
+    crate::note_change();
     Ok(())
 }
 

@@ -537,7 +537,11 @@ async fn two_gateways(e: &TestEngine) -> (Arc<Gateway>, Gateway) {
         .unwrap()
     };
     let here = Arc::new(load().await);
-    let followers = Arc::new(FollowChanges::new(subscription, vec![here.clone()]));
+    let followers = Arc::new(FollowChanges::new(
+        subscription,
+        e.stores.changes.clone(),
+        vec![here.clone()],
+    ));
     tokio::spawn(nimbus_engine::lifecycle::Service::run(
         followers,
         nimbus_engine::lifecycle::Context {

@@ -38,6 +38,10 @@ use nimbus_store::{Backends, StorageConfig};
 
 pub use config::ServerArgs;
 
+/// How long a configuration write waits for the other nodes of a cluster to
+/// apply it before it is answered anyway.
+const WRITE_BARRIER_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One function may hold this fraction of the log queue (`--log-queue-bytes`).
 const LOG_QUEUE_SHARES: usize = 4;
 
@@ -304,6 +308,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // node there are only its own, which change nothing).
     let followers_service = services.start(Arc::new(FollowChanges::new(
         changes,
+        stores.changes.clone(),
         vec![
             control.clone(),
             gateway.clone(),
@@ -367,16 +372,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ("api", api_stats.clone()),
             ("gateway", gateway_stats.clone()),
         ];
+        let changes = stores.changes.clone();
         move |stop| {
             use tower_service::Service;
             nimbus_runtime::listener::serve(listener, limits, api_stats, stop, move |req, _| {
                 let mut app = app.clone();
+                let changes = changes.clone();
                 let metrics = (req.uri().path() == "/metrics").then(|| listeners.clone());
                 async move {
-                    let resp = match app.call(req).await {
+                    let (resp, changed) = nimbus_store::noting_changes(app.call(req)).await;
+                    let resp = match resp {
                         Ok(resp) => resp,
                         Err(never) => match never {},
                     };
+                    // A configuration write is answered once every node of a
+                    // cluster applies it: the client's next request may
+                    // reach any of them.
+                    if changed {
+                        match changes.barrier(WRITE_BARRIER_LIMIT).await {
+                            Ok(true) => {}
+                            Ok(false) => tracing::warn!(
+                                "a node did not apply a change within {WRITE_BARRIER_LIMIT:?}"
+                            ),
+                            Err(e) => {
+                                tracing::warn!("cannot wait for the nodes to apply a change: {e}")
+                            }
+                        }
+                    }
                     match metrics {
                         Some(listeners) => with_listener_metrics(resp, &listeners).await,
                         None => resp,
