@@ -8,6 +8,11 @@
 //! or before an old blob was unlinked) and leftover temp files are removed
 //! when the store opens.
 //!
+//! A write's bucket notifications go into the `notifications` table in the
+//! transaction of the row they are about (the outbox of `objects.rs`); one
+//! process owns the file, so a claim is an `UPDATE` of the due time under
+//! the connection's lock, the same contract as the cluster's row locks.
+//!
 //! Reads hand out the opened blob file as a stream (ranged by a seek and a
 //! `take`), so a GET is the same `ReaderStream` over a file it always was.
 //! SQLite's errors stay inside this file: they leave it as

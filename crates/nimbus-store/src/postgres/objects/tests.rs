@@ -410,3 +410,44 @@ async fn one_megabyte_put_and_get_latency() {
         );
     }
 }
+
+/// Two nodes on one database: either relays what the other's writes
+/// stored, a lease keeps an entry from the other node's claims, and when
+/// the node that claimed it stops (its lease runs out), the other takes it.
+#[tokio::test]
+async fn a_node_relays_what_another_node_stored_and_what_it_left() {
+    let f = fixture().await;
+    let other = PgObjectStore::open(&Pg::connect(&f._db.url).await.unwrap())
+        .await
+        .unwrap()
+        .with_clock(f.clock.clone());
+    let note = [Notification::new("n", "{}")];
+    f.store
+        .put(
+            "b",
+            "k",
+            PutBody::bytes(&b"x"[..]),
+            ObjectAttrs::default(),
+            &note,
+        )
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(30);
+    let taken = other.claim_notifications(10, lease).await.unwrap();
+    assert_eq!(taken.len(), 1, "the other node sees the write's entry");
+    assert!(
+        f.store
+            .claim_notifications(10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    f.clock.advance(lease + Duration::from_millis(1));
+    let retaken = f.store.claim_notifications(10, lease).await.unwrap();
+    assert_eq!((retaken[0].id.as_str(), retaken[0].claims), ("n", 2));
+    f.store.remove_notifications(&["n".into()]).await.unwrap();
+    assert_eq!(
+        count(&f.pg, "SELECT count(*) FROM object_notifications").await,
+        0
+    );
+}
