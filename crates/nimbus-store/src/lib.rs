@@ -57,8 +57,9 @@ pub use messages::{
 };
 pub use metadata::MetadataStore;
 pub use objects::{
-    BucketInfo, ByteRange, FsObjectStore, ListEntry, ListPage, ListQuery, ObjectAttrs, ObjectError,
-    ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo, multipart_etag,
+    BucketInfo, ByteRange, CreatedObject, FsObjectStore, ListEntry, ListPage, ListQuery,
+    Notification, ObjectAttrs, ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo,
+    PendingNotification, PutBody, UploadInfo, multipart_etag,
 };
 pub use postgres::change_feed::PgChangeFeed;
 pub use postgres::code::PgCodeBlobs;

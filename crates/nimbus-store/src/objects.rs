@@ -32,6 +32,22 @@
 //! and an overwritten or deleted object's blob is unlinked after the commit
 //! (readers that already opened it keep reading it).
 //!
+//! # Notifications commit with the object
+//!
+//! A write that triggers bucket notifications is given them
+//! ([`Notification`]s, matched by the protocol layer before the write) and
+//! stores them in an outbox in the very transaction that commits the
+//! object's row: an acknowledged write always has its notifications stored,
+//! a refused one (bad digest, short body, missing bucket) never does, and a
+//! crash can only lose both. A relay then claims them
+//! ([`ObjectStore::claim_notifications`]), delivers them and removes them
+//! ([`ObjectStore::remove_notifications`]). A claim is a lease, not a
+//! removal: while it runs no other claim gets the entry, and if the relay
+//! dies before removing it the entry is claimed again once the lease ends.
+//! Delivery is therefore at least once, and the entry's id, chosen by the
+//! writer and kept across claims, is what makes a second delivery
+//! recognisable.
+//!
 //! # Listing semantics
 //!
 //! Keys are compared as UTF-8 bytes (S3's order). [`ListQuery`] is the
@@ -139,6 +155,53 @@ pub struct UploadInfo {
     pub key: String,
     pub attrs: ObjectAttrs,
     pub created_ms: i64,
+}
+
+/// A notification an object write triggers, stored with the write (see
+/// the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Unique and stable (a UUID the writer makes): the event keeps it across
+    /// redeliveries. A write given an id already in the outbox fails.
+    pub id: String,
+    /// What to deliver and to whom, opaque to the store (JSON the protocol
+    /// layer writes and the relay reads), returned verbatim.
+    pub detail: String,
+}
+
+impl Notification {
+    pub fn new(id: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The object a notified write created, as it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedObject {
+    pub size: u64,
+    /// As [`ObjectMeta::etag`].
+    pub etag: String,
+}
+
+/// A stored notification, claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNotification {
+    /// The writer's [`Notification::id`].
+    pub id: String,
+    pub bucket: String,
+    pub key: String,
+    /// What the write created; `None` for a removal.
+    pub object: Option<CreatedObject>,
+    /// When the write committed (ms since the epoch, the store's clock).
+    pub committed_ms: i64,
+    /// The writer's [`Notification::detail`].
+    pub detail: String,
+    /// Claims so far, this one included (more than 1: delivered before,
+    /// perhaps, by a relay that did not remove it).
+    pub claims: u32,
 }
 
 /// An uploaded part.
@@ -331,13 +394,15 @@ pub trait ObjectStore: Send + Sync {
 
     /// Streams `body` in and stores it as `bucket/key`, replacing any object
     /// there once it is whole (readers see the old object or the new one,
-    /// never a mix).
+    /// never a mix). `notifications` are stored with the object, in its
+    /// transaction (none when the write is refused).
     async fn put(
         &self,
         bucket: &str,
         key: &str,
         body: PutBody,
         attrs: ObjectAttrs,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError>;
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError>;
     /// The object and its bytes (all of them, or `range`), as one version:
@@ -348,14 +413,22 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectRead, ObjectError>;
-    /// The removed object, if there was one.
-    async fn delete(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, ObjectError>;
-    /// Copies bytes and, unless `attrs` replaces them, attributes.
+    /// The removed object, if there was one; `notifications` are stored in
+    /// the transaction that removes it, and only if there was one.
+    async fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        notifications: &[Notification],
+    ) -> Result<Option<ObjectMeta>, ObjectError>;
+    /// Copies bytes and, unless `attrs` replaces them, attributes;
+    /// `notifications` are stored with the copy.
     async fn copy(
         &self,
         from: (&str, &str),
         to: (&str, &str),
         attrs: Option<ObjectAttrs>,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError>;
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage, ObjectError>;
 
@@ -370,13 +443,26 @@ pub trait ObjectStore: Send + Sync {
     async fn put_part(&self, id: &str, number: u32, body: PutBody)
     -> Result<PartInfo, ObjectError>;
     async fn list_parts(&self, id: &str) -> Result<Vec<PartInfo>, ObjectError>;
-    /// Assembles the listed `(part number, etag)`s, ascending, into the object.
+    /// Assembles the listed `(part number, etag)`s, ascending, into the
+    /// object; `notifications` are stored with it.
     async fn complete_upload(
         &self,
         id: &str,
         parts: &[(u32, String)],
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError>;
     async fn abort_upload(&self, id: &str) -> Result<(), ObjectError>;
+
+    /// Claims up to `max` stored notifications that no lease holds, oldest
+    /// first, each leased for `lease`: no other claim returns it until the
+    /// lease ends, then any may (its holder did not remove it in time).
+    async fn claim_notifications(
+        &self,
+        max: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<PendingNotification>, ObjectError>;
+    /// Removes delivered notifications (ids already gone are ignored).
+    async fn remove_notifications(&self, ids: &[String]) -> Result<(), ObjectError>;
 }
 
 /// The ETag of a multipart object: MD5 of the parts' binary MD5s, `-<count>`.

@@ -112,7 +112,10 @@ async fn read_all(store: &dyn ObjectStore, b: &str, k: &str) -> Result<Vec<u8>, 
 
 async fn put(store: &dyn ObjectStore, b: &str, k: &str, d: &[u8]) -> Result<String, ObjectError> {
     let body = PutBody::bytes(d.to_vec());
-    Ok(store.put(b, k, body, ObjectAttrs::default()).await?.etag)
+    Ok(store
+        .put(b, k, body, ObjectAttrs::default(), &[])
+        .await?
+        .etag)
 }
 
 /// Where a run keeps its objects.
@@ -225,7 +228,10 @@ async fn run(ops: Vec<Op>, backend: Backend) {
                 assert_eq!(got.map_err(|e| code(&e)), want);
             }
             Op::Delete(b, k) => {
-                let got = store.delete(&name(b), &k).await.map(|m| m.map(|m| m.size));
+                let got = store
+                    .delete(&name(b), &k, &[])
+                    .await
+                    .map(|m| m.map(|m| m.size));
                 let want = match model.get_mut(&name(b)) {
                     None => Err("NoSuchBucket"),
                     Some(o) => Ok(o.remove(&k).map(|d| d.len() as u64)),
@@ -234,7 +240,7 @@ async fn run(ops: Vec<Op>, backend: Backend) {
             }
             Op::Copy(a, k, b, l) => {
                 let got = store
-                    .copy((&name(a), &k), (&name(b), &l), None)
+                    .copy((&name(a), &k), (&name(b), &l), None, &[])
                     .await
                     .map(|m| m.etag);
                 let src = match model.get(&name(a)) {
@@ -294,7 +300,7 @@ async fn run(ops: Vec<Op>, backend: Backend) {
                         .unwrap();
                     listed.push((info.number, format!("\"{}\"", info.etag)));
                 }
-                let got = store.complete_upload(&upload.id, &listed).await;
+                let got = store.complete_upload(&upload.id, &listed, &[]).await;
                 let all_big = parts[..parts.len() - 1].iter().all(|p| p.len() >= 4);
                 if all_big {
                     let meta = got.unwrap();

@@ -115,21 +115,20 @@ impl NimbusS3 {
                 "The XML you provided was not well-formed or did not validate against our published schema"
             ));
         }
-        let meta = self
-            .state
-            .objects
-            .complete_upload(&upload.id, &parts)
-            .await
-            .map_err(store_error)?;
-        self.notify(
+        let notifications = self.notifications(
             &who,
             &bucket,
             "ObjectCreated:CompleteMultipartUpload",
-            &meta.key,
-            Some(&meta),
+            &upload.key,
             region.as_deref(),
-        )
-        .await;
+        );
+        let meta = self
+            .state
+            .objects
+            .complete_upload(&upload.id, &parts, &notifications)
+            .await
+            .map_err(store_error)?;
+        self.notified(&notifications);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(upload.bucket.clone()),
             key: Some(meta.key.clone()),

@@ -9,10 +9,12 @@
 //!
 //! This module only reads and renders the XML configuration; matching events
 //! against the rules, the event record and delivery are the engine's event
-//! source ([`nimbus_engine::sources::object_events`]).
+//! source ([`nimbus_engine::sources::object_events`]). A write asks it for
+//! the notifications it triggers before committing, hands them to the store
+//! with the object (they commit together), and wakes the relay after.
 
 use nimbus_engine::sources::object_events::{Rule, stored_rules};
-use nimbus_store::{BucketInfo, ObjectMeta};
+use nimbus_store::{BucketInfo, Notification};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -174,20 +176,25 @@ impl NimbusS3 {
         }))
     }
 
-    /// Enqueues (durably) the event for every matching rule (see
-    /// [`nimbus_engine::sources::object_events`]).
-    pub(super) async fn notify(
+    /// The notifications a write of `event` on `bucket`/`key` triggers, to
+    /// store with it (see [`nimbus_engine::sources::object_events`]).
+    pub(super) fn notifications(
         &self,
         writer: &crate::Principal,
         bucket: &BucketInfo,
         event: &str,
         key: &str,
-        object: Option<&ObjectMeta>,
         region: Option<&str>,
-    ) {
+    ) -> Vec<Notification> {
         self.state
             .object_events
-            .notify(writer.function(), bucket, event, key, object, region)
-            .await;
+            .notifications(writer.function(), bucket, event, key, region)
+    }
+
+    /// After a write committed `notifications`: the relay delivers them now.
+    pub(super) fn notified(&self, notifications: &[Notification]) {
+        if !notifications.is_empty() {
+            self.state.object_events.wake();
+        }
     }
 }

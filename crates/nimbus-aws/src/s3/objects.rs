@@ -1,8 +1,8 @@
 //! Object operations: put (streamed into the store, then committed), get
 //! with single ranges and conditionals, head, delete, copy, and listings (v1
-//! and v2; continuation tokens are the last returned name, base64). After a
-//! create or remove is committed, matching bucket notifications are enqueued
-//! before the response is sent.
+//! and v2; continuation tokens are the last returned name, base64). A create
+//! or remove commits the bucket notifications it triggers with it (the
+//! store's outbox), so an acknowledged write's events are never lost.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -149,21 +149,20 @@ impl NimbusS3 {
             content_language: input.content_language,
             metadata: input.metadata,
         });
-        let meta = self
-            .state
-            .objects
-            .put(&input.bucket, &input.key, body, stored)
-            .await
-            .map_err(store_error)?;
-        self.notify(
+        let notifications = self.notifications(
             &who,
             &bucket,
             "ObjectCreated:Put",
-            &meta.key,
-            Some(&meta),
+            &input.key,
             region.as_deref(),
-        )
-        .await;
+        );
+        let meta = self
+            .state
+            .objects
+            .put(&input.bucket, &input.key, body, stored, &notifications)
+            .await
+            .map_err(store_error)?;
+        self.notified(&notifications);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&meta.etag)),
             ..Default::default()
@@ -290,15 +289,15 @@ impl NimbusS3 {
         key: &str,
         region: Option<&str>,
     ) -> S3Result<()> {
+        let notifications = self.notifications(who, bucket, "ObjectRemoved:Delete", key, region);
         let removed = self
             .state
             .objects
-            .delete(&bucket.name, key)
+            .delete(&bucket.name, key, &notifications)
             .await
             .map_err(store_error)?;
         if removed.is_some() {
-            self.notify(who, bucket, "ObjectRemoved:Delete", key, None, region)
-                .await;
+            self.notified(&notifications);
         }
         Ok(())
     }
@@ -423,6 +422,13 @@ impl NimbusS3 {
                 metadata: input.metadata,
             })
         });
+        let notifications = self.notifications(
+            &who,
+            &bucket,
+            "ObjectCreated:Copy",
+            &input.key,
+            region.as_deref(),
+        );
         let meta = self
             .state
             .objects
@@ -430,18 +436,11 @@ impl NimbusS3 {
                 (src_bucket, src_key),
                 (&input.bucket, &input.key),
                 new_attrs,
+                &notifications,
             )
             .await
             .map_err(store_error)?;
-        self.notify(
-            &who,
-            &bucket,
-            "ObjectCreated:Copy",
-            &meta.key,
-            Some(&meta),
-            region.as_deref(),
-        )
-        .await;
+        self.notified(&notifications);
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&meta.etag)),

@@ -8,6 +8,11 @@
 //! or before an old blob was unlinked) and leftover temp files are removed
 //! when the store opens.
 //!
+//! A write's bucket notifications go into the `notifications` table in the
+//! transaction of the row they are about (the outbox of `objects.rs`); one
+//! process owns the file, so a claim is an `UPDATE` of the due time under
+//! the connection's lock, the same contract as the cluster's row locks.
+//!
 //! Reads hand out the opened blob file as a stream (ranged by a seek and a
 //! `take`), so a GET is the same `ReaderStream` over a file it always was.
 //! SQLite's errors stay inside this file: they leave it as
@@ -25,9 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::writer::{Staged, stage};
 use super::{
-    BucketInfo, ByteRange, ListEntry, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE,
-    ObjectAttrs, ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo,
-    group_key, multipart_etag,
+    BucketInfo, ByteRange, CreatedObject, ListEntry, ListPage, ListQuery, MAX_PART_NUMBER,
+    MIN_PART_SIZE, Notification, ObjectAttrs, ObjectError, ObjectMeta, ObjectRead, ObjectStore,
+    PartInfo, PendingNotification, PutBody, UploadInfo, group_key, multipart_etag,
 };
 
 /// `objects.db`'s schema, one step per version (`user_version`). Step 1 is
@@ -67,6 +72,22 @@ CREATE TABLE IF NOT EXISTS parts (
     modified_ms INTEGER NOT NULL,
     PRIMARY KEY (upload, number)
 ) WITHOUT ROWID;
+",
+    // v2: the notifications outbox. An entry is claimable once `due_ms` has
+    // passed: at once when written, at the end of each claim's lease after.
+    "
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    size INTEGER,
+    etag TEXT,
+    committed_ms INTEGER NOT NULL,
+    detail TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    claims INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX notifications_due ON notifications (due_ms);
 ",
 ];
 
@@ -281,8 +302,9 @@ impl FsObjectStore {
         }
     }
 
-    /// Points `bucket/key` at a placed blob; with `upload`, also ends that
-    /// multipart upload in the same transaction.
+    /// Points `bucket/key` at a placed blob and stores the write's
+    /// notifications; with `upload`, also ends that multipart upload, all in
+    /// one transaction.
     async fn commit(
         &self,
         bucket: &str,
@@ -290,10 +312,12 @@ impl FsObjectStore {
         blob: String,
         meta: ObjectMeta,
         upload: Option<String>,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         let (b, k) = (bucket.to_string(), key.to_string());
         let new_blob = blob.clone();
         let m = meta.clone();
+        let notifications = notifications.to_vec();
         let result = self
             .with_db(move |conn| {
                 let tx = conn.transaction()?;
@@ -323,6 +347,17 @@ impl FsObjectStore {
                         to_json(&m.attrs)
                     ],
                 )?;
+                let created = CreatedObject {
+                    size: m.size,
+                    etag: m.etag.clone(),
+                };
+                let written = Written {
+                    bucket: &b,
+                    key: &k,
+                    object: Some(&created),
+                    committed_ms: m.modified_ms,
+                };
+                store_notifications(&tx, &written, &notifications)?;
                 tx.commit()?;
                 Ok(stale)
             })
@@ -410,6 +445,58 @@ fn end_upload(conn: &Connection, id: &str) -> DbResult<Vec<String>> {
         return Err(ObjectError::NoSuchUpload(id.to_string()).into());
     }
     Ok(blobs)
+}
+
+/// A committed write, as its notifications record it.
+struct Written<'w> {
+    bucket: &'w str,
+    key: &'w str,
+    object: Option<&'w CreatedObject>,
+    committed_ms: i64,
+}
+
+/// Stores a write's notifications in its transaction, claimable at once.
+fn store_notifications(
+    tx: &Connection,
+    written: &Written<'_>,
+    notifications: &[Notification],
+) -> DbResult<()> {
+    if notifications.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO notifications (id, bucket, key, size, etag, committed_ms, detail, due_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)",
+    )?;
+    for n in notifications {
+        stmt.execute(params![
+            n.id,
+            written.bucket,
+            written.key,
+            written.object.map(|o| o.size as i64),
+            written.object.map(|o| o.etag.as_str()),
+            written.committed_ms,
+            n.detail,
+        ])?;
+    }
+    Ok(())
+}
+
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingNotification> {
+    let size: Option<i64> = r.get(3)?;
+    let etag: Option<String> = r.get(4)?;
+    Ok(PendingNotification {
+        id: r.get(0)?,
+        bucket: r.get(1)?,
+        key: r.get(2)?,
+        object: size.zip(etag).map(|(size, etag)| CreatedObject {
+            size: size as u64,
+            etag,
+        }),
+        committed_ms: r.get(5)?,
+        detail: r.get(6)?,
+        claims: r.get(7)?,
+    })
 }
 
 fn meta_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ObjectMeta, String, String)> {
@@ -674,6 +761,7 @@ impl ObjectStore for FsObjectStore {
         key: &str,
         body: PutBody,
         attrs: ObjectAttrs,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         let staged = self.stage(body).await?;
         let (etag, size) = (staged.etag.clone(), staged.size);
@@ -686,7 +774,8 @@ impl ObjectStore for FsObjectStore {
             modified_ms: self.clock.now_ms(),
             attrs,
         };
-        self.commit(bucket, key, blob, meta, None).await
+        self.commit(bucket, key, blob, meta, None, notifications)
+            .await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError> {
@@ -722,8 +811,15 @@ impl ObjectStore for FsObjectStore {
         })
     }
 
-    async fn delete(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, ObjectError> {
+    async fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        notifications: &[Notification],
+    ) -> Result<Option<ObjectMeta>, ObjectError> {
         let (b, k) = (bucket.to_string(), key.to_string());
+        let notifications = notifications.to_vec();
+        let now = self.clock.now_ms();
         let removed = self
             .with_db(move |conn| {
                 let tx = conn.transaction()?;
@@ -737,6 +833,13 @@ impl ObjectStore for FsObjectStore {
                         "DELETE FROM objects WHERE bucket = ?1 AND key = ?2",
                         params![b, k],
                     )?;
+                    let written = Written {
+                        bucket: &b,
+                        key: &k,
+                        object: None,
+                        committed_ms: now,
+                    };
+                    store_notifications(&tx, &written, &notifications)?;
                     tx.commit()?;
                 }
                 Ok(found)
@@ -753,6 +856,7 @@ impl ObjectStore for FsObjectStore {
         from: (&str, &str),
         to: (&str, &str),
         attrs: Option<ObjectAttrs>,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         // The open handle keeps the source's bytes even if it is replaced meanwhile.
         let (src_meta, src) = self.open_blob(from.0, from.1).await?;
@@ -765,7 +869,8 @@ impl ObjectStore for FsObjectStore {
             modified_ms: self.clock.now_ms(),
             attrs: attrs.unwrap_or(src_meta.attrs),
         };
-        self.commit(to.0, to.1, blob, meta, None).await
+        self.commit(to.0, to.1, blob, meta, None, notifications)
+            .await
     }
 
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage, ObjectError> {
@@ -876,6 +981,7 @@ impl ObjectStore for FsObjectStore {
         &self,
         id: &str,
         parts: &[(u32, String)],
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         let upload_id = id.to_string();
         let (upload, stored) = self
@@ -919,8 +1025,15 @@ impl ObjectStore for FsObjectStore {
             modified_ms: self.clock.now_ms(),
             attrs: upload.attrs,
         };
-        self.commit(&upload.bucket, &upload.key, blob, meta, Some(upload.id))
-            .await
+        self.commit(
+            &upload.bucket,
+            &upload.key,
+            blob,
+            meta,
+            Some(upload.id),
+            notifications,
+        )
+        .await
     }
 
     async fn abort_upload(&self, id: &str) -> Result<(), ObjectError> {
@@ -935,6 +1048,50 @@ impl ObjectStore for FsObjectStore {
             .await?;
         self.unlink_blobs(stale);
         Ok(())
+    }
+
+    async fn claim_notifications(
+        &self,
+        max: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<PendingNotification>, ObjectError> {
+        let now = self.clock.now_ms();
+        let until = now.saturating_add(lease.as_millis().try_into().unwrap_or(i64::MAX));
+        let mut claimed = self
+            .with_db(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE notifications SET due_ms = ?2, claims = claims + 1
+                     WHERE id IN (SELECT id FROM notifications WHERE due_ms <= ?1
+                                  ORDER BY due_ms, id LIMIT ?3)
+                     RETURNING id, bucket, key, size, etag, committed_ms, detail, claims",
+                )?;
+                let rows = stmt
+                    .query_map(params![now, until, max as i64], pending_row)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        claimed.sort_by(|a, b| (a.committed_ms, &a.id).cmp(&(b.committed_ms, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn remove_notifications(&self, ids: &[String]) -> Result<(), ObjectError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.with_db(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("DELETE FROM notifications WHERE id = ?1")?;
+                for id in &ids {
+                    stmt.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }
 

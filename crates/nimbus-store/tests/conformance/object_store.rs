@@ -1,16 +1,20 @@
 //! `ObjectStore`: buckets, objects streamed in and out (ranges, declared
 //! lengths and digests, failed bodies), copies, listings and multipart
-//! uploads. The random-sequence model test is `tests/objects.rs`.
+//! uploads, and the notifications outbox (written with the object or not at
+//! all, claimed under leases). The random-sequence model test is
+//! `tests/objects.rs`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use nimbus_store::body::collect;
 use nimbus_store::postgres::scratch::ScratchDatabase;
 use nimbus_store::{
-    ByteRange, FsObjectStore, ListEntry, ListQuery, ObjectAttrs, ObjectError, ObjectStore,
-    PgObjectStore, PutBody,
+    ByteRange, CreatedObject, FsObjectStore, ListEntry, ListQuery, Notification, ObjectAttrs,
+    ObjectError, ObjectStore, PendingNotification, PgObjectStore, PutBody,
 };
 
 use crate::helpers::fresh_pg;
@@ -48,6 +52,13 @@ conformance!([fs = open_fs(), postgres = open_pg()](
     multipart_assembles_parts_in_order,
     ranges_span_the_parts_of_a_multipart_object,
     a_large_body_streams_through_in_pieces,
+    notifications_commit_with_the_write,
+    a_refused_write_stores_no_notification,
+    a_removal_notifies_only_when_something_was_removed,
+    claims_are_exclusive_while_leased,
+    concurrent_claims_never_share_an_entry,
+    an_unremoved_claim_returns_after_its_lease,
+    removed_notifications_are_not_claimed_again,
 ));
 
 fn md5_hex(data: &[u8]) -> String {
@@ -61,6 +72,7 @@ async fn put(store: &dyn ObjectStore, bucket: &str, key: &str, data: &[u8]) {
             key,
             PutBody::bytes(data.to_vec()),
             ObjectAttrs::default(),
+            &[],
         )
         .await
         .unwrap();
@@ -109,9 +121,9 @@ async fn buckets_are_created_once_and_deleted_empty(store: Arc<dyn ObjectStore>)
         matches!(busy, Err(ObjectError::BucketNotEmpty(_))),
         "{busy:?}"
     );
-    let removed = store.delete("a", "k").await.unwrap().unwrap();
+    let removed = store.delete("a", "k", &[]).await.unwrap().unwrap();
     assert_eq!(removed.size, 1);
-    assert!(store.delete("a", "k").await.unwrap().is_none());
+    assert!(store.delete("a", "k", &[]).await.unwrap().is_none());
     store.delete_bucket("a").await.unwrap();
     assert!(store.bucket("a").await.unwrap().is_none());
     let gone = store.delete_bucket("a").await;
@@ -120,7 +132,13 @@ async fn buckets_are_created_once_and_deleted_empty(store: Arc<dyn ObjectStore>)
         "{gone:?}"
     );
     let nowhere = store
-        .put("a", "k", PutBody::bytes(&b"x"[..]), ObjectAttrs::default())
+        .put(
+            "a",
+            "k",
+            PutBody::bytes(&b"x"[..]),
+            ObjectAttrs::default(),
+            &[],
+        )
         .await;
     assert!(
         matches!(nowhere, Err(ObjectError::NoSuchBucket(_))),
@@ -138,7 +156,10 @@ async fn put_then_read_back_with_attributes(store: Arc<dyn ObjectStore>) {
     // Several chunks, no declared length.
     let chunks: Vec<std::io::Result<Bytes>> = vec![Ok("hello, ".into()), Ok("world".into())];
     let body = PutBody::new(Box::pin(futures::stream::iter(chunks)));
-    let meta = store.put("b", "dir/k", body, attrs.clone()).await.unwrap();
+    let meta = store
+        .put("b", "dir/k", body, attrs.clone(), &[])
+        .await
+        .unwrap();
     assert_eq!(meta.size, 12);
     assert_eq!(meta.etag, md5_hex(b"hello, world"));
     assert_eq!(store.head("b", "dir/k").await.unwrap(), meta);
@@ -223,6 +244,7 @@ async fn a_failed_body_stores_nothing(store: Arc<dyn ObjectStore>) {
             "k",
             failing(vec![b"new ", b"bytes"]),
             ObjectAttrs::default(),
+            &[],
         )
         .await;
     let Err(ObjectError::Body(e)) = got else {
@@ -231,7 +253,7 @@ async fn a_failed_body_stores_nothing(store: Arc<dyn ObjectStore>) {
     assert_eq!(e.to_string(), "client went away", "the stream's own error");
     assert_eq!(read(&*store, "b", "k").await.unwrap(), b"old");
     let fresh = store
-        .put("b", "new", failing(vec![b"x"]), ObjectAttrs::default())
+        .put("b", "new", failing(vec![b"x"]), ObjectAttrs::default(), &[])
         .await;
     assert!(matches!(fresh, Err(ObjectError::Body(_))), "{fresh:?}");
     let missing = store.head("b", "new").await;
@@ -246,7 +268,7 @@ async fn declared_length_and_digest_are_checked(store: Arc<dyn ObjectStore>) {
     for (declared, data) in [(5u64, &b"abc"[..]), (2, b"abc")] {
         let mut body = PutBody::bytes(data);
         body.len = Some(declared);
-        let got = store.put("b", "k", body, ObjectAttrs::default()).await;
+        let got = store.put("b", "k", body, ObjectAttrs::default(), &[]).await;
         assert!(
             matches!(
                 got,
@@ -257,7 +279,7 @@ async fn declared_length_and_digest_are_checked(store: Arc<dyn ObjectStore>) {
     }
     let mut body = PutBody::bytes(&b"abc"[..]);
     body.md5 = Some(Md5::digest(b"abd").into());
-    let got = store.put("b", "k", body, ObjectAttrs::default()).await;
+    let got = store.put("b", "k", body, ObjectAttrs::default(), &[]).await;
     assert!(matches!(got, Err(ObjectError::BadDigest)), "{got:?}");
     let missing = store.head("b", "k").await;
     assert!(
@@ -267,7 +289,7 @@ async fn declared_length_and_digest_are_checked(store: Arc<dyn ObjectStore>) {
     let mut body = PutBody::bytes(&b"abc"[..]);
     body.md5 = Some(Md5::digest(b"abc").into());
     let meta = store
-        .put("b", "k", body, ObjectAttrs::default())
+        .put("b", "k", body, ObjectAttrs::default(), &[])
         .await
         .unwrap();
     assert_eq!(meta.etag, md5_hex(b"abc"));
@@ -278,7 +300,7 @@ async fn a_reader_keeps_the_version_it_opened(store: Arc<dyn ObjectStore>) {
     put(&*store, "b", "k", b"first version").await;
     let opened = store.open("b", "k", None).await.unwrap();
     put(&*store, "b", "k", b"second").await;
-    store.delete("b", "k").await.unwrap();
+    store.delete("b", "k", &[]).await.unwrap();
     assert_eq!(opened.meta.etag, md5_hex(b"first version"));
     assert_eq!(collect(opened.body, 100).await.unwrap(), b"first version");
 }
@@ -291,21 +313,29 @@ async fn copy_keeps_or_replaces_attributes(store: Arc<dyn ObjectStore>) {
         ..ObjectAttrs::default()
     };
     store
-        .put("a", "src", PutBody::bytes(&b"png"[..]), attrs.clone())
+        .put("a", "src", PutBody::bytes(&b"png"[..]), attrs.clone(), &[])
         .await
         .unwrap();
-    let kept = store.copy(("a", "src"), ("b", "dst"), None).await.unwrap();
+    let kept = store
+        .copy(("a", "src"), ("b", "dst"), None, &[])
+        .await
+        .unwrap();
     assert_eq!(kept.key, "dst");
     assert_eq!(kept.etag, md5_hex(b"png"));
     assert_eq!(kept.attrs, attrs);
     assert_eq!(read(&*store, "b", "dst").await.unwrap(), b"png");
     let replaced = store
-        .copy(("a", "src"), ("a", "src"), Some(ObjectAttrs::default()))
+        .copy(
+            ("a", "src"),
+            ("a", "src"),
+            Some(ObjectAttrs::default()),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(replaced.attrs, ObjectAttrs::default());
     assert_eq!(read(&*store, "a", "src").await.unwrap(), b"png");
-    let missing = store.copy(("a", "nope"), ("b", "x"), None).await;
+    let missing = store.copy(("a", "nope"), ("b", "x"), None, &[]).await;
     assert!(
         matches!(missing, Err(ObjectError::NoSuchKey(_))),
         "{missing:?}"
@@ -391,12 +421,15 @@ async fn multipart_assembles_parts_in_order(store: Arc<dyn ObjectStore>) {
         "{bad:?}"
     );
     let reversed: Vec<(u32, String)> = listed.iter().rev().cloned().collect();
-    let unordered = store.complete_upload(&upload.id, &reversed).await;
+    let unordered = store.complete_upload(&upload.id, &reversed, &[]).await;
     assert!(
         matches!(unordered, Err(ObjectError::InvalidPartOrder)),
         "{unordered:?}"
     );
-    let meta = store.complete_upload(&upload.id, &listed).await.unwrap();
+    let meta = store
+        .complete_upload(&upload.id, &listed, &[])
+        .await
+        .unwrap();
     let etags: Vec<&str> = listed.iter().map(|(_, e)| e.as_str()).collect();
     assert_eq!(meta.etag, nimbus_store::multipart_etag(&etags));
     assert_eq!(meta.attrs, attrs);
@@ -421,7 +454,7 @@ async fn multipart_assembles_parts_in_order(store: Arc<dyn ObjectStore>) {
             .unwrap();
         listed.push((number, format!("\"{}\"", part.etag)));
     }
-    let too_small = store.complete_upload(&small.id, &listed).await;
+    let too_small = store.complete_upload(&small.id, &listed, &[]).await;
     assert!(
         matches!(too_small, Err(ObjectError::EntityTooSmall(1))),
         "{too_small:?}"
@@ -452,7 +485,10 @@ async fn ranges_span_the_parts_of_a_multipart_object(store: Arc<dyn ObjectStore>
             .unwrap();
         listed.push((number, part.etag));
     }
-    store.complete_upload(&upload.id, &listed).await.unwrap();
+    store
+        .complete_upload(&upload.id, &listed, &[])
+        .await
+        .unwrap();
     let int = |first, last| ByteRange::Int { first, last };
     let cases = [
         (int(2, Some(5)), &b"cdef"[..]),
@@ -547,6 +583,7 @@ async fn a_large_body_streams_through_in_pieces(store: Arc<dyn ObjectStore>) {
             "big",
             generated(LARGE, memory.clone()),
             ObjectAttrs::default(),
+            &[],
         )
         .await
         .unwrap();
@@ -599,4 +636,255 @@ async fn a_large_body_streams_through_in_pieces(store: Arc<dyn ObjectStore>) {
         let got = collect(opened.body, 100).await.unwrap();
         assert_eq!(got, pattern(start, len), "{range:?}");
     }
+}
+
+/// A lease no case outlives.
+const LONG_LEASE: Duration = Duration::from_secs(600);
+
+fn notes(ids: &[&str]) -> Vec<Notification> {
+    ids.iter()
+        .map(|id| Notification::new(*id, format!(r#"{{"for":"{id}"}}"#)))
+        .collect()
+}
+
+fn ids(claimed: &[PendingNotification]) -> Vec<&str> {
+    claimed.iter().map(|n| n.id.as_str()).collect()
+}
+
+async fn notifications_commit_with_the_write(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let meta = store
+        .put(
+            "b",
+            "k",
+            PutBody::bytes(&b"hello"[..]),
+            ObjectAttrs::default(),
+            &notes(&["put-1", "put-2"]),
+        )
+        .await
+        .unwrap();
+    store
+        .copy(("b", "k"), ("b", "copy"), None, &notes(&["copy"]))
+        .await
+        .unwrap();
+    let upload = store
+        .create_upload("b", "multi", ObjectAttrs::default())
+        .await
+        .unwrap();
+    let part = store
+        .put_part(&upload.id, 1, PutBody::bytes(&b"part"[..]))
+        .await
+        .unwrap();
+    let multi = store
+        .complete_upload(&upload.id, &[(1, part.etag)], &notes(&["complete"]))
+        .await
+        .unwrap();
+
+    let mut claimed = store.claim_notifications(10, LONG_LEASE).await.unwrap();
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(ids(&claimed), ["complete", "copy", "put-1", "put-2"]);
+    let put = &claimed[2];
+    assert_eq!((put.bucket.as_str(), put.key.as_str()), ("b", "k"));
+    assert_eq!(put.detail, r#"{"for":"put-1"}"#, "returned verbatim");
+    assert_eq!(
+        put.object,
+        Some(CreatedObject {
+            size: 5,
+            etag: meta.etag.clone()
+        })
+    );
+    assert_eq!(put.committed_ms, meta.modified_ms);
+    assert_eq!(put.claims, 1);
+    assert_eq!(claimed[1].key, "copy");
+    assert_eq!(claimed[1].object.as_ref().unwrap().etag, meta.etag);
+    assert_eq!(claimed[0].key, "multi");
+    assert_eq!(claimed[0].object.as_ref().unwrap().etag, multi.etag);
+}
+
+async fn a_refused_write_stores_no_notification(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let mut bad_digest = PutBody::bytes(&b"abc"[..]);
+    bad_digest.md5 = Some(Md5::digest(b"abd").into());
+    let mut short = PutBody::bytes(&b"abc"[..]);
+    short.len = Some(5);
+    let refused = [
+        ("b", bad_digest),
+        ("b", short),
+        ("b", failing(vec![b"x"])),
+        ("nope", PutBody::bytes(&b"abc"[..])),
+    ];
+    for (bucket, body) in refused {
+        let got = store
+            .put(bucket, "k", body, ObjectAttrs::default(), &notes(&["put"]))
+            .await;
+        assert!(got.is_err(), "{got:?}");
+    }
+    let copy = store
+        .copy(("b", "missing"), ("b", "k"), None, &notes(&["copy"]))
+        .await;
+    assert!(matches!(copy, Err(ObjectError::NoSuchKey(_))), "{copy:?}");
+    let upload = store
+        .create_upload("b", "multi", ObjectAttrs::default())
+        .await
+        .unwrap();
+    let complete = store
+        .complete_upload(&upload.id, &[(1, md5_hex(b"x"))], &notes(&["complete"]))
+        .await;
+    assert!(
+        matches!(complete, Err(ObjectError::InvalidPart(1))),
+        "{complete:?}"
+    );
+    let claimed = store.claim_notifications(10, LONG_LEASE).await.unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+}
+
+async fn a_removal_notifies_only_when_something_was_removed(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    put(&*store, "b", "k", b"x").await;
+    let none = store.delete("b", "absent", &notes(&["absent"])).await;
+    assert!(none.unwrap().is_none());
+    let removed = store.delete("b", "k", &notes(&["removed"])).await;
+    assert!(removed.unwrap().is_some());
+    let claimed = store.claim_notifications(10, LONG_LEASE).await.unwrap();
+    assert_eq!(ids(&claimed), ["removed"]);
+    assert_eq!(claimed[0].key, "k");
+    assert_eq!(claimed[0].object, None, "a removal created nothing");
+}
+
+async fn claims_are_exclusive_while_leased(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    for i in 0..5 {
+        store
+            .put(
+                "b",
+                &format!("k{i}"),
+                PutBody::bytes(&b"x"[..]),
+                ObjectAttrs::default(),
+                &notes(&[&format!("n{i}")]),
+            )
+            .await
+            .unwrap();
+    }
+    let first = store.claim_notifications(3, LONG_LEASE).await.unwrap();
+    assert_eq!(ids(&first), ["n0", "n1", "n2"], "oldest first, at most max");
+    let second = store.claim_notifications(10, LONG_LEASE).await.unwrap();
+    assert_eq!(
+        ids(&second),
+        ["n3", "n4"],
+        "the leased ones are not handed out"
+    );
+    assert!(
+        store
+            .claim_notifications(10, LONG_LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_claims_never_share_an_entry(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    let all: Vec<String> = (0..60).map(|i| format!("n{i:02}")).collect();
+    for chunk in all.chunks(6) {
+        let batch: Vec<Notification> = chunk
+            .iter()
+            .map(|id| Notification::new(id.clone(), "{}"))
+            .collect();
+        store
+            .put(
+                "b",
+                &chunk[0],
+                PutBody::bytes(&b"x"[..]),
+                ObjectAttrs::default(),
+                &batch,
+            )
+            .await
+            .unwrap();
+    }
+    let relays = (0..6).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_notifications(4, LONG_LEASE).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|n| n.id));
+            }
+        })
+    });
+    let mut seen = HashSet::new();
+    for relay in relays.collect::<Vec<_>>() {
+        for id in relay.await.unwrap() {
+            assert!(seen.insert(id.clone()), "{id} was claimed twice");
+        }
+    }
+    assert_eq!(seen, all.into_iter().collect::<HashSet<_>>());
+}
+
+async fn an_unremoved_claim_returns_after_its_lease(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    store
+        .put(
+            "b",
+            "k",
+            PutBody::bytes(&b"x"[..]),
+            ObjectAttrs::default(),
+            &notes(&["n"]),
+        )
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(300);
+    let first = store.claim_notifications(10, lease).await.unwrap();
+    assert_eq!((ids(&first), first[0].claims), (vec!["n"], 1));
+    assert!(
+        store
+            .claim_notifications(10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let again = store.claim_notifications(10, lease).await.unwrap();
+    assert_eq!(ids(&again), ["n"], "the same entry, its id kept");
+    assert_eq!(again[0].claims, 2);
+    assert_eq!(again[0].detail, first[0].detail);
+}
+
+async fn removed_notifications_are_not_claimed_again(store: Arc<dyn ObjectStore>) {
+    store.create_bucket("b").await.unwrap();
+    store
+        .put(
+            "b",
+            "k",
+            PutBody::bytes(&b"x"[..]),
+            ObjectAttrs::default(),
+            &notes(&["a", "b"]),
+        )
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(200);
+    let claimed = store.claim_notifications(10, lease).await.unwrap();
+    assert_eq!(ids(&claimed), ["a", "b"]);
+    store
+        .remove_notifications(&["a".to_string(), "unknown".to_string()])
+        .await
+        .unwrap();
+    store.remove_notifications(&[]).await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    let again = store.claim_notifications(10, lease).await.unwrap();
+    assert_eq!(ids(&again), ["b"], "only the one not removed returns");
+    store
+        .remove_notifications(&["b".to_string()])
+        .await
+        .unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert!(
+        store
+            .claim_notifications(10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

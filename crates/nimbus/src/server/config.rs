@@ -235,6 +235,10 @@ pub struct ServerArgs {
     /// --test-clock; a test restarting the server continues its clock).
     #[arg(long, hide = true)]
     pub test_clock_offset: Option<humantime::Duration>,
+    /// Relay no S3 notification until this long after starting (tests of a
+    /// crash between an acknowledged write and its delivery).
+    #[arg(long, default_value = "0s", hide = true)]
+    pub s3_relay_hold: humantime::Duration,
     /// Development mode: accept unsigned AWS API requests. Never on a shared machine.
     #[arg(long, env = "NIMBUS_DEV")]
     pub dev: bool,

@@ -318,6 +318,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ],
     )));
 
+    // The relay of S3 notifications stored with their objects (any node's
+    // relay takes any node's).
+    let object_events = Arc::new(
+        nimbus_engine::sources::object_events::ObjectEvents::new(
+            dispatcher.clone(),
+            messaging.grants.clone(),
+            nimbus_core::policy::ArnScope {
+                region: args.region.clone(),
+                account_id: args.account_id.clone(),
+            },
+            stores.objects.clone(),
+        )
+        .with_hold(args.s3_relay_hold.into()),
+    );
+    let object_events_service = services.start(object_events.clone());
+
     let auth = if args.dev {
         AuthMode::Dev
     } else {
@@ -347,14 +363,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             workflows: workflows.clone(),
             messaging: messaging.clone(),
             objects: stores.objects.clone(),
-            object_events: Arc::new(nimbus_engine::sources::object_events::ObjectEvents::new(
-                dispatcher.clone(),
-                messaging.grants.clone(),
-                nimbus_core::policy::ArnScope {
-                    region: args.region.clone(),
-                    account_id: args.account_id.clone(),
-                },
-            )),
+            object_events: object_events.clone(),
             auth,
         },
     );
@@ -438,6 +447,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         workflows: workflows_service,
         messaging: messaging_service,
         schedules: schedules_service,
+        object_events: object_events_service,
         websockets: websockets_service,
         followers: followers_service,
         api: api_service,

@@ -58,6 +58,8 @@ pub struct Started {
     pub workflows: ServiceId,
     pub messaging: ServiceId,
     pub schedules: ServiceId,
+    /// The S3 notification relay.
+    pub object_events: ServiceId,
     pub websockets: ServiceId,
     /// Following other nodes' changes.
     pub followers: ServiceId,
@@ -76,9 +78,11 @@ pub fn plan(s: &Started, d: Deadlines) -> Vec<Phase> {
             .drain([s.websockets], d.step),
         // No new fires (a fire is accepted whole or not at all), and no new async
         // events are claimed from here on; queued ones wait for the next start.
-        Phase::new("stop schedules")
-            .stop([s.schedules])
-            .drain([s.schedules], d.wind_down),
+        // S3 notifications not relayed yet stay in their outbox for the next
+        // start or another node.
+        Phase::new("stop schedules and the S3 notification relay")
+            .stop([s.schedules, s.object_events])
+            .drain([s.schedules, s.object_events], d.wind_down),
         // No new executions or tasks (steps in progress still persist); pollers
         // take no new batches; long polls end.
         Phase::new("stop async workers, workflows and messaging").stop([

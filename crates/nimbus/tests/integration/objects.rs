@@ -3,13 +3,16 @@
 //! the `s3` service (it is dropped, everyone is an operator), so raw requests
 //! can check what boto3 hides — HTTP/1.1 framing on a keep-alive connection
 //! after an error answered before the body was read — and that objects are
-//! in `objects.db` and the blob directory across a SIGKILL.
+//! in `objects.db` and the blob directory across a SIGKILL, their bucket
+//! notifications with them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::{Server, signal};
+use serde_json::json;
+
+use crate::harness::{Server, deploy_py, lines_of, signal};
 
 /// An `Authorization` header whose credential scope names `s3`, which is
 /// what routes a request to the object API; `--dev` ignores the signature.
@@ -56,6 +59,75 @@ fn objects_survive_sigkill_in_dev_mode() {
     assert_eq!(status, 200);
     let listing = String::from_utf8_lossy(&listing);
     assert_eq!(listing.matches("<Key>").count(), 4, "{listing}");
+}
+
+/// Logs the S3 event it gets and the request id it runs under.
+const ON_UPLOAD: &str = r#"
+def handler(event, context):
+    r = event["Records"][0]
+    print("EVENT", r["eventName"], r["s3"]["object"]["key"],
+          r["responseElements"]["x-amz-request-id"], context.aws_request_id)
+"#;
+
+/// The ids of the notifications waiting in the outbox of a stopped
+/// server's `objects.db` (claimed with no lease: they stay due).
+fn outbox_of(s: &Server) -> Vec<String> {
+    let store = nimbus_store::FsObjectStore::open(
+        &s.data_dir.join("objects.db"),
+        &s.data_dir.join("objects"),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let claimed = runtime
+        .block_on(nimbus_store::ObjectStore::claim_notifications(
+            &store,
+            100,
+            Duration::ZERO,
+        ))
+        .unwrap();
+    claimed.into_iter().map(|n| n.id).collect()
+}
+
+/// The outbox: PutObject's notification commits with the object, so a
+/// server killed after acknowledging the write and before delivering the
+/// event (its relay held back) delivers it when it is up again, as the same
+/// event.
+#[test]
+fn an_acknowledged_write_is_notified_after_a_sigkill() {
+    let mut s = Server::start_with(&["--dev", "--s3-relay-hold", "1h"]);
+    deploy_py(&s, "on-upload", ON_UPLOAD, json!({}));
+    assert_eq!(s3(&s, "PUT", "/inbox", b"").0, 200);
+    let config = "<NotificationConfiguration><CloudFunctionConfiguration>\
+        <CloudFunction>on-upload</CloudFunction><Event>s3:ObjectCreated:*</Event>\
+        </CloudFunctionConfiguration></NotificationConfiguration>";
+    let (status, body) = s3(&s, "PUT", "/inbox?notification", config.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(s3(&s, "PUT", "/inbox/photo.jpg", b"jpeg").0, 200);
+    let delivered = s.logs_until("on-upload", |_| true);
+    assert!(delivered.is_empty(), "held back: {delivered:?}");
+
+    signal(s.pid(), libc::SIGKILL);
+    s.stop_after_kill();
+    let pending = outbox_of(&s);
+    assert_eq!(pending.len(), 1, "stored with the object: {pending:?}");
+
+    s.extra = vec!["--dev".into()];
+    s.launch();
+    let want = format!("EVENT ObjectCreated:Put photo.jpg {0} {0}", pending[0]);
+    let mut lines = Vec::new();
+    for _ in 0..6 {
+        lines = lines_of(&s.logs_until("on-upload", |events| {
+            lines_of(events).iter().any(|l| l.contains("EVENT"))
+        }));
+        if !lines.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.trim() == want),
+        "want {want:?} in {lines:?}\n{}",
+        s.server_log()
+    );
 }
 
 /// A raw HTTP/1.1 connection to the API listener.

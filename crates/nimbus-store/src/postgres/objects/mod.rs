@@ -18,6 +18,7 @@
 
 mod blobs;
 mod list;
+mod outbox;
 mod uploads;
 
 use std::sync::Arc;
@@ -32,17 +33,20 @@ use tokio_postgres::types::{Json, ToSql};
 use self::blobs::{Segment, Written};
 use crate::StoreError;
 use crate::objects::{
-    BucketInfo, ByteRange, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectAttrs,
-    ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo, PutBody, UploadInfo,
-    multipart_etag,
+    BucketInfo, ByteRange, CreatedObject, ListPage, ListQuery, MAX_PART_NUMBER, MIN_PART_SIZE,
+    Notification, ObjectAttrs, ObjectError, ObjectMeta, ObjectRead, ObjectStore, PartInfo,
+    PendingNotification, PutBody, UploadInfo, multipart_etag,
 };
 use crate::postgres::{Pg, migrate};
 
 /// The `objects` area's schema, one step per version. Keys and bucket names
 /// sort as bytes (`COLLATE "C"`), S3's order; chunk data is stored
 /// uncompressed (`EXTERNAL`) so a range read fetches only the slices it
-/// covers and already-compressed bodies cost no compression attempt.
-const MIGRATIONS: &[&str] = &["
+/// covers and already-compressed bodies cost no compression attempt. The
+/// notifications outbox (v2, see [`outbox`]) has no foreign key to its
+/// bucket: a notification outlives the bucket's deletion, as on S3.
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE object_buckets (
     name TEXT COLLATE \"C\" PRIMARY KEY,
     created_ms BIGINT NOT NULL,
@@ -89,7 +93,22 @@ CREATE TABLE object_parts (
     modified_ms BIGINT NOT NULL,
     PRIMARY KEY (upload, number)
 );
-"];
+",
+    "
+CREATE TABLE object_notifications (
+    id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    size BIGINT,
+    etag TEXT,
+    committed_ms BIGINT NOT NULL,
+    detail TEXT NOT NULL,
+    due_ms BIGINT NOT NULL,
+    claims INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX object_notifications_due ON object_notifications (due_ms, id);
+",
+];
 
 /// A node sweeps expired bodies at most this often after its own writes.
 const SWEEP_EVERY_MS: i64 = 60 * 1000;
@@ -230,6 +249,14 @@ async fn hash(mut body: crate::ByteStream) -> Result<String, ObjectError> {
     Ok(hex::encode(md5.finalize()))
 }
 
+/// A created object, as its notifications record it.
+fn created(meta: &ObjectMeta) -> CreatedObject {
+    CreatedObject {
+        size: meta.size,
+        etag: meta.etag.clone(),
+    }
+}
+
 /// Whether an ETag is the plain MD5 of the bytes (not a multipart one).
 fn is_plain_md5(etag: &str) -> bool {
     etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
@@ -364,19 +391,21 @@ impl PgObjectStore {
         blobs::release(tx, &replaced, self.clock.now_ms()).await
     }
 
-    /// Commits a written body as `bucket/meta.key`; the body is removed if
-    /// the commit fails.
+    /// Commits a written body as `bucket/meta.key` with the write's
+    /// notifications; the body is removed if the commit fails.
     async fn commit_object(
         &self,
         bucket: &str,
         meta: ObjectMeta,
         written: &Written,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         let committed = retry_deadlocks(|| async {
             let mut client = connect(&self.pg).await?;
             let tx = client.transaction().await?;
             let blobs = blobs::claim(&tx, written).await?;
             self.replace_object(&tx, bucket, &meta, &blobs).await?;
+            self.note(&tx, bucket, &meta, notifications).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -384,6 +413,23 @@ impl PgObjectStore {
         self.settle(written, committed).await?;
         self.sweep_soon();
         Ok(meta)
+    }
+
+    /// Stores the notifications of the write of `meta` in its transaction.
+    async fn note(
+        &self,
+        tx: &impl GenericClient,
+        bucket: &str,
+        meta: &ObjectMeta,
+        notifications: &[Notification],
+    ) -> Result<(), ObjectError> {
+        let written = outbox::Written {
+            bucket,
+            key: &meta.key,
+            object: Some(created(meta)),
+            committed_ms: meta.modified_ms,
+        };
+        outbox::store(tx, &written, notifications).await
     }
 
     /// After a commit of `written`: on failure, removes its staged body.
@@ -401,7 +447,12 @@ impl PgObjectStore {
     }
 
     /// One attempt at completing upload `id` with the listed parts.
-    async fn complete(&self, id: &str, parts: &[(u32, String)]) -> Result<ObjectMeta, ObjectError> {
+    async fn complete(
+        &self,
+        id: &str,
+        parts: &[(u32, String)],
+        notifications: &[Notification],
+    ) -> Result<ObjectMeta, ObjectError> {
         let mut client = connect(&self.pg).await?;
         let tx = client.transaction().await?;
         let upload = uploads::lock_for_completion(&tx, id).await?;
@@ -427,6 +478,7 @@ impl PgObjectStore {
         let blobs: Vec<i64> = chosen.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         self.replace_object(&tx, &upload.bucket, &meta, &blobs)
             .await?;
+        self.note(&tx, &upload.bucket, &meta, notifications).await?;
         tx.commit().await?;
         Ok(meta)
     }
@@ -552,6 +604,7 @@ impl ObjectStore for PgObjectStore {
         key: &str,
         body: PutBody,
         attrs: ObjectAttrs,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         let written = blobs::write(&self.pg, &self.clock, body).await?;
         let meta = ObjectMeta {
@@ -561,7 +614,8 @@ impl ObjectStore for PgObjectStore {
             modified_ms: self.clock.now_ms(),
             attrs,
         };
-        self.commit_object(bucket, meta, &written).await
+        self.commit_object(bucket, meta, &written, notifications)
+            .await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta, ObjectError> {
@@ -583,8 +637,15 @@ impl ObjectStore for PgObjectStore {
         Ok(ObjectRead { meta, range, body })
     }
 
-    async fn delete(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, ObjectError> {
+    async fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        notifications: &[Notification],
+    ) -> Result<Option<ObjectMeta>, ObjectError> {
         let client = connect(&self.pg).await?;
+        // One statement, so one transaction: the notifications are stored
+        // only if a row was removed.
         let stmt = client
             .prepare_cached(
                 "WITH gone AS (
@@ -593,12 +654,19 @@ impl ObjectStore for PgObjectStore {
                  released AS (
                     UPDATE object_blobs
                     SET refs = refs - 1, expires_ms = CASE WHEN refs = 1 THEN $3 ELSE expires_ms END
-                    WHERE id IN (SELECT unnest(blobs) FROM gone))
+                    WHERE id IN (SELECT unnest(blobs) FROM gone)),
+                 noted AS (
+                    INSERT INTO object_notifications (id, bucket, key, committed_ms, detail, due_ms)
+                    SELECT n.id, $1, $2, $6, n.detail, $6
+                    FROM gone, UNNEST($4::text[], $5::text[]) AS n(id, detail))
                  SELECT key, size, etag, modified_ms, attrs::text FROM gone",
             )
             .await?;
-        let expires = self.clock.now_ms() + blobs::READ_GRACE_MS;
-        match client.query_opt(&stmt, &[&bucket, &key, &expires]).await? {
+        let now = self.clock.now_ms();
+        let expires = now + blobs::READ_GRACE_MS;
+        let (ids, details) = outbox::columns(notifications);
+        let params: [&(dyn ToSql + Sync); 6] = [&bucket, &key, &expires, &ids, &details, &now];
+        match client.query_opt(&stmt, &params).await? {
             Some(row) => {
                 self.sweep_soon();
                 Ok(Some(object_meta(&row, 0)?))
@@ -615,6 +683,7 @@ impl ObjectStore for PgObjectStore {
         from: (&str, &str),
         to: (&str, &str),
         attrs: Option<ObjectAttrs>,
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
         // The copy shares the source's blobs: no bytes are written.
         let (source, segments) = self.find(from.0, from.1, true).await?;
@@ -638,6 +707,7 @@ impl ObjectStore for PgObjectStore {
             // The target's row first, as every writer of an object locks it.
             self.replace_object(&tx, to.0, &meta, &blobs).await?;
             blobs::share(&tx, &blobs).await?;
+            self.note(&tx, to.0, &meta, notifications).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -764,8 +834,9 @@ impl ObjectStore for PgObjectStore {
         &self,
         id: &str,
         parts: &[(u32, String)],
+        notifications: &[Notification],
     ) -> Result<ObjectMeta, ObjectError> {
-        let meta = retry_deadlocks(|| self.complete(id, parts)).await?;
+        let meta = retry_deadlocks(|| self.complete(id, parts, notifications)).await?;
         self.sweep_soon();
         Ok(meta)
     }
@@ -783,6 +854,23 @@ impl ObjectStore for PgObjectStore {
         tx.commit().await?;
         self.sweep_soon();
         Ok(())
+    }
+
+    async fn claim_notifications(
+        &self,
+        max: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<PendingNotification>, ObjectError> {
+        let now = self.clock.now_ms();
+        let until = now.saturating_add(lease.as_millis().try_into().unwrap_or(i64::MAX));
+        outbox::claim(&connect(&self.pg).await?, now, until, max).await
+    }
+
+    async fn remove_notifications(&self, ids: &[String]) -> Result<(), ObjectError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        outbox::remove(&connect(&self.pg).await?, ids).await
     }
 }
 

@@ -76,13 +76,19 @@ async fn replaced_bodies_stay_readable_until_their_grace_ends() {
     let f = fixture().await;
     let big = bytes(2 * MIB + MIB / 2, 1);
     f.store
-        .put("b", "k", streamed(&big), ObjectAttrs::default())
+        .put("b", "k", streamed(&big), ObjectAttrs::default(), &[])
         .await
         .unwrap();
     assert_eq!(count(&f.pg, CHUNKS).await, 3, "1 MiB rows");
     let reader = f.store.open("b", "k", None).await.unwrap();
     f.store
-        .put("b", "k", PutBody::bytes(&b"x"[..]), ObjectAttrs::default())
+        .put(
+            "b",
+            "k",
+            PutBody::bytes(&b"x"[..]),
+            ObjectAttrs::default(),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -96,7 +102,7 @@ async fn replaced_bodies_stay_readable_until_their_grace_ends() {
         .advance(Duration::from_millis(blobs::READ_GRACE_MS as u64 + 1));
     assert_eq!(f.store.sweep().await.unwrap(), 1);
     assert_eq!(count(&f.pg, CHUNKS).await, 1, "only the small body is left");
-    f.store.delete("b", "k").await.unwrap();
+    f.store.delete("b", "k", &[]).await.unwrap();
     f.clock
         .advance(Duration::from_millis(blobs::READ_GRACE_MS as u64 + 1));
     assert_eq!(f.store.sweep().await.unwrap(), 1);
@@ -121,13 +127,17 @@ async fn a_refused_staged_body_leaves_no_rows() {
             "k",
             PutBody::new(Box::pin(futures::stream::iter(pieces))),
             ObjectAttrs::default(),
+            &[],
         )
         .await;
     assert!(matches!(got, Err(ObjectError::Body(_))), "{got:?}");
     // Shorter than declared.
     let mut short = streamed(&big);
     short.len = Some(5 * MIB as u64);
-    let got = f.store.put("b", "k", short, ObjectAttrs::default()).await;
+    let got = f
+        .store
+        .put("b", "k", short, ObjectAttrs::default(), &[])
+        .await;
     assert!(
         matches!(got, Err(ObjectError::IncompleteBody { .. })),
         "{got:?}"
@@ -135,7 +145,7 @@ async fn a_refused_staged_body_leaves_no_rows() {
     // Whole, but for a bucket that does not exist.
     let got = f
         .store
-        .put("nope", "k", streamed(&big), ObjectAttrs::default())
+        .put("nope", "k", streamed(&big), ObjectAttrs::default(), &[])
         .await;
     assert!(matches!(got, Err(ObjectError::NoSuchBucket(_))), "{got:?}");
     assert_eq!(count(&f.pg, BLOBS).await, 0);
@@ -168,6 +178,7 @@ async fn a_slow_upload_outlives_the_staging_allowance() {
             "slow",
             PutBody::new(Box::pin(stream)),
             ObjectAttrs::default(),
+            &[],
         )
         .await
         .unwrap();
@@ -179,18 +190,18 @@ async fn copies_and_completions_move_no_bytes() {
     let f = fixture().await;
     let data = bytes(2 * MIB + 1, 3);
     f.store
-        .put("b", "src", streamed(&data), ObjectAttrs::default())
+        .put("b", "src", streamed(&data), ObjectAttrs::default(), &[])
         .await
         .unwrap();
     let copy = f
         .store
-        .copy(("b", "src"), ("b", "dst"), None)
+        .copy(("b", "src"), ("b", "dst"), None, &[])
         .await
         .unwrap();
     assert_eq!(copy.etag, hex::encode(Md5::digest(&data)));
     assert_eq!(count(&f.pg, CHUNKS).await, 3, "the copy shares the chunks");
     assert_eq!(count(&f.pg, REFS).await, 2);
-    f.store.delete("b", "src").await.unwrap();
+    f.store.delete("b", "src", &[]).await.unwrap();
     assert_eq!(read(&f.store, "dst", None).await, data);
 
     let upload = f
@@ -209,7 +220,11 @@ async fn copies_and_completions_move_no_bytes() {
         listed.push((number, p.etag));
     }
     let chunks = count(&f.pg, CHUNKS).await;
-    let meta = f.store.complete_upload(&upload.id, &listed).await.unwrap();
+    let meta = f
+        .store
+        .complete_upload(&upload.id, &listed, &[])
+        .await
+        .unwrap();
     assert_eq!(
         count(&f.pg, CHUNKS).await,
         chunks,
@@ -239,7 +254,7 @@ async fn copies_and_completions_move_no_bytes() {
     // A copy of a multipart object gets the plain MD5 of its bytes.
     let copy = f
         .store
-        .copy(("b", "multi"), ("b", "multi-copy"), None)
+        .copy(("b", "multi"), ("b", "multi-copy"), None, &[])
         .await
         .unwrap();
     assert_eq!(copy.etag, hex::encode(Md5::digest(&whole)));
@@ -256,6 +271,7 @@ async fn two_nodes_on_one_database_see_each_others_objects() {
             "k",
             PutBody::bytes(&b"from a"[..]),
             ObjectAttrs::default(),
+            &[],
         )
         .await
         .unwrap();
@@ -270,11 +286,11 @@ async fn two_nodes_on_one_database_see_each_others_objects() {
         .await
         .unwrap();
     other
-        .complete_upload(&upload.id, &[(1, part.etag)])
+        .complete_upload(&upload.id, &[(1, part.etag)], &[])
         .await
         .unwrap();
     assert_eq!(read(&f.store, "m", None).await, b"part");
-    other.delete("b", "k").await.unwrap();
+    other.delete("b", "k", &[]).await.unwrap();
     let gone = f.store.head("b", "k").await;
     assert!(matches!(gone, Err(ObjectError::NoSuchKey(_))), "{gone:?}");
 }
@@ -293,6 +309,7 @@ async fn racing_writers_of_one_key_leave_one_reference() {
                         "k",
                         PutBody::bytes(vec![i; 10]),
                         ObjectAttrs::default(),
+                        &[],
                     )
                     .await
                     .unwrap();
@@ -316,7 +333,7 @@ async fn copies_swapping_two_objects_all_land() {
     let f = fixture().await;
     for (key, data) in [("x", &b"ex"[..]), ("y", b"why")] {
         f.store
-            .put("b", key, PutBody::bytes(data), ObjectAttrs::default())
+            .put("b", key, PutBody::bytes(data), ObjectAttrs::default(), &[])
             .await
             .unwrap();
     }
@@ -324,8 +341,8 @@ async fn copies_swapping_two_objects_all_land() {
     for _ in 0..4 {
         let (a, b) = (store.clone(), store.clone());
         let (there, back) = tokio::join!(
-            tokio::spawn(async move { a.copy(("b", "x"), ("b", "y"), None).await }),
-            tokio::spawn(async move { b.copy(("b", "y"), ("b", "x"), None).await }),
+            tokio::spawn(async move { a.copy(("b", "x"), ("b", "y"), None, &[]).await }),
+            tokio::spawn(async move { b.copy(("b", "y"), ("b", "x"), None, &[]).await }),
         );
         there.unwrap().unwrap();
         back.unwrap().unwrap();
@@ -373,6 +390,7 @@ async fn one_megabyte_put_and_get_latency() {
                 &key,
                 PutBody::bytes(data.clone()),
                 ObjectAttrs::default(),
+                &[],
             )
             .await
             .unwrap();
@@ -391,4 +409,45 @@ async fn one_megabyte_put_and_get_latency() {
             times[times.len() * 9 / 10]
         );
     }
+}
+
+/// Two nodes on one database: either relays what the other's writes
+/// stored, a lease keeps an entry from the other node's claims, and when
+/// the node that claimed it stops (its lease runs out), the other takes it.
+#[tokio::test]
+async fn a_node_relays_what_another_node_stored_and_what_it_left() {
+    let f = fixture().await;
+    let other = PgObjectStore::open(&Pg::connect(&f._db.url).await.unwrap())
+        .await
+        .unwrap()
+        .with_clock(f.clock.clone());
+    let note = [Notification::new("n", "{}")];
+    f.store
+        .put(
+            "b",
+            "k",
+            PutBody::bytes(&b"x"[..]),
+            ObjectAttrs::default(),
+            &note,
+        )
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(30);
+    let taken = other.claim_notifications(10, lease).await.unwrap();
+    assert_eq!(taken.len(), 1, "the other node sees the write's entry");
+    assert!(
+        f.store
+            .claim_notifications(10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    f.clock.advance(lease + Duration::from_millis(1));
+    let retaken = f.store.claim_notifications(10, lease).await.unwrap();
+    assert_eq!((retaken[0].id.as_str(), retaken[0].claims), ("n", 2));
+    f.store.remove_notifications(&["n".into()]).await.unwrap();
+    assert_eq!(
+        count(&f.pg, "SELECT count(*) FROM object_notifications").await,
+        0
+    );
 }
