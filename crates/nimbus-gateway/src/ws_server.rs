@@ -58,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apigw::gateway_error;
+use crate::peers::Peers;
 use crate::routes::DEFAULT_ROUTE_KEY;
 use crate::server::{Shared, authenticate, invoke};
 use crate::snapshot::Target;
@@ -190,6 +191,8 @@ pub(crate) struct Connections {
     /// client address.
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     pub(crate) auth: Arc<dyn ConnectionsAuth>,
+    /// Mints this node's connection ids and reaches the other nodes' ones.
+    peers: Arc<Peers>,
 }
 
 /// A place among the admitted connections, given back when dropped.
@@ -223,7 +226,7 @@ enum Full {
 }
 
 impl Connections {
-    pub(crate) fn new(limits: WsLimits, auth: Arc<dyn ConnectionsAuth>) -> Self {
+    pub(crate) fn new(limits: WsLimits, auth: Arc<dyn ConnectionsAuth>, peers: Arc<Peers>) -> Self {
         Self {
             map: RwLock::default(),
             stop: CancellationToken::new(),
@@ -231,6 +234,7 @@ impl Connections {
             limits,
             open: Mutex::default(),
             auth,
+            peers,
         }
     }
 
@@ -343,8 +347,10 @@ fn stage_of(path: &str) -> Cow<'_, str> {
 }
 
 /// `POST` (push), `GET` (info) or `DELETE` (close) on `/@connections/{id}`,
-/// for a caller the [`ConnectionsAuth`] accepts.
-pub(crate) async fn manage(s: &Shared, id: String, req: Request) -> Response {
+/// for a caller the [`ConnectionsAuth`] accepts; a connection of another
+/// node is answered by that node, unless the request was `forwarded` by one
+/// already.
+pub(crate) async fn manage(s: &Shared, id: String, req: Request, forwarded: bool) -> Response {
     let (parts, body) = req.into_parts();
     // The signature covers the body, so it is read (within the message
     // limit) before the caller is known.
@@ -381,6 +387,9 @@ pub(crate) async fn manage(s: &Shared, id: String, req: Request) -> Response {
         return json_error(StatusCode::FORBIDDEN, "ForbiddenException", &denied.0);
     }
     let Some(conn) = s.ws.get(&id) else {
+        if !forwarded && let Some(answer) = s.ws.peers.forward(&id, &parts, body).await {
+            return answer;
+        }
         return json_error(StatusCode::GONE, "GoneException", "Gone");
     };
     match parts.method {
@@ -445,7 +454,7 @@ pub(crate) async fn upgrade(s: Arc<Shared>, peer: SocketAddr, req: Request) -> R
     };
     let (mut parts, _body) = req.into_parts();
     let conn = Connection {
-        connection_id: random_id(),
+        connection_id: s.ws.peers.connection_id(),
         connected_at_ms: s.epoch_ms(),
         source_ip: peer.ip().to_string(),
         user_agent: parts
