@@ -11,10 +11,12 @@
 //! may also answer by returning a `body` (a route response, [`crate::ws_reply`]).
 //! Closing runs `$disconnect`.
 //!
-//! Connection ids are 96 random bits, but they are not secrets: they reach
-//! the client itself and often application payloads. So the connections
-//! endpoint, on the same public listener, acts only for a caller that AWS
-//! would let call `execute-api:ManageConnections`: a SigV4-signed request
+//! Connection ids are 96 random bits and the tag of the node that holds the
+//! connection (any node answers for it, [`crate::peers`]), but they are not
+//! secrets: they reach the client itself and often application payloads. So
+//! the connections endpoint, on the same public listener, acts only for a
+//! caller that AWS would let call `execute-api:ManageConnections`: a
+//! SigV4-signed request
 //! whose principal holds that grant, decided by a [`ConnectionsAuth`] the
 //! binary provides (the key store and grants live in crates above this one).
 //! Anything else gets API Gateway's 403 `ForbiddenException`.
