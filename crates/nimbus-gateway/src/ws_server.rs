@@ -16,9 +16,9 @@
 //! secrets: they reach the client itself and often application payloads. So
 //! the connections endpoint, on the same public listener, acts only for a
 //! caller that AWS would let call `execute-api:ManageConnections`: a
-//! SigV4-signed request
-//! whose principal holds that grant, decided by a [`ConnectionsAuth`] the
-//! binary provides (the key store and grants live in crates above this one).
+//! SigV4-signed request whose principal holds that grant, decided by a
+//! [`ConnectionsAuth`] the binary provides (the key store and grants live in
+//! crates above this one).
 //! Anything else gets API Gateway's 403 `ForbiddenException`.
 //!
 //! Bounds, each API Gateway's own: frames of at most 32 KB and messages of at
