@@ -274,10 +274,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     // Other nodes forward requests for this node's WebSockets to its own
     // listener: the public URL may be a load balancer that picks any node.
-    let peers =
-        nimbus_gateway::Peers::join(stores.leases.clone(), &format!("http://{gateway_domain}"))
-            .await
-            .context("cannot claim a tag for this node's gateway")?;
+    let node_gateway_url = args
+        .node_gateway_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{gateway_domain}"));
+    let peers = nimbus_gateway::Peers::join(stores.leases.clone(), &node_gateway_url)
+        .await
+        .context("cannot claim a tag for this node's gateway")?;
     let stop_claim = tokio_util::sync::CancellationToken::new();
     let claim = tokio::spawn({
         let (peers, stop) = (peers.clone(), stop_claim.clone());
