@@ -26,8 +26,9 @@ use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -66,13 +67,31 @@ fn draw_tag() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
+/// Characters of a tag (base64 of [`TAG_BYTES`], a multiple of 3).
+const TAG_CHARS: usize = TAG_BYTES / 3 * 4;
+
 /// The tag of a connection id minted by [`Peers::connection_id`].
 pub(crate) fn tag_of(connection_id: &str) -> Option<&str> {
-    let tag_len = URL_SAFE_NO_PAD.encode([0u8; TAG_BYTES]).len();
     connection_id
         .len()
-        .checked_sub(tag_len)
+        .checked_sub(TAG_CHARS)
         .and_then(|at| connection_id.get(at..))
+}
+
+/// Headers that describe one connection, not the message: the hop to and
+/// from the other node is a connection of its own.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
+
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
 }
 
 /// This node's place among the gateways of a cluster.
@@ -177,7 +196,8 @@ impl Peers {
                 .request(request)
                 .await
                 .map_err(|e| e.to_string())?;
-            let (parts, body) = answer.into_parts();
+            let (mut parts, body) = answer.into_parts();
+            drop_hop_by_hop(&mut parts.headers);
             let body = Limited::new(body, MAX_ANSWER_BYTES)
                 .collect()
                 .await
@@ -212,6 +232,7 @@ impl Peers {
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = parts.headers.clone();
+        drop_hop_by_hop(request.headers_mut());
         let by = HeaderValue::from_str(&self.tag).ok()?;
         request.headers_mut().insert(FORWARDED_HEADER, by);
         Some(request)
