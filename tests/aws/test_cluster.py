@@ -17,13 +17,16 @@ import time
 import urllib.error
 import urllib.request
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import lambda_helpers as h
 import messaging_helpers as m
 from conftest import CLUSTER_NODES, NIMBUS_BIN, NimbusCluster
 from lambda_helpers import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, native
+from test_apigw_management import WS_HANDLER, MiniWebSocket
 
 pytestmark = pytest.mark.skipif(CLUSTER_NODES >= 2, reason="builds its own cluster; runs in the single-node pass")
 
@@ -259,6 +262,56 @@ def test_a_schedule_created_on_one_node_is_armed_on_the_other(a, b, cluster):
         return status == 200 and marker in json.dumps(body)
 
     within("a schedule armed on the other node", fired, limit=15)
+
+
+def connections_api(node, mark_forwarded=False):
+    """boto3's connections client on `node`'s gateway; `mark_forwarded` adds
+    the header nodes put on a request they forward (after signing, as they do)."""
+    api = boto3.client(
+        "apigatewaymanagementapi", endpoint_url=node.gateway_url + "/$default", region_name=h.REGION,
+        aws_access_key_id=ADMIN_ACCESS_KEY_ID, aws_secret_access_key=ADMIN_SECRET_ACCESS_KEY,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    if mark_forwarded:
+        def mark(request, **_):
+            request.headers["x-nimbus-forwarded-by"] = "client"
+        api.meta.events.register("before-send.apigatewaymanagementapi.*", mark)
+    return api
+
+
+def test_a_websocket_on_one_node_is_reached_through_the_other(a, b):
+    name = h.unique_name("ws")
+    lam(a).create_function(
+        FunctionName=name, Runtime=h.RUNTIME, Role=h.ROLE_ARN, Handler=h.HANDLER,
+        Code={"ZipFile": h.make_zip({"app.py": WS_HANDLER})},
+        Tags={"nimbus:permissions": "execute-api:nimbus"},
+    )
+    for route in ("$connect", "$default", "whoami"):
+        status, body = native(a, "POST", "/v1/routes", {"route": route, "api": "websocket", "function": name})
+        assert status in (200, 201), body
+    ws = MiniWebSocket(a.gateway_url)
+    ws.send_text(json.dumps({"action": "whoami"}))
+    conn_id = json.loads(ws.recv()[1])["connectionId"]
+    via_b = connections_api(b)
+
+    via_b.post_to_connection(ConnectionId=conn_id, Data=b"hello through B")
+    assert ws.recv() == (1, b"hello through B")
+    info = via_b.get_connection(ConnectionId=conn_id)
+    assert info["Identity"]["SourceIp"] == "127.0.0.1"
+    # A request already forwarded is not forwarded again (one hop at most).
+    with pytest.raises(via_b.exceptions.GoneException):
+        connections_api(b, mark_forwarded=True).get_connection(ConnectionId=conn_id)
+    via_b.delete_connection(ConnectionId=conn_id)
+    opcode, payload = ws.recv()
+    assert opcode == 8 and payload[:2] == b"\x03\xe8"  # 1000, closed normally
+
+    def gone_on_both():
+        for node in (a, b):
+            with pytest.raises(via_b.exceptions.GoneException):
+                connections_api(node).post_to_connection(ConnectionId=conn_id, Data=b"x")
+        return True
+
+    within("a closed connection", gone_on_both, limit=5)
 
 
 def run_node(cluster, tmp_path, env_extra, *extra):

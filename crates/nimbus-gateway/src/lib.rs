@@ -35,7 +35,8 @@
 //! the request path reads, swapped atomically on change), [`control`]
 //! ([`Gateway`]: validated changes, stored and recompiled), and the I/O:
 //! [`server`] (the listener) and [`ws_server`] (WebSocket sessions and the
-//! connections endpoint, replying with [`ws_reply`]'s route responses).
+//! connections endpoint, replying with [`ws_reply`]'s route responses;
+//! [`peers`] reaches the connections other nodes of a cluster hold).
 
 pub mod access_log;
 pub mod apigw;
@@ -44,6 +45,7 @@ pub mod config;
 pub mod control;
 pub mod cors;
 pub mod path;
+pub mod peers;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;
@@ -62,6 +64,7 @@ pub use config::{
 };
 pub use control::{Gateway, GatewayError, GatewaySettings};
 pub use cors::CorsConfig;
+pub use peers::Peers;
 pub use ratelimit::{RateLimit, RateLimiter, Throttled, TokenBucket};
 pub use routes::{
     Lookup, PathParams, RouteError, RouteMatch, RouteMethod, RouteTable, RouteTarget,

@@ -38,6 +38,7 @@ use crate::apigw::{self, ApiInfo, ProxyRequest, function_url, gateway_error, v1,
 use crate::auth::{GatewayAuthError, check_api_key, check_function_key};
 use crate::control::Gateway;
 use crate::cors;
+use crate::peers::{FORWARDED_HEADER, Peers};
 use crate::routes::{DEFAULT_ROUTE_KEY, Lookup, PathParams};
 use crate::snapshot::{Auth, EventFormat, Snapshot, Target};
 use crate::ws_server::{self, Connections, ConnectionsAuth, WsLimits};
@@ -77,6 +78,8 @@ pub struct ServerOptions {
     pub websocket: WsLimits,
     /// Decides who may call `/@connections` (by default nobody).
     pub connections_auth: Arc<dyn ConnectionsAuth>,
+    /// The other nodes' gateways (by default none).
+    pub peers: Arc<Peers>,
 }
 
 impl Default for ServerOptions {
@@ -84,6 +87,7 @@ impl Default for ServerOptions {
         Self {
             websocket: WsLimits::default(),
             connections_auth: Arc::new(ws_server::DenyAll),
+            peers: Peers::alone(),
         }
     }
 }
@@ -106,7 +110,7 @@ impl GatewayServer {
                 dispatcher: gateway.dispatcher().clone(),
                 api: ApiInfo::new(&settings.account_id, "nimbus", domain, DEFAULT_ROUTE_KEY),
                 region: settings.region.clone(),
-                ws: Connections::new(options.websocket, options.connections_auth),
+                ws: Connections::new(options.websocket, options.connections_auth, options.peers),
                 clock: nimbus_core::Clock::system(),
             }),
         }
@@ -196,8 +200,10 @@ async fn handle(
             return bad_request();
         }
     }
+    // Only a node forwards; what a client sends as the mark goes no further.
+    let forwarded = req.headers_mut().remove(FORWARDED_HEADER).is_some();
     if let Some(id) = ws_server::connection_id(req.uri().path()) {
-        return ws_server::manage(&s, id.into_owned(), req).await;
+        return ws_server::manage(&s, id.into_owned(), req, forwarded).await;
     }
     if ws_server::is_upgrade(req.headers()) {
         return ws_server::upgrade(s.clone(), peer, req).await;

@@ -11,12 +11,14 @@
 //! may also answer by returning a `body` (a route response, [`crate::ws_reply`]).
 //! Closing runs `$disconnect`.
 //!
-//! Connection ids are 96 random bits, but they are not secrets: they reach
-//! the client itself and often application payloads. So the connections
-//! endpoint, on the same public listener, acts only for a caller that AWS
-//! would let call `execute-api:ManageConnections`: a SigV4-signed request
-//! whose principal holds that grant, decided by a [`ConnectionsAuth`] the
-//! binary provides (the key store and grants live in crates above this one).
+//! Connection ids are 96 random bits and the tag of the node that holds the
+//! connection (any node answers for it, [`crate::peers`]), but they are not
+//! secrets: they reach the client itself and often application payloads. So
+//! the connections endpoint, on the same public listener, acts only for a
+//! caller that AWS would let call `execute-api:ManageConnections`: a
+//! SigV4-signed request whose principal holds that grant, decided by a
+//! [`ConnectionsAuth`] the binary provides (the key store and grants live in
+//! crates above this one).
 //! Anything else gets API Gateway's 403 `ForbiddenException`.
 //!
 //! Bounds, each API Gateway's own: frames of at most 32 KB and messages of at
@@ -58,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apigw::gateway_error;
+use crate::peers::Peers;
 use crate::routes::DEFAULT_ROUTE_KEY;
 use crate::server::{Shared, authenticate, invoke};
 use crate::snapshot::Target;
@@ -190,6 +193,8 @@ pub(crate) struct Connections {
     /// client address.
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     pub(crate) auth: Arc<dyn ConnectionsAuth>,
+    /// Mints this node's connection ids and reaches the other nodes' ones.
+    peers: Arc<Peers>,
 }
 
 /// A place among the admitted connections, given back when dropped.
@@ -223,7 +228,7 @@ enum Full {
 }
 
 impl Connections {
-    pub(crate) fn new(limits: WsLimits, auth: Arc<dyn ConnectionsAuth>) -> Self {
+    pub(crate) fn new(limits: WsLimits, auth: Arc<dyn ConnectionsAuth>, peers: Arc<Peers>) -> Self {
         Self {
             map: RwLock::default(),
             stop: CancellationToken::new(),
@@ -231,6 +236,7 @@ impl Connections {
             limits,
             open: Mutex::default(),
             auth,
+            peers,
         }
     }
 
@@ -343,8 +349,10 @@ fn stage_of(path: &str) -> Cow<'_, str> {
 }
 
 /// `POST` (push), `GET` (info) or `DELETE` (close) on `/@connections/{id}`,
-/// for a caller the [`ConnectionsAuth`] accepts.
-pub(crate) async fn manage(s: &Shared, id: String, req: Request) -> Response {
+/// for a caller the [`ConnectionsAuth`] accepts; a connection of another
+/// node is answered by that node, unless the request was `forwarded` by one
+/// already.
+pub(crate) async fn manage(s: &Shared, id: String, req: Request, forwarded: bool) -> Response {
     let (parts, body) = req.into_parts();
     // The signature covers the body, so it is read (within the message
     // limit) before the caller is known.
@@ -381,6 +389,9 @@ pub(crate) async fn manage(s: &Shared, id: String, req: Request) -> Response {
         return json_error(StatusCode::FORBIDDEN, "ForbiddenException", &denied.0);
     }
     let Some(conn) = s.ws.get(&id) else {
+        if !forwarded && let Some(answer) = s.ws.peers.forward(&id, &parts, body).await {
+            return answer;
+        }
         return json_error(StatusCode::GONE, "GoneException", "Gone");
     };
     match parts.method {
@@ -445,7 +456,7 @@ pub(crate) async fn upgrade(s: Arc<Shared>, peer: SocketAddr, req: Request) -> R
     };
     let (mut parts, _body) = req.into_parts();
     let conn = Connection {
-        connection_id: random_id(),
+        connection_id: s.ws.peers.connection_id(),
         connected_at_ms: s.epoch_ms(),
         source_ip: peer.ip().to_string(),
         user_agent: parts

@@ -43,6 +43,12 @@ pub struct ServerArgs {
     /// (a load balancer); function URLs are built on it.
     #[arg(long, env = "NIMBUS_PUBLIC_GATEWAY_URL")]
     pub public_gateway_url: Option<String>,
+    /// The URL the other nodes of a cluster reach this node's gateway
+    /// listener at, to answer for its WebSockets (by default the listener's
+    /// address, 127.0.0.1 for a wildcard one: set it when nodes run on
+    /// different hosts).
+    #[arg(long, env = "NIMBUS_NODE_GATEWAY_URL")]
+    pub node_gateway_url: Option<String>,
     /// Address of the API listener. Loopback by default; binding elsewhere exposes the API.
     #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:8470")]
     pub listen: SocketAddr,

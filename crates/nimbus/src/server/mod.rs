@@ -281,6 +281,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
+    // Other nodes forward requests for this node's WebSockets to its own
+    // listener: the public URL may be a load balancer that picks any node.
+    let node_gateway_url = args
+        .node_gateway_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{gateway_domain}"));
+    let peers = nimbus_gateway::Peers::join(stores.leases.clone(), &node_gateway_url)
+        .await
+        .context("cannot claim a tag for this node's gateway")?;
+    let stop_claim = tokio_util::sync::CancellationToken::new();
+    let claim = tokio::spawn({
+        let (peers, stop) = (peers.clone(), stop_claim.clone());
+        async move { peers.keep_claim(stop).await }
+    });
     let gateway_server = GatewayServer::new(
         &gateway,
         &gateway_domain,
@@ -300,6 +314,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     AuthMode::Verify
                 },
             )),
+            peers,
         },
     );
 
@@ -457,6 +472,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     services
         .shutdown(&shutdown::plan(&started, deadlines))
         .await;
+    // Its WebSockets are closed: no node needs to reach them any more.
+    stop_claim.cancel();
+    let _ = claim.await;
     host.cleanup();
     tracing::info!("stopped");
     match stopped {
