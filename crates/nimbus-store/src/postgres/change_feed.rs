@@ -216,7 +216,7 @@ async fn say_alive(pg: Pg, node: String) {
             if let Err(e) = client.execute(&upsert, &[&node]).await {
                 tracing::warn!("cannot record this node's heartbeat: {e}");
             }
-            if beats % 60 == 0 {
+            if beats.is_multiple_of(60) {
                 let _ = client.batch_execute(&sweep).await;
             }
         }
