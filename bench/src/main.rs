@@ -190,7 +190,7 @@ async fn main() -> Result<()> {
         node: &args.node,
     };
     let nimbus = Nimbus::start(&nimbus_bin, work.path(), interpreters, Sandbox::On).await?;
-    let setup = |nimbus: &Nimbus| Setup {
+    let setup = Setup {
         requests: args.requests,
         warmup: args.warmup,
         runs: args.runs,
@@ -200,8 +200,8 @@ async fn main() -> Result<()> {
         async_secs: args.async_secs,
         throughput_secs: args.throughput_secs,
         nimbus: nimbus.version.clone(),
-        uvicorn: uvicorn_version.clone(),
-        node: node_version.clone(),
+        uvicorn: uvicorn_version,
+        node: node_version,
         serverless_offline: baselines.serverless_offline_version(),
         only_cluster: args.only == Some(Only::Cluster),
         cluster_secs: args.cluster_secs,
@@ -220,24 +220,7 @@ async fn main() -> Result<()> {
         s3_requests: args.s3_requests,
     };
     if args.only == Some(Only::Cluster) {
-        let http = Http::new();
-        let measured = async {
-            progress!("deploying {}", Lang::Python.function_name());
-            nimbus.deploy(&http, Lang::Python).await?;
-            cluster_rows(&args, &cluster_settings, &nimbus, &http).await
-        }
-        .await;
-        let setup = setup(&nimbus);
-        progress!("stopping nimbus");
-        let stopped = nimbus.stop().await;
-        let cluster = measured?;
-        stopped?;
-        ensure!(
-            matches!(cluster, ClusterRows::Measured(_)),
-            "--only cluster, but the cluster rows were not measured"
-        );
-        print!("{}", Report::cluster_only(setup, cluster));
-        return Ok(());
+        return only_cluster(&args, &cluster_settings, nimbus, setup).await;
     }
     if !nimbus.has_namespaces() {
         progress!(
@@ -270,7 +253,6 @@ async fn main() -> Result<()> {
         anyhow::Ok((measured, cluster))
     }
     .await;
-    let setup = setup(&nimbus);
     progress!("stopping nimbus");
     let stopped = nimbus.stop().await;
     let (measured_rows, cluster) = measured?;
@@ -310,6 +292,32 @@ async fn main() -> Result<()> {
         cluster,
     };
     print!("{report}");
+    Ok(())
+}
+
+/// `--only cluster`: the Python hello on the embedded server, the cluster
+/// rows, and a table of them alone.
+async fn only_cluster(
+    args: &Args,
+    settings: &cluster::Settings<'_>,
+    nimbus: Nimbus,
+    setup: Setup,
+) -> Result<()> {
+    let http = Http::new();
+    let measured = async {
+        progress!("deploying {}", Lang::Python.function_name());
+        nimbus.deploy(&http, Lang::Python).await?;
+        cluster_rows(args, settings, &nimbus, &http).await
+    }
+    .await;
+    progress!("stopping nimbus");
+    let stopped = nimbus.stop().await;
+    let cluster = measured?;
+    stopped?;
+    if let ClusterRows::Skipped(why) = &cluster {
+        anyhow::bail!("--only cluster, but the cluster rows were skipped: {why}");
+    }
+    print!("{}", Report::cluster_only(setup, cluster));
     Ok(())
 }
 

@@ -155,6 +155,7 @@ impl Nimbus {
         let data_dir = work.join(format!("{prefix}-data"));
         let stderr = std::fs::File::create(&stderr_log)?;
         let mut command = Command::new(bin);
+        command.arg("up");
         if let Storage::Postgres {
             url,
             master_key_file,
@@ -168,7 +169,6 @@ impl Nimbus {
         }
         let mut child = command
             .args([
-                "up",
                 "--listen",
                 "127.0.0.1:0",
                 "--gateway-listen",

@@ -1183,7 +1183,7 @@ impl Report {
         }
         for (label, runs) in [
             ("cluster sqs send/s", &c.sqs_send),
-            ("cluster sqs receive+delete/s", &c.sqs_receive),
+            ("cluster sqs recv+delete/s", &c.sqs_receive),
         ] {
             writeln!(
                 f,
