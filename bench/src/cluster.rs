@@ -158,6 +158,9 @@ fn master_key_file(work: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The servers of a [`Pair`], in its order, for error messages.
+const SIDES: [&str; 2] = ["embedded", "PostgreSQL"];
+
 /// The order variants run in: as given on even runs, reversed on odd ones.
 fn order(run: usize, n: usize) -> Vec<usize> {
     if run.is_multiple_of(2) {
@@ -264,7 +267,10 @@ async fn asynchronous(
             let (accepted, completed) =
                 scaling::async_events(http, submit, metrics, s.concurrency, s.window)
                     .await
-                    .with_context(|| format!("cluster async run {}", run + 1))?;
+                    .with_context(|| {
+                        let variant = ["the embedded server", "1 node", "2 nodes"][i];
+                        format!("cluster async on {variant}, run {}", run + 1)
+                    })?;
             rows[i].accepted.push(accepted);
             rows[i].completed.push(completed);
         }
@@ -291,8 +297,13 @@ async fn sqs(s: &Settings<'_>, aws: &[Aws; 2]) -> Result<(Pair<Vec<f64>>, Pair<V
     for run in 0..s.runs {
         progress!("cluster sqs run {}/{}", run + 1, s.runs);
         for i in order(run, 2) {
-            let (sent, per_s) = sqs_send(&aws[i], &urls[i], s.concurrency, s.window).await?;
-            let received = sqs_receive(&aws[i], &urls[i], s.concurrency, sent).await?;
+            let side = || format!("sqs on the {} server, run {}", SIDES[i], run + 1);
+            let (sent, per_s) = sqs_send(&aws[i], &urls[i], s.concurrency, s.window)
+                .await
+                .with_context(side)?;
+            let received = sqs_receive(&aws[i], &urls[i], s.concurrency, sent)
+                .await
+                .with_context(side)?;
             send.side_mut(i).push(per_s);
             receive.side_mut(i).push(received);
         }
@@ -404,7 +415,8 @@ async fn s3(s: &Settings<'_>, aws: &[Aws; 2]) -> Result<(Pair<S3Runs>, Pair<S3Ru
                 let (aws, object) = (&aws[i], &object);
                 async move { aws.put_object(BUCKET, &key, object).await }
             })
-            .await?;
+            .await
+            .with_context(|| format!("s3 on the {} server, run {}", SIDES[i], run + 1))?;
             let gets = timed(&keys, |key| {
                 let (aws, object) = (&aws[i], &object);
                 async move {
@@ -413,7 +425,8 @@ async fn s3(s: &Settings<'_>, aws: &[Aws; 2]) -> Result<(Pair<S3Runs>, Pair<S3Ru
                     Ok(())
                 }
             })
-            .await?;
+            .await
+            .with_context(|| format!("s3 on the {} server, run {}", SIDES[i], run + 1))?;
             put.side_mut(i).push(puts);
             get.side_mut(i).push(gets);
         }
