@@ -66,6 +66,13 @@ impl Http {
             // both see the same request.
             .header(AUTHORIZATION, crate::nimbus::BEARER)
             .body(Full::new(body))?;
+        self.execute(request).await
+    }
+
+    /// Sends a request built by the caller (its own headers, e.g. a SigV4
+    /// signature instead of the Bearer key) and reads the whole response body.
+    pub async fn execute(&self, request: Request<Full<Bytes>>) -> Result<Reply> {
+        let uri = request.uri().clone();
         let response = self
             .client
             .request(request)

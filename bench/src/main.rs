@@ -10,7 +10,10 @@
 //! local peers people use (functions-framework, serverless-offline). The
 //! sandbox rows deploy the same functions to a second server started with
 //! `--sandbox off` and time it in the same warm and cold runs, to show what the
-//! sandbox (namespaces, private root, seccomp) adds.
+//! sandbox (namespaces, private root, seccomp) adds. The cluster rows start
+//! nodes on PostgreSQL (`nimbus up --postgres`) and time them in turn with the
+//! embedded server, so what moving the stores out of the process costs is
+//! measured in the same run as everything else.
 //!
 //! Run it with `scripts/bench`, which builds Nimbus and installs uvicorn first;
 //! bench/README.md says how to read the table.
@@ -26,8 +29,10 @@ macro_rules! progress {
     ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
 }
 
+mod aws;
 mod bare;
 mod client;
+mod cluster;
 mod fixtures;
 mod floor;
 mod gateway;
@@ -50,8 +55,8 @@ use crate::client::Http;
 use crate::fixtures::Lang;
 use crate::nimbus::{Interpreters, Nimbus, Sandbox};
 use crate::report::{
-    Async, Cold, ColdStarts, GatewayRps, GatewayWarm, Memory, Peer, Report, SandboxNote, Setup,
-    Throughput, Warm,
+    Async, ClusterRows, Cold, ColdStarts, GatewayRps, GatewayWarm, Memory, Peer, Report,
+    SandboxNote, Setup, Throughput, Warm,
 };
 
 /// Untimed time at full concurrency before each throughput window.
@@ -111,9 +116,32 @@ struct Args {
     /// Node peer of the gateway rps row.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/serverless-offline"))]
     serverless_offline: PathBuf,
+    /// Run only these rows (`cluster`: the PostgreSQL rows and the embedded
+    /// server they are compared with).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Skip the cluster rows (for machines without PostgreSQL).
+    #[arg(long, conflicts_with = "only")]
+    no_cluster: bool,
+    /// A database on the PostgreSQL server the cluster rows create their
+    /// throwaway databases on; without an answer there the rows are skipped.
+    #[arg(long, default_value = nimbus_store::postgres::scratch::DEFAULT_ADMIN_URL)]
+    postgres_admin_url: String,
+    /// Seconds of each async and SQS send window of the cluster rows.
+    #[arg(long, default_value_t = 3)]
+    cluster_secs: u64,
+    /// Timed 1 MB PutObjects (and GetObjects) per run of the cluster rows.
+    #[arg(long, default_value_t = 50)]
+    s3_requests: usize,
     /// Internal: the other end of the process round-trip measurement, on this CPU.
     #[arg(long, hide = true)]
     echo_child: Option<usize>,
+}
+
+/// Rows that can be run alone.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Only {
+    Cluster,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -127,12 +155,20 @@ async fn main() -> Result<()> {
         args.requests > 0 && args.runs > 0 && args.cold_starts > 0 && args.concurrency > 0,
         "--requests, --runs, --cold-starts and --concurrency must be at least 1"
     );
+    ensure!(
+        args.cluster_secs > 0 && args.s3_requests > 0 && args.peer_concurrency > 0,
+        "--cluster-secs, --s3-requests and --peer-concurrency must be at least 1"
+    );
     let nimbus_bin = match &args.nimbus {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("nimbus"),
     };
-    let uvicorn_version = version(&args.uvicorn)?;
-    let node_version = version(&args.node)?;
+    // The cluster rows alone need neither the bare servers nor the peers.
+    let (uvicorn_version, node_version) = if args.only == Some(Only::Cluster) {
+        (String::new(), String::new())
+    } else {
+        (version(&args.uvicorn)?, version(&args.node)?)
+    };
 
     let work = tempfile::Builder::new().prefix("nimbus-bench-").tempdir()?;
     // Instances run as an unprivileged user, who must be able to reach the run dir.
@@ -154,6 +190,38 @@ async fn main() -> Result<()> {
         node: &args.node,
     };
     let nimbus = Nimbus::start(&nimbus_bin, work.path(), interpreters, Sandbox::On).await?;
+    let setup = Setup {
+        requests: args.requests,
+        warmup: args.warmup,
+        runs: args.runs,
+        cold_starts: args.cold_starts,
+        concurrency: args.concurrency,
+        peer_concurrency: args.peer_concurrency,
+        async_secs: args.async_secs,
+        throughput_secs: args.throughput_secs,
+        nimbus: nimbus.version.clone(),
+        uvicorn: uvicorn_version,
+        node: node_version,
+        serverless_offline: baselines.serverless_offline_version(),
+        only_cluster: args.only == Some(Only::Cluster),
+        cluster_secs: args.cluster_secs,
+        s3_requests: args.s3_requests,
+    };
+    let cluster_settings = cluster::Settings {
+        bin: &nimbus_bin,
+        work: work.path(),
+        interpreters,
+        admin_url: &args.postgres_admin_url,
+        runs: args.runs,
+        warmup: args.warmup,
+        requests: args.requests,
+        concurrency: args.peer_concurrency,
+        window: Duration::from_secs(args.cluster_secs),
+        s3_requests: args.s3_requests,
+    };
+    if args.only == Some(Only::Cluster) {
+        return only_cluster(&args, &cluster_settings, nimbus, setup).await;
+    }
     if !nimbus.has_namespaces() {
         progress!(
             "warning: the sandboxed server runs without namespaces ({}); the sandbox rows will compare off with off",
@@ -179,10 +247,15 @@ async fn main() -> Result<()> {
         off: unsandboxed.sandbox.clone(),
     };
     let http = Http::new();
-    let measured = measure_all(&args, &nimbus, unsandboxed, &baselines, &http).await;
-    let nimbus_version = nimbus.version.clone();
+    let measured = async {
+        let measured = measure_all(&args, &nimbus, unsandboxed, &baselines, &http).await?;
+        let cluster = cluster_rows(&args, &cluster_settings, &nimbus, &http).await?;
+        anyhow::Ok((measured, cluster))
+    }
+    .await;
     progress!("stopping nimbus");
     let stopped = nimbus.stop().await;
+    let (measured_rows, cluster) = measured?;
     let Measured {
         warm,
         cold,
@@ -193,7 +266,7 @@ async fn main() -> Result<()> {
         asynchronous,
         stalled,
         mut memory,
-    } = measured?;
+    } = measured_rows;
     stopped?;
     memory.nimbus_idle_kb = nimbus_idle_kb;
     progress!("measuring nginx's idle footprint");
@@ -204,20 +277,7 @@ async fn main() -> Result<()> {
     }
 
     let report = Report {
-        setup: Setup {
-            requests: args.requests,
-            warmup: args.warmup,
-            runs: args.runs,
-            cold_starts: args.cold_starts,
-            concurrency: args.concurrency,
-            peer_concurrency: args.peer_concurrency,
-            async_secs: args.async_secs,
-            throughput_secs: args.throughput_secs,
-            nimbus: nimbus_version,
-            uvicorn: uvicorn_version,
-            node: node_version,
-            serverless_offline: baselines.serverless_offline_version(),
-        },
+        setup,
         warm,
         cold,
         throughput,
@@ -229,9 +289,57 @@ async fn main() -> Result<()> {
         memory,
         floor,
         sandbox,
+        cluster,
     };
     print!("{report}");
     Ok(())
+}
+
+/// `--only cluster`: the Python hello on the embedded server, the cluster
+/// rows, and a table of them alone.
+async fn only_cluster(
+    args: &Args,
+    settings: &cluster::Settings<'_>,
+    nimbus: Nimbus,
+    setup: Setup,
+) -> Result<()> {
+    let http = Http::new();
+    let measured = async {
+        progress!("deploying {}", Lang::Python.function_name());
+        nimbus.deploy(&http, Lang::Python).await?;
+        cluster_rows(args, settings, &nimbus, &http).await
+    }
+    .await;
+    progress!("stopping nimbus");
+    let stopped = nimbus.stop().await;
+    let cluster = measured?;
+    stopped?;
+    if let ClusterRows::Skipped(why) = &cluster {
+        anyhow::bail!("--only cluster, but the cluster rows were skipped: {why}");
+    }
+    print!("{}", Report::cluster_only(setup, cluster));
+    Ok(())
+}
+
+/// The cluster rows, unless `--no-cluster` or PostgreSQL does not answer at
+/// `--postgres-admin-url` (the table then says which).
+async fn cluster_rows(
+    args: &Args,
+    settings: &cluster::Settings<'_>,
+    nimbus: &Nimbus,
+    http: &Http,
+) -> Result<ClusterRows> {
+    if args.no_cluster {
+        return Ok(ClusterRows::Skipped("--no-cluster".into()));
+    }
+    if let Err(e) = cluster::probe(&args.postgres_admin_url).await {
+        progress!("no cluster rows: PostgreSQL did not answer at --postgres-admin-url: {e:#}");
+        return Ok(ClusterRows::Skipped(format!(
+            "PostgreSQL did not answer at --postgres-admin-url ({e:#})"
+        )));
+    }
+    let measured = cluster::measure(settings, nimbus, http).await?;
+    Ok(ClusterRows::Measured(Box::new(measured)))
 }
 
 /// `path` made absolute if it is a path (a bare name is left for PATH lookup).
@@ -578,7 +686,7 @@ async fn asynchronous(args: &Args, nimbus: &Nimbus, http: &Http) -> Result<Async
         progress!("async run {}/{}", run + 1, args.runs);
         let (accepted, processed) = scaling::async_events(
             http,
-            &nimbus.async_uri(Lang::Python)?,
+            &[nimbus.async_uri(Lang::Python)?],
             &nimbus.metrics_uri()?,
             args.peer_concurrency,
             window,

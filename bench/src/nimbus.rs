@@ -9,7 +9,9 @@
 //! would measure CFS throttling instead of the platform. The main server keeps
 //! the default sandbox (`--sandbox default`), so the headline rows include its
 //! cost; a second server with `--sandbox off` and otherwise the same flags
-//! measures that cost.
+//! measures that cost. Cluster nodes (`--postgres`) are started the same way,
+//! each with a data directory of its own, so that the only difference from the
+//! embedded server is where the stores live.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,8 +32,8 @@ const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(40);
 
 /// The admin key the benchmarked server is started with (a throwaway).
-const KEY_ID: &str = "NIMBBENCHADMIN000001";
-const SECRET: &str = "bench-secret-0123456789abcdefghijklmnopq";
+pub const KEY_ID: &str = "NIMBBENCHADMIN000001";
+pub const SECRET: &str = "bench-secret-0123456789abcdefghijklmnopq";
 /// `Authorization` header value for the native API.
 pub const BEARER: &str = "Bearer NIMBBENCHADMIN000001:bench-secret-0123456789abcdefghijklmnopq";
 
@@ -48,6 +50,19 @@ pub enum Sandbox {
     /// `--sandbox off`: the measurement-only switch (cgroups, rlimits and uids
     /// only), for the rows of the sandbox's cost.
     Off,
+}
+
+/// Where a server keeps its stores.
+#[derive(Clone, Copy, Debug)]
+pub enum Storage<'a> {
+    /// SQLite files in the server's data directory.
+    Embedded,
+    /// A PostgreSQL database: every node given the same URL and master key
+    /// file is one Nimbus.
+    Postgres {
+        url: &'a str,
+        master_key_file: &'a Path,
+    },
 }
 
 impl Sandbox {
@@ -105,13 +120,55 @@ impl Nimbus {
         interpreters: Interpreters<'_>,
         sandbox: Sandbox,
     ) -> Result<Self> {
-        let prefix = sandbox.prefix();
+        Self::launch(
+            bin,
+            work,
+            interpreters,
+            sandbox,
+            Storage::Embedded,
+            sandbox.prefix(),
+        )
+        .await
+    }
+
+    /// Starts a node on `storage` with the default sandbox, like the main
+    /// server; `name` names its log, data and run directories under `work`.
+    pub async fn start_node(
+        bin: &Path,
+        work: &Path,
+        interpreters: Interpreters<'_>,
+        storage: Storage<'_>,
+        name: &str,
+    ) -> Result<Self> {
+        Self::launch(bin, work, interpreters, Sandbox::On, storage, name).await
+    }
+
+    async fn launch(
+        bin: &Path,
+        work: &Path,
+        interpreters: Interpreters<'_>,
+        sandbox: Sandbox,
+        storage: Storage<'_>,
+        prefix: &str,
+    ) -> Result<Self> {
         let stderr_log = work.join(format!("{prefix}.log"));
         let data_dir = work.join(format!("{prefix}-data"));
         let stderr = std::fs::File::create(&stderr_log)?;
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command.arg("up");
+        if let Storage::Postgres {
+            url,
+            master_key_file,
+        } = storage
+        {
+            command
+                .arg("--postgres")
+                .arg(url)
+                .arg("--master-key-file")
+                .arg(master_key_file);
+        }
+        let mut child = command
             .args([
-                "up",
                 "--listen",
                 "127.0.0.1:0",
                 "--gateway-listen",
@@ -165,8 +222,7 @@ impl Nimbus {
         let (base, gateway, version, announced_sandbox) = match announced {
             Ok(Ok(Some(found))) => found,
             _ => bail!(
-                "nimbus (--sandbox {}) did not announce its API and gateway addresses; its log:\n{}",
-                sandbox.flag(),
+                "nimbus ({prefix}) did not announce its API and gateway addresses; its log:\n{}",
                 std::fs::read_to_string(&stderr_log).unwrap_or_default()
             ),
         };
@@ -188,6 +244,34 @@ impl Nimbus {
     /// kernel cannot give them).
     pub fn has_namespaces(&self) -> bool {
         self.sandbox.contains("namespaces") && !self.sandbox.starts_with("OFF")
+    }
+
+    /// The API listener, `http://127.0.0.1:<port>` (the AWS APIs are there too).
+    pub fn api_base(&self) -> &str {
+        &self.base
+    }
+
+    /// Waits until this node knows `function` (deployed through another node
+    /// of its cluster, it arrives through the change feed).
+    pub async fn wait_for_function(&self, http: &Http, function: &str) -> Result<()> {
+        let uri = self.uri(&format!("/v1/functions/{function}"))?;
+        let deadline = tokio::time::Instant::now() + STARTUP_LIMIT;
+        loop {
+            let reply = http
+                .send(Method::GET, &uri, "application/json", Default::default())
+                .await?;
+            if reply.status == 200 {
+                return Ok(());
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{function} did not reach {}: {} {}",
+                self.base,
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn uri(&self, path: &str) -> Result<Uri> {

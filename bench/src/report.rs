@@ -22,6 +22,10 @@ pub struct Setup {
     pub node: String,
     /// `serverless-offline X on serverless Y`.
     pub serverless_offline: String,
+    /// `--only cluster`: the table has the cluster rows alone.
+    pub only_cluster: bool,
+    pub cluster_secs: u64,
+    pub s3_requests: usize,
 }
 
 /// Warm latency at concurrency 1: one entry per run.
@@ -136,6 +140,65 @@ pub struct Async {
     pub fsync_each: Vec<f64>,
 }
 
+/// The same measure on the embedded (SQLite) server and on a PostgreSQL node.
+#[derive(Default)]
+pub struct Pair<T> {
+    pub embedded: T,
+    pub postgres: T,
+}
+
+impl<T> Pair<T> {
+    /// The embedded side for 0, the PostgreSQL side for 1 (the order the
+    /// cluster rows measure them in).
+    pub fn side_mut(&mut self, i: usize) -> &mut T {
+        if i == 0 {
+            &mut self.embedded
+        } else {
+            &mut self.postgres
+        }
+    }
+}
+
+/// Async events per second: one entry per run.
+#[derive(Default)]
+pub struct AsyncRuns {
+    pub accepted: Vec<f64>,
+    pub completed: Vec<f64>,
+}
+
+/// One S3 operation's runs: (latencies, requests per second) each.
+pub type S3Runs = Vec<(Percentiles, f64)>;
+
+/// The cluster rows (`nimbus up --postgres`), measured in turn with the
+/// embedded server.
+pub struct Cluster {
+    /// Warm Python hello at c=1.
+    pub warm: Pair<Vec<Percentiles>>,
+    pub async_embedded: AsyncRuns,
+    /// One node on its own database.
+    pub async_one: AsyncRuns,
+    /// Two nodes on one database, the clients spread over both.
+    pub async_two: AsyncRuns,
+    /// SendMessage per second.
+    pub sqs_send: Pair<Vec<f64>>,
+    /// ReceiveMessage + DeleteMessage pairs per second.
+    pub sqs_receive: Pair<Vec<f64>>,
+    pub s3_put: Pair<S3Runs>,
+    pub s3_get: Pair<S3Runs>,
+}
+
+/// Whether the cluster rows ran.
+pub enum ClusterRows {
+    Measured(Box<Cluster>),
+    /// Why not (`--no-cluster`, or PostgreSQL did not answer).
+    Skipped(String),
+}
+
+/// Most a PostgreSQL node's warm p50 may be, as a multiple of the embedded one.
+const CLUSTER_WARM_TARGET: f64 = 1.2;
+/// Fewest async events a node must accept per second.
+const CLUSTER_ACCEPTED_TARGET: f64 = 5000.0;
+
 /// Resident memory, KiB.
 #[derive(Default)]
 pub struct Memory {
@@ -169,6 +232,7 @@ pub struct Report {
     /// Round trips to another process over pipes, per run.
     pub floor: Vec<crate::floor::Floor>,
     pub sandbox: SandboxNote,
+    pub cluster: ClusterRows,
 }
 
 fn mib(kb: Option<u64>) -> String {
@@ -237,6 +301,14 @@ impl fmt::Display for Report {
             s.requests,
             s.runs
         )?;
+        if s.only_cluster {
+            self.cluster_rows(f)?;
+            writeln!(f)?;
+            self.cluster_notes(f)?;
+            writeln!(f)?;
+            writeln!(f, "Per run (the spread behind each median):")?;
+            return self.cluster_per_run(f);
+        }
         writeln!(
             f,
             "{:<LABEL$}{:>COL$}{:>COL$}{:>RATIO$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
@@ -394,6 +466,7 @@ impl fmt::Display for Report {
                 kb_ratio(a, b)
             )?;
         }
+        self.cluster_rows(f)?;
 
         writeln!(f)?;
         writeln!(
@@ -509,6 +582,8 @@ impl fmt::Display for Report {
             )?;
         }
 
+        self.cluster_notes(f)?;
+
         writeln!(f)?;
         writeln!(f, "Per run (the spread behind each median):")?;
         for w in &self.warm {
@@ -600,7 +675,7 @@ impl fmt::Display for Report {
                 list(t.bare.iter().copied(), 0),
             )?;
         }
-        Ok(())
+        self.cluster_per_run(f)
     }
 }
 
@@ -632,6 +707,29 @@ fn verdict(added: f64, target: f64, unit: &str) -> String {
 }
 
 impl Report {
+    /// A report of the cluster rows alone (`--only cluster`).
+    pub fn cluster_only(setup: Setup, cluster: ClusterRows) -> Self {
+        Self {
+            setup,
+            warm: Vec::new(),
+            cold: Vec::new(),
+            throughput: Vec::new(),
+            peer: None,
+            gateway_warm: Vec::new(),
+            gateway_rps: Vec::new(),
+            asynchronous: None,
+            stalled: None,
+            memory: Memory::default(),
+            floor: Vec::new(),
+            sandbox: SandboxNote {
+                on: String::new(),
+                on_has_namespaces: false,
+                off: String::new(),
+            },
+            cluster,
+        }
+    }
+
     /// The sandbox rows: warm p50 and cold-start p50 of the sandboxed server
     /// against the `--sandbox off` one, measured in the same runs, with the
     /// difference of the two medians shown and checked against its target.
@@ -888,6 +986,221 @@ impl Report {
             writeln!(
                 f,
                 "         (worker-threads mode, httpApi POST /hello, --noPrependStageInUrl --noTimeout)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Width of the cluster rows' labels.
+const CLUSTER_LABEL: usize = 38;
+
+fn p50s(runs: &[Percentiles]) -> f64 {
+    median(runs.iter().map(|p| p.p50))
+}
+
+fn s3_p50(runs: &S3Runs) -> f64 {
+    median(runs.iter().map(|(p, _)| p.p50))
+}
+
+fn s3_rate(runs: &S3Runs) -> f64 {
+    median(runs.iter().map(|(_, rate)| *rate))
+}
+
+fn rate_median(runs: &[f64]) -> f64 {
+    median(runs.iter().copied())
+}
+
+/// `≥ target: met` for `value` events per second per node.
+fn at_least(value: f64, target: f64) -> &'static str {
+    if value >= target { "met" } else { "NOT met" }
+}
+
+impl Report {
+    /// The cluster rows: PostgreSQL nodes against the embedded server,
+    /// measured in turn, with the targets and verdicts.
+    fn cluster_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = match &self.cluster {
+            ClusterRows::Skipped(why) => {
+                return writeln!(
+                    f,
+                    "{:<CLUSTER_LABEL$}skipped: {why}",
+                    "cluster (--postgres)"
+                );
+            }
+            ClusterRows::Measured(c) => c,
+        };
+        let conc = self.setup.peer_concurrency;
+        writeln!(
+            f,
+            "{:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>RATIO$}   target",
+            "cluster (--postgres)", "embedded", "PostgreSQL", "ratio"
+        )?;
+        let (e, p) = (p50s(&c.warm.embedded), p50s(&c.warm.postgres));
+        let met = if p / e <= CLUSTER_WARM_TARGET {
+            "met"
+        } else {
+            "NOT met"
+        };
+        writeln!(
+            f,
+            "{:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>RATIO$}   ≤ {CLUSTER_WARM_TARGET:.1}× embedded: {met}",
+            "cluster warm python p50 (c=1)",
+            latency(e),
+            latency(p),
+            ratio(p, e),
+        )?;
+        for (label, runs) in [
+            (format!("cluster sqs SendMessage/s (c={conc})"), &c.sqs_send),
+            (
+                format!("cluster sqs Receive+Delete/s (c={conc})"),
+                &c.sqs_receive,
+            ),
+        ] {
+            let (e, p) = (rate_median(&runs.embedded), rate_median(&runs.postgres));
+            writeln!(
+                f,
+                "{label:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>RATIO$}",
+                format!("{e:.0}"),
+                format!("{p:.0}"),
+                ratio(p, e),
+            )?;
+        }
+        for (op, runs) in [("PutObject", &c.s3_put), ("GetObject", &c.s3_get)] {
+            let (e, p) = (s3_p50(&runs.embedded), s3_p50(&runs.postgres));
+            writeln!(
+                f,
+                "{:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>RATIO$}   ({:.1}/s embedded, {:.1}/s PostgreSQL)",
+                format!("cluster s3 {op} 1 MB p50 (c=1)"),
+                latency(e),
+                latency(p),
+                ratio(p, e),
+                s3_rate(&runs.embedded),
+                s3_rate(&runs.postgres),
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}   target ≥ {CLUSTER_ACCEPTED_TARGET:.0} accepted/s per node",
+            "", "embedded", "1 node", "2 nodes", "per node"
+        )?;
+        let medians = |pick: fn(&AsyncRuns) -> &Vec<f64>| {
+            [&c.async_embedded, &c.async_one, &c.async_two].map(|r| rate_median(pick(r)))
+        };
+        let [e, one, two] = medians(|r| &r.accepted);
+        writeln!(
+            f,
+            "{:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}   1 node: {}; 2 nodes: {}",
+            format!("cluster async accepted/s (c={conc})"),
+            format!("{e:.0}"),
+            format!("{one:.0}"),
+            format!("{two:.0}"),
+            format!("{:.0}", two / 2.0),
+            at_least(one, CLUSTER_ACCEPTED_TARGET),
+            at_least(two / 2.0, CLUSTER_ACCEPTED_TARGET),
+        )?;
+        let [e, one, two] = medians(|r| &r.completed);
+        writeln!(
+            f,
+            "{:<CLUSTER_LABEL$}{:>COL$}{:>COL$}{:>COL$}{:>COL$}",
+            "cluster async run to completion/s",
+            format!("{e:.0}"),
+            format!("{one:.0}"),
+            format!("{two:.0}"),
+            format!("{:.0}", two / 2.0),
+        )
+    }
+
+    fn cluster_notes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.setup;
+        match &self.cluster {
+            ClusterRows::Skipped(_) => return Ok(()),
+            ClusterRows::Measured(_) => {}
+        }
+        for line in [
+            "cluster= nodes started like the Nimbus server above plus --postgres URL --master-key-file PATH,".to_string(),
+            "         each with its own data directory: 1 node on a database of its own, 2 nodes on another;".to_string(),
+            "         PostgreSQL with its defaults (synchronous_commit on); embedded = the Nimbus server above".to_string(),
+            "         (SQLite), measured in turn with the nodes in every run (which goes first alternates);".to_string(),
+            "         ratio = PostgreSQL ÷ embedded (latency: lower is better; per second: higher is better)".to_string(),
+            format!(
+                "         warm: as warm above, python, 1 node; async: as async above for {} s, the 2-node clients",
+                s.cluster_secs
+            ),
+            "         alternating between the nodes' APIs, per node = 2 nodes ÷ 2; sqs (SigV4-signed, as".to_string(),
+            format!(
+                "         an SDK): {} clients SendMessage for {} s, then ReceiveMessage (1 message) +",
+                s.peer_concurrency, s.cluster_secs
+            ),
+            "         DeleteMessage until the queue is empty, pairs per second; s3: path-style PutObject of".to_string(),
+            format!(
+                "         a 1 MB object under {} new keys, then GetObject of each, sequentially (c=1)",
+                s.s3_requests
+            ),
+        ] {
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn cluster_per_run(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = match &self.cluster {
+            ClusterRows::Skipped(_) => return Ok(()),
+            ClusterRows::Measured(c) => c,
+        };
+        writeln!(
+            f,
+            "  {:<LABEL$}embedded {}   PostgreSQL {}",
+            "cluster warm p50 (µs)",
+            list(c.warm.embedded.iter().map(|p| p.p50), 0),
+            list(c.warm.postgres.iter().map(|p| p.p50), 0),
+        )?;
+        for (label, runs) in [
+            (
+                "cluster async accepted/s",
+                [
+                    &c.async_embedded.accepted,
+                    &c.async_one.accepted,
+                    &c.async_two.accepted,
+                ],
+            ),
+            (
+                "cluster async completed/s",
+                [
+                    &c.async_embedded.completed,
+                    &c.async_one.completed,
+                    &c.async_two.completed,
+                ],
+            ),
+        ] {
+            writeln!(
+                f,
+                "  {label:<LABEL$}embedded {}   1 node {}   2 nodes {}",
+                list(runs[0].iter().copied(), 0),
+                list(runs[1].iter().copied(), 0),
+                list(runs[2].iter().copied(), 0),
+            )?;
+        }
+        for (label, runs) in [
+            ("cluster sqs send/s", &c.sqs_send),
+            ("cluster sqs recv+delete/s", &c.sqs_receive),
+        ] {
+            writeln!(
+                f,
+                "  {label:<LABEL$}embedded {}   PostgreSQL {}",
+                list(runs.embedded.iter().copied(), 0),
+                list(runs.postgres.iter().copied(), 0),
+            )?;
+        }
+        for (label, runs) in [
+            ("cluster s3 put p50 (ms)", &c.s3_put),
+            ("cluster s3 get p50 (ms)", &c.s3_get),
+        ] {
+            writeln!(
+                f,
+                "  {label:<LABEL$}embedded {}   PostgreSQL {}",
+                list(runs.embedded.iter().map(|(p, _)| p.p50 / 1000.0), 2),
+                list(runs.postgres.iter().map(|(p, _)| p.p50 / 1000.0), 2),
             )?;
         }
         Ok(())

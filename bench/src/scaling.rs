@@ -63,19 +63,22 @@ pub fn fsync_per_event_rate(dir: &Path, window: Duration) -> Result<f64> {
 
 /// Asynchronous invocations accepted per second by `concurrency` clients over
 /// `window` (each answered 202 only once durably queued), and events run per
-/// second from the first submission until the queue is empty again.
+/// second from the first submission until the queue is empty again. Client
+/// `i` submits to `submit[i % len]`, so clients spread over a cluster's
+/// nodes; `metrics` is any node's (the depth is the shared queue's).
 pub async fn async_events(
     http: &Http,
-    submit: &Uri,
+    submit: &[Uri],
     metrics: &Uri,
     concurrency: usize,
     window: Duration,
 ) -> Result<(f64, f64)> {
+    ensure!(!submit.is_empty(), "no node to submit to");
     let start = Instant::now();
     let deadline = start + window;
     let mut clients = JoinSet::new();
-    for _ in 0..concurrency {
-        let (http, uri) = (http.clone(), submit.clone());
+    for i in 0..concurrency {
+        let (http, uri) = (http.clone(), submit[i % submit.len()].clone());
         clients.spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
