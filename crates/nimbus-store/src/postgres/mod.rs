@@ -85,6 +85,12 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// Whether PostgreSQL broke a deadlock by failing this statement (safe to
+/// run again when it was a transaction of its own).
+pub(crate) fn is_deadlock(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+}
+
 /// Whether `e` is a unique-constraint violation (a create that lost).
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)

@@ -74,10 +74,15 @@ async fn delete_all(pg: &Pg, jobs: &[DeleteJob]) -> Result<HashSet<String>, Stor
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let client = pg.client().await?;
     let statement = client.prepare_cached(DELETE).await?;
-    client
-        .query(&statement, &[&queues, &ids])
-        .await?
-        .iter()
-        .map(|row| Ok(row.try_get(0)?))
-        .collect()
+    // A statement of its own: failed by a deadlock with a concurrent
+    // receive, it changed nothing and runs again.
+    let mut attempts = 0;
+    let rows = loop {
+        match client.query(&statement, &[&queues, &ids]).await {
+            Ok(rows) => break rows,
+            Err(e) if attempts < 3 && crate::postgres::is_deadlock(&e) => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }

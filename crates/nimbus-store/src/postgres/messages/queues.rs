@@ -129,20 +129,27 @@ async fn receive_round(
         None => (None, None),
     };
     let statement = client.prepare_cached(RECEIVE).await?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &queue,
-                &o.now_ms,
-                &(want as i64),
-                &o.visibility_ms,
-                &o.retention_ms,
-                &dead_letter_queue,
-                &max_receive_count,
-            ],
-        )
-        .await?;
+    let want = want as i64;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &queue,
+        &o.now_ms,
+        &want,
+        &o.visibility_ms,
+        &o.retention_ms,
+        &dead_letter_queue,
+        &max_receive_count,
+    ];
+    // A round is a statement of its own: when PostgreSQL breaks a deadlock
+    // with a concurrent batch of deletes by failing it, it changed nothing
+    // and runs again.
+    let mut attempts = 0;
+    let rows = loop {
+        match client.query(&statement, &params).await {
+            Ok(rows) => break rows,
+            Err(e) if attempts < 3 && crate::postgres::is_deadlock(&e) => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
     let mut round = ReceiveRound::default();
     for row in &rows {
         match received_row(row)? {
