@@ -117,7 +117,7 @@ async fn verify(s: &AwsState, req: Request) -> Result<Request, AwsError> {
         }
     };
     let principal = match s.keys.function_of(&parsed.credential.access_key_id) {
-        Some(function) => Principal::Function(function),
+        Some(function) => Principal::function_with(function, &parts.headers),
         None => Principal::Operator,
     };
     let mut req = Request::from_parts(parts, Body::from(bytes));

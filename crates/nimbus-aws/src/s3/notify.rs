@@ -187,7 +187,15 @@ impl NimbusS3 {
     ) {
         self.state
             .object_events
-            .notify(writer.function(), bucket, event, key, object, region)
+            .notify(
+                writer.function(),
+                writer.sent_trace(),
+                bucket,
+                event,
+                key,
+                object,
+                region,
+            )
             .await;
     }
 }

@@ -156,10 +156,13 @@ impl ObjectEvents {
 
     /// Enqueues (durably) the event for every matching rule of `bucket`.
     /// `writer` is the function whose credentials made the change, if one
-    /// did. Failures are logged: the write itself has already succeeded.
+    /// did, and `sent` the trace header its request came with. Failures are
+    /// logged: the write itself has already succeeded.
+    #[expect(clippy::too_many_arguments, reason = "the write's facts, each its own")]
     pub async fn notify(
         &self,
         writer: Option<&str>,
+        sent: Option<&str>,
         bucket: &BucketInfo,
         event: &str,
         key: &str,
@@ -195,7 +198,7 @@ impl ObjectEvents {
             // A function writing while it handles an event passes that event's
             // chain on, so a bucket feeding the function that writes to it is
             // stopped as a recursive loop like a queue or a topic.
-            call.trace = writer.and_then(|f| self.dispatcher.running_lineage(f));
+            call.trace = writer.and_then(|f| self.dispatcher.chain_of(f, sent));
             if let Err(e) = self.dispatcher.enqueue(call).await {
                 tracing::warn!(
                     "S3 notification {event} for {}/{key} to {function} not delivered: {e}",
