@@ -309,7 +309,11 @@ impl Dispatcher {
         let running = self.events.running_lineage(function);
         let sent = sent.filter(|t| lineage::count(Some(t), function) > 0);
         match (sent, running) {
-            (Some(s), Some(r)) if lineage::count(Some(&r), function) > lineage::count(Some(s), function) => Some(r),
+            (Some(s), Some(r))
+                if lineage::count(Some(&r), function) > lineage::count(Some(s), function) =>
+            {
+                Some(r)
+            }
             (Some(s), _) => Some(s.to_string()),
             (None, r) => r,
         }
