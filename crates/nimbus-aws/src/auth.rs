@@ -117,7 +117,19 @@ async fn verify(s: &AwsState, req: Request) -> Result<Request, AwsError> {
         }
     };
     let principal = match s.keys.function_of(&parsed.credential.access_key_id) {
-        Some(function) => Principal::function_with(function, &parts.headers),
+        Some(function) => {
+            // In a cluster, a grant changed (or the function deleted)
+            // through another node is in force here before this request is
+            // judged by it.
+            s.control.registry().catch_up_revision(&function).await;
+            if s.keys
+                .function_of(&parsed.credential.access_key_id)
+                .is_none()
+            {
+                return Err(auth_error(sigv4::SigV4Error::UnrecognizedClient));
+            }
+            Principal::function_with(function, &parts.headers)
+        }
         None => Principal::Operator,
     };
     let mut req = Request::from_parts(parts, Body::from(bytes));

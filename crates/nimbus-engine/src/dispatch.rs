@@ -272,10 +272,12 @@ impl Dispatcher {
     pub async fn check(&self, target: &Target) -> Result<(), DispatchError> {
         match target {
             Target::Function { name, qualifier } => {
-                let found = name
-                    .parse::<FunctionName>()
-                    .ok()
-                    .and_then(|f| self.registry.resolve(&f, qualifier.as_deref(), 0.0));
+                let parsed = name.parse::<FunctionName>().ok();
+                if let Some(f) = &parsed {
+                    self.registry.catch_up(f, qualifier.as_deref()).await;
+                }
+                let found =
+                    parsed.and_then(|f| self.registry.resolve(&f, qualifier.as_deref(), 0.0));
                 if found.is_none() {
                     return Err(EngineError::FunctionNotFound(target.to_string()).into());
                 }

@@ -232,6 +232,9 @@ impl AsyncInvoker {
 
     /// Durably accepts an event; returns its request id.
     pub async fn submit(&self, req: InvokeRequest) -> Result<InvocationId, EngineError> {
+        self.registry
+            .catch_up(&req.function, req.qualifier.as_deref())
+            .await;
         let (id, event) = self.queued(req)?;
         self.queue.enqueue(&event).await?;
         self.wake.notify_one();

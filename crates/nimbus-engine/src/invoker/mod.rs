@@ -80,6 +80,9 @@ impl Invoker {
 
     /// Runs one invocation synchronously and returns its result.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvocationResult, EngineError> {
+        self.registry
+            .catch_up(&req.function, req.qualifier.as_deref())
+            .await;
         joined(self.start(req, None)?.await)
     }
 

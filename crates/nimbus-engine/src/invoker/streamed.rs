@@ -44,6 +44,9 @@ impl Invoker {
     /// Runs `req` for a caller that takes a streamed response, and returns
     /// once the stream began or the invocation ended without one.
     pub async fn invoke_streamed(&self, req: InvokeRequest) -> Streamed {
+        self.registry
+            .catch_up(&req.function, req.qualifier.as_deref())
+            .await;
         let (tx, mut rx) = mpsc::channel(QUEUE);
         let mut task = match self.start(req, Some(tx)) {
             Ok(task) => task,

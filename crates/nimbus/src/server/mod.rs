@@ -136,7 +136,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_max_invocations_per_instance(args.max_invocations_per_instance)
         .with_memory_budget(memory_budget_mb(args.memory_budget)?),
     );
-    let registry = Arc::new(Registry::default());
+    // A node of a cluster checks the store before answering from a view
+    // other nodes' writes may not have reached yet (control/registry.rs).
+    let registry = Arc::new(match &args.postgres {
+        Some(_) => Registry::following(stores.metadata.clone()),
+        None => Registry::default(),
+    });
     let invoker = Arc::new(Invoker::new(
         &engine_config,
         registry.clone(),
