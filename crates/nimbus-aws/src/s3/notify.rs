@@ -134,6 +134,8 @@ impl NimbusS3 {
                     rule.function_arn
                 ));
             };
+            // In a cluster, a function just created through another node.
+            self.state.control.registry().catch_up(&name, None).await;
             if self.state.control.registry().get(&name).is_none() {
                 return Err(s3_error!(
                     InvalidArgument,
