@@ -11,6 +11,7 @@ builds its own cluster).
 import base64
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -335,3 +336,97 @@ def test_a_node_with_another_master_key_refuses_to_start(cluster, tmp_path):
     r = run_node(cluster, tmp_path, {"NIMBUS_MASTER_KEY": other})
     assert r.returncode != 0
     assert "not the one that sealed" in r.stderr, r.stderr
+
+
+# How long a mapping's poller lease lasts (LEASE_TTL in
+# crates/nimbus-engine/src/sources/queue_mappings.rs), and how often a node
+# that does not hold it tries to take it.
+MAPPING_LEASE_TTL_S = 10
+MAPPING_LEASE_RETRY_S = 2
+
+POLLED_SOURCE = """\
+import json, os
+
+def handler(event, context):
+    for r in event["Records"]:
+        print("POLLED " + json.dumps({"body": r["body"], "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"]}))
+"""
+
+
+def listening_ports(pid):
+    """The TCP ports process `pid` listens on (its sockets' inodes, looked up
+    in the kernel's tables)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.read().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def polled_on(nodes, reader, name):
+    """Each message the function got, and the index of the node that ran it:
+    the one serving its instance's Runtime API (instances are sandboxed, and
+    the listener is the node's). Instances stay warm, so a live node still
+    listens for the instances that ran the messages read here."""
+    ports = {i: listening_ports(n.proc.pid) for i, n in enumerate(nodes) if n.proc.poll() is None}
+    out = {}
+    for line in m.log_lines(reader, name, "POLLED "):
+        port = int(line["runtime_api"].rsplit(":", 1)[1])
+        out[line["body"]] = next((i for i, p in ports.items() if port in p), None)
+    return out
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGKILL", "SIGTERM"])
+def test_a_mappings_poller_runs_on_one_node_and_moves_to_the_other_when_that_node_stops(tmp_path, stop_signal):
+    c = NimbusCluster(tmp_path / "data", tmp_path, nodes=2).start()
+    try:
+        a, b = c.nodes
+        name = h.unique_name()
+        lam(a).create_function(FunctionName=name, Runtime=h.RUNTIME, Role=h.ROLE_ARN, Handler="app.handler",
+                               Code={"ZipFile": h.make_zip({"app.py": POLLED_SOURCE})}, Timeout=30)
+        sqs_a, sqs_b = m.client("sqs", a), m.client("sqs", b)
+        url = sqs_a.create_queue(QueueName=h.unique_name("q"))["QueueUrl"]
+        arn = sqs_a.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        within("a new queue", lambda: sqs_b.get_queue_url(QueueName=url.rsplit("/", 1)[1]))
+        within("a new function", lambda: lam(b).get_function(FunctionName=name))
+        lam(b).create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=1)
+
+        # Both nodes follow the mapping; one polls it. Batches of one message
+        # sent through both nodes all run on that one node.
+        first = [f"first-{i}" for i in range(12)]
+        for i, body in enumerate(first):
+            (sqs_a if i % 2 else sqs_b).send_message(QueueUrl=url, MessageBody=body)
+        ran = m.wait_for("the first messages to be polled",
+                         lambda: (p := polled_on(c.nodes, a, name)) and set(first) <= set(p) and p, c)
+        holders = {ran[body] for body in first}
+        assert len(holders) == 1 and None not in holders, f"one mapping was polled by both nodes: {ran}"
+        [holder] = holders
+        survivor = c.nodes[1 - holder]
+
+        # The holder stops: the other node takes the mapping over within one
+        # lease TTL (at once when the holder released it on a clean stop).
+        c.nodes[holder].proc.send_signal(getattr(signal, stop_signal))
+        c.nodes[holder].proc.wait(timeout=30)
+        stopped = time.monotonic()
+        m.client("sqs", survivor).send_message(QueueUrl=url, MessageBody="after")
+        limit = MAPPING_LEASE_TTL_S + MAPPING_LEASE_RETRY_S + 3
+        ran, took = within("the mapping on the surviving node",
+                           lambda: (p := polled_on(c.nodes, survivor, name)).get("after") is not None and p,
+                           limit=limit)
+        assert ran["after"] == 1 - holder, ran
+        if stop_signal == "SIGTERM":
+            assert took < MAPPING_LEASE_RETRY_S + 3, f"a released mapping was taken over after {took:.1f}s"
+        print(f"taken over {time.monotonic() - stopped:.1f}s after the holder stopped ({stop_signal})")
+    finally:
+        c.stop()

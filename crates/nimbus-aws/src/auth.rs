@@ -128,7 +128,7 @@ async fn verify(s: &AwsState, req: Request) -> Result<Request, AwsError> {
             {
                 return Err(auth_error(sigv4::SigV4Error::UnrecognizedClient));
             }
-            Principal::Function(function)
+            Principal::function_with(function, &parts.headers)
         }
         None => Principal::Operator,
     };

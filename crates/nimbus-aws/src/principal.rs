@@ -18,8 +18,13 @@ use crate::AwsState;
 pub enum Principal {
     /// An operator key (or `--dev`): everything is allowed.
     Operator,
-    /// The credentials of one function's instances.
-    Function(String),
+    /// The credentials of one function's instances, and the trace header
+    /// the call came with: the SDKs send the invocation's own
+    /// (`_X_AMZN_TRACE_ID`), whose `Lineage` counts the chain of events the
+    /// call continues (recursive loop detection, [`nimbus_core::lineage`]).
+    /// Carried with the message, topic or bucket event it creates, that count
+    /// holds whichever node the call and the event it triggers reach.
+    Function { name: String, trace: Option<String> },
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
@@ -62,7 +67,7 @@ impl Principal {
     pub fn allows(&self, state: &AwsState, action: &str, resource: &str) -> bool {
         match self {
             Principal::Operator => true,
-            Principal::Function(name) => state
+            Principal::Function { name, .. } => state
                 .control
                 .registry()
                 .function_allows(name, action, resource),
@@ -74,8 +79,25 @@ impl Principal {
     pub fn function(&self) -> Option<&str> {
         match self {
             Principal::Operator => None,
-            Principal::Function(f) => Some(f),
+            Principal::Function { name, .. } => Some(name),
         }
+    }
+
+    /// The trace header a function's call came with, if any.
+    pub fn sent_trace(&self) -> Option<&str> {
+        match self {
+            Principal::Operator => None,
+            Principal::Function { trace, .. } => trace.as_deref(),
+        }
+    }
+
+    /// A function's principal, with the trace header of its request.
+    pub fn function_with(name: String, headers: &axum::http::HeaderMap) -> Self {
+        let trace = headers
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Principal::Function { name, trace }
     }
 
     pub fn is_operator(&self) -> bool {
@@ -86,7 +108,7 @@ impl Principal {
     pub fn describe(&self) -> String {
         match self {
             Principal::Operator => "operator".into(),
-            Principal::Function(f) => format!("function {f}"),
+            Principal::Function { name, .. } => format!("function {name}"),
         }
     }
 

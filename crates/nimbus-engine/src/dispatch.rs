@@ -27,7 +27,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use nimbus_core::{FunctionName, InvocationId, InvokeRequest, Target, ValidationError};
+use nimbus_core::{FunctionName, InvocationId, InvokeRequest, Target, ValidationError, lineage};
 use nimbus_runtime::Outcome;
 
 use crate::control::registry::Registry;
@@ -301,10 +301,24 @@ impl Dispatcher {
         self.events.lineage()
     }
 
-    /// The trace header to give what `function` sends now (the deepest chain
-    /// of events it is handling).
-    pub fn running_lineage(&self, function: &str) -> Option<String> {
-        self.events.running_lineage(function)
+    /// The trace header to give what `function` sends now, its call having
+    /// come with the trace header `sent`: the deeper of that header's chain
+    /// and the deepest chain of events `function` is handling on this node.
+    /// The header is the invocation's own (the SDKs send it), so it counts
+    /// right whichever node ran the invocation; the running chains cover
+    /// callers that send none, on the node that runs them.
+    pub fn chain_of(&self, function: &str, sent: Option<&str>) -> Option<String> {
+        let running = self.events.running_lineage(function);
+        let sent = sent.filter(|t| lineage::count(Some(t), function) > 0);
+        match (sent, running) {
+            (Some(s), Some(r))
+                if lineage::count(Some(&r), function) > lineage::count(Some(s), function) =>
+            {
+                Some(r)
+            }
+            (Some(s), _) => Some(s.to_string()),
+            (None, r) => r,
+        }
     }
 
     /// Records an event a source dropped because it would continue a

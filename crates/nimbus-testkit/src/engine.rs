@@ -165,6 +165,7 @@ impl TestEngine {
         ));
         let messaging = Arc::new(Messaging::new(
             &stores,
+            &uuid::Uuid::new_v4().to_string(),
             registry.clone(),
             config.clone(),
             |destinations| {

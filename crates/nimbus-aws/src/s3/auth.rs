@@ -95,7 +95,7 @@ impl S3Access for Grants {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
         let principal = match self.state.keys.function_of(&credentials.access_key) {
-            Some(function) => Principal::Function(function),
+            Some(function) => Principal::function_with(function, cx.headers()),
             None => Principal::Operator,
         };
         let (action, on_object) = action_of(cx.s3_op().name());

@@ -136,6 +136,8 @@ impl NimbusS3 {
                     rule.function_arn
                 ));
             };
+            // In a cluster, a function just created through another node.
+            self.state.control.registry().catch_up(&name, None).await;
             if self.state.control.registry().get(&name).is_none() {
                 return Err(s3_error!(
                     InvalidArgument,
@@ -186,9 +188,14 @@ impl NimbusS3 {
         key: &str,
         region: Option<&str>,
     ) -> Vec<Notification> {
-        self.state
-            .object_events
-            .notifications(writer.function(), bucket, event, key, region)
+        self.state.object_events.notifications(
+            writer.function(),
+            writer.sent_trace(),
+            bucket,
+            event,
+            key,
+            region,
+        )
     }
 
     /// After a write committed `notifications`: the relay delivers them now.

@@ -388,7 +388,10 @@ async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
                         subject: c.get("Subject"),
                         attributes: c.message_attributes("MessageAttributes")?,
                         message_structure: c.get("MessageStructure"),
-                        trace: c.s.messaging.trace_of(c.principal.function()),
+                        trace: c
+                            .s
+                            .messaging
+                            .trace_of(c.principal.function(), c.principal.sent_trace()),
                     },
                 )
                 .await?;
@@ -414,7 +417,10 @@ async fn dispatch(c: &Call<'_>, action: &str) -> Result<Option<String>> {
                     subject: c.get(&format!("{base}.Subject")),
                     attributes: c.message_attributes(&format!("{base}.MessageAttributes"))?,
                     message_structure: c.get(&format!("{base}.MessageStructure")),
-                    trace: c.s.messaging.trace_of(c.principal.function()),
+                    trace: c
+                        .s
+                        .messaging
+                        .trace_of(c.principal.function(), c.principal.sent_trace()),
                 };
                 match topics.publish(&topic, publish).await {
                     Ok(mid) => ok.push_str(&format!(

@@ -32,7 +32,10 @@ fn send_request(c: &Call<'_>, v: &Value) -> Result<SendRequest> {
         attributes: attributes::from_sqs_json(v.get("MessageAttributes"))?,
         delay_s: delay.map(|d| d as u32),
         sender_id: c.sender_id(),
-        trace: c.s.messaging.trace_of(c.principal.function()),
+        trace: c
+            .s
+            .messaging
+            .trace_of(c.principal.function(), c.principal.sent_trace()),
     })
 }
 

@@ -205,7 +205,9 @@ impl Call<'_> {
     pub fn sender_id(&self) -> String {
         match self.principal {
             Principal::Operator => self.s.control.config().account_id.clone(),
-            Principal::Function(f) => format!("{}:{f}", self.s.control.config().account_id),
+            Principal::Function { name, .. } => {
+                format!("{}:{name}", self.s.control.config().account_id)
+            }
         }
     }
 }

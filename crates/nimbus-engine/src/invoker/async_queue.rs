@@ -19,7 +19,8 @@
 //! [`MAX_RECURSION_HOPS`](nimbus_core::limits::MAX_RECURSION_HOPS) is not run
 //! (a dead letter, a line in the function's log, a metric). While an event
 //! runs, its trace is the function's [`AsyncInvoker::running_lineage`], which
-//! the messaging APIs give to what the function sends.
+//! the messaging APIs give to what the function sends when its call came
+//! without a trace header of its own (see `Dispatcher::chain_of`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -79,9 +79,11 @@ pub struct Messaging {
 impl Messaging {
     /// Builds the services on the messaging stores of `stores`. `dispatcher`
     /// builds the dispatcher given the destinations its async invocations
-    /// deliver queue and topic records to.
+    /// deliver queue and topic records to. `node` is this node's id (the
+    /// owner of the mappings' leases).
     pub fn new(
         stores: &nimbus_store::Backends,
+        node: &str,
         registry: Arc<Registry>,
         config: EngineConfig,
         dispatcher: impl FnOnce(Arc<dyn DestinationSink>) -> Arc<Dispatcher>,
@@ -113,6 +115,8 @@ impl Messaging {
         let dispatcher = topics.dispatcher().clone();
         let mappings = EventSources::new(
             stores.mappings.clone(),
+            stores.leases.clone(),
+            node,
             queues.clone(),
             dispatcher.clone(),
             config,
@@ -127,9 +131,10 @@ impl Messaging {
     }
 
     /// The trace header for what `function` (a caller's principal) sends
-    /// now: the chain of events it is handling (recursive loop detection).
-    pub fn trace_of(&self, function: Option<&str>) -> Option<String> {
-        function.and_then(|f| self.dispatcher.running_lineage(f))
+    /// now, its request having come with the trace header `sent`: the chain
+    /// of events it is handling (recursive loop detection).
+    pub fn trace_of(&self, function: Option<&str>, sent: Option<&str>) -> Option<String> {
+        function.and_then(|f| self.dispatcher.chain_of(f, sent))
     }
 }
 

@@ -230,10 +230,12 @@ impl ObjectEvents {
 
     /// The notifications a write of `event` on `bucket`/`key` triggers, for
     /// the object store to keep with the write. `writer` is the function
-    /// whose credentials make the change, if one does.
+    /// whose credentials make the change, if one does, and `sent` the trace
+    /// header its request came with.
     pub fn notifications(
         &self,
         writer: Option<&str>,
+        sent: Option<&str>,
         bucket: &BucketInfo,
         event: &str,
         key: &str,
@@ -246,7 +248,10 @@ impl ObjectEvents {
         if rules.is_empty() {
             return Vec::new();
         }
-        let trace = writer.and_then(|f| self.dispatcher.running_lineage(f));
+        // A function writing while it handles an event passes that event's
+        // chain on, so a bucket feeding the function that writes to it is
+        // stopped as a recursive loop like a queue or a topic.
+        let trace = writer.and_then(|f| self.dispatcher.chain_of(f, sent));
         rules
             .into_iter()
             .map(|rule| {

@@ -9,9 +9,20 @@
 //! visibility timeout (so `maxReceiveCount` redrives them), and a malformed
 //! report fails the whole batch, as on Lambda.
 //!
-//! Shutdown: pollers stop taking batches; batches in flight finish within the
-//! invoker's grace, and those refused by a stopping invoker are made visible
-//! again at once.
+//! One node at a time polls a mapping. Every node starts a poller for every
+//! enabled mapping (they follow the change feed), but a poller takes batches
+//! only while it holds the lease `mapping:<uuid>`: two nodes splitting one
+//! mapping's queue would split its batches, so `BatchSize`, the batching window
+//! and `MaximumConcurrency` would mean nothing. The holder renews the lease
+//! well before it lapses and stops taking batches the moment it cannot; the
+//! others retry every few seconds, so a node that dies hands its mappings on
+//! within one TTL. A lease lost while batches run does no harm: their
+//! messages stay invisible until the batch deletes them or their visibility
+//! timeout returns them. On one node the leases are local and always granted.
+//!
+//! Shutdown: pollers stop taking batches and release their leases; batches in
+//! flight finish within the invoker's grace, and those refused by a stopping
+//! invoker are made visible again at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -20,7 +31,7 @@ use std::time::Duration;
 use nimbus_core::limits::MAX_RECURSION_HOPS;
 use nimbus_core::{FunctionName, Target, lineage};
 use nimbus_runtime::Outcome;
-use nimbus_store::{SourceMappings, StoredMapping};
+use nimbus_store::{Leases, SourceMappings, StoredMapping};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -37,6 +48,14 @@ use crate::{EngineConfig, EngineError};
 const DEFAULT_CONCURRENCY: u32 = 5;
 /// Pause after the queue could not be read (deleted, storage error).
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a poller's lease lasts unless renewed: how long a mapping waits
+/// for another node when its holder dies.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often the holder renews its lease (a third of the TTL, so two renewals
+/// can fail before it lapses).
+const LEASE_RENEW: Duration = Duration::from_secs(3);
+/// How often a node that does not hold a mapping's lease tries to take it.
+const LEASE_RETRY: Duration = Duration::from_secs(2);
 
 /// A mapping's settings, as stored and as the Lambda API shows them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,10 +140,16 @@ impl Mapping {
 struct Running {
     mapping: Mapping,
     stop: CancellationToken,
+    /// Cancelled when the poller has stopped and released its lease.
+    done: CancellationToken,
 }
 
 pub struct EventSources {
     store: Arc<dyn SourceMappings>,
+    /// Who polls each mapping (see the module docs).
+    leases: Arc<dyn Leases>,
+    /// This node's id, the owner of the leases it takes.
+    node: String,
     queues: Arc<Queues>,
     /// Runs each batch's target.
     dispatcher: Arc<Dispatcher>,
@@ -141,14 +166,19 @@ pub struct EventSources {
 }
 
 impl EventSources {
+    /// `node` is this node's id: it owns the leases of the mappings polled here.
     pub fn new(
         store: Arc<dyn SourceMappings>,
+        leases: Arc<dyn Leases>,
+        node: &str,
         queues: Arc<Queues>,
         dispatcher: Arc<Dispatcher>,
         config: EngineConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            leases,
+            node: node.to_string(),
             queues,
             dispatcher,
             config,
@@ -174,7 +204,7 @@ impl EventSources {
         for stored in self.store.list_mappings().await? {
             match serde_json::from_str::<Mapping>(&stored.config) {
                 Ok(m) if m.enabled => {
-                    self.start(m);
+                    self.start(m, None);
                     n += 1;
                 }
                 Ok(_) => {}
@@ -241,7 +271,7 @@ impl EventSources {
         m.apply(&patch)?;
         self.save(&m).await?;
         if m.enabled {
-            self.start(m.clone());
+            self.start(m.clone(), None);
         }
         Ok(m)
     }
@@ -294,9 +324,9 @@ impl EventSources {
         m.last_modified_ms = self.clock.now_ms();
         self.save(&m).await?;
         // Restart the poller with the new settings.
-        self.halt(uuid);
+        let halted = self.halt(uuid);
         if m.enabled {
-            self.start(m.clone());
+            self.start(m.clone(), halted);
         }
         Ok(m)
     }
@@ -304,7 +334,7 @@ impl EventSources {
     pub async fn delete(&self, uuid: &str) -> Result<Mapping, MessagingError> {
         let _w = self.writes.lock().await;
         let m = self.get(uuid).await?;
-        self.halt(uuid);
+        let _ = self.halt(uuid);
         self.store.delete_mapping(uuid).await?;
         Ok(m)
     }
@@ -315,25 +345,37 @@ impl EventSources {
         running.keys().cloned().collect()
     }
 
-    fn halt(&self, uuid: &str) {
+    /// Stops `uuid`'s poller; returns what is cancelled once it has stopped.
+    fn halt(&self, uuid: &str) -> Option<CancellationToken> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = running.remove(uuid) {
-            r.stop.cancel();
-        }
+        let r = running.remove(uuid)?;
+        r.stop.cancel();
+        Some(r.done)
     }
 
-    fn start(self: &Arc<Self>, m: Mapping) {
+    /// Starts a poller for `m`, once the one `halted` (its previous
+    /// settings') has stopped: the old one's release of the lease must not
+    /// come after the new one took it.
+    fn start(self: &Arc<Self>, m: Mapping, halted: Option<CancellationToken>) {
         let stop = self.stop.child_token();
+        let done = CancellationToken::new();
         let running = Running {
             mapping: m.clone(),
             stop: stop.clone(),
+            done: done.clone(),
         };
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(m.uuid.clone(), running);
         let me = self.clone();
-        self.tracker.spawn(async move { me.poll(m, stop).await });
+        self.tracker.spawn(async move {
+            let _done = done.drop_guard();
+            if let Some(halted) = halted {
+                halted.cancelled().await;
+            }
+            me.poll(m, stop).await;
+        });
     }
 
     /// Pollers stop taking batches.
@@ -349,17 +391,87 @@ impl EventSources {
         self.tracker.wait().await;
     }
 
+    /// A mapping's poller: takes batches while this node holds the mapping's
+    /// lease, waits for it otherwise, and releases it when stopped.
     async fn poll(self: Arc<Self>, m: Mapping, stop: CancellationToken) {
+        let name = lease_name(&m.uuid);
+        let m = Arc::new(m);
+        while !stop.is_cancelled() {
+            let Some(expires_ms) = self.take_lease(&name).await else {
+                tokio::select! {
+                    _ = tokio::time::sleep(LEASE_RETRY) => continue,
+                    _ = stop.cancelled() => break,
+                }
+            };
+            let held = stop.child_token();
+            tokio::join!(
+                self.keep_lease(&name, expires_ms, &held),
+                self.take_batches(&m, &held),
+            );
+        }
+        if let Err(e) = self
+            .leases
+            .release(&name, &self.node, self.clock.now_ms())
+            .await
+        {
+            tracing::warn!("mapping {}: cannot release its lease: {e}", m.uuid);
+        }
+    }
+
+    /// Takes (or renews) the lease `name`; when it lapses, if this node holds it now.
+    async fn take_lease(&self, name: &str) -> Option<i64> {
+        match self
+            .leases
+            .acquire(name, &self.node, ttl_ms(), self.clock.now_ms())
+            .await
+        {
+            Ok(lease) => lease.map(|l| l.expires_ms),
+            Err(e) => {
+                tracing::warn!("{name}: cannot take the lease: {e}");
+                None
+            }
+        }
+    }
+
+    /// Renews the lease `name` until `held` is cancelled, and cancels `held`
+    /// when the lease is lost: another node took it, or it could not be
+    /// renewed before it would lapse.
+    async fn keep_lease(&self, name: &str, mut expires_ms: i64, held: &CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LEASE_RENEW) => {}
+                _ = held.cancelled() => return,
+            }
+            let now_ms = self.clock.now_ms();
+            match self.leases.renew(name, &self.node, ttl_ms(), now_ms).await {
+                Ok(Some(l)) => expires_ms = l.expires_ms,
+                Ok(None) => {
+                    tracing::info!("{name}: lease lost; another node polls it now");
+                    break;
+                }
+                Err(e) if now_ms + renew_ms() < expires_ms => {
+                    tracing::warn!("{name}: cannot renew the lease (will retry): {e}");
+                }
+                Err(e) => {
+                    tracing::warn!("{name}: cannot renew the lease before it lapses: {e}");
+                    break;
+                }
+            }
+        }
+        held.cancel();
+    }
+
+    /// Takes batches until `stop` is cancelled.
+    async fn take_batches(self: &Arc<Self>, m: &Arc<Mapping>, stop: &CancellationToken) {
         let slots = Arc::new(Semaphore::new(
             m.maximum_concurrency.unwrap_or(DEFAULT_CONCURRENCY) as usize,
         ));
-        let m = Arc::new(m);
         loop {
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
                 _ = stop.cancelled() => return,
             };
-            let batch = match self.gather(&m, &stop).await {
+            let batch = match self.gather(m, stop).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::debug!("mapping {}: cannot receive: {e}", m.uuid);
@@ -627,7 +739,7 @@ impl EventSources {
             .collect();
         for uuid in running {
             if !stored.contains_key(&uuid) {
-                self.halt(&uuid);
+                let _ = self.halt(&uuid);
             }
         }
         for (uuid, m) in &stored {
@@ -653,9 +765,9 @@ impl EventSources {
         if current == wanted {
             return;
         }
-        self.halt(uuid);
+        let halted = self.halt(uuid);
         if let Some(m) = wanted {
-            self.start(m);
+            self.start(m, halted);
         }
     }
 }
@@ -680,6 +792,19 @@ impl crate::follow::Follower for EventSources {
     async fn resync(self: Arc<Self>) -> Result<(), crate::follow::FollowError> {
         Ok(self.follow_all().await?)
     }
+}
+
+/// The lease whose holder polls mapping `uuid`.
+fn lease_name(uuid: &str) -> String {
+    format!("mapping:{uuid}")
+}
+
+fn ttl_ms() -> i64 {
+    LEASE_TTL.as_millis() as i64
+}
+
+fn renew_ms() -> i64 {
+    LEASE_RENEW.as_millis() as i64
 }
 
 /// The ids a partial batch response lists; `None` when it is malformed (then

@@ -210,8 +210,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // source's one door to functions and workflows, is built with them: its
     // async invocations deliver to queues and topics (see
     // nimbus_engine::messaging::wiring). Pollers restart now.
+    // This node's id: the owner of the leases it takes (a mapping's poller).
+    let node_id = uuid::Uuid::new_v4().to_string();
+    tracing::info!("node id {node_id}");
     let messaging = Arc::new(nimbus_engine::messaging::wiring::Messaging::new(
         &stores,
+        &node_id,
         registry.clone(),
         engine_config.clone(),
         |destinations| {
