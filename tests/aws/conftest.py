@@ -254,6 +254,38 @@ class NimbusCluster:
             self.proxy.wait()
 
 
+# What two nodes do not yet do as one (the next issue, cluster mode part 2:
+# coordination): these tests run in the cluster pass and are reported as
+# expected failures there, each with the reason. Not strict: random routing
+# makes some of them pass when every request happens to reach one node.
+CLUSTER_GAPS = {
+    "test_lambda_concurrency.py::test_calls_beyond_the_reservation_are_throttled":
+        "reserved concurrency is enforced per node, not cluster-wide",
+    "test_lambda_concurrency.py::test_reservation_covers_all_versions_of_a_function":
+        "reserved concurrency is enforced per node, not cluster-wide",
+    "test_lambda_provisioned.py::test_provisioned_alias_starts_warm":
+        "provisioned instances are started by each node, not spread over the nodes, "
+        "and the other node's may not be ready yet",
+    "test_grants.py::test_revoked_grants_stop_existing_subscriptions_redrives_and_notifications":
+        "/metrics counts this node's deliveries only",
+    "test_grants.py::test_queued_retries_stop_when_the_grant_is_revoked":
+        "/metrics counts this node's deliveries only",
+    "test_grants.py::test_states_operations_on_other_machines_are_refused":
+        "StopExecution reaches only executions the node itself advances",
+    "test_stepfunctions.py::test_list_executions_filter_and_pages":
+        "StopExecution reaches only executions the node itself advances",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    if CLUSTER_NODES < 2:
+        return
+    for item in items:
+        reason = CLUSTER_GAPS.get(item.nodeid.split("tests/aws/")[-1])
+        if reason:
+            item.add_marker(pytest.mark.xfail(reason=f"cluster: {reason}", strict=False))
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Drops this run's cluster databases."""
     if shutil.which("psql") is None:
