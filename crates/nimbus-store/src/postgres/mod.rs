@@ -91,6 +91,30 @@ pub(crate) fn is_deadlock(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
 }
 
+/// Attempts a statement or transaction gets, in all, when PostgreSQL keeps
+/// breaking deadlocks by failing it.
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+/// Runs `attempt` (a statement or transaction of its own, which a broken
+/// deadlock leaves undone) again while `deadlocked` says it failed that way,
+/// up to [`DEADLOCK_ATTEMPTS`] in all; the retry finds the other side
+/// committed.
+pub(crate) async fn retry_deadlocks<T, E, Fut>(
+    deadlocked: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempts = 1;
+    loop {
+        match attempt().await {
+            Err(e) if attempts < DEADLOCK_ATTEMPTS && deadlocked(&e) => attempts += 1,
+            done => return done,
+        }
+    }
+}
+
 /// Whether `e` is a unique-constraint violation (a create that lost).
 pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
@@ -220,24 +244,26 @@ pub(crate) async fn check_master_key(pg: &Pg, master_key: &[u8; 32]) -> Result<(
         .map_err(|e| StoreError::Task(e.to_string()))?;
     mac.update(b"nimbus master key check v1");
     let digest = mac.finalize().into_bytes().to_vec();
-    let client = pg.client().await?;
-    client
-        .batch_execute(
-            "SET client_min_messages = warning;
-             CREATE TABLE IF NOT EXISTS nimbus_master_key (
-                id INTEGER PRIMARY KEY CHECK (id = 1),
-                digest BYTEA NOT NULL
-             )",
-        )
-        .await?;
-    client
-        .execute(
-            "INSERT INTO nimbus_master_key (id, digest) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+    migrate(
+        pg,
+        "master key",
+        &["CREATE TABLE nimbus_master_key (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            digest BYTEA NOT NULL
+         )"],
+    )
+    .await?;
+    // The first node records its key's digest; every node reads back the
+    // digest recorded (the no-op update makes RETURNING answer on conflict).
+    let stored: Vec<u8> = pg
+        .client()
+        .await?
+        .query_one(
+            "INSERT INTO nimbus_master_key (id, digest) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET digest = nimbus_master_key.digest
+             RETURNING digest",
             &[&digest],
         )
-        .await?;
-    let stored: Vec<u8> = client
-        .query_one("SELECT digest FROM nimbus_master_key WHERE id = 1", &[])
         .await?
         .get(0);
     if stored != digest {

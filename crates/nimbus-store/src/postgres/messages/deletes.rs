@@ -76,13 +76,10 @@ async fn delete_all(pg: &Pg, jobs: &[DeleteJob]) -> Result<HashSet<String>, Stor
     let statement = client.prepare_cached(DELETE).await?;
     // A statement of its own: failed by a deadlock with a concurrent
     // receive, it changed nothing and runs again.
-    let mut attempts = 0;
-    let rows = loop {
-        match client.query(&statement, &[&queues, &ids]).await {
-            Ok(rows) => break rows,
-            Err(e) if attempts < 3 && crate::postgres::is_deadlock(&e) => attempts += 1,
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&queues, &ids];
+    let rows = crate::postgres::retry_deadlocks(crate::postgres::is_deadlock, || {
+        client.query(&statement, &params)
+    })
+    .await?;
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }

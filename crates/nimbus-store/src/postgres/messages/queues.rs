@@ -142,14 +142,10 @@ async fn receive_round(
     // A round is a statement of its own: when PostgreSQL breaks a deadlock
     // with a concurrent batch of deletes by failing it, it changed nothing
     // and runs again.
-    let mut attempts = 0;
-    let rows = loop {
-        match client.query(&statement, &params).await {
-            Ok(rows) => break rows,
-            Err(e) if attempts < 3 && crate::postgres::is_deadlock(&e) => attempts += 1,
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let rows = crate::postgres::retry_deadlocks(crate::postgres::is_deadlock, || {
+        client.query(&statement, &params)
+    })
+    .await?;
     let mut round = ReceiveRound::default();
     for row in &rows {
         match received_row(row)? {

@@ -153,25 +153,15 @@ fn is_orphan(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
 
-/// Attempts a write transaction gets when PostgreSQL breaks a deadlock by
-/// aborting it.
-const DEADLOCK_ATTEMPTS: usize = 3;
-
 /// Runs a write transaction, again when PostgreSQL broke a deadlock by
-/// aborting it. Writers lock an object's row before its bodies, but two
-/// that share bodies can still meet in opposite orders (two copies swapping
-/// two objects); the retry finds the other one committed.
-async fn retry_deadlocks<T, Fut>(mut attempt: impl FnMut() -> Fut) -> Result<T, ObjectError>
+/// aborting it ([`super::retry_deadlocks`]). Writers lock an object's row
+/// before its bodies, but two that share bodies can still meet in opposite
+/// orders (two copies swapping two objects).
+async fn retry_deadlocks<T, Fut>(attempt: impl FnMut() -> Fut) -> Result<T, ObjectError>
 where
     Fut: std::future::Future<Output = Result<T, ObjectError>>,
 {
-    let mut attempts = 1;
-    loop {
-        match attempt().await {
-            Err(e) if attempts < DEADLOCK_ATTEMPTS && is_deadlock(&e) => attempts += 1,
-            done => return done,
-        }
-    }
+    super::retry_deadlocks(is_deadlock, attempt).await
 }
 
 fn is_deadlock(e: &ObjectError) -> bool {
@@ -179,8 +169,7 @@ fn is_deadlock(e: &ObjectError) -> bool {
         return false;
     };
     e.downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::code)
-        == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        .is_some_and(super::is_deadlock)
 }
 
 fn random_id() -> String {
